@@ -1,0 +1,31 @@
+/* core/buf.h — a growable byte buffer, always NUL-terminated, for building SQL, COPY
+ * text, canonical encodings and messages. */
+#ifndef TFS_BUF_H
+#define TFS_BUF_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+typedef struct tfs_buf {
+    char *data; /* owned; "" before the first append */
+    size_t len, cap;
+    bool oom;   /* an append failed: the contents are incomplete */
+} tfs_buf;
+
+#define TFS_BUF_INIT {NULL, 0, 0, false}
+
+void tfs_buf_free(tfs_buf *b);
+/* Empties the buffer, keeping its memory. */
+void tfs_buf_reset(tfs_buf *b);
+/* Appends; on allocation failure sets b->oom and leaves b as it was. Return 0 or -1. */
+int tfs_buf_append(tfs_buf *b, const void *data, size_t len);
+int tfs_buf_puts(tfs_buf *b, const char *s);
+int tfs_buf_putc(tfs_buf *b, char c);
+int tfs_buf_printf(tfs_buf *b, const char *fmt, ...) TFS_PRINTF(2, 3);
+/* The contents as a C string (never NULL). */
+const char *tfs_buf_str(const tfs_buf *b);
+
+#endif

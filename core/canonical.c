@@ -1,0 +1,190 @@
+/* core/canonical.c — canonical encoding and content hashes; see canonical.h. */
+#include "canonical.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Normalises a plain decimal text: no sign for zero, no '+', no leading zeros, no trailing
+ * fractional zeros, no trailing point. Text that is not a plain decimal is kept as is. */
+static int put_decimal(tfs_buf *out, const char *s, size_t len)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    size_t int_start = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    size_t int_end = i, frac_start = i, frac_end = i;
+    if (i < len && s[i] == '.') {
+        frac_start = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        frac_end = i;
+    }
+    if (i != len || (int_end == int_start && frac_end == frac_start))
+        return tfs_buf_append(out, s, len); /* NaN, exponent form: keep */
+    while (int_start < int_end && s[int_start] == '0')
+        int_start++;
+    while (frac_end > frac_start && s[frac_end - 1] == '0')
+        frac_end--;
+    if (int_start == int_end && frac_end == frac_start)
+        return tfs_buf_putc(out, '0');
+    if (neg)
+        tfs_buf_putc(out, '-');
+    if (int_start == int_end)
+        tfs_buf_putc(out, '0');
+    else
+        tfs_buf_append(out, s + int_start, int_end - int_start);
+    if (frac_end > frac_start) {
+        tfs_buf_putc(out, '.');
+        tfs_buf_append(out, s + frac_start, frac_end - frac_start);
+    }
+    return out->oom ? -1 : 0;
+}
+
+static int put_double_as_decimal(tfs_buf *out, double d, int scale)
+{
+    char tmp[64];
+    if (!isfinite(d))
+        return tfs_buf_puts(out, isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
+    if (scale > 0 && scale < 30)
+        snprintf(tmp, sizeof tmp, "%.*f", scale, d);
+    else if (d == trunc(d) && fabs(d) < 9.2e18)
+        snprintf(tmp, sizeof tmp, "%" PRId64, (int64_t)d);
+    else
+        snprintf(tmp, sizeof tmp, "%.17g", d);
+    return put_decimal(out, tmp, strlen(tmp));
+}
+
+/* Timestamps: trailing fractional zeros and a bare trailing '.' are not significant. */
+static int put_timestamp(tfs_buf *out, const char *s, size_t len)
+{
+    const char *dot = memchr(s, '.', len);
+    if (!dot)
+        return tfs_buf_append(out, s, len);
+    size_t frac_start = (size_t)(dot - s) + 1, end = frac_start;
+    while (end < len && s[end] >= '0' && s[end] <= '9')
+        end++;
+    size_t keep = end;
+    while (keep > frac_start && s[keep - 1] == '0')
+        keep--;
+    tfs_buf_append(out, s, keep > frac_start ? keep : frac_start - 1);
+    return tfs_buf_append(out, s + end, len - end);
+}
+
+int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *field)
+{
+    char tmp[64];
+    tfs_sdk_type want = field ? field->type : v->type;
+    if (v->type == TFS_SDK_NULL)
+        return tfs_buf_append(out, "N;", 2);
+    switch (want) {
+    case TFS_SDK_BOOL:
+        if (v->type == TFS_SDK_BOOL)
+            return tfs_buf_puts(out, v->u.b ? "b1;" : "b0;");
+        break;
+    case TFS_SDK_INT64:
+    case TFS_SDK_FLOAT64:
+    case TFS_SDK_DECIMAL:
+        /* Numbers compare by value, whatever their representation. */
+        tfs_buf_putc(out, 'n');
+        if (v->type == TFS_SDK_INT64) {
+            snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+            tfs_buf_puts(out, tmp);
+        } else if (v->type == TFS_SDK_FLOAT64) {
+            put_double_as_decimal(out, v->u.f, want == TFS_SDK_DECIMAL ? field->scale : 0);
+        } else if (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT) {
+            put_decimal(out, v->u.s, v->len);
+        } else {
+            break;
+        }
+        return tfs_buf_putc(out, ';');
+    case TFS_SDK_TEXT: {
+        if (!tfs_type_is_text(v->type))
+            break;
+        size_t len = v->len;
+        while (len > 0 && v->u.s[len - 1] == ' ')
+            len--;
+        snprintf(tmp, sizeof tmp, "t%zu:", len);
+        tfs_buf_puts(out, tmp);
+        tfs_buf_append(out, v->u.s, len);
+        return tfs_buf_putc(out, ';');
+    }
+    case TFS_SDK_DATE:
+        if (!tfs_type_is_text(v->type))
+            break;
+        tfs_buf_putc(out, 'D');
+        tfs_buf_append(out, v->u.s, v->len < 10 ? v->len : 10);
+        return tfs_buf_putc(out, ';');
+    case TFS_SDK_TIMESTAMP:
+        if (!tfs_type_is_text(v->type))
+            break;
+        tfs_buf_putc(out, 'T');
+        put_timestamp(out, v->u.s, v->len);
+        return tfs_buf_putc(out, ';');
+    case TFS_SDK_JSON:
+        if (!tfs_type_is_text(v->type))
+            break;
+        snprintf(tmp, sizeof tmp, "j%u:", (unsigned)v->len);
+        tfs_buf_puts(out, tmp);
+        tfs_buf_append(out, v->u.s, v->len);
+        return tfs_buf_putc(out, ';');
+    case TFS_SDK_NULL:
+        break;
+    }
+    /* A value of another type than declared: encode it by its own type, tagged, so it
+     * never collides with a well-typed value. */
+    snprintf(tmp, sizeof tmp, "?%d:", (int)v->type);
+    tfs_buf_puts(out, tmp);
+    if (tfs_type_is_text(v->type))
+        tfs_buf_append(out, v->u.s, v->len);
+    else if (v->type == TFS_SDK_INT64)
+        tfs_buf_printf(out, "%" PRId64, v->u.i);
+    else if (v->type == TFS_SDK_FLOAT64)
+        tfs_buf_printf(out, "%.17g", v->u.f);
+    else if (v->type == TFS_SDK_BOOL)
+        tfs_buf_putc(out, v->u.b ? '1' : '0');
+    return tfs_buf_putc(out, ';');
+}
+
+int tfs_canonical_record(tfs_buf *out, const tfs_record *rec)
+{
+    tfs_buf_puts(out, rec->entity->name);
+    tfs_buf_putc(out, '{');
+    for (size_t i = 0; i < rec->n; i++) {
+        const tfs_sdk_field *f = &rec->entity->fields[i];
+        if (f->flags & TFS_SDK_FIELD_BOOKKEEPING)
+            continue;
+        tfs_canonical_value(out, &rec->values[i], f);
+    }
+    tfs_buf_putc(out, '}');
+    return out->oom ? -1 : 0;
+}
+
+uint64_t tfs_hash_bytes(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+uint64_t tfs_hash_records(tfs_buf *scratch, const tfs_record *const *recs, size_t n)
+{
+    tfs_buf_reset(scratch);
+    tfs_buf_puts(scratch, TFS_CANONICAL_VERSION);
+    for (size_t i = 0; i < n; i++)
+        tfs_canonical_record(scratch, recs[i]);
+    return tfs_hash_bytes(TFS_HASH_SEED, scratch->data, scratch->len);
+}
+
+void tfs_hash_hex(uint64_t h, char out[17])
+{
+    snprintf(out, 17, "%016" PRIx64, h);
+}

@@ -1,0 +1,107 @@
+/* core/http.h — the HTTP server: libmicrohttpd (epoll, internal thread pool, connection,
+ * per-IP, memory and timeout limits), request bodies buffered under a cap, API-key
+ * authentication with roles, routing by method and path pattern, and
+ * application/problem+json errors (RFC 9457). It knows nothing of syncs: the API's
+ * handlers are registered as routes (api.c).
+ */
+#ifndef TFS_HTTP_H
+#define TFS_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "error.h"
+
+typedef enum tfs_role {
+    TFS_ROLE_NONE = 0, /* no key needed (only /health) */
+    TFS_ROLE_READ = 1,
+    TFS_ROLE_OPERATE = 2,
+    TFS_ROLE_ADMIN = 3,
+} tfs_role;
+
+/* "read", "operate", "admin" -> role, or -1. */
+int tfs_role_from_name(const char *name);
+const char *tfs_role_name(tfs_role role);
+
+typedef struct tfs_api_key {
+    char *name;              /* the actor in the audit trail */
+    tfs_role role;
+    unsigned char sha256[32]; /* SHA-256 of the key; the key itself is never stored */
+} tfs_api_key;
+
+typedef struct tfs_http_config {
+    const char *address;  /* "127.0.0.1", "0.0.0.0", "::1"; NULL = 127.0.0.1 */
+    uint16_t port;        /* 0 = any free port */
+    unsigned threads;     /* thread pool size (default 2) */
+    size_t max_body;      /* bytes; a larger body gets 413 (default 1 MiB) */
+    unsigned max_connections;        /* default 256 */
+    unsigned max_connections_per_ip; /* default 64 */
+    unsigned connection_timeout_s;   /* default 30 */
+    size_t connection_memory;        /* per-connection memory limit (default 64 KiB) */
+    const tfs_api_key *keys;
+    size_t n_keys;
+    const char *tls_cert_file; /* both set: HTTPS */
+    const char *tls_key_file;
+} tfs_http_config;
+
+typedef struct tfs_http_request {
+    const char *method;
+    const char *path;
+    const char *params[4]; /* the {captures} of the route's pattern, in order */
+    size_t n_params;
+    const char *body; /* NUL-terminated, body_len bytes; "" when there is none */
+    size_t body_len;
+    const char *actor; /* the key's name; NULL on a route without auth */
+    tfs_role role;
+    void *conn; /* private: the libmicrohttpd connection, for query arguments */
+} tfs_http_request;
+
+/* A query argument ("?pair=x"), borrowed for the request, or NULL. */
+const char *tfs_http_query(const tfs_http_request *req, const char *name);
+
+typedef struct tfs_http_response {
+    int status;
+    json_t *json;      /* owned: the response body as JSON, or */
+    char *text;        /* owned (malloc): a text body, with */
+    const char *content_type; /* static; default application/json */
+    char location[256];       /* a Location header when not empty */
+} tfs_http_response;
+
+/* Sets resp to a problem+json: type is a short stable slug, becoming
+ * "https://terrafusion.dev/problems/<slug>"; title is fixed per type; detail says what was
+ * wrong and how to fix it. Returns 0. */
+int tfs_http_problem(tfs_http_response *resp, int status, const char *type, const char *title,
+                     const char *detail_fmt, ...) TFS_PRINTF(5, 6);
+/* Sets resp to a JSON body (takes the reference). Returns 0. */
+int tfs_http_json(tfs_http_response *resp, int status, json_t *body);
+
+/* A handler fills resp; it is called on a server thread and must not block on a sync. */
+typedef void (*tfs_http_handler)(const tfs_http_request *req, tfs_http_response *resp,
+                                 void *ctx);
+
+typedef struct tfs_http_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/sync/status/{run_id}": a {capture} matches one segment */
+    tfs_role min_role;
+    tfs_http_handler handler;
+} tfs_http_route;
+
+typedef struct tfs_http_server tfs_http_server;
+
+/* Starts serving. Routes and ctx must outlive the server. A path no route matches gets
+ * 404; a path that matches with another method gets 405 with an Allow header; a request
+ * without a valid key on a route that needs one gets 401 (with WWW-Authenticate: Bearer),
+ * a key with too small a role 403. */
+int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, size_t n_routes,
+                   void *ctx, tfs_http_server **out, tfs_error *err);
+/* The port bound (useful with port 0). */
+uint16_t tfs_http_port(const tfs_http_server *srv);
+/* Stops serving and frees the server; accepts NULL. */
+void tfs_http_stop(tfs_http_server *srv);
+
+/* SHA-256 of a key, for config loading and checks. */
+void tfs_http_key_hash(const char *key, unsigned char out[32]);
+
+#endif

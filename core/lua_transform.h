@@ -1,0 +1,60 @@
+/* core/lua_transform.h — the sandboxed Lua 5.4 runtime that maps source records to target
+ * records with the analyst's scripts in the transform directory.
+ *
+ * One tfs_lua per worker thread (a lua_State is not thread-safe). Scripts are loaded as
+ * text only, on first use, and reloaded when their file changes, without a restart.
+ *
+ * Script contract: a script defines a global function map(rec) that gets the source record
+ * as a table and returns a table keyed by target entity name, each value a record table or
+ * a list of record tables, e.g. `return { pardat = {...}, asmt = {...} }`; nil or {} means
+ * no target record. Source nulls arrive as tf.null (so a null field stays a field); in the
+ * output nil and tf.null both mean null. Decimals arrive as Lua numbers (integers when they
+ * have no fractional part). JSON values arrive as tables; arrays keep an array marker so an
+ * empty array stays an array.
+ */
+#ifndef TFS_LUA_TRANSFORM_H
+#define TFS_LUA_TRANSFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "error.h"
+#include "record.h"
+
+typedef struct tfs_lua_limits {
+    size_t memory_bytes;   /* cap of the state's allocator (default 64 MiB) */
+    uint64_t instructions; /* budget per map() call (default 10,000,000) */
+    size_t max_string;     /* longest string an output field may hold (default 1 MiB) */
+} tfs_lua_limits;
+
+typedef struct tfs_lua tfs_lua;
+
+typedef struct tfs_lua_output {
+    tfs_record **recs; /* in the arena passed to tfs_lua_map, positional against targets */
+    size_t n;
+} tfs_lua_output;
+
+/* Creates a runtime over the transform directory (scripts, lookups/). limits may be NULL
+ * for the defaults. Returns 0 or TFS_ENOMEM/TFS_EINVAL. */
+int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int roll_year,
+                tfs_lua **out, tfs_error *err);
+/* Frees the runtime; accepts NULL. */
+void tfs_lua_free(tfs_lua *L);
+
+/* Loads (or reloads, when changed on disk) a script by its file name relative to the
+ * transform directory, and checks that it defines map(). Errors carry the file and line. */
+int tfs_lua_load(tfs_lua *L, const char *script, tfs_error *err);
+
+/* Maps one source record with the script. targets are the entities the script may produce;
+ * output records are allocated in arena and typed loosely from Lua (integer -> INT64,
+ * float -> FLOAT64, string -> TEXT, boolean -> BOOL, table -> JSON, nil/tf.null -> NULL)
+ * for the validator to coerce to the declared types. key is the source record's key, put
+ * into error messages. An unknown entity or field name, a script error, the instruction
+ * budget or the memory cap fail the call with TFS_EINVAL or TFS_ELIMIT and a message like
+ * `pacs_to_cama.lua:42: attempt to index a nil value (field 'x') (record 10042|2026)`. */
+int tfs_lua_map(tfs_lua *L, const char *script, const tfs_record *src, const char *key,
+                const tfs_sdk_entity *const *targets, size_t n_targets, tfs_arena *arena,
+                tfs_lua_output *out, tfs_error *err);
+
+#endif

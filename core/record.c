@@ -1,0 +1,301 @@
+/* core/record.c — typed records and batches, and the SDK host functions over them. */
+#include "record.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "buf.h"
+#include "canonical.h"
+
+static const char *const type_names[] = {
+    [TFS_SDK_NULL] = "null",      [TFS_SDK_BOOL] = "bool",
+    [TFS_SDK_INT64] = "int64",    [TFS_SDK_FLOAT64] = "float64",
+    [TFS_SDK_DECIMAL] = "decimal", [TFS_SDK_TEXT] = "text",
+    [TFS_SDK_DATE] = "date",      [TFS_SDK_TIMESTAMP] = "timestamp",
+    [TFS_SDK_JSON] = "json",
+};
+
+const char *tfs_type_name(tfs_sdk_type t)
+{
+    if ((unsigned)t < sizeof type_names / sizeof type_names[0])
+        return type_names[t];
+    return "unknown";
+}
+
+int tfs_type_from_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
+        if (strcmp(type_names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+tfs_record *tfs_record_new(tfs_arena *a, const tfs_sdk_entity *entity)
+{
+    tfs_record *r = tfs_arena_alloc(a, sizeof *r);
+    if (!r)
+        return NULL;
+    r->entity = entity;
+    r->arena = a;
+    r->n = entity->n_fields;
+    r->values = tfs_arena_calloc(a, r->n ? r->n : 1, sizeof(tfs_value));
+    return r->values ? r : NULL;
+}
+
+int tfs_entity_field_index(const tfs_sdk_entity *entity, const char *name)
+{
+    for (size_t i = 0; i < entity->n_fields; i++)
+        if (strcmp(entity->fields[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+tfs_record *tfs_record_copy(tfs_arena *a, const tfs_record *rec)
+{
+    tfs_record *r = tfs_record_new(a, rec->entity);
+    if (!r)
+        return NULL;
+    for (size_t i = 0; i < rec->n; i++) {
+        r->values[i] = rec->values[i];
+        if (tfs_type_is_text(rec->values[i].type)) {
+            r->values[i].u.s = tfs_arena_strndup(a, rec->values[i].u.s, rec->values[i].len);
+            if (!r->values[i].u.s)
+                return NULL;
+        }
+    }
+    return r;
+}
+
+int tfs_record_set_text(tfs_record *rec, size_t field, tfs_sdk_type type, const char *s,
+                        size_t len)
+{
+    if (field >= rec->n || !tfs_type_is_text(type) || !s || len > UINT32_MAX)
+        return -1;
+    char *copy = tfs_arena_strndup(rec->arena, s, len);
+    if (!copy)
+        return -1;
+    rec->values[field] = (tfs_value){.type = type, .len = (uint32_t)len, .u.s = copy};
+    return 0;
+}
+
+void tfs_batch_init(tfs_batch *b, tfs_arena *a, const tfs_sdk_entity *entity)
+{
+    memset(b, 0, sizeof *b);
+    b->arena = a;
+    b->entity = entity;
+}
+
+char *tfs_record_key(tfs_arena *a, const tfs_record *rec)
+{
+    tfs_buf kb = TFS_BUF_INIT, vb = TFS_BUF_INIT;
+    int first = 1;
+    for (size_t i = 0; i < rec->n; i++) {
+        const tfs_sdk_field *f = &rec->entity->fields[i];
+        if (!(f->flags & TFS_SDK_FIELD_KEY))
+            continue;
+        if (!first)
+            tfs_buf_putc(&kb, '|');
+        first = 0;
+        const tfs_value *v = &rec->values[i];
+        tfs_buf_reset(&vb);
+        if (v->type == TFS_SDK_INT64)
+            tfs_buf_printf(&vb, "%" PRId64, v->u.i);
+        else if (tfs_type_is_text(v->type))
+            tfs_buf_append(&vb, v->u.s, v->len);
+        else if (v->type == TFS_SDK_NULL)
+            tfs_buf_puts(&vb, "\\N");
+        else
+            tfs_canonical_value(&vb, v, NULL);
+        for (size_t j = 0; j < vb.len; j++) {
+            char c = vb.data[j];
+            if (c == '|' || (c == '\\' && v->type != TFS_SDK_NULL))
+                tfs_buf_putc(&kb, '\\');
+            tfs_buf_putc(&kb, c);
+        }
+    }
+    char *out = kb.oom ? NULL : tfs_arena_strndup(a, tfs_buf_str(&kb), kb.len);
+    tfs_buf_free(&kb);
+    tfs_buf_free(&vb);
+    return out;
+}
+
+json_t *tfs_record_to_json(const tfs_record *rec)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < rec->n; i++) {
+        const tfs_value *v = &rec->values[i];
+        json_t *j = NULL;
+        switch (v->type) {
+        case TFS_SDK_NULL: j = json_null(); break;
+        case TFS_SDK_BOOL: j = json_boolean(v->u.b); break;
+        case TFS_SDK_INT64: j = json_integer(v->u.i); break;
+        case TFS_SDK_FLOAT64: j = json_real(v->u.f); break;
+        case TFS_SDK_JSON:
+            j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+            if (!j)
+                j = json_stringn(v->u.s, v->len);
+            break;
+        default: j = json_stringn(v->u.s, v->len); break;
+        }
+        if (!j || json_object_set_new(o, rec->entity->fields[i].name, j) < 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+/* ---- SDK host functions ---------------------------------------------------------- */
+
+struct tfs_sdk_results; /* defined by the pipeline's writer */
+
+static tfs_sdk_record *host_batch_add(tfs_sdk_batch *b)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        tfs_record **recs = tfs_arena_alloc(b->arena, cap * sizeof *recs);
+        if (!recs) {
+            b->oom = true;
+            return NULL;
+        }
+        if (b->n)
+            memcpy(recs, b->recs, b->n * sizeof *recs);
+        b->recs = recs;
+        b->cap = cap;
+    }
+    tfs_record *r = tfs_record_new(b->arena, b->entity);
+    if (!r) {
+        b->oom = true;
+        return NULL;
+    }
+    b->recs[b->n++] = r;
+    return r;
+}
+
+static int host_batch_set_cursor(tfs_sdk_batch *b, const void *cursor, size_t len)
+{
+    unsigned char *c = tfs_arena_alloc(b->arena, len ? len : 1);
+    if (!c)
+        return -1;
+    if (len)
+        memcpy(c, cursor, len);
+    b->cursor = c;
+    b->cursor_len = len;
+    b->cursor_set = true;
+    return 0;
+}
+
+static void host_batch_set_done(tfs_sdk_batch *b)
+{
+    b->done = true;
+}
+
+static int host_set_null(tfs_sdk_record *r, size_t f)
+{
+    if (f >= r->n)
+        return -1;
+    r->values[f] = (tfs_value){.type = TFS_SDK_NULL};
+    return 0;
+}
+
+static int host_set_bool(tfs_sdk_record *r, size_t f, int v)
+{
+    if (f >= r->n)
+        return -1;
+    r->values[f] = (tfs_value){.type = TFS_SDK_BOOL, .u.b = v != 0};
+    return 0;
+}
+
+static int host_set_int(tfs_sdk_record *r, size_t f, int64_t v)
+{
+    if (f >= r->n)
+        return -1;
+    r->values[f] = (tfs_value){.type = TFS_SDK_INT64, .u.i = v};
+    return 0;
+}
+
+static int host_set_float(tfs_sdk_record *r, size_t f, double v)
+{
+    if (f >= r->n)
+        return -1;
+    r->values[f] = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = v};
+    return 0;
+}
+
+static int host_set_text(tfs_sdk_record *r, size_t f, tfs_sdk_type type, const char *s,
+                         size_t len)
+{
+    if (!s)
+        return -1;
+    if (len == (size_t)-1)
+        len = strlen(s);
+    return tfs_record_set_text(r, f, type, s, len);
+}
+
+static size_t host_n_fields(const tfs_sdk_record *r)
+{
+    return r->n;
+}
+
+static tfs_sdk_type host_type(const tfs_sdk_record *r, size_t f)
+{
+    return f < r->n ? r->values[f].type : TFS_SDK_NULL;
+}
+
+static int host_get_bool(const tfs_sdk_record *r, size_t f)
+{
+    return f < r->n && r->values[f].type == TFS_SDK_BOOL ? r->values[f].u.b : 0;
+}
+
+static int64_t host_get_int(const tfs_sdk_record *r, size_t f)
+{
+    if (f >= r->n)
+        return 0;
+    if (r->values[f].type == TFS_SDK_INT64)
+        return r->values[f].u.i;
+    if (r->values[f].type == TFS_SDK_FLOAT64)
+        return (int64_t)r->values[f].u.f;
+    return 0;
+}
+
+static double host_get_float(const tfs_sdk_record *r, size_t f)
+{
+    if (f >= r->n)
+        return 0;
+    if (r->values[f].type == TFS_SDK_FLOAT64)
+        return r->values[f].u.f;
+    if (r->values[f].type == TFS_SDK_INT64)
+        return (double)r->values[f].u.i;
+    return 0;
+}
+
+static const char *host_get_text(const tfs_sdk_record *r, size_t f, size_t *len)
+{
+    if (f >= r->n || !tfs_type_is_text(r->values[f].type))
+        return NULL;
+    if (len)
+        *len = r->values[f].len;
+    return r->values[f].u.s;
+}
+
+void tfs_record_fill_host(tfs_sdk_host *h)
+{
+    h->batch_add = host_batch_add;
+    h->batch_set_cursor = host_batch_set_cursor;
+    h->batch_set_done = host_batch_set_done;
+    h->rec_set_null = host_set_null;
+    h->rec_set_bool = host_set_bool;
+    h->rec_set_int = host_set_int;
+    h->rec_set_float = host_set_float;
+    h->rec_set_text = host_set_text;
+    h->rec_n_fields = host_n_fields;
+    h->rec_type = host_type;
+    h->rec_get_bool = host_get_bool;
+    h->rec_get_int = host_get_int;
+    h->rec_get_float = host_get_float;
+    h->rec_get_text = host_get_text;
+}

@@ -1,0 +1,90 @@
+/* core/record.h — typed values, records and batches: the host side of the SDK's opaque
+ * tfs_sdk_record and tfs_sdk_batch.
+ *
+ * A record is positional against the entity that describes it: values[i] is the value of
+ * entity->fields[i]. Records and their text live in an arena (the batch's), never malloc'd
+ * one by one. Text values are NUL-terminated and carry their length.
+ */
+#ifndef TFS_RECORD_H
+#define TFS_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../sdk/tfsync_plugin.h"
+#include "arena.h"
+
+typedef struct tfs_value {
+    tfs_sdk_type type;
+    uint32_t len; /* text types: bytes, without the NUL */
+    union {
+        int b;
+        int64_t i;
+        double f;
+        const char *s; /* DECIMAL, TEXT, DATE, TIMESTAMP, JSON */
+    } u;
+} tfs_value;
+
+/* The definition of the SDK's opaque record. */
+struct tfs_sdk_record {
+    const tfs_sdk_entity *entity;
+    tfs_arena *arena; /* where its text lives and where setters copy to */
+    size_t n;
+    tfs_value *values;
+};
+typedef struct tfs_sdk_record tfs_record;
+
+/* The definition of the SDK's opaque batch: what cb_read and cb_fetch fill. */
+struct tfs_sdk_batch {
+    tfs_arena *arena; /* borrowed: records and cursor live here */
+    const tfs_sdk_entity *entity;
+    tfs_record **recs;
+    size_t n, cap;
+    unsigned char *cursor;
+    size_t cursor_len;
+    bool cursor_set;
+    bool done;
+    bool oom;
+};
+typedef struct tfs_sdk_batch tfs_batch;
+
+static inline bool tfs_type_is_text(tfs_sdk_type t)
+{
+    return t == TFS_SDK_DECIMAL || t == TFS_SDK_TEXT || t == TFS_SDK_DATE ||
+           t == TFS_SDK_TIMESTAMP || t == TFS_SDK_JSON;
+}
+
+/* "null", "bool", "int64", "float64", "decimal", "text", "date", "timestamp", "json". */
+const char *tfs_type_name(tfs_sdk_type t);
+/* The type of a name above, or -1. */
+int tfs_type_from_name(const char *name);
+
+/* A new record of the entity with every field null, in the arena; NULL when out of memory. */
+tfs_record *tfs_record_new(tfs_arena *a, const tfs_sdk_entity *entity);
+/* The index of a field by name, or -1. */
+int tfs_entity_field_index(const tfs_sdk_entity *entity, const char *name);
+/* Copies a record (and its text) into another arena. */
+tfs_record *tfs_record_copy(tfs_arena *a, const tfs_record *rec);
+
+/* Sets a text-typed value, copied into the record's arena. Returns 0 or -1. */
+int tfs_record_set_text(tfs_record *rec, size_t field, tfs_sdk_type type,
+                        const char *s, size_t len);
+
+/* Prepares a batch of the entity over the arena. */
+void tfs_batch_init(tfs_batch *b, tfs_arena *a, const tfs_sdk_entity *entity);
+
+/* The key of a record as stable text: the key fields' canonical values joined by '|'
+ * (with '|' and '\\' escaped), e.g. "10042|2026". In the arena; NULL when out of memory. */
+char *tfs_record_key(tfs_arena *a, const tfs_record *rec);
+
+/* The SDK host functions over these types, for plugin_host.c to put in the host table. */
+void tfs_record_fill_host(tfs_sdk_host *host);
+
+
+
+#include <jansson.h>
+/* The record as a JSON object {field: value} (new reference; NULL when out of memory).
+ * DECIMAL stays a string so that no digit is lost; JSON values are embedded parsed. */
+json_t *tfs_record_to_json(const tfs_record *rec);
+#endif

@@ -1,0 +1,2 @@
+/* tests/support/empty.c — keeps the support library non-empty. */
+typedef int tfs_test_support_empty;
