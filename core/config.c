@@ -1,0 +1,576 @@
+/* core/config.c — loading and checking the config file; see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Where in the document a check is: a JSON path built as we descend. */
+typedef struct path {
+    char text[256];
+} path;
+
+static path path_key(const path *p, const char *key)
+{
+    path out;
+    if (p->text[0])
+        snprintf(out.text, sizeof out.text, "%s.%s", p->text, key);
+    else
+        snprintf(out.text, sizeof out.text, "%s", key);
+    return out;
+}
+
+static path path_index(const path *p, size_t i)
+{
+    path out;
+    snprintf(out.text, sizeof out.text, "%s[%zu]", p->text, i);
+    return out;
+}
+
+static int fail(tfs_error *err, const path *p, const char *fmt, ...) TFS_PRINTF(3, 4);
+static int fail(tfs_error *err, const path *p, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return tfs_error_set(err, TFS_EINVAL, "%s: %s", p->text[0] ? p->text : "(top level)", msg);
+}
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+/* Refuses keys of obj that are not in allowed (NULL-terminated). */
+static int check_keys(const json_t *obj, const path *p, const char *const *allowed,
+                      tfs_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(*a, key) == 0;
+        if (!ok) {
+            path kp = path_key(p, key);
+            char list[256] = "";
+            for (const char *const *a = allowed; *a; a++) {
+                strncat(list, *a, sizeof list - strlen(list) - 1);
+                if (a[1])
+                    strncat(list, ", ", sizeof list - strlen(list) - 1);
+            }
+            fail(err, &kp, "unknown key");
+            tfs_error_hint(err, "the keys allowed here are: %s", list);
+            return TFS_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int get_object(const json_t *parent, const path *p, const char *key, int required,
+                      const json_t **out, tfs_error *err)
+{
+    const json_t *v = json_object_get(parent, key);
+    path kp = path_key(p, key);
+    *out = NULL;
+    if (!v)
+        return required ? fail(err, &kp, "missing (an object is required)") : 0;
+    if (!json_is_object(v))
+        return fail(err, &kp, "must be an object, not %s", json_kind(v));
+    *out = v;
+    return 0;
+}
+
+static int get_string(const json_t *parent, const path *p, const char *key, int required,
+                      const char *def, char **out, tfs_error *err)
+{
+    const json_t *v = json_object_get(parent, key);
+    path kp = path_key(p, key);
+    *out = NULL;
+    if (!v) {
+        if (required)
+            return fail(err, &kp, "missing (a string is required)");
+        if (def && !(*out = strdup(def)))
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        return 0;
+    }
+    if (!json_is_string(v))
+        return fail(err, &kp, "must be a string, not %s", json_kind(v));
+    if (json_string_length(v) == 0 && required)
+        return fail(err, &kp, "must not be empty");
+    if (!(*out = strdup(json_string_value(v))))
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int get_int(const json_t *parent, const path *p, const char *key, long long def,
+                   long long min, long long max, long long *out, tfs_error *err)
+{
+    const json_t *v = json_object_get(parent, key);
+    path kp = path_key(p, key);
+    *out = def;
+    if (!v)
+        return 0;
+    if (!json_is_integer(v))
+        return fail(err, &kp, "must be an integer, not %s", json_kind(v));
+    long long x = json_integer_value(v);
+    if (x < min || x > max)
+        return fail(err, &kp, "%lld is out of range (%lld to %lld)", x, min, max);
+    *out = x;
+    return 0;
+}
+
+/* Makes a path relative to the config's folder absolute. */
+static char *resolve(const char *dir, const char *p)
+{
+    if (!p)
+        return NULL;
+    if (p[0] == '/' || !dir)
+        return strdup(p);
+    size_t n = strlen(dir) + strlen(p) + 2;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s/%s", dir, p);
+    return out;
+}
+
+static int resolve_in_place(const char *dir, char **p, tfs_error *err)
+{
+    if (!*p)
+        return 0;
+    char *r = resolve(dir, *p);
+    if (!r)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    free(*p);
+    *p = r;
+    return 0;
+}
+
+static int is_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int parse_keys(const json_t *root, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const allowed[] = {"name", "role", "sha256", NULL};
+    path top = {""};
+    path kp = path_key(&top, "api_keys");
+    const json_t *keys = json_object_get(root, "api_keys");
+    if (!keys)
+        return 0;
+    if (!json_is_array(keys))
+        return fail(err, &kp, "must be an array, not %s", json_kind(keys));
+    cfg->keys = calloc(json_array_size(keys) + 1, sizeof *cfg->keys);
+    if (!cfg->keys)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) {
+        path ip = path_index(&kp, i);
+        if (!json_is_object(k))
+            return fail(err, &ip, "must be an object, not %s", json_kind(k));
+        int rc = check_keys(k, &ip, allowed, err);
+        if (rc)
+            return rc;
+        tfs_api_key *key = &cfg->keys[cfg->n_keys++];
+        char *role = NULL, *hex = NULL;
+        if ((rc = get_string(k, &ip, "name", 1, NULL, &key->name, err)) ||
+            (rc = get_string(k, &ip, "role", 1, NULL, &role, err)) ||
+            (rc = get_string(k, &ip, "sha256", 1, NULL, &hex, err))) {
+            free(role);
+            free(hex);
+            return rc;
+        }
+        int r = tfs_role_from_name(role);
+        if (r <= 0) {
+            path rp = path_key(&ip, "role");
+            fail(err, &rp, "unknown role \"%s\"", role);
+            tfs_error_hint(err, "use \"read\", \"operate\" or \"admin\"");
+            free(role);
+            free(hex);
+            return TFS_EINVAL;
+        }
+        key->role = (tfs_role)r;
+        int bad = strlen(hex) != 64;
+        for (size_t j = 0; !bad && j < 32; j++) {
+            int hi = hex_value(hex[2 * j]), lo = hex_value(hex[2 * j + 1]);
+            if (hi < 0 || lo < 0)
+                bad = 1;
+            else
+                key->sha256[j] = (unsigned char)(hi << 4 | lo);
+        }
+        free(role);
+        free(hex);
+        if (bad) {
+            path hp = path_key(&ip, "sha256");
+            fail(err, &hp, "must be 64 hexadecimal digits");
+            tfs_error_hint(err, "store the SHA-256 of the key, e.g. printf %%s KEY | sha256sum");
+            return TFS_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int parse_systems(const json_t *root, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const allowed[] = {"plugin", "settings", NULL};
+    path top = {""};
+    const json_t *systems;
+    int rc = get_object(root, &top, "systems", 1, &systems, err);
+    if (rc)
+        return rc;
+    path sp = path_key(&top, "systems");
+    cfg->systems = calloc(json_object_size(systems) + 1, sizeof *cfg->systems);
+    if (!cfg->systems)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    const char *name;
+    json_t *s;
+    json_object_foreach((json_t *)systems, name, s) {
+        path np = path_key(&sp, name);
+        tfs_config_system *sys = &cfg->systems[cfg->n_systems++];
+        if (!(sys->name = strdup(name)))
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        if (!is_name(name))
+            return fail(err, &np, "a system name may only hold a-z, 0-9, '-' and '_'");
+        if (!json_is_object(s))
+            return fail(err, &np, "must be an object, not %s", json_kind(s));
+        if ((rc = check_keys(s, &np, allowed, err)) ||
+            (rc = get_string(s, &np, "plugin", 1, NULL, &sys->plugin, err)))
+            return rc;
+        const json_t *settings;
+        if ((rc = get_object(s, &np, "settings", 0, &settings, err)))
+            return rc;
+        sys->settings = settings ? json_deep_copy(settings) : json_object();
+        if (!sys->settings)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int parse_entity(const json_t *e, const path *ep, const tfs_config *cfg,
+                        tfs_config_entity *ent, tfs_error *err)
+{
+    static const char *const allowed[] = {"source", "targets", "script", NULL};
+    int rc;
+    if (!json_is_object(e))
+        return fail(err, ep, "must be an object, not %s", json_kind(e));
+    if ((rc = check_keys(e, ep, allowed, err)) ||
+        (rc = get_string(e, ep, "source", 1, NULL, &ent->source, err)) ||
+        (rc = get_string(e, ep, "script", 1, NULL, &ent->script, err)))
+        return rc;
+    path tp = path_key(ep, "targets");
+    const json_t *targets = json_object_get(e, "targets");
+    if (!targets || !json_is_array(targets) || json_array_size(targets) == 0)
+        return fail(err, &tp, "must be a non-empty array of target entity names");
+    ent->targets = calloc(json_array_size(targets), sizeof *ent->targets);
+    if (!ent->targets)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    size_t i;
+    json_t *t;
+    json_array_foreach(targets, i, t) {
+        if (!json_is_string(t)) {
+            path ip = path_index(&tp, i);
+            return fail(err, &ip, "must be a string, not %s", json_kind(t));
+        }
+        if (!(ent->targets[ent->n_targets++] = strdup(json_string_value(t))))
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    /* The script must exist now: a typo found at the first run is found too late. */
+    path sp = path_key(ep, "script");
+    if (strstr(ent->script, "..") || ent->script[0] == '/')
+        return fail(err, &sp, "\"%s\" must be a file name inside the transform directory",
+                    ent->script);
+    char *full = resolve(cfg->transform_dir, ent->script);
+    if (!full)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    struct stat st;
+    int missing = stat(full, &st) != 0 || !S_ISREG(st.st_mode);
+    free(full);
+    if (missing) {
+        fail(err, &sp, "no such file \"%s\" in the transform directory \"%s\"", ent->script,
+             cfg->transform_dir);
+        tfs_error_hint(err, "put the script in transform_dir or fix its name");
+        return TFS_EINVAL;
+    }
+    return 0;
+}
+
+static int parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const allowed[] = {"name", "source", "target", "batch_size", "entities",
+                                          NULL};
+    path top = {""};
+    path pp = path_key(&top, "pairs");
+    const json_t *pairs = json_object_get(root, "pairs");
+    if (!pairs)
+        return fail(err, &pp, "missing (an array of pairs is required)");
+    if (!json_is_array(pairs))
+        return fail(err, &pp, "must be an array, not %s", json_kind(pairs));
+    cfg->pairs = calloc(json_array_size(pairs) + 1, sizeof *cfg->pairs);
+    if (!cfg->pairs)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    size_t i;
+    json_t *p;
+    json_array_foreach(pairs, i, p) {
+        path ip = path_index(&pp, i);
+        int rc;
+        if (!json_is_object(p))
+            return fail(err, &ip, "must be an object, not %s", json_kind(p));
+        tfs_config_pair *pair = &cfg->pairs[cfg->n_pairs++];
+        long long batch;
+        if ((rc = check_keys(p, &ip, allowed, err)) ||
+            (rc = get_string(p, &ip, "name", 1, NULL, &pair->name, err)) ||
+            (rc = get_string(p, &ip, "source", 1, NULL, &pair->source, err)) ||
+            (rc = get_string(p, &ip, "target", 1, NULL, &pair->target, err)) ||
+            (rc = get_int(p, &ip, "batch_size", 1000, 1, 100000, &batch, err)))
+            return rc;
+        pair->batch_size = (size_t)batch;
+        path np = path_key(&ip, "name");
+        if (!is_name(pair->name))
+            return fail(err, &np, "\"%s\" may only hold a-z, 0-9, '-' and '_'", pair->name);
+        for (size_t j = 0; j + 1 < cfg->n_pairs; j++)
+            if (strcmp(cfg->pairs[j].name, pair->name) == 0)
+                return fail(err, &np, "a pair named \"%s\" is already defined at pairs[%zu]",
+                            pair->name, j);
+        const char *roles[] = {"source", "target"};
+        const char *names[] = {pair->source, pair->target};
+        for (int r = 0; r < 2; r++) {
+            if (!tfs_config_system_get(cfg, names[r])) {
+                path rp = path_key(&ip, roles[r]);
+                fail(err, &rp, "unknown system \"%s\"", names[r]);
+                tfs_error_hint(err, "define it under \"systems\" or fix the name");
+                return TFS_EINVAL;
+            }
+        }
+        path ep = path_key(&ip, "entities");
+        const json_t *ents = json_object_get(p, "entities");
+        if (!ents || !json_is_array(ents) || json_array_size(ents) == 0)
+            return fail(err, &ep, "must be a non-empty array of entity mappings");
+        pair->entities = calloc(json_array_size(ents), sizeof *pair->entities);
+        if (!pair->entities)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        size_t j;
+        json_t *e;
+        json_array_foreach(ents, j, e) {
+            path jp = path_index(&ep, j);
+            pair->n_entities++;
+            if ((rc = parse_entity(e, &jp, cfg, &pair->entities[j], err)))
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_error *err)
+{
+    static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
+                                          "roll_year", "workers", "lua", "api_keys",
+                                          "systems", "pairs", NULL};
+    static const char *const listen_keys[] = {"address", "port", "ready_file", "threads",
+                                              "max_body_bytes", "tls_cert_file",
+                                              "tls_key_file", NULL};
+    static const char *const state_keys[] = {"conninfo", NULL};
+    static const char *const lua_keys[] = {"memory_bytes", "instructions", "max_string", NULL};
+    path top = {""};
+    int rc;
+    *out = NULL;
+    if (!json_is_object(root))
+        return fail(err, &top, "the config must be a JSON object, not %s", json_kind(root));
+    tfs_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if (dir && !(cfg->dir = strdup(dir))) {
+        rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        goto out;
+    }
+    const json_t *listen, *state, *lua;
+    long long port, threads, max_body, roll_year, workers, lmem, lins, lstr;
+    path lp = path_key(&top, "listen"), sp = path_key(&top, "state"),
+         up = path_key(&top, "lua");
+    if ((rc = check_keys(root, &top, allowed, err)) ||
+        (rc = get_object(root, &top, "listen", 0, &listen, err)) ||
+        (rc = get_object(root, &top, "state", 1, &state, err)) ||
+        (rc = get_object(root, &top, "lua", 0, &lua, err)))
+        goto out;
+    static const json_t *empty;
+    if (!empty)
+        empty = json_object();
+    if (!listen)
+        listen = empty;
+    if (!lua)
+        lua = empty;
+    if ((rc = check_keys(listen, &lp, listen_keys, err)) ||
+        (rc = get_string(listen, &lp, "address", 0, "127.0.0.1", &cfg->listen_address, err)) ||
+        (rc = get_int(listen, &lp, "port", 8080, 0, 65535, &port, err)) ||
+        (rc = get_string(listen, &lp, "ready_file", 0, NULL, &cfg->ready_file, err)) ||
+        (rc = get_int(listen, &lp, "threads", 2, 1, 64, &threads, err)) ||
+        (rc = get_int(listen, &lp, "max_body_bytes", 1 << 20, 1024, 64 << 20, &max_body, err)) ||
+        (rc = get_string(listen, &lp, "tls_cert_file", 0, NULL, &cfg->tls_cert_file, err)) ||
+        (rc = get_string(listen, &lp, "tls_key_file", 0, NULL, &cfg->tls_key_file, err)) ||
+        (rc = check_keys(state, &sp, state_keys, err)) ||
+        (rc = get_string(state, &sp, "conninfo", 1, NULL, &cfg->state_conninfo, err)) ||
+        (rc = get_string(root, &top, "plugin_dir", 1, NULL, &cfg->plugin_dir, err)) ||
+        (rc = get_string(root, &top, "transform_dir", 1, NULL, &cfg->transform_dir, err)) ||
+        (rc = get_int(root, &top, "roll_year", 0, 1900, 2200, &roll_year, err)) ||
+        (rc = get_int(root, &top, "workers", 2, 1, 64, &workers, err)) ||
+        (rc = check_keys(lua, &up, lua_keys, err)) ||
+        (rc = get_int(lua, &up, "memory_bytes", 64 << 20, 1 << 20, 1LL << 32, &lmem, err)) ||
+        (rc = get_int(lua, &up, "instructions", 10000000, 1000, 1LL << 40, &lins, err)) ||
+        (rc = get_int(lua, &up, "max_string", 1 << 20, 64, 1LL << 30, &lstr, err)))
+        goto out;
+    if (!json_object_get(root, "roll_year")) {
+        path rp = path_key(&top, "roll_year");
+        rc = fail(err, &rp, "missing (the tax roll year, e.g. 2026, is required)");
+        tfs_error_hint(err, "the roll year comes from the config, never from the clock");
+        goto out;
+    }
+    if (!!cfg->tls_cert_file != !!cfg->tls_key_file) {
+        rc = fail(err, &lp, "tls_cert_file and tls_key_file go together");
+        goto out;
+    }
+    cfg->port = (uint16_t)port;
+    cfg->http_threads = (unsigned)threads;
+    cfg->max_body = (size_t)max_body;
+    cfg->roll_year = (int)roll_year;
+    cfg->workers = (unsigned)workers;
+    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr};
+    if ((rc = resolve_in_place(cfg->dir, &cfg->ready_file, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->plugin_dir, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->transform_dir, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->tls_cert_file, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->tls_key_file, err)))
+        goto out;
+    const char *dirs[] = {cfg->plugin_dir, cfg->transform_dir};
+    const char *dir_keys[] = {"plugin_dir", "transform_dir"};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+            path dp = path_key(&top, dir_keys[i]);
+            rc = fail(err, &dp, "no such directory \"%s\"", dirs[i]);
+            goto out;
+        }
+    }
+    if ((rc = parse_keys(root, cfg, err)) || (rc = parse_systems(root, cfg, err)) ||
+        (rc = parse_pairs(root, cfg, err)))
+        goto out;
+    *out = cfg;
+    cfg = NULL;
+out:
+    tfs_config_free(cfg);
+    return rc;
+}
+
+int tfs_config_load(const char *file, tfs_config **out, tfs_error *err)
+{
+    json_error_t jerr;
+    *out = NULL;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        tfs_error_set(err, TFS_EINVAL, "could not read config \"%s\": %s (line %d, column %d)",
+                      file, jerr.text, jerr.line, jerr.column);
+        return TFS_EINVAL;
+    }
+    char dir[PATH_MAX];
+    const char *slash = strrchr(file, '/');
+    if (!slash) {
+        if (!getcwd(dir, sizeof dir))
+            snprintf(dir, sizeof dir, ".");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+        if (dir[0] == '\0')
+            snprintf(dir, sizeof dir, "/");
+    }
+    int rc = tfs_config_parse(root, dir, out, err);
+    if (rc)
+        tfs_error_prefix(err, "invalid config \"%s\"", file);
+    json_decref(root);
+    return rc;
+}
+
+void tfs_config_free(tfs_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->dir);
+    free(cfg->listen_address);
+    free(cfg->ready_file);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
+    free(cfg->state_conninfo);
+    free(cfg->plugin_dir);
+    free(cfg->transform_dir);
+    for (size_t i = 0; i < cfg->n_keys; i++)
+        free(cfg->keys[i].name);
+    free(cfg->keys);
+    for (size_t i = 0; i < cfg->n_systems; i++) {
+        free(cfg->systems[i].name);
+        free(cfg->systems[i].plugin);
+        json_decref(cfg->systems[i].settings);
+    }
+    free(cfg->systems);
+    for (size_t i = 0; i < cfg->n_pairs; i++) {
+        tfs_config_pair *p = &cfg->pairs[i];
+        free(p->name);
+        free(p->source);
+        free(p->target);
+        for (size_t j = 0; j < p->n_entities; j++) {
+            tfs_config_entity *e = &p->entities[j];
+            free(e->source);
+            for (size_t k = 0; k < e->n_targets; k++)
+                free(e->targets[k]);
+            free(e->targets);
+            free(e->script);
+        }
+        free(p->entities);
+    }
+    free(cfg->pairs);
+    free(cfg);
+}
+
+const tfs_config_pair *tfs_config_pair_get(const tfs_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_pairs; i++)
+        if (strcmp(cfg->pairs[i].name, name) == 0)
+            return &cfg->pairs[i];
+    return NULL;
+}
+
+const tfs_config_system *tfs_config_system_get(const tfs_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_systems; i++)
+        if (strcmp(cfg->systems[i].name, name) == 0)
+            return &cfg->systems[i];
+    return NULL;
+}

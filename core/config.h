@@ -1,0 +1,75 @@
+/* core/config.h — the daemon's one JSON config file, loaded and checked at start-up.
+ *
+ * Every problem is refused with the JSON path where it is
+ * (`pairs[1].entities[0].script: no such file "x.lua" in the transform directory`);
+ * unknown keys are refused too, so a typo never silently falls back to a default. Relative
+ * paths are relative to the config file's folder. Plugin settings are checked later, by
+ * the plugin host, against the keys each plugin declares.
+ */
+#ifndef TFS_CONFIG_H
+#define TFS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "error.h"
+#include "http.h"
+#include "lua_transform.h"
+
+typedef struct tfs_config_entity {
+    char *source;   /* source entity name */
+    char **targets; /* target entity names */
+    size_t n_targets;
+    char *script;   /* file name in the transform directory */
+} tfs_config_entity;
+
+typedef struct tfs_config_pair {
+    char *name;
+    char *source; /* system names */
+    char *target;
+    size_t batch_size;
+    tfs_config_entity *entities;
+    size_t n_entities;
+} tfs_config_pair;
+
+typedef struct tfs_config_system {
+    char *name;
+    char *plugin;     /* plugin name (its .so in the plugin directory) */
+    json_t *settings; /* owned; an object */
+} tfs_config_system;
+
+typedef struct tfs_config {
+    char *dir; /* folder of the config file */
+    char *listen_address;
+    uint16_t port;
+    char *ready_file; /* NULL: none */
+    unsigned http_threads;
+    size_t max_body;
+    char *tls_cert_file, *tls_key_file;
+    char *state_conninfo;
+    char *plugin_dir;
+    char *transform_dir;
+    int roll_year;
+    unsigned workers;
+    tfs_lua_limits lua;
+    tfs_api_key *keys;
+    size_t n_keys;
+    tfs_config_system *systems;
+    size_t n_systems;
+    tfs_config_pair *pairs;
+    size_t n_pairs;
+} tfs_config;
+
+/* Loads and checks a config file; *out is owned by the caller (tfs_config_free). */
+int tfs_config_load(const char *path, tfs_config **out, tfs_error *err);
+/* Same from parsed JSON; dir is where relative paths start. root is borrowed. */
+int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_error *err);
+void tfs_config_free(tfs_config *cfg);
+
+/* Lookups; borrowed, or NULL. */
+const tfs_config_pair *tfs_config_pair_get(const tfs_config *cfg, const char *name);
+const tfs_config_system *tfs_config_system_get(const tfs_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,518 @@
+/* core/plugin_host.c — dlopen'ing plugins, checking their descriptors and versions, and
+ * the host side of the SDK calls; see plugin_host.h. */
+#include "plugin_host.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* The size of the 1.0 descriptor: the smallest a plugin of this major may declare. */
+#define DESC_SIZE_1_0 (offsetof(tfs_sdk_plugin, cb_health) + sizeof(void (*)(void)))
+
+static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
+    TFS_PRINTF(3, 4);
+static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
+{
+    const tfs_plugin *p = (const tfs_plugin *)((const char *)host - offsetof(tfs_plugin, host));
+    char comp[96];
+    snprintf(comp, sizeof comp, "plugin:%s", p->name ? p->name : "?");
+    va_list ap;
+    va_start(ap, fmt);
+    tfs_logv((tfs_log_level)level, comp, fmt, ap);
+    va_end(ap);
+}
+
+static void host_error_set(tfs_sdk_error *err, const char *fmt, ...) TFS_PRINTF(2, 3);
+static void host_error_set(tfs_sdk_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    err->set = true;
+}
+
+static void host_result_set(tfs_sdk_results *r, size_t op, tfs_sdk_status status,
+                            const char *fmt, ...) TFS_PRINTF(4, 5);
+static void host_result_set(tfs_sdk_results *r, size_t op, tfs_sdk_status status,
+                            const char *fmt, ...)
+{
+    if (!r || op >= r->n)
+        return;
+    r->status[op] = status;
+    if (!fmt)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    free(r->message[op]);
+    r->message[op] = strdup(msg);
+}
+
+static void fill_host(tfs_sdk_host *h, int roll_year)
+{
+    memset(h, 0, sizeof *h);
+    h->struct_size = sizeof *h;
+    h->sdk_major = TFS_SDK_VERSION_MAJOR;
+    h->sdk_minor = TFS_SDK_VERSION_MINOR;
+    h->roll_year = roll_year;
+    h->log = host_log;
+    h->error_set = host_error_set;
+    h->result_set = host_result_set;
+    tfs_record_fill_host(h);
+}
+
+static int valid_name(const char *s)
+{
+    if (!s || !(*s >= 'a' && *s <= 'z'))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* Checks the descriptor's shape; returns a reason or NULL. */
+static const char *check_descriptor(const tfs_sdk_plugin *d, char *buf, size_t len)
+{
+    if (!valid_name(d->name))
+        return "descriptor has no valid name (lowercase letters, digits, '_')";
+    if (!d->version)
+        return "descriptor has no version";
+    if (!d->cb_open || !d->cb_close || !d->cb_describe)
+        return "descriptor lacks cb_open, cb_close or cb_describe";
+    if (!(d->capabilities & (TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET)))
+        return "descriptor declares neither the source nor the target capability";
+    if ((d->capabilities & TFS_SDK_CAP_SOURCE) && !d->cb_read)
+        return "descriptor declares the source capability without cb_read";
+    if ((d->capabilities & TFS_SDK_CAP_TARGET) && (!d->cb_write || !d->cb_fetch))
+        return "descriptor declares the target capability without cb_write and cb_fetch";
+    if (d->n_config_keys && !d->config_keys)
+        return "descriptor declares config keys but no table";
+    for (size_t i = 0; i < d->n_config_keys; i++) {
+        const tfs_sdk_config_key *k = &d->config_keys[i];
+        if (!k->name || !*k->name || (unsigned)k->type > TFS_SDK_CONFIG_BOOL) {
+            snprintf(buf, len, "config key %zu has no name or an unknown type", i);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error *err)
+{
+    char why[256];
+    const char *reason = NULL;
+    *out = NULL;
+    tfs_plugin *p = calloc(1, sizeof *p);
+    if (!p || !(p->path = strdup(path))) {
+        free(p);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    fill_host(&p->host, roll_year);
+    dlerror();
+    p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!p->dl) {
+        const char *e = dlerror();
+        snprintf(why, sizeof why, "%s", e ? e : "dlopen failed");
+        reason = why;
+        goto out;
+    }
+    tfs_sdk_entry_fn entry;
+    *(void **)&entry = dlsym(p->dl, TFS_SDK_ENTRY_SYMBOL);
+    if (!entry) {
+        reason = "undefined symbol tfs_sdk_entry";
+        goto out;
+    }
+    const tfs_sdk_plugin *d = entry(&p->host);
+    if (!d) {
+        reason = "tfs_sdk_entry returned no descriptor (the plugin refused to load)";
+        goto out;
+    }
+    /* The first 8 bytes are the same in every version: size, major, minor. */
+    if (d->sdk_major != TFS_SDK_VERSION_MAJOR) {
+        snprintf(why, sizeof why, "built for SDK major version %u, this host speaks %u",
+                 (unsigned)d->sdk_major, TFS_SDK_VERSION_MAJOR);
+        reason = why;
+        goto out;
+    }
+    if (d->sdk_minor > TFS_SDK_VERSION_MINOR) {
+        snprintf(why, sizeof why, "needs SDK %u.%u, this host provides %u.%u",
+                 (unsigned)d->sdk_major, (unsigned)d->sdk_minor, TFS_SDK_VERSION_MAJOR,
+                 TFS_SDK_VERSION_MINOR);
+        reason = why;
+        goto out;
+    }
+    if (d->struct_size < DESC_SIZE_1_0 || d->struct_size > sizeof(tfs_sdk_plugin) ||
+        (d->sdk_minor == TFS_SDK_VERSION_MINOR && d->struct_size != sizeof(tfs_sdk_plugin))) {
+        snprintf(why, sizeof why,
+                 "descriptor struct_size %u does not match SDK %u.%u (expected %zu)",
+                 (unsigned)d->struct_size, (unsigned)d->sdk_major, (unsigned)d->sdk_minor,
+                 d->sdk_minor == TFS_SDK_VERSION_MINOR ? sizeof(tfs_sdk_plugin)
+                                                      : (size_t)DESC_SIZE_1_0);
+        reason = why;
+        goto out;
+    }
+    memcpy(&p->desc, d, d->struct_size);
+    if ((reason = check_descriptor(&p->desc, why, sizeof why)))
+        goto out;
+    if (!(p->name = strdup(p->desc.name))) {
+        reason = "out of memory";
+        goto out;
+    }
+out:
+    if (reason) {
+        tfs_error_set(err, TFS_EINVAL, "could not load plugin \"%s\": %s", path, reason);
+        tfs_plugin_free(p, true);
+        return TFS_EINVAL;
+    }
+    *out = p;
+    return 0;
+}
+
+void tfs_plugin_free(tfs_plugin *p, bool unload)
+{
+    if (!p)
+        return;
+    if (unload && p->dl)
+        dlclose(p->dl);
+    free(p->path);
+    free(p->name);
+    free(p);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_refusal(tfs_plugin_host *h, const char *file, const char *reason)
+{
+    tfs_plugin_refusal *r = realloc(h->refused, (h->n_refused + 1) * sizeof *r);
+    if (!r)
+        return -1;
+    h->refused = r;
+    r[h->n_refused].file = strdup(file);
+    r[h->n_refused].reason = strdup(reason);
+    h->n_refused++;
+    return 0;
+}
+
+int tfs_plugin_host_load_dir(const char *dir, int roll_year, tfs_plugin_host **out,
+                             tfs_error *err)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d)
+        return tfs_error_set(err, TFS_EIO, "could not open plugin directory \"%s\": %m", dir);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(names, cap * sizeof *nn);
+            if (!nn) {
+                rc = TFS_ENOMEM;
+                goto out;
+            }
+            names = nn;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            rc = TFS_ENOMEM;
+            goto out;
+        }
+        n++;
+    }
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
+    tfs_plugin_host *h = calloc(1, sizeof *h);
+    if (!h || !(h->plugins = calloc(n + 1, sizeof *h->plugins))) {
+        free(h);
+        rc = TFS_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        tfs_plugin *p;
+        tfs_error e = {0};
+        if (tfs_plugin_load(path, roll_year, &p, &e) != 0) {
+            tfs_log_error("plugins", "%s", e.message);
+            add_refusal(h, path, e.message);
+            continue;
+        }
+        if (tfs_plugin_host_get(h, p->name)) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "could not load plugin \"%s\": a plugin named \"%s\" is already loaded",
+                     path, p->name);
+            tfs_log_error("plugins", "%s", msg);
+            add_refusal(h, path, msg);
+            tfs_plugin_free(p, false); /* never dlclose: its code may still be mapped */
+            continue;
+        }
+        tfs_log_info("plugins", "loaded plugin \"%s\" %s from \"%s\" (SDK %u.%u)", p->name,
+                     p->desc.version, path, (unsigned)p->desc.sdk_major,
+                     (unsigned)p->desc.sdk_minor);
+        h->plugins[h->n++] = p;
+    }
+    *out = h;
+out:
+    closedir(d);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc)
+        tfs_error_set(err, rc, "out of memory");
+    return rc;
+}
+
+void tfs_plugin_host_free(tfs_plugin_host *h)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->n; i++)
+        tfs_plugin_free(h->plugins[i], false);
+    free(h->plugins);
+    for (size_t i = 0; i < h->n_refused; i++) {
+        free(h->refused[i].file);
+        free(h->refused[i].reason);
+    }
+    free(h->refused);
+    free(h);
+}
+
+const tfs_plugin *tfs_plugin_host_get(const tfs_plugin_host *h, const char *name)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->plugins[i]->name, name) == 0)
+            return h->plugins[i];
+    return NULL;
+}
+
+static const char *const config_type_names[] = {"a string", "an integer", "a boolean"};
+
+int tfs_plugin_check_settings(const tfs_plugin *p, const json_t *settings, const char *prefix,
+                              char ***values_out, tfs_error *err)
+{
+    const tfs_sdk_plugin *d = &p->desc;
+    *values_out = NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)settings, key, v) {
+        size_t i;
+        for (i = 0; i < d->n_config_keys; i++)
+            if (strcmp(d->config_keys[i].name, key) == 0)
+                break;
+        if (i == d->n_config_keys) {
+            tfs_error_set(err, TFS_EINVAL, "%s.%s: unknown setting for plugin \"%s\"", prefix,
+                          key, p->name);
+            char list[256] = "";
+            for (size_t j = 0; j < d->n_config_keys; j++) {
+                strncat(list, d->config_keys[j].name, sizeof list - strlen(list) - 1);
+                if (j + 1 < d->n_config_keys)
+                    strncat(list, ", ", sizeof list - strlen(list) - 1);
+            }
+            tfs_error_hint(err, "plugin \"%s\" declares: %s", p->name, list);
+            return TFS_EINVAL;
+        }
+    }
+    char **values = calloc(d->n_config_keys + 1, sizeof *values);
+    if (!values)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < d->n_config_keys; i++) {
+        const tfs_sdk_config_key *k = &d->config_keys[i];
+        v = json_object_get(settings, k->name);
+        char buf[64];
+        const char *text = NULL;
+        if (!v) {
+            if (!k->default_value) {
+                tfs_error_set(err, TFS_EINVAL, "%s.%s: missing (%s is required: %s)", prefix,
+                              k->name, config_type_names[k->type],
+                              k->description ? k->description : "no description");
+                goto fail;
+            }
+            text = k->default_value;
+        } else if (k->type == TFS_SDK_CONFIG_STRING && json_is_string(v)) {
+            text = json_string_value(v);
+        } else if (k->type == TFS_SDK_CONFIG_INT && json_is_integer(v)) {
+            snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            text = buf;
+        } else if (k->type == TFS_SDK_CONFIG_BOOL && json_is_boolean(v)) {
+            text = json_is_true(v) ? "true" : "false";
+        } else {
+            tfs_error_set(err, TFS_EINVAL, "%s.%s: must be %s", prefix, k->name,
+                          config_type_names[k->type]);
+            goto fail;
+        }
+        if (!(values[i] = strdup(text))) {
+            tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    *values_out = values;
+    return 0;
+fail:
+    tfs_plugin_values_free(p, values);
+    return err ? err->code : TFS_EINVAL;
+}
+
+void tfs_plugin_values_free(const tfs_plugin *p, char **values)
+{
+    if (!values)
+        return;
+    for (size_t i = 0; i < p->desc.n_config_keys; i++)
+        free(values[i]);
+    free(values);
+}
+
+static int map_status(const tfs_instance *inst, int status, const tfs_sdk_error *e,
+                      const char *what, tfs_error *err)
+{
+    if (status == TFS_SDK_OK)
+        return 0;
+    int code = status == TFS_SDK_ETRANSIENT ? TFS_ETRANSIENT : TFS_EPERMANENT;
+    return tfs_error_set(err, code, "%s %s: %s", inst->system, what,
+                         e->set ? e->message : "failed without a message");
+}
+
+int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *settings,
+                      tfs_instance **out, tfs_error *err)
+{
+    char prefix[256];
+    char **values = NULL;
+    tfs_sdk_error e = {0};
+    *out = NULL;
+    snprintf(prefix, sizeof prefix, "systems.%s.settings", system);
+    int rc = tfs_plugin_check_settings(p, settings, prefix, &values, err);
+    if (rc)
+        return rc;
+    tfs_instance *inst = calloc(1, sizeof *inst);
+    if (!inst || !(inst->system = strdup(system))) {
+        free(inst);
+        tfs_plugin_values_free(p, values);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    inst->plugin = p;
+    rc = p->desc.cb_open((const char *const *)values, &inst->handle, &e);
+    tfs_plugin_values_free(p, values);
+    if ((rc = map_status(inst, rc, &e, "could not open", err)))
+        goto fail;
+    e.set = false;
+    rc = p->desc.cb_describe(inst->handle, &inst->entities, &inst->n_entities, &e);
+    if ((rc = map_status(inst, rc, &e, "could not describe its schema", err)))
+        goto fail;
+    *out = inst;
+    return 0;
+fail:
+    tfs_instance_close(inst);
+    return rc;
+}
+
+void tfs_instance_close(tfs_instance *inst)
+{
+    if (!inst)
+        return;
+    if (inst->handle)
+        inst->plugin->desc.cb_close(inst->handle);
+    free(inst->system);
+    free(inst);
+}
+
+int tfs_instance_entity(const tfs_instance *inst, const char *name)
+{
+    for (size_t i = 0; i < inst->n_entities; i++)
+        if (strcmp(inst->entities[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int tfs_instance_read(tfs_instance *inst, size_t entity, tfs_sdk_read_mode mode,
+                      const void *cursor, size_t cursor_len, size_t max, tfs_batch *out,
+                      tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!inst->plugin->desc.cb_read)
+        return tfs_error_set(err, TFS_EPERMANENT, "system \"%s\" cannot be read (plugin \"%s\" "
+                             "is not a source)", inst->system, inst->plugin->name);
+    int rc = inst->plugin->desc.cb_read(inst->handle, entity, mode, cursor, cursor_len, max,
+                                        out, &e);
+    if (out->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory reading %s", inst->system);
+    return map_status(inst, rc, &e, "could not read", err);
+}
+
+int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *const *keys,
+                       size_t n, tfs_batch *out, tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!inst->plugin->desc.cb_fetch)
+        return tfs_error_set(err, TFS_EPERMANENT, "system \"%s\" cannot fetch records",
+                             inst->system);
+    int rc = inst->plugin->desc.cb_fetch(inst->handle, entity, keys, n, out, &e);
+    if (out->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory fetching from %s", inst->system);
+    return map_status(inst, rc, &e, "could not fetch", err);
+}
+
+int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
+                       tfs_results *results, tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!inst->plugin->desc.cb_write)
+        return tfs_error_set(err, TFS_EPERMANENT, "system \"%s\" cannot be written (plugin "
+                             "\"%s\" is not a target)", inst->system, inst->plugin->name);
+    int rc = inst->plugin->desc.cb_write(inst->handle, ops, n, results, &e);
+    return map_status(inst, rc, &e, "could not write", err);
+}
+
+int tfs_instance_health(tfs_instance *inst, tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!inst->plugin->desc.cb_health)
+        return 0;
+    int rc = inst->plugin->desc.cb_health(inst->handle, &e);
+    return map_status(inst, rc, &e, "is unhealthy", err);
+}
+
+int tfs_results_init(tfs_results *r, size_t n)
+{
+    r->n = n;
+    r->status = calloc(n ? n : 1, sizeof *r->status);
+    r->message = calloc(n ? n : 1, sizeof *r->message);
+    if (!r->status || !r->message) {
+        tfs_results_free(r);
+        return TFS_ENOMEM;
+    }
+    return 0;
+}
+
+void tfs_results_free(tfs_results *r)
+{
+    if (!r->message) {
+        free(r->status);
+        r->status = NULL;
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        free(r->message[i]);
+    free(r->message);
+    free(r->status);
+    r->message = NULL;
+    r->status = NULL;
+    r->n = 0;
+}
