@@ -104,4 +104,13 @@ void tfs_http_stop(tfs_http_server *srv);
 /* SHA-256 of a key, for config loading and checks. */
 void tfs_http_key_hash(const char *key, unsigned char out[32]);
 
+/* Added with http.c. */
+
+/* Sets resp to a text body: takes text (malloc'd; freed by the server, or at once when resp
+ * is NULL) with content_type (static, e.g. "text/plain; version=0.0.4" for /metrics; NULL
+ * means application/json). Releases a body set before. Returns 0. */
+int tfs_http_text(tfs_http_response *resp, int status, const char *content_type, char *text);
+/* A request header (name case-insensitive), borrowed for the request, or NULL. */
+const char *tfs_http_header(const tfs_http_request *req, const char *name);
+
 #endif
