@@ -1,0 +1,444 @@
+/* core/api.c — the API's handlers; see api.h. Every error answer is problem+json whose
+ * detail says what to fix. */
+#include "api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int tfs_api_init(tfs_api *api, const tfs_config *cfg, const tfs_plugin_host *plugins,
+                 tfs_runner *runner, tfs_error *err)
+{
+    memset(api, 0, sizeof *api);
+    api->cfg = cfg;
+    api->plugins = plugins;
+    api->runner = runner;
+    api->started = time(NULL);
+    pthread_mutex_init(&api->pool_lock, NULL);
+    pthread_mutex_init(&api->health_lock, NULL);
+    api->health = calloc(cfg->n_systems + 1, sizeof *api->health);
+    if (!api->health)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    return 0;
+}
+
+void tfs_api_destroy(tfs_api *api)
+{
+    for (size_t i = 0; i < api->n_pool; i++)
+        tfs_store_close(api->pool[i]);
+    free(api->pool);
+    if (api->health)
+        for (size_t i = 0; i < api->cfg->n_systems; i++)
+            tfs_instance_close(api->health[i]);
+    free(api->health);
+    pthread_mutex_destroy(&api->pool_lock);
+    pthread_mutex_destroy(&api->health_lock);
+}
+
+static tfs_store *store_acquire(tfs_api *api, tfs_error *err)
+{
+    tfs_store *s = NULL;
+    pthread_mutex_lock(&api->pool_lock);
+    if (api->n_pool)
+        s = api->pool[--api->n_pool];
+    pthread_mutex_unlock(&api->pool_lock);
+    if (s && tfs_store_ensure(s, err) != 0) {
+        tfs_store_close(s);
+        s = NULL;
+    }
+    if (!s && tfs_store_open(api->cfg->state_conninfo, &s, err) != 0)
+        return NULL;
+    return s;
+}
+
+static void store_release(tfs_api *api, tfs_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&api->pool_lock);
+    if (api->n_pool == api->cap_pool) {
+        size_t cap = api->cap_pool ? api->cap_pool * 2 : 8;
+        tfs_store **p = realloc(api->pool, cap * sizeof *p);
+        if (!p) {
+            pthread_mutex_unlock(&api->pool_lock);
+            tfs_store_close(s);
+            return;
+        }
+        api->pool = p;
+        api->cap_pool = cap;
+    }
+    api->pool[api->n_pool++] = s;
+    pthread_mutex_unlock(&api->pool_lock);
+}
+
+static void store_problem(tfs_http_response *resp, const tfs_error *err)
+{
+    tfs_http_problem(resp, 503, "state-store-unavailable", "State store unavailable",
+                     "%s; retry when the state store is back", err->message);
+}
+
+/* ---- GET /health ------------------------------------------------------------------ */
+
+static void handle_health(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    (void)req;
+    tfs_api *api = ctx;
+    json_t *systems = json_object();
+    int degraded = 0, down = 0;
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    json_t *store = s ? json_pack("{ss}", "status", "ok")
+                      : json_pack("{ssss}", "status", "down", "error", err.message);
+    if (!s)
+        down = 1;
+    store_release(api, s);
+    pthread_mutex_lock(&api->health_lock);
+    for (size_t i = 0; i < api->cfg->n_systems; i++) {
+        const tfs_config_system *cs = &api->cfg->systems[i];
+        const tfs_plugin *p = tfs_plugin_host_get(api->plugins, cs->plugin);
+        tfs_error e = {0};
+        int rc;
+        if (!p) {
+            rc = tfs_error_set(&e, TFS_EPERMANENT, "plugin \"%s\" is not loaded", cs->plugin);
+        } else if (!api->health[i]) {
+            rc = tfs_instance_open(p, cs->name, cs->settings, &api->health[i], &e);
+            if (rc == 0)
+                rc = tfs_instance_health(api->health[i], &e);
+        } else {
+            rc = tfs_instance_health(api->health[i], &e);
+        }
+        if (rc && api->health[i]) {
+            tfs_instance_close(api->health[i]); /* reconnect on the next check */
+            api->health[i] = NULL;
+        }
+        json_t *o = rc ? json_pack("{ssssss}", "status", "down", "plugin", cs->plugin, "error",
+                                   e.message)
+                       : json_pack("{ssss}", "status", "ok", "plugin", cs->plugin);
+        json_object_set_new(o, "circuit", json_string("closed"));
+        json_object_set_new(systems, cs->name, o);
+        degraded |= rc != 0;
+    }
+    pthread_mutex_unlock(&api->health_lock);
+    const char *status = down ? "down" : degraded ? "degraded" : "ok";
+    json_t *body = json_pack("{sssososI}", "status", status, "state_store", store, "systems",
+                             systems, "uptime_seconds", (json_int_t)(time(NULL) - api->started));
+    tfs_http_json(resp, down ? 503 : 200, body);
+}
+
+/* ---- POST /sync/full ---------------------------------------------------------------- */
+
+/* Parses {"pair": NAME}; answers the problem itself and returns NULL when the body is bad. */
+static json_t *parse_pair_body(const tfs_http_request *req, tfs_http_response *resp,
+                               const char **pair)
+{
+    json_error_t je;
+    if (req->body_len == 0) {
+        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
+                         "the body is empty; send {\"pair\": \"<name>\"} as application/json");
+        return NULL;
+    }
+    json_t *body = json_loadb(req->body, req->body_len, 0, &je);
+    if (!body) {
+        tfs_http_problem(resp, 400, "malformed-json", "Malformed JSON",
+                         "the body is not valid JSON: %s at line %d, column %d; send "
+                         "{\"pair\": \"<name>\"}",
+                         je.text, je.line, je.column);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
+                         "the body must be a JSON object like {\"pair\": \"<name>\"}");
+        json_decref(body);
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "pair") != 0) {
+            tfs_http_problem(resp, 400, "invalid-field", "Invalid field",
+                             "unknown field \"%s\"; the body takes only \"pair\"", key);
+            json_decref(body);
+            return NULL;
+        }
+    }
+    v = json_object_get(body, "pair");
+    if (!v) {
+        tfs_http_problem(resp, 400, "invalid-field", "Invalid field",
+                         "field \"pair\" is missing; send {\"pair\": \"<name>\"}");
+        json_decref(body);
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        tfs_http_problem(resp, 400, "invalid-field", "Invalid field",
+                         "field \"pair\" must be a string naming a configured pair");
+        json_decref(body);
+        return NULL;
+    }
+    *pair = json_string_value(v);
+    return body;
+}
+
+static void start_sync(const tfs_http_request *req, tfs_http_response *resp, tfs_api *api,
+                       const char *mode)
+{
+    const char *pair;
+    json_t *body = parse_pair_body(req, resp, &pair);
+    if (!body)
+        return;
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    if (!s) {
+        store_problem(resp, &err);
+        json_decref(body);
+        return;
+    }
+    int64_t run_id = 0;
+    int rc = tfs_runner_submit(api->runner, s, pair, mode, req->actor ? req->actor : "?",
+                               &run_id, &err);
+    store_release(api, s);
+    if (rc == TFS_ENOTFOUND) {
+        tfs_http_problem(resp, 404, "unknown-pair", "Unknown pair", "%s; %s", err.message,
+                         err.hint);
+    } else if (rc == TFS_ECONFLICT) {
+        tfs_http_problem(resp, 409, "run-in-progress", "Run in progress",
+                         "pair \"%s\" is already running as run %" PRId64
+                         "; wait for it (GET /sync/status/%" PRId64 ") and try again",
+                         pair, run_id, run_id);
+        json_object_set_new(resp->json, "run_id", json_integer(run_id));
+    } else if (rc) {
+        store_problem(resp, &err);
+    } else {
+        snprintf(resp->location, sizeof resp->location, "/sync/status/%" PRId64, run_id);
+        tfs_http_json(resp, 202,
+                      json_pack("{sIssssssss}", "run_id", (json_int_t)run_id, "pair", pair,
+                                "mode", mode, "state", "queued", "status_url", resp->location));
+    }
+    json_decref(body);
+}
+
+static void handle_sync_full(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    start_sync(req, resp, ctx, "full");
+}
+
+/* ---- GET /sync/status -------------------------------------------------------------- */
+
+static void handle_status(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    (void)req;
+    tfs_api *api = ctx;
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    if (!s) {
+        store_problem(resp, &err);
+        return;
+    }
+    json_t *last = NULL;
+    json_t *pairs = json_object();
+    int rc = tfs_store_last_runs_json(s, &last, &err);
+    for (size_t i = 0; rc == 0 && i < api->cfg->n_pairs; i++) {
+        const tfs_config_pair *p = &api->cfg->pairs[i];
+        json_t *cursors = NULL;
+        rc = tfs_store_cursors_json(s, p->name, &cursors, &err);
+        if (rc)
+            break;
+        json_t *lr = json_object_get(last, p->name);
+        json_t *o = json_pack("{sssssOso}", "source", p->source, "target", p->target,
+                              "last_run", lr ? lr : json_null(), "cursors", cursors);
+        json_object_set_new(o, "running",
+                            json_boolean(lr && (strcmp(json_string_value(json_object_get(
+                                                           lr, "state")), "running") == 0 ||
+                                                strcmp(json_string_value(json_object_get(
+                                                           lr, "state")), "queued") == 0)));
+        json_object_set_new(pairs, p->name, o);
+    }
+    store_release(api, s);
+    json_decref(last);
+    if (rc) {
+        json_decref(pairs);
+        store_problem(resp, &err);
+        return;
+    }
+    tfs_http_json(resp, 200, json_pack("{so}", "pairs", pairs));
+}
+
+static int parse_id(const char *text, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (!*text || *end || errno || v <= 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void handle_run_status(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    int64_t id;
+    if (parse_id(req->params[0], &id) != 0) {
+        tfs_http_problem(resp, 400, "invalid-run-id", "Invalid run id",
+                         "\"%s\" is not a run id; run ids are positive integers, as returned "
+                         "by POST /sync/full",
+                         req->params[0]);
+        return;
+    }
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    if (!s) {
+        store_problem(resp, &err);
+        return;
+    }
+    json_t *run = NULL;
+    int rc = tfs_store_run_json(s, id, &run, &err);
+    if (rc == 0) {
+        /* Progress: records read so far per entity and which mappings are done. */
+        const tfs_config_pair *p =
+            tfs_config_pair_get(api->cfg, json_string_value(json_object_get(run, "pair")));
+        json_t *cursors = NULL;
+        if (p && tfs_store_cursors_json(s, p->name, &cursors, &err) == 0) {
+            json_t *progress = json_array();
+            for (size_t i = 0; i < p->n_entities; i++) {
+                const char *ent = p->entities[i].source;
+                json_t *full = json_object_get(json_object_get(cursors, ent), "full");
+                int mine = full && json_integer_value(json_object_get(full, "run_id")) == id;
+                json_t *c = json_object_get(json_object_get(run, "counts"), ent);
+                const char *state = json_string_value(json_object_get(run, "state"));
+                int done = (mine && json_is_true(json_object_get(full, "done"))) ||
+                           (state && strcmp(state, "succeeded") == 0);
+                json_array_append_new(
+                    progress, json_pack("{sssIsb}", "entity", ent, "records_read",
+                                        c ? json_integer_value(json_object_get(c, "read")) : 0,
+                                        "done", done));
+            }
+            json_object_set_new(run, "progress", progress);
+        }
+        json_decref(cursors);
+    }
+    store_release(api, s);
+    if (rc == TFS_ENOTFOUND)
+        tfs_http_problem(resp, 404, "unknown-run", "Unknown run",
+                         "there is no run %" PRId64 "; GET /sync/status lists the last run of "
+                         "each pair",
+                         id);
+    else if (rc)
+        store_problem(resp, &err);
+    else
+        tfs_http_json(resp, 200, run);
+}
+
+/* ---- GET /pairs, GET /plugins, GET /dead-letters ------------------------------------- */
+
+static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    (void)req;
+    tfs_api *api = ctx;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < api->cfg->n_pairs; i++) {
+        const tfs_config_pair *p = &api->cfg->pairs[i];
+        json_t *ents = json_array();
+        for (size_t j = 0; j < p->n_entities; j++) {
+            json_t *targets = json_array();
+            for (size_t k = 0; k < p->entities[j].n_targets; k++)
+                json_array_append_new(targets, json_string(p->entities[j].targets[k]));
+            json_array_append_new(ents, json_pack("{sssoss}", "source", p->entities[j].source,
+                                                  "targets", targets, "script",
+                                                  p->entities[j].script));
+        }
+        json_array_append_new(arr, json_pack("{sssssssIso}", "name", p->name, "source",
+                                             p->source, "target", p->target, "batch_size",
+                                             (json_int_t)p->batch_size, "entities", ents));
+    }
+    tfs_http_json(resp, 200, json_pack("{so}", "pairs", arr));
+}
+
+static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    (void)req;
+    static const char *const types[] = {"string", "int", "bool"};
+    tfs_api *api = ctx;
+    json_t *loaded = json_array(), *refused = json_array();
+    for (size_t i = 0; i < api->plugins->n; i++) {
+        const tfs_plugin *p = api->plugins->plugins[i];
+        json_t *keys = json_array();
+        for (size_t k = 0; k < p->desc.n_config_keys; k++) {
+            const tfs_sdk_config_key *ck = &p->desc.config_keys[k];
+            json_array_append_new(keys, json_pack("{sssssoss?}", "name", ck->name, "type",
+                                                  types[ck->type], "default",
+                                                  ck->default_value
+                                                      ? json_string(ck->default_value)
+                                                      : json_null(),
+                                                  "description", ck->description));
+        }
+        json_t *caps = json_array();
+        if (p->desc.capabilities & TFS_SDK_CAP_SOURCE)
+            json_array_append_new(caps, json_string("source"));
+        if (p->desc.capabilities & TFS_SDK_CAP_TARGET)
+            json_array_append_new(caps, json_string("target"));
+        char sdk[32];
+        snprintf(sdk, sizeof sdk, "%u.%u", (unsigned)p->desc.sdk_major,
+                 (unsigned)p->desc.sdk_minor);
+        json_array_append_new(loaded, json_pack("{ssssss?sssoso}", "name", p->name, "version",
+                                                p->desc.version, "description",
+                                                p->desc.description, "sdk", sdk,
+                                                "capabilities", caps, "config_keys", keys));
+    }
+    for (size_t i = 0; i < api->plugins->n_refused; i++)
+        json_array_append_new(refused, json_pack("{ssss}", "file", api->plugins->refused[i].file,
+                                                 "reason", api->plugins->refused[i].reason));
+    tfs_http_json(resp, 200, json_pack("{soso}", "plugins", loaded, "refused", refused));
+}
+
+static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *resp,
+                                void *ctx)
+{
+    tfs_api *api = ctx;
+    const char *pair = tfs_http_query(req, "pair");
+    const char *run = tfs_http_query(req, "run_id");
+    const char *limit = tfs_http_query(req, "limit");
+    int64_t run_id = 0, lim = 100;
+    if (run && parse_id(run, &run_id) != 0) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "run_id=\"%s\" is not a run id (a positive integer)", run);
+        return;
+    }
+    if (limit && (parse_id(limit, &lim) != 0 || lim > 1000)) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "limit=\"%s\" must be an integer from 1 to 1000", limit);
+        return;
+    }
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    if (!s) {
+        store_problem(resp, &err);
+        return;
+    }
+    json_t *rows = NULL;
+    int rc = tfs_store_failed_json(s, pair, run_id, (long)lim, &rows, &err);
+    store_release(api, s);
+    if (rc)
+        store_problem(resp, &err);
+    else
+        tfs_http_json(resp, 200, json_pack("{so}", "dead_letters", rows));
+}
+
+static const tfs_http_route routes[] = {
+    {"GET", "/health", TFS_ROLE_NONE, handle_health},
+    {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
+    {"GET", "/sync/status", TFS_ROLE_READ, handle_status},
+    {"GET", "/sync/status/{run_id}", TFS_ROLE_READ, handle_run_status},
+    {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},
+    {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
+    {"GET", "/dead-letters", TFS_ROLE_READ, handle_dead_letters},
+};
+
+const tfs_http_route *tfs_api_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}

@@ -1,0 +1,583 @@
+/* core/pipeline.c — executing a run batch by batch; see pipeline.h. */
+#include "pipeline.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "canonical.h"
+#include "log.h"
+#include "lua_transform.h"
+#include "record.h"
+#include "store.h"
+#include "validator.h"
+
+#define MAX_ATTEMPTS 6
+
+typedef struct open_system {
+    char *name;
+    tfs_instance *inst;
+} open_system;
+
+struct tfs_pipeline {
+    const tfs_config *cfg;
+    const tfs_plugin_host *plugins;
+    tfs_store *store;
+    tfs_lua *lua;
+    tfs_arena *arena;
+    tfs_buf scratch;
+    open_system *systems;
+    size_t n_systems;
+    unsigned rng;
+};
+
+int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_pipeline **out,
+                     tfs_error *err)
+{
+    *out = NULL;
+    tfs_pipeline *p = calloc(1, sizeof *p);
+    if (!p)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    p->cfg = cfg;
+    p->plugins = plugins;
+    p->rng = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)p;
+    p->systems = calloc(cfg->n_systems + 1, sizeof *p->systems);
+    int rc;
+    if (!p->systems || !(p->arena = tfs_arena_new())) {
+        rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = tfs_store_open(cfg->state_conninfo, &p->store, err)) ||
+        (rc = tfs_lua_new(cfg->transform_dir, &cfg->lua, cfg->roll_year, &p->lua, err)))
+        goto fail;
+    *out = p;
+    return 0;
+fail:
+    tfs_pipeline_free(p);
+    return rc;
+}
+
+static void drop_system(open_system *s)
+{
+    tfs_instance_close(s->inst);
+    s->inst = NULL;
+}
+
+void tfs_pipeline_free(tfs_pipeline *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_systems; i++) {
+        drop_system(&p->systems[i]);
+        free(p->systems[i].name);
+    }
+    free(p->systems);
+    tfs_store_close(p->store);
+    tfs_lua_free(p->lua);
+    tfs_arena_free(p->arena);
+    tfs_buf_free(&p->scratch);
+    free(p);
+}
+
+struct tfs_store *tfs_pipeline_store(tfs_pipeline *p)
+{
+    return p->store;
+}
+
+/* The worker's instance of a system, opened on first use and kept for later runs. */
+static int get_system(tfs_pipeline *p, const char *name, open_system **out, tfs_error *err)
+{
+    open_system *s = NULL;
+    for (size_t i = 0; i < p->n_systems; i++)
+        if (strcmp(p->systems[i].name, name) == 0)
+            s = &p->systems[i];
+    if (!s) {
+        s = &p->systems[p->n_systems];
+        if (!(s->name = strdup(name)))
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        p->n_systems++;
+    }
+    *out = s;
+    if (s->inst)
+        return 0;
+    const tfs_config_system *cs = tfs_config_system_get(p->cfg, name);
+    const tfs_plugin *pl = cs ? tfs_plugin_host_get(p->plugins, cs->plugin) : NULL;
+    if (!pl) {
+        tfs_error_set(err, TFS_EPERMANENT, "system \"%s\" needs plugin \"%s\", which is not "
+                      "loaded", name, cs ? cs->plugin : "?");
+        tfs_error_hint(err, "see GET /plugins for the plugins loaded and the ones refused");
+        return TFS_EPERMANENT;
+    }
+    return tfs_instance_open(pl, name, cs->settings, &s->inst, err);
+}
+
+/* Sleeps before attempt `attempt` (1-based): exponential backoff with full jitter, capped,
+ * in slices so a stop request is honoured quickly. Returns 0, or -1 when stopped. */
+static int backoff(tfs_pipeline *p, int attempt, const atomic_int *stop)
+{
+    long cap_ms = 100L << (attempt < 7 ? attempt : 7);
+    if (cap_ms > 10000)
+        cap_ms = 10000;
+    long ms = cap_ms / 2 + (long)(rand_r(&p->rng) % (unsigned)(cap_ms / 2 + 1));
+    while (ms > 0) {
+        if (stop && atomic_load(stop))
+            return -1;
+        long slice = ms > 100 ? 100 : ms;
+        struct timespec ts = {0, slice * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= slice;
+    }
+    return 0;
+}
+
+typedef struct entity_counts {
+    json_int_t read, transform_failed, validate_failed, write_failed, written, unchanged;
+} entity_counts;
+
+static void counts_put(json_t *counts, const char *entity, const entity_counts *c)
+{
+    json_t *o = json_pack("{sIsIsIsIsIsIsI}", "read", c->read, "written", c->written,
+                          "unchanged", c->unchanged, "failed",
+                          c->transform_failed + c->validate_failed + c->write_failed,
+                          "transform_failed", c->transform_failed, "validate_failed",
+                          c->validate_failed, "write_failed", c->write_failed);
+    if (o)
+        json_object_set_new(counts, entity, o);
+}
+
+/* What the pipeline knows of one source record while its batch is processed. */
+typedef struct rec_state {
+    const char *key;
+    tfs_lua_output out;
+    uint64_t src_hash, tgt_hash;
+    json_t *reasons; /* set: failed */
+    const char *stage;
+    int write; /* needs writing */
+} rec_state;
+
+typedef struct batch_ctx {
+    tfs_pipeline *p;
+    const tfs_config_pair *pair;
+    const tfs_config_entity *em;
+    int64_t run_id;
+    tfs_instance *src, *tgt;
+    size_t src_entity;
+    const tfs_sdk_entity **targets; /* target entities of the mapping */
+    size_t *target_index;           /* their indexes in the target instance */
+    size_t n_targets;
+    entity_counts c;
+    json_t *counts;
+    const atomic_int *stop;
+} batch_ctx;
+
+static size_t target_slot(const batch_ctx *b, const tfs_sdk_entity *e)
+{
+    for (size_t i = 0; i < b->n_targets; i++)
+        if (b->targets[i] == e)
+            return i;
+    return 0;
+}
+
+static void fail_rec(rec_state *r, const char *stage, const char *msg)
+{
+    if (!r->reasons)
+        r->reasons = json_array();
+    r->stage = stage;
+    if (msg)
+        json_array_append_new(r->reasons, json_string(msg));
+}
+
+/* Transform and validate every record, and hash what would be written. */
+static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs)
+{
+    tfs_pipeline *p = b->p;
+    for (size_t i = 0; i < batch->n; i++) {
+        rec_state *r = &rs[i];
+        const tfs_record *src = batch->recs[i];
+        if (!(r->key = tfs_record_key(p->arena, src)))
+            return TFS_ENOMEM;
+        r->src_hash = tfs_hash_records(&p->scratch, &src, 1);
+        tfs_error e = {0};
+        if (tfs_lua_map(p->lua, b->em->script, src, r->key, b->targets, b->n_targets, p->arena,
+                        &r->out, &e) != 0) {
+            fail_rec(r, "transform", e.message);
+            b->c.transform_failed++;
+            continue;
+        }
+        for (size_t j = 0; j < r->out.n; j++) {
+            if (!r->reasons)
+                r->reasons = json_array();
+            int probs = tfs_validate_record(r->out.recs[j], r->reasons);
+            if (probs < 0)
+                return TFS_ENOMEM;
+            if (probs > 0)
+                r->stage = "validate";
+        }
+        if (r->stage) {
+            b->c.validate_failed++;
+            continue;
+        }
+        json_decref(r->reasons);
+        r->reasons = NULL;
+        r->tgt_hash = tfs_hash_records(&p->scratch, (const tfs_record *const *)r->out.recs,
+                                       r->out.n);
+    }
+    return 0;
+}
+
+/* Marks records whose target is already what they would write (same hash as the sync
+ * map's last written), so that a repeated full sync writes nothing. */
+static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error *err)
+{
+    tfs_pipeline *p = b->p;
+    size_t n = batch->n;
+    const char **keys = tfs_arena_alloc(p->arena, (n ? n : 1) * sizeof *keys);
+    char **hashes = tfs_arena_calloc(p->arena, n ? n : 1, sizeof *hashes);
+    if (!keys || !hashes)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        keys[i] = rs[i].key;
+    int rc = tfs_store_syncmap_hashes(p->store, b->pair->name, b->em->source, keys, n, hashes,
+                                      err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        rec_state *r = &rs[i];
+        if (!r->stage) {
+            char hex[17];
+            tfs_hash_hex(r->tgt_hash, hex);
+            r->write = !hashes[i] || strcmp(hashes[i], hex) != 0;
+            if (!r->write)
+                b->c.unchanged++;
+        }
+        free(hashes[i]);
+    }
+    return 0;
+}
+
+static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_error *err)
+{
+    tfs_pipeline *p = b->p;
+    size_t n_ops = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].write)
+            n_ops += rs[i].out.n;
+    if (n_ops == 0)
+        return 0;
+    tfs_sdk_write_op *ops = tfs_arena_alloc(p->arena, n_ops * sizeof *ops);
+    size_t *owner = tfs_arena_alloc(p->arena, n_ops * sizeof *owner);
+    if (!ops || !owner)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!rs[i].write)
+            continue;
+        for (size_t j = 0; j < rs[i].out.n; j++) {
+            const tfs_record *rec = rs[i].out.recs[j];
+            ops[k] = (tfs_sdk_write_op){b->target_index[target_slot(b, rec->entity)],
+                                        TFS_SDK_OP_UPSERT, rec};
+            owner[k++] = i;
+        }
+    }
+    tfs_results res;
+    int rc = 0;
+    for (int attempt = 1;; attempt++) {
+        if (tfs_results_init(&res, n_ops) != 0)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        rc = tfs_instance_write(b->tgt, ops, n_ops, &res, err);
+        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+            break;
+        tfs_results_free(&res);
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
+                     err->message, attempt, MAX_ATTEMPTS);
+        if (backoff(p, attempt, b->stop) < 0)
+            return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a write");
+    }
+    if (rc == 0) {
+        for (size_t o = 0; o < n_ops; o++) {
+            if (res.status[o] == TFS_SDK_OK)
+                continue;
+            rec_state *r = &rs[owner[o]];
+            if (r->write) {
+                r->write = 0;
+                b->c.write_failed++;
+            }
+            fail_rec(r, "write", res.message[o] ? res.message[o] : "the target refused it");
+        }
+    }
+    tfs_results_free(&res);
+    return rc;
+}
+
+/* Sync map rows and failed records of the batch, then one state store transaction. */
+static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error *err)
+{
+    tfs_pipeline *p = b->p;
+    size_t n = batch->n, n_rows = 0, n_failed = 0;
+    tfs_syncmap_row *rows = tfs_arena_calloc(p->arena, n ? n : 1, sizeof *rows);
+    tfs_failed_row *failed = tfs_arena_calloc(p->arena, n ? n : 1, sizeof *failed);
+    if (!rows || !failed)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        rec_state *r = &rs[i];
+        if (r->stage) {
+            failed[n_failed++] = (tfs_failed_row){r->key, r->stage, r->reasons,
+                                                  tfs_record_to_json(batch->recs[i])};
+            continue;
+        }
+        if (!r->write)
+            continue;
+        b->c.written++;
+        tfs_syncmap_row *row = &rows[n_rows++];
+        row->source_key = r->key;
+        tfs_hash_hex(r->src_hash, row->source_hash);
+        tfs_hash_hex(r->tgt_hash, row->target_hash);
+        row->target_keys = json_array();
+        row->target_record = json_object();
+        for (size_t j = 0; j < r->out.n; j++) {
+            const tfs_record *t = r->out.recs[j];
+            char hex[17];
+            tfs_hash_hex(tfs_hash_records(&p->scratch, &t, 1), hex);
+            const char *tkey = tfs_record_key(p->arena, t);
+            json_array_append_new(row->target_keys,
+                                  json_pack("{ssssss}", "entity", t->entity->name, "key",
+                                            tkey ? tkey : "", "hash", hex));
+            json_t *list = json_object_get(row->target_record, t->entity->name);
+            if (!list) {
+                list = json_array();
+                json_object_set_new(row->target_record, t->entity->name, list);
+            }
+            json_array_append_new(list, tfs_record_to_json(t));
+        }
+    }
+    counts_put(b->counts, b->em->source, &b->c);
+    tfs_batch_commit bc = {
+        .pair = b->pair->name,
+        .entity = b->em->source,
+        .run_id = b->run_id,
+        .rows = rows,
+        .n_rows = n_rows,
+        .failed = failed,
+        .n_failed = n_failed,
+        .cursor_kind = "full",
+        .cursor = batch->cursor,
+        .cursor_len = batch->cursor_len,
+        .cursor_done = batch->done,
+        .counts = b->counts,
+    };
+    if (!batch->cursor_set)
+        bc.cursor = NULL;
+    int rc = 0;
+    for (int attempt = 1;; attempt++) {
+        rc = tfs_store_batch_commit(p->store, &bc, err);
+        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+            break;
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d, retrying)", b->run_id,
+                     err->message, attempt);
+        if (backoff(p, attempt, b->stop) < 0)
+            break;
+        tfs_store_ensure(p->store, NULL);
+    }
+    for (size_t i = 0; i < n_rows; i++) {
+        json_decref(rows[i].target_keys);
+        json_decref(rows[i].target_record);
+    }
+    for (size_t i = 0; i < n_failed; i++)
+        json_decref(failed[i].record);
+    return rc;
+}
+
+static int read_batch(batch_ctx *b, const unsigned char *cursor, size_t cursor_len,
+                      tfs_batch *batch, tfs_error *err)
+{
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        tfs_batch_init(batch, b->p->arena, &b->src->entities[b->src_entity]);
+        rc = tfs_instance_read(b->src, b->src_entity, TFS_SDK_READ_FULL, cursor, cursor_len,
+                               b->pair->batch_size, batch, err);
+        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+            return rc;
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
+                     err->message, attempt, MAX_ATTEMPTS);
+        if (backoff(b->p, attempt, b->stop) < 0)
+            return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a read");
+    }
+}
+
+static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
+{
+    int64_t cursor_run;
+    int done, rc;
+    unsigned char *saved = NULL;
+    size_t saved_len = 0;
+    if ((rc = tfs_store_cursor_get(p->store, b->pair->name, b->em->source, "full", &cursor_run,
+                                   &done, &saved, &saved_len, err)))
+        return rc;
+    /* A cursor left by this same run is where it stopped: resume after it. */
+    if (cursor_run != b->run_id) {
+        free(saved);
+        saved = NULL;
+        saved_len = 0;
+        done = 0;
+    }
+    if (done) {
+        free(saved);
+        return 0;
+    }
+    unsigned char *cursor = saved;
+    size_t cursor_len = saved_len;
+    for (;;) {
+        if (atomic_load(b->stop)) {
+            rc = tfs_error_set(err, TFS_ELIMIT, "stopped between batches");
+            break;
+        }
+        tfs_arena_reset(p->arena);
+        tfs_batch batch;
+        if ((rc = read_batch(b, cursor, cursor_len, &batch, err)))
+            break;
+        b->c.read += (json_int_t)batch.n;
+        rec_state *rs = tfs_arena_calloc(p->arena, batch.n ? batch.n : 1, sizeof *rs);
+        if (!rs) {
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            break;
+        }
+        if ((rc = transform_batch(b, &batch, rs))) {
+            tfs_error_set(err, rc, "out of memory transforming a batch");
+        } else if (!(rc = compare_batch(b, &batch, rs, err)) &&
+                   !(rc = write_batch(b, rs, batch.n, err))) {
+            rc = commit_batch(b, &batch, rs, err);
+        }
+        for (size_t i = 0; i < batch.n; i++)
+            json_decref(rs[i].reasons);
+        if (rc)
+            break;
+        if (batch.done || batch.n == 0)
+            break;
+        if (!batch.cursor_set) {
+            rc = tfs_error_set(err, TFS_EPERMANENT, "%s returned a batch without a cursor",
+                               b->src->system);
+            tfs_error_hint(err, "the plugin must call batch_set_cursor after each read");
+            break;
+        }
+        /* The next read starts after this batch; the cursor lives in the arena, so keep
+         * a copy that survives the reset. */
+        free(saved);
+        saved = malloc(batch.cursor_len ? batch.cursor_len : 1);
+        if (!saved) {
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(saved, batch.cursor, batch.cursor_len);
+        cursor = saved;
+        cursor_len = batch.cursor_len;
+    }
+    free(saved);
+    return rc;
+}
+
+static int prepare_mapping(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
+{
+    const tfs_config_entity *em = b->em;
+    int si = tfs_instance_entity(b->src, em->source);
+    if (si < 0) {
+        tfs_error_set(err, TFS_EPERMANENT, "source system \"%s\" has no entity \"%s\"",
+                      b->pair->source, em->source);
+        return TFS_EPERMANENT;
+    }
+    b->src_entity = (size_t)si;
+    b->n_targets = em->n_targets;
+    b->targets = calloc(em->n_targets, sizeof *b->targets);
+    b->target_index = calloc(em->n_targets, sizeof *b->target_index);
+    if (!b->targets || !b->target_index)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t t = 0; t < em->n_targets; t++) {
+        int ti = tfs_instance_entity(b->tgt, em->targets[t]);
+        if (ti < 0)
+            return tfs_error_set(err, TFS_EPERMANENT, "target system \"%s\" has no entity \"%s\"",
+                                 b->pair->target, em->targets[t]);
+        b->target_index[t] = (size_t)ti;
+        b->targets[t] = &b->tgt->entities[ti];
+    }
+    return tfs_lua_load(p->lua, em->script, err);
+}
+
+int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
+                         const char *mode, const atomic_int *stop, tfs_error *err)
+{
+    const tfs_config_pair *pair = tfs_config_pair_get(p->cfg, pair_name);
+    json_t *counts = NULL;
+    int rc;
+    if ((rc = tfs_store_ensure(p->store, err)))
+        return rc;
+    if (!pair) {
+        rc = tfs_error_set(err, TFS_EPERMANENT, "pair \"%s\" is no longer in the config",
+                           pair_name);
+        goto finish;
+    }
+    if (strcmp(mode, "full") != 0) {
+        rc = tfs_error_set(err, TFS_EPERMANENT, "%s runs are not supported yet", mode);
+        goto finish;
+    }
+    json_t *run;
+    if ((rc = tfs_store_run_json(p->store, run_id, &run, err)))
+        return rc;
+    counts = json_deep_copy(json_object_get(run, "counts"));
+    json_decref(run);
+    if (!json_is_object(counts)) {
+        json_decref(counts);
+        counts = json_object();
+    }
+    if ((rc = tfs_store_run_set_state(p->store, run_id, "running", NULL, NULL, err)))
+        goto out;
+    tfs_log_info("pipeline", "run %" PRId64 ": %s sync of %s started", run_id, mode, pair_name);
+    open_system *src, *tgt;
+    if ((rc = get_system(p, pair->source, &src, err)) ||
+        (rc = get_system(p, pair->target, &tgt, err)))
+        goto finish;
+    for (size_t i = 0; i < pair->n_entities && rc == 0; i++) {
+        batch_ctx b = {.p = p, .pair = pair, .em = &pair->entities[i], .run_id = run_id,
+                       .src = src->inst, .tgt = tgt->inst, .counts = counts, .stop = stop};
+        /* Resumed runs carry on counting from what was committed. */
+        json_t *prev = json_object_get(counts, b.em->source);
+        if (prev) {
+            b.c.read = json_integer_value(json_object_get(prev, "read"));
+            b.c.written = json_integer_value(json_object_get(prev, "written"));
+            b.c.unchanged = json_integer_value(json_object_get(prev, "unchanged"));
+            b.c.transform_failed = json_integer_value(json_object_get(prev, "transform_failed"));
+            b.c.validate_failed = json_integer_value(json_object_get(prev, "validate_failed"));
+            b.c.write_failed = json_integer_value(json_object_get(prev, "write_failed"));
+        }
+        if ((rc = prepare_mapping(p, &b, err)) == 0)
+            rc = run_entity(p, &b, err);
+        free(b.targets);
+        free(b.target_index);
+    }
+    if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
+        /* Drop the instances: a broken connection must not serve the next run. */
+        drop_system(src);
+        drop_system(tgt);
+    }
+finish:
+    if (rc == TFS_ELIMIT && stop && atomic_load(stop)) {
+        tfs_log_info("pipeline", "run %" PRId64 ": stopped; it resumes at the next start-up",
+                     run_id);
+        goto out;
+    }
+    {
+        tfs_error e2 = {0};
+        if (tfs_store_run_set_state(p->store, run_id, rc ? "failed" : "succeeded",
+                                    rc ? err->message : NULL, counts, &e2) != 0)
+            tfs_log_error("pipeline", "run %" PRId64 ": %s", run_id, e2.message);
+    }
+    if (rc)
+        tfs_log_error("pipeline", "run %" PRId64 " failed: %s", run_id, err->message);
+    else
+        tfs_log_info("pipeline", "run %" PRId64 ": succeeded", run_id);
+out:
+    json_decref(counts);
+    return rc;
+}

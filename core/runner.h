@@ -1,0 +1,36 @@
+/* core/runner.h — the orchestrator's worker pool: runs are queued here and executed on
+ * worker threads, never on HTTP request threads.
+ *
+ * A run is first recorded in the state store (queued), where a unique index lets only one
+ * run per pair be queued or running across every daemon sharing the store, then handed to
+ * a worker. Each worker owns a tfs_pipeline (its own connections and Lua state). Runs left
+ * queued or running by a crash are resumed at start-up from their last committed batch.
+ */
+#ifndef TFS_RUNNER_H
+#define TFS_RUNNER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+#include "plugin_host.h"
+#include "store.h"
+
+typedef struct tfs_runner tfs_runner;
+
+/* Starts cfg->workers worker threads. cfg and plugins must outlive the runner. */
+int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_runner **out,
+                     tfs_error *err);
+/* Asks workers to stop between batches, joins them and frees the runner; accepts NULL.
+ * Runs interrupted this way stay "running" and are resumed at the next start-up. */
+void tfs_runner_stop(tfs_runner *r);
+
+/* Records a run of pair (mode "full" or "incremental") by actor in the store through the
+ * caller's connection s and queues it. TFS_ENOTFOUND: no such pair; TFS_ECONFLICT: the pair
+ * already has a queued or running run, whose id is put in *run_id. */
+int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
+                      const char *actor, int64_t *run_id, tfs_error *err);
+/* Queues the runs the store says were left unfinished. */
+int tfs_runner_resume(tfs_runner *r, tfs_store *s, tfs_error *err);
+
+#endif
