@@ -14,6 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <curl/curl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -245,6 +250,7 @@ typedef struct request {
     const char *body;  /* NULL: no body */
     size_t body_len;
     bool chunked;
+    bool expect; /* let curl send "Expect: 100-continue" as it does for large bodies */
     const char *extra_header;
 } request;
 
@@ -288,7 +294,7 @@ static result perform(CURL *c, const char *base_url, request rq)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq.body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)rq.body_len);
     }
-    hdrs = curl_slist_append(hdrs, "Expect:");
+    hdrs = curl_slist_append(hdrs, rq.expect ? "Expect: 100-continue" : "Expect:");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     if (strcmp(rq.method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -681,7 +687,46 @@ Test(http, body_over_limit_with_content_length_is_413)
                        .body_len = 2 * 1024 * 1024});
     free(check_problem(&r, 413, "body-too-large", "/echo"));
     result_free(&r);
+    /* With "Expect: 100-continue" the 413 comes instead of the 100. */
+    r = call((request){.method = "POST", .path = "/echo", .body = body,
+                       .body_len = 2 * 1024 * 1024, .expect = true});
+    free(check_problem(&r, 413, "body-too-large", "/echo"));
+    result_free(&r);
     free(body);
+    assert_alive();
+}
+
+/* A huge Content-Length is refused from the headers alone: the 413 arrives although the
+ * body is never sent. */
+Test(http, huge_content_length_is_refused_before_the_body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(tfs_http_port(srv));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const char *head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 5000000000\r\n\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    char buf[2048];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\"instance\"") || got == sizeof buf - 1)
+            break;
+    }
+    close(fd);
+    buf[got] = '\0';
+    cr_assert(strncmp(buf, "HTTP/1.1 413", 12) == 0, "got: %s", buf);
+    cr_assert(strstr(buf, "body-too-large") != NULL, "got: %s", buf);
     assert_alive();
 }
 
@@ -700,6 +745,10 @@ Test(http, body_over_limit_chunked_is_413)
     body = filled(200 * 1024, 'e');
     r = call((request){.method = "PUT", .path = "/echo", .body = body, .body_len = 200 * 1024,
                        .chunked = true});
+    free(check_problem(&r, 413, "body-too-large", "/echo"));
+    result_free(&r);
+    r = call((request){.method = "PUT", .path = "/echo", .body = body, .body_len = 200 * 1024,
+                       .chunked = true, .expect = true});
     free(check_problem(&r, 413, "body-too-large", "/echo"));
     result_free(&r);
     free(body);
