@@ -1,0 +1,139 @@
+/* tests/unit/canonical_test.c — typed records and canonical hashing: the same value hashes
+ * the same whatever its representation; a different value never does. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "canonical.h"
+#include "record.h"
+
+static const tfs_sdk_field fields[] = {
+    {"id", TFS_SDK_INT64, TFS_SDK_FIELD_KEY, 0, 0, 0},
+    {"yr", TFS_SDK_INT64, TFS_SDK_FIELD_KEY, 0, 0, 0},
+    {"amount", TFS_SDK_DECIMAL, 0, 0, 14, 2},
+    {"name", TFS_SDK_TEXT, 0, 20, 0, 0},
+    {"seen", TFS_SDK_TIMESTAMP, 0, 0, 0, 0},
+    {"wen", TFS_SDK_TIMESTAMP, TFS_SDK_FIELD_BOOKKEEPING, 0, 0, 0},
+};
+static const tfs_sdk_entity entity = {"thing", fields, 6};
+
+static tfs_arena *arena;
+static void setup(void) { arena = tfs_arena_new(); }
+static void teardown(void) { tfs_arena_free(arena); }
+TestSuite(canonical, .init = setup, .fini = teardown);
+
+static tfs_record *make(int64_t id, tfs_value amount, const char *name, const char *seen)
+{
+    tfs_record *r = tfs_record_new(arena, &entity);
+    r->values[0] = (tfs_value){.type = TFS_SDK_INT64, .u.i = id};
+    r->values[1] = (tfs_value){.type = TFS_SDK_INT64, .u.i = 2026};
+    r->values[2] = amount;
+    if (amount.type == TFS_SDK_DECIMAL)
+        tfs_record_set_text(r, 2, TFS_SDK_DECIMAL, amount.u.s, strlen(amount.u.s));
+    if (name)
+        tfs_record_set_text(r, 3, TFS_SDK_TEXT, name, strlen(name));
+    if (seen)
+        tfs_record_set_text(r, 4, TFS_SDK_TIMESTAMP, seen, strlen(seen));
+    return r;
+}
+
+static uint64_t hash(const tfs_record *r)
+{
+    tfs_buf b = TFS_BUF_INIT;
+    uint64_t h = tfs_hash_records(&b, &r, 1);
+    tfs_buf_free(&b);
+    return h;
+}
+
+#define DEC(text) ((tfs_value){.type = TFS_SDK_DECIMAL, .u.s = (text)})
+#define INT(x) ((tfs_value){.type = TFS_SDK_INT64, .u.i = (x)})
+#define FLT(x) ((tfs_value){.type = TFS_SDK_FLOAT64, .u.f = (x)})
+
+Test(canonical, numbers_hash_by_value)
+{
+    uint64_t h = hash(make(1, DEC("12.50"), "A", NULL));
+    cr_assert_eq(hash(make(1, DEC("12.5"), "A", NULL)), h);
+    cr_assert_eq(hash(make(1, DEC("012.500"), "A", NULL)), h);
+    cr_assert_eq(hash(make(1, FLT(12.5), "A", NULL)), h);
+    cr_assert_neq(hash(make(1, DEC("12.51"), "A", NULL)), h);
+    uint64_t z = hash(make(1, DEC("0"), "A", NULL));
+    cr_assert_eq(hash(make(1, DEC("-0.00"), "A", NULL)), z);
+    cr_assert_eq(hash(make(1, INT(0), "A", NULL)), z);
+    cr_assert_eq(hash(make(1, INT(12), "A", NULL)), hash(make(1, DEC("12.0"), "A", NULL)));
+}
+
+Test(canonical, text_padding_and_timestamp_precision)
+{
+    uint64_t h = hash(make(1, INT(1), "MAIN", "2026-01-02 03:04:05"));
+    cr_assert_eq(hash(make(1, INT(1), "MAIN   ", "2026-01-02 03:04:05.000")), h);
+    cr_assert_eq(hash(make(1, INT(1), "MAIN", "2026-01-02 03:04:05.")), h);
+    cr_assert_neq(hash(make(1, INT(1), "MAIN", "2026-01-02 03:04:05.1")), h);
+    cr_assert_neq(hash(make(1, INT(1), " MAIN", "2026-01-02 03:04:05")), h);
+    cr_assert_neq(hash(make(1, INT(1), "main", "2026-01-02 03:04:05")), h);
+}
+
+Test(canonical, null_differs_from_empty_and_zero)
+{
+    uint64_t null_name = hash(make(1, INT(1), NULL, NULL));
+    cr_assert_neq(hash(make(1, INT(1), "", NULL)), null_name);
+    tfs_record *r = make(1, INT(1), NULL, NULL);
+    r->values[2] = (tfs_value){.type = TFS_SDK_NULL};
+    cr_assert_neq(hash(r), hash(make(1, INT(0), NULL, NULL)));
+}
+
+Test(canonical, bookkeeping_fields_left_out)
+{
+    tfs_record *a = make(7, INT(1), "X", NULL), *b = make(7, INT(1), "X", NULL);
+    tfs_record_set_text(a, 5, TFS_SDK_TIMESTAMP, "2026-01-01 00:00:00", 19);
+    tfs_record_set_text(b, 5, TFS_SDK_TIMESTAMP, "2026-06-30 12:00:00", 19);
+    cr_assert_eq(hash(a), hash(b));
+}
+
+Test(canonical, field_boundaries_do_not_collide)
+{
+    /* "ab" + "c" must not equal "a" + "bc" */
+    static const tfs_sdk_field f2[] = {{"a", TFS_SDK_TEXT, 0, 0, 0, 0},
+                                       {"b", TFS_SDK_TEXT, 0, 0, 0, 0}};
+    static const tfs_sdk_entity e2 = {"two", f2, 2};
+    tfs_record *x = tfs_record_new(arena, &e2), *y = tfs_record_new(arena, &e2);
+    tfs_record_set_text(x, 0, TFS_SDK_TEXT, "ab", 2);
+    tfs_record_set_text(x, 1, TFS_SDK_TEXT, "c", 1);
+    tfs_record_set_text(y, 0, TFS_SDK_TEXT, "a", 1);
+    tfs_record_set_text(y, 1, TFS_SDK_TEXT, "bc", 2);
+    cr_assert_neq(hash(x), hash(y));
+}
+
+Test(canonical, record_key_escapes_separator)
+{
+    static const tfs_sdk_field f2[] = {{"a", TFS_SDK_TEXT, TFS_SDK_FIELD_KEY, 0, 0, 0},
+                                       {"b", TFS_SDK_INT64, TFS_SDK_FIELD_KEY, 0, 0, 0}};
+    static const tfs_sdk_entity e2 = {"k", f2, 2};
+    tfs_record *x = tfs_record_new(arena, &e2);
+    tfs_record_set_text(x, 0, TFS_SDK_TEXT, "a|b", 3);
+    x->values[1] = (tfs_value){.type = TFS_SDK_INT64, .u.i = 2026};
+    cr_assert_str_eq(tfs_record_key(arena, x), "a\\|b|2026");
+    cr_assert_str_eq(tfs_record_key(arena, make(10042, INT(1), NULL, NULL)), "10042|2026");
+}
+
+Test(canonical, record_to_json_keeps_nulls_and_decimals)
+{
+    tfs_record *r = make(3, DEC("10.10"), NULL, NULL);
+    json_t *j = tfs_record_to_json(r);
+    cr_assert(json_is_null(json_object_get(j, "name")), "a null field stays a field");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "amount")), "10.10");
+    cr_assert_eq(json_integer_value(json_object_get(j, "id")), 3);
+    json_decref(j);
+}
+
+Test(canonical, arena_reuses_memory_after_reset)
+{
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 10000; i++)
+            cr_assert_not_null(tfs_arena_alloc(arena, 100));
+        cr_assert_geq(tfs_arena_used(arena), 1000000);
+        tfs_arena_reset(arena);
+        cr_assert_eq(tfs_arena_used(arena), 0);
+    }
+    char *big = tfs_arena_alloc(arena, 1 << 20);
+    cr_assert_not_null(big);
+    memset(big, 1, 1 << 20);
+}

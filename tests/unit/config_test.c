@@ -1,0 +1,143 @@
+/* tests/unit/config_test.c — a bad config is refused with the JSON path of the problem. */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/tfs-config-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/map.lua", dir);
+    FILE *f = fopen(path, "w");
+    fputs("function map(r) return {} end\n", f);
+    fclose(f);
+}
+
+static void teardown(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/map.lua", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+static json_t *good(void)
+{
+    json_error_t je;
+    json_t *c = json_loads(
+        "{\"state\": {\"conninfo\": \"dbname=tfsync\"}, \"plugin_dir\": \".\","
+        " \"transform_dir\": \".\", \"roll_year\": 2026,"
+        " \"api_keys\": [{\"name\": \"ops\", \"role\": \"operate\", \"sha256\":"
+        " \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"}],"
+        " \"systems\": {\"pacs\": {\"plugin\": \"pacs\"}, \"cama\": {\"plugin\": \"cama\"}},"
+        " \"pairs\": [{\"name\": \"pacs-to-cama\", \"source\": \"pacs\", \"target\": \"cama\","
+        " \"entities\": [{\"source\": \"property\", \"targets\": [\"pardat\"],"
+        " \"script\": \"map.lua\"}]}]}",
+        0, &je);
+    cr_assert_not_null(c, "%s", je.text);
+    return c;
+}
+
+static void expect(json_t *c, const char *want)
+{
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    int rc = tfs_config_parse(c, dir, &cfg, &err);
+    cr_assert_eq(rc, TFS_EINVAL, "expected refusal with \"%s\"", want);
+    cr_assert_null(cfg);
+    cr_assert(strstr(err.message, want), "message \"%s\" should contain \"%s\"", err.message,
+              want);
+    json_decref(c);
+}
+
+Test(config, good_config_loads)
+{
+    json_t *c = good();
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    cr_assert_eq(cfg->roll_year, 2026);
+    cr_assert_eq(cfg->n_pairs, 1);
+    cr_assert_eq(cfg->pairs[0].batch_size, 1000);
+    cr_assert_eq(cfg->keys[0].role, TFS_ROLE_OPERATE);
+    cr_assert_eq(cfg->keys[0].sha256[0], 0x9f);
+    cr_assert_not_null(tfs_config_pair_get(cfg, "pacs-to-cama"));
+    tfs_config_free(cfg);
+    json_decref(c);
+}
+
+Test(config, missing_script_named_with_path)
+{
+    json_t *c = good();
+    json_t *e = json_array_get(json_object_get(json_array_get(json_object_get(c, "pairs"), 0),
+                                               "entities"), 0);
+    json_object_set_new(e, "script", json_string("nope.lua"));
+    expect(c, "pairs[0].entities[0].script: no such file \"nope.lua\"");
+}
+
+Test(config, unknown_key_refused)
+{
+    json_t *c = good();
+    json_object_set_new(json_object_get(json_object_get(c, "systems"), "pacs"), "plugn",
+                        json_string("x"));
+    expect(c, "systems.pacs.plugn: unknown key");
+}
+
+Test(config, wrong_type_refused)
+{
+    json_t *c = good();
+    json_object_set_new(c, "roll_year", json_string("2026"));
+    expect(c, "roll_year: must be an integer, not a string");
+}
+
+Test(config, unknown_system_in_pair)
+{
+    json_t *c = good();
+    json_object_set_new(json_array_get(json_object_get(c, "pairs"), 0), "target",
+                        json_string("gis"));
+    expect(c, "pairs[0].target: unknown system \"gis\"");
+}
+
+Test(config, bad_role_and_hash)
+{
+    json_t *c = good();
+    json_object_set_new(json_array_get(json_object_get(c, "api_keys"), 0), "role",
+                        json_string("root"));
+    expect(c, "api_keys[0].role: unknown role \"root\"");
+    c = good();
+    json_object_set_new(json_array_get(json_object_get(c, "api_keys"), 0), "sha256",
+                        json_string("abc"));
+    expect(c, "api_keys[0].sha256: must be 64 hexadecimal digits");
+}
+
+Test(config, missing_roll_year_and_batch_range)
+{
+    json_t *c = good();
+    json_object_del(c, "roll_year");
+    expect(c, "roll_year: missing");
+    c = good();
+    json_object_set_new(json_array_get(json_object_get(c, "pairs"), 0), "batch_size",
+                        json_integer(0));
+    expect(c, "pairs[0].batch_size: 0 is out of range");
+}
+
+Test(config, malformed_file_reports_line)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\n  \"state\": {,\n}\n", f);
+    fclose(f);
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_load(path, &cfg, &err), TFS_EINVAL);
+    cr_assert(strstr(err.message, "line 2"), "%s", err.message);
+    unlink(path);
+}
