@@ -1,0 +1,176 @@
+/* tests/integration/api_test.c — every API error answered with the right status and an
+ * application/problem+json body that says what to fix, the daemon still answering after
+ * each; and 409 while a run holds the pair (held deterministically with a table lock). */
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfs_test.h"
+
+static char *pacs, *cama, *state;
+static tfs_test_daemon *d;
+
+static void setup(void)
+{
+    pacs = tfs_test_db_clone("tfs_tmpl_pacs10k", "pacs");
+    cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
+    state = tfs_test_db_clone("tfs_tmpl_state", "state");
+    json_t *cfg = tfs_test_config_new(pacs, cama, state);
+    json_object_set_new(json_object_get(cfg, "listen"), "max_body_bytes", json_integer(4096));
+    d = tfs_test_daemon_start(cfg);
+    json_decref(cfg);
+}
+
+static void teardown(void)
+{
+    tfs_test_daemon_stop(d);
+    tfs_test_db_drop(pacs);
+    tfs_test_db_drop(cama);
+    tfs_test_db_drop(state);
+    free(pacs);
+    free(cama);
+    free(state);
+}
+
+TestSuite(api, .init = setup, .fini = teardown, .timeout = 300);
+
+static void still_up(void)
+{
+    tfs_test_response r = tfs_test_http(d, "GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200, "the daemon must still answer: %ld %s", r.status, r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "ok", "%s", r.body);
+    tfs_test_response_free(&r);
+}
+
+/* Asserts a problem+json answer of the given status whose type ends in slug and whose
+ * detail contains hint. */
+static void expect_problem(const char *method, const char *path, const char *key,
+                           const char *body, long status, const char *slug, const char *hint)
+{
+    tfs_test_response r = tfs_test_http(d, method, path, key, body);
+    cr_assert_eq(r.status, status, "%s %s: want %ld, got %ld %s", method, path, status,
+                 r.status, r.body);
+    cr_assert(strstr(r.content_type, "application/problem+json"), "%s %s: content type %s",
+              method, path, r.content_type);
+    cr_assert_not_null(r.json, "%s %s: body is not JSON: %s", method, path, r.body);
+    const char *type = json_string_value(json_object_get(r.json, "type"));
+    cr_assert(type && strlen(type) >= strlen(slug) &&
+                  strcmp(type + strlen(type) - strlen(slug), slug) == 0,
+              "%s %s: type %s, want .../%s", method, path, type, slug);
+    cr_assert_not_null(json_string_value(json_object_get(r.json, "title")));
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), status);
+    const char *detail = json_string_value(json_object_get(r.json, "detail"));
+    cr_assert(detail && strstr(detail, hint), "%s %s: detail \"%s\" should say \"%s\"", method,
+              path, detail, hint);
+    tfs_test_response_free(&r);
+    still_up();
+}
+
+Test(api, errors_are_problems_and_the_daemon_stays_up)
+{
+    expect_problem("POST", "/sync/full", "operate-key", "{\"pair\": ", 400, "malformed-json",
+                   "not valid JSON");
+    expect_problem("POST", "/sync/full", "operate-key", "[1, 2]", 400, "invalid-body",
+                   "must be a JSON object");
+    expect_problem("POST", "/sync/full", "operate-key", "", 400, "invalid-body", "empty");
+    expect_problem("POST", "/sync/full", "operate-key", "{\"pair\": 42}", 400, "invalid-field",
+                   "\"pair\" must be a string");
+    expect_problem("POST", "/sync/full", "operate-key", "{}", 400, "invalid-field",
+                   "\"pair\" is missing");
+    expect_problem("POST", "/sync/full", "operate-key", "{\"pair\": \"x\", \"fast\": true}",
+                   400, "invalid-field", "unknown field \"fast\"");
+    expect_problem("POST", "/sync/full", "operate-key", "{\"pair\": \"pacs-to-gis\"}", 404,
+                   "unknown-pair", "pacs-to-cama");
+    expect_problem("GET", "/sync/status/999999", "read-key", NULL, 404, "unknown-run",
+                   "no run 999999");
+    expect_problem("GET", "/sync/status/abc", "read-key", NULL, 400, "invalid-run-id",
+                   "positive integers");
+    expect_problem("DELETE", "/sync/full", "operate-key", NULL, 405, "method-not-allowed",
+                   "POST");
+    expect_problem("GET", "/no/such/route", "read-key", NULL, 404, "not-found", "openapi");
+    expect_problem("POST", "/sync/full", NULL, "{\"pair\": \"pacs-to-cama\"}", 401,
+                   "unauthorized", "Bearer");
+    expect_problem("POST", "/sync/full", "wrong-key", "{\"pair\": \"pacs-to-cama\"}", 401,
+                   "unauthorized", "Bearer");
+    expect_problem("POST", "/sync/full", "read-key", "{\"pair\": \"pacs-to-cama\"}", 403,
+                   "forbidden", "operate");
+    char *big = malloc(10000);
+    memset(big, ' ', 9999);
+    big[0] = '{';
+    big[9998] = '}';
+    big[9999] = '\0';
+    expect_problem("POST", "/sync/full", "operate-key", big, 413, "body-too-large", "4096");
+    free(big);
+}
+
+Test(api, a_running_pair_answers_409_with_its_run_id)
+{
+    /* Hold the target table: the run starts and blocks at its first write. */
+    PGconn *lock = tfs_test_pg_connect(cama);
+    PGresult *res = PQexec(lock, "BEGIN; LOCK TABLE pardat IN ACCESS EXCLUSIVE MODE");
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(lock));
+    PQclear(res);
+
+    tfs_test_response r = tfs_test_http(d, "POST", "/sync/full", "operate-key",
+                                        "{\"pair\": \"pacs-to-cama\"}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    json_int_t first = json_integer_value(json_object_get(r.json, "run_id"));
+    tfs_test_response_free(&r);
+
+    r = tfs_test_http(d, "POST", "/sync/full", "operate-key", "{\"pair\": \"pacs-to-cama\"}");
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert(strstr(r.content_type, "application/problem+json"));
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "run_id")), first,
+                 "the 409 names the running run: %s", r.body);
+    tfs_test_response_free(&r);
+    still_up();
+
+    /* The status of the held run is readable meanwhile. */
+    char path[64];
+    snprintf(path, sizeof path, "/sync/status/%lld", (long long)first);
+    r = tfs_test_http(d, "GET", path, "read-key", NULL);
+    cr_assert_eq(r.status, 200);
+    const char *st = json_string_value(json_object_get(r.json, "state"));
+    cr_assert(st && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0), "%s", r.body);
+    tfs_test_response_free(&r);
+
+    res = PQexec(lock, "COMMIT");
+    PQclear(res);
+    PQfinish(lock);
+    json_t *run = tfs_test_wait_run(d, first, 300);
+    cr_assert_str_eq(json_string_value(json_object_get(run, "state")), "succeeded");
+    json_decref(run);
+
+    r = tfs_test_http(d, "POST", "/sync/full", "operate-key", "{\"pair\": \"pacs-to-cama\"}");
+    cr_assert_eq(r.status, 202, "once the run ended the pair can run again: %s", r.body);
+    json_int_t second = json_integer_value(json_object_get(r.json, "run_id"));
+    cr_assert_gt(second, first);
+    tfs_test_response_free(&r);
+    run = tfs_test_wait_run(d, second, 300);
+    json_decref(run);
+}
+
+Test(api, status_lists_pairs_and_plugins)
+{
+    tfs_test_response r = tfs_test_http(d, "GET", "/sync/status", "read-key", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *p = json_object_get(json_object_get(r.json, "pairs"), "pacs-to-cama");
+    cr_assert_not_null(p, "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(p, "source")), "pacs");
+    cr_assert(json_is_null(json_object_get(p, "last_run")), "no run yet: %s", r.body);
+    tfs_test_response_free(&r);
+
+    r = tfs_test_http(d, "GET", "/plugins", "read-key", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"name\":\"pacs\"") && strstr(r.body, "\"name\":\"cama\""), "%s",
+              r.body);
+    tfs_test_response_free(&r);
+
+    r = tfs_test_http(d, "GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(r.json, "systems"), "cama"), "status")),
+                     "ok", "%s", r.body);
+    tfs_test_response_free(&r);
+}

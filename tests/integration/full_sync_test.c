@@ -1,0 +1,415 @@
+/* tests/integration/full_sync_test.c — the first real sync, end to end: a real PostgreSQL,
+ * the real daemon with the real pacs and cama plugins, called over HTTP by libcurl.
+ *
+ * Each test clones its own databases from the templates scripts/test.sh prepared, so the
+ * tests run in parallel without seeing each other. */
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tfs_test.h"
+
+#define PARDAT_COLS                                                                             \
+    "parid, taxyr, seq, cur, class, luc, nbhd, acres, adrno, adradd, adrdir, adrstr, adrsuf,"   \
+    " unitno, cityname, statecode, postalcode, zoning, deactivat"
+#define ASMT_COLS                                                                               \
+    "parid, taxyr, seq, cur, valclass, valapr1, valapr2, valapr3, valasm1, valasm2, valasm3,"  \
+    " deactivat"
+
+typedef struct env {
+    char *pacs, *cama, *state;
+    tfs_test_daemon *d;
+} env;
+
+static void env_up(env *e, const char *pacs_template, const char *transform_dir)
+{
+    e->pacs = tfs_test_db_clone(pacs_template, "pacs");
+    e->cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
+    e->state = tfs_test_db_clone("tfs_tmpl_state", "state");
+    json_t *cfg = tfs_test_config_new(e->pacs, e->cama, e->state);
+    if (transform_dir)
+        json_object_set_new(cfg, "transform_dir", json_string(transform_dir));
+    e->d = tfs_test_daemon_start(cfg);
+    json_decref(cfg);
+}
+
+static void env_down(env *e)
+{
+    tfs_test_daemon_stop(e->d);
+    tfs_test_db_drop(e->pacs);
+    tfs_test_db_drop(e->cama);
+    tfs_test_db_drop(e->state);
+    free(e->pacs);
+    free(e->cama);
+    free(e->state);
+}
+
+/* Starts a full sync and waits for it; returns the final run status. */
+static json_t *full_sync(env *e)
+{
+    tfs_test_response r = tfs_test_http(e->d, "POST", "/sync/full", "operate-key",
+                                        "{\"pair\": \"pacs-to-cama\"}");
+    cr_assert_eq(r.status, 202, "POST /sync/full: %ld %s", r.status, r.body);
+    json_int_t id = json_integer_value(json_object_get(r.json, "run_id"));
+    cr_assert_gt(id, 0);
+    tfs_test_response_free(&r);
+    json_t *run = tfs_test_wait_run(e->d, id, 300);
+    cr_assert_str_eq(json_string_value(json_object_get(run, "state")), "succeeded",
+                     "run ended %s: %s", json_string_value(json_object_get(run, "state")),
+                     json_string_value(json_object_get(run, "error")));
+    return run;
+}
+
+static json_int_t count_of(json_t *run, const char *what)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(run, "counts"), "property"), what));
+}
+
+static json_int_t scalar_int(const char *db, const char *sql)
+{
+    char *v = tfs_test_pg_scalar(db, sql);
+    cr_assert_not_null(v, "no value from %s", sql);
+    json_int_t x = strtoll(v, NULL, 10);
+    free(v);
+    return x;
+}
+
+/* Streams the rows of a query on one database into a table of another (COPY out, COPY in). */
+static void copy_between(const char *src_db, const char *query, const char *dst_db,
+                         const char *dst_table)
+{
+    PGconn *src = tfs_test_pg_connect(src_db), *dst = tfs_test_pg_connect(dst_db);
+    char sql[8192];
+    snprintf(sql, sizeof sql, "COPY (%s) TO STDOUT", query);
+    PGresult *r = PQexec(src, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_OUT, "%s", PQerrorMessage(src));
+    PQclear(r);
+    snprintf(sql, sizeof sql, "COPY %s FROM STDIN", dst_table);
+    r = PQexec(dst, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(dst));
+    PQclear(r);
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
+        cr_assert_eq(PQputCopyData(dst, buf, n), 1);
+        PQfreemem(buf);
+    }
+    cr_assert_eq(PQputCopyEnd(dst, NULL), 1);
+    r = PQgetResult(dst);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(dst));
+    PQclear(r);
+    while ((r = PQgetResult(src)))
+        PQclear(r);
+    while ((r = PQgetResult(dst)))
+        PQclear(r);
+    PQfinish(src);
+    PQfinish(dst);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* The independent SQL mapping of tests/integration/sql, with :roll_year put in. */
+static char *mapping_sql(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/integration/sql/%s", TFS_SOURCE_DIR, name);
+    char *text = read_file(path);
+    size_t len = strlen(text);
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ';' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    /* Replace each :roll_year with 2026 (same length + 1 at most). */
+    char *out = malloc(len * 2 + 1), *o = out;
+    for (const char *p = text; *p;) {
+        if (strncmp(p, ":roll_year", 10) == 0) {
+            o += sprintf(o, "2026");
+            p += 10;
+        } else if (strncmp(p, "--", 2) == 0) {
+            while (*p && *p != '\n')
+                p++; /* comments would swallow the closing parenthesis of COPY (...) */
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+/* Target rows equal the independent SQL mapping: same count, no row on either side that is
+ * not on the other, and the same checksum over all columns. */
+static void assert_cama_matches_sql(env *e, json_int_t *rows)
+{
+    static const struct {
+        const char *table, *cols, *sql;
+    } t[] = {{"pardat", PARDAT_COLS, "pacs_to_cama_pardat.sql"},
+             {"asmt", ASMT_COLS, "pacs_to_cama_asmt.sql"}};
+    for (int i = 0; i < 2; i++) {
+        char sql[2048];
+        snprintf(sql, sizeof sql,
+                 "DROP TABLE IF EXISTS expected_%s; CREATE TABLE expected_%s AS"
+                 " SELECT %s FROM %s WHERE false",
+                 t[i].table, t[i].table, t[i].cols, t[i].table);
+        tfs_test_pg_exec(e->cama, sql);
+        char *q = mapping_sql(t[i].sql);
+        char dst[64];
+        snprintf(dst, sizeof dst, "expected_%s", t[i].table);
+        copy_between(e->pacs, q, e->cama, dst);
+        free(q);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", t[i].table);
+        json_int_t got = scalar_int(e->cama, sql);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM expected_%s", t[i].table);
+        json_int_t want = scalar_int(e->cama, sql);
+        cr_assert_eq(got, want, "%s: %lld rows, the SQL mapping gives %lld", t[i].table,
+                     (long long)got, (long long)want);
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM ((SELECT %s FROM %s EXCEPT ALL SELECT * FROM expected_%s)"
+                 " UNION ALL (SELECT * FROM expected_%s EXCEPT ALL SELECT %s FROM %s)) d",
+                 t[i].cols, t[i].table, t[i].table, t[i].table, t[i].cols, t[i].table);
+        json_int_t diff = scalar_int(e->cama, sql);
+        if (diff) {
+            snprintf(sql, sizeof sql,
+                     "SELECT string_agg(x::text, E'\\n') FROM (SELECT * FROM (SELECT %s FROM %s"
+                     " EXCEPT ALL SELECT * FROM expected_%s) a LIMIT 3) x",
+                     t[i].cols, t[i].table, t[i].table);
+            char *ex = tfs_test_pg_scalar(e->cama, sql);
+            cr_assert_fail("%s: %lld rows differ from the SQL mapping, e.g.\n%s", t[i].table,
+                           (long long)diff, ex ? ex : "?");
+        }
+        snprintf(sql, sizeof sql,
+                 "SELECT (SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM (SELECT %s"
+                 " FROM %s) x) = (SELECT md5(string_agg(y::text, '|' ORDER BY y::text)) FROM"
+                 " expected_%s y)",
+                 t[i].cols, t[i].table, t[i].table);
+        char *same = tfs_test_pg_scalar(e->cama, sql);
+        cr_assert_str_eq(same, "t", "%s checksum differs from the SQL mapping", t[i].table);
+        free(same);
+        if (rows)
+            rows[i] = got;
+    }
+}
+
+Test(full_sync, ten_thousand_parcels_match_the_sql_mapping, .timeout = 600)
+{
+    env e;
+    env_up(&e, "tfs_tmpl_pacs10k", NULL);
+    json_int_t exposed = scalar_int(
+        e.pacs, "SELECT count(DISTINCT prop_id) FROM property_val WHERE prop_val_yr = 2026");
+    cr_assert_gt(exposed, 9000);
+    json_t *run = full_sync(&e);
+    cr_assert_eq(count_of(run, "read"), exposed);
+    cr_assert_eq(count_of(run, "written"), exposed);
+    cr_assert_eq(count_of(run, "failed"), 0);
+    json_decref(run);
+    json_int_t rows[2];
+    assert_cama_matches_sql(&e, rows);
+    cr_assert_eq(rows[0], exposed);
+    cr_assert_eq(rows[1], exposed);
+
+    /* A second full sync writes nothing and leaves every row untouched. */
+    const char *xmins = "SELECT md5(string_agg(xmin::text, ',' ORDER BY parid, taxyr)) FROM ";
+    char q1[256], q2[256];
+    snprintf(q1, sizeof q1, "%spardat", xmins);
+    snprintf(q2, sizeof q2, "%sasmt", xmins);
+    char *before1 = tfs_test_pg_scalar(e.cama, q1), *before2 = tfs_test_pg_scalar(e.cama, q2);
+    run = full_sync(&e);
+    cr_assert_eq(count_of(run, "read"), exposed);
+    cr_assert_eq(count_of(run, "written"), 0, "the second full sync wrote %lld records",
+                 (long long)count_of(run, "written"));
+    cr_assert_eq(count_of(run, "unchanged"), exposed);
+    json_decref(run);
+    char *after1 = tfs_test_pg_scalar(e.cama, q1), *after2 = tfs_test_pg_scalar(e.cama, q2);
+    cr_assert_str_eq(after1, before1, "pardat rows were rewritten (xmin changed)");
+    cr_assert_str_eq(after2, before2, "asmt rows were rewritten (xmin changed)");
+    free(before1), free(before2), free(after1), free(after2);
+    env_down(&e);
+}
+
+/* Rows of a query as text, one line per row, fields separated by '|', NULL as \N. */
+static char *rows_text(const char *db, const char *sql)
+{
+    PGconn *c = tfs_test_pg_connect(db);
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    out[0] = '\0';
+    for (int i = 0; i < PQntuples(r); i++) {
+        for (int j = 0; j < PQnfields(r); j++) {
+            const char *v = PQgetisnull(r, i, j) ? "\\N" : PQgetvalue(r, i, j);
+            size_t n = strlen(v);
+            while (len + n + 3 > cap)
+                out = realloc(out, cap *= 2);
+            if (j)
+                out[len++] = '|';
+            memcpy(out + len, v, n);
+            len += n;
+        }
+        out[len++] = '\n';
+        out[len] = '\0';
+    }
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+static void assert_golden(const char *got, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/integration/expected/%s", TFS_SOURCE_DIR, name);
+    if (getenv("TFS_UPDATE_GOLDEN")) {
+        FILE *f = fopen(path, "w");
+        fputs(got, f);
+        fclose(f);
+    }
+    char *want = read_file(path);
+    cr_assert_str_eq(got, want, "%s differs from the golden file:\n--- got\n%s", name, got);
+    free(want);
+}
+
+Test(full_sync, edge_case_parcels_match_golden_rows, .timeout = 300)
+{
+    env e;
+    e.pacs = tfs_test_db_clone("tfs_tmpl_pacs_empty", "pacs");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/integration/edge_cases.sql", TFS_SOURCE_DIR);
+    tfs_test_pg_exec_file(e.pacs, path, "2026");
+    e.cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
+    e.state = tfs_test_db_clone("tfs_tmpl_state", "state");
+    json_t *cfg = tfs_test_config_new(e.pacs, e.cama, e.state);
+    e.d = tfs_test_daemon_start(cfg);
+    json_decref(cfg);
+
+    json_t *run = full_sync(&e);
+    cr_assert_eq(count_of(run, "read"), 21, "9016 has no 2026 values and is not read");
+    cr_assert_eq(count_of(run, "written"), 20);
+    cr_assert_eq(count_of(run, "validate_failed"), 1, "9022's parid is too long for CAMA");
+    json_decref(run);
+
+    char *pardat = rows_text(e.cama, "SELECT " PARDAT_COLS " FROM pardat ORDER BY parid");
+    char *asmt = rows_text(e.cama, "SELECT " ASMT_COLS " FROM asmt ORDER BY parid");
+    assert_golden(pardat, "edge_cases_pardat.out");
+    assert_golden(asmt, "edge_cases_asmt.out");
+    free(pardat);
+    free(asmt);
+
+    /* The invalid record is a dead letter with its reason, and was not written. */
+    tfs_test_response r = tfs_test_http(e.d, "GET", "/dead-letters?pair=pacs-to-cama",
+                                        "read-key", NULL);
+    cr_assert_eq(r.status, 200);
+    json_t *dl = json_object_get(r.json, "dead_letters");
+    cr_assert_eq(json_array_size(dl), 1, "%s", r.body);
+    json_t *d0 = json_array_get(dl, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(d0, "source_key")), "9022|2026");
+    cr_assert_str_eq(json_string_value(json_object_get(d0, "stage")), "validate");
+    cr_assert(strstr(r.body, "pardat.parid: 35 characters, at most 30"),
+              "the reason names the field and the limit: %s", r.body);
+    tfs_test_response_free(&r);
+    env_down(&e);
+}
+
+/* Copies transforms/ into a fresh folder the test may edit. */
+static char *copy_transforms(void)
+{
+    char *dir = strdup("/tmp/tfs-transforms-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp -R '%s/transforms/.' '%s/'", TFS_SOURCE_DIR, dir);
+    cr_assert_eq(system(cmd), 0);
+    return dir;
+}
+
+static void append_to(const char *dir, const char *file, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "a");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(full_sync, edited_script_changes_the_target_and_a_raising_script_fails_one_key,
+     .timeout = 300)
+{
+    char *dir = copy_transforms();
+    env e;
+    env_up(&e, "tfs_tmpl_pacs10k", dir);
+    json_t *run = full_sync(&e);
+    json_int_t n = count_of(run, "written");
+    json_decref(run);
+    cr_assert_gt(n, 9000);
+
+    /* The analyst maps another field: luc now comes from the state code. Reloaded without a
+     * restart. */
+    append_to(dir, "pacs_to_cama.lua",
+              "\nlocal shipped_map = map\n"
+              "function map(rec)\n"
+              "  local out = shipped_map(rec)\n"
+              "  out.pardat.luc = 'S' .. tostring(rec.state_cd)\n"
+              "  return out\n"
+              "end\n");
+    run = full_sync(&e);
+    cr_assert_eq(count_of(run, "written"), n, "every pardat row changes");
+    json_decref(run);
+    json_int_t mismatched = scalar_int(e.cama, "SELECT count(*) FROM pardat WHERE luc NOT LIKE 'S%'");
+    cr_assert_eq(mismatched, 0, "%lld rows kept the old luc", (long long)mismatched);
+
+    /* A script that raises on one key fails exactly that key, with file, line and key. */
+    char *victim = tfs_test_pg_scalar(e.pacs, "SELECT min(prop_id) + 17 FROM property");
+    char lua[512];
+    snprintf(lua, sizeof lua,
+             "\nlocal edited_map = map\n"
+             "function map(rec)\n"
+             "  if rec.prop_id == %s then error('refusing parcel ' .. rec.prop_id) end\n"
+             "  local out = edited_map(rec)\n"
+             "  out.pardat.luc = 'X'\n"
+             "  return out\n"
+             "end\n",
+             victim);
+    append_to(dir, "pacs_to_cama.lua", lua);
+    run = full_sync(&e);
+    cr_assert_eq(count_of(run, "transform_failed"), 1);
+    cr_assert_eq(count_of(run, "written"), n - 1);
+    json_decref(run);
+    cr_assert_eq(scalar_int(e.cama, "SELECT count(*) FROM pardat WHERE luc = 'X'"), n - 1);
+    cr_assert_eq(scalar_int(e.cama, "SELECT count(*) FROM pardat WHERE luc <> 'X'"), 1,
+                 "the failed key keeps its last written row, it is not passed through");
+
+    tfs_test_response r = tfs_test_http(e.d, "GET", "/dead-letters?pair=pacs-to-cama&limit=10",
+                                        "read-key", NULL);
+    cr_assert_eq(r.status, 200);
+    json_t *dl = json_object_get(r.json, "dead_letters");
+    cr_assert_eq(json_array_size(dl), 1, "%s", r.body);
+    json_t *d0 = json_array_get(dl, 0);
+    char key[64];
+    snprintf(key, sizeof key, "%s|2026", victim);
+    cr_assert_str_eq(json_string_value(json_object_get(d0, "source_key")), key);
+    cr_assert_str_eq(json_string_value(json_object_get(d0, "stage")), "transform");
+    const char *reason = json_string_value(json_array_get(json_object_get(d0, "reasons"), 0));
+    cr_assert(reason && strstr(reason, "pacs_to_cama.lua:") && strstr(reason, "refusing parcel") &&
+                  strstr(reason, key),
+              "the reason names script, line and key: %s", reason);
+    tfs_test_response_free(&r);
+    free(victim);
+    env_down(&e);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(dir);
+}
