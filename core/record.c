@@ -87,37 +87,52 @@ void tfs_batch_init(tfs_batch *b, tfs_arena *a, const tfs_sdk_entity *entity)
     b->entity = entity;
 }
 
+/* The text of one key value; small values are formatted into tmp. */
+static const char *key_text(const tfs_value *v, char tmp[64], size_t *len)
+{
+    switch (v->type) {
+    case TFS_SDK_INT64: *len = (size_t)snprintf(tmp, 64, "%" PRId64, v->u.i); return tmp;
+    case TFS_SDK_FLOAT64: *len = (size_t)snprintf(tmp, 64, "%.17g", v->u.f); return tmp;
+    case TFS_SDK_BOOL: *len = 1; return v->u.b ? "t" : "f";
+    case TFS_SDK_NULL: *len = 2; return "\\N";
+    default: *len = v->len; return v->u.s;
+    }
+}
+
 char *tfs_record_key(tfs_arena *a, const tfs_record *rec)
 {
-    tfs_buf kb = TFS_BUF_INIT, vb = TFS_BUF_INIT;
-    int first = 1;
+    /* Two passes, measuring then writing, so the key goes straight into the arena: this
+     * runs for every record of every batch. */
+    char tmp[64];
+    size_t need = 1;
     for (size_t i = 0; i < rec->n; i++) {
-        const tfs_sdk_field *f = &rec->entity->fields[i];
-        if (!(f->flags & TFS_SDK_FIELD_KEY))
+        if (!(rec->entity->fields[i].flags & TFS_SDK_FIELD_KEY))
             continue;
-        if (!first)
-            tfs_buf_putc(&kb, '|');
-        first = 0;
+        size_t len;
+        const char *t = key_text(&rec->values[i], tmp, &len);
+        need += len + 1;
+        if (rec->values[i].type != TFS_SDK_NULL)
+            for (size_t j = 0; j < len; j++)
+                need += t[j] == '|' || t[j] == '\\';
+    }
+    char *out = tfs_arena_alloc(a, need), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < rec->n; i++) {
+        if (!(rec->entity->fields[i].flags & TFS_SDK_FIELD_KEY))
+            continue;
+        if (o != out)
+            *o++ = '|';
+        size_t len;
         const tfs_value *v = &rec->values[i];
-        tfs_buf_reset(&vb);
-        if (v->type == TFS_SDK_INT64)
-            tfs_buf_printf(&vb, "%" PRId64, v->u.i);
-        else if (tfs_type_is_text(v->type))
-            tfs_buf_append(&vb, v->u.s, v->len);
-        else if (v->type == TFS_SDK_NULL)
-            tfs_buf_puts(&vb, "\\N");
-        else
-            tfs_canonical_value(&vb, v, NULL);
-        for (size_t j = 0; j < vb.len; j++) {
-            char c = vb.data[j];
-            if (c == '|' || (c == '\\' && v->type != TFS_SDK_NULL))
-                tfs_buf_putc(&kb, '\\');
-            tfs_buf_putc(&kb, c);
+        const char *t = key_text(v, tmp, &len);
+        for (size_t j = 0; j < len; j++) {
+            if (v->type != TFS_SDK_NULL && (t[j] == '|' || t[j] == '\\'))
+                *o++ = '\\';
+            *o++ = t[j];
         }
     }
-    char *out = kb.oom ? NULL : tfs_arena_strndup(a, tfs_buf_str(&kb), kb.len);
-    tfs_buf_free(&kb);
-    tfs_buf_free(&vb);
+    *o = '\0';
     return out;
 }
 

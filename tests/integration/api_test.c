@@ -24,7 +24,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-    tfs_test_daemon_stop(d);
+    char *log = tfs_test_daemon_log(d);
+    int status = tfs_test_daemon_stop_status(d);
+    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
+    free(log);
     tfs_test_db_drop(pacs);
     tfs_test_db_drop(cama);
     tfs_test_db_drop(state);

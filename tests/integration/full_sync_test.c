@@ -38,7 +38,11 @@ static void env_up(env *e, const char *pacs_template, const char *transform_dir)
 
 static void env_down(env *e)
 {
-    tfs_test_daemon_stop(e->d);
+    /* A clean exit also means no leak or sanitizer report in the sanitizer build. */
+    char *log = tfs_test_daemon_log(e->d);
+    int status = tfs_test_daemon_stop_status(e->d);
+    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
+    free(log);
     tfs_test_db_drop(e->pacs);
     tfs_test_db_drop(e->cama);
     tfs_test_db_drop(e->state);
