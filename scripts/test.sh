@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# scripts/test.sh [ctest args...] — runs the whole test suite, the README's second command.
+#
+# Installs what is missing (as root), builds, starts the private PostgreSQL of pg.sh, seeds
+# the template databases the integration tests clone, runs ctest, then builds and runs the
+# suite again under AddressSanitizer + UBSan (skipped with TFS_SKIP_SANITIZE=1). Arguments
+# go to ctest (e.g. `scripts/test.sh -R harness`). TFS_BUILD_DIR and TFS_ASAN_BUILD_DIR
+# choose the build folders; TFS_REBUILD_TEMPLATES=1 reseeds the templates.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+build="${TFS_BUILD_DIR:-$root/build}"
+asan_build="${TFS_ASAN_BUILD_DIR:-$root/build-asan}"
+readonly ROLL_YEAR=2026
+
+say() { echo "test.sh: $*" >&2; }
+
+bash scripts/deps.sh
+
+# Stop PostgreSQL on the way out only if this run started it: someone else's demo or test
+# run may be using it.
+pg_started=0
+cleanup() {
+    local rc=$?
+    if ((pg_started)); then
+        bash scripts/pg.sh stop || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "building $build"
+TFS_BUILD_DIR="$build" bash scripts/build.sh
+
+bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
+eval "$(bash scripts/pg.sh start)"
+export TFS_TEST_PGHOST="$PGHOST" TFS_TEST_PGPORT="$PGPORT" TFS_TEST_PGUSER="$PGUSER"
+
+# Notices ("does not exist, skipping") are noise here.
+psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# make_template NAME SQL [FILE...]: a database with FILEs loaded and SQL run, built under a
+# temporary name and renamed, so tests never clone a half-made template. Kept as long as
+# its inputs are unchanged (their hash is the database's comment): seeding 10,000 parcels
+# on every run would cost more than most tests.
+make_template() {
+    local name=$1 sql=$2 f
+    shift 2
+    for f in "$@"; do
+        [[ -f "$f" ]] || { say "missing $f, needed for template $name"; return 1; }
+    done
+    local hash
+    hash=$({ echo "v1 $ROLL_YEAR $sql"; cat "$@" /dev/null; } | sha256sum | cut -c1-64)
+    local current
+    current=$(psql_ -At -d postgres -v name="$name" <<'EOF'
+SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :'name'
+EOF
+)
+    if [[ "$current" == "$hash" && "${TFS_REBUILD_TEMPLATES:-0}" != 1 ]]; then
+        say "template $name is up to date"
+        return 0
+    fi
+    say "seeding template $name"
+    local tmp="${name}_new"
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$tmp\" WITH (FORCE)" \
+        -c "CREATE DATABASE \"$tmp\""
+    for f in "$@"; do
+        psql_ -d "$tmp" -v roll_year="$ROLL_YEAR" -f "$f"
+    done
+    if [[ -n "$sql" ]]; then
+        psql_ -d "$tmp" -c "$sql" >/dev/null
+    fi
+    # Frozen and analysed once here, so no clone starts with autovacuum work or no stats.
+    psql_ -d "$tmp" -c "VACUUM (FREEZE, ANALYZE)"
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" \
+        -c "ALTER DATABASE \"$tmp\" RENAME TO \"$name\"" \
+        -c "COMMENT ON DATABASE \"$name\" IS '$hash'"
+}
+
+pacs=(plugins/pacs/schema.sql plugins/pacs/generate.sql)
+make_template tfs_tmpl_pacs10k "SELECT pacs_generate(10000, 42, $ROLL_YEAR)" "${pacs[@]}"
+make_template tfs_tmpl_pacs_empty "" "${pacs[@]}"
+make_template tfs_tmpl_cama "" plugins/cama/schema.sql
+make_template tfs_tmpl_state ""
+
+# run_suite LABEL BUILD: ctest in BUILD; prints ctest's own tally into the summary.
+summary=()
+failed=0
+run_suite() {
+    local label=$1 dir=$2 log
+    log=$(mktemp)
+    say "running the $label suite in $dir"
+    if ctest --test-dir "$dir" --output-on-failure "${ctest_args[@]}" 2>&1 | tee "$log"; then
+        summary+=("$label: $(grep -E 'tests passed' "$log" | tail -n 1 || echo 'no tests')")
+    else
+        failed=1
+        summary+=("$label: FAILED, $(grep -E 'tests passed' "$log" | tail -n 1 || echo 'no tally')")
+    fi
+    rm -f "$log"
+}
+
+ctest_args=("$@")
+run_suite plain "$build"
+
+if [[ "${TFS_SKIP_SANITIZE:-0}" != 1 ]]; then
+    say "building $asan_build (AddressSanitizer + UBSan)"
+    TFS_BUILD_DIR="$asan_build" bash scripts/build.sh --sanitize
+    export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:${ASAN_OPTIONS:-}"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+    run_suite asan "$asan_build"
+else
+    summary+=("asan: skipped (TFS_SKIP_SANITIZE=1)")
+fi
+
+for line in "${summary[@]}"; do
+    say "$line"
+done
+if ((failed)); then
+    say "FAILED"
+    exit 1
+fi
+say "all suites passed"
