@@ -86,20 +86,34 @@ make_template tfs_tmpl_pacs_empty "" "${pacs[@]}"
 make_template tfs_tmpl_cama "" plugins/cama/schema.sql
 make_template tfs_tmpl_state ""
 
-# run_suite LABEL BUILD: ctest in BUILD; prints ctest's own tally into the summary.
+# run_suite LABEL BUILD: ctest in BUILD; puts ctest's own tally into the summary.
+# Criterion reports a test as passed even when LeakSanitizer then finds leaks in its
+# process (the report comes after the result), so the full output is searched for
+# sanitizer reports too.
 summary=()
 failed=0
 run_suite() {
-    local label=$1 dir=$2 log
+    local label=$1 dir=$2 log full tally sanitizer=""
     log=$(mktemp)
+    full=$(mktemp)
     say "running the $label suite in $dir"
-    if ctest --test-dir "$dir" --output-on-failure "${ctest_args[@]}" 2>&1 | tee "$log"; then
-        summary+=("$label: $(grep -E 'tests passed' "$log" | tail -n 1 || echo 'no tests')")
+    local ok=1
+    ctest --test-dir "$dir" --output-on-failure --output-log "$full" "${ctest_args[@]}" 2>&1 |
+        tee "$log" || ok=0
+    tally=$(grep -E 'tests passed' "$log" | tail -n 1 || true)
+    if grep -qE 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$full"; then
+        sanitizer=" with sanitizer reports"
+        ok=0
+        say "sanitizer reports in the $label suite:"
+        grep -E -A 30 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$full" | head -n 200 >&2
+    fi
+    if ((ok)); then
+        summary+=("$label: ${tally:-no tests}")
     else
         failed=1
-        summary+=("$label: FAILED, $(grep -E 'tests passed' "$log" | tail -n 1 || echo 'no tally')")
+        summary+=("$label: FAILED${sanitizer}, ${tally:-no tally}")
     fi
-    rm -f "$log"
+    rm -f "$log" "$full"
 }
 
 ctest_args=("$@")

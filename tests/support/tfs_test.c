@@ -551,9 +551,33 @@ static int reap_within(pid_t pid, long ms)
     }
 }
 
+/* An ASan/UBSan build of tfsyncd reports into its log, LeakSanitizer only at exit; any
+ * report fails the test (without stopping it, so the caller still cleans up). */
+static int check_sanitizer_reports(const tfs_test_daemon *d)
+{
+    char *log = read_file(d->log_path, NULL);
+    int found = 0;
+    if (!log)
+        return 0;
+    static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                        "runtime error:", NULL};
+    for (int i = 0; marks[i]; i++) {
+        const char *at = strstr(log, marks[i]);
+        if (at) {
+            cr_expect_fail("tfsyncd's sanitizer found a problem (log %s, kept):\n%.3000s",
+                           d->log_path, at);
+            found = 1;
+            break;
+        }
+    }
+    free(log);
+    return found;
+}
+
 static void daemon_free(tfs_test_daemon *d)
 {
-    remove_tree(d->dir);
+    if (!check_sanitizer_reports(d))
+        remove_tree(d->dir);
     json_decref(d->config);
     free(d);
 }

@@ -79,7 +79,8 @@ typedef struct tfs_test_daemon {
 tfs_test_daemon *tfs_test_daemon_start(const json_t *config);
 
 /* SIGTERM, waits for the exit (SIGKILL after 10 s), removes the folder (kept when
- * TFS_TEST_KEEP is set) and frees d. Returns the exit code, 128 + signal when a signal
+ * TFS_TEST_KEEP is set) and frees d. A sanitizer report in the daemon's log (the ASan
+ * build) fails the test, without stopping it; kill9 does the same. Returns the exit code, 128 + signal when a signal
  * ended it (SIGKILL included), or -1 when it was not running; accepts NULL (returns -1). */
 int tfs_test_daemon_stop_status(tfs_test_daemon *d);
 /* The same, ignoring how it ended. */
