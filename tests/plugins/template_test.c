@@ -1,0 +1,321 @@
+/* tests/plugins/template_test.c — the SDK's template plugin (sdk/template) works through the
+ * real plugin host: it loads, opens with checked settings, reads a whole entity in keyset
+ * batches, writes upserts and deletes with one result per operation (a bad row fails
+ * alone), fetches by key, and an unknown setting is refused with its path. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "plugin_host.h"
+#include "record.h"
+
+#define TEMPLATE_SO TFS_PLUGIN_DIR "/template.so"
+#define ROLL_YEAR 2026
+
+/* The template's fields, by position. */
+enum { F_ID, F_NAME, F_PRICE, F_UPDATED };
+
+static tfs_plugin *plugin;
+static tfs_instance *inst;
+static tfs_arena *arena;
+static size_t item; /* the entity index of "item" */
+
+static void load(void)
+{
+    tfs_error err = {0};
+    cr_assert_eq(tfs_plugin_load(TEMPLATE_SO, ROLL_YEAR, &plugin, &err), 0, "%s",
+                 err.message);
+    cr_assert_not_null(arena = tfs_arena_new());
+}
+
+/* Loads the template and opens an instance with settings (a JSON text). */
+static void open_with(const char *settings_json)
+{
+    tfs_error err = {0};
+    json_t *settings = json_loads(settings_json, 0, NULL);
+    cr_assert_not_null(settings);
+    int rc = tfs_instance_open(plugin, "tpl", settings, &inst, &err);
+    json_decref(settings);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    int e = tfs_instance_entity(inst, "item");
+    cr_assert_geq(e, 0, "the template describes an entity \"item\"");
+    item = (size_t)e;
+}
+
+static void setup(void)
+{
+    load();
+    open_with("{\"rows\": 25}");
+}
+
+static void teardown(void)
+{
+    tfs_instance_close(inst);
+    inst = NULL;
+    tfs_plugin_free(plugin, true);
+    plugin = NULL;
+    tfs_arena_free(arena);
+    arena = NULL;
+}
+
+TestSuite(template, .init = setup, .fini = teardown);
+
+/* A record of the item entity in the test's arena. */
+static tfs_record *item_record(int64_t id, const char *name, const char *price,
+                               const char *updated)
+{
+    tfs_record *r = tfs_record_new(arena, &inst->entities[item]);
+    cr_assert_not_null(r);
+    r->values[F_ID] = (tfs_value){.type = TFS_SDK_INT64, .u.i = id};
+    if (name)
+        cr_assert_eq(tfs_record_set_text(r, F_NAME, TFS_SDK_TEXT, name, strlen(name)), 0);
+    if (price)
+        cr_assert_eq(tfs_record_set_text(r, F_PRICE, TFS_SDK_DECIMAL, price, strlen(price)), 0);
+    if (updated)
+        cr_assert_eq(tfs_record_set_text(r, F_UPDATED, TFS_SDK_DATE, updated, strlen(updated)),
+                     0);
+    return r;
+}
+
+static const char *text_of(const tfs_record *r, size_t f)
+{
+    cr_assert(tfs_type_is_text(r->values[f].type), "field %zu is text-typed", f);
+    return r->values[f].u.s;
+}
+
+/* Fetches the given ids into a fresh batch. */
+static void fetch_ids(const int64_t *ids, size_t n, tfs_batch *out)
+{
+    const tfs_record *keys[8];
+    cr_assert_leq(n, 8);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = item_record(ids[i], NULL, NULL, NULL);
+    tfs_error err = {0};
+    tfs_batch_init(out, arena, &inst->entities[item]);
+    cr_assert_eq(tfs_instance_fetch(inst, item, keys, n, out, &err), 0, "%s", err.message);
+}
+
+static const tfs_record *find_id(const tfs_batch *b, int64_t id)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->recs[i]->values[F_ID].type == TFS_SDK_INT64 && b->recs[i]->values[F_ID].u.i == id)
+            return b->recs[i];
+    return NULL;
+}
+
+Test(template, descriptor)
+{
+    cr_assert_str_eq(plugin->name, "template");
+    cr_assert_eq(plugin->desc.sdk_major, TFS_SDK_VERSION_MAJOR);
+    cr_assert_eq(plugin->desc.capabilities, TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET);
+    cr_assert_eq(plugin->desc.n_config_keys, 3);
+    cr_assert_str_eq(plugin->desc.config_keys[0].name, "rows");
+    cr_assert_str_eq(plugin->desc.config_keys[1].name, "name_prefix");
+    const tfs_sdk_entity *e = &inst->entities[item];
+    cr_assert_eq(e->n_fields, 4);
+    cr_assert_str_eq(e->fields[F_ID].name, "id");
+    cr_assert(e->fields[F_ID].flags & TFS_SDK_FIELD_KEY);
+    cr_assert_eq(e->fields[F_NAME].max_length, 40);
+    cr_assert_eq(e->fields[F_PRICE].type, TFS_SDK_DECIMAL);
+    cr_assert_eq(e->fields[F_PRICE].scale, 2);
+    cr_assert_eq(e->fields[F_UPDATED].type, TFS_SDK_DATE);
+}
+
+Test(template, reads_everything_in_keyset_batches)
+{
+    unsigned char *cursor = NULL;
+    size_t cursor_len = 0, batches = 0, records = 0;
+    int64_t expect_id = 1;
+    for (;;) {
+        tfs_error err = {0};
+        tfs_batch b;
+        tfs_arena_reset(arena); /* as the pipeline does: one arena per batch */
+        tfs_batch_init(&b, arena, &inst->entities[item]);
+        cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, cursor, cursor_len, 10,
+                                       &b, &err),
+                     0, "%s", err.message);
+        batches++;
+        cr_assert_leq(b.n, 10, "a batch holds at most max records");
+        cr_assert(b.cursor_set, "batch %zu sets the cursor", batches);
+        for (size_t i = 0; i < b.n; i++, expect_id++) {
+            const tfs_record *r = b.recs[i];
+            cr_assert_eq(r->n, 4);
+            cr_assert_eq(r->values[F_ID].type, TFS_SDK_INT64);
+            cr_assert_eq(r->values[F_ID].u.i, expect_id, "keys come in order, once each");
+            cr_assert_eq(r->values[F_NAME].type, TFS_SDK_TEXT);
+            cr_assert_eq(r->values[F_PRICE].type, TFS_SDK_DECIMAL);
+            cr_assert_eq(r->values[F_UPDATED].type, TFS_SDK_DATE);
+        }
+        records += b.n;
+        if (b.n > 0 && batches == 1) {
+            cr_assert_str_eq(text_of(b.recs[0], F_NAME), "item-1");
+            cr_assert_str_eq(text_of(b.recs[0], F_PRICE), "1.25");
+            cr_assert_str_eq(text_of(b.recs[0], F_UPDATED), "2026-01-02",
+                             "dates come from the roll year");
+        }
+        if (b.done || b.n == 0)
+            break;
+        cr_assert_lt(batches, 10, "the read ends");
+        /* The cursor lives in the arena, which the next batch resets: keep a copy. */
+        free(cursor);
+        cursor = malloc(b.cursor_len ? b.cursor_len : 1);
+        cr_assert_not_null(cursor);
+        memcpy(cursor, b.cursor, b.cursor_len);
+        cursor_len = b.cursor_len;
+    }
+    free(cursor);
+    cr_assert_eq(batches, 3, "25 records in batches of 10: 3 batches, got %zu", batches);
+    cr_assert_eq(records, 25);
+}
+
+Test(template, done_on_the_batch_that_ends_exactly)
+{
+    /* 20 rows in batches of 10: the second batch is marked done, no empty third read. */
+    tfs_instance_close(inst);
+    open_with("{\"rows\": 20, \"name_prefix\": \"thing\"}");
+    tfs_error err = {0};
+    tfs_batch b;
+    tfs_batch_init(&b, arena, &inst->entities[item]);
+    cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, "10", 2, 10, &b, &err), 0,
+                 "%s", err.message);
+    cr_assert_eq(b.n, 10);
+    cr_assert_eq(b.recs[0]->values[F_ID].u.i, 11, "the read starts after the cursor");
+    cr_assert_str_eq(text_of(b.recs[0], F_NAME), "thing-11");
+    cr_assert(b.done);
+}
+
+Test(template, changes_are_refused_permanently)
+{
+    tfs_error err = {0};
+    tfs_batch b;
+    tfs_batch_init(&b, arena, &inst->entities[item]);
+    cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_CHANGES, NULL, 0, 10, &b, &err),
+                 TFS_EPERMANENT);
+    cr_assert(strstr(err.message, "tpl could not read"), "%s", err.message);
+    cr_assert(strstr(err.message, "change"), "%s", err.message);
+}
+
+Test(template, garbage_cursor_is_refused)
+{
+    tfs_error err = {0};
+    tfs_batch b;
+    tfs_batch_init(&b, arena, &inst->entities[item]);
+    cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, "x\x01", 2, 10, &b, &err),
+                 TFS_EPERMANENT);
+    cr_assert(strstr(err.message, "cursor"), "%s", err.message);
+}
+
+Test(template, writes_one_result_per_operation)
+{
+    tfs_sdk_write_op ops[] = {
+        {item, TFS_SDK_OP_UPSERT, item_record(1000, "new item", "9.99", "2026-05-01")},
+        {item, TFS_SDK_OP_UPSERT, item_record(1001, "bad item", "-1.00", NULL)},
+        {item, TFS_SDK_OP_UPSERT, item_record(5, "renamed", NULL, NULL)},
+    };
+    size_t n = sizeof ops / sizeof ops[0];
+    tfs_results res;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_results_init(&res, n), 0);
+    cr_assert_eq(tfs_instance_write(inst, ops, n, &res, &err), 0,
+                 "a refused row does not fail the batch: %s", err.message);
+    cr_assert_eq(res.status[0], TFS_SDK_OK, "%s", res.message[0] ? res.message[0] : "");
+    cr_assert_eq(res.status[1], TFS_SDK_EPERMANENT, "a negative price is refused");
+    cr_assert_not_null(res.message[1]);
+    cr_assert(strstr(res.message[1], "negative"), "%s", res.message[1]);
+    cr_assert(strstr(res.message[1], "1001"), "the message names the item: %s",
+              res.message[1]);
+    cr_assert_eq(res.status[2], TFS_SDK_OK, "%s", res.message[2] ? res.message[2] : "");
+    tfs_results_free(&res);
+
+    int64_t ids[] = {1000, 1001, 5, 424242};
+    tfs_batch b;
+    fetch_ids(ids, 4, &b);
+    cr_assert_eq(b.n, 2, "1000 and 5 exist; 1001 was refused, 424242 never existed");
+    const tfs_record *r = find_id(&b, 1000);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(text_of(r, F_NAME), "new item");
+    cr_assert_str_eq(text_of(r, F_PRICE), "9.99");
+    cr_assert_str_eq(text_of(r, F_UPDATED), "2026-05-01");
+    r = find_id(&b, 5);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(text_of(r, F_NAME), "renamed");
+    cr_assert_eq(r->values[F_PRICE].type, TFS_SDK_NULL, "an upsert replaces the whole record");
+    cr_assert_null(find_id(&b, 1001));
+}
+
+Test(template, upserts_are_idempotent_and_deletes_too)
+{
+    tfs_sdk_write_op up = {item, TFS_SDK_OP_UPSERT, item_record(1000, "x", "0.5", NULL)};
+    tfs_sdk_write_op del = {item, TFS_SDK_OP_DELETE, item_record(1000, NULL, NULL, NULL)};
+    tfs_error err = {0};
+    for (int i = 0; i < 2; i++) {
+        tfs_results res;
+        cr_assert_eq(tfs_results_init(&res, 1), 0);
+        cr_assert_eq(tfs_instance_write(inst, &up, 1, &res, &err), 0, "%s", err.message);
+        cr_assert_eq(res.status[0], TFS_SDK_OK);
+        tfs_results_free(&res);
+    }
+    int64_t id = 1000;
+    tfs_batch b;
+    fetch_ids(&id, 1, &b);
+    cr_assert_eq(b.n, 1, "two upserts of one key leave one record");
+    cr_assert_str_eq(text_of(b.recs[0], F_PRICE), "0.50");
+
+    for (int i = 0; i < 2; i++) {
+        tfs_results res;
+        cr_assert_eq(tfs_results_init(&res, 1), 0);
+        cr_assert_eq(tfs_instance_write(inst, &del, 1, &res, &err), 0, "%s", err.message);
+        cr_assert_eq(res.status[0], TFS_SDK_OK, "deleting what is gone is a success");
+        tfs_results_free(&res);
+    }
+    fetch_ids(&id, 1, &b);
+    cr_assert_eq(b.n, 0, "the deleted record is gone");
+
+    /* The full read no longer sees it, and still sees the 25 generated items. */
+    tfs_batch all;
+    tfs_batch_init(&all, arena, &inst->entities[item]);
+    cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, NULL, 0, 100, &all, &err), 0,
+                 "%s", err.message);
+    cr_assert_eq(all.n, 25);
+    cr_assert(all.done);
+}
+
+Test(template, health_is_ok)
+{
+    tfs_error err = {0};
+    cr_assert_eq(tfs_instance_health(inst, &err), 0, "%s", err.message);
+}
+
+Test(template, unknown_setting_is_refused_with_its_path)
+{
+    tfs_error err = {0};
+    tfs_instance *other = NULL;
+    json_t *s = json_pack("{sisi}", "rows", 25, "colour", 3);
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, &other, &err), TFS_EINVAL);
+    json_decref(s);
+    cr_assert_null(other);
+    cr_assert(strstr(err.message, "systems.tpl.settings.colour: unknown setting"), "%s",
+              err.message);
+    cr_assert(strstr(err.hint, "rows, name_prefix, log_batches"), "the hint lists the keys: %s",
+              err.hint);
+}
+
+Test(template, wrong_type_and_bad_value_are_refused)
+{
+    tfs_error err = {0};
+    tfs_instance *other = NULL;
+    json_t *s = json_pack("{ss}", "rows", "ten");
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, &other, &err), TFS_EINVAL);
+    json_decref(s);
+    cr_assert(strstr(err.message, "systems.tpl.settings.rows: must be an integer"), "%s",
+              err.message);
+
+    /* The right type but a value the plugin cannot use: refused by cb_open, for good. */
+    s = json_pack("{si}", "rows", -1);
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, &other, &err), TFS_EPERMANENT);
+    json_decref(s);
+    cr_assert_null(other);
+    cr_assert(strstr(err.message, "tpl could not open"), "%s", err.message);
+    cr_assert(strstr(err.message, "rows"), "%s", err.message);
+}
