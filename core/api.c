@@ -91,6 +91,10 @@ static void handle_health(const tfs_http_request *req, tfs_http_response *resp, 
     int degraded = 0, down = 0;
     tfs_error err = {0};
     tfs_store *s = store_acquire(api, &err);
+    if (s && tfs_store_ping(s, &err) != 0) {
+        tfs_store_close(s); /* broken: never back into the pool */
+        s = NULL;
+    }
     json_t *store = s ? json_pack("{ss}", "status", "ok")
                       : json_pack("{ssss}", "status", "down", "error", err.message);
     if (!s)
@@ -209,8 +213,11 @@ static void start_sync(const tfs_http_request *req, tfs_http_response *resp, tfs
                          "; wait for it (GET /sync/status/%" PRId64 ") and try again",
                          pair, run_id, run_id);
         json_object_set_new(resp->json, "run_id", json_integer(run_id));
-    } else if (rc) {
+    } else if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
         store_problem(resp, &err);
+    } else if (rc) {
+        tfs_http_problem(resp, 500, "internal", "Internal error",
+                         "could not start the run: %s", err.message);
     } else {
         snprintf(resp->location, sizeof resp->location, "/sync/status/%" PRId64, run_id);
         tfs_http_json(resp, 202,

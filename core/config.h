@@ -36,7 +36,7 @@ typedef struct tfs_config_pair {
 
 typedef struct tfs_config_system {
     char *name;
-    char *plugin;     /* plugin name (its .so in the plugin directory) */
+    char *plugin;     /* the name a loaded plugin's descriptor declares */
     json_t *settings; /* owned; an object */
 } tfs_config_system;
 

@@ -42,6 +42,7 @@
 #define MAX_JSON_DEPTH 64
 #define RECHECK_NS INT64_C(1000000000) /* a script's files are stat'ed at most once a second */
 #define MAX_ENT_CACHE 32
+#define MAX_OUTPUT_RECORDS 100000 /* target records from one source record */
 #define LOG_COMPONENT "lua"
 
 /* What identifies a version of a file on disk. */
@@ -79,12 +80,16 @@ typedef struct script {
     bool rec_dirty; /* the script added a key to it: build a fresh one */
 } script;
 
-/* Per entity: a table holding the field names at 1..n (interned once) and name -> index. */
+/* Per entity: a table holding the field names at 1..n (interned once) and name -> index,
+ * and the addresses of those interned strings, so that a key of a table the script
+ * returns is matched to its field by address (short strings are interned in Lua 5.4, so
+ * the script's "parid" is the very same string). */
 typedef struct ent_info {
     const tfs_sdk_entity *e;
     const tfs_sdk_field *fields;
     size_t n;
     int ref;
+    const char **names; /* malloc'd; the strings live in the info table */
 } ent_info;
 
 typedef struct lookup {
@@ -146,6 +151,8 @@ struct tfs_lua {
     char warn[512];
     size_t warn_len;
 };
+
+static void ents_flush(tfs_lua *rt);
 
 static tfs_lua *rt_of(lua_State *L)
 {
@@ -1463,8 +1470,10 @@ void tfs_lua_free(tfs_lua *rt)
 {
     if (!rt)
         return;
-    if (rt->L)
+    if (rt->L) {
+        ents_flush(rt);
         lua_close(rt->L);
+    }
     script *s = rt->scripts;
     while (s) {
         script *next = s->next;
@@ -1513,6 +1522,10 @@ static int call_failed(tfs_lua *rt, script *s, int status, const char *key, tfs_
         if (!msg || status == LUA_ERRERR || (mem && !has_position(msg))) {
             snprintf(buf, sizeof buf, "%s: %s", rt->mem_where[0] ? rt->mem_where : s->name,
                      mem ? "not enough memory" : (msg ? msg : "unknown error"));
+            msg = buf;
+        } else if (!has_position(msg)) {
+            /* raised by our own conversion code, outside any Lua function */
+            snprintf(buf, sizeof buf, "%s: %s", s->name, msg);
             msg = buf;
         }
     }
@@ -1730,35 +1743,69 @@ int tfs_lua_load(tfs_lua *rt, const char *name, tfs_error *err)
 
 /* ---- records to Lua ------------------------------------------------------------------ */
 
-/* Pushes the entity's info table: field names at 1..n, name -> 0-based index. */
-static void push_ent_info(tfs_lua *rt, lua_State *L, const tfs_sdk_entity *e)
+static void ents_flush(tfs_lua *rt)
+{
+    for (size_t i = 0; i < rt->n_ents; i++) {
+        luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ents[i].ref);
+        free(rt->ents[i].names);
+    }
+    rt->n_ents = 0;
+}
+
+/* Pushes the entity's info table (field names at 1..n, name -> 0-based index) and returns
+ * its cache entry, valid until the next call. */
+static ent_info *push_ent_info(tfs_lua *rt, lua_State *L, const tfs_sdk_entity *e)
 {
     for (size_t i = 0; i < rt->n_ents; i++) {
         ent_info *ei = &rt->ents[i];
         if (ei->e == e && ei->fields == e->fields && ei->n == e->n_fields) {
             lua_rawgeti(L, LUA_REGISTRYINDEX, ei->ref);
-            return;
+            return ei;
         }
     }
-    if (rt->n_ents == MAX_ENT_CACHE) {
-        for (size_t i = 0; i < rt->n_ents; i++)
-            luaL_unref(L, LUA_REGISTRYINDEX, rt->ents[i].ref);
-        rt->n_ents = 0;
-    }
+    if (rt->n_ents == MAX_ENT_CACHE)
+        ents_flush(rt);
     luaL_checkstack(L, 4, NULL);
     int n = e->n_fields > INT_MAX / 2 ? INT_MAX / 2 : (int)e->n_fields;
     lua_createtable(L, n, n);
+    int t = lua_gettop(L);
     for (size_t i = 0; i < e->n_fields; i++) {
         lua_pushstring(L, e->fields[i].name);
         lua_pushvalue(L, -1);
-        lua_rawseti(L, -3, (lua_Integer)i + 1);
+        lua_rawseti(L, t, (lua_Integer)i + 1);
         lua_pushinteger(L, (lua_Integer)i);
-        lua_rawset(L, -3);
+        lua_rawset(L, t);
     }
-    lua_pushvalue(L, -1);
+    lua_pushvalue(L, t);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    rt->ents[rt->n_ents++] = (ent_info){.e = e, .fields = e->fields, .n = e->n_fields,
-                                        .ref = ref};
+    /* No Lua allocation from here on, so nothing can leak. */
+    const char **names = malloc((e->n_fields ? e->n_fields : 1) * sizeof *names);
+    if (!names) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luaL_error(L, "out of memory");
+    }
+    for (size_t i = 0; i < e->n_fields; i++) {
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        names[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    ent_info *ei = &rt->ents[rt->n_ents++];
+    *ei = (ent_info){.e = e, .fields = e->fields, .n = e->n_fields, .ref = ref,
+                     .names = names};
+    return ei;
+}
+
+/* The index of the field named k, or -1: by address first, by text for names Lua does
+ * not intern (longer than 40 bytes) or keys that are no field at all. */
+static long field_of(const ent_info *ei, const char *k, size_t klen)
+{
+    for (size_t i = 0; i < ei->n; i++)
+        if (ei->names[i] == k)
+            return (long)i;
+    for (size_t i = 0; i < ei->n; i++)
+        if (strlen(ei->fields[i].name) == klen && memcmp(ei->fields[i].name, k, klen) == 0)
+            return (long)i;
+    return -1;
 }
 
 static void push_json(tfs_lua *rt, lua_State *L, json_t *j, int depth)
@@ -2142,39 +2189,34 @@ static void hint_fields(tfs_lua *rt, const tfs_sdk_entity *e)
                                 i ? ", " : "", e->fields[i].name);
 }
 
-/* Converts the record table at ridx to a new record of entity e (info table at info). */
-static int convert_record(tfs_lua *rt, lua_State *L, int ridx, const tfs_sdk_entity *e,
-                          int info, tfs_record **out)
+/* Converts the record table at ridx to a new record of the entity of ei. */
+static int convert_record(tfs_lua *rt, lua_State *L, int ridx, const ent_info *ei,
+                          tfs_record **out)
 {
+    const tfs_sdk_entity *e = ei->e;
     tfs_record *rec = tfs_record_new(rt->arena, e);
     if (!rec)
         return conv_error(rt, TFS_ENOMEM, "out of memory building a \"%s\" record", e->name);
     lua_pushnil(L);
     while (lua_next(L, ridx)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            int rc = conv_error(rt, TFS_EINVAL, "map() returned a \"%s\" record with a %s "
-                                                "key; field names are strings",
-                                e->name, luaL_typename(L, -2));
-            lua_pop(L, 2);
-            return rc;
-        }
-        lua_pushvalue(L, -2);
-        if (lua_rawget(L, info) != LUA_TNUMBER) {
+        size_t klen;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return conv_error(rt, TFS_EINVAL, "map() returned a \"%s\" record with a %s "
+                                              "key; field names are strings",
+                              e->name, luaL_typename(L, -2));
+        const char *k = lua_tolstring(L, -2, &klen);
+        long fi = field_of(ei, k, klen);
+        if (fi < 0) {
             int rc = conv_error(rt, TFS_EINVAL, "map() returned unknown field \"%s\" for "
                                                 "entity \"%s\"",
-                                lua_tostring(L, -3), e->name);
+                                k, e->name);
             hint_fields(rt, e);
-            lua_pop(L, 3);
             return rc;
         }
-        size_t fi = (size_t)lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        int rc = store_field(rt, L, rec, fi, lua_gettop(L), e->name);
-        lua_pop(L, 1);
-        if (rc != 0) {
-            lua_pop(L, 1);
+        int rc = store_field(rt, L, rec, (size_t)fi, lua_gettop(L), e->name);
+        if (rc != 0)
             return rc;
-        }
+        lua_pop(L, 1);
     }
     *out = rec;
     return 0;
@@ -2244,6 +2286,10 @@ static int convert_output(tfs_lua *rt, lua_State *L, int res)
     }
     if (total == 0)
         return 0;
+    if (total > MAX_OUTPUT_RECORDS)
+        return conv_error(rt, TFS_ELIMIT, "map() returned %zu records; at most %d are allowed "
+                                          "for one source record",
+                          total, MAX_OUTPUT_RECORDS);
     out->recs = tfs_arena_alloc(rt->arena, total * sizeof *out->recs);
     if (!out->recs)
         return conv_error(rt, TFS_ENOMEM, "out of memory");
@@ -2257,8 +2303,7 @@ static int convert_output(tfs_lua *rt, lua_State *L, int res)
         int v = lua_gettop(L);
         long n = count_records(rt, L, v);
         if (n > 0) {
-            push_ent_info(rt, L, e);
-            int info = lua_gettop(L);
+            const ent_info *ei = push_ent_info(rt, L, e);
             int t = lua_rawgeti(L, v, 1);
             lua_pop(L, 1);
             if (t == LUA_TTABLE) {
@@ -2268,15 +2313,14 @@ static int convert_output(tfs_lua *rt, lua_State *L, int res)
                                                           "whose element %ld is a %s, not a "
                                                           "record table",
                                           e->name, i, luaL_typename(L, -1));
-                    int rc = convert_record(rt, L, lua_gettop(L), e, info,
-                                            &out->recs[out->n]);
+                    int rc = convert_record(rt, L, lua_gettop(L), ei, &out->recs[out->n]);
                     if (rc != 0)
                         return rc;
                     out->n++;
                     lua_pop(L, 1);
                 }
             } else {
-                int rc = convert_record(rt, L, v, e, info, &out->recs[out->n]);
+                int rc = convert_record(rt, L, v, ei, &out->recs[out->n]);
                 if (rc != 0)
                     return rc;
                 out->n++;

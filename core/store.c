@@ -166,29 +166,42 @@ int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const
                          int64_t *run_id, tfs_error *err)
 {
     const char *params[] = {pair, mode, actor};
-    PGresult *r = PQexecParams(s->conn,
-                               "INSERT INTO tfsync.runs (pair, mode, state, actor)"
-                               " VALUES ($1, $2, 'queued', $3) RETURNING run_id",
-                               3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-        *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    /* The unique index refuses a second active run of the pair. The run holding it may end
+     * between our INSERT and the SELECT that names it; then the INSERT is tried again. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        PGresult *r = PQexecParams(s->conn,
+                                   "INSERT INTO tfsync.runs (pair, mode, state, actor)"
+                                   " VALUES ($1, $2, 'queued', $3) RETURNING run_id",
+                                   3, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            PQclear(r);
+            return 0;
+        }
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (!state || strcmp(state, "23505") != 0)
+            return tfs_pg_fail(s->conn, r, err, "create a run");
         PQclear(r);
-        return 0;
+        r = PQexecParams(s->conn,
+                         "SELECT run_id FROM tfsync.runs WHERE pair = $1"
+                         " AND state IN ('queued', 'running')",
+                         1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            return tfs_pg_fail(s->conn, r, err, "find the running run");
+        *run_id = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+        PQclear(r);
+        if (*run_id)
+            return tfs_error_set(err, TFS_ECONFLICT,
+                                 "pair \"%s\" is already running as run %" PRId64, pair,
+                                 *run_id);
     }
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    if (!state || strcmp(state, "23505") != 0)
-        return tfs_pg_fail(s->conn, r, err, "create a run");
-    PQclear(r);
-    r = PQexecParams(s->conn,
-                     "SELECT run_id FROM tfsync.runs WHERE pair = $1"
-                     " AND state IN ('queued', 'running')",
-                     1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return tfs_pg_fail(s->conn, r, err, "find the running run");
-    *run_id = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-    PQclear(r);
-    return tfs_error_set(err, TFS_ECONFLICT, "pair \"%s\" is already running as run %" PRId64,
-                         pair, *run_id);
+    return tfs_error_set(err, TFS_ETRANSIENT, "could not create a run of \"%s\": the pair "
+                         "kept changing hands", pair);
+}
+
+int tfs_store_ping(tfs_store *s, tfs_error *err)
+{
+    return tfs_pg_exec(s->conn, "SELECT 1", err);
 }
 
 int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
@@ -219,8 +232,8 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
     "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
     " 'actor', actor, 'counts', counts, 'error', error, 'created_at', created_at,"             \
     " 'started_at', started_at, 'finished_at', finished_at, 'updated_at', updated_at,"         \
-    " 'elapsed_seconds', round(extract(epoch FROM coalesce(finished_at, now()) -"              \
-    " coalesce(started_at, now()))::numeric, 3))"
+    " 'elapsed_ms', (extract(epoch FROM coalesce(finished_at, now()) -"                       \
+    " coalesce(started_at, now())) * 1000)::int8)"
 
 static int json_query(tfs_store *s, const char *sql, int n, const char *const *params,
                       json_t **out, const char *what, tfs_error *err)

@@ -24,6 +24,8 @@ int tfs_store_open(const char *conninfo, tfs_store **out, tfs_error *err);
 void tfs_store_close(tfs_store *s);
 /* Applies the migrations not applied yet. */
 int tfs_store_migrate(tfs_store *s, tfs_error *err);
+/* A round trip to the server: 0 when the store answers. */
+int tfs_store_ping(tfs_store *s, tfs_error *err);
 /* Reconnects when the connection was lost; 0 when usable. */
 int tfs_store_ensure(tfs_store *s, tfs_error *err);
 
