@@ -116,6 +116,10 @@ run_suite() {
     rm -f "$log" "$full"
 }
 
+# The suites run Criterion with -q, which hides why a test failed; a TAP report on stdout
+# is still written, and ctest shows it for the failures.
+export CRITERION_OUTPUTS="${CRITERION_OUTPUTS:-tap:-}"
+
 ctest_args=("$@")
 run_suite plain "$build"
 
