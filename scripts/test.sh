@@ -80,6 +80,18 @@ EOF
         -c "COMMENT ON DATABASE \"$name\" IS '$hash'"
 }
 
+# Databases tfs_test_db_clone made for tests that crashed before their clean-up: the name
+# ends in _<pid>_<counter>_<hex>, and a pid that no longer runs will never drop it.
+sweep_stale_clones() {
+    local db pid
+    while read -r db; do
+        pid=$(sed -E 's/.*_([0-9]+)_[0-9]+_[0-9a-f]{4}$/\1/' <<<"$db")
+        [[ -d "/proc/$pid" ]] && continue # alive (kill -0 fails for other users)
+        psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
+    done < <(psql_ -At -d postgres -c "SELECT datname FROM pg_database WHERE datname ~ '_[0-9]+_[0-9]+_[0-9a-f]{4}$'")
+}
+sweep_stale_clones
+
 pacs=(plugins/pacs/schema.sql plugins/pacs/generate.sql)
 make_template tfs_tmpl_pacs10k "SELECT pacs_generate(10000, 42, $ROLL_YEAR)" "${pacs[@]}"
 make_template tfs_tmpl_pacs_empty "" "${pacs[@]}"
