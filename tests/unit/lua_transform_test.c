@@ -526,6 +526,37 @@ Test(lua, values_typed_both_ways)
     tfs_lua_free(rt);
 }
 
+Test(lua, unstorable_values_refused)
+{
+    write_script("fn.lua", "function map(rec) return { out = { a = 1, b = print } } end\n");
+    write_script("nan.lua", "function map(rec) return { out = { j = { x = 0/0 } } } end\n");
+    write_script("cycle.lua", "function map(rec) local t = {} t.self = t\n"
+                              "  return { out = { j = t } } end\n");
+    write_script("ok.lua", "function map(rec) return { out = { a = 1 } } end\n");
+    write_script("null.lua", "function map(rec) tf.null.x = 1 end\n");
+    tfs_lua *rt = new_rt(NULL);
+    tfs_lua_output out;
+    tfs_error err;
+    cr_assert_eq(map_out(rt, "fn.lua", src_rec("[]"), &out, &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "fn.lua: ") && strstr(err.message, "\"b\"") &&
+                  strstr(err.message, "function"),
+              "%s", err.message);
+    cr_assert_eq(map_out(rt, "nan.lua", src_rec("[]"), &out, &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "\"j\"") && strstr(err.message, "NaN"), "%s", err.message);
+    cr_assert_eq(map_out(rt, "cycle.lua", src_rec("[]"), &out, &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "\"j\"") && strstr(err.message, "deeper"), "%s",
+              err.message);
+    cr_assert_eq(map_out(rt, "null.lua", src_rec("[]"), &out, &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "null.lua:1:") && strstr(err.message, "tf.null"), "%s",
+              err.message);
+    /* a source field holding broken JSON fails the record, naming the field */
+    cr_assert_eq(map_out(rt, "ok.lua", src_rec("[1,"), &out, &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "\"tags\"") && strstr(err.message, "(record 7)"), "%s",
+              err.message);
+    cr_assert_eq(map_out(rt, "ok.lua", src_rec("[1]"), &out, &err), 0, "%s", err.message);
+    tfs_lua_free(rt);
+}
+
 Test(lua, lists_and_empty_results)
 {
     write_script("s.lua", "function map(rec)\n"

@@ -25,7 +25,7 @@ WITH pv AS (
 ), ps AS (
     SELECT DISTINCT ON (prop_id) *
     FROM situs
-    ORDER BY prop_id, (primary_situs = 'Y') DESC, situs_id
+    ORDER BY prop_id, coalesce(primary_situs = 'Y', false) DESC, situs_id
 ), sfx (code, abbr) AS (
     VALUES
         ('AV', 'AVE'), ('AVE', 'AVE'), ('AVEN', 'AVE'), ('AVENU', 'AVE'),
