@@ -88,7 +88,7 @@ DECLARE
         'ST', 'ST', 'Street', 'St', 'AVE', 'Avenue', 'Ave', 'RD', 'Road', 'Rd', 'DR', 'DR',
         'Dr', 'Drive', 'LN', 'Lane', 'BLVD', 'Blvd', 'CT', 'Ct', 'CV', 'Cove', 'WAY', 'Way',
         'TRL', 'Trail', 'PKWY', 'CIR', 'PL', 'LOOP'];
-    prefixes text[] := ARRAY['N', 'S', 'E', 'W', 'N', 'S', 'E', 'W', 'NORTH', 'South'];
+    prefixes text[] := ARRAY['N', 'S', 'E', 'W', 'N', 'S', 'E', 'W', 'NE', 'SW'];
     first_names text[] := ARRAY[
         'JAMES', 'MARY', 'JOHN', 'PATRICIA', 'ROBERT', 'JENNIFER', 'MICHAEL', 'LINDA',
         'WILLIAM', 'ELIZABETH', 'DAVID', 'BARBARA', 'RICHARD', 'SUSAN', 'JOSEPH', 'JESSICA',
