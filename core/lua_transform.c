@@ -685,17 +685,24 @@ static int sb_require(lua_State *L)
         return luaL_error(L, "module '%s' not found: could not read \"%s.lua\" in the "
                              "transform directory: %s",
                           name, name, strerror(e));
-    /* Record the dependency first, so that fixing a broken module reloads the script. */
-    dep *d = calloc(1, sizeof *d);
-    char *dpath = d ? strdup(path) : NULL;
-    if (!dpath) {
-        free(d);
-        return luaL_error(L, "out of memory");
+    /* Record the dependency first, so that fixing a broken module reloads the script
+     * (once per path: a script may retry a broken module on every record). */
+    dep *d;
+    for (d = s->deps; d; d = d->next)
+        if (strcmp(d->path, path) == 0)
+            break;
+    if (!d) {
+        d = calloc(1, sizeof *d);
+        char *dpath = d ? strdup(path) : NULL;
+        if (!dpath) {
+            free(d);
+            return luaL_error(L, "out of memory");
+        }
+        d->path = dpath;
+        d->next = s->deps;
+        s->deps = d;
     }
-    d->path = dpath;
     d->st = st;
-    d->next = s->deps;
-    s->deps = d;
 
     const char *chunkname = lua_pushfstring(L, "@%s.lua", name); /* 4 */
     if (luaL_loadbufferx(L, data, len, chunkname, "t") != LUA_OK) /* 5 */
@@ -1075,7 +1082,9 @@ static void parse_lookup(tfs_lua *rt, lua_State *L, const char *fname, const cha
     while (p < len) {
         line++;
         size_t ls = p;
-        if (d[p] == '\n' || d[p] == '\r' || d[p] == '#') {
+        while (ls < len && (d[ls] == ' ' || d[ls] == '\t'))
+            ls++;
+        if (ls == len || d[ls] == '\n' || d[ls] == '\r' || d[ls] == '#') {
             while (p < len && d[p] != '\n')
                 p++;
             p++;

@@ -639,7 +639,7 @@ Test(lua, tf_helpers)
     char lk[PATH_MAX];
     snprintf(lk, sizeof lk, "%s/lookups", tdir);
     cr_assert_eq(mkdir(lk, 0700), 0);
-    write_at(lk, "colour.csv", "\xEF\xBB\xBF" "code,value\n# a comment\nR,red\n\"G\",\"gr\"\"een\"\n"
+    write_at(lk, "colour.csv", "\xEF\xBB\xBF" "code,value\n# a comment\n  \nR,red\r\n\"G\",\"gr\"\"een\"\n"
                                "7, seven \n");
     char from[PATH_MAX];
     snprintf(from, sizeof from, "%s/transforms/lookups/street_suffix.csv", TFS_SOURCE_DIR);
