@@ -120,7 +120,7 @@ struct tfs_lua {
     bool budget_hit;
 
     /* registry references and identities */
-    int null_ref, array_mt_ref, template_ref, tf_ref;
+    int null_ref, array_mt_ref, template_ref;
     const void *null_ptr, *array_mt_ptr;
 
     script *scripts;
@@ -1363,8 +1363,6 @@ static int init_state(lua_State *L)
     lua_setfield(L, -2, "null");
     lua_pushinteger(L, rt->roll_year);
     lua_setfield(L, -2, "roll_year");
-    lua_pushvalue(L, -1);
-    rt->tf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int tf = lua_gettop(L);
 
     /* The template every script environment is copied from. */
@@ -1421,8 +1419,12 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
         return tfs_error_set(err, TFS_EINVAL, "could not create lua runtime: no transform "
                                               "directory given");
     if (stat(transform_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        const char *why = "not a directory";
+        if (access(transform_dir, F_OK) != 0)
+            why = strerror(errno);
         rc = tfs_error_set(err, TFS_EINVAL, "could not use transform directory \"%s\": %s",
-                           transform_dir, errno ? strerror(errno) : "not a directory");
+                           transform_dir, why);
+        tfs_error_hint(err, "set transform_dir to the folder that holds the scripts");
         goto out;
     }
     rt = calloc(1, sizeof *rt);
@@ -1431,7 +1433,7 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
         goto out;
     }
     rt->magic = TFS_LUA_MAGIC;
-    rt->null_ref = rt->array_mt_ref = rt->template_ref = rt->tf_ref = LUA_NOREF;
+    rt->null_ref = rt->array_mt_ref = rt->template_ref = LUA_NOREF;
     rt->limits.memory_bytes = limits && limits->memory_bytes ? limits->memory_bytes
                                                              : DEFAULT_MEMORY;
     rt->limits.instructions = limits && limits->instructions ? limits->instructions
