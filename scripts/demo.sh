@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# scripts/demo.sh — the README's first command: a PACS -> CAMA sync end to end.
+#
+# Installs what is missing (as root), builds, starts the private PostgreSQL of pg.sh,
+# (re)creates the demo databases pacs, cama and tfsync, fills PACS with N parcels (default
+# 10000: `N=100000 scripts/demo.sh`), starts tfsyncd with a fresh random API key, runs a
+# full sync through the HTTP API, shows the run's counts and a few CAMA parcels, and stops
+# everything it started, also on failure or Ctrl-C.
+set -euo pipefail
+
+TFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TFS_TAG=demo.sh
+# shellcheck source=scripts/lib.sh
+source "$TFS_ROOT/scripts/lib.sh"
+cd "$TFS_ROOT"
+
+build="${TFS_BUILD_DIR:-$TFS_ROOT/build}"
+readonly N="${N:-10000}"
+readonly ROLL_YEAR=2026
+readonly RUN_TIMEOUT_S="${TFS_DEMO_TIMEOUT:-900}"
+[[ "$N" =~ ^[0-9]+$ ]] || { tfs_say "N must be a number of parcels, not \"$N\""; exit 2; }
+
+work=""
+pg_started=0
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    tfs_daemon_stop
+    # Someone else's PostgreSQL (a test run, another demo) stays up.
+    if ((pg_started)); then
+        bash scripts/pg.sh stop || true
+    fi
+    if [[ -n "$work" ]]; then
+        if ((rc == 0)); then
+            rm -rf "$work"
+        else
+            tfs_say "kept the config and the daemon's log in $work"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash scripts/deps.sh
+tfs_say "building $build"
+TFS_BUILD_DIR="$build" bash scripts/build.sh
+[[ -x "$build/tfsyncd" ]] || tfs_fail "no $build/tfsyncd after the build"
+[[ -f "$build/plugins/pacs.so" && -f "$build/plugins/cama.so" ]] ||
+    tfs_fail "the pacs and cama plugins were not built into $build/plugins"
+
+bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
+eval "$(bash scripts/pg.sh start)"
+
+tfs_say "creating the databases pacs, cama and tfsync"
+for db in pacs cama tfsync; do
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+done
+psql_ -d pacs -v roll_year="$ROLL_YEAR" -f plugins/pacs/schema.sql -f plugins/pacs/generate.sql
+psql_ -d cama -v roll_year="$ROLL_YEAR" -f plugins/cama/schema.sql
+tfs_say "generating $N PACS parcels (seed 42, roll year $ROLL_YEAR)"
+psql_ -d pacs -c "SELECT pacs_generate($N, 42, $ROLL_YEAR)" >/dev/null
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-demo.XXXXXX")
+tfs_new_key
+tfs_write_config "$work/tfsyncd.json" "$build" pacs cama tfsync "$TFS_KEY_SHA256"
+tfs_say "starting tfsyncd"
+tfs_daemon_start "$build" "$work/tfsyncd.json"
+tfs_say "tfsyncd listening on $TFS_BASE_URL; starting a full sync of pacs-to-cama"
+
+started=$(now_ms)
+status=$(tfs_full_sync pacs-to-cama "$RUN_TIMEOUT_S")
+elapsed_ms=$(($(now_ms) - started))
+run_id=$(json_get "$status" run_id)
+state=$(json_get "$status" state)
+
+echo
+printf 'Run %s: %s in %d.%03d s (%d parcels/s)\n' "$run_id" "$state" \
+    $((elapsed_ms / 1000)) $((elapsed_ms % 1000)) $((N * 1000 / (elapsed_ms > 0 ? elapsed_ms : 1)))
+tfs_print_counts "$status"
+if [[ "$state" != succeeded ]]; then
+    tfs_say "run $run_id failed: $status"
+    tfs_daemon_log_tail
+    exit 1
+fi
+
+echo "A few CAMA parcels (pardat joined with asmt):"
+psql_ -d cama <<'EOF'
+SELECT p.parid, p.taxyr, p.class, p.luc, p.nbhd, p.acres,
+       concat_ws(' ', p.adrno, p.adrdir, p.adrstr, p.adrsuf) AS situs, p.cityname,
+       a.valclass, a.valapr1 AS land, a.valapr2 AS building, a.valapr3 AS total
+FROM pardat p
+JOIN asmt a ON a.parid = p.parid AND a.taxyr = p.taxyr
+ORDER BY p.parid
+LIMIT 5;
+SELECT (SELECT count(*) FROM pardat) AS pardat_rows, (SELECT count(*) FROM asmt) AS asmt_rows;
+EOF
+tfs_say "done; stopping what the demo started"
