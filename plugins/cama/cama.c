@@ -1280,9 +1280,18 @@ static int cama_health(void *instance, tfs_sdk_error *err)
 {
     cama *c = instance;
     char msg[512];
-    int rc = cama_ensure(c, err);
-    if (rc)
-        return rc;
+    int rc = 0;
+    /* Only the connection, not the session: preparing statements takes locks on the
+     * tables, and a health check must answer even while a writer holds them. */
+    if (PQstatus(c->conn) != CONNECTION_OK) {
+        c->session_ready = 0;
+        PQreset(c->conn);
+        if (PQstatus(c->conn) != CONNECTION_OK) {
+            host->error_set(err, "could not connect to the cama database: %s",
+                            pg_message(c->conn, NULL, msg, sizeof msg));
+            return TFS_SDK_ETRANSIENT;
+        }
+    }
     PGresult *res = PQexec(c->conn, "SELECT 1");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = pg_classify(c->conn, res);
