@@ -693,6 +693,33 @@ static void cama_close(void *instance)
     free(c);
 }
 
+/* Checks that every described table exists, through the catalog only: opening must not
+ * wait for locks a running writer holds on the tables themselves. */
+static int cama_check_tables(cama *c, tfs_sdk_error *err)
+{
+    char msg[512];
+    for (size_t e = 0; e < N_ENTITIES; e++) {
+        const char *params[] = {cama_entities[e].name};
+        PGresult *res = PQexecParams(c->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL,
+                                     params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            int rc = pg_classify(c->conn, res);
+            host->error_set(err, "could not check the cama tables: %s",
+                            pg_message(c->conn, res, msg, sizeof msg));
+            PQclear(res);
+            return rc;
+        }
+        int exists = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (!exists) {
+            host->error_set(err, "could not open cama: table \"%s\" does not exist; load "
+                            "plugins/cama/schema.sql into the database", cama_entities[e].name);
+            return TFS_SDK_EPERMANENT;
+        }
+    }
+    return 0;
+}
+
 static int cama_open(const char *const *config, void **instance, tfs_sdk_error *err)
 {
     char msg[512];
@@ -747,8 +774,8 @@ static int cama_open(const char *const *config, void **instance, tfs_sdk_error *
     if (PQstatus(c->conn) != CONNECTION_OK)
         host->log(host, TFS_SDK_LOG_WARN, "could not connect to the cama database: %s",
                   pg_message(c->conn, NULL, msg, sizeof msg));
-    else if (cama_ensure(c, err) == TFS_SDK_EPERMANENT)
-        goto out; /* e.g. the CAMA tables are missing */
+    else if (cama_check_tables(c, err) != 0)
+        goto out; /* the CAMA tables are missing: a bad config, not an outage */
     *instance = c;
     c = NULL;
     rc = 0;
