@@ -140,6 +140,7 @@ if [[ "${TFS_SKIP_SANITIZE:-0}" != 1 ]]; then
     TFS_BUILD_DIR="$asan_build" bash scripts/build.sh --sanitize
     export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:${ASAN_OPTIONS:-}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+    export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
     run_suite asan "$asan_build"
 else
     summary+=("asan: skipped (TFS_SKIP_SANITIZE=1)")
