@@ -92,11 +92,15 @@ sweep_stale_clones() {
 }
 sweep_stale_clones
 
+# Two runs on one server must not build the same template at once.
+exec 8>"${TMPDIR:-/tmp}/tfsync-templates-$(id -u)-$PGPORT.lock"
+flock -w 900 8 || { say "timed out waiting for another run seeding the templates"; exit 1; }
 pacs=(plugins/pacs/schema.sql plugins/pacs/generate.sql)
 make_template tfs_tmpl_pacs10k "SELECT pacs_generate(10000, 42, $ROLL_YEAR)" "${pacs[@]}"
 make_template tfs_tmpl_pacs_empty "" "${pacs[@]}"
 make_template tfs_tmpl_cama "" plugins/cama/schema.sql
 make_template tfs_tmpl_state ""
+exec 8>&-
 
 # run_suite LABEL BUILD: ctest in BUILD; puts ctest's own tally into the summary.
 # Criterion reports a test as passed even when LeakSanitizer then finds leaks in its
