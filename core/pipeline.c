@@ -29,7 +29,7 @@ struct tfs_pipeline {
     tfs_store *store;
     tfs_lua *lua;
     tfs_arena *arena;
-    tfs_buf scratch;
+    tfs_buf scratch, scratch2;
     open_system *systems;
     size_t n_systems;
     unsigned rng;
@@ -80,6 +80,7 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_lua_free(p->lua);
     tfs_arena_free(p->arena);
     tfs_buf_free(&p->scratch);
+    tfs_buf_free(&p->scratch2);
     free(p);
 }
 
@@ -136,7 +137,16 @@ static int backoff(tfs_pipeline *p, int attempt, const atomic_int *stop)
 
 typedef struct entity_counts {
     json_int_t read, transform_failed, validate_failed, write_failed, written, unchanged;
+    /* Where the time goes, per stage, so an operator sees which side is slow. */
+    double read_ms, transform_ms, compare_ms, write_ms, commit_ms;
 } entity_counts;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static void counts_put(json_t *counts, const char *entity, const entity_counts *c)
 {
@@ -145,8 +155,14 @@ static void counts_put(json_t *counts, const char *entity, const entity_counts *
                           c->transform_failed + c->validate_failed + c->write_failed,
                           "transform_failed", c->transform_failed, "validate_failed",
                           c->validate_failed, "write_failed", c->write_failed);
-    if (o)
-        json_object_set_new(counts, entity, o);
+    if (!o)
+        return;
+    json_t *t = json_pack("{sIsIsIsIsI}", "read", (json_int_t)c->read_ms, "transform",
+                          (json_int_t)c->transform_ms, "compare", (json_int_t)c->compare_ms,
+                          "write", (json_int_t)c->write_ms, "commit", (json_int_t)c->commit_ms);
+    if (t)
+        json_object_set_new(o, "timings_ms", t);
+    json_object_set_new(counts, entity, o);
 }
 
 /* What the pipeline knows of one source record while its batch is processed. */
@@ -156,7 +172,8 @@ typedef struct rec_state {
     uint64_t src_hash, tgt_hash;
     json_t *reasons; /* set: failed */
     const char *stage;
-    int write; /* needs writing */
+    int write;  /* needs writing */
+    int is_new; /* no sync map row yet */
 } rec_state;
 
 typedef struct batch_ctx {
@@ -250,6 +267,7 @@ static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_erro
         if (!r->stage) {
             char hex[17];
             tfs_hash_hex(r->tgt_hash, hex);
+            r->is_new = !hashes[i];
             r->write = !hashes[i] || strcmp(hashes[i], hex) != 0;
             if (!r->write)
                 b->c.unchanged++;
@@ -334,25 +352,57 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
         b->c.written++;
         tfs_syncmap_row *row = &rows[n_rows++];
         row->source_key = r->key;
+        row->is_new = r->is_new;
         tfs_hash_hex(r->src_hash, row->source_hash);
         tfs_hash_hex(r->tgt_hash, row->target_hash);
-        row->target_keys = json_array();
-        row->target_record = json_object();
+        /* JSON text built straight into a buffer: no jansson tree per record. */
+        tfs_buf *kb = &p->scratch;
+        tfs_buf_reset(kb);
+        tfs_buf_putc(kb, '[');
         for (size_t j = 0; j < r->out.n; j++) {
             const tfs_record *t = r->out.recs[j];
             char hex[17];
-            tfs_hash_hex(tfs_hash_records(&p->scratch, &t, 1), hex);
+            tfs_hash_hex(tfs_hash_records(&p->scratch2, &t, 1), hex);
             const char *tkey = tfs_record_key(p->arena, t);
-            json_array_append_new(row->target_keys,
-                                  json_pack("{ssssss}", "entity", t->entity->name, "key",
-                                            tkey ? tkey : "", "hash", hex));
-            json_t *list = json_object_get(row->target_record, t->entity->name);
-            if (!list) {
-                list = json_array();
-                json_object_set_new(row->target_record, t->entity->name, list);
-            }
-            json_array_append_new(list, tfs_record_to_json(t));
+            if (j)
+                tfs_buf_putc(kb, ',');
+            tfs_buf_puts(kb, "{\"entity\":");
+            tfs_json_string_append(kb, t->entity->name, strlen(t->entity->name));
+            tfs_buf_puts(kb, ",\"key\":");
+            tfs_json_string_append(kb, tkey ? tkey : "", tkey ? strlen(tkey) : 0);
+            tfs_buf_printf(kb, ",\"hash\":\"%s\"}", hex);
         }
+        tfs_buf_putc(kb, ']');
+        row->target_keys = tfs_arena_strndup(p->arena, tfs_buf_str(kb), kb->len);
+        /* {"pardat": [{...}], "asmt": [{...}]}: records grouped by entity, in order. */
+        tfs_buf_reset(kb);
+        tfs_buf_putc(kb, '{');
+        int first_entity = 1;
+        for (size_t e = 0; e < b->n_targets; e++) {
+            int any = 0;
+            for (size_t j = 0; j < r->out.n; j++) {
+                const tfs_record *t = r->out.recs[j];
+                if (t->entity != b->targets[e])
+                    continue;
+                if (!any) {
+                    if (!first_entity)
+                        tfs_buf_putc(kb, ',');
+                    first_entity = 0;
+                    tfs_json_string_append(kb, t->entity->name, strlen(t->entity->name));
+                    tfs_buf_puts(kb, ":[");
+                } else {
+                    tfs_buf_putc(kb, ',');
+                }
+                any = 1;
+                tfs_record_json_append(kb, t);
+            }
+            if (any)
+                tfs_buf_putc(kb, ']');
+        }
+        tfs_buf_putc(kb, '}');
+        row->target_record = tfs_arena_strndup(p->arena, tfs_buf_str(kb), kb->len);
+        if (kb->oom || !row->target_keys || !row->target_record)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
     counts_put(b->counts, b->em->source, &b->c);
     tfs_batch_commit bc = {
@@ -381,10 +431,6 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
         if (backoff(p, attempt, b->stop) < 0)
             break;
         tfs_store_ensure(p->store, NULL);
-    }
-    for (size_t i = 0; i < n_rows; i++) {
-        json_decref(rows[i].target_keys);
-        json_decref(rows[i].target_record);
     }
     for (size_t i = 0; i < n_failed; i++)
         json_decref(failed[i].record);
@@ -437,19 +483,33 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
         }
         tfs_arena_reset(p->arena);
         tfs_batch batch;
+        double t0 = now_ms();
         if ((rc = read_batch(b, cursor, cursor_len, &batch, err)))
             break;
+        double t1 = now_ms();
+        b->c.read_ms += t1 - t0;
         b->c.read += (json_int_t)batch.n;
         rec_state *rs = tfs_arena_calloc(p->arena, batch.n ? batch.n : 1, sizeof *rs);
         if (!rs) {
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
             break;
         }
-        if ((rc = transform_batch(b, &batch, rs))) {
+        rc = transform_batch(b, &batch, rs);
+        double t2 = now_ms();
+        b->c.transform_ms += t2 - t1;
+        if (rc) {
             tfs_error_set(err, rc, "out of memory transforming a batch");
-        } else if (!(rc = compare_batch(b, &batch, rs, err)) &&
-                   !(rc = write_batch(b, rs, batch.n, err))) {
-            rc = commit_batch(b, &batch, rs, err);
+        } else if (!(rc = compare_batch(b, &batch, rs, err))) {
+            double t3 = now_ms();
+            b->c.compare_ms += t3 - t2;
+            if (!(rc = write_batch(b, rs, batch.n, err))) {
+                double t4 = now_ms();
+                b->c.write_ms += t4 - t3;
+                /* commit_batch stores the counts: its own time is counted from the next
+                 * batch on. */
+                rc = commit_batch(b, &batch, rs, err);
+                b->c.commit_ms += now_ms() - t4;
+            }
         }
         for (size_t i = 0; i < batch.n; i++)
             json_decref(rs[i].reasons);
@@ -550,6 +610,12 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
             b.c.transform_failed = json_integer_value(json_object_get(prev, "transform_failed"));
             b.c.validate_failed = json_integer_value(json_object_get(prev, "validate_failed"));
             b.c.write_failed = json_integer_value(json_object_get(prev, "write_failed"));
+            json_t *t = json_object_get(prev, "timings_ms");
+            b.c.read_ms = (double)json_integer_value(json_object_get(t, "read"));
+            b.c.transform_ms = (double)json_integer_value(json_object_get(t, "transform"));
+            b.c.compare_ms = (double)json_integer_value(json_object_get(t, "compare"));
+            b.c.write_ms = (double)json_integer_value(json_object_get(t, "write"));
+            b.c.commit_ms = (double)json_integer_value(json_object_get(t, "commit"));
         }
         if ((rc = prepare_mapping(p, &b, err)) == 0)
             rc = run_entity(p, &b, err);

@@ -2,6 +2,7 @@
 #include "record.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,6 +163,77 @@ json_t *tfs_record_to_json(const tfs_record *rec)
         }
     }
     return o;
+}
+
+void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    tfs_buf_putc(out, '"');
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        tfs_buf_append(out, s + start, i - start);
+        char esc[7] = {'\\', (char)c, 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': case '\\': break;
+        case '\n': esc[1] = 'n'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+            n = 6;
+        }
+        tfs_buf_append(out, esc, n);
+        start = i + 1;
+    }
+    tfs_buf_append(out, s + start, len - start);
+    tfs_buf_putc(out, '"');
+}
+
+int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
+{
+    char tmp[64];
+    tfs_buf_putc(out, '{');
+    for (size_t i = 0; i < rec->n; i++) {
+        const tfs_value *v = &rec->values[i];
+        const char *name = rec->entity->fields[i].name;
+        if (i)
+            tfs_buf_putc(out, ',');
+        tfs_json_string_append(out, name, strlen(name));
+        tfs_buf_putc(out, ':');
+        switch (v->type) {
+        case TFS_SDK_NULL: tfs_buf_append(out, "null", 4); break;
+        case TFS_SDK_BOOL: tfs_buf_puts(out, v->u.b ? "true" : "false"); break;
+        case TFS_SDK_INT64:
+            tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i));
+            break;
+        case TFS_SDK_FLOAT64:
+            if (isfinite(v->u.f))
+                tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f));
+            else
+                tfs_buf_append(out, "null", 4); /* JSON has no NaN or infinity */
+            break;
+        case TFS_SDK_JSON: {
+            /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
+            json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+            if (j) {
+                json_decref(j);
+                tfs_buf_append(out, v->u.s, v->len);
+            } else {
+                tfs_json_string_append(out, v->u.s, v->len);
+            }
+            break;
+        }
+        default: tfs_json_string_append(out, v->u.s, v->len); break;
+        }
+    }
+    tfs_buf_putc(out, '}');
+    return out->oom ? -1 : 0;
 }
 
 /* ---- SDK host functions ---------------------------------------------------------- */

@@ -87,4 +87,11 @@ void tfs_record_fill_host(tfs_sdk_host *host);
 /* The record as a JSON object {field: value} (new reference; NULL when out of memory).
  * DECIMAL stays a string so that no digit is lost; JSON values are embedded parsed. */
 json_t *tfs_record_to_json(const tfs_record *rec);
+
+struct tfs_buf;
+/* Appends the same JSON object as text, without building a jansson tree: this runs for
+ * every record written, to keep the sync map's last-written record. Returns 0 or -1. */
+int tfs_record_json_append(struct tfs_buf *out, const tfs_record *rec);
+/* Appends s as a JSON string literal (quoted, escaped). */
+void tfs_json_string_append(struct tfs_buf *out, const char *s, size_t len);
 #endif

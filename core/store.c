@@ -385,18 +385,23 @@ static int prepare_temp(tfs_store *s, tfs_error *err)
     return rc;
 }
 
-static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
+/* Streams rows (new ones or not) to a COPY already started. */
+static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, int new_rows, const char *copy_sql,
+                     const char *run_id, tfs_error *err)
 {
     tfs_buf *b = &s->buf;
     tfs_buf_reset(b);
+    size_t n = 0;
     for (size_t i = 0; i < bc->n_rows; i++) {
         const tfs_syncmap_row *row = &bc->rows[i];
-        char *keys = json_dumps(row->target_keys, JSON_COMPACT);
-        char *rec = json_dumps(row->target_record, JSON_COMPACT);
-        if (!keys || !rec) {
-            free(keys);
-            free(rec);
-            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        if (!row->is_new != !new_rows)
+            continue;
+        n++;
+        if (new_rows) {
+            tfs_pg_copy_escape(b, bc->pair, strlen(bc->pair));
+            tfs_buf_putc(b, '\t');
+            tfs_pg_copy_escape(b, bc->entity, strlen(bc->entity));
+            tfs_buf_putc(b, '\t');
         }
         tfs_pg_copy_escape(b, row->source_key, strlen(row->source_key));
         tfs_buf_putc(b, '\t');
@@ -404,59 +409,112 @@ static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
         tfs_buf_putc(b, '\t');
         tfs_buf_puts(b, row->target_hash);
         tfs_buf_putc(b, '\t');
-        tfs_pg_copy_escape(b, keys, strlen(keys));
+        tfs_pg_copy_escape(b, row->target_keys, strlen(row->target_keys));
         tfs_buf_putc(b, '\t');
-        tfs_pg_copy_escape(b, rec, strlen(rec));
+        tfs_pg_copy_escape(b, row->target_record, strlen(row->target_record));
+        if (new_rows) {
+            tfs_buf_putc(b, '\t');
+            tfs_buf_puts(b, run_id);
+        }
         tfs_buf_putc(b, '\n');
-        free(keys);
-        free(rec);
     }
+    if (n == 0)
+        return 0;
     if (b->oom)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    PGresult *r = PQexec(s->conn, "COPY tmp_sync_map FROM STDIN");
+    PGresult *r = PQexec(s->conn, copy_sql);
     if (PQresultStatus(r) != PGRES_COPY_IN)
         return tfs_pg_fail(s->conn, r, err, "copy sync map rows");
     PQclear(r);
-    if (PQputCopyData(s->conn, b->data ? b->data : "", (int)b->len) != 1 ||
-        PQputCopyEnd(s->conn, NULL) != 1)
+    if (PQputCopyData(s->conn, b->data, (int)b->len) != 1 || PQputCopyEnd(s->conn, NULL) != 1)
         return tfs_pg_fail(s->conn, NULL, err, "copy sync map rows");
     r = PQgetResult(s->conn);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) {
+        PGresult *rest;
+        while ((rest = PQgetResult(s->conn)))
+            PQclear(rest);
         return tfs_pg_fail(s->conn, r, err, "copy sync map rows");
+    }
     PQclear(r);
     while ((r = PQgetResult(s->conn)))
         PQclear(r);
+    return 1;
+}
+
+/* New keys go straight into the sync map with COPY; known ones through a temporary table
+ * and one upsert. all_upserts treats every row as known (the retry after a key turned out
+ * to exist after all). */
+static int write_sync_map(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                          int all_upserts, tfs_error *err)
+{
+    int rc = 0;
+    if (!all_upserts) {
+        rc = copy_rows(s, bc, 1,
+                       "COPY tfsync.sync_map (pair, entity, source_key, source_hash, target_hash,"
+                       " target_keys, target_record, run_id) FROM STDIN",
+                       id, err);
+        if (rc < 0)
+            return rc;
+    }
+    tfs_batch_commit known = *bc;
+    tfs_syncmap_row *copy = NULL;
+    if (all_upserts) {
+        copy = malloc((bc->n_rows ? bc->n_rows : 1) * sizeof *copy);
+        if (!copy)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        for (size_t i = 0; i < bc->n_rows; i++) {
+            copy[i] = bc->rows[i];
+            copy[i].is_new = 0;
+        }
+        known.rows = copy;
+    }
+    rc = copy_rows(s, &known, 0, "COPY tmp_sync_map FROM STDIN", id, err);
+    free(copy);
+    if (rc <= 0)
+        return rc;
+    const char *params[] = {bc->pair, bc->entity, id};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "INSERT INTO tfsync.sync_map AS m (pair, entity, source_key, source_hash,"
+        " target_hash, target_keys, target_record, run_id)"
+        " SELECT $1, $2, source_key, source_hash, target_hash, target_keys, target_record,"
+        " $3::int8 FROM tmp_sync_map"
+        " ON CONFLICT (pair, entity, source_key) DO UPDATE SET"
+        " source_hash = excluded.source_hash, target_hash = excluded.target_hash,"
+        " target_keys = excluded.target_keys, target_record = excluded.target_record,"
+        " run_id = excluded.run_id, updated_at = now()",
+        3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_pg_fail(s->conn, r, err, "update the sync map");
+    PQclear(r);
     return 0;
 }
 
+static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
+                       tfs_error *err);
+
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
+{
+    int rc = commit_once(s, bc, 0, err);
+    if (rc == TFS_EPERMANENT && strstr(err->message, "sync_map_pkey")) {
+        /* A key taken for new already had a row (another writer of the pair's map): redo
+         * the batch with upserts only. */
+        rc = commit_once(s, bc, 1, err);
+    }
+    return rc;
+}
+
+static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
+                       tfs_error *err)
 {
     char id[32];
     int rc;
     snprintf(id, sizeof id, "%" PRId64, bc->run_id);
     if ((rc = prepare_temp(s, err)) || (rc = tfs_pg_exec(s->conn, "BEGIN", err)))
         return rc;
-    if (bc->n_rows) {
-        if ((rc = copy_rows(s, bc, err)))
-            goto fail;
-        const char *params[] = {bc->pair, bc->entity, id};
-        PGresult *r = PQexecParams(
-            s->conn,
-            "INSERT INTO tfsync.sync_map AS m (pair, entity, source_key, source_hash,"
-            " target_hash, target_keys, target_record, run_id)"
-            " SELECT $1, $2, source_key, source_hash, target_hash, target_keys, target_record,"
-            " $3::int8 FROM tmp_sync_map"
-            " ON CONFLICT (pair, entity, source_key) DO UPDATE SET"
-            " source_hash = excluded.source_hash, target_hash = excluded.target_hash,"
-            " target_keys = excluded.target_keys, target_record = excluded.target_record,"
-            " run_id = excluded.run_id, updated_at = now()",
-            3, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            rc = tfs_pg_fail(s->conn, r, err, "update the sync map");
-            goto fail;
-        }
-        PQclear(r);
-    }
+    if (bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err)))
+        goto fail;
     for (size_t i = 0; i < bc->n_failed; i++) {
         const tfs_failed_row *f = &bc->failed[i];
         char *reasons = json_dumps(f->reasons, JSON_COMPACT);

@@ -62,8 +62,9 @@ typedef struct tfs_syncmap_row {
     const char *source_key;
     char source_hash[17];
     char target_hash[17];
-    json_t *target_keys;   /* borrowed: [{"entity", "key", "hash"}] */
-    json_t *target_record; /* borrowed: {"entity": [records]} as last written */
+    const char *target_keys;   /* JSON text: [{"entity", "key", "hash"}] */
+    const char *target_record; /* JSON text: {"entity": [records]} as last written */
+    int is_new; /* the key had no sync map row when the batch was compared */
 } tfs_syncmap_row;
 
 typedef struct tfs_failed_row {

@@ -2,6 +2,7 @@
  * message naming the file and the reason, and loads a good one. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plugin_host.h"
 

@@ -137,3 +137,19 @@ Test(canonical, arena_reuses_memory_after_reset)
     cr_assert_not_null(big);
     memset(big, 1, 1 << 20);
 }
+
+Test(canonical, json_text_equals_the_jansson_form)
+{
+    tfs_record *r = make(9, DEC("1.50"), "tab\there \"quoted\" back\\slash \x01 ÑANDÚ", NULL);
+    r->values[4] = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = 0.1};
+    tfs_buf b = TFS_BUF_INIT;
+    cr_assert_eq(tfs_record_json_append(&b, r), 0);
+    json_error_t je;
+    json_t *parsed = json_loads(tfs_buf_str(&b), 0, &je);
+    cr_assert_not_null(parsed, "not JSON: %s (%s)", tfs_buf_str(&b), je.text);
+    json_t *want = tfs_record_to_json(r);
+    cr_assert(json_equal(parsed, want), "%s", tfs_buf_str(&b));
+    json_decref(parsed);
+    json_decref(want);
+    tfs_buf_free(&b);
+}
