@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "validator.h"
 
 #define MAX_ATTEMPTS 6
+#define N_ARENAS 3 /* one batch being read, one queued, one being written */
 
 typedef struct open_system {
     char *name;
@@ -28,11 +30,14 @@ struct tfs_pipeline {
     const tfs_plugin_host *plugins;
     tfs_store *store;
     tfs_lua *lua;
-    tfs_arena *arena;
-    tfs_buf scratch, scratch2;
+    /* A batch is read and transformed on the run's thread while the one before it is
+     * compared, written and committed on a writer thread; each batch in flight owns an
+     * arena. */
+    tfs_arena *arenas[N_ARENAS];
+    tfs_buf scratch;              /* the reading side's */
+    tfs_buf wscratch, wscratch2;  /* the writing side's */
     open_system *systems;
     size_t n_systems;
-    unsigned rng;
 };
 
 int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_pipeline **out,
@@ -44,12 +49,17 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     p->cfg = cfg;
     p->plugins = plugins;
-    p->rng = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)p;
     p->systems = calloc(cfg->n_systems + 1, sizeof *p->systems);
     int rc;
-    if (!p->systems || !(p->arena = tfs_arena_new())) {
+    if (!p->systems) {
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto fail;
+    }
+    for (int i = 0; i < N_ARENAS; i++) {
+        if (!(p->arenas[i] = tfs_arena_new())) {
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            goto fail;
+        }
     }
     if ((rc = tfs_store_open(cfg->state_conninfo, &p->store, err)) ||
         (rc = tfs_lua_new(cfg->transform_dir, &cfg->lua, cfg->roll_year, &p->lua, err)))
@@ -78,9 +88,11 @@ void tfs_pipeline_free(tfs_pipeline *p)
     free(p->systems);
     tfs_store_close(p->store);
     tfs_lua_free(p->lua);
-    tfs_arena_free(p->arena);
+    for (int i = 0; i < N_ARENAS; i++)
+        tfs_arena_free(p->arenas[i]);
     tfs_buf_free(&p->scratch);
-    tfs_buf_free(&p->scratch2);
+    tfs_buf_free(&p->wscratch);
+    tfs_buf_free(&p->wscratch2);
     free(p);
 }
 
@@ -118,12 +130,16 @@ static int get_system(tfs_pipeline *p, const char *name, open_system **out, tfs_
 
 /* Sleeps before attempt `attempt` (1-based): exponential backoff with full jitter, capped,
  * in slices so a stop request is honoured quickly. Returns 0, or -1 when stopped. */
-static int backoff(tfs_pipeline *p, int attempt, const atomic_int *stop)
+static int backoff(int attempt, const atomic_int *stop)
 {
     long cap_ms = 100L << (attempt < 7 ? attempt : 7);
     if (cap_ms > 10000)
         cap_ms = 10000;
-    long ms = cap_ms / 2 + (long)(rand_r(&p->rng) % (unsigned)(cap_ms / 2 + 1));
+    /* Both sides of a run back off, so the jitter's seed is local, not shared. */
+    struct timespec seed;
+    clock_gettime(CLOCK_MONOTONIC, &seed);
+    unsigned rng = (unsigned)seed.tv_nsec ^ (unsigned)(uintptr_t)&seed;
+    long ms = cap_ms / 2 + (long)(rand_r(&rng) % (unsigned)(cap_ms / 2 + 1));
     while (ms > 0) {
         if (stop && atomic_load(stop))
             return -1;
@@ -186,10 +202,32 @@ typedef struct batch_ctx {
     const tfs_sdk_entity **targets; /* target entities of the mapping */
     size_t *target_index;           /* their indexes in the target instance */
     size_t n_targets;
-    entity_counts c;
+    entity_counts c; /* the writing side's running totals */
     json_t *counts;
     const atomic_int *stop;
 } batch_ctx;
+
+/* One batch on its way from the reading side to the writing side. */
+typedef struct job {
+    tfs_arena *arena;
+    tfs_batch batch;
+    rec_state *rs;
+    entity_counts delta; /* what the reading side counted for this batch */
+} job;
+
+/* The hand-off between the two sides: at most N_ARENAS batches in flight. */
+typedef struct handoff {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *queue[N_ARENAS];
+    size_t head, n;
+    tfs_arena *free_arenas[N_ARENAS];
+    size_t n_free;
+    int reader_done;
+    int writer_rc;
+    tfs_error writer_err;
+    batch_ctx *b;
+} handoff;
 
 static size_t target_slot(const batch_ctx *b, const tfs_sdk_entity *e)
 {
@@ -208,21 +246,25 @@ static void fail_rec(rec_state *r, const char *stage, const char *msg)
         json_array_append_new(r->reasons, json_string(msg));
 }
 
-/* Transform and validate every record, and hash what would be written. */
-static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs)
+/* Transform and validate every record, and hash what would be written. Counts go to
+ * delta: this runs on the reading side. */
+static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena *a,
+                           entity_counts *delta)
 {
     tfs_pipeline *p = b->p;
     for (size_t i = 0; i < batch->n; i++) {
         rec_state *r = &rs[i];
         const tfs_record *src = batch->recs[i];
-        if (!(r->key = tfs_record_key(p->arena, src)))
+        if (!(r->key = tfs_record_key(a, src)))
             return TFS_ENOMEM;
         r->src_hash = tfs_hash_records(&p->scratch, &src, 1);
         tfs_error e = {0};
-        if (tfs_lua_map(p->lua, b->em->script, src, r->key, b->targets, b->n_targets, p->arena,
+        if (tfs_lua_map(p->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
                         &r->out, &e) != 0) {
             fail_rec(r, "transform", e.message);
-            b->c.transform_failed++;
+            if (e.detail[0]) /* the Lua traceback */
+                json_array_append_new(r->reasons, json_string(e.detail));
+            delta->transform_failed++;
             continue;
         }
         for (size_t j = 0; j < r->out.n; j++) {
@@ -235,7 +277,7 @@ static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs)
                 r->stage = "validate";
         }
         if (r->stage) {
-            b->c.validate_failed++;
+            delta->validate_failed++;
             continue;
         }
         json_decref(r->reasons);
@@ -248,12 +290,13 @@ static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs)
 
 /* Marks records whose target is already what they would write (same hash as the sync
  * map's last written), so that a repeated full sync writes nothing. */
-static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error *err)
+static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena *a,
+                         tfs_error *err)
 {
     tfs_pipeline *p = b->p;
     size_t n = batch->n;
-    const char **keys = tfs_arena_alloc(p->arena, (n ? n : 1) * sizeof *keys);
-    char **hashes = tfs_arena_calloc(p->arena, n ? n : 1, sizeof *hashes);
+    const char **keys = tfs_arena_alloc(a, (n ? n : 1) * sizeof *keys);
+    char **hashes = tfs_arena_calloc(a, n ? n : 1, sizeof *hashes);
     if (!keys || !hashes)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
@@ -277,17 +320,16 @@ static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_erro
     return 0;
 }
 
-static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_error *err)
+static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_error *err)
 {
-    tfs_pipeline *p = b->p;
     size_t n_ops = 0;
     for (size_t i = 0; i < n; i++)
         if (rs[i].write)
             n_ops += rs[i].out.n;
     if (n_ops == 0)
         return 0;
-    tfs_sdk_write_op *ops = tfs_arena_alloc(p->arena, n_ops * sizeof *ops);
-    size_t *owner = tfs_arena_alloc(p->arena, n_ops * sizeof *owner);
+    tfs_sdk_write_op *ops = tfs_arena_alloc(a, n_ops * sizeof *ops);
+    size_t *owner = tfs_arena_alloc(a, n_ops * sizeof *owner);
     if (!ops || !owner)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     size_t k = 0;
@@ -312,7 +354,7 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_error *err)
         tfs_results_free(&res);
         tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
                      err->message, attempt, MAX_ATTEMPTS);
-        if (backoff(p, attempt, b->stop) < 0)
+        if (backoff(attempt, b->stop) < 0)
             return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a write");
     }
     if (rc == 0) {
@@ -332,12 +374,13 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_error *err)
 }
 
 /* Sync map rows and failed records of the batch, then one state store transaction. */
-static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error *err)
+static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena *a,
+                        tfs_error *err)
 {
     tfs_pipeline *p = b->p;
     size_t n = batch->n, n_rows = 0, n_failed = 0;
-    tfs_syncmap_row *rows = tfs_arena_calloc(p->arena, n ? n : 1, sizeof *rows);
-    tfs_failed_row *failed = tfs_arena_calloc(p->arena, n ? n : 1, sizeof *failed);
+    tfs_syncmap_row *rows = tfs_arena_calloc(a, n ? n : 1, sizeof *rows);
+    tfs_failed_row *failed = tfs_arena_calloc(a, n ? n : 1, sizeof *failed);
     if (!rows || !failed)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -356,14 +399,14 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
         tfs_hash_hex(r->src_hash, row->source_hash);
         tfs_hash_hex(r->tgt_hash, row->target_hash);
         /* JSON text built straight into a buffer: no jansson tree per record. */
-        tfs_buf *kb = &p->scratch;
+        tfs_buf *kb = &p->wscratch;
         tfs_buf_reset(kb);
         tfs_buf_putc(kb, '[');
         for (size_t j = 0; j < r->out.n; j++) {
             const tfs_record *t = r->out.recs[j];
             char hex[17];
-            tfs_hash_hex(tfs_hash_records(&p->scratch2, &t, 1), hex);
-            const char *tkey = tfs_record_key(p->arena, t);
+            tfs_hash_hex(tfs_hash_records(&p->wscratch2, &t, 1), hex);
+            const char *tkey = tfs_record_key(a, t);
             if (j)
                 tfs_buf_putc(kb, ',');
             tfs_buf_puts(kb, "{\"entity\":");
@@ -373,7 +416,7 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
             tfs_buf_printf(kb, ",\"hash\":\"%s\"}", hex);
         }
         tfs_buf_putc(kb, ']');
-        row->target_keys = tfs_arena_strndup(p->arena, tfs_buf_str(kb), kb->len);
+        row->target_keys = tfs_arena_strndup(a, tfs_buf_str(kb), kb->len);
         /* {"pardat": [{...}], "asmt": [{...}]}: records grouped by entity, in order. */
         tfs_buf_reset(kb);
         tfs_buf_putc(kb, '{');
@@ -400,7 +443,7 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
                 tfs_buf_putc(kb, ']');
         }
         tfs_buf_putc(kb, '}');
-        row->target_record = tfs_arena_strndup(p->arena, tfs_buf_str(kb), kb->len);
+        row->target_record = tfs_arena_strndup(a, tfs_buf_str(kb), kb->len);
         if (kb->oom || !row->target_keys || !row->target_record)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
@@ -428,7 +471,7 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
             break;
         tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d, retrying)", b->run_id,
                      err->message, attempt);
-        if (backoff(p, attempt, b->stop) < 0)
+        if (backoff(attempt, b->stop) < 0)
             break;
         tfs_store_ensure(p->store, NULL);
     }
@@ -438,22 +481,87 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_error
 }
 
 static int read_batch(batch_ctx *b, const unsigned char *cursor, size_t cursor_len,
-                      tfs_batch *batch, tfs_error *err)
+                      tfs_batch *batch, tfs_arena *a, tfs_error *err)
 {
     int rc;
     for (int attempt = 1;; attempt++) {
-        tfs_batch_init(batch, b->p->arena, &b->src->entities[b->src_entity]);
+        tfs_arena_reset(a);
+        tfs_batch_init(batch, a, &b->src->entities[b->src_entity]);
         rc = tfs_instance_read(b->src, b->src_entity, TFS_SDK_READ_FULL, cursor, cursor_len,
                                b->pair->batch_size, batch, err);
         if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
             return rc;
         tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
                      err->message, attempt, MAX_ATTEMPTS);
-        if (backoff(b->p, attempt, b->stop) < 0)
+        if (backoff(attempt, b->stop) < 0)
             return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a read");
     }
 }
 
+/* Compare, write and commit one batch: the writing side. */
+static int consume(batch_ctx *b, job *jb, tfs_error *err)
+{
+    entity_counts *d = &jb->delta;
+    b->c.read += d->read;
+    b->c.transform_failed += d->transform_failed;
+    b->c.validate_failed += d->validate_failed;
+    b->c.read_ms += d->read_ms;
+    b->c.transform_ms += d->transform_ms;
+    double t2 = now_ms();
+    int rc = compare_batch(b, &jb->batch, jb->rs, jb->arena, err);
+    if (rc)
+        return rc;
+    double t3 = now_ms();
+    b->c.compare_ms += t3 - t2;
+    if ((rc = write_batch(b, jb->rs, jb->batch.n, jb->arena, err)))
+        return rc;
+    double t4 = now_ms();
+    b->c.write_ms += t4 - t3;
+    /* commit_batch stores the counts: its own time shows from the next batch on. */
+    rc = commit_batch(b, &jb->batch, jb->rs, jb->arena, err);
+    b->c.commit_ms += now_ms() - t4;
+    return rc;
+}
+
+static void *writer_main(void *arg)
+{
+    handoff *h = arg;
+    for (;;) {
+        pthread_mutex_lock(&h->lock);
+        while (h->n == 0 && !h->reader_done)
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (h->n == 0) {
+            pthread_mutex_unlock(&h->lock);
+            break;
+        }
+        job *jb = h->queue[h->head];
+        h->head = (h->head + 1) % N_ARENAS;
+        h->n--;
+        int failed = h->writer_rc != 0;
+        pthread_mutex_unlock(&h->lock);
+
+        tfs_error err = {0};
+        /* After a failure the queued batches are dropped, not written: what was not
+         * committed is read again when the run resumes. */
+        int rc = failed ? 0 : consume(h->b, jb, &err);
+        for (size_t i = 0; i < jb->batch.n; i++)
+            json_decref(jb->rs[i].reasons);
+
+        pthread_mutex_lock(&h->lock);
+        h->free_arenas[h->n_free++] = jb->arena;
+        if (rc && !h->writer_rc) {
+            h->writer_rc = rc;
+            h->writer_err = err;
+        }
+        pthread_cond_broadcast(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+    }
+    return NULL;
+}
+
+/* Reads and transforms batch after batch on this thread and hands each to the writer
+ * thread, so that the source, the Lua runtime, the target and the state store all work at
+ * once. Batches are committed in order, by the one writer. */
 static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
 {
     int64_t cursor_run;
@@ -474,6 +582,18 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
         free(saved);
         return 0;
     }
+    handoff h = {.b = b};
+    pthread_mutex_init(&h.lock, NULL);
+    pthread_cond_init(&h.cond, NULL);
+    for (int i = 0; i < N_ARENAS; i++)
+        h.free_arenas[h.n_free++] = p->arenas[i];
+    pthread_t writer;
+    if (pthread_create(&writer, NULL, writer_main, &h) != 0) {
+        free(saved);
+        pthread_mutex_destroy(&h.lock);
+        pthread_cond_destroy(&h.cond);
+        return tfs_error_set(err, TFS_EIO, "could not start the writer thread");
+    }
     unsigned char *cursor = saved;
     size_t cursor_len = saved_len;
     for (;;) {
@@ -481,60 +601,82 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped between batches");
             break;
         }
-        tfs_arena_reset(p->arena);
-        tfs_batch batch;
+        pthread_mutex_lock(&h.lock);
+        while (h.n_free == 0 && !h.writer_rc)
+            pthread_cond_wait(&h.cond, &h.lock);
+        tfs_arena *a = h.writer_rc ? NULL : h.free_arenas[--h.n_free];
+        pthread_mutex_unlock(&h.lock);
+        if (!a)
+            break; /* the writer failed: its error is the run's */
+
+        job jb_local = {.arena = a};
+        job *jb = &jb_local;
         double t0 = now_ms();
-        if ((rc = read_batch(b, cursor, cursor_len, &batch, err)))
-            break;
+        rc = read_batch(b, cursor, cursor_len, &jb->batch, a, err);
         double t1 = now_ms();
-        b->c.read_ms += t1 - t0;
-        b->c.read += (json_int_t)batch.n;
-        rec_state *rs = tfs_arena_calloc(p->arena, batch.n ? batch.n : 1, sizeof *rs);
-        if (!rs) {
+        /* read_batch reset the arena: the job itself lives there from now on. */
+        if (rc == 0 && !(jb = tfs_arena_alloc(a, sizeof *jb)))
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
-            break;
+        if (rc == 0) {
+            *jb = jb_local;
+            jb->delta.read = (json_int_t)jb->batch.n;
+            jb->delta.read_ms = t1 - t0;
+            jb->rs = tfs_arena_calloc(a, jb->batch.n ? jb->batch.n : 1, sizeof *jb->rs);
+            if (!jb->rs)
+                rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         }
-        rc = transform_batch(b, &batch, rs);
-        double t2 = now_ms();
-        b->c.transform_ms += t2 - t1;
-        if (rc) {
+        if (rc == 0 && (rc = transform_batch(b, &jb->batch, jb->rs, a, &jb->delta)))
             tfs_error_set(err, rc, "out of memory transforming a batch");
-        } else if (!(rc = compare_batch(b, &batch, rs, err))) {
-            double t3 = now_ms();
-            b->c.compare_ms += t3 - t2;
-            if (!(rc = write_batch(b, rs, batch.n, err))) {
-                double t4 = now_ms();
-                b->c.write_ms += t4 - t3;
-                /* commit_batch stores the counts: its own time is counted from the next
-                 * batch on. */
-                rc = commit_batch(b, &batch, rs, err);
-                b->c.commit_ms += now_ms() - t4;
-            }
-        }
-        for (size_t i = 0; i < batch.n; i++)
-            json_decref(rs[i].reasons);
-        if (rc)
-            break;
-        if (batch.done || batch.n == 0)
-            break;
-        if (!batch.cursor_set) {
+        if (rc == 0 && !jb->batch.done && jb->batch.n > 0 && !jb->batch.cursor_set) {
             rc = tfs_error_set(err, TFS_EPERMANENT, "%s returned a batch without a cursor",
                                b->src->system);
             tfs_error_hint(err, "the plugin must call batch_set_cursor after each read");
+        }
+        if (rc) {
+            if (jb != &jb_local)
+                for (size_t i = 0; i < jb->batch.n; i++)
+                    json_decref(jb->rs ? jb->rs[i].reasons : NULL);
+            pthread_mutex_lock(&h.lock);
+            h.free_arenas[h.n_free++] = a;
+            pthread_mutex_unlock(&h.lock);
             break;
         }
-        /* The next read starts after this batch; the cursor lives in the arena, so keep
-         * a copy that survives the reset. */
-        free(saved);
-        saved = malloc(batch.cursor_len ? batch.cursor_len : 1);
-        if (!saved) {
-            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
-            break;
+        jb->delta.transform_ms = now_ms() - t1;
+        int last = jb->batch.done || jb->batch.n == 0;
+        if (!last) {
+            /* The next read starts after this batch; keep a copy of the cursor that
+             * outlives the batch's arena. */
+            unsigned char *next = malloc(jb->batch.cursor_len ? jb->batch.cursor_len : 1);
+            if (!next) {
+                rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+                last = 1;
+            } else {
+                memcpy(next, jb->batch.cursor, jb->batch.cursor_len);
+                free(saved);
+                saved = cursor = next;
+                cursor_len = jb->batch.cursor_len;
+            }
         }
-        memcpy(saved, batch.cursor, batch.cursor_len);
-        cursor = saved;
-        cursor_len = batch.cursor_len;
+        pthread_mutex_lock(&h.lock);
+        h.queue[(h.head + h.n) % N_ARENAS] = jb;
+        h.n++;
+        pthread_cond_broadcast(&h.cond);
+        pthread_mutex_unlock(&h.lock);
+        if (last)
+            break;
     }
+    pthread_mutex_lock(&h.lock);
+    h.reader_done = 1;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.lock);
+    pthread_join(writer, NULL);
+    if (h.writer_rc && (rc == 0 || rc == TFS_ELIMIT)) {
+        rc = h.writer_rc;
+        if (err)
+            *err = h.writer_err;
+    }
+    pthread_mutex_destroy(&h.lock);
+    pthread_cond_destroy(&h.cond);
     free(saved);
     return rc;
 }

@@ -352,13 +352,16 @@ int tfs_store_syncmap_hashes(tfs_store *s, const char *pair, const char *entity,
     tfs_buf_putc(b, '}');
     if (b->oom)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    /* ordinality gives back the position, so duplicates and order need no lookup table */
+    /* Ordinality gives back the position, so duplicates and order need no lookup table.
+     * The LATERAL ... LIMIT 1 keeps it one index probe per key: as a plain join, a map
+     * that grew since it was last analysed (a first full run) is hashed whole per batch. */
     const char *params[] = {pair, entity, tfs_buf_str(b)};
     PGresult *r = PQexecParams(s->conn,
                                "SELECT k.i, m.target_hash FROM unnest($3::text[])"
                                " WITH ORDINALITY AS k(key, i)"
-                               " JOIN tfsync.sync_map m ON m.pair = $1 AND m.entity = $2"
-                               " AND m.source_key = k.key",
+                               " CROSS JOIN LATERAL (SELECT target_hash FROM tfsync.sync_map"
+                               " WHERE pair = $1 AND entity = $2 AND source_key = k.key"
+                               " LIMIT 1) m",
                                3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_pg_fail(s->conn, r, err, "read the sync map");

@@ -938,11 +938,13 @@ static PGresult *write_entity_fast(cama *c, size_t entity, const tfs_sdk_write_o
 
     buf_reset(c);
     int failed = 0;
+    size_t n_del = 0;
     for (size_t i = 0; i < n_ops && !failed; i++) {
         if (ops[i].entity != entity || c->skip[i])
             continue;
         char num[32];
         int del = ops[i].kind == TFS_SDK_OP_DELETE;
+        n_del += del;
         int n = snprintf(num, sizeof num, "%zu\t%s", i, del ? "t" : "f");
         buf_put(c, num, (size_t)n);
         for (size_t f = 0; f < e->n_fields; f++) {
@@ -973,7 +975,8 @@ static PGresult *write_entity_fast(cama *c, size_t entity, const tfs_sdk_write_o
     if ((r = drain(c->conn)) != NULL)
         return r;
 
-    if ((r = run_prepared(c->conn, entity, "apply_del", 0, NULL)) != NULL)
+    /* Most batches hold no delete: spare them the sort and join of the delete pass. */
+    if (n_del && (r = run_prepared(c->conn, entity, "apply_del", 0, NULL)) != NULL)
         return r;
     const char *params[] = {c->who};
     return run_prepared(c->conn, entity, "apply_ups", 1, params);
