@@ -327,9 +327,69 @@ static int parse_entity(const json_t *e, const path *ep, const tfs_config *cfg,
     return 0;
 }
 
+/* "30s", "500ms", "5m", "1h" -> milliseconds, or -1. */
+static long long parse_duration_ms(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno || v <= 0)
+        return -1;
+    long long unit = strcmp(end, "ms") == 0 ? 1
+                     : strcmp(end, "s") == 0 ? 1000
+                     : strcmp(end, "m") == 0 ? 60000
+                     : strcmp(end, "h") == 0 ? 3600000
+                                             : -1;
+    if (unit < 0 || v > (1LL << 40) / unit)
+        return -1;
+    return v * unit;
+}
+
+static int parse_pair_extras(const json_t *p, const path *ip, tfs_config_pair *pair,
+                             tfs_error *err)
+{
+    static const char *const schedule_keys[] = {"incremental_every", NULL};
+    char *action = NULL;
+    int rc;
+    if ((rc = get_string(p, ip, "delete_action", 0, "delete", &action, err)) ||
+        (rc = get_string(p, ip, "deactivate_field", 0, "deactivat", &pair->deactivate_field,
+                         err)))
+        goto out;
+    if (strcmp(action, "delete") == 0) {
+        pair->delete_action = TFS_DELETE_ROWS;
+    } else if (strcmp(action, "deactivate") == 0) {
+        pair->delete_action = TFS_DELETE_DEACTIVATE;
+    } else {
+        path ap = path_key(ip, "delete_action");
+        rc = fail(err, &ap, "unknown action \"%s\"", action);
+        tfs_error_hint(err, "use \"delete\" (remove the target rows) or \"deactivate\" (keep "
+                       "them with their deactivate_field set)");
+        goto out;
+    }
+    const json_t *sched;
+    if ((rc = get_object(p, ip, "schedule", 0, &sched, err)) || !sched)
+        goto out;
+    path sp = path_key(ip, "schedule");
+    char *every = NULL;
+    if ((rc = check_keys(sched, &sp, schedule_keys, err)) ||
+        (rc = get_string(sched, &sp, "incremental_every", 1, NULL, &every, err)))
+        goto out;
+    pair->incremental_every_ms = parse_duration_ms(every);
+    if (pair->incremental_every_ms < 100) {
+        path ep = path_key(&sp, "incremental_every");
+        rc = fail(err, &ep, "\"%s\" is not a duration of at least 100ms", every);
+        tfs_error_hint(err, "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"");
+    }
+    free(every);
+out:
+    free(action);
+    return rc;
+}
+
 static int parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
 {
     static const char *const allowed[] = {"name", "source", "target", "batch_size", "entities",
+                                          "delete_action", "deactivate_field", "schedule",
                                           NULL};
     path top = {""};
     path pp = path_key(&top, "pairs");
@@ -357,6 +417,8 @@ static int parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
             (rc = get_int(p, &ip, "batch_size", 1000, 1, 100000, &batch, err)))
             return rc;
         pair->batch_size = (size_t)batch;
+        if ((rc = parse_pair_extras(p, &ip, pair, err)))
+            return rc;
         path np = path_key(&ip, "name");
         if (!is_name(pair->name))
             return fail(err, &np, "\"%s\" may only hold a-z, 0-9, '-' and '_'", pair->name);
@@ -545,6 +607,7 @@ void tfs_config_free(tfs_config *cfg)
         free(p->name);
         free(p->source);
         free(p->target);
+        free(p->deactivate_field);
         for (size_t j = 0; j < p->n_entities; j++) {
             tfs_config_entity *e = &p->entities[j];
             free(e->source);

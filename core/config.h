@@ -25,11 +25,19 @@ typedef struct tfs_config_entity {
     char *script;   /* file name in the transform directory */
 } tfs_config_entity;
 
+typedef enum tfs_delete_action {
+    TFS_DELETE_ROWS = 0,   /* "delete": the target rows go */
+    TFS_DELETE_DEACTIVATE, /* "deactivate": they stay, their deactivate field set */
+} tfs_delete_action;
+
 typedef struct tfs_config_pair {
     char *name;
     char *source; /* system names */
     char *target;
     size_t batch_size;
+    tfs_delete_action delete_action;
+    char *deactivate_field;        /* the target field a deactivation sets ("deactivat") */
+    long long incremental_every_ms; /* schedule; 0: none */
     tfs_config_entity *entities;
     size_t n_entities;
 } tfs_config_pair;

@@ -152,7 +152,8 @@ static int backoff(int attempt, const atomic_int *stop)
 }
 
 typedef struct entity_counts {
-    json_int_t read, transform_failed, validate_failed, write_failed, written, unchanged;
+    json_int_t read, transform_failed, validate_failed, write_failed, written, unchanged,
+        deleted;
     /* Where the time goes, per stage, so an operator sees which side is slow. */
     double read_ms, transform_ms, compare_ms, write_ms, commit_ms;
 } entity_counts;
@@ -166,8 +167,8 @@ static double now_ms(void)
 
 static void counts_put(json_t *counts, const char *entity, const entity_counts *c)
 {
-    json_t *o = json_pack("{sIsIsIsIsIsIsI}", "read", c->read, "written", c->written,
-                          "unchanged", c->unchanged, "failed",
+    json_t *o = json_pack("{sIsIsIsIsIsIsIsI}", "read", c->read, "written", c->written,
+                          "unchanged", c->unchanged, "deleted", c->deleted, "failed",
                           c->transform_failed + c->validate_failed + c->write_failed,
                           "transform_failed", c->transform_failed, "validate_failed",
                           c->validate_failed, "write_failed", c->write_failed);
@@ -188,8 +189,11 @@ typedef struct rec_state {
     uint64_t src_hash, tgt_hash;
     json_t *reasons; /* set: failed */
     const char *stage;
-    int write;  /* needs writing */
-    int is_new; /* no sync map row yet */
+    int write;   /* needs writing */
+    int is_new;  /* no sync map row yet */
+    int deleted; /* gone from the source: the pair's delete action applies */
+    tfs_sdk_op_kind kind; /* of the operations in out */
+    char *old;   /* the sync map's last written target record (JSON), malloc'd */
 } rec_state;
 
 typedef struct batch_ctx {
@@ -199,12 +203,15 @@ typedef struct batch_ctx {
     int64_t run_id;
     tfs_instance *src, *tgt;
     size_t src_entity;
-    const tfs_sdk_entity **targets; /* target entities of the mapping */
-    size_t *target_index;           /* their indexes in the target instance */
+    const tfs_sdk_entity **targets; /* target entities of the mapping, in the target instance */
     size_t n_targets;
     entity_counts c; /* the writing side's running totals */
     json_t *counts;
     const atomic_int *stop;
+    int changes;       /* reading changes (an incremental run), else everything */
+    int full;          /* a full run: mark what it sees, sweep what it did not */
+    const char *actor; /* for the audit trail */
+    char today[11];    /* a deactivation's date, fixed when the run starts */
 } batch_ctx;
 
 /* One batch on its way from the reading side to the writing side. */
@@ -229,14 +236,6 @@ typedef struct handoff {
     batch_ctx *b;
 } handoff;
 
-static size_t target_slot(const batch_ctx *b, const tfs_sdk_entity *e)
-{
-    for (size_t i = 0; i < b->n_targets; i++)
-        if (b->targets[i] == e)
-            return i;
-    return 0;
-}
-
 static void fail_rec(rec_state *r, const char *stage, const char *msg)
 {
     if (!r->reasons)
@@ -257,6 +256,10 @@ static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_ar
         const tfs_record *src = batch->recs[i];
         if (!(r->key = tfs_record_key(a, src)))
             return TFS_ENOMEM;
+        if (src->deleted) {
+            r->deleted = 1; /* nothing to map: the writing side works from the sync map */
+            continue;
+        }
         r->src_hash = tfs_hash_records(&p->scratch, &src, 1);
         tfs_error e = {0};
         if (tfs_lua_map(p->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
@@ -288,13 +291,77 @@ static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_ar
     return 0;
 }
 
+/* The target records a deletion acts on, from the sync map's last written ones: keys only
+ * to delete them, or whole with the deactivate field set to deactivate them. */
+static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *stored_hash)
+{
+    json_t *old = json_loads(r->old, 0, NULL);
+    if (!old)
+        return TFS_ENOMEM;
+    size_t n = 0, cap = 0;
+    const char *ename;
+    json_t *list;
+    json_object_foreach(old, ename, list) cap += json_array_size(list);
+    r->out.recs = tfs_arena_calloc(a, cap ? cap : 1, sizeof *r->out.recs);
+    int rc = r->out.recs ? 0 : TFS_ENOMEM;
+    int deactivate = b->pair->delete_action == TFS_DELETE_DEACTIVATE;
+    json_object_foreach(old, ename, list) {
+        int ti = tfs_instance_entity(b->tgt, ename);
+        if (ti < 0 || rc)
+            continue; /* an entity the target no longer has: nothing to act on */
+        const tfs_sdk_entity *e = &b->tgt->entities[ti];
+        size_t k;
+        json_t *obj;
+        json_array_foreach(list, k, obj) {
+            tfs_record *t = tfs_record_from_json(a, e, obj);
+            if (!t) {
+                rc = TFS_ENOMEM;
+                break;
+            }
+            if (deactivate) {
+                int f = tfs_entity_field_index(e, b->pair->deactivate_field);
+                if (f < 0) {
+                    fail_rec(r, "write", NULL);
+                    char msg[256];
+                    snprintf(msg, sizeof msg, "cannot deactivate %s: it has no field \"%s\"; "
+                             "set the pair's deactivate_field", e->name,
+                             b->pair->deactivate_field);
+                    json_array_append_new(r->reasons, json_string(msg));
+                    continue;
+                }
+                if (t->values[f].type == TFS_SDK_NULL &&
+                    tfs_record_set_text(t, (size_t)f, TFS_SDK_DATE, b->today, 10) < 0) {
+                    rc = TFS_ENOMEM;
+                    break;
+                }
+            }
+            r->out.recs[n++] = t;
+        }
+    }
+    json_decref(old);
+    r->out.n = n;
+    r->kind = deactivate ? TFS_SDK_OP_UPSERT : TFS_SDK_OP_DELETE;
+    if (rc || r->stage)
+        return rc;
+    if (deactivate) {
+        /* Already deactivated (a second sweep): nothing to write. */
+        char hex[17];
+        r->tgt_hash = tfs_hash_records(&b->p->wscratch, (const tfs_record *const *)r->out.recs,
+                                       r->out.n);
+        tfs_hash_hex(r->tgt_hash, hex);
+        r->write = !stored_hash || strcmp(stored_hash, hex) != 0;
+    } else {
+        r->write = 1;
+    }
+    return 0;
+}
+
 /* Marks records whose target is already what they would write (same hash as the sync
- * map's last written), so that a repeated full sync writes nothing. */
-static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena *a,
-                         tfs_error *err)
+ * map's last written), so that a repeated full sync writes nothing; fetches the last
+ * written records that updates (for the audit trail) and deletions need. */
+static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tfs_error *err)
 {
     tfs_pipeline *p = b->p;
-    size_t n = batch->n;
     const char **keys = tfs_arena_alloc(a, (n ? n : 1) * sizeof *keys);
     char **hashes = tfs_arena_calloc(a, n ? n : 1, sizeof *hashes);
     if (!keys || !hashes)
@@ -305,19 +372,41 @@ static int compare_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_aren
                                       err);
     if (rc)
         return rc;
+    size_t n_old = 0;
     for (size_t i = 0; i < n; i++) {
         rec_state *r = &rs[i];
-        if (!r->stage) {
+        r->is_new = !hashes[i];
+        if (r->deleted) {
+            r->write = 0;
+            if (hashes[i])
+                keys[n_old++] = r->key;
+        } else if (!r->stage) {
             char hex[17];
             tfs_hash_hex(r->tgt_hash, hex);
-            r->is_new = !hashes[i];
             r->write = !hashes[i] || strcmp(hashes[i], hex) != 0;
             if (!r->write)
                 b->c.unchanged++;
+            else if (hashes[i])
+                keys[n_old++] = r->key;
         }
-        free(hashes[i]);
     }
-    return 0;
+    char **old = tfs_arena_calloc(a, n_old ? n_old : 1, sizeof *old);
+    if (!old)
+        rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if (!rc && n_old)
+        rc = tfs_store_syncmap_records(p->store, b->pair->name, b->em->source, keys, n_old, old,
+                                       err);
+    for (size_t i = 0, k = 0; !rc && i < n && k < n_old; i++) {
+        rec_state *r = &rs[i];
+        if (r->key != keys[k])
+            continue;
+        r->old = old[k++];
+        if (r->deleted && r->old && plan_deletion(b, r, a, hashes[i]) != 0)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory planning a deletion");
+    }
+    for (size_t i = 0; i < n; i++)
+        free(hashes[i]);
+    return rc;
 }
 
 static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_error *err)
@@ -338,8 +427,10 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_
             continue;
         for (size_t j = 0; j < rs[i].out.n; j++) {
             const tfs_record *rec = rs[i].out.recs[j];
-            ops[k] = (tfs_sdk_write_op){b->target_index[target_slot(b, rec->entity)],
-                                        TFS_SDK_OP_UPSERT, rec};
+            /* Every target record's entity is one of the target instance's, so its position
+             * there is its index for the plugin. */
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - b->tgt->entities),
+                                        rs[i].deleted ? rs[i].kind : TFS_SDK_OP_UPSERT, rec};
             owner[k++] = i;
         }
     }
@@ -374,25 +465,105 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_
 }
 
 /* Sync map rows and failed records of the batch, then one state store transaction. */
+/* The audit entry's changes: per target entity, the fields whose value differs between
+ * the last written record (old, JSON text or NULL) and the new ones, as
+ * {"before": x, "after": y}; a deletion has every field go to null. Bookkeeping fields are
+ * left out: the target sets them. Returns JSON text in the arena, or NULL. */
+static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
+{
+    json_t *old = r->old ? json_loads(r->old, 0, NULL) : NULL;
+    json_t *changes = json_object();
+    int removing = r->deleted && r->kind == TFS_SDK_OP_DELETE;
+    for (size_t j = 0; j < r->out.n && changes; j++) {
+        const tfs_record *t = r->out.recs[j];
+        const char *tkey = tfs_record_key(a, t);
+        /* The old record of the same target key, if any. */
+        json_t *before = NULL;
+        size_t k;
+        json_t *o;
+        json_array_foreach(json_object_get(old, t->entity->name), k, o) {
+            tfs_record *ot = tfs_record_from_json(a, t->entity, o);
+            const char *okey = ot ? tfs_record_key(a, ot) : NULL;
+            if (okey && tkey && strcmp(okey, tkey) == 0) {
+                before = o;
+                break;
+            }
+        }
+        json_t *after = removing ? NULL : tfs_record_to_json(t);
+        json_t *fields = json_object();
+        for (size_t f = 0; f < t->n; f++) {
+            const tfs_sdk_field *fd = &t->entity->fields[f];
+            if (fd->flags & TFS_SDK_FIELD_BOOKKEEPING)
+                continue;
+            json_t *bv = json_object_get(before, fd->name);
+            json_t *av = json_object_get(after, fd->name);
+            if (!bv)
+                bv = json_null();
+            if (!av)
+                av = json_null();
+            if (json_equal(bv, av))
+                continue;
+            json_object_set_new(fields, fd->name, json_pack("{sOsO}", "before", bv, "after", av));
+        }
+        json_decref(after);
+        if (json_object_size(fields))
+            json_object_set_new(changes, t->entity->name, fields);
+        else
+            json_decref(fields);
+    }
+    char *text = changes ? json_dumps(changes, JSON_COMPACT) : NULL;
+    const char *out = text ? tfs_arena_strdup(a, text) : NULL;
+    free(text);
+    json_decref(changes);
+    json_decref(old);
+    (void)b;
+    return out;
+}
+
 static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena *a,
                         tfs_error *err)
 {
     tfs_pipeline *p = b->p;
-    size_t n = batch->n, n_rows = 0, n_failed = 0;
+    size_t n = batch->n, n_rows = 0, n_failed = 0, n_mark = 0, n_forget = 0, n_audit = 0;
     tfs_syncmap_row *rows = tfs_arena_calloc(a, n ? n : 1, sizeof *rows);
     tfs_failed_row *failed = tfs_arena_calloc(a, n ? n : 1, sizeof *failed);
-    if (!rows || !failed)
+    const char **mark = tfs_arena_calloc(a, n ? n : 1, sizeof *mark);
+    const char **forget = tfs_arena_calloc(a, n ? n : 1, sizeof *forget);
+    tfs_audit_row *audit = tfs_arena_calloc(a, n ? n : 1, sizeof *audit);
+    if (!rows || !failed || !mark || !forget || !audit)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         rec_state *r = &rs[i];
         if (r->stage) {
-            failed[n_failed++] = (tfs_failed_row){r->key, r->stage, r->reasons,
-                                                  tfs_record_to_json(batch->recs[i])};
+            failed[n_failed++] = (tfs_failed_row){
+                r->key, r->stage, r->reasons,
+                batch->recs ? tfs_record_to_json(batch->recs[i]) : NULL};
+            if (b->full && !r->deleted)
+                mark[n_mark++] = r->key; /* it exists: the sweep must not take it */
             continue;
         }
-        if (!r->write)
+        if (!r->write) {
+            if (b->full && !r->deleted && !r->is_new)
+                mark[n_mark++] = r->key;
             continue;
-        b->c.written++;
+        }
+        const char *op = r->deleted ? (r->kind == TFS_SDK_OP_DELETE ? "delete" : "deactivate")
+                         : r->is_new ? "insert"
+                                     : "update";
+        const char *changes = audit_changes(b, r, a);
+        if (!changes)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        audit[n_audit++] = (tfs_audit_row){r->key, op, changes};
+        if (r->deleted) {
+            b->c.deleted++;
+            if (r->kind == TFS_SDK_OP_DELETE) {
+                forget[n_forget++] = r->key;
+                continue;
+            }
+            r->src_hash = 0; /* a deactivated record's source is gone */
+        } else {
+            b->c.written++;
+        }
         tfs_syncmap_row *row = &rows[n_rows++];
         row->source_key = r->key;
         row->is_new = r->is_new;
@@ -421,11 +592,11 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena
         tfs_buf_reset(kb);
         tfs_buf_putc(kb, '{');
         int first_entity = 1;
-        for (size_t e = 0; e < b->n_targets; e++) {
+        for (size_t e = 0; e < b->tgt->n_entities; e++) {
             int any = 0;
             for (size_t j = 0; j < r->out.n; j++) {
                 const tfs_record *t = r->out.recs[j];
-                if (t->entity != b->targets[e])
+                if (t->entity != &b->tgt->entities[e])
                     continue;
                 if (!any) {
                     if (!first_entity)
@@ -456,14 +627,21 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena
         .n_rows = n_rows,
         .failed = failed,
         .n_failed = n_failed,
-        .cursor_kind = "full",
+        .cursor_kind = b->changes ? "changes" : "full",
         .cursor = batch->cursor,
         .cursor_len = batch->cursor_len,
         .cursor_done = batch->done,
         .counts = b->counts,
+        .mark_keys = mark,
+        .n_mark = n_mark,
+        .forget_keys = forget,
+        .n_forget = n_forget,
+        .audit = audit,
+        .n_audit = n_audit,
+        .actor = b->actor,
     };
-    if (!batch->cursor_set)
-        bc.cursor = NULL;
+    if (!batch->cursor_set) /* the sweep: no cursor moves */
+        bc.cursor_kind = NULL;
     int rc = 0;
     for (int attempt = 1;; attempt++) {
         rc = tfs_store_batch_commit(p->store, &bc, err);
@@ -487,8 +665,9 @@ static int read_batch(batch_ctx *b, const unsigned char *cursor, size_t cursor_l
     for (int attempt = 1;; attempt++) {
         tfs_arena_reset(a);
         tfs_batch_init(batch, a, &b->src->entities[b->src_entity]);
-        rc = tfs_instance_read(b->src, b->src_entity, TFS_SDK_READ_FULL, cursor, cursor_len,
-                               b->pair->batch_size, batch, err);
+        rc = tfs_instance_read(b->src, b->src_entity,
+                               b->changes ? TFS_SDK_READ_CHANGES : TFS_SDK_READ_FULL, cursor,
+                               cursor_len, b->pair->batch_size, batch, err);
         if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
             return rc;
         tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
@@ -508,7 +687,7 @@ static int consume(batch_ctx *b, job *jb, tfs_error *err)
     b->c.read_ms += d->read_ms;
     b->c.transform_ms += d->transform_ms;
     double t2 = now_ms();
-    int rc = compare_batch(b, &jb->batch, jb->rs, jb->arena, err);
+    int rc = compare_batch(b, jb->batch.n, jb->rs, jb->arena, err);
     if (rc)
         return rc;
     double t3 = now_ms();
@@ -544,8 +723,10 @@ static void *writer_main(void *arg)
         /* After a failure the queued batches are dropped, not written: what was not
          * committed is read again when the run resumes. */
         int rc = failed ? 0 : consume(h->b, jb, &err);
-        for (size_t i = 0; i < jb->batch.n; i++)
+        for (size_t i = 0; i < jb->batch.n; i++) {
             json_decref(jb->rs[i].reasons);
+            free(jb->rs[i].old);
+        }
 
         pthread_mutex_lock(&h->lock);
         h->free_arenas[h->n_free++] = jb->arena;
@@ -568,18 +749,42 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     int done, rc;
     unsigned char *saved = NULL;
     size_t saved_len = 0;
-    if ((rc = tfs_store_cursor_get(p->store, b->pair->name, b->em->source, "full", &cursor_run,
-                                   &done, &saved, &saved_len, err)))
+    if ((rc = tfs_store_cursor_get(p->store, b->pair->name, b->em->source,
+                                   b->changes ? "changes" : "full", &cursor_run, &done, &saved,
+                                   &saved_len, err)))
         return rc;
-    /* A cursor left by this same run is where it stopped: resume after it. */
-    if (cursor_run != b->run_id) {
+    if (b->changes) {
+        /* The checkpoint is where the last committed batch left off, this run's or not. */
+        if (!saved) {
+            tfs_error_set(err, TFS_EPERMANENT, "no change checkpoint for %s of pair \"%s\"",
+                          b->em->source, b->pair->name);
+            tfs_error_hint(err, "run a full sync first (POST /sync/full): it sets the "
+                           "checkpoint incremental runs start from");
+            return TFS_EPERMANENT;
+        }
+    } else if (cursor_run != b->run_id) {
+        /* A fresh full read. A source with change data gives the change cursor of now,
+         * which becomes the incremental checkpoint once everything is read. */
         free(saved);
         saved = NULL;
         saved_len = 0;
         done = 0;
-    }
-    if (done) {
-        free(saved);
+        tfs_batch start;
+        tfs_arena_reset(p->arenas[0]);
+        tfs_batch_init(&start, p->arenas[0], &b->src->entities[b->src_entity]);
+        const tfs_sdk_plugin *d = &b->src->plugin->desc;
+        if ((d->capabilities & TFS_SDK_CAP_CHANGES) && d->cb_changes_start) {
+            tfs_sdk_error e = {0};
+            if (d->cb_changes_start(b->src->handle, b->src_entity, &start, &e) != TFS_SDK_OK)
+                return tfs_error_set(err, TFS_ETRANSIENT, "%s could not start change capture: %s",
+                                     b->src->system, e.message);
+        }
+        if ((rc = tfs_store_full_start(p->store, b->pair->name, b->em->source, b->run_id,
+                                       start.cursor_set ? start.cursor : NULL,
+                                       start.cursor_len, err)))
+            return rc;
+    } else if (done) {
+        free(saved); /* this run had read it all before it stopped */
         return 0;
     }
     handoff h = {.b = b};
@@ -681,6 +886,128 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     return rc;
 }
 
+/* After a full run has read every entity: the keys its sync map still holds but the run
+ * did not see have vanished from the source, and get the pair's delete action, batch by
+ * batch on this thread. */
+static int sweep_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
+{
+    char *after = NULL;
+    int rc = 0;
+    for (;;) {
+        char **keys = NULL;
+        size_t n = 0;
+        if ((rc = tfs_store_sweep_keys(p->store, b->pair->name, b->em->source, b->run_id, after,
+                                       b->pair->batch_size, &keys, &n, err)))
+            break;
+        if (n == 0) {
+            free(keys);
+            break;
+        }
+        tfs_arena *a = p->arenas[0];
+        tfs_arena_reset(a);
+        job jb = {.arena = a};
+        tfs_batch_init(&jb.batch, a, &b->src->entities[b->src_entity]);
+        jb.batch.n = n; /* no source records: only keys */
+        jb.rs = tfs_arena_calloc(a, n, sizeof *jb.rs);
+        for (size_t i = 0; jb.rs && i < n; i++) {
+            jb.rs[i].key = tfs_arena_strdup(a, keys[i]);
+            jb.rs[i].deleted = 1;
+        }
+        free(after);
+        after = strdup(keys[n - 1]);
+        for (size_t i = 0; i < n; i++)
+            free(keys[i]);
+        free(keys);
+        if (!jb.rs || !after) {
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            break;
+        }
+        rc = consume(b, &jb, err);
+        for (size_t i = 0; i < n; i++) {
+            json_decref(jb.rs[i].reasons);
+            free(jb.rs[i].old);
+        }
+        if (rc)
+            break;
+    }
+    free(after);
+    return rc;
+}
+
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decodes base64 (PostgreSQL's encode(..., 'base64'), newlines included) into out. */
+static size_t b64_decode(const char *in, unsigned char *out)
+{
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (; *in; in++) {
+        int v = b64_value((unsigned char)*in);
+        if (v < 0)
+            continue;
+        acc = acc << 6 | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+/* Lets the source forget the changes every pair reading it is past (its change log). */
+static void trim_changes(tfs_pipeline *p, const tfs_config_pair *pair, tfs_instance *src)
+{
+    const tfs_sdk_plugin *d = &src->plugin->desc;
+    if (!(d->capabilities & TFS_SDK_CAP_CHANGES) || !d->cb_changes_trim)
+        return;
+    const char **readers = calloc(p->cfg->n_pairs + 1, sizeof *readers);
+    size_t n_readers = 0;
+    for (size_t i = 0; readers && i < p->cfg->n_pairs; i++)
+        if (strcmp(p->cfg->pairs[i].source, pair->source) == 0)
+            readers[n_readers++] = p->cfg->pairs[i].name;
+    json_t *list = NULL;
+    tfs_error err = {0};
+    if (!readers || tfs_store_changes_cursors(p->store, readers, n_readers, &list, &err) != 0) {
+        free(readers);
+        return;
+    }
+    size_t n = json_array_size(list);
+    const void **cursors = calloc(n + 1, sizeof *cursors);
+    size_t *lens = calloc(n + 1, sizeof *lens);
+    unsigned char **bufs = calloc(n + 1, sizeof *bufs);
+    for (size_t i = 0; cursors && lens && bufs && i < n; i++) {
+        const char *b64 = json_string_value(json_array_get(list, i));
+        if (!b64 || !(bufs[i] = malloc(strlen(b64) + 1)))
+            continue;
+        lens[i] = b64_decode(b64, bufs[i]);
+        cursors[i] = bufs[i];
+    }
+    if (cursors && lens && bufs && n) {
+        tfs_sdk_error e = {0};
+        if (d->cb_changes_trim(src->handle, cursors, lens, n, &e) != TFS_SDK_OK)
+            tfs_log_warn("pipeline", "%s could not trim its change log: %s", src->system,
+                         e.message);
+    }
+    for (size_t i = 0; bufs && i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(lens);
+    free(cursors);
+    free(readers);
+    json_decref(list);
+}
+
 static int prepare_mapping(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
 {
     const tfs_config_entity *em = b->em;
@@ -693,15 +1020,13 @@ static int prepare_mapping(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     b->src_entity = (size_t)si;
     b->n_targets = em->n_targets;
     b->targets = calloc(em->n_targets, sizeof *b->targets);
-    b->target_index = calloc(em->n_targets, sizeof *b->target_index);
-    if (!b->targets || !b->target_index)
+    if (!b->targets)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t t = 0; t < em->n_targets; t++) {
         int ti = tfs_instance_entity(b->tgt, em->targets[t]);
         if (ti < 0)
             return tfs_error_set(err, TFS_EPERMANENT, "target system \"%s\" has no entity \"%s\"",
                                  b->pair->target, em->targets[t]);
-        b->target_index[t] = (size_t)ti;
         b->targets[t] = &b->tgt->entities[ti];
     }
     return tfs_lua_load(p->lua, em->script, err);
@@ -720,15 +1045,21 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
                            pair_name);
         goto finish;
     }
-    if (strcmp(mode, "full") != 0) {
-        rc = tfs_error_set(err, TFS_EPERMANENT, "%s runs are not supported yet", mode);
-        goto finish;
-    }
     json_t *run;
     if ((rc = tfs_store_run_json(p->store, run_id, &run, err)))
         return rc;
     counts = json_deep_copy(json_object_get(run, "counts"));
+    char actor[128];
+    snprintf(actor, sizeof actor, "%s", json_string_value(json_object_get(run, "actor")));
     json_decref(run);
+    int full = strcmp(mode, "full") == 0;
+    char today[11];
+    {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    }
     if (!json_is_object(counts)) {
         json_decref(counts);
         counts = json_object();
@@ -740,9 +1071,17 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     if ((rc = get_system(p, pair->source, &src, err)) ||
         (rc = get_system(p, pair->target, &tgt, err)))
         goto finish;
+    /* A source with change data is read for changes; one without is read whole and
+     * compared with the sync map's hashes, so only new and changed records are written. */
+    int changes = !full && (src->inst->plugin->desc.capabilities & TFS_SDK_CAP_CHANGES);
+    for (int sweep = 0; sweep < 2 && rc == 0; sweep++) {
+    if (sweep && !full)
+        break;
     for (size_t i = 0; i < pair->n_entities && rc == 0; i++) {
         batch_ctx b = {.p = p, .pair = pair, .em = &pair->entities[i], .run_id = run_id,
-                       .src = src->inst, .tgt = tgt->inst, .counts = counts, .stop = stop};
+                       .src = src->inst, .tgt = tgt->inst, .counts = counts, .stop = stop,
+                       .changes = changes, .full = full, .actor = actor};
+        memcpy(b.today, today, sizeof b.today);
         /* Resumed runs carry on counting from what was committed. */
         json_t *prev = json_object_get(counts, b.em->source);
         if (prev) {
@@ -752,6 +1091,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
             b.c.transform_failed = json_integer_value(json_object_get(prev, "transform_failed"));
             b.c.validate_failed = json_integer_value(json_object_get(prev, "validate_failed"));
             b.c.write_failed = json_integer_value(json_object_get(prev, "write_failed"));
+            b.c.deleted = json_integer_value(json_object_get(prev, "deleted"));
             json_t *t = json_object_get(prev, "timings_ms");
             b.c.read_ms = (double)json_integer_value(json_object_get(t, "read"));
             b.c.transform_ms = (double)json_integer_value(json_object_get(t, "transform"));
@@ -760,10 +1100,12 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
             b.c.commit_ms = (double)json_integer_value(json_object_get(t, "commit"));
         }
         if ((rc = prepare_mapping(p, &b, err)) == 0)
-            rc = run_entity(p, &b, err);
+            rc = sweep ? sweep_entity(p, &b, err) : run_entity(p, &b, err);
         free(b.targets);
-        free(b.target_index);
     }
+    }
+    if (rc == 0)
+        trim_changes(p, pair, src->inst);
     if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
         /* Drop the instances: a broken connection must not serve the next run. */
         drop_system(src);

@@ -11,8 +11,15 @@
 
 #include "log.h"
 
-/* The size of the 1.0 descriptor: the smallest a plugin of this major may declare. */
-#define DESC_SIZE_1_0 (offsetof(tfs_sdk_plugin, cb_health) + sizeof(void (*)(void)))
+/* The descriptor's size in each minor of this major: a plugin declares exactly the size
+ * of the minor it was built for. */
+static const size_t desc_size_of_minor[] = {
+    offsetof(tfs_sdk_plugin, cb_health) + sizeof(void (*)(void)),        /* 1.0 */
+    offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.1 */
+};
+_Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
+                   TFS_SDK_VERSION_MINOR + 1,
+               "every minor needs its descriptor size");
 
 static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
     TFS_PRINTF(3, 4);
@@ -96,6 +103,9 @@ static const char *check_descriptor(const tfs_sdk_plugin *d, char *buf, size_t l
         return "descriptor declares the source capability without cb_read";
     if ((d->capabilities & TFS_SDK_CAP_TARGET) && (!d->cb_write || !d->cb_fetch))
         return "descriptor declares the target capability without cb_write and cb_fetch";
+    if ((d->capabilities & TFS_SDK_CAP_CHANGES) &&
+        (d->sdk_minor < 1 || !d->cb_read || !d->cb_changes_start))
+        return "descriptor declares the changes capability without cb_changes_start (SDK 1.1)";
     if (d->n_config_keys && !d->config_keys)
         return "descriptor declares config keys but no table";
     for (size_t i = 0; i < d->n_config_keys; i++) {
@@ -152,13 +162,11 @@ int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error
         reason = why;
         goto out;
     }
-    if (d->struct_size < DESC_SIZE_1_0 || d->struct_size > sizeof(tfs_sdk_plugin) ||
-        (d->sdk_minor == TFS_SDK_VERSION_MINOR && d->struct_size != sizeof(tfs_sdk_plugin))) {
+    if (d->struct_size != desc_size_of_minor[d->sdk_minor]) {
         snprintf(why, sizeof why,
                  "descriptor struct_size %u does not match SDK %u.%u (expected %zu)",
                  (unsigned)d->struct_size, (unsigned)d->sdk_major, (unsigned)d->sdk_minor,
-                 d->sdk_minor == TFS_SDK_VERSION_MINOR ? sizeof(tfs_sdk_plugin)
-                                                      : (size_t)DESC_SIZE_1_0);
+                 desc_size_of_minor[d->sdk_minor]);
         reason = why;
         goto out;
     }

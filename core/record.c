@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -40,6 +41,7 @@ tfs_record *tfs_record_new(tfs_arena *a, const tfs_sdk_entity *entity)
         return NULL;
     r->entity = entity;
     r->arena = a;
+    r->deleted = false;
     r->n = entity->n_fields;
     r->values = tfs_arena_calloc(a, r->n ? r->n : 1, sizeof(tfs_value));
     return r->values ? r : NULL;
@@ -165,6 +167,37 @@ json_t *tfs_record_to_json(const tfs_record *rec)
     return o;
 }
 
+tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj)
+{
+    tfs_record *r = tfs_record_new(a, entity);
+    if (!r)
+        return NULL;
+    for (size_t i = 0; i < entity->n_fields; i++) {
+        const tfs_sdk_field *f = &entity->fields[i];
+        const json_t *v = json_object_get(obj, f->name);
+        if (!v || json_is_null(v))
+            continue;
+        int rc = 0;
+        if (f->type == TFS_SDK_JSON || json_is_object(v) || json_is_array(v)) {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            rc = text ? tfs_record_set_text(r, i, TFS_SDK_JSON, text, strlen(text)) : -1;
+            free(text);
+        } else if (json_is_string(v)) {
+            tfs_sdk_type t = tfs_type_is_text(f->type) ? f->type : TFS_SDK_TEXT;
+            rc = tfs_record_set_text(r, i, t, json_string_value(v), json_string_length(v));
+        } else if (json_is_integer(v)) {
+            r->values[i] = (tfs_value){.type = TFS_SDK_INT64, .u.i = json_integer_value(v)};
+        } else if (json_is_real(v)) {
+            r->values[i] = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = json_real_value(v)};
+        } else if (json_is_boolean(v)) {
+            r->values[i] = (tfs_value){.type = TFS_SDK_BOOL, .u.b = json_is_true(v)};
+        }
+        if (rc < 0)
+            return NULL;
+    }
+    return r;
+}
+
 void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -260,6 +293,14 @@ static tfs_sdk_record *host_batch_add(tfs_sdk_batch *b)
         return NULL;
     }
     b->recs[b->n++] = r;
+    return r;
+}
+
+static tfs_sdk_record *host_batch_add_delete(tfs_sdk_batch *b)
+{
+    tfs_record *r = host_batch_add(b);
+    if (r)
+        r->deleted = true;
     return r;
 }
 
@@ -372,6 +413,7 @@ static const char *host_get_text(const tfs_sdk_record *r, size_t f, size_t *len)
 void tfs_record_fill_host(tfs_sdk_host *h)
 {
     h->batch_add = host_batch_add;
+    h->batch_add_delete = host_batch_add_delete;
     h->batch_set_cursor = host_batch_set_cursor;
     h->batch_set_done = host_batch_set_done;
     h->rec_set_null = host_set_null;

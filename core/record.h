@@ -30,6 +30,7 @@ typedef struct tfs_value {
 struct tfs_sdk_record {
     const tfs_sdk_entity *entity;
     tfs_arena *arena; /* where its text lives and where setters copy to */
+    bool deleted;     /* from batch_add_delete: only the key fields mean anything */
     size_t n;
     tfs_value *values;
 };
@@ -87,6 +88,10 @@ void tfs_record_fill_host(tfs_sdk_host *host);
 /* The record as a JSON object {field: value} (new reference; NULL when out of memory).
  * DECIMAL stays a string so that no digit is lost; JSON values are embedded parsed. */
 json_t *tfs_record_to_json(const tfs_record *rec);
+
+/* A record of entity from a JSON object as tfs_record_to_json makes it (fields missing
+ * from the object are null), in the arena; NULL when out of memory. */
+tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj);
 
 struct tfs_buf;
 /* Appends the same JSON object as text, without building a jansson tree: this runs for

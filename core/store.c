@@ -71,6 +71,21 @@ static const char *const migrations[] = {
     "  created_at timestamptz NOT NULL DEFAULT now(),"
     "  resolved_at timestamptz);"
     "CREATE INDEX failed_records_pair_run ON tfsync.failed_records (pair, run_id);",
+    /* 2: change data checkpoints taken when a full run starts, and the audit trail */
+    "ALTER TABLE tfsync.cursors ADD COLUMN pending bytea;"
+    "CREATE TABLE tfsync.audit ("
+    "  id bigserial PRIMARY KEY,"
+    "  pair text NOT NULL,"
+    "  run_id bigint NOT NULL,"
+    "  entity text NOT NULL,"
+    "  source_key text NOT NULL,"
+    "  op text NOT NULL CHECK (op IN ('insert', 'update', 'delete', 'deactivate')),"
+    "  changes jsonb NOT NULL,"
+    "  actor text NOT NULL,"
+    "  at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX audit_pair_key ON tfsync.audit (pair, entity, source_key, id);"
+    "CREATE INDEX audit_run ON tfsync.audit (run_id, id);"
+    "CREATE INDEX audit_at ON tfsync.audit (at);",
 };
 
 int tfs_store_open(const char *conninfo, tfs_store **out, tfs_error *err)
@@ -337,6 +352,142 @@ int tfs_store_cursors_json(tfs_store *s, const char *pair, json_t **out, tfs_err
     return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
 }
 
+/* The keys as a PostgreSQL text array literal, in s->buf. */
+static int keys_literal(tfs_store *s, const char *const *keys, size_t n, tfs_error *err)
+{
+    tfs_buf *b = &s->buf;
+    tfs_buf_reset(b);
+    tfs_buf_putc(b, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            tfs_buf_putc(b, ',');
+        tfs_pg_array_elem(b, keys[i]);
+    }
+    tfs_buf_putc(b, '}');
+    return b->oom ? tfs_error_set(err, TFS_ENOMEM, "out of memory") : 0;
+}
+
+int tfs_store_syncmap_records(tfs_store *s, const char *pair, const char *entity,
+                              const char *const *keys, size_t n, char **target_records,
+                              tfs_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        target_records[i] = NULL;
+    if (n == 0)
+        return 0;
+    int rc = keys_literal(s, keys, n, err);
+    if (rc)
+        return rc;
+    const char *params[] = {pair, entity, tfs_buf_str(&s->buf)};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT k.i, m.target_record FROM unnest($3::text[])"
+                               " WITH ORDINALITY AS k(key, i)"
+                               " CROSS JOIN LATERAL (SELECT target_record FROM tfsync.sync_map"
+                               " WHERE pair = $1 AND entity = $2 AND source_key = k.key"
+                               " LIMIT 1) m",
+                               3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_pg_fail(s->conn, r, err, "read last written records");
+    for (int row = 0; row < PQntuples(r); row++) {
+        long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
+        if (i >= 0 && (size_t)i < n && !target_records[i])
+            target_records[i] = strdup(PQgetvalue(r, row, 1));
+    }
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_full_start(tfs_store *s, const char *pair, const char *entity, int64_t run_id,
+                         const void *pending, size_t pending_len, tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *vals[] = {pair, entity, id, pending};
+    int lens[] = {0, 0, 0, (int)pending_len};
+    int fmts[] = {0, 0, 0, 1};
+    PGresult *r = PQexecParams(s->conn,
+                               "INSERT INTO tfsync.cursors (pair, entity, kind, cursor, done,"
+                               " run_id, pending) VALUES ($1, $2, 'full', NULL, false, $3, $4)"
+                               " ON CONFLICT (pair, entity, kind) DO UPDATE SET cursor = NULL,"
+                               " done = false, run_id = excluded.run_id,"
+                               " pending = excluded.pending, updated_at = now()",
+                               4, NULL, vals, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_pg_fail(s->conn, r, err, "start a full run's cursor");
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_sweep_keys(tfs_store *s, const char *pair, const char *entity, int64_t generation,
+                         const char *after, size_t limit, char ***keys, size_t *n,
+                         tfs_error *err)
+{
+    char gen[32], lim[32];
+    snprintf(gen, sizeof gen, "%" PRId64, generation);
+    snprintf(lim, sizeof lim, "%zu", limit);
+    const char *params[] = {pair, entity, gen, after, lim};
+    *keys = NULL;
+    *n = 0;
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT source_key FROM tfsync.sync_map WHERE pair = $1"
+                               " AND entity = $2 AND generation < $3::int8"
+                               " AND ($4::text IS NULL OR source_key > $4)"
+                               " ORDER BY source_key LIMIT $5::int8",
+                               5, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_pg_fail(s->conn, r, err, "find keys that vanished from the source");
+    int rows = PQntuples(r);
+    *keys = calloc((size_t)rows + 1, sizeof **keys);
+    if (!*keys) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < rows; i++)
+        (*keys)[i] = strdup(PQgetvalue(r, i, 0));
+    *n = (size_t)rows;
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_changes_cursors(tfs_store *s, const char *const *pairs, size_t n_pairs,
+                              json_t **out, tfs_error *err)
+{
+    int rc = keys_literal(s, pairs, n_pairs, err);
+    if (rc)
+        return rc;
+    const char *params[] = {tfs_buf_str(&s->buf)};
+    rc = json_query(s,
+                    "SELECT coalesce(json_agg(encode(cursor, 'base64')), '[]') FROM"
+                    " tfsync.cursors WHERE kind = 'changes' AND cursor IS NOT NULL"
+                    " AND pair = ANY($1::text[])",
+                    1, params, out, "read change checkpoints", err);
+    return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
+}
+
+int tfs_store_audit_json(tfs_store *s, const tfs_audit_filter *f, json_t **out, tfs_error *err)
+{
+    char run[32], after[32], lim[32];
+    snprintf(run, sizeof run, "%" PRId64, f->run_id);
+    snprintf(after, sizeof after, "%" PRId64, f->after_id);
+    snprintf(lim, sizeof lim, "%ld", f->limit);
+    const char *params[] = {f->pair, f->entity, f->key, run, f->since, f->until, after, lim};
+    int rc = json_query(s,
+                        "SELECT json_build_object('entries', coalesce(json_agg(json_build_object("
+                        " 'id', id, 'pair', pair, 'run_id', run_id, 'entity', entity, 'key',"
+                        " source_key, 'op', op, 'changes', changes, 'actor', actor, 'at', at)"
+                        " ORDER BY id), '[]'), 'next_after_id', CASE WHEN count(*) = $8::int8"
+                        " THEN max(id) END) FROM (SELECT * FROM tfsync.audit"
+                        " WHERE ($1::text IS NULL OR pair = $1)"
+                        " AND ($2::text IS NULL OR entity = $2)"
+                        " AND ($3::text IS NULL OR source_key = $3)"
+                        " AND ($4::int8 = 0 OR run_id = $4::int8)"
+                        " AND ($5::timestamptz IS NULL OR at >= $5::timestamptz)"
+                        " AND ($6::timestamptz IS NULL OR at < $6::timestamptz)"
+                        " AND id > $7::int8 ORDER BY id LIMIT $8::int8) a",
+                        8, params, out, "read the audit trail", err);
+    return rc;
+}
+
 int tfs_store_syncmap_hashes(tfs_store *s, const char *pair, const char *entity,
                              const char *const *keys, size_t n, char **hashes, tfs_error *err)
 {
@@ -418,6 +569,8 @@ static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, int new_rows, con
         if (new_rows) {
             tfs_buf_putc(b, '\t');
             tfs_buf_puts(b, run_id);
+            tfs_buf_putc(b, '\t');
+            tfs_buf_puts(b, run_id); /* generation: the run that saw it */
         }
         tfs_buf_putc(b, '\n');
     }
@@ -455,7 +608,7 @@ static int write_sync_map(tfs_store *s, const tfs_batch_commit *bc, const char *
     if (!all_upserts) {
         rc = copy_rows(s, bc, 1,
                        "COPY tfsync.sync_map (pair, entity, source_key, source_hash, target_hash,"
-                       " target_keys, target_record, run_id) FROM STDIN",
+                       " target_keys, target_record, run_id, generation) FROM STDIN",
                        id, err);
         if (rc < 0)
             return rc;
@@ -480,13 +633,13 @@ static int write_sync_map(tfs_store *s, const tfs_batch_commit *bc, const char *
     PGresult *r = PQexecParams(
         s->conn,
         "INSERT INTO tfsync.sync_map AS m (pair, entity, source_key, source_hash,"
-        " target_hash, target_keys, target_record, run_id)"
+        " target_hash, target_keys, target_record, run_id, generation)"
         " SELECT $1, $2, source_key, source_hash, target_hash, target_keys, target_record,"
-        " $3::int8 FROM tmp_sync_map"
+        " $3::int8, $3::int8 FROM tmp_sync_map"
         " ON CONFLICT (pair, entity, source_key) DO UPDATE SET"
         " source_hash = excluded.source_hash, target_hash = excluded.target_hash,"
         " target_keys = excluded.target_keys, target_record = excluded.target_record,"
-        " run_id = excluded.run_id, updated_at = now()",
+        " run_id = excluded.run_id, generation = excluded.generation, updated_at = now()",
         3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_pg_fail(s->conn, r, err, "update the sync map");
@@ -496,6 +649,45 @@ static int write_sync_map(tfs_store *s, const tfs_batch_commit *bc, const char *
 
 static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
                        tfs_error *err);
+
+static int copy_audit(tfs_store *s, const tfs_batch_commit *bc, const char *run_id,
+                      tfs_error *err)
+{
+    tfs_buf *b = &s->buf;
+    tfs_buf_reset(b);
+    const char *actor = bc->actor ? bc->actor : "?";
+    for (size_t i = 0; i < bc->n_audit; i++) {
+        const tfs_audit_row *a = &bc->audit[i];
+        const char *fields[] = {bc->pair, run_id, bc->entity, a->source_key, a->op, a->changes,
+                                actor};
+        for (int f = 0; f < 7; f++) {
+            if (f)
+                tfs_buf_putc(b, '\t');
+            tfs_pg_copy_escape(b, fields[f], strlen(fields[f]));
+        }
+        tfs_buf_putc(b, '\n');
+    }
+    if (b->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    PGresult *r = PQexec(s->conn, "COPY tfsync.audit (pair, run_id, entity, source_key, op,"
+                                  " changes, actor) FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+        return tfs_pg_fail(s->conn, r, err, "write the audit trail");
+    PQclear(r);
+    if (PQputCopyData(s->conn, b->data, (int)b->len) != 1 || PQputCopyEnd(s->conn, NULL) != 1)
+        return tfs_pg_fail(s->conn, NULL, err, "write the audit trail");
+    r = PQgetResult(s->conn);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        PGresult *rest;
+        while ((rest = PQgetResult(s->conn)))
+            PQclear(rest);
+        return tfs_pg_fail(s->conn, r, err, "write the audit trail");
+    }
+    PQclear(r);
+    while ((r = PQgetResult(s->conn)))
+        PQclear(r);
+    return 0;
+}
 
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
 {
@@ -536,6 +728,31 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
         }
         PQclear(r);
     }
+    if (bc->n_mark || bc->n_forget) {
+        const char *const *keys[] = {bc->mark_keys, bc->forget_keys};
+        size_t counts[] = {bc->n_mark, bc->n_forget};
+        static const char *const sql[] = {
+            "UPDATE tfsync.sync_map SET generation = $4::int8 WHERE pair = $1 AND entity = $2"
+            " AND source_key = ANY($3::text[])",
+            "DELETE FROM tfsync.sync_map WHERE pair = $1 AND entity = $2"
+            " AND source_key = ANY($3::text[])"};
+        for (int k = 0; k < 2; k++) {
+            if (!counts[k])
+                continue;
+            if ((rc = keys_literal(s, (const char *const *)keys[k], counts[k], err)))
+                goto fail;
+            const char *params[] = {bc->pair, bc->entity, tfs_buf_str(&s->buf), id};
+            PGresult *r = PQexecParams(s->conn, sql[k], k == 0 ? 4 : 3, NULL, params, NULL,
+                                       NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                rc = tfs_pg_fail(s->conn, r, err, "update the sync map");
+                goto fail;
+            }
+            PQclear(r);
+        }
+    }
+    if (bc->n_audit && (rc = copy_audit(s, bc, id, err)))
+        goto fail;
     if (bc->cursor_kind) {
         const char *vals[] = {bc->pair, bc->entity, bc->cursor_kind, (const char *)bc->cursor,
                               bc->cursor_done ? "t" : "f", id};
@@ -555,6 +772,25 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
             goto fail;
         }
         PQclear(r);
+        if (bc->cursor_done && strcmp(bc->cursor_kind, "full") == 0) {
+            /* Everything is read: what changed since the run began is what the next
+             * incremental run must read. */
+            const char *params[] = {bc->pair, bc->entity, id};
+            r = PQexecParams(s->conn,
+                             "INSERT INTO tfsync.cursors (pair, entity, kind, cursor, run_id)"
+                             " SELECT pair, entity, 'changes', pending, $3::int8"
+                             " FROM tfsync.cursors WHERE pair = $1 AND entity = $2"
+                             " AND kind = 'full' AND pending IS NOT NULL"
+                             " ON CONFLICT (pair, entity, kind) DO UPDATE SET"
+                             " cursor = excluded.cursor, run_id = excluded.run_id,"
+                             " updated_at = now()",
+                             3, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                rc = tfs_pg_fail(s->conn, r, err, "save the change checkpoint");
+                goto fail;
+            }
+            PQclear(r);
+        }
     }
     if (bc->counts) {
         char *cj = json_dumps(bc->counts, JSON_COMPACT);

@@ -74,6 +74,12 @@ typedef struct tfs_failed_row {
     json_t *record;    /* borrowed: the source record */
 } tfs_failed_row;
 
+typedef struct tfs_audit_row {
+    const char *source_key;
+    const char *op;      /* "insert", "update", "delete", "deactivate" */
+    const char *changes; /* JSON text: {target entity: {field: {"before", "after"}}} */
+} tfs_audit_row;
+
 typedef struct tfs_batch_commit {
     const char *pair;
     const char *entity;
@@ -85,9 +91,46 @@ typedef struct tfs_batch_commit {
     const char *cursor_kind; /* NULL: no cursor change */
     const void *cursor;
     size_t cursor_len;
-    int cursor_done;
+    int cursor_done; /* with kind "full": the entity is read; its pending change cursor
+                      * becomes the "changes" checkpoint in the same transaction */
     const json_t *counts; /* the run's counts so far */
+    const char *const *mark_keys; /* seen by this full run though not written */
+    size_t n_mark;
+    const char *const *forget_keys; /* deleted from the target: their map rows go */
+    size_t n_forget;
+    const tfs_audit_row *audit;
+    size_t n_audit;
+    const char *actor;
 } tfs_batch_commit;
+
+/* The last written target record (JSON text) of each key, malloc'd, NULL where none. */
+int tfs_store_syncmap_records(tfs_store *s, const char *pair, const char *entity,
+                              const char *const *keys, size_t n, char **target_records,
+                              tfs_error *err);
+/* A full run begins an entity: its progress cursor restarts, and pending (the source's
+ * change cursor of now; may be NULL) waits to become the incremental checkpoint. */
+int tfs_store_full_start(tfs_store *s, const char *pair, const char *entity, int64_t run_id,
+                         const void *pending, size_t pending_len, tfs_error *err);
+/* Up to limit source keys (after `after`, NULL: from the first) whose sync map row was
+ * not seen by the full run `generation`: the keys that vanished from the source. *keys is
+ * a malloc'd array of malloc'd strings. */
+int tfs_store_sweep_keys(tfs_store *s, const char *pair, const char *entity, int64_t generation,
+                         const char *after, size_t limit, char ***keys, size_t *n,
+                         tfs_error *err);
+/* The "changes" checkpoints of the pairs, base64 text in a JSON array (new reference). */
+int tfs_store_changes_cursors(tfs_store *s, const char *const *pairs, size_t n_pairs,
+                              json_t **out, tfs_error *err);
+
+typedef struct tfs_audit_filter {
+    const char *pair, *entity, *key; /* NULL: any */
+    int64_t run_id;                  /* 0: any */
+    const char *since, *until;       /* ISO timestamps or NULL */
+    int64_t after_id;                /* paging: entries after this id */
+    long limit;
+} tfs_audit_filter;
+/* {"entries": [...], "next_after_id": id or null} (new reference). */
+int tfs_store_audit_json(tfs_store *s, const tfs_audit_filter *f, json_t **out,
+                         tfs_error *err);
 
 /* Commits a batch's bookkeeping in one transaction. */
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err);

@@ -20,6 +20,11 @@
  *   callbacks, never as new members.
  *
  * CHANGELOG
+ *   1.1  change data: TFS_SDK_CAP_CHANGES; host function batch_add_delete (a record that no
+ *        longer exists, by key); callbacks cb_changes_start (the change cursor of "now",
+ *        taken when a full run begins), cb_changes_lag (how many changes wait, how old the
+ *        oldest is) and cb_changes_trim (every reader's checkpoint, so the plugin can forget
+ *        what all of them are past).
  *   1.0  first published version: open/close, describe, read (full and incremental, opaque
  *        cursor), fetch by keys, write (upserts and deletes, one result per operation),
  *        health; declared config keys; positional typed records.
@@ -41,7 +46,7 @@ extern "C" {
 #endif
 
 #define TFS_SDK_VERSION_MAJOR 1
-#define TFS_SDK_VERSION_MINOR 0
+#define TFS_SDK_VERSION_MINOR 1
 
 #if defined(__GNUC__)
 #define TFS_SDK_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -187,6 +192,12 @@ typedef struct tfs_sdk_host {
     /* Write results: one per operation, TFS_SDK_OK unless set otherwise. */
     void (*result_set)(tfs_sdk_results *results, size_t op, tfs_sdk_status status,
                        const char *fmt, ...) TFS_SDK_PRINTF(4, 5);
+
+    /* ---- 1.1 ---- */
+
+    /* Like batch_add, for a record that no longer exists in the source (hard-deleted, or
+     * retired if the plugin reports retirements so): set its key fields only. */
+    tfs_sdk_record *(*batch_add_delete)(tfs_sdk_batch *batch);
 } tfs_sdk_host;
 
 /* True when the host table has the member (a host function added in a later minor). */
@@ -197,6 +208,7 @@ typedef struct tfs_sdk_host {
 /* Plugin capabilities. */
 #define TFS_SDK_CAP_SOURCE 0x1u /* cb_read */
 #define TFS_SDK_CAP_TARGET 0x2u /* cb_fetch, cb_write */
+#define TFS_SDK_CAP_CHANGES 0x4u /* cb_read with TFS_SDK_READ_CHANGES, cb_changes_start (1.1) */
 
 /* The descriptor a plugin returns. Static storage in the plugin; the host copies it. */
 typedef struct tfs_sdk_plugin {
@@ -222,7 +234,11 @@ typedef struct tfs_sdk_plugin {
                        tfs_sdk_error *err);
     /* Reads up to max_records records of an entity after the cursor (len 0: from the
      * start) into out, sets the cursor after the last one, and marks the batch done when
-     * nothing remains. Records are positional against the described entity. */
+     * nothing remains. Records are positional against the described entity.
+     * TFS_SDK_READ_CHANGES returns the records that changed after the cursor (each once
+     * per batch, in its state now) and, through batch_add_delete, the ones that no longer
+     * exist; done means "caught up". The cursor of a changes read must let the next read
+     * go on exactly after what this batch returned. */
     int (*cb_read)(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
                    size_t cursor_len, size_t max_records, tfs_sdk_batch *out,
                    tfs_sdk_error *err);
@@ -237,6 +253,24 @@ typedef struct tfs_sdk_plugin {
                     tfs_sdk_results *results, tfs_sdk_error *err);
     /* Cheap liveness check of the system behind the instance. */
     int (*cb_health)(void *instance, tfs_sdk_error *err);
+
+    /* ---- 1.1: change data (with TFS_SDK_CAP_CHANGES) ---- */
+
+    /* Sets on out (batch_set_cursor; no records) the change cursor of "now": reading
+     * changes after it returns what changes from this moment on. The host takes it when a
+     * full run begins and makes it the incremental checkpoint once that run has read
+     * everything, so nothing that changes during the full run is missed. */
+    int (*cb_changes_start)(void *instance, size_t entity, tfs_sdk_batch *out,
+                            tfs_sdk_error *err);
+    /* How many changes of the entity wait after the cursor, and the age in milliseconds of
+     * the oldest (0 when none). Optional: NULL when the system cannot tell. */
+    int (*cb_changes_lag)(void *instance, size_t entity, const void *cursor, size_t cursor_len,
+                          int64_t *pending, int64_t *oldest_age_ms, tfs_sdk_error *err);
+    /* The checkpoints of every reader of this system (every pair and entity), so that the
+     * plugin may forget the changes all of them are past (e.g. trim a change log).
+     * Optional. */
+    int (*cb_changes_trim)(void *instance, const void *const *cursors, const size_t *lens,
+                           size_t n, tfs_sdk_error *err);
 } tfs_sdk_plugin;
 
 /* The one symbol a plugin exports. Returns the plugin's descriptor, or NULL to refuse

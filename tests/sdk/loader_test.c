@@ -47,7 +47,17 @@ Test(loader, other_major_version)
 
 Test(loader, newer_minor_version)
 {
-    expect_refused("minor", "needs SDK 1.1, this host provides 1.0");
+    expect_refused("minor", "needs SDK 1.2, this host provides 1.1");
+}
+
+Test(loader, older_minor_with_its_own_size_loads)
+{
+    tfs_plugin *p = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_plugin_load(path_of("old_minor"), 2026, &p, &err), 0, "%s", err.message);
+    cr_assert_eq(p->desc.sdk_minor, 0);
+    cr_assert_null(p->desc.cb_changes_start, "fields past a 1.0 descriptor read as NULL");
+    tfs_plugin_free(p, true);
 }
 
 Test(loader, bad_struct_size)
@@ -84,7 +94,7 @@ Test(loader, directory_loads_good_and_lists_refused)
     tfs_error err = {0};
     cr_assert_eq(tfs_plugin_host_load_dir(TFS_TEST_PLUGIN_DIR, 2026, &h, &err), 0, "%s",
                  err.message);
-    cr_assert_eq(h->n, 1, "only the good plugin loads, got %zu", h->n);
+    cr_assert_eq(h->n, 2, "only the good and the 1.0 plugins load, got %zu", h->n);
     cr_assert_not_null(tfs_plugin_host_get(h, "good"));
     cr_assert_eq(h->n_refused, 6, "six refused, got %zu", h->n_refused);
     tfs_plugin_host_free(h);

@@ -77,6 +77,11 @@ TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *host)
     desc.name = NULL;
 #elif defined(VARIANT_NULL)
     return NULL;
+#elif defined(VARIANT_OLD_MINOR)
+    /* Built against 1.0: the 1.0 descriptor ends at cb_health. */
+    desc.sdk_minor = 0;
+    desc.struct_size = offsetof(tfs_sdk_plugin, cb_health) + sizeof desc.cb_health;
+    desc.cb_changes_start = (int (*)(void *, size_t, tfs_sdk_batch *, tfs_sdk_error *))1;
 #endif
     return &desc;
 }
