@@ -232,7 +232,53 @@ static void handle_sync_full(const tfs_http_request *req, tfs_http_response *res
     start_sync(req, resp, ctx, "full");
 }
 
+static void handle_sync_incremental(const tfs_http_request *req, tfs_http_response *resp,
+                                    void *ctx)
+{
+    start_sync(req, resp, ctx, "incremental");
+}
+
 /* ---- GET /sync/status -------------------------------------------------------------- */
+
+/* Per entity of a pair: its change checkpoint and how many changes wait behind it (asked
+ * of the source through the health instance, when the plugin can tell). */
+static json_t *pair_entities_status(tfs_api *api, const tfs_config_pair *p, json_t *cursors)
+{
+    json_t *out = json_object();
+    size_t sys_index = 0;
+    for (size_t i = 0; i < api->cfg->n_systems; i++)
+        if (strcmp(api->cfg->systems[i].name, p->source) == 0)
+            sys_index = i;
+    for (size_t e = 0; e < p->n_entities; e++) {
+        const char *ent = p->entities[e].source;
+        json_t *ch = json_object_get(json_object_get(cursors, ent), "changes");
+        json_t *checkpoint = ch ? json_pack("{sOsO}", "run_id", json_object_get(ch, "run_id"),
+                                            "updated_at", json_object_get(ch, "updated_at"))
+                                : json_null();
+        json_t *lag = json_null();
+        const char *cursor_text = ch ? json_string_value(json_object_get(ch, "cursor")) : NULL;
+        pthread_mutex_lock(&api->health_lock);
+        const tfs_config_system *cs = &api->cfg->systems[sys_index];
+        const tfs_plugin *pl = tfs_plugin_host_get(api->plugins, cs->plugin);
+        tfs_error err = {0};
+        if (cursor_text && pl && pl->desc.cb_changes_lag &&
+            (api->health[sys_index] ||
+             tfs_instance_open(pl, cs->name, cs->settings, &api->health[sys_index], &err) == 0)) {
+            tfs_instance *inst = api->health[sys_index];
+            int idx = tfs_instance_entity(inst, ent);
+            int64_t pending = 0, age = 0;
+            tfs_sdk_error e2 = {0};
+            if (idx >= 0 && pl->desc.cb_changes_lag(inst->handle, (size_t)idx, cursor_text,
+                                                    strlen(cursor_text), &pending, &age,
+                                                    &e2) == TFS_SDK_OK)
+                lag = json_pack("{sIsI}", "pending", (json_int_t)pending, "oldest_age_ms",
+                                (json_int_t)age);
+        }
+        pthread_mutex_unlock(&api->health_lock);
+        json_object_set_new(out, ent, json_pack("{soso}", "checkpoint", checkpoint, "lag", lag));
+    }
+    return out;
+}
 
 static void handle_status(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
@@ -254,8 +300,29 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
         if (rc)
             break;
         json_t *lr = json_object_get(last, p->name);
-        json_t *o = json_pack("{sssssOso}", "source", p->source, "target", p->target,
-                              "last_run", lr ? lr : json_null(), "cursors", cursors);
+        json_t *entities = pair_entities_status(api, p, cursors);
+        json_t *o = json_pack("{sssssOsoso}", "source", p->source, "target", p->target,
+                              "last_run", lr ? lr : json_null(), "cursors", cursors,
+                              "entities", entities);
+        if (p->incremental_every_ms) {
+            char every[32];
+            snprintf(every, sizeof every, "%lldms", p->incremental_every_ms);
+            json_object_set_new(o, "schedule", json_pack("{ss}", "incremental_every", every));
+            int64_t next = tfs_runner_next_run_ms(api->runner, p->name);
+            char iso[40] = "";
+            if (next > 0) {
+                time_t secs = (time_t)(next / 1000);
+                struct tm tm;
+                gmtime_r(&secs, &tm);
+                strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+                snprintf(iso + strlen(iso), sizeof iso - strlen(iso), ".%03dZ",
+                         (int)(next % 1000));
+            }
+            json_object_set_new(o, "next_run_at", iso[0] ? json_string(iso) : json_null());
+        } else {
+            json_object_set_new(o, "schedule", json_null());
+            json_object_set_new(o, "next_run_at", json_null());
+        }
         json_object_set_new(o, "running",
                             json_boolean(lr && (strcmp(json_string_value(json_object_get(
                                                            lr, "state")), "running") == 0 ||
@@ -434,9 +501,95 @@ static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *
         tfs_http_json(resp, 200, json_pack("{so}", "dead_letters", rows));
 }
 
+/* ---- GET /audit ------------------------------------------------------------------- */
+
+static int parse_nonneg(const char *text, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (!*text || *end || errno || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* An ISO 8601 time PostgreSQL will take: digits, '-', ':', 'T', ' ', '.', '+', 'Z'. */
+static int plausible_time(const char *s)
+{
+    if (strlen(s) < 10 || strlen(s) > 40)
+        return 0;
+    for (; *s; s++)
+        if (!strchr("0123456789-:T .+Z", *s))
+            return 0;
+    return 1;
+}
+
+static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    tfs_audit_filter f = {.pair = tfs_http_query(req, "pair"),
+                          .entity = tfs_http_query(req, "entity"),
+                          .key = tfs_http_query(req, "key"),
+                          .since = tfs_http_query(req, "since"),
+                          .until = tfs_http_query(req, "until"),
+                          .limit = 100};
+    const char *run = tfs_http_query(req, "run_id"), *after = tfs_http_query(req, "after_id"),
+               *limit = tfs_http_query(req, "limit");
+    int64_t lim = 100;
+    if (run && parse_id(run, &f.run_id) != 0) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "run_id=\"%s\" is not a run id (a positive integer)", run);
+        return;
+    }
+    if (after && parse_nonneg(after, &f.after_id) != 0) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "after_id=\"%s\" must be the next_after_id of a previous page", after);
+        return;
+    }
+    if (limit && (parse_id(limit, &lim) != 0 || lim > 1000)) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "limit=\"%s\" must be an integer from 1 to 1000", limit);
+        return;
+    }
+    f.limit = (long)lim;
+    const char *times[] = {f.since, f.until}, *names[] = {"since", "until"};
+    for (int i = 0; i < 2; i++) {
+        if (times[i] && !plausible_time(times[i])) {
+            tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                             "%s=\"%s\" is not a time; use ISO 8601, e.g. "
+                             "2026-11-21T08:00:00Z",
+                             names[i], times[i]);
+            return;
+        }
+    }
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    if (!s) {
+        store_problem(resp, &err);
+        return;
+    }
+    json_t *out = NULL;
+    int rc = tfs_store_audit_json(s, &f, &out, &err);
+    store_release(api, s);
+    if (rc == TFS_EPERMANENT && strstr(err.message, "timestamp")) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "since or until is not a time PostgreSQL understands: %s; use ISO "
+                         "8601, e.g. 2026-11-21T08:00:00Z",
+                         err.message);
+        return;
+    }
+    if (rc)
+        store_problem(resp, &err);
+    else
+        tfs_http_json(resp, 200, out);
+}
+
 static const tfs_http_route routes[] = {
     {"GET", "/health", TFS_ROLE_NONE, handle_health},
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
+    {"POST", "/sync/incremental", TFS_ROLE_OPERATE, handle_sync_incremental},
+    {"GET", "/audit", TFS_ROLE_READ, handle_audit},
     {"GET", "/sync/status", TFS_ROLE_READ, handle_status},
     {"GET", "/sync/status/{run_id}", TFS_ROLE_READ, handle_run_status},
     {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "pipeline.h"
@@ -26,7 +27,70 @@ struct tfs_runner {
     atomic_int stop;
     pthread_t *threads;
     unsigned n_threads;
+    /* The scheduler: one due time per pair (0: no schedule), under lock. */
+    int64_t *next_due_ms;
+    pthread_t scheduler;
+    int has_scheduler;
 };
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *scheduler_main(void *arg)
+{
+    tfs_runner *r = arg;
+    tfs_store *s = NULL;
+    while (!atomic_load(&r->stop)) {
+        struct timespec tick = {0, 50 * 1000000L};
+        nanosleep(&tick, NULL);
+        for (size_t i = 0; i < r->cfg->n_pairs && !atomic_load(&r->stop); i++) {
+            const tfs_config_pair *p = &r->cfg->pairs[i];
+            pthread_mutex_lock(&r->lock);
+            int64_t due = r->next_due_ms[i];
+            int64_t now = wall_ms();
+            int go = due && now >= due;
+            if (go)
+                r->next_due_ms[i] = now + p->incremental_every_ms;
+            pthread_mutex_unlock(&r->lock);
+            if (!go)
+                continue;
+            tfs_error err = {0};
+            if (!s && tfs_store_open(r->cfg->state_conninfo, &s, &err) != 0) {
+                tfs_log_warn("scheduler", "could not start %s: %s", p->name, err.message);
+                continue;
+            }
+            int64_t id = 0;
+            int rc = tfs_runner_submit(r, s, p->name, "incremental", "scheduler", &id, &err);
+            if (rc == TFS_ECONFLICT) {
+                tfs_log_debug("scheduler", "%s is running (run %" PRId64 "); next tick", p->name,
+                              id);
+            } else if (rc) {
+                tfs_log_warn("scheduler", "could not start %s: %s", p->name, err.message);
+                if (rc == TFS_ETRANSIENT) {
+                    tfs_store_close(s); /* reconnect at the next tick */
+                    s = NULL;
+                }
+            }
+        }
+    }
+    tfs_store_close(s);
+    return NULL;
+}
+
+int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair)
+{
+    int64_t due = 0;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->cfg->n_pairs; i++)
+        if (strcmp(r->cfg->pairs[i].name, pair) == 0)
+            due = r->next_due_ms[i];
+    pthread_mutex_unlock(&r->lock);
+    return due;
+}
 
 static void job_free(job *j)
 {
@@ -88,7 +152,8 @@ int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     r->threads = calloc(cfg->workers, sizeof *r->threads);
-    if (!r->threads) {
+    r->next_due_ms = calloc(cfg->n_pairs + 1, sizeof *r->next_due_ms);
+    if (!r->threads || !r->next_due_ms) {
         tfs_runner_stop(r);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
@@ -98,6 +163,20 @@ int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
             return tfs_error_set(err, TFS_EIO, "could not start worker thread %u", i);
         }
         r->n_threads++;
+    }
+    int any = 0;
+    for (size_t i = 0; i < cfg->n_pairs; i++) {
+        if (cfg->pairs[i].incremental_every_ms) {
+            r->next_due_ms[i] = wall_ms() + cfg->pairs[i].incremental_every_ms;
+            any = 1;
+        }
+    }
+    if (any) {
+        if (pthread_create(&r->scheduler, NULL, scheduler_main, r) != 0) {
+            tfs_runner_stop(r);
+            return tfs_error_set(err, TFS_EIO, "could not start the scheduler thread");
+        }
+        r->has_scheduler = 1;
     }
     *out = r;
     return 0;
@@ -113,6 +192,8 @@ void tfs_runner_stop(tfs_runner *r)
     pthread_mutex_unlock(&r->lock);
     for (unsigned i = 0; i < r->n_threads; i++)
         pthread_join(r->threads[i], NULL);
+    if (r->has_scheduler)
+        pthread_join(r->scheduler, NULL);
     while (r->head) {
         job *j = r->head;
         r->head = j->next;
@@ -121,6 +202,7 @@ void tfs_runner_stop(tfs_runner *r)
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->wake);
     free(r->threads);
+    free(r->next_due_ms);
     free(r);
 }
 

@@ -5,6 +5,9 @@
  * run per pair be queued or running across every daemon sharing the store, then handed to
  * a worker. Each worker owns a tfs_pipeline (its own connections and Lua state). Runs left
  * queued or running by a crash are resumed at start-up from their last committed batch.
+ * Pairs with a schedule get their incremental runs from a scheduler thread, as actor
+ * "scheduler"; a scheduled run never overlaps another run of its pair (the store refuses
+ * it, and the scheduler tries again at the next tick).
  */
 #ifndef TFS_RUNNER_H
 #define TFS_RUNNER_H
@@ -30,6 +33,10 @@ void tfs_runner_stop(tfs_runner *r);
  * already has a queued or running run, whose id is put in *run_id. */
 int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
                       const char *actor, int64_t *run_id, tfs_error *err);
+/* When the scheduler next starts an incremental run of the pair (ms since the epoch), or 0
+ * when the pair has no schedule. */
+int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair);
+
 /* Queues the runs the store says were left unfinished. */
 int tfs_runner_resume(tfs_runner *r, tfs_store *s, tfs_error *err);
 
