@@ -211,6 +211,7 @@ typedef struct batch_ctx {
     int changes;       /* reading changes (an incremental run), else everything */
     int full;          /* a full run: mark what it sees, sweep what it did not */
     const char *actor; /* for the audit trail */
+    int sweeping;      /* applying deletions of vanished keys after a full run */
     char today[11];    /* a deactivation's date, fixed when the run starts */
 } batch_ctx;
 
@@ -640,8 +641,10 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena
         .n_audit = n_audit,
         .actor = b->actor,
     };
-    if (!batch->cursor_set) /* the sweep: no cursor moves */
+    if (b->sweeping) /* no cursor moves */
         bc.cursor_kind = NULL;
+    else if (!batch->cursor_set)
+        bc.cursor = NULL; /* a first read that returned nothing */
     int rc = 0;
     for (int attempt = 1;; attempt++) {
         rc = tfs_store_batch_commit(p->store, &bc, err);
@@ -822,6 +825,19 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
         /* read_batch reset the arena: the job itself lives there from now on. */
         if (rc == 0 && !(jb = tfs_arena_alloc(a, sizeof *jb)))
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        if (rc == 0 && !jb_local.batch.cursor_set && cursor) {
+            /* A batch that moved nothing (often the last, empty one) keeps the position it
+             * was read from, so the checkpoint never goes back to "nothing". */
+            unsigned char *c = tfs_arena_alloc(a, cursor_len ? cursor_len : 1);
+            if (!c) {
+                rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            } else {
+                memcpy(c, cursor, cursor_len);
+                jb_local.batch.cursor = c;
+                jb_local.batch.cursor_len = cursor_len;
+                jb_local.batch.cursor_set = true;
+            }
+        }
         if (rc == 0) {
             *jb = jb_local;
             jb->delta.read = (json_int_t)jb->batch.n;
@@ -1032,6 +1048,40 @@ static int prepare_mapping(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     return tfs_lua_load(p->lua, em->script, err);
 }
 
+/* Runs (or, with sweep, sweeps) every entity mapping of the pair in declared order. */
+static int run_mappings(const batch_ctx *proto, int sweep, tfs_error *err)
+{
+    tfs_pipeline *p = proto->p;
+    const tfs_config_pair *pair = proto->pair;
+    int rc = 0;
+    for (size_t i = 0; i < pair->n_entities && rc == 0; i++) {
+        batch_ctx b = *proto;
+        b.em = &pair->entities[i];
+        b.sweeping = sweep;
+        /* Resumed runs carry on counting from what was committed. */
+        json_t *prev = json_object_get(b.counts, b.em->source);
+        if (prev) {
+            b.c.read = json_integer_value(json_object_get(prev, "read"));
+            b.c.written = json_integer_value(json_object_get(prev, "written"));
+            b.c.unchanged = json_integer_value(json_object_get(prev, "unchanged"));
+            b.c.deleted = json_integer_value(json_object_get(prev, "deleted"));
+            b.c.transform_failed = json_integer_value(json_object_get(prev, "transform_failed"));
+            b.c.validate_failed = json_integer_value(json_object_get(prev, "validate_failed"));
+            b.c.write_failed = json_integer_value(json_object_get(prev, "write_failed"));
+            json_t *t = json_object_get(prev, "timings_ms");
+            b.c.read_ms = (double)json_integer_value(json_object_get(t, "read"));
+            b.c.transform_ms = (double)json_integer_value(json_object_get(t, "transform"));
+            b.c.compare_ms = (double)json_integer_value(json_object_get(t, "compare"));
+            b.c.write_ms = (double)json_integer_value(json_object_get(t, "write"));
+            b.c.commit_ms = (double)json_integer_value(json_object_get(t, "commit"));
+        }
+        if ((rc = prepare_mapping(p, &b, err)) == 0)
+            rc = sweep ? sweep_entity(p, &b, err) : run_entity(p, &b, err);
+        free(b.targets);
+    }
+    return rc;
+}
+
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
                          const char *mode, const atomic_int *stop, tfs_error *err)
 {
@@ -1072,38 +1122,17 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
         (rc = get_system(p, pair->target, &tgt, err)))
         goto finish;
     /* A source with change data is read for changes; one without is read whole and
-     * compared with the sync map's hashes, so only new and changed records are written. */
-    int changes = !full && (src->inst->plugin->desc.capabilities & TFS_SDK_CAP_CHANGES);
-    for (int sweep = 0; sweep < 2 && rc == 0; sweep++) {
-    if (sweep && !full)
-        break;
-    for (size_t i = 0; i < pair->n_entities && rc == 0; i++) {
-        batch_ctx b = {.p = p, .pair = pair, .em = &pair->entities[i], .run_id = run_id,
-                       .src = src->inst, .tgt = tgt->inst, .counts = counts, .stop = stop,
-                       .changes = changes, .full = full, .actor = actor};
-        memcpy(b.today, today, sizeof b.today);
-        /* Resumed runs carry on counting from what was committed. */
-        json_t *prev = json_object_get(counts, b.em->source);
-        if (prev) {
-            b.c.read = json_integer_value(json_object_get(prev, "read"));
-            b.c.written = json_integer_value(json_object_get(prev, "written"));
-            b.c.unchanged = json_integer_value(json_object_get(prev, "unchanged"));
-            b.c.transform_failed = json_integer_value(json_object_get(prev, "transform_failed"));
-            b.c.validate_failed = json_integer_value(json_object_get(prev, "validate_failed"));
-            b.c.write_failed = json_integer_value(json_object_get(prev, "write_failed"));
-            b.c.deleted = json_integer_value(json_object_get(prev, "deleted"));
-            json_t *t = json_object_get(prev, "timings_ms");
-            b.c.read_ms = (double)json_integer_value(json_object_get(t, "read"));
-            b.c.transform_ms = (double)json_integer_value(json_object_get(t, "transform"));
-            b.c.compare_ms = (double)json_integer_value(json_object_get(t, "compare"));
-            b.c.write_ms = (double)json_integer_value(json_object_get(t, "write"));
-            b.c.commit_ms = (double)json_integer_value(json_object_get(t, "commit"));
-        }
-        if ((rc = prepare_mapping(p, &b, err)) == 0)
-            rc = sweep ? sweep_entity(p, &b, err) : run_entity(p, &b, err);
-        free(b.targets);
-    }
-    }
+     * compared with the sync map's hashes, so only new and changed records are written.
+     * A full run then sweeps, once every entity is read. */
+    batch_ctx proto = {.p = p, .pair = pair, .run_id = run_id, .src = src->inst,
+                       .tgt = tgt->inst, .counts = counts, .stop = stop, .full = full,
+                       .actor = actor,
+                       .changes = !full && (src->inst->plugin->desc.capabilities &
+                                            TFS_SDK_CAP_CHANGES)};
+    memcpy(proto.today, today, sizeof proto.today);
+    rc = run_mappings(&proto, 0, err);
+    if (rc == 0 && full)
+        rc = run_mappings(&proto, 1, err);
     if (rc == 0)
         trim_changes(p, pair, src->inst);
     if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
