@@ -141,3 +141,34 @@ Test(config, malformed_file_reports_line)
     cr_assert(strstr(err.message, "line 2"), "%s", err.message);
     unlink(path);
 }
+
+Test(config, delete_action_and_schedule)
+{
+    json_t *c = good();
+    json_t *p0 = json_array_get(json_object_get(c, "pairs"), 0);
+    json_object_set_new(p0, "delete_action", json_string("deactivate"));
+    json_object_set_new(p0, "schedule", json_pack("{ss}", "incremental_every", "30s"));
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    cr_assert_eq(cfg->pairs[0].delete_action, TFS_DELETE_DEACTIVATE);
+    cr_assert_str_eq(cfg->pairs[0].deactivate_field, "deactivat");
+    cr_assert_eq(cfg->pairs[0].incremental_every_ms, 30000);
+    tfs_config_free(cfg);
+    json_decref(c);
+
+    c = good();
+    p0 = json_array_get(json_object_get(c, "pairs"), 0);
+    json_object_set_new(p0, "delete_action", json_string("purge"));
+    expect(c, "pairs[0].delete_action: unknown action \"purge\"");
+
+    c = good();
+    p0 = json_array_get(json_object_get(c, "pairs"), 0);
+    json_object_set_new(p0, "schedule", json_pack("{ss}", "incremental_every", "soon"));
+    expect(c, "pairs[0].schedule.incremental_every: \"soon\" is not a duration");
+
+    c = good();
+    p0 = json_array_get(json_object_get(c, "pairs"), 0);
+    json_object_set_new(p0, "schedule", json_pack("{ss}", "full_every", "1h"));
+    expect(c, "pairs[0].schedule.full_every: unknown key");
+}
