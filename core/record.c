@@ -228,42 +228,46 @@ void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
     tfs_buf_putc(out, '"');
 }
 
-int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
+void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
 {
     char tmp[64];
+    switch (v->type) {
+    case TFS_SDK_NULL: tfs_buf_append(out, "null", 4); break;
+    case TFS_SDK_BOOL: tfs_buf_puts(out, v->u.b ? "true" : "false"); break;
+    case TFS_SDK_INT64:
+        tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i));
+        break;
+    case TFS_SDK_FLOAT64:
+        if (isfinite(v->u.f))
+            tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f));
+        else
+            tfs_buf_append(out, "null", 4); /* JSON has no NaN or infinity */
+        break;
+    case TFS_SDK_JSON: {
+        /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
+        json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+        if (j) {
+            json_decref(j);
+            tfs_buf_append(out, v->u.s, v->len);
+        } else {
+            tfs_json_string_append(out, v->u.s, v->len);
+        }
+        break;
+    }
+    default: tfs_json_string_append(out, v->u.s, v->len); break;
+    }
+}
+
+int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
+{
     tfs_buf_putc(out, '{');
     for (size_t i = 0; i < rec->n; i++) {
-        const tfs_value *v = &rec->values[i];
         const char *name = rec->entity->fields[i].name;
         if (i)
             tfs_buf_putc(out, ',');
         tfs_json_string_append(out, name, strlen(name));
         tfs_buf_putc(out, ':');
-        switch (v->type) {
-        case TFS_SDK_NULL: tfs_buf_append(out, "null", 4); break;
-        case TFS_SDK_BOOL: tfs_buf_puts(out, v->u.b ? "true" : "false"); break;
-        case TFS_SDK_INT64:
-            tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i));
-            break;
-        case TFS_SDK_FLOAT64:
-            if (isfinite(v->u.f))
-                tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f));
-            else
-                tfs_buf_append(out, "null", 4); /* JSON has no NaN or infinity */
-            break;
-        case TFS_SDK_JSON: {
-            /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
-            json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
-            if (j) {
-                json_decref(j);
-                tfs_buf_append(out, v->u.s, v->len);
-            } else {
-                tfs_json_string_append(out, v->u.s, v->len);
-            }
-            break;
-        }
-        default: tfs_json_string_append(out, v->u.s, v->len); break;
-        }
+        tfs_value_json_append(out, &rec->values[i]);
     }
     tfs_buf_putc(out, '}');
     return out->oom ? -1 : 0;

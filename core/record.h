@@ -97,6 +97,8 @@ struct tfs_buf;
 /* Appends the same JSON object as text, without building a jansson tree: this runs for
  * every record written, to keep the sync map's last-written record. Returns 0 or -1. */
 int tfs_record_json_append(struct tfs_buf *out, const tfs_record *rec);
+/* Appends one value as JSON (DECIMAL and text types as strings). */
+void tfs_value_json_append(struct tfs_buf *out, const tfs_value *v);
 /* Appends s as a JSON string literal (quoted, escaped). */
 void tfs_json_string_append(struct tfs_buf *out, const char *s, size_t len);
 #endif
