@@ -454,6 +454,8 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
             json_array_append_new(caps, json_string("source"));
         if (p->desc.capabilities & TFS_SDK_CAP_TARGET)
             json_array_append_new(caps, json_string("target"));
+        if (p->desc.capabilities & TFS_SDK_CAP_CHANGES)
+            json_array_append_new(caps, json_string("changes"));
         char sdk[32];
         snprintf(sdk, sizeof sdk, "%u.%u", (unsigned)p->desc.sdk_major,
                  (unsigned)p->desc.sdk_minor);
@@ -572,7 +574,8 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
     json_t *out = NULL;
     int rc = tfs_store_audit_json(s, &f, &out, &err);
     store_release(api, s);
-    if (rc == TFS_EPERMANENT && strstr(err.message, "timestamp")) {
+    if (rc == TFS_EPERMANENT && (f.since || f.until)) {
+        /* The only input the store can refuse here is a time it cannot read. */
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
                          "since or until is not a time PostgreSQL understands: %s; use ISO "
                          "8601, e.g. 2026-11-21T08:00:00Z",

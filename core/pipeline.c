@@ -322,6 +322,8 @@ static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *s
             if (deactivate) {
                 int f = tfs_entity_field_index(e, b->pair->deactivate_field);
                 if (f < 0) {
+                    if (!r->stage)
+                        b->c.write_failed++;
                     fail_rec(r, "write", NULL);
                     char msg[256];
                     snprintf(msg, sizeof msg, "cannot deactivate %s: it has no field \"%s\"; "
@@ -466,6 +468,23 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_
 }
 
 /* Sync map rows and failed records of the batch, then one state store transaction. */
+/* The name of a target record in an audit entry: its entity, or "entity key" when the
+ * mapping produced several records of that entity for one source record. */
+static const char *audit_name(const rec_state *r, const tfs_record *t, tfs_arena *a)
+{
+    size_t same = 0;
+    for (size_t j = 0; j < r->out.n; j++)
+        same += r->out.recs[j]->entity == t->entity;
+    if (same <= 1)
+        return t->entity->name;
+    const char *key = tfs_record_key(a, t);
+    size_t len = strlen(t->entity->name) + (key ? strlen(key) : 0) + 2;
+    char *name = tfs_arena_alloc(a, len);
+    if (name)
+        snprintf(name, len, "%s %s", t->entity->name, key ? key : "");
+    return name;
+}
+
 /* The audit entry's changes: per target entity, the fields whose value differs between
  * the last written record (old, JSON text or NULL) and the new ones, as
  * {"before": x, "after": y}; a deletion has every field go to null. Bookkeeping fields are
@@ -482,7 +501,10 @@ static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
             const tfs_record *rec = r->out.recs[j];
             if (j)
                 tfs_buf_putc(t, ',');
-            tfs_json_string_append(t, rec->entity->name, strlen(rec->entity->name));
+            const char *name = audit_name(r, rec, a);
+            if (!name)
+                return NULL;
+            tfs_json_string_append(t, name, strlen(name));
             tfs_buf_puts(t, ":{");
             int first = 1;
             for (size_t f = 0; f < rec->n; f++) {
@@ -538,8 +560,9 @@ static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
             json_object_set_new(fields, fd->name, json_pack("{sOsO}", "before", bv, "after", av));
         }
         json_decref(after);
-        if (json_object_size(fields))
-            json_object_set_new(changes, t->entity->name, fields);
+        const char *name = audit_name(r, t, a);
+        if (json_object_size(fields) && name)
+            json_object_set_new(changes, name, fields);
         else
             json_decref(fields);
     }

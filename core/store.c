@@ -458,9 +458,13 @@ int tfs_store_changes_cursors(tfs_store *s, const char *const *pairs, size_t n_p
         return rc;
     const char *params[] = {tfs_buf_str(&s->buf)};
     rc = json_query(s,
-                    "SELECT coalesce(json_agg(encode(cursor, 'base64')), '[]') FROM"
-                    " tfsync.cursors WHERE kind = 'changes' AND cursor IS NOT NULL"
-                    " AND pair = ANY($1::text[])",
+                    /* A full run still reading holds its start cursor in pending: the
+                     * changes after it are its first incremental run's to read. */
+                    "SELECT coalesce(json_agg(encode(c, 'base64')), '[]') FROM ("
+                    " SELECT cursor AS c FROM tfsync.cursors WHERE kind = 'changes'"
+                    " AND cursor IS NOT NULL AND pair = ANY($1::text[])"
+                    " UNION ALL SELECT pending FROM tfsync.cursors WHERE kind = 'full'"
+                    " AND NOT done AND pending IS NOT NULL AND pair = ANY($1::text[])) x",
                     1, params, out, "read change checkpoints", err);
     return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
 }

@@ -587,10 +587,11 @@ static const tfs_sdk_plugin descriptor = {
  * return NULL.
  *
  * Host functions added after SDK 1.0 are called only after testing for them, because the
- * table may come from a host older than the header you build with. For example, with a
- * hypothetical `now_ms` appended in SDK 1.1:
+ * table may come from a host older than the header you build with. For example
+ * batch_add_delete, appended in SDK 1.1 for change data:
  *
- *     int64_t t = TFS_SDK_HOST_HAS(host, now_ms) ? host->now_ms(host) : 0;
+ *     if (TFS_SDK_HOST_HAS(host, batch_add_delete))
+ *         rec = host->batch_add_delete(out);
  *
  * Every member used in this file is part of SDK 1.0, which every 1.x host provides. */
 TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
