@@ -1,16 +1,30 @@
 /* plugins/pacs/pacs.c — source adapter for the PACS appraisal database (PostgreSQL).
  *
- * Exposes one entity, property: a PACS property with its property_val row for the roll
- * year at the highest sup_num (a supplement is an update of the same record), its primary
- * situs address and the sorted list of its exemption codes for that year and supplement.
- * Full reads are keyset-paginated on prop_id, one parameterised query per batch; fetch
- * takes (prop_id, prop_val_yr) keys in one query over unnested arrays. Each instance owns
- * one libpq connection, reconnects with PQreset on the first call after losing it, and
- * classifies errors as transient (connection, server shutdown, serialization, deadlock,
- * timeout) or permanent (everything else). Incremental reads are not implemented yet.
+ * Three entities. property: a PACS property with its property_val row for the roll year at
+ * the highest sup_num (a supplement is an update of the same record), its primary situs
+ * address and the sorted list of its exemption codes for that year and supplement. owner:
+ * the owners of the same property_val row (the first two by share, the first one's mailing
+ * address). sale: one record per sale and property it conveyed, with the property's
+ * current first owner as the buyer. Full reads are keyset-paginated, one parameterised
+ * query per batch; fetch takes keys in one query over unnested arrays.
+ *
+ * Change reads follow PgQ: triggers (schema.sql) append (transaction id, table, key) to
+ * change_log, and a read takes the rows committed between two transaction snapshots, the
+ * previous one (from the cursor) and one taken when the window starts. A transaction that
+ * began before a later one but committed after it is not visible in the window's end
+ * snapshot, so the next window takes it: nothing is missed however commits interleave.
+ * Each entity maps the rows of the tables behind it to its own keys (an account's rows to
+ * every property the account owns), returns the affected keys in key order, paginated
+ * within one window, each as its record now or as a deletion when it no longer exists
+ * (or is retired, with retired_as_delete).
+ *
+ * Each instance owns one libpq connection, reconnects with PQreset on the first call after
+ * losing it, and classifies errors as transient (connection, server shutdown,
+ * serialization, deadlock, timeout) or permanent (everything else).
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +33,43 @@
 
 #include "tfsync_plugin.h"
 
-#define PACS_CURSOR_PREFIX "p1:" /* cursor format version 1: "p1:<last prop_id>" */
+#define PACS_CURSOR_PREFIX "p1:" /* full reads, format 1: "p1:<last key>[:<last key 2>]" */
+#define PACS_CHANGES_PREFIX "v1|" /* change reads, format 1: "v1|<prev>|<cur>|[<k1>[,<k2>]]" */
 #define PACS_FETCH_SIZE_MAX 100000
+#define PACS_SNAPSHOT_MAX 65536 /* longest pg_snapshot text accepted in a cursor */
+
+/* Parameter type OIDs (pg_type), so that statements may leave some parameters unused and
+ * snapshots are parsed once per execution, not once per row. */
+#define OID_BOOL 16
+#define OID_INT8 20
+#define OID_INT4 23
+#define OID_INT8_ARRAY 1016
+#define OID_PG_SNAPSHOT 5038
+
+/* Scratch text: one per instance per use, kept across calls. */
+typedef struct pacs_buf {
+    char *s;
+    size_t len, cap;
+} pacs_buf;
 
 typedef struct pacs {
     PGconn *conn;
     int fetch_size;
-    int session_ready; /* session settings applied and statements prepared */
-    int up;            /* the last call found the connection working: log its loss once */
-    char *buf;         /* scratch for fetch key arrays, kept across calls */
-    size_t buf_cap;
+    int include_retired; /* retired_as_delete is false: retired properties are records */
+    int session_ready;   /* session settings applied and statements prepared */
+    int up;              /* the last call found the connection working: log its loss once */
+    pacs_buf keys;       /* fetch key arrays, trim snapshot arrays */
+    pacs_buf cursor;     /* the parsed copy of a change cursor */
+    pacs_buf next;       /* the cursor being built */
 } pacs;
+
+/* A change cursor, parsed: pointers into pacs.cursor. */
+typedef struct pacs_changes_pos {
+    const char *prev;  /* the snapshot the window starts after */
+    const char *cur;   /* the snapshot the window ends at */
+    int in_window;     /* k1/k2 are the last key returned in (prev, cur] */
+    int64_t k1, k2;
+} pacs_changes_pos;
 
 /* The host table: set once by tfs_sdk_entry, lives as long as the process. */
 static const tfs_sdk_host *host;
@@ -39,15 +79,22 @@ static const tfs_sdk_config_key pacs_config[] = {
      "libpq connection string or URI of the PACS database"},
     {"fetch_size", TFS_SDK_CONFIG_INT, "1000",
      "most rows one read query returns, an upper bound beside the host's max_records"},
+    {"retired_as_delete", TFS_SDK_CONFIG_BOOL, "true",
+     "a retired property (prop_inactive_dt set) is a deletion in change reads and left out "
+     "of full reads; false: a record like any other"},
 };
 
+#define KEY TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0
+#define INT TFS_SDK_INT64, 0, 0, 0, 0
 #define DEC(p, s) TFS_SDK_DECIMAL, 0, 0, (p), (s)
 #define TXT TFS_SDK_TEXT, 0, 0, 0, 0
-/* The order is the contract with the transforms: never reorder, only append. */
+#define BOOL TFS_SDK_BOOL, 0, 0, 0, 0
+#define DATE TFS_SDK_DATE, 0, 0, 0, 0
+/* The orders are a contract with the transforms: never reorder, only append. */
 static const tfs_sdk_field property_fields[] = {
-    {"prop_id", TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
-    {"prop_val_yr", TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
-    {"sup_num", TFS_SDK_INT64, 0, 0, 0, 0},
+    {"prop_id", KEY},
+    {"prop_val_yr", KEY},
+    {"sup_num", INT},
     {"prop_type_cd", TXT},
     {"geo_id", TXT},
     {"simple_geo_id", TXT},
@@ -65,7 +112,7 @@ static const tfs_sdk_field property_fields[] = {
     {"legal_acreage", DEC(14, 4)},
     {"hood_cd", TXT},
     {"property_use_cd", TXT},
-    {"prop_inactive_dt", TFS_SDK_DATE, 0, 0, 0, 0},
+    {"prop_inactive_dt", DATE},
     {"situs_num", TXT},
     {"situs_street_prefx", TXT},
     {"situs_street", TXT},
@@ -76,29 +123,95 @@ static const tfs_sdk_field property_fields[] = {
     {"situs_zip", TXT},
     {"exemptions", TFS_SDK_JSON, 0, 0, 0, 0},
 };
-#undef DEC
-#undef TXT
 
-#define N_PROPERTY_FIELDS (sizeof property_fields / sizeof property_fields[0])
-
-static const tfs_sdk_entity pacs_entities[] = {
-    {"property", property_fields, N_PROPERTY_FIELDS},
+static const tfs_sdk_field owner_fields[] = {
+    {"prop_id", KEY},
+    {"prop_val_yr", KEY},
+    {"sup_num", INT},
+    {"geo_id", TXT},
+    {"simple_geo_id", TXT},
+    {"prop_inactive_dt", DATE},
+    {"owner_count", INT},
+    {"own1_id", INT},
+    {"own1_name", TXT},
+    {"own1_confidential", BOOL},
+    {"own1_pct", DEC(13, 10)},
+    {"own2_id", INT},
+    {"own2_name", TXT},
+    {"own2_confidential", BOOL},
+    {"addr_line1", TXT},
+    {"addr_line2", TXT},
+    {"addr_city", TXT},
+    {"addr_state", TXT},
+    {"addr_zip", TXT},
 };
 
-/* The select list follows property_fields. v is the property_val row at the highest
- * sup_num of the year, s the primary situs (primary_situs = 'Y', else the lowest
- * situs_id), x the exemption codes of that year and supplement as a compact JSON array. */
-#define PACS_SELECT                                                                             \
+static const tfs_sdk_field sale_fields[] = {
+    {"chg_of_owner_id", KEY},
+    {"prop_id", KEY},
+    {"sl_price", DEC(14, 0)},
+    {"sl_dt", DATE},
+    {"sl_type_cd", TXT},
+    {"confidential_sale", BOOL},
+    {"simple_geo_id", TXT},
+    {"geo_id", TXT},
+    {"buyer_name", TXT},
+    {"buyer_confidential", BOOL},
+    {"seller_name", TXT},
+};
+#undef KEY
+#undef INT
+#undef DEC
+#undef TXT
+#undef BOOL
+#undef DATE
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+enum { ENT_PROPERTY, ENT_OWNER, ENT_SALE };
+
+static const tfs_sdk_entity pacs_entities[] = {
+    [ENT_PROPERTY] = {"property", property_fields, N_OF(property_fields)},
+    [ENT_OWNER] = {"owner", owner_fields, N_OF(owner_fields)},
+    [ENT_SALE] = {"sale", sale_fields, N_OF(sale_fields)},
+};
+
+#define N_ENTITIES N_OF(pacs_entities)
+
+/* ---- SQL ----------------------------------------------------------------------------------
+ *
+ * Per entity, four statements with fixed parameter lists (types declared at prepare, so an
+ * entity may leave one unused):
+ *   read     $1 roll year, $2/$3 last key (k1, k2), $4 most rows, $5 include retired
+ *   fetch    $1/$2 key arrays (k1[], k2[]), $3 roll year, $4 include retired
+ *   changes  $1 prev snapshot, $2 cur snapshot, $3/$4 last key, $5 most keys, $6 roll year,
+ *            $7 include retired
+ *   lag      $1 prev snapshot, $2 cur snapshot, $3/$4 last key, $5 roll year
+ * The keys of property and owner are (prop_id, prop_val_yr); the keyset is prop_id alone
+ * (k2 unused). The key of sale is (chg_of_owner_id, prop_id), both in the keyset.
+ */
+
+/* "Live" unless retired, when retirements count as deletions. */
+#define LIVE(param) " (" param "::bool OR v.prop_inactive_dt IS NULL)"
+
+/* The property_val row of the year at the highest sup_num. */
+#define VAL_LATERAL(year)                                                                       \
+    " CROSS JOIN LATERAL (SELECT pv.* FROM property_val pv"                                     \
+    "   WHERE pv.prop_id = p.prop_id AND pv.prop_val_yr = " year                               \
+    "   ORDER BY pv.sup_num DESC LIMIT 1) v"
+
+/* property: the select list follows property_fields. s is the primary situs
+ * (primary_situs = 'Y', else the lowest situs_id), x the exemption codes of that year and
+ * supplement as a compact JSON array. */
+#define PROP_SELECT                                                                             \
     "SELECT p.prop_id, v.prop_val_yr, v.sup_num, p.prop_type_cd, p.geo_id, p.simple_geo_id,"   \
     " p.state_cd, p.zoning, v.land_hstd_val, v.land_non_hstd_val, v.imprv_hstd_val,"           \
     " v.imprv_non_hstd_val, v.ag_use_val, v.market, v.appraised_val, v.assessed_val,"          \
     " v.legal_desc, v.legal_acreage, v.hood_cd, v.property_use_cd, v.prop_inactive_dt,"        \
     " s.situs_num, s.situs_street_prefx, s.situs_street, s.situs_street_sufix, s.situs_unit,"  \
     " s.situs_city, s.situs_state, s.situs_zip, x.exemptions"
-#define PACS_LATERALS(year)                                                                     \
-    " CROSS JOIN LATERAL (SELECT pv.* FROM property_val pv"                                     \
-    "   WHERE pv.prop_id = p.prop_id AND pv.prop_val_yr = " year                               \
-    "   ORDER BY pv.sup_num DESC LIMIT 1) v"                                                    \
+#define PROP_LATERALS(year)                                                                     \
+    VAL_LATERAL(year)                                                                           \
     " LEFT JOIN LATERAL (SELECT st.* FROM situs st WHERE st.prop_id = p.prop_id"               \
     "   ORDER BY coalesce(st.primary_situs = 'Y', false) DESC, st.situs_id LIMIT 1) s ON true" \
     " CROSS JOIN LATERAL (SELECT coalesce('[' || string_agg(to_json(d.c)::text, ','"           \
@@ -107,19 +220,214 @@ static const tfs_sdk_entity pacs_entities[] = {
     "     WHERE e.prop_id = p.prop_id AND e.exmpt_tax_yr = v.prop_val_yr"                      \
     "       AND e.sup_num = v.sup_num) d) x"
 
-/* $1 roll year, $2 last prop_id returned (0 at the start), $3 most rows. */
-static const char read_sql[] = PACS_SELECT " FROM property p" PACS_LATERALS("$1::int4")
-    " WHERE p.prop_id > $2::int8 ORDER BY p.prop_id LIMIT $3::int4";
+/* owner: the select list follows owner_fields. os holds the owners of the property_val
+ * row, first by the largest share, then by owner_id; a1/a2 are the accounts of the first
+ * two, ma the first one's mailing address (primary first, then type 'M'). */
+#define OWNER_SELECT                                                                            \
+    "SELECT p.prop_id, v.prop_val_yr, v.sup_num, p.geo_id, p.simple_geo_id,"                   \
+    " v.prop_inactive_dt, os.n, os.ids[1], a1.file_as_name, a1.confidential_flag = 'T',"       \
+    " os.pcts[1], os.ids[2], a2.file_as_name, a2.confidential_flag = 'T', ma.addr_line1,"      \
+    " ma.addr_line2, ma.addr_city, ma.addr_state, ma.addr_zip"
+#define OWNER_LATERALS(year)                                                                    \
+    VAL_LATERAL(year)                                                                           \
+    " CROSS JOIN LATERAL (SELECT count(*) AS n,"                                                \
+    "   array_agg(o.owner_id ORDER BY o.pct_ownership DESC, o.owner_id) AS ids,"               \
+    "   array_agg(o.pct_ownership ORDER BY o.pct_ownership DESC, o.owner_id) AS pcts"          \
+    "   FROM owner o WHERE o.prop_id = p.prop_id AND o.owner_tax_yr = v.prop_val_yr"           \
+    "     AND o.sup_num = v.sup_num) os"                                                        \
+    " LEFT JOIN account a1 ON a1.acct_id = os.ids[1]"                                          \
+    " LEFT JOIN account a2 ON a2.acct_id = os.ids[2]"                                          \
+    " LEFT JOIN LATERAL (SELECT ad.* FROM address ad WHERE ad.acct_id = os.ids[1]"             \
+    "   ORDER BY ad.primary_addr = 'Y' DESC, ad.addr_type_cd = 'M' DESC, ad.addr_type_cd"      \
+    "   LIMIT 1) ma ON true"
 
-/* $1 prop_id[], $2 prop_val_yr[] (pairwise). */
-static const char fetch_sql[] = PACS_SELECT
-    " FROM (SELECT DISTINCT k.prop_id, k.prop_val_yr"
-    "   FROM unnest($1::int8[], $2::int8[]) AS k(prop_id, prop_val_yr)) k"
-    " JOIN property p ON p.prop_id = k.prop_id" PACS_LATERALS("k.prop_val_yr")
-    " ORDER BY p.prop_id, v.prop_val_yr";
+/* sale: the select list follows sale_fields; a is the association row. The buyer is the
+ * property's current first owner (b); the demo PACS keeps no seller, so seller_name is
+ * null. A sale exists while its property has a value row for the roll year. */
+#define SALE_SELECT                                                                             \
+    "SELECT a.chg_of_owner_id, a.prop_id, sl.sl_price, sl.sl_dt, sl.sl_type_cd,"                \
+    " sl.confidential_sale = 'T', p.simple_geo_id, p.geo_id, b.file_as_name,"                  \
+    " b.confidential_flag = 'T', NULL::text"
+#define SALE_JOINS(year)                                                                        \
+    " JOIN sale sl ON sl.chg_of_owner_id = a.chg_of_owner_id"                                  \
+    " JOIN property p ON p.prop_id = a.prop_id" VAL_LATERAL(year)                              \
+    " LEFT JOIN LATERAL (SELECT o.owner_id FROM owner o WHERE o.prop_id = p.prop_id"           \
+    "   AND o.owner_tax_yr = v.prop_val_yr AND o.sup_num = v.sup_num"                          \
+    "   ORDER BY o.pct_ownership DESC, o.owner_id LIMIT 1) o1 ON true"                        \
+    " LEFT JOIN account b ON b.acct_id = o1.owner_id"
 
-#define READ_STMT "tfs_pacs_read"
-#define FETCH_STMT "tfs_pacs_fetch"
+/* Change log rows. In a window: committed after prev (not visible in it; the index finds
+ * them from prev's xmin on) and visible in cur. Pending (lag): not visible in prev, with w
+ * telling whether they are in the window (prev, cur]. Only the rows of the tables behind
+ * the entity ("which"); an update logged as 'u' changed no column the owner and sale
+ * records use (schema.sql). */
+#define CL_COLS "c.tbl, c.prop_id, c.acct_id, c.chg_of_owner_id, c.at"
+#define CL_AFTER_PREV                                                                           \
+    " FROM change_log c WHERE c.txid >= pg_snapshot_xmin($1::pg_snapshot)"                      \
+    " AND NOT pg_visible_in_snapshot(c.txid, $1::pg_snapshot)"
+#define CL_WINDOW(which)                                                                        \
+    "WITH cl AS (SELECT " CL_COLS ", true AS w" CL_AFTER_PREV                                   \
+    " AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot) AND " which ")"
+#define CL_PENDING(which)                                                                       \
+    "WITH cl AS (SELECT " CL_COLS ", pg_visible_in_snapshot(c.txid, $2::pg_snapshot) AS w"     \
+    CL_AFTER_PREV " AND " which ")"
+
+/* The rows mapped to the entity's keys (k1, k2) as km(k1, k2, w, at). */
+#define PROP_ROWS "c.tbl IN ('property', 'property_val', 'situs', 'property_exemption')"
+#define PROP_KEYS(year)                                                                         \
+    ", km AS (SELECT cl.prop_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"                   \
+    " WHERE cl.prop_id IS NOT NULL)"
+#define OWNER_ROWS                                                                              \
+    "(c.tbl IN ('owner', 'address') OR (c.tbl IN ('property', 'property_val', 'account')"      \
+    " AND c.op <> 'u'))"
+#define OWNER_KEYS(year)                                                                        \
+    ", km AS (SELECT cl.prop_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"                   \
+    " WHERE cl.prop_id IS NOT NULL"                                                             \
+    " UNION ALL SELECT o.prop_id, NULL::int8, cl.w, cl.at FROM cl"                              \
+    " JOIN owner o ON o.owner_id = cl.acct_id AND o.owner_tax_yr = " year                      \
+    " WHERE cl.acct_id IS NOT NULL)"
+/* A sale record changes with the sale, its association, the property (geo ids, value row),
+ * its owners and their accounts (the buyer's name). */
+#define SALE_ROWS                                                                               \
+    "(c.tbl IN ('sale', 'chg_of_owner_prop_assoc', 'owner') OR (c.tbl IN ('property',"          \
+    " 'property_val', 'account') AND c.op <> 'u'))"
+#define SALE_KEYS(year)                                                                         \
+    ", km AS (SELECT cl.chg_of_owner_id AS k1, cl.prop_id AS k2, cl.w, cl.at FROM cl"           \
+    " WHERE cl.tbl = 'chg_of_owner_prop_assoc'"                                                 \
+    " UNION ALL SELECT a.chg_of_owner_id, a.prop_id, cl.w, cl.at FROM cl"                       \
+    " JOIN chg_of_owner_prop_assoc a ON a.chg_of_owner_id = cl.chg_of_owner_id"                \
+    " WHERE cl.tbl = 'sale'"                                                                    \
+    " UNION ALL SELECT a.chg_of_owner_id, a.prop_id, cl.w, cl.at FROM cl"                       \
+    " JOIN chg_of_owner_prop_assoc a ON a.prop_id = cl.prop_id"                                \
+    " WHERE cl.tbl IN ('property', 'property_val', 'owner')"                                    \
+    " UNION ALL SELECT a.chg_of_owner_id, a.prop_id, cl.w, cl.at FROM cl"                       \
+    " JOIN owner o ON o.owner_id = cl.acct_id AND o.owner_tax_yr = " year                      \
+    " JOIN chg_of_owner_prop_assoc a ON a.prop_id = o.prop_id WHERE cl.tbl = 'account')"
+
+#define AFTER1 "km.k1 > $3::int8"
+#define AFTER2 "(km.k1, km.k2) > ($3::int8, $4::int8)"
+
+/* One page of a window: the next keys after the last one, each with its record now (all
+ * record columns null when it no longer exists). */
+#define CHANGES(cl, keys, after, record)                                                        \
+    cl keys ", kp AS (SELECT DISTINCT km.k1, km.k2 FROM km WHERE " after                       \
+    " ORDER BY km.k1, km.k2 LIMIT $5::int4)"                                                    \
+    " SELECT kp.k1, kp.k2, r.* FROM kp LEFT JOIN LATERAL (" record ") r ON true"               \
+    " ORDER BY kp.k1, kp.k2"
+
+/* The distinct keys still to read after a cursor, and the age of the oldest change. */
+#define LAG(cl, keys, after)                                                                    \
+    cl keys " SELECT count(*), coalesce(floor(extract(epoch FROM clock_timestamp() - min(q.at))" \
+    " * 1000), 0)::int8 FROM (SELECT km.k1, km.k2, min(km.at) AS at FROM km"                    \
+    " WHERE NOT km.w OR " after " GROUP BY km.k1, km.k2) q"
+
+typedef struct pacs_sql {
+    const char *read, *fetch, *changes, *lag;
+    int keyset; /* key fields in the keyset: 1 (prop_id) or 2 (chg_of_owner_id, prop_id) */
+} pacs_sql;
+
+static const pacs_sql pacs_sqls[] = {
+    [ENT_PROPERTY] =
+        {
+            PROP_SELECT " FROM property p" PROP_LATERALS("$1::int4")
+            " WHERE p.prop_id > $2::int8 AND" LIVE("$5") " ORDER BY p.prop_id LIMIT $4::int4",
+            PROP_SELECT " FROM (SELECT DISTINCT k.prop_id, k.prop_val_yr"
+            "   FROM unnest($1::int8[], $2::int8[]) AS k(prop_id, prop_val_yr)) k"
+            " JOIN property p ON p.prop_id = k.prop_id" PROP_LATERALS("k.prop_val_yr")
+            " WHERE" LIVE("$4") " ORDER BY p.prop_id, v.prop_val_yr",
+            CHANGES(CL_WINDOW(PROP_ROWS), PROP_KEYS("$6::int4"), AFTER1,
+                    PROP_SELECT " FROM property p" PROP_LATERALS("$6::int4")
+                    " WHERE p.prop_id = kp.k1 AND" LIVE("$7")),
+            LAG(CL_PENDING(PROP_ROWS), PROP_KEYS("$5::int4"), AFTER1),
+            1,
+        },
+    [ENT_OWNER] =
+        {
+            OWNER_SELECT " FROM property p" OWNER_LATERALS("$1::int4")
+            " WHERE p.prop_id > $2::int8 AND" LIVE("$5") " ORDER BY p.prop_id LIMIT $4::int4",
+            OWNER_SELECT " FROM (SELECT DISTINCT k.prop_id, k.prop_val_yr"
+            "   FROM unnest($1::int8[], $2::int8[]) AS k(prop_id, prop_val_yr)) k"
+            " JOIN property p ON p.prop_id = k.prop_id" OWNER_LATERALS("k.prop_val_yr")
+            " WHERE" LIVE("$4") " ORDER BY p.prop_id, v.prop_val_yr",
+            CHANGES(CL_WINDOW(OWNER_ROWS), OWNER_KEYS("$6::int4"), AFTER1,
+                    OWNER_SELECT " FROM property p" OWNER_LATERALS("$6::int4")
+                    " WHERE p.prop_id = kp.k1 AND" LIVE("$7")),
+            LAG(CL_PENDING(OWNER_ROWS), OWNER_KEYS("$5::int4"), AFTER1),
+            1,
+        },
+    [ENT_SALE] =
+        {
+            SALE_SELECT " FROM chg_of_owner_prop_assoc a" SALE_JOINS("$1::int4")
+            " WHERE (a.chg_of_owner_id, a.prop_id) > ($2::int8, $3::int8) AND" LIVE("$5")
+            " ORDER BY a.chg_of_owner_id, a.prop_id LIMIT $4::int4",
+            SALE_SELECT " FROM (SELECT DISTINCT k.k1, k.k2"
+            "   FROM unnest($1::int8[], $2::int8[]) AS k(k1, k2)) k"
+            " JOIN chg_of_owner_prop_assoc a ON a.chg_of_owner_id = k.k1 AND a.prop_id = k.k2"
+            SALE_JOINS("$3::int4") " WHERE" LIVE("$4")
+            " ORDER BY a.chg_of_owner_id, a.prop_id",
+            CHANGES(CL_WINDOW(SALE_ROWS), SALE_KEYS("$6::int4"), AFTER2,
+                    SALE_SELECT " FROM chg_of_owner_prop_assoc a" SALE_JOINS("$6::int4")
+                    " WHERE a.chg_of_owner_id = kp.k1 AND a.prop_id = kp.k2 AND" LIVE("$7")),
+            LAG(CL_PENDING(SALE_ROWS), SALE_KEYS("$5::int4"), AFTER2),
+            2,
+        },
+};
+
+static const char snapshot_sql[] = "SELECT pg_current_snapshot()::text";
+/* Every reader is past the changes of transactions below the xmin of its cursor's
+ * previous snapshot: they are visible in it. $1 the snapshots, text[]. */
+static const char trim_sql[] =
+    "DELETE FROM change_log WHERE txid < (SELECT min(pg_snapshot_xmin(s::pg_snapshot))"
+    " FROM unnest($1::text[]) AS s)";
+
+static const Oid read_types[] = {OID_INT4, OID_INT8, OID_INT8, OID_INT4, OID_BOOL};
+static const Oid fetch_types[] = {OID_INT8_ARRAY, OID_INT8_ARRAY, OID_INT4, OID_BOOL};
+static const Oid changes_types[] = {OID_PG_SNAPSHOT, OID_PG_SNAPSHOT, OID_INT8, OID_INT8,
+                                    OID_INT4, OID_INT4, OID_BOOL};
+static const Oid lag_types[] = {OID_PG_SNAPSHOT, OID_PG_SNAPSHOT, OID_INT8, OID_INT8, OID_INT4};
+
+/* Reads and fetches are prepared once per session: their plans do not depend on the
+ * parameters. Change reads and lag queries are planned at every call instead (unnamed
+ * statements): how many change log rows lie after a snapshot is only known from the
+ * snapshot itself, and a generic plan guessing a third of the table would scan all of it. */
+enum { STMT_READ, STMT_FETCH, N_PREPARED, STMT_CHANGES = N_PREPARED, STMT_LAG, N_STMTS };
+static const char *const stmt_what[N_STMTS] = {"read", "fetch", "changes", "lag"};
+
+/* The text, parameter count and types of a statement of an entity. */
+static void stmt_get(size_t entity, int what, const char **sql, int *n, const Oid **types)
+{
+    const pacs_sql *q = &pacs_sqls[entity];
+    switch (what) {
+    case STMT_READ:
+        *sql = q->read, *n = (int)N_OF(read_types), *types = read_types;
+        break;
+    case STMT_FETCH:
+        *sql = q->fetch, *n = (int)N_OF(fetch_types), *types = fetch_types;
+        break;
+    case STMT_CHANGES:
+        *sql = q->changes, *n = (int)N_OF(changes_types), *types = changes_types;
+        break;
+    default:
+        *sql = q->lag, *n = (int)N_OF(lag_types), *types = lag_types;
+        break;
+    }
+}
+
+/* Prepared statement names: tfs_pacs_<entity>_<what>. */
+static void stmt_name(char *out, size_t cap, size_t entity, int what)
+{
+    snprintf(out, cap, "tfs_pacs_%s_%s", pacs_entities[entity].name, stmt_what[what]);
+}
+
+/* "; load plugins/pacs/schema.sql ..." when res failed on a missing table. */
+static const char *missing_table_hint(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && strcmp(state, "42P01") == 0
+               ? "; load plugins/pacs/schema.sql into the database (change capture needs its "
+                 "change_log table and triggers)"
+               : "";
+}
 
 /* ---- libpq helpers (the same in plugins/cama/cama.c) ----------------------------------- */
 
@@ -187,6 +495,23 @@ static void pg_notice(void *arg, const char *message)
     host->log(host, level, "%.*s", (int)len, message);
 }
 
+/* Parses a decimal int64 of exactly len bytes. */
+static int parse_i64(const char *s, size_t len, int64_t *v)
+{
+    char text[24];
+    if (len == 0 || len >= sizeof text)
+        return -1;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    char *end;
+    errno = 0;
+    long long x = strtoll(text, &end, 10);
+    if (errno || end == text || *end)
+        return -1;
+    *v = (int64_t)x;
+    return 0;
+}
+
 /* Sets field f of rec from column col of the result row, as the field's type says. */
 static int pg_set_field(tfs_sdk_record *rec, const tfs_sdk_field *field, size_t f,
                         const PGresult *res, int row, int col, tfs_sdk_error *err)
@@ -198,15 +523,13 @@ static int pg_set_field(tfs_sdk_record *rec, const tfs_sdk_field *field, size_t 
     int rc;
     switch (field->type) {
     case TFS_SDK_INT64: {
-        char *end;
-        errno = 0;
-        long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end) {
+        int64_t v;
+        if (parse_i64(val, (size_t)len, &v) != 0) {
             host->error_set(err, "could not read %s: \"%s\" is not an integer", field->name,
                             val);
             return TFS_SDK_EPERMANENT;
         }
-        rc = host->rec_set_int(rec, f, (int64_t)v);
+        rc = host->rec_set_int(rec, f, v);
         break;
     }
     case TFS_SDK_BOOL:
@@ -226,36 +549,88 @@ static int pg_set_field(tfs_sdk_record *rec, const tfs_sdk_field *field, size_t 
     return 0;
 }
 
+/* Adds row r of res, from column col0 on, to out as a record of entity. */
+static int pg_add_row(const tfs_sdk_entity *entity, const PGresult *res, int r, int col0,
+                      tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    tfs_sdk_record *rec = host->batch_add(out);
+    if (!rec) {
+        host->error_set(err, "could not add a %s record: out of memory", entity->name);
+        return TFS_SDK_ETRANSIENT;
+    }
+    for (size_t f = 0; f < entity->n_fields; f++) {
+        int rc = pg_set_field(rec, &entity->fields[f], f, res, r, col0 + (int)f, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Checks that res has the entity's columns after col0 others. */
+static int pg_check_columns(const tfs_sdk_entity *entity, const PGresult *res, int col0,
+                            tfs_sdk_error *err)
+{
+    if ((size_t)PQnfields(res) == entity->n_fields + (size_t)col0)
+        return 0;
+    host->error_set(err, "could not read %s: the query returned %d columns, not %zu",
+                    entity->name, PQnfields(res), entity->n_fields + (size_t)col0);
+    return TFS_SDK_EPERMANENT;
+}
+
 /* Adds every row of res to out as records of entity. */
 static int pg_add_rows(const tfs_sdk_entity *entity, const PGresult *res, tfs_sdk_batch *out,
                        tfs_sdk_error *err)
 {
-    int rows = PQntuples(res);
-    if ((size_t)PQnfields(res) != entity->n_fields) {
-        host->error_set(err, "could not read %s: the query returned %d columns, not %zu",
-                        entity->name, PQnfields(res), entity->n_fields);
-        return TFS_SDK_EPERMANENT;
+    int rc = pg_check_columns(entity, res, 0, err);
+    for (int r = 0; r < PQntuples(res) && !rc; r++)
+        rc = pg_add_row(entity, res, r, 0, out, err);
+    return rc;
+}
+
+/* ---- scratch text ---------------------------------------------------------------------- */
+
+static int buf_put(pacs_buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *t = realloc(b->s, cap);
+        if (!t)
+            return -1;
+        b->s = t;
+        b->cap = cap;
     }
-    for (int r = 0; r < rows; r++) {
-        tfs_sdk_record *rec = host->batch_add(out);
-        if (!rec) {
-            host->error_set(err, "could not add a %s record: out of memory", entity->name);
-            return TFS_SDK_ETRANSIENT;
-        }
-        for (size_t f = 0; f < entity->n_fields; f++) {
-            int rc = pg_set_field(rec, &entity->fields[f], f, res, r, (int)f, err);
-            if (rc)
-                return rc;
-        }
-    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
     return 0;
+}
+
+static int buf_printf(pacs_buf *b, const char *fmt, ...) TFS_SDK_PRINTF(2, 3);
+static int buf_printf(pacs_buf *b, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return -1;
+    return buf_put(b, tmp, (size_t)n);
+}
+
+static void buf_free(pacs_buf *b)
+{
+    free(b->s);
+    *b = (pacs_buf){0};
 }
 
 /* ---- connection ------------------------------------------------------------------------ */
 
 static int pacs_session(pacs *p, tfs_sdk_error *err)
 {
-    char msg[512];
+    char msg[512], name[64];
     PGresult *res = NULL;
     int rc = 0;
 
@@ -269,20 +644,24 @@ static int pacs_session(pacs *p, tfs_sdk_error *err)
                           " SET TimeZone = 'UTC'; SET extra_float_digits = 3");
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         goto fail;
-    PQclear(res);
-    res = PQprepare(p->conn, READ_STMT, read_sql, 0, NULL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        goto fail;
-    PQclear(res);
-    res = PQprepare(p->conn, FETCH_STMT, fetch_sql, 0, NULL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        goto fail;
+    for (size_t e = 0; e < N_ENTITIES; e++)
+        for (int s = 0; s < N_PREPARED; s++) {
+            const char *sql;
+            const Oid *types;
+            int n;
+            stmt_get(e, s, &sql, &n, &types);
+            stmt_name(name, sizeof name, e, s);
+            PQclear(res);
+            res = PQprepare(p->conn, name, sql, n, types);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                goto fail;
+        }
     p->session_ready = 1;
     goto out;
 fail:
     rc = pg_classify(p->conn, res);
-    host->error_set(err, "could not prepare the pacs session: %s",
-                    pg_message(p->conn, res, msg, sizeof msg));
+    host->error_set(err, "could not prepare the pacs session: %s%s",
+                    pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
 out:
     PQclear(res);
     return rc;
@@ -309,6 +688,34 @@ static int pacs_ensure(pacs *p, tfs_sdk_error *err)
     return rc;
 }
 
+/* Runs a prepared statement of an entity; returns the result (owned) or NULL after setting
+ * err and *rc. */
+static PGresult *pacs_exec(pacs *p, size_t entity, int what, int n, const char *const *params,
+                           int *rc, tfs_sdk_error *err)
+{
+    char name[64], msg[512];
+    PGresult *res;
+    if (what < N_PREPARED) {
+        stmt_name(name, sizeof name, entity, what);
+        res = PQexecPrepared(p->conn, name, n, params, NULL, NULL, 0);
+    } else {
+        const char *sql;
+        const Oid *types;
+        int n_types;
+        stmt_get(entity, what, &sql, &n_types, &types);
+        res = PQexecParams(p->conn, sql, n, types, params, NULL, NULL, 0);
+    }
+    if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
+        return res;
+    *rc = pg_classify(p->conn, res);
+    host->error_set(err, "could not %s %s%s: %s%s",
+                    what == STMT_FETCH ? "fetch" : what == STMT_LAG ? "measure the lag of" : "read",
+                    pacs_entities[entity].name, what == STMT_CHANGES ? " changes" : "",
+                    pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+    PQclear(res);
+    return NULL;
+}
+
 /* ---- callbacks ------------------------------------------------------------------------- */
 
 static void pacs_close(void *instance)
@@ -317,7 +724,9 @@ static void pacs_close(void *instance)
     if (!p)
         return;
     PQfinish(p->conn);
-    free(p->buf);
+    buf_free(&p->keys);
+    buf_free(&p->cursor);
+    buf_free(&p->next);
     free(p);
 }
 
@@ -349,6 +758,12 @@ static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *
                         config[1], PACS_FETCH_SIZE_MAX);
         goto out;
     }
+    const char *retired = config[2] ? config[2] : "true";
+    if (strcmp(retired, "true") != 0 && strcmp(retired, "false") != 0) {
+        host->error_set(err, "could not open pacs: retired_as_delete \"%s\" is not true or "
+                        "false", retired);
+        goto out;
+    }
     p = calloc(1, sizeof *p);
     if (!p) {
         host->error_set(err, "could not open pacs: out of memory");
@@ -356,6 +771,7 @@ static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *
         goto out;
     }
     p->fetch_size = (int)fetch_size;
+    p->include_retired = strcmp(retired, "false") == 0;
 
     static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
     const char *values[] = {conninfo, "tfsync-pacs", NULL};
@@ -389,30 +805,232 @@ static int pacs_describe(void *instance, const tfs_sdk_entity **entities, size_t
     (void)instance;
     (void)err;
     *entities = pacs_entities;
-    *n_entities = sizeof pacs_entities / sizeof pacs_entities[0];
+    *n_entities = N_ENTITIES;
     return 0;
 }
 
-/* Parses a cursor written by pacs_read. */
-static int pacs_cursor_parse(const void *cursor, size_t len, int64_t *last)
+/* Parses a full-read cursor: "p1:<k1>" or, for a two-field keyset, "p1:<k1>:<k2>". */
+static int full_cursor_parse(const void *cursor, size_t len, int keyset, int64_t *k1,
+                             int64_t *k2)
 {
-    char text[32];
-    size_t plen = sizeof PACS_CURSOR_PREFIX - 1;
-    if (len == 0) {
-        *last = 0;
+    const char *c = cursor;
+    const size_t plen = sizeof PACS_CURSOR_PREFIX - 1;
+    *k1 = *k2 = 0;
+    if (len == 0)
         return 0;
-    }
-    if (len <= plen || len >= sizeof text || memcmp(cursor, PACS_CURSOR_PREFIX, plen) != 0)
+    if (len <= plen || memcmp(c, PACS_CURSOR_PREFIX, plen) != 0)
         return -1;
-    memcpy(text, (const char *)cursor + plen, len - plen);
-    text[len - plen] = '\0';
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v < 0)
+    c += plen;
+    len -= plen;
+    const char *colon = memchr(c, ':', len);
+    if ((keyset == 2) != (colon != NULL))
         return -1;
-    *last = (int64_t)v;
+    if (!colon)
+        return parse_i64(c, len, k1);
+    size_t n1 = (size_t)(colon - c);
+    return parse_i64(c, n1, k1) == 0 && parse_i64(colon + 1, len - n1 - 1, k2) == 0 ? 0 : -1;
+}
+
+/* Whether s[0..len) is snapshot text: digits, ':' and ','. */
+static int is_snapshot(const char *s, size_t len)
+{
+    if (len == 0 || len > PACS_SNAPSHOT_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == ':' || s[i] == ','))
+            return 0;
+    return 1;
+}
+
+/* Parses a change cursor "v1|<prev>|<cur>|[<k1>[,<k2>]]" into pos (pointing into
+ * p->cursor). Returns 0, -1 when malformed, -2 when out of memory. */
+static int changes_cursor_parse(pacs *p, const void *cursor, size_t len, int keyset,
+                                pacs_changes_pos *pos)
+{
+    const size_t plen = sizeof PACS_CHANGES_PREFIX - 1;
+    memset(pos, 0, sizeof *pos);
+    if (len <= plen || memcmp(cursor, PACS_CHANGES_PREFIX, plen) != 0 ||
+        memchr(cursor, '\0', len))
+        return -1;
+    p->cursor.len = 0;
+    if (buf_put(&p->cursor, (const char *)cursor + plen, len - plen) != 0)
+        return -2;
+    char *s = p->cursor.s;
+    char *bar1 = strchr(s, '|');
+    char *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+    if (!bar2 || strchr(bar2 + 1, '|'))
+        return -1;
+    *bar1 = *bar2 = '\0';
+    char *last = bar2 + 1;
+    if (!is_snapshot(s, strlen(s)) || !is_snapshot(bar1 + 1, strlen(bar1 + 1)))
+        return -1;
+    pos->prev = s;
+    pos->cur = bar1 + 1;
+    if (!*last)
+        return 0;
+    char *comma = strchr(last, ',');
+    if ((keyset == 2) != (comma != NULL))
+        return -1;
+    size_t n1 = comma ? (size_t)(comma - last) : strlen(last);
+    if (parse_i64(last, n1, &pos->k1) != 0 ||
+        (comma && parse_i64(comma + 1, strlen(comma + 1), &pos->k2) != 0))
+        return -1;
+    pos->in_window = 1;
     return 0;
+}
+
+/* Sets the batch's cursor "v1|<prev>|<cur>|" and, inside a window, the last key. */
+static int changes_cursor_set(pacs *p, tfs_sdk_batch *out, const char *prev, const char *cur,
+                              int keyset, const char *k1, const char *k2, tfs_sdk_error *err)
+{
+    p->next.len = 0;
+    int bad = buf_put(&p->next, PACS_CHANGES_PREFIX, sizeof PACS_CHANGES_PREFIX - 1) ||
+              buf_put(&p->next, prev, strlen(prev)) || buf_put(&p->next, "|", 1) ||
+              buf_put(&p->next, cur, strlen(cur)) || buf_put(&p->next, "|", 1);
+    if (!bad && k1) {
+        bad = buf_put(&p->next, k1, strlen(k1));
+        if (!bad && keyset == 2)
+            bad = buf_put(&p->next, ",", 1) || buf_put(&p->next, k2, strlen(k2));
+    }
+    if (bad || host->batch_set_cursor(out, p->next.s, p->next.len) != 0) {
+        host->error_set(err, "could not set the change cursor: out of memory");
+        return TFS_SDK_ETRANSIENT;
+    }
+    return 0;
+}
+
+/* The current snapshot's text into snap (owned by the result *res). */
+static int current_snapshot(pacs *p, PGresult **res, const char **snap, tfs_sdk_error *err)
+{
+    char msg[512];
+    *res = PQexec(p->conn, snapshot_sql);
+    if (PQresultStatus(*res) != PGRES_TUPLES_OK || PQntuples(*res) != 1) {
+        int rc = pg_classify(p->conn, *res);
+        host->error_set(err, "could not take a snapshot of pacs: %s",
+                        pg_message(p->conn, *res, msg, sizeof msg));
+        PQclear(*res);
+        *res = NULL;
+        return rc;
+    }
+    *snap = PQgetvalue(*res, 0, 0);
+    if (!is_snapshot(*snap, strlen(*snap))) {
+        host->error_set(err, "could not take a snapshot of pacs: unexpected text \"%.64s\"",
+                        *snap);
+        PQclear(*res);
+        *res = NULL;
+        return TFS_SDK_EPERMANENT;
+    }
+    return 0;
+}
+
+/* The cursor of "now": "v1|<snapshot>|<snapshot>|", nothing pending. */
+static int changes_now(pacs *p, tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    PGresult *res = NULL;
+    const char *snap;
+    int rc = current_snapshot(p, &res, &snap, err);
+    if (rc == 0)
+        rc = changes_cursor_set(p, out, snap, snap, 1, NULL, NULL, err);
+    PQclear(res);
+    return rc;
+}
+
+/* Adds a deletion of the key (k1, k2) of entity: property and owner are keyed by
+ * (prop_id, roll year), sale by (chg_of_owner_id, prop_id). */
+static int add_delete(size_t entity, int64_t k1, int64_t k2, tfs_sdk_batch *out,
+                      tfs_sdk_error *err)
+{
+    tfs_sdk_record *rec = host->batch_add_delete(out);
+    int64_t second = entity == ENT_SALE ? k2 : (int64_t)host->roll_year;
+    if (!rec || host->rec_set_int(rec, 0, k1) != 0 || host->rec_set_int(rec, 1, second) != 0) {
+        host->error_set(err, "could not add a %s deletion: out of memory",
+                        pacs_entities[entity].name);
+        return TFS_SDK_ETRANSIENT;
+    }
+    return 0;
+}
+
+static int pacs_read_changes(pacs *p, size_t entity, const void *cursor, size_t cursor_len,
+                             size_t limit, tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[entity];
+    const int keyset = pacs_sqls[entity].keyset;
+    PGresult *snap_res = NULL, *res = NULL;
+    pacs_changes_pos pos;
+    int rc;
+
+    /* No checkpoint yet: changes from now on. */
+    if (cursor_len == 0) {
+        if ((rc = changes_now(p, out, err)) == 0)
+            host->batch_set_done(out);
+        return rc;
+    }
+    rc = changes_cursor_parse(p, cursor, cursor_len, keyset, &pos);
+    if (rc != 0) {
+        host->error_set(err, rc == -2 ? "could not read %s changes: out of memory"
+                                      : "could not read %s changes: malformed cursor (%zu "
+                                        "bytes)",
+                        e->name, cursor_len);
+        return rc == -2 ? TFS_SDK_ETRANSIENT : TFS_SDK_EPERMANENT;
+    }
+    const char *prev = pos.prev, *cur = pos.cur;
+    if (!pos.in_window) {
+        /* The window after the last one: from its end to now. */
+        prev = pos.cur;
+        if ((rc = current_snapshot(p, &snap_res, &cur, err)) != 0)
+            return rc;
+        if (strcmp(prev, cur) == 0) {
+            /* Nothing was committed since: an empty window. */
+            rc = changes_cursor_set(p, out, cur, cur, keyset, NULL, NULL, err);
+            if (rc == 0)
+                host->batch_set_done(out);
+            goto out;
+        }
+    }
+
+    char k1[24], k2[24], lim[16], year[16];
+    snprintf(k1, sizeof k1, "%" PRId64, pos.in_window ? pos.k1 : 0);
+    snprintf(k2, sizeof k2, "%" PRId64, pos.in_window ? pos.k2 : 0);
+    snprintf(lim, sizeof lim, "%zu", limit);
+    snprintf(year, sizeof year, "%" PRId32, host->roll_year);
+    const char *params[] = {prev, cur, k1, k2, lim, year,
+                            p->include_retired ? "true" : "false"};
+    res = pacs_exec(p, entity, STMT_CHANGES, (int)N_OF(params), params, &rc, err);
+    if (!res)
+        goto out;
+    if ((rc = pg_check_columns(e, res, 2, err)) != 0)
+        goto out;
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows && rc == 0; r++) {
+        if (!PQgetisnull(res, r, 2)) {
+            rc = pg_add_row(e, res, r, 2, out, err);
+            continue;
+        }
+        int64_t a, b = 0;
+        const char *v1 = PQgetvalue(res, r, 0), *v2 = PQgetvalue(res, r, 1);
+        if (parse_i64(v1, strlen(v1), &a) != 0 ||
+            (keyset == 2 && parse_i64(v2, strlen(v2), &b) != 0)) {
+            host->error_set(err, "could not read %s changes: bad key \"%s\"", e->name, v1);
+            rc = TFS_SDK_EPERMANENT;
+            break;
+        }
+        rc = add_delete(entity, a, b, out, err);
+    }
+    if (rc)
+        goto out;
+    if ((size_t)rows < limit) {
+        /* The window is done: the next read starts after its end. */
+        rc = changes_cursor_set(p, out, cur, cur, keyset, NULL, NULL, err);
+        if (rc == 0)
+            host->batch_set_done(out);
+    } else {
+        rc = changes_cursor_set(p, out, prev, cur, keyset, PQgetvalue(res, rows - 1, 0),
+                                PQgetvalue(res, rows - 1, 1), err);
+    }
+out:
+    PQclear(res);
+    PQclear(snap_res);
+    return rc;
 }
 
 static int pacs_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
@@ -421,51 +1039,57 @@ static int pacs_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
 {
     pacs *p = instance;
     PGresult *res = NULL;
-    char msg[512];
     int rc;
 
-    if (entity != 0) {
-        host->error_set(err, "could not read entity %zu: pacs has only property", entity);
+    if (entity >= N_ENTITIES) {
+        host->error_set(err, "could not read entity %zu: pacs has property, owner and sale",
+                        entity);
         return TFS_SDK_EPERMANENT;
     }
-    if (mode != TFS_SDK_READ_FULL) {
-        host->error_set(err, "could not read property: incremental reads are not supported yet");
-        return TFS_SDK_EPERMANENT;
-    }
-    int64_t last;
-    if (pacs_cursor_parse(cursor, cursor_len, &last) != 0) {
-        host->error_set(err, "could not read property: malformed cursor (%zu bytes)",
-                        cursor_len);
+    const tfs_sdk_entity *e = &pacs_entities[entity];
+    const int keyset = pacs_sqls[entity].keyset;
+    if (mode != TFS_SDK_READ_FULL && mode != TFS_SDK_READ_CHANGES) {
+        host->error_set(err, "could not read %s: unknown read mode %d", e->name, (int)mode);
         return TFS_SDK_EPERMANENT;
     }
     size_t limit = (size_t)p->fetch_size;
     if (max_records > 0 && max_records < limit)
         limit = max_records;
+    int64_t last1 = 0, last2 = 0;
+    if (mode == TFS_SDK_READ_FULL &&
+        full_cursor_parse(cursor, cursor_len, keyset, &last1, &last2) != 0) {
+        host->error_set(err, "could not read %s: malformed cursor (%zu bytes)", e->name,
+                        cursor_len);
+        return TFS_SDK_EPERMANENT;
+    }
     if ((rc = pacs_ensure(p, err)) != 0)
         return rc;
+    if (mode == TFS_SDK_READ_CHANGES)
+        return pacs_read_changes(p, entity, cursor, cursor_len, limit, out, err);
 
-    char year[16], after[32], lim[16];
+    char year[16], after1[24], after2[24], lim[16];
     snprintf(year, sizeof year, "%" PRId32, host->roll_year);
-    snprintf(after, sizeof after, "%" PRId64, last);
+    snprintf(after1, sizeof after1, "%" PRId64, last1);
+    snprintf(after2, sizeof after2, "%" PRId64, last2);
     snprintf(lim, sizeof lim, "%zu", limit);
-    const char *params[] = {year, after, lim};
-    res = PQexecPrepared(p->conn, READ_STMT, 3, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_classify(p->conn, res);
-        host->error_set(err, "could not read property: %s",
-                        pg_message(p->conn, res, msg, sizeof msg));
-        goto out;
-    }
-    if ((rc = pg_add_rows(&pacs_entities[0], res, out, err)) != 0)
+    const char *params[] = {year, after1, after2, lim, p->include_retired ? "true" : "false"};
+    res = pacs_exec(p, entity, STMT_READ, (int)N_OF(params), params, &rc, err);
+    if (!res)
+        return rc;
+    if ((rc = pg_add_rows(e, res, out, err)) != 0)
         goto out;
 
     int rows = PQntuples(res);
     if (rows > 0) {
-        char next[40];
-        int n = snprintf(next, sizeof next, PACS_CURSOR_PREFIX "%s",
-                         PQgetvalue(res, rows - 1, 0));
-        if (host->batch_set_cursor(out, next, (size_t)n) != 0) {
-            host->error_set(err, "could not set the property cursor: out of memory");
+        char next[64];
+        int n = keyset == 2 ? snprintf(next, sizeof next, PACS_CURSOR_PREFIX "%s:%s",
+                                       PQgetvalue(res, rows - 1, 0),
+                                       PQgetvalue(res, rows - 1, 1))
+                            : snprintf(next, sizeof next, PACS_CURSOR_PREFIX "%s",
+                                       PQgetvalue(res, rows - 1, 0));
+        if (n < 0 || (size_t)n >= sizeof next ||
+            host->batch_set_cursor(out, next, (size_t)n) != 0) {
+            host->error_set(err, "could not set the %s cursor: out of memory", e->name);
             rc = TFS_SDK_ETRANSIENT;
             goto out;
         }
@@ -475,25 +1099,6 @@ static int pacs_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
 out:
     PQclear(res);
     return rc;
-}
-
-/* Appends s to the instance's scratch buffer at *len; keeps it NUL-terminated. */
-static int pacs_buf_put(pacs *p, size_t *len, const char *s, size_t n)
-{
-    if (*len + n + 1 > p->buf_cap) {
-        size_t cap = p->buf_cap ? p->buf_cap : 4096;
-        while (cap < *len + n + 1)
-            cap *= 2;
-        char *b = realloc(p->buf, cap);
-        if (!b)
-            return -1;
-        p->buf = b;
-        p->buf_cap = cap;
-    }
-    memcpy(p->buf + *len, s, n);
-    *len += n;
-    p->buf[*len] = '\0';
-    return 0;
 }
 
 /* An integer key value of a key record: INT64, or text holding an integer. */
@@ -507,14 +1112,9 @@ static int pacs_key_int(const tfs_sdk_record *rec, size_t f, int64_t *v)
         return 0;
     }
     if (t == TFS_SDK_TEXT || t == TFS_SDK_DECIMAL) {
-        const char *s = host->rec_get_text(rec, f, NULL);
-        char *end;
-        errno = 0;
-        long long x = s ? strtoll(s, &end, 10) : 0;
-        if (!s || errno || end == s || *end)
-            return -1;
-        *v = (int64_t)x;
-        return 0;
+        size_t len = 0;
+        const char *s = host->rec_get_text(rec, f, &len);
+        return s ? parse_i64(s, len, v) : -1;
     }
     return -1;
 }
@@ -524,35 +1124,39 @@ static int pacs_fetch(void *instance, size_t entity, const tfs_sdk_record *const
 {
     pacs *p = instance;
     PGresult *res = NULL;
-    char msg[512];
     int rc;
 
-    if (entity != 0) {
-        host->error_set(err, "could not fetch entity %zu: pacs has only property", entity);
+    if (entity >= N_ENTITIES) {
+        host->error_set(err, "could not fetch entity %zu: pacs has property, owner and sale",
+                        entity);
         return TFS_SDK_EPERMANENT;
     }
-    /* Both arrays in one buffer: "{ids}\0{years}". */
-    size_t len = 0, n_valid = 0;
-    if (pacs_buf_put(p, &len, "{", 1) != 0)
+    const tfs_sdk_entity *e = &pacs_entities[entity];
+    /* Both key fields as arrays in one buffer: "{k1s}\0{k2s}". */
+    pacs_buf *b = &p->keys;
+    b->len = 0;
+    size_t n_valid = 0;
+    if (buf_put(b, "{", 1) != 0)
         goto oom;
+    size_t second = 0;
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1 && (pacs_buf_put(p, &len, "\0{", 2) != 0))
-            goto oom;
+        if (pass == 1) {
+            if (buf_put(b, "\0{", 2) != 0)
+                goto oom;
+            second = b->len - 1;
+        }
         n_valid = 0;
         for (size_t i = 0; i < n_keys; i++) {
-            int64_t id, yr;
+            int64_t a, c;
             /* A key with a null or non-integer part cannot exist in PACS. */
-            if (!keys[i] || pacs_key_int(keys[i], 0, &id) != 0 ||
-                pacs_key_int(keys[i], 1, &yr) != 0)
+            if (!keys[i] || pacs_key_int(keys[i], 0, &a) != 0 ||
+                pacs_key_int(keys[i], 1, &c) != 0)
                 continue;
-            char num[32];
-            int n = snprintf(num, sizeof num, "%s%" PRId64, n_valid ? "," : "",
-                             pass == 0 ? id : yr);
-            if (pacs_buf_put(p, &len, num, (size_t)n) != 0)
+            if (buf_printf(b, "%s%" PRId64, n_valid ? "," : "", pass == 0 ? a : c) != 0)
                 goto oom;
             n_valid++;
         }
-        if (pacs_buf_put(p, &len, "}", 1) != 0)
+        if (buf_put(b, "}", 1) != 0)
             goto oom;
     }
     if (n_valid == 0)
@@ -560,20 +1164,17 @@ static int pacs_fetch(void *instance, size_t entity, const tfs_sdk_record *const
     if ((rc = pacs_ensure(p, err)) != 0)
         return rc;
 
-    const char *params[] = {p->buf, p->buf + strlen(p->buf) + 1};
-    res = PQexecPrepared(p->conn, FETCH_STMT, 2, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_classify(p->conn, res);
-        host->error_set(err, "could not fetch property: %s",
-                        pg_message(p->conn, res, msg, sizeof msg));
-        goto out;
-    }
-    rc = pg_add_rows(&pacs_entities[0], res, out, err);
-out:
+    char year[16];
+    snprintf(year, sizeof year, "%" PRId32, host->roll_year);
+    const char *params[] = {b->s, b->s + second, year, p->include_retired ? "true" : "false"};
+    res = pacs_exec(p, entity, STMT_FETCH, (int)N_OF(params), params, &rc, err);
+    if (!res)
+        return rc;
+    rc = pg_add_rows(e, res, out, err);
     PQclear(res);
     return rc;
 oom:
-    host->error_set(err, "could not fetch property: out of memory");
+    host->error_set(err, "could not fetch %s: out of memory", e->name);
     return TFS_SDK_ETRANSIENT;
 }
 
@@ -594,17 +1195,135 @@ static int pacs_health(void *instance, tfs_sdk_error *err)
     return rc;
 }
 
+static int pacs_changes_start(void *instance, size_t entity, tfs_sdk_batch *out,
+                              tfs_sdk_error *err)
+{
+    pacs *p = instance;
+    if (entity >= N_ENTITIES) {
+        host->error_set(err, "could not start changes of entity %zu: pacs has property, "
+                        "owner and sale", entity);
+        return TFS_SDK_EPERMANENT;
+    }
+    int rc = pacs_ensure(p, err);
+    return rc ? rc : changes_now(p, out, err);
+}
+
+static int pacs_changes_lag(void *instance, size_t entity, const void *cursor,
+                            size_t cursor_len, int64_t *pending, int64_t *oldest_age_ms,
+                            tfs_sdk_error *err)
+{
+    pacs *p = instance;
+    pacs_changes_pos pos;
+    int rc;
+
+    *pending = *oldest_age_ms = 0;
+    if (entity >= N_ENTITIES) {
+        host->error_set(err, "could not measure the lag of entity %zu: pacs has property, "
+                        "owner and sale", entity);
+        return TFS_SDK_EPERMANENT;
+    }
+    const tfs_sdk_entity *e = &pacs_entities[entity];
+    if (cursor_len == 0)
+        return 0; /* reading from now on: nothing waits yet */
+    rc = changes_cursor_parse(p, cursor, cursor_len, pacs_sqls[entity].keyset, &pos);
+    if (rc != 0) {
+        host->error_set(err, rc == -2 ? "could not measure the lag of %s: out of memory"
+                                      : "could not measure the lag of %s: malformed cursor "
+                                        "(%zu bytes)",
+                        e->name, cursor_len);
+        return rc == -2 ? TFS_SDK_ETRANSIENT : TFS_SDK_EPERMANENT;
+    }
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    /* Outside a window, everything after its end waits. */
+    const char *prev = pos.in_window ? pos.prev : pos.cur;
+    char k1[24], k2[24], year[16];
+    snprintf(k1, sizeof k1, "%" PRId64, pos.k1);
+    snprintf(k2, sizeof k2, "%" PRId64, pos.k2);
+    snprintf(year, sizeof year, "%" PRId32, host->roll_year);
+    const char *params[] = {prev, pos.cur, k1, k2, year};
+    PGresult *res = pacs_exec(p, entity, STMT_LAG, (int)N_OF(params), params, &rc, err);
+    if (!res)
+        return rc;
+    if (PQntuples(res) != 1 || PQnfields(res) != 2 ||
+        parse_i64(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), pending) != 0 ||
+        parse_i64(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), oldest_age_ms) != 0) {
+        host->error_set(err, "could not measure the lag of %s: unexpected result", e->name);
+        rc = TFS_SDK_EPERMANENT;
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pacs_changes_trim(void *instance, const void *const *cursors, const size_t *lens,
+                             size_t n, tfs_sdk_error *err)
+{
+    pacs *p = instance;
+    char msg[512];
+    pacs_changes_pos pos;
+    int rc;
+
+    /* {"<snapshot>",...}: the snapshot each reader's next window starts after. */
+    pacs_buf *b = &p->keys;
+    b->len = 0;
+    size_t n_snaps = 0;
+    if (buf_put(b, "{", 1) != 0)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] == 0)
+            continue; /* reads from now on: needs nothing kept */
+        /* The keyset does not matter here: try both forms. */
+        rc = changes_cursor_parse(p, cursors[i], lens[i], 1, &pos);
+        if (rc == -1)
+            rc = changes_cursor_parse(p, cursors[i], lens[i], 2, &pos);
+        if (rc == -2)
+            goto oom;
+        if (rc != 0) {
+            host->error_set(err, "could not trim the pacs change log: cursor %zu is "
+                            "malformed (%zu bytes)", i, lens[i]);
+            return TFS_SDK_EPERMANENT;
+        }
+        const char *snap = pos.in_window ? pos.prev : pos.cur;
+        if (buf_put(b, n_snaps ? ",\"" : "\"", n_snaps ? 2 : 1) != 0 ||
+            buf_put(b, snap, strlen(snap)) != 0 || buf_put(b, "\"", 1) != 0)
+            goto oom;
+        n_snaps++;
+    }
+    if (buf_put(b, "}", 1) != 0)
+        goto oom;
+    if (n_snaps == 0)
+        return 0; /* no reader has a checkpoint: keep everything */
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    const char *params[] = {b->s};
+    PGresult *res = PQexecParams(p->conn, trim_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = pg_classify(p->conn, res);
+        host->error_set(err, "could not trim the pacs change log: %s%s",
+                        pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+    } else {
+        host->log(host, TFS_SDK_LOG_DEBUG, "trimmed %s change log rows every reader is past",
+                  PQcmdTuples(res));
+    }
+    PQclear(res);
+    return rc;
+oom:
+    host->error_set(err, "could not trim the pacs change log: out of memory");
+    return TFS_SDK_ETRANSIENT;
+}
+
 static const tfs_sdk_plugin pacs_plugin = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
     .sdk_minor = TFS_SDK_VERSION_MINOR,
     .name = "pacs",
-    .version = "0.1.0",
+    .version = "0.2.0",
     .description = "PACS appraisal database (PostgreSQL): properties with values, situs and "
-                   "exemptions for the roll year",
-    .capabilities = TFS_SDK_CAP_SOURCE,
+                   "exemptions, owners with mailing addresses, and sales for the roll year; "
+                   "change capture through a trigger-maintained change log",
+    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES,
     .config_keys = pacs_config,
-    .n_config_keys = sizeof pacs_config / sizeof pacs_config[0],
+    .n_config_keys = N_OF(pacs_config),
     .cb_open = pacs_open,
     .cb_close = pacs_close,
     .cb_describe = pacs_describe,
@@ -612,12 +1331,16 @@ static const tfs_sdk_plugin pacs_plugin = {
     .cb_fetch = pacs_fetch,
     .cb_write = NULL,
     .cb_health = pacs_health,
+    .cb_changes_start = pacs_changes_start,
+    .cb_changes_lag = pacs_changes_lag,
+    .cb_changes_trim = pacs_changes_trim,
 };
 
 TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
 {
-    /* Every host function used here is in SDK 1.0, so a 1.x host table has them all. */
-    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || h->struct_size < sizeof(tfs_sdk_host))
+    /* Built against SDK 1.1: the host table must have batch_add_delete. A host of an older
+     * minor refuses this plugin anyway (its minor is newer). */
+    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || !TFS_SDK_HOST_HAS(h, batch_add_delete))
         return NULL;
     host = h;
     return &pacs_plugin;
