@@ -1,8 +1,8 @@
 /* plugins/cama/cama.c — target adapter for the CAMA mass-appraisal database (PostgreSQL,
  * iasWorld-flavoured tables).
  *
- * Writes parcels (pardat) and assessments (asmt), keyed by (parid, taxyr), one transaction
- * per cb_write. The fast path COPYs each entity's operations into a per-connection temp
+ * Writes parcels (pardat), assessments (asmt) and owners (owndat), keyed by (parid, taxyr),
+ * and sales, keyed by (parid, instruno), one transaction per cb_write. The fast path COPYs each entity's operations into a per-connection temp
  * table and applies them with one DELETE ... USING and one INSERT ... ON CONFLICT DO
  * UPDATE per entity (the last operation of a key in the batch wins). When that fails on
  * data (a length, type, NOT NULL or CHECK violation), the batch is rolled back to a
@@ -10,7 +10,7 @@
  * the bad operations fail and the rest commit. The bookkeeping fields wen and who are set
  * here on every write (now(), the configured who), never taken from the record; an upsert
  * that changes nothing leaves the row, wen included, as it was. Also fetches current rows
- * by key, reads full (keyset on parid, taxyr) and answers health checks. Each instance owns
+ * by key, reads full (keyset on the key) and answers health checks. Each instance owns
  * one libpq connection and reconnects with PQreset on the first call after losing it.
  * Every statement is parameterised; identifiers come only from the fixed tables below.
  */
@@ -25,7 +25,10 @@
 
 #include "tfsync_plugin.h"
 
-#define CAMA_CURSOR_PREFIX "c1:" /* cursor format version 1: "c1:<taxyr>:<parid>" */
+/* Full-read cursor, format 1: "c1:<second key>:<parid>", the second key (taxyr, or sales'
+ * instruno) with '%' and ':' percent-encoded so that the first colon ends it. */
+#define CAMA_CURSOR_PREFIX "c1:"
+#define CAMA_KEY_MAX 256 /* longest key value a cursor carries, in bytes */
 #define CAMA_WHO_MAX 30
 #define CAMA_COPY_CHUNK 65536
 
@@ -52,7 +55,7 @@ typedef struct cama_sql {
     char *one_del;     /* one delete by key */
     char *fetch;       /* by key arrays */
     char *read_first;  /* $1 limit */
-    char *read_after;  /* $1 parid, $2 taxyr, $3 limit */
+    char *read_after;  /* $1 parid, $2 second key (taxyr, instruno), $3 limit */
 } cama_sql;
 
 typedef struct cama {
@@ -60,7 +63,7 @@ typedef struct cama {
     char who[CAMA_WHO_MAX + 1];
     int session_ready; /* session settings applied, temp tables made, statements prepared */
     int up;            /* the last call found the connection working: log its loss once */
-    cama_sql sql[2];
+    cama_sql sql[4]; /* per entity, in cama_entities order */
     char *buf; /* scratch (COPY data, key arrays), kept across calls */
     size_t buf_len, buf_cap;
     int buf_oom;
@@ -119,6 +122,31 @@ static const cama_col asmt_cols[] = {
     {NULL, NULL},        {NULL, NULL},
 };
 
+static const tfs_sdk_field owndat_fields[] = {
+    {"parid", KEYT(30)},   {"taxyr", KEYI},         {"seq", INT},
+    {"cur", TXT(1)},       {"own1", TXT(60)},       {"own2", TXT(60)},
+    {"addr1", TXT(60)},    {"addr2", TXT(60)},      {"cityname", TXT(40)},
+    {"statecode", TXT(2)}, {"zip1", TXT(10)},       {"pctown", DEC(13, 10)},
+    {"deactivat", DATE},   {"wen", WEN},            {"who", WHO},
+};
+static const cama_col owndat_cols[] = {
+    {"", NULL}, {"::integer", NULL}, {"::integer", "0"}, {"", "'Y'"}, {"", NULL},
+    {"", NULL}, {"", NULL},          {"", NULL},         {"", NULL},   {"", NULL},
+    {"", NULL}, {"::numeric", NULL}, {"::date", NULL},   {NULL, NULL}, {NULL, NULL},
+};
+
+/* One row per sale and parcel: keyed by (parid, instruno), the deed instrument number. */
+static const tfs_sdk_field sales_fields[] = {
+    {"parid", KEYT(30)},    {"instruno", KEYT(20)}, {"saledt", DATE},
+    {"price", DEC(14, 0)},  {"saletype", TXT(5)},   {"own1", TXT(60)},
+    {"oldown", TXT(60)},    {"deactivat", DATE},    {"wen", WEN},
+    {"who", WHO},
+};
+static const cama_col sales_cols[] = {
+    {"", NULL}, {"", NULL}, {"::date", NULL}, {"::numeric", NULL}, {"", NULL},
+    {"", NULL}, {"", NULL}, {"::date", NULL}, {NULL, NULL},        {NULL, NULL},
+};
+
 #undef KEYT
 #undef KEYI
 #undef INT
@@ -130,17 +158,26 @@ static const cama_col asmt_cols[] = {
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Every entity's key is its first two fields: parid, then taxyr or instruno. */
 static const tfs_sdk_entity cama_entities[] = {
     {"pardat", pardat_fields, N_OF(pardat_fields)},
     {"asmt", asmt_fields, N_OF(asmt_fields)},
+    {"owndat", owndat_fields, N_OF(owndat_fields)},
+    {"sales", sales_fields, N_OF(sales_fields)},
 };
 
 static const cama_table cama_tables[] = {
     {&cama_entities[0], pardat_cols},
     {&cama_entities[1], asmt_cols},
+    {&cama_entities[2], owndat_cols},
+    {&cama_entities[3], sales_cols},
 };
 
 #define N_ENTITIES N_OF(cama_entities)
+
+_Static_assert(N_ENTITIES == N_OF(cama_tables), "one table per entity");
+_Static_assert(N_ENTITIES == sizeof(((cama *)0)->sql) / sizeof(cama_sql),
+               "one statement set per entity");
 
 /* ---- libpq helpers (the same in plugins/pacs/pacs.c) ----------------------------------- */
 
@@ -585,7 +622,7 @@ static int cama_sql_build(cama_sql *q, const cama_table *t)
     sb_select_all(&b, t);
     sb_printf(&b, " WHERE (");
     sb_keys(&b, t, "t.");
-    sb_printf(&b, ") > ($1, $2::int4) ORDER BY ");
+    sb_printf(&b, ") > ($1%s, $2%s) ORDER BY ", t->cols[0].cast, t->cols[1].cast);
     sb_keys(&b, t, "t.");
     sb_printf(&b, " LIMIT $3::int4");
     q->read_after = sb_take(&b);
@@ -1226,7 +1263,56 @@ out:
     return rc;
 }
 
-/* Full reads, keyset on (parid, taxyr): "c1:<taxyr>:<parid>". */
+/* Appends s[0..len) to out (capacity cap, used *n) with '%' and ':' percent-encoded. */
+static int cursor_encode(const char *s, size_t len, char *out, size_t cap, size_t *n)
+{
+    for (size_t i = 0; i < len; i++) {
+        int esc = s[i] == '%' || s[i] == ':';
+        if (*n + (esc ? 3 : 1) >= cap)
+            return -1;
+        if (esc) {
+            snprintf(out + *n, cap - *n, "%%%02X", (unsigned char)s[i]);
+            *n += 3;
+        } else {
+            out[(*n)++] = s[i];
+        }
+    }
+    out[*n] = '\0';
+    return 0;
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* Decodes s[0..len) (percent-encoded) into out; -1 when malformed, empty or too long. */
+static int cursor_decode(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            if (i + 2 >= len || hex_digit(s[i + 1]) < 0 || hex_digit(s[i + 2]) < 0)
+                return -1;
+            ch = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+            i += 2;
+        }
+        if (ch == '\0' || n + 1 >= cap)
+            return -1;
+        out[n++] = ch;
+    }
+    out[n] = '\0';
+    return n > 0 ? 0 : -1;
+}
+
+/* Full reads, keyset on the key (parid, then taxyr or instruno): "c1:<key 2>:<parid>". */
 static int cama_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
                      size_t cursor_len, size_t max_records, tfs_sdk_batch *out,
                      tfs_sdk_error *err)
@@ -1246,21 +1332,20 @@ static int cama_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
                         e->name);
         return TFS_SDK_EPERMANENT;
     }
-    char year[16], parid[64], lim[16];
+    char key2[CAMA_KEY_MAX + 1], parid[CAMA_KEY_MAX + 1], lim[16];
     const size_t plen = sizeof CAMA_CURSOR_PREFIX - 1;
     if (cursor_len > 0) {
         const char *cur = cursor;
         const char *colon = cursor_len > plen ? memchr(cur + plen, ':', cursor_len - plen) : NULL;
-        size_t ylen = colon ? (size_t)(colon - cur) - plen : 0;
+        size_t klen = colon ? (size_t)(colon - cur) - plen : 0;
         size_t pl = colon ? cursor_len - (size_t)(colon - cur) - 1 : 0;
-        if (!colon || memcmp(cur, CAMA_CURSOR_PREFIX, plen) != 0 || ylen == 0 ||
-            ylen >= sizeof year || pl >= sizeof parid || memchr(colon + 1, '\0', pl)) {
+        if (!colon || memcmp(cur, CAMA_CURSOR_PREFIX, plen) != 0 ||
+            cursor_decode(cur + plen, klen, key2, sizeof key2) != 0 || pl >= sizeof parid ||
+            memchr(colon + 1, '\0', pl)) {
             host->error_set(err, "could not read %s: malformed cursor (%zu bytes)", e->name,
                             cursor_len);
             return TFS_SDK_EPERMANENT;
         }
-        memcpy(year, cur + plen, ylen);
-        year[ylen] = '\0';
         memcpy(parid, colon + 1, pl);
         parid[pl] = '\0';
     }
@@ -1271,7 +1356,7 @@ static int cama_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
 
     char name[64];
     if (cursor_len > 0) {
-        const char *params[] = {parid, year, lim};
+        const char *params[] = {parid, key2, lim};
         stmt_name(name, sizeof name, entity, "read_after");
         res = PQexecPrepared(c->conn, name, 3, params, NULL, NULL, 0);
     } else {
@@ -1289,11 +1374,19 @@ static int cama_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
         goto out;
     int rows = PQntuples(res);
     if (rows > 0) {
-        char next[128];
-        int n = snprintf(next, sizeof next, CAMA_CURSOR_PREFIX "%s:%s",
-                         PQgetvalue(res, rows - 1, 1), PQgetvalue(res, rows - 1, 0));
-        if (n < 0 || (size_t)n >= sizeof next ||
-            host->batch_set_cursor(out, next, (size_t)n) != 0) {
+        char next[4 * CAMA_KEY_MAX + 8];
+        size_t n = plen;
+        memcpy(next, CAMA_CURSOR_PREFIX, plen);
+        int bad = cursor_encode(PQgetvalue(res, rows - 1, 1),
+                                (size_t)PQgetlength(res, rows - 1, 1), next, sizeof next, &n);
+        if (!bad && n + 1 + (size_t)PQgetlength(res, rows - 1, 0) < sizeof next) {
+            next[n++] = ':';
+            memcpy(next + n, PQgetvalue(res, rows - 1, 0), (size_t)PQgetlength(res, rows - 1, 0));
+            n += (size_t)PQgetlength(res, rows - 1, 0);
+        } else {
+            bad = 1;
+        }
+        if (bad || host->batch_set_cursor(out, next, n) != 0) {
             host->error_set(err, "could not set the %s cursor", e->name);
             rc = TFS_SDK_EPERMANENT;
             goto out;
@@ -1337,9 +1430,9 @@ static const tfs_sdk_plugin cama_plugin = {
     .sdk_major = TFS_SDK_VERSION_MAJOR,
     .sdk_minor = TFS_SDK_VERSION_MINOR,
     .name = "cama",
-    .version = "0.1.0",
+    .version = "0.2.0",
     .description = "CAMA mass-appraisal database (PostgreSQL, iasWorld-flavoured): writes "
-                   "parcels (pardat) and assessments (asmt)",
+                   "parcels (pardat), assessments (asmt), owners (owndat) and sales",
     .capabilities = TFS_SDK_CAP_TARGET | TFS_SDK_CAP_SOURCE,
     .config_keys = cama_config,
     .n_config_keys = N_OF(cama_config),

@@ -3,9 +3,9 @@
 -- The mass-appraisal side of the demo: parcels (pardat), assessed values (asmt),
 -- dwellings (dweldat), land lines (land), owners (owndat) and sales. As in iasWorld every
 -- table carries parid, taxyr, seq, cur ('Y' current), wen (last change), who (who changed
--- it) and deactivat (the date a record was retired). tfsync writes pardat and asmt (wen and
--- who are set by the adapter on every write); the other tables exist so that the demo looks
--- like a CAMA database and for later mappings.
+-- it) and deactivat (the date a record was retired). tfsync writes pardat, asmt, owndat and
+-- sales (wen and who are set by the adapter on every write); dweldat and land exist so that
+-- the demo looks like a CAMA database and for later mappings.
 --
 -- The CHECK constraints are the target's own integrity rules: a row that breaks one is
 -- refused by CAMA, and the adapter reports that one operation as failed while the rest of
@@ -117,29 +117,33 @@ CREATE TABLE IF NOT EXISTS owndat (
     taxyr      integer        NOT NULL,
     seq        integer        NOT NULL DEFAULT 0,
     cur        varchar(1)     NOT NULL DEFAULT 'Y',
-    own1       varchar(60),
+    own1       varchar(60),                 -- first owner (largest share)
     own2       varchar(60),
-    addr1      varchar(60),
+    addr1      varchar(60),                 -- mailing address of the first owner
     addr2      varchar(60),
     cityname   varchar(40),
     statecode  varchar(2),
     zip1       varchar(10),
-    pctown     numeric(7,4),
+    pctown     numeric(13,10),              -- the first owner's share, percent
     deactivat  date,
     wen        timestamptz    NOT NULL DEFAULT now(),
     who        varchar(30)    DEFAULT current_user,
     PRIMARY KEY (parid, taxyr),
+    CONSTRAINT owndat_parid_check CHECK (parid <> ''),
+    CONSTRAINT owndat_taxyr_check CHECK (taxyr BETWEEN 1900 AND 2200),
+    CONSTRAINT owndat_seq_check CHECK (seq >= 0),
+    CONSTRAINT owndat_cur_check CHECK (cur IN ('Y', 'N')),
     CONSTRAINT owndat_pctown_check CHECK (pctown > 0 AND pctown <= 100)
 );
 
+-- One row per sale and parcel: a sale that conveyed two parcels has a row for each, under
+-- the same deed instrument number.
 CREATE TABLE IF NOT EXISTS sales (
-    salekey    bigint         GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     parid      varchar(30)    NOT NULL,
-    taxyr      integer,
+    instruno   varchar(20)    NOT NULL,     -- deed instrument number
     seq        integer        NOT NULL DEFAULT 0,
     cur        varchar(1)     NOT NULL DEFAULT 'Y',
     saledt     date,
-    instruno   varchar(20),                 -- deed instrument number
     price      numeric(14,0),
     saletype   varchar(5),
     own1       varchar(60),                 -- buyer
@@ -147,6 +151,11 @@ CREATE TABLE IF NOT EXISTS sales (
     deactivat  date,
     wen        timestamptz    NOT NULL DEFAULT now(),
     who        varchar(30)    DEFAULT current_user,
+    PRIMARY KEY (parid, instruno),
+    CONSTRAINT sales_parid_check CHECK (parid <> ''),
+    CONSTRAINT sales_instruno_check CHECK (instruno <> ''),
+    CONSTRAINT sales_seq_check CHECK (seq >= 0),
+    CONSTRAINT sales_cur_check CHECK (cur IN ('Y', 'N')),
     CONSTRAINT sales_price_check CHECK (price >= 0)
 );
 CREATE INDEX IF NOT EXISTS sales_parid_saledt_idx ON sales (parid, saledt);
