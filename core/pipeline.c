@@ -812,10 +812,10 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     if (b->changes) {
         /* The checkpoint is where the last committed batch left off, this run's or not. */
         if (!saved) {
-            tfs_error_set(err, TFS_EPERMANENT, "no change checkpoint for %s of pair \"%s\"",
+            tfs_error_set(err, TFS_EPERMANENT,
+                          "no change checkpoint for %s of pair \"%s\": run a full sync first "
+                          "(POST /sync/full); it sets the checkpoint incremental runs start from",
                           b->em->source, b->pair->name);
-            tfs_error_hint(err, "run a full sync first (POST /sync/full): it sets the "
-                           "checkpoint incremental runs start from");
             return TFS_EPERMANENT;
         }
     } else if (cursor_run != b->run_id) {

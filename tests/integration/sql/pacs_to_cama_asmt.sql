@@ -66,3 +66,5 @@ CROSS JOIN LATERAL (
                + coalesce(pv.ag_use_val, 0) AS land,
            coalesce(pv.imprv_hstd_val, 0) + coalesce(pv.imprv_non_hstd_val, 0) AS building
 ) x
+-- A retired property is a deletion (the PACS adapter's retired_as_delete, on by default).
+WHERE pv.prop_inactive_dt IS NULL

@@ -93,3 +93,5 @@ CROSS JOIN LATERAL (
                  E' \t\n\x0B\f\r') AS suffix
 ) x
 LEFT JOIN sfx ON sfx.code = x.suffix
+-- A retired property is a deletion (the PACS adapter's retired_as_delete, on by default).
+WHERE pv.prop_inactive_dt IS NULL
