@@ -670,6 +670,17 @@ static void deletions(const char *action)
                  "%s: nothing but deletions changed, yet %lld records were written", action,
                  (long long)count_of(run, "property", "written"));
     cr_assert_eq(count_of(run, "property", "failed"), 0);
+    /* The run's date (UTC), from its start and its end, for a run across midnight. */
+    char run_dates[2][16];
+    const char *bounds[] = {"started_at", "finished_at"};
+    for (int k = 0; k < 2; k++) {
+        const char *t = jstr(run, bounds[k]);
+        cr_assert_not_null(t, "the run has no %s", bounds[k]);
+        snprintf(sql, sizeof sql, "SELECT ('%s'::timestamptz AT TIME ZONE 'UTC')::date::text", t);
+        char *day = scalar_text(e.cama, sql);
+        snprintf(run_dates[k], sizeof run_dates[k], "%s", day);
+        free(day);
+    }
     json_decref(run);
 
     for (int i = 0; i < 3; i++) {
@@ -679,8 +690,9 @@ static void deletions(const char *action)
                 cr_assert_eq(cama_rows(&e, tables[t], parids[i]), 1,
                              "deactivate: %s %s must stay", tables[t], parids[i]);
                 char *v = cama_value(&e, tables[t], "deactivat", parids[i]);
-                cr_assert_str_neq(v, "(null)", "deactivate: %s %s has no deactivat date",
-                                  tables[t], parids[i]);
+                cr_assert(strcmp(v, run_dates[0]) == 0 || strcmp(v, run_dates[1]) == 0,
+                          "deactivate: %s %s has deactivat %s, want the run's date %s",
+                          tables[t], parids[i], v, run_dates[0]);
                 free(v);
             } else {
                 cr_assert_eq(cama_rows(&e, tables[t], parids[i]), 0,
@@ -987,6 +999,12 @@ Test(incremental, schedule_runs_the_pair_and_status_shows_it)
     env_init(&e);
     json_object_set_new(pair_cfg(&e), "schedule",
                         json_pack("{s:s}", "incremental_every", "200ms"));
+    /* A second pair on the same systems whose first turn is an hour away: status shows its
+     * schedule as configured. */
+    json_t *hourly = json_deep_copy(pair_cfg(&e));
+    json_object_set_new(hourly, "name", json_string("pacs-to-cama-hourly"));
+    json_object_set_new(hourly, "schedule", json_pack("{s:s}", "incremental_every", "1h"));
+    json_array_append_new(json_object_get(e.cfg, "pairs"), hourly);
     env_start(&e);
 
     /* The scheduler may already be running an incremental run (which fails: no full run
@@ -1050,6 +1068,11 @@ Test(incremental, schedule_runs_the_pair_and_status_shows_it)
     json_t *pair = jget(status, "pairs." PAIR);
     cr_assert_str_eq(jstr(pair, "schedule.incremental_every"), "200ms",
                      "status shows the schedule");
+    const char *hourly_every = jstr(status, "pairs.pacs-to-cama-hourly.schedule.incremental_every");
+    cr_expect(hourly_every && strcmp(hourly_every, "1h") == 0,
+              "a pair configured with \"incremental_every\": \"1h\" shows %s in /sync/status,"
+              " not the configured \"1h\"",
+              hourly_every ? hourly_every : "no schedule");
     const char *next = jstr(pair, "next_run_at");
     cr_assert(next && strlen(next) >= 19 && next[4] == '-' && next[10] == 'T',
               "next_run_at should be an ISO time, is %s",
