@@ -493,16 +493,24 @@ Test(incremental, one_percent_changed_writes_exactly_those)
         "  FROM pick WHERE pick.n <= 40 AND v.prop_id = pick.prop_id AND v.prop_val_yr = 2026;"
         "UPDATE situs s SET situs_street = 'INCREMENTAL ' || s.prop_id"
         "  FROM pick WHERE pick.n > 40 AND pick.n <= 80 AND s.prop_id = pick.prop_id;"
+        /* The accounts: the owners of the last 20, and the investor account owning the
+         * most properties, so that one address change reaches many owndat rows. */
+        "CREATE TEMP TABLE accts AS SELECT DISTINCT o.owner_id FROM owner o JOIN pick ON"
+        "  pick.prop_id = o.prop_id WHERE pick.n > 80 AND o.owner_tax_yr = 2026"
+        "  UNION SELECT * FROM (SELECT owner_id FROM owner WHERE owner_tax_yr = 2026"
+        "  GROUP BY owner_id ORDER BY count(DISTINCT prop_id) DESC, owner_id LIMIT 1) i;"
+        "CREATE TABLE test_investor AS SELECT DISTINCT p.simple_geo_id AS parid FROM owner o"
+        "  JOIN property p USING (prop_id) WHERE o.owner_tax_yr = 2026 AND o.owner_id ="
+        "  (SELECT owner_id FROM owner WHERE owner_tax_yr = 2026 GROUP BY owner_id"
+        "  ORDER BY count(DISTINCT prop_id) DESC, owner_id LIMIT 1);"
         "UPDATE address a SET addr_line1 = 'PO BOX ' || a.acct_id, addr_city = 'GEORGETOWN'"
-        "  WHERE a.acct_id IN (SELECT o.owner_id FROM owner o JOIN pick ON pick.prop_id ="
-        "  o.prop_id WHERE pick.n > 80 AND o.owner_tax_yr = 2026);"
+        "  WHERE a.acct_id IN (SELECT owner_id FROM accts);"
         /* What was touched, for the bounds on what the run may read: the property entity's
          * tables (property_val, situs), and every property of the changed accounts. */
         "INSERT INTO test_touched SELECT prop_id, 'property' FROM pick WHERE n <= 80;"
         "INSERT INTO test_touched SELECT prop_id, 'owner' FROM pick;"
         "INSERT INTO test_touched SELECT DISTINCT o.prop_id, 'owner' FROM owner o"
-        "  WHERE o.owner_id IN (SELECT o2.owner_id FROM owner o2 JOIN pick ON pick.prop_id ="
-        "  o2.prop_id WHERE pick.n > 80 AND o2.owner_tax_yr = 2026);");
+        "  WHERE o.owner_id IN (SELECT owner_id FROM accts);");
 
     twin_snapshot(&e, &TWIN_PARDAT, "after_pardat");
     twin_snapshot(&e, &TWIN_ASMT, "after_asmt");
@@ -517,6 +525,18 @@ Test(incremental, one_percent_changed_writes_exactly_those)
                  (long long)want_property);
     cr_assert_geq(want_owner, 15, "the SQL twin should see about 20 or more changed owndat rows, sees %lld",
                   (long long)want_owner);
+    /* One account's address change reaches the owndat row of every property it owns. */
+    tfs_test_pg_exec(e.cama, "CREATE TABLE test_investor (parid text)");
+    copy_between(e.pacs, "SELECT parid FROM test_investor", e.cama, "test_investor");
+    json_int_t investor_props = scalar_int(e.cama, "SELECT count(*) FROM test_investor");
+    json_int_t investor_changed = scalar_int(
+        e.cama, "SELECT count(*) FROM (TABLE after_owndat EXCEPT ALL TABLE before_owndat) d"
+                " WHERE parid IN (SELECT parid FROM test_investor)");
+    cr_assert_geq(investor_props, 5, "the investor account owns %lld properties",
+                  (long long)investor_props);
+    cr_assert_geq(investor_changed, investor_props - 1,
+                  "the investor's address change shows in %lld of its %lld owndat twin rows",
+                  (long long)investor_changed, (long long)investor_props);
     json_int_t touched_property = scalar_int(
         e.pacs, "SELECT count(DISTINCT prop_id) FROM test_touched WHERE side = 'property'");
     json_int_t touched_owner = scalar_int(
