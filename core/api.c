@@ -305,9 +305,8 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
                               "last_run", lr ? lr : json_null(), "cursors", cursors,
                               "entities", entities);
         if (p->incremental_every_ms) {
-            char every[32];
-            snprintf(every, sizeof every, "%lldms", p->incremental_every_ms);
-            json_object_set_new(o, "schedule", json_pack("{ss}", "incremental_every", every));
+            json_object_set_new(o, "schedule", json_pack("{ss}", "incremental_every",
+                                                         p->incremental_every));
             int64_t next = tfs_runner_next_run_ms(api->runner, p->name);
             char iso[40] = "";
             if (next > 0) {

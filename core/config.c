@@ -379,8 +379,10 @@ static int parse_pair_extras(const json_t *p, const path *ip, tfs_config_pair *p
         path ep = path_key(&sp, "incremental_every");
         rc = fail(err, &ep, "\"%s\" is not a duration of at least 100ms", every);
         tfs_error_hint(err, "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"");
+        free(every);
+    } else {
+        pair->incremental_every = every;
     }
-    free(every);
 out:
     free(action);
     return rc;
@@ -608,6 +610,7 @@ void tfs_config_free(tfs_config *cfg)
         free(p->source);
         free(p->target);
         free(p->deactivate_field);
+        free(p->incremental_every);
         for (size_t j = 0; j < p->n_entities; j++) {
             tfs_config_entity *e = &p->entities[j];
             free(e->source);

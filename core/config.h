@@ -38,6 +38,7 @@ typedef struct tfs_config_pair {
     tfs_delete_action delete_action;
     char *deactivate_field;        /* the target field a deactivation sets ("deactivat") */
     long long incremental_every_ms; /* schedule; 0: none */
+    char *incremental_every;        /* the schedule as written ("30s"), or NULL */
     tfs_config_entity *entities;
     size_t n_entities;
 } tfs_config_pair;
