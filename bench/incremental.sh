@@ -148,7 +148,7 @@ UPDATE property_val SET land_non_hstd_val = land_non_hstd_val + 1
 WHERE prop_val_yr = :yr AND prop_id % :step = 0 AND (prop_id / :step) % 5 IN (0, 1);
 UPDATE situs SET situs_street = 'BENCH ' || :rep || ' ' || prop_id
 WHERE prop_id % :step = 0 AND (prop_id / :step) % 5 IN (2, 3);
-UPDATE address SET addr_line1 = 'PO BOX ' || (:rep * 100000000 + acct_id)
+UPDATE address SET addr_line1 = 'PO BOX ' || :rep || '-' || acct_id
 WHERE acct_id IN (SELECT owner_id FROM owner
                   WHERE owner_tax_yr = :yr AND prop_id % :step = 0 AND (prop_id / :step) % 5 = 4);
 EOF
