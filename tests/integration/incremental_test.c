@@ -542,7 +542,8 @@ Test(incremental, one_percent_changed_writes_exactly_those)
     json_int_t touched_owner = scalar_int(
         e.pacs, "SELECT count(DISTINCT prop_id) FROM test_touched WHERE side = 'owner'");
 
-    run = sync_run(&e, "incremental");
+    json_int_t inc_id = start_run(&e, "incremental");
+    run = wait_ok(&e, inc_id);
     cr_assert_str_eq(jstr(run, "mode"), "incremental");
     cr_assert_eq(count_of(run, "property", "written"), want_property,
                  "property: written %lld, the SQL twin changed %lld parcels",
@@ -563,6 +564,31 @@ Test(incremental, one_percent_changed_writes_exactly_those)
     cr_assert(json_is_object(jget(run, "counts.property.timings_ms")),
               "counts.property.timings_ms is missing");
     json_decref(run);
+
+    /* One audit entry per applied source record, per entity, none naming wen or who. */
+    char q[64];
+    snprintf(q, sizeof q, "run_id=%lld", (long long)inc_id);
+    json_t *entries = audit_all(&e, q, 1000);
+    json_int_t n_property = 0, n_owner = 0;
+    size_t i;
+    json_t *en;
+    json_array_foreach(entries, i, en) {
+        const char *ent = jstr(en, "entity"), *op = jstr(en, "op");
+        cr_assert(op && strcmp(op, "update") == 0, "entry %lld: op %s, want update",
+                  (long long)json_integer_value(json_object_get(en, "id")), op);
+        if (ent && strcmp(ent, "property") == 0)
+            n_property++;
+        else if (ent && strcmp(ent, "owner") == 0)
+            n_owner++;
+        else
+            cr_assert_fail("an audit entry of entity %s", ent);
+    }
+    cr_assert_eq(n_property, want_property, "property: %lld audit entries for %lld changes",
+                 (long long)n_property, (long long)want_property);
+    cr_assert_eq(n_owner, want_owner, "owner: %lld audit entries for %lld changes",
+                 (long long)n_owner, (long long)want_owner);
+    assert_no_bookkeeping(entries);
+    json_decref(entries);
 
     assert_matches_twin(&e, &TWIN_PARDAT);
     assert_matches_twin(&e, &TWIN_ASMT);
