@@ -37,6 +37,9 @@
 #define PACS_CHANGES_PREFIX "v1|" /* change reads, format 1: "v1|<prev>|<cur>|[<k1>[,<k2>]]" */
 #define PACS_FETCH_SIZE_MAX 100000
 #define PACS_SNAPSHOT_MAX 65536 /* longest pg_snapshot text accepted in a cursor */
+#ifndef PACS_WINDOW_CHUNK
+#define PACS_WINDOW_CHUNK 100000 /* keys of a change window read ahead at once */
+#endif
 
 /* Parameter type OIDs (pg_type), so that statements may leave some parameters unused and
  * snapshots are parsed once per execution, not once per row. */
@@ -52,6 +55,19 @@ typedef struct pacs_buf {
     size_t len, cap;
 } pacs_buf;
 
+/* The keys of a change window, read ahead: mapping a window's log rows to keys costs the
+ * same for one page as for all of them, so one query reads up to PACS_WINDOW_CHUNK keys
+ * and the pages of the window take theirs from here. Only a cache: a page whose cursor it
+ * does not cover (another instance read the previous page, a restart) reads the keys again
+ * from the database, which gives the same keys. */
+typedef struct pacs_window {
+    char *prev, *cur;     /* the window's snapshots (owned); NULL: nothing cached */
+    int64_t from1, from2; /* the cached keys are the window's first ones after this key */
+    int64_t *k1, *k2;     /* in key order (k2 0 for a one-field keyset) */
+    size_t n, cap;
+    int complete; /* the window has no key after the last cached one */
+} pacs_window;
+
 typedef struct pacs {
     PGconn *conn;
     int fetch_size;
@@ -61,6 +77,7 @@ typedef struct pacs {
     pacs_buf keys;       /* fetch key arrays, trim snapshot arrays */
     pacs_buf cursor;     /* the parsed copy of a change cursor */
     pacs_buf next;       /* the cursor being built */
+    pacs_window windows[3]; /* per entity */
 } pacs;
 
 /* A change cursor, parsed: pointers into pacs.cursor. */
@@ -178,14 +195,17 @@ static const tfs_sdk_entity pacs_entities[] = {
 
 #define N_ENTITIES N_OF(pacs_entities)
 
+_Static_assert(N_ENTITIES == sizeof(((pacs *)0)->windows) / sizeof(pacs_window),
+               "one change window cache per entity");
+
 /* ---- SQL ----------------------------------------------------------------------------------
  *
- * Per entity, four statements with fixed parameter lists (types declared at prepare, so an
- * entity may leave one unused):
+ * Per entity, five statements with fixed parameter lists (types declared, so an entity may
+ * leave one unused):
  *   read     $1 roll year, $2/$3 last key (k1, k2), $4 most rows, $5 include retired
  *   fetch    $1/$2 key arrays (k1[], k2[]), $3 roll year, $4 include retired
- *   changes  $1 prev snapshot, $2 cur snapshot, $3/$4 last key, $5 most keys, $6 roll year,
- *            $7 include retired
+ *   keys     $1 prev snapshot, $2 cur snapshot, $3/$4 last key, $5 most keys, $6 roll year
+ *   records  $1/$2 key arrays (k1[], k2[]), $3 roll year, $4 include retired
  *   lag      $1 prev snapshot, $2 cur snapshot, $3/$4 last key, $5 roll year
  * The keys of property and owner are (prop_id, prop_val_yr); the keyset is prop_id alone
  * (k2 unused). The key of sale is (chg_of_owner_id, prop_id), both in the keyset.
@@ -272,16 +292,19 @@ static const tfs_sdk_entity pacs_entities[] = {
     "WITH cl AS (SELECT " CL_COLS ", pg_visible_in_snapshot(c.txid, $2::pg_snapshot) AS w"     \
     CL_AFTER_PREV " AND " which ")"
 
-/* The rows mapped to the entity's keys (k1, k2) as km(k1, k2, w, at). */
+/* The rows mapped to the entity's keys (k1, k2) as km(k1, k2, w, at). Materialized, so
+ * that the planner does not push the keyset condition down into the joins of the mapping
+ * (a row comparison beside an equality on the same index column made each probe of
+ * chg_of_owner_prop_assoc walk the index: seconds per page). */
 #define PROP_ROWS "c.tbl IN ('property', 'property_val', 'situs', 'property_exemption')"
 #define PROP_KEYS(year)                                                                         \
-    ", km AS (SELECT cl.prop_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"                   \
+    ", km AS MATERIALIZED (SELECT cl.prop_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"                   \
     " WHERE cl.prop_id IS NOT NULL)"
 #define OWNER_ROWS                                                                              \
     "(c.tbl IN ('owner', 'address') OR (c.tbl IN ('property', 'property_val', 'account')"      \
     " AND c.op <> 'u'))"
 #define OWNER_KEYS(year)                                                                        \
-    ", km AS (SELECT cl.prop_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"                   \
+    ", km AS MATERIALIZED (SELECT cl.prop_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"                   \
     " WHERE cl.prop_id IS NOT NULL"                                                             \
     " UNION ALL SELECT o.prop_id, NULL::int8, cl.w, cl.at FROM cl"                              \
     " JOIN owner o ON o.owner_id = cl.acct_id AND o.owner_tax_yr = " year                      \
@@ -292,7 +315,7 @@ static const tfs_sdk_entity pacs_entities[] = {
     "(c.tbl IN ('sale', 'chg_of_owner_prop_assoc', 'owner') OR (c.tbl IN ('property',"          \
     " 'property_val', 'account') AND c.op <> 'u'))"
 #define SALE_KEYS(year)                                                                         \
-    ", km AS (SELECT cl.chg_of_owner_id AS k1, cl.prop_id AS k2, cl.w, cl.at FROM cl"           \
+    ", km AS MATERIALIZED (SELECT cl.chg_of_owner_id AS k1, cl.prop_id AS k2, cl.w, cl.at FROM cl"           \
     " WHERE cl.tbl = 'chg_of_owner_prop_assoc'"                                                 \
     " UNION ALL SELECT a.chg_of_owner_id, a.prop_id, cl.w, cl.at FROM cl"                       \
     " JOIN chg_of_owner_prop_assoc a ON a.chg_of_owner_id = cl.chg_of_owner_id"                \
@@ -307,13 +330,16 @@ static const tfs_sdk_entity pacs_entities[] = {
 #define AFTER1 "km.k1 > $3::int8"
 #define AFTER2 "(km.k1, km.k2) > ($3::int8, $4::int8)"
 
-/* One page of a window: the next keys after the last one, each with its record now (all
- * record columns null when it no longer exists). */
-#define CHANGES(cl, keys, after, record)                                                        \
-    cl keys ", kp AS (SELECT DISTINCT km.k1, km.k2 FROM km WHERE " after                       \
-    " ORDER BY km.k1, km.k2 LIMIT $5::int4)"                                                    \
-    " SELECT kp.k1, kp.k2, r.* FROM kp LEFT JOIN LATERAL (" record ") r ON true"               \
-    " ORDER BY kp.k1, kp.k2"
+/* The distinct keys of a window after the last one, in key order. */
+#define KEYS(cl, keys, after)                                                                   \
+    cl keys " SELECT DISTINCT km.k1, km.k2 FROM km WHERE " after                               \
+    " ORDER BY km.k1, km.k2 LIMIT $5::int4"
+
+/* The records of keys, in the keys' order, all record columns null for a key that no
+ * longer exists. */
+#define RECORDS(record)                                                                         \
+    "SELECT k.k1, k.k2, r.* FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY"              \
+    " AS k(k1, k2, ord) LEFT JOIN LATERAL (" record ") r ON true ORDER BY k.ord"
 
 /* The distinct keys still to read after a cursor, and the age of the oldest change. */
 #define LAG(cl, keys, after)                                                                    \
@@ -322,7 +348,7 @@ static const tfs_sdk_entity pacs_entities[] = {
     " WHERE NOT km.w OR " after " GROUP BY km.k1, km.k2) q"
 
 typedef struct pacs_sql {
-    const char *read, *fetch, *changes, *lag;
+    const char *read, *fetch, *keys, *records, *lag;
     int keyset; /* key fields in the keyset: 1 (prop_id) or 2 (chg_of_owner_id, prop_id) */
 } pacs_sql;
 
@@ -335,9 +361,9 @@ static const pacs_sql pacs_sqls[] = {
             "   FROM unnest($1::int8[], $2::int8[]) AS k(prop_id, prop_val_yr)) k"
             " JOIN property p ON p.prop_id = k.prop_id" PROP_LATERALS("k.prop_val_yr")
             " WHERE" LIVE("$4") " ORDER BY p.prop_id, v.prop_val_yr",
-            CHANGES(CL_WINDOW(PROP_ROWS), PROP_KEYS("$6::int4"), AFTER1,
-                    PROP_SELECT " FROM property p" PROP_LATERALS("$6::int4")
-                    " WHERE p.prop_id = kp.k1 AND" LIVE("$7")),
+            KEYS(CL_WINDOW(PROP_ROWS), PROP_KEYS("$6::int4"), AFTER1),
+            RECORDS(PROP_SELECT " FROM property p" PROP_LATERALS("$3::int4")
+                    " WHERE p.prop_id = k.k1 AND" LIVE("$4")),
             LAG(CL_PENDING(PROP_ROWS), PROP_KEYS("$5::int4"), AFTER1),
             1,
         },
@@ -349,25 +375,28 @@ static const pacs_sql pacs_sqls[] = {
             "   FROM unnest($1::int8[], $2::int8[]) AS k(prop_id, prop_val_yr)) k"
             " JOIN property p ON p.prop_id = k.prop_id" OWNER_LATERALS("k.prop_val_yr")
             " WHERE" LIVE("$4") " ORDER BY p.prop_id, v.prop_val_yr",
-            CHANGES(CL_WINDOW(OWNER_ROWS), OWNER_KEYS("$6::int4"), AFTER1,
-                    OWNER_SELECT " FROM property p" OWNER_LATERALS("$6::int4")
-                    " WHERE p.prop_id = kp.k1 AND" LIVE("$7")),
+            KEYS(CL_WINDOW(OWNER_ROWS), OWNER_KEYS("$6::int4"), AFTER1),
+            RECORDS(OWNER_SELECT " FROM property p" OWNER_LATERALS("$3::int4")
+                    " WHERE p.prop_id = k.k1 AND" LIVE("$4")),
             LAG(CL_PENDING(OWNER_ROWS), OWNER_KEYS("$5::int4"), AFTER1),
             1,
         },
     [ENT_SALE] =
         {
             SALE_SELECT " FROM chg_of_owner_prop_assoc a" SALE_JOINS("$1::int4")
-            " WHERE (a.chg_of_owner_id, a.prop_id) > ($2::int8, $3::int8) AND" LIVE("$5")
+            " WHERE (a.chg_of_owner_id, a.prop_id) > ($2::int8, $3::int8)"
+            /* Redundant, so that a merge join with sale starts at the page, not at the
+             * table's first row (which made reading all sales quadratic). */
+            " AND sl.chg_of_owner_id >= $2::int8 AND" LIVE("$5")
             " ORDER BY a.chg_of_owner_id, a.prop_id LIMIT $4::int4",
             SALE_SELECT " FROM (SELECT DISTINCT k.k1, k.k2"
             "   FROM unnest($1::int8[], $2::int8[]) AS k(k1, k2)) k"
             " JOIN chg_of_owner_prop_assoc a ON a.chg_of_owner_id = k.k1 AND a.prop_id = k.k2"
             SALE_JOINS("$3::int4") " WHERE" LIVE("$4")
             " ORDER BY a.chg_of_owner_id, a.prop_id",
-            CHANGES(CL_WINDOW(SALE_ROWS), SALE_KEYS("$6::int4"), AFTER2,
-                    SALE_SELECT " FROM chg_of_owner_prop_assoc a" SALE_JOINS("$6::int4")
-                    " WHERE a.chg_of_owner_id = kp.k1 AND a.prop_id = kp.k2 AND" LIVE("$7")),
+            KEYS(CL_WINDOW(SALE_ROWS), SALE_KEYS("$6::int4"), AFTER2),
+            RECORDS(SALE_SELECT " FROM chg_of_owner_prop_assoc a" SALE_JOINS("$3::int4")
+                    " WHERE a.chg_of_owner_id = k.k1 AND a.prop_id = k.k2 AND" LIVE("$4")),
             LAG(CL_PENDING(SALE_ROWS), SALE_KEYS("$5::int4"), AFTER2),
             2,
         },
@@ -382,16 +411,18 @@ static const char trim_sql[] =
 
 static const Oid read_types[] = {OID_INT4, OID_INT8, OID_INT8, OID_INT4, OID_BOOL};
 static const Oid fetch_types[] = {OID_INT8_ARRAY, OID_INT8_ARRAY, OID_INT4, OID_BOOL};
-static const Oid changes_types[] = {OID_PG_SNAPSHOT, OID_PG_SNAPSHOT, OID_INT8, OID_INT8,
-                                    OID_INT4, OID_INT4, OID_BOOL};
+static const Oid keys_types[] = {OID_PG_SNAPSHOT, OID_PG_SNAPSHOT, OID_INT8, OID_INT8,
+                                 OID_INT4, OID_INT4};
 static const Oid lag_types[] = {OID_PG_SNAPSHOT, OID_PG_SNAPSHOT, OID_INT8, OID_INT8, OID_INT4};
 
-/* Reads and fetches are prepared once per session: their plans do not depend on the
- * parameters. Change reads and lag queries are planned at every call instead (unnamed
- * statements): how many change log rows lie after a snapshot is only known from the
- * snapshot itself, and a generic plan guessing a third of the table would scan all of it. */
-enum { STMT_READ, STMT_FETCH, N_PREPARED, STMT_CHANGES = N_PREPARED, STMT_LAG, N_STMTS };
-static const char *const stmt_what[N_STMTS] = {"read", "fetch", "changes", "lag"};
+/* Reads, fetches and the records of changed keys are prepared once per session: their plans
+ * do not depend on the parameters. The change log queries (keys, lag) are planned at every
+ * call instead (unnamed statements): how many log rows lie after a snapshot is only known
+ * from the snapshot itself, and a generic plan guessing a third of the table would scan all
+ * of it. */
+enum { STMT_READ, STMT_FETCH, STMT_RECORDS, N_PREPARED, STMT_KEYS = N_PREPARED, STMT_LAG,
+       N_STMTS };
+static const char *const stmt_what[N_STMTS] = {"read", "fetch", "records", "keys", "lag"};
 
 /* The text, parameter count and types of a statement of an entity. */
 static void stmt_get(size_t entity, int what, const char **sql, int *n, const Oid **types)
@@ -404,8 +435,11 @@ static void stmt_get(size_t entity, int what, const char **sql, int *n, const Oi
     case STMT_FETCH:
         *sql = q->fetch, *n = (int)N_OF(fetch_types), *types = fetch_types;
         break;
-    case STMT_CHANGES:
-        *sql = q->changes, *n = (int)N_OF(changes_types), *types = changes_types;
+    case STMT_RECORDS:
+        *sql = q->records, *n = (int)N_OF(fetch_types), *types = fetch_types;
+        break;
+    case STMT_KEYS:
+        *sql = q->keys, *n = (int)N_OF(keys_types), *types = keys_types;
         break;
     default:
         *sql = q->lag, *n = (int)N_OF(lag_types), *types = lag_types;
@@ -710,7 +744,8 @@ static PGresult *pacs_exec(pacs *p, size_t entity, int what, int n, const char *
     *rc = pg_classify(p->conn, res);
     host->error_set(err, "could not %s %s%s: %s%s",
                     what == STMT_FETCH ? "fetch" : what == STMT_LAG ? "measure the lag of" : "read",
-                    pacs_entities[entity].name, what == STMT_CHANGES ? " changes" : "",
+                    pacs_entities[entity].name,
+                    what == STMT_KEYS || what == STMT_RECORDS ? " changes" : "",
                     pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
     PQclear(res);
     return NULL;
@@ -718,12 +753,23 @@ static PGresult *pacs_exec(pacs *p, size_t entity, int what, int n, const char *
 
 /* ---- callbacks ------------------------------------------------------------------------- */
 
+static void window_clear(pacs_window *w)
+{
+    free(w->prev);
+    free(w->cur);
+    free(w->k1);
+    free(w->k2);
+    *w = (pacs_window){0};
+}
+
 static void pacs_close(void *instance)
 {
     pacs *p = instance;
     if (!p)
         return;
     PQfinish(p->conn);
+    for (size_t e = 0; e < N_ENTITIES; e++)
+        window_clear(&p->windows[e]);
     buf_free(&p->keys);
     buf_free(&p->cursor);
     buf_free(&p->next);
@@ -950,12 +996,147 @@ static int add_delete(size_t entity, int64_t k1, int64_t k2, tfs_sdk_batch *out,
     return 0;
 }
 
+/* ---- change windows ---------------------------------------------------------------- */
+
+/* Key order: (a1, a2) against (b1, b2). */
+static int key_cmp(int64_t a1, int64_t a2, int64_t b1, int64_t b2)
+{
+    if (a1 != b1)
+        return a1 < b1 ? -1 : 1;
+    return a2 < b2 ? -1 : a2 > b2;
+}
+
+/* The index of the first cached key after (k1, k2). */
+static size_t window_after(const pacs_window *w, int64_t k1, int64_t k2)
+{
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (key_cmp(w->k1[mid], w->k2[mid], k1, k2) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Whether the cache holds the keys of window (prev, cur) that follow (k1, k2). */
+static int window_covers(const pacs_window *w, const char *prev, const char *cur, int64_t k1,
+                         int64_t k2)
+{
+    if (!w->prev || strcmp(w->prev, prev) != 0 || strcmp(w->cur, cur) != 0 ||
+        key_cmp(k1, k2, w->from1, w->from2) < 0)
+        return 0;
+    return w->complete || window_after(w, k1, k2) < w->n;
+}
+
+/* Reads the next keys of window (prev, cur) after (k1, k2) into the cache. */
+static int window_fill(pacs *p, size_t entity, pacs_window *w, const char *prev,
+                       const char *cur, int64_t k1, int64_t k2, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[entity];
+    const int keyset = pacs_sqls[entity].keyset;
+    char a1[24], a2[24], lim[16], year[16];
+    int rc = 0;
+
+    window_clear(w);
+    snprintf(a1, sizeof a1, "%" PRId64, k1);
+    snprintf(a2, sizeof a2, "%" PRId64, k2);
+    snprintf(lim, sizeof lim, "%d", PACS_WINDOW_CHUNK);
+    snprintf(year, sizeof year, "%" PRId32, host->roll_year);
+    const char *params[] = {prev, cur, a1, a2, lim, year};
+    PGresult *res = pacs_exec(p, entity, STMT_KEYS, (int)N_OF(params), params, &rc, err);
+    if (!res)
+        return rc;
+    size_t rows = (size_t)PQntuples(res);
+    w->prev = strdup(prev);
+    w->cur = strdup(cur);
+    w->k1 = malloc((rows ? rows : 1) * sizeof *w->k1);
+    w->k2 = malloc((rows ? rows : 1) * sizeof *w->k2);
+    if (!w->prev || !w->cur || !w->k1 || !w->k2) {
+        host->error_set(err, "could not read %s changes: out of memory", e->name);
+        rc = TFS_SDK_ETRANSIENT;
+        goto out;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const char *v1 = PQgetvalue(res, (int)r, 0), *v2 = PQgetvalue(res, (int)r, 1);
+        w->k2[r] = 0;
+        if (parse_i64(v1, strlen(v1), &w->k1[r]) != 0 ||
+            (keyset == 2 && parse_i64(v2, strlen(v2), &w->k2[r]) != 0)) {
+            host->error_set(err, "could not read %s changes: bad key \"%s\"", e->name, v1);
+            rc = TFS_SDK_EPERMANENT;
+            goto out;
+        }
+    }
+    w->n = w->cap = rows;
+    w->from1 = k1;
+    w->from2 = k2;
+    w->complete = rows < PACS_WINDOW_CHUNK;
+out:
+    if (rc)
+        window_clear(w);
+    PQclear(res);
+    return rc;
+}
+
+/* Adds the records (or deletions) of cached keys [from, from + n) to out. */
+static int window_records(pacs *p, size_t entity, const pacs_window *w, size_t from, size_t n,
+                          tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[entity];
+    pacs_buf *b = &p->keys;
+    int rc = 0;
+
+    /* Both key fields as arrays in one buffer: "{k1s}\0{k2s}". */
+    b->len = 0;
+    if (buf_put(b, "{", 1) != 0)
+        goto oom;
+    for (size_t i = from; i < from + n; i++)
+        if (buf_printf(b, "%s%" PRId64, i > from ? "," : "", w->k1[i]) != 0)
+            goto oom;
+    if (buf_put(b, "}\0{", 3) != 0)
+        goto oom;
+    size_t second = b->len - 1;
+    for (size_t i = from; i < from + n; i++)
+        if (buf_printf(b, "%s%" PRId64, i > from ? "," : "", w->k2[i]) != 0)
+            goto oom;
+    if (buf_put(b, "}", 1) != 0)
+        goto oom;
+    char year[16];
+    snprintf(year, sizeof year, "%" PRId32, host->roll_year);
+    const char *params[] = {b->s, b->s + second, year, p->include_retired ? "true" : "false"};
+    PGresult *res = pacs_exec(p, entity, STMT_RECORDS, (int)N_OF(params), params, &rc, err);
+    if (!res)
+        return rc;
+    if ((rc = pg_check_columns(e, res, 2, err)) != 0)
+        goto out;
+    if ((size_t)PQntuples(res) != n) {
+        host->error_set(err, "could not read %s changes: %d records for %zu keys", e->name,
+                        PQntuples(res), n);
+        rc = TFS_SDK_EPERMANENT;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (!PQgetisnull(res, (int)i, 2))
+            rc = pg_add_row(e, res, (int)i, 2, out, err);
+        else
+            rc = add_delete(entity, w->k1[from + i], w->k2[from + i], out, err);
+    }
+out:
+    PQclear(res);
+    return rc;
+oom:
+    host->error_set(err, "could not read %s changes: out of memory", e->name);
+    return TFS_SDK_ETRANSIENT;
+}
+
 static int pacs_read_changes(pacs *p, size_t entity, const void *cursor, size_t cursor_len,
                              size_t limit, tfs_sdk_batch *out, tfs_sdk_error *err)
 {
     const tfs_sdk_entity *e = &pacs_entities[entity];
     const int keyset = pacs_sqls[entity].keyset;
-    PGresult *snap_res = NULL, *res = NULL;
+    pacs_window *w = &p->windows[entity];
+    PGresult *snap_res = NULL;
     pacs_changes_pos pos;
     int rc;
 
@@ -974,6 +1155,7 @@ static int pacs_read_changes(pacs *p, size_t entity, const void *cursor, size_t 
         return rc == -2 ? TFS_SDK_ETRANSIENT : TFS_SDK_EPERMANENT;
     }
     const char *prev = pos.prev, *cur = pos.cur;
+    int64_t last1 = pos.in_window ? pos.k1 : 0, last2 = pos.in_window ? pos.k2 : 0;
     if (!pos.in_window) {
         /* The window after the last one: from its end to now. */
         prev = pos.cur;
@@ -987,48 +1169,26 @@ static int pacs_read_changes(pacs *p, size_t entity, const void *cursor, size_t 
             goto out;
         }
     }
-
-    char k1[24], k2[24], lim[16], year[16];
-    snprintf(k1, sizeof k1, "%" PRId64, pos.in_window ? pos.k1 : 0);
-    snprintf(k2, sizeof k2, "%" PRId64, pos.in_window ? pos.k2 : 0);
-    snprintf(lim, sizeof lim, "%zu", limit);
-    snprintf(year, sizeof year, "%" PRId32, host->roll_year);
-    const char *params[] = {prev, cur, k1, k2, lim, year,
-                            p->include_retired ? "true" : "false"};
-    res = pacs_exec(p, entity, STMT_CHANGES, (int)N_OF(params), params, &rc, err);
-    if (!res)
+    if (!window_covers(w, prev, cur, last1, last2) &&
+        (rc = window_fill(p, entity, w, prev, cur, last1, last2, err)) != 0)
         goto out;
-    if ((rc = pg_check_columns(e, res, 2, err)) != 0)
+    size_t from = window_after(w, last1, last2);
+    size_t n = w->n - from < limit ? w->n - from : limit;
+    if (n > 0 && (rc = window_records(p, entity, w, from, n, out, err)) != 0)
         goto out;
-    int rows = PQntuples(res);
-    for (int r = 0; r < rows && rc == 0; r++) {
-        if (!PQgetisnull(res, r, 2)) {
-            rc = pg_add_row(e, res, r, 2, out, err);
-            continue;
-        }
-        int64_t a, b = 0;
-        const char *v1 = PQgetvalue(res, r, 0), *v2 = PQgetvalue(res, r, 1);
-        if (parse_i64(v1, strlen(v1), &a) != 0 ||
-            (keyset == 2 && parse_i64(v2, strlen(v2), &b) != 0)) {
-            host->error_set(err, "could not read %s changes: bad key \"%s\"", e->name, v1);
-            rc = TFS_SDK_EPERMANENT;
-            break;
-        }
-        rc = add_delete(entity, a, b, out, err);
-    }
-    if (rc)
-        goto out;
-    if ((size_t)rows < limit) {
+    if (from + n == w->n && w->complete) {
         /* The window is done: the next read starts after its end. */
         rc = changes_cursor_set(p, out, cur, cur, keyset, NULL, NULL, err);
         if (rc == 0)
             host->batch_set_done(out);
+        window_clear(w);
     } else {
-        rc = changes_cursor_set(p, out, prev, cur, keyset, PQgetvalue(res, rows - 1, 0),
-                                PQgetvalue(res, rows - 1, 1), err);
+        char k1[24], k2[24];
+        snprintf(k1, sizeof k1, "%" PRId64, w->k1[from + n - 1]);
+        snprintf(k2, sizeof k2, "%" PRId64, w->k2[from + n - 1]);
+        rc = changes_cursor_set(p, out, prev, cur, keyset, k1, k2, err);
     }
 out:
-    PQclear(res);
     PQclear(snap_res);
     return rc;
 }
