@@ -383,6 +383,8 @@ static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tf
             r->write = 0;
             if (hashes[i])
                 keys[n_old++] = r->key;
+            else
+                b->c.unchanged++; /* never written: nothing to delete */
         } else if (!r->stage) {
             char hex[17];
             tfs_hash_hex(r->tgt_hash, hex);
