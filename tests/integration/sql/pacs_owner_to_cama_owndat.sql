@@ -11,7 +11,8 @@
 --     (prop_inactive_dt set) is left out, as the adapter does by default
 --     (retired_as_delete true; with false, drop that condition);
 --   * owners: the owner rows of that year and sup_num, ranked by pct_ownership descending,
---     then owner_id; own1/own2 are the first two; a property without owner rows has no row;
+--     then owner_id; own1/own2 are the first two (pivoted in one aggregate, so that the
+--     ranking is read once); a property without owner rows has no row;
 --   * a confidential owner (account.confidential_flag 'T') is 'CONFIDENTIAL OWNER', and
 --     when it is the first owner the address columns are null;
 --   * the mailing address is the first owner's address row, primary first, then type 'M',
@@ -28,8 +29,15 @@ WITH pv AS (
            row_number() OVER (PARTITION BY o.prop_id
                               ORDER BY o.pct_ownership DESC, o.owner_id) AS rank
     FROM owner o
-    JOIN pv ON pv.prop_id = o.prop_id AND o.owner_tax_yr = pv.prop_val_yr
-           AND o.sup_num = pv.sup_num
+    JOIN pv ON pv.prop_id = o.prop_id AND o.sup_num = pv.sup_num
+    WHERE o.owner_tax_yr = :roll_year
+), owners AS (
+    SELECT prop_id,
+           max(owner_id) FILTER (WHERE rank = 1) AS id1,
+           max(owner_id) FILTER (WHERE rank = 2) AS id2,
+           max(pct_ownership) FILTER (WHERE rank = 1) AS pct1
+    FROM ranked
+    GROUP BY prop_id
 ), mail AS (
     SELECT DISTINCT ON (acct_id) *
     FROM address
@@ -51,13 +59,12 @@ SELECT
     CASE WHEN a1.confidential_flag = 'T' THEN NULL
          ELSE upper(btrim(m.addr_state, E' \t\n\x0B\f\r') COLLATE "C") END AS statecode,
     CASE WHEN a1.confidential_flag = 'T' THEN NULL ELSE m.addr_zip END AS zip1,
-    o1.pct_ownership AS pctown,
+    o.pct1 AS pctown,
     pv.prop_inactive_dt AS deactivat
 FROM pv
 JOIN property p ON p.prop_id = pv.prop_id
-JOIN ranked o1 ON o1.prop_id = pv.prop_id AND o1.rank = 1
-LEFT JOIN ranked o2 ON o2.prop_id = pv.prop_id AND o2.rank = 2
-LEFT JOIN account a1 ON a1.acct_id = o1.owner_id
-LEFT JOIN account a2 ON a2.acct_id = o2.owner_id
-LEFT JOIN mail m ON m.acct_id = o1.owner_id
+JOIN owners o ON o.prop_id = pv.prop_id
+LEFT JOIN account a1 ON a1.acct_id = o.id1
+LEFT JOIN account a2 ON a2.acct_id = o.id2
+LEFT JOIN mail m ON m.acct_id = o.id1
 WHERE pv.prop_inactive_dt IS NULL

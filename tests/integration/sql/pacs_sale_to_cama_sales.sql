@@ -24,8 +24,8 @@ WITH pv AS (
 ), first_owner AS (
     SELECT DISTINCT ON (o.prop_id) o.prop_id, o.owner_id
     FROM owner o
-    JOIN pv ON pv.prop_id = o.prop_id AND o.owner_tax_yr = pv.prop_val_yr
-           AND o.sup_num = pv.sup_num
+    JOIN pv ON pv.prop_id = o.prop_id AND o.sup_num = pv.sup_num
+    WHERE o.owner_tax_yr = :roll_year
     ORDER BY o.prop_id, o.pct_ownership DESC, o.owner_id
 )
 SELECT
