@@ -194,6 +194,8 @@ typedef struct rec_state {
     int deleted; /* gone from the source: the pair's delete action applies */
     tfs_sdk_op_kind kind; /* of the operations in out */
     char *old;   /* the sync map's last written target record (JSON), malloc'd */
+    tfs_record **orphans; /* last written target records the mapping no longer produces */
+    size_t n_orphans;
 } rec_state;
 
 typedef struct batch_ctx {
@@ -359,6 +361,48 @@ static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *s
     return 0;
 }
 
+/* The target records last written for r that its mapping no longer produces (a sale now
+ * confidential, a one-to-many mapping with one record fewer): they are deleted with the
+ * update, so nothing stale stays in the target. */
+static int find_orphans(batch_ctx *b, rec_state *r, tfs_arena *a)
+{
+    json_t *old = json_loads(r->old, 0, NULL);
+    if (!old)
+        return TFS_ENOMEM;
+    size_t cap = 0;
+    const char *ename;
+    json_t *list;
+    json_object_foreach(old, ename, list) cap += json_array_size(list);
+    r->orphans = tfs_arena_calloc(a, cap ? cap : 1, sizeof *r->orphans);
+    int rc = r->orphans ? 0 : TFS_ENOMEM;
+    json_object_foreach(old, ename, list) {
+        int ti = tfs_instance_entity(b->tgt, ename);
+        if (ti < 0 || rc)
+            continue;
+        const tfs_sdk_entity *e = &b->tgt->entities[ti];
+        size_t k;
+        json_t *obj;
+        json_array_foreach(list, k, obj) {
+            tfs_record *t = tfs_record_from_json(a, e, obj);
+            const char *okey = t ? tfs_record_key(a, t) : NULL;
+            if (!okey) {
+                rc = TFS_ENOMEM;
+                break;
+            }
+            int kept = 0;
+            for (size_t j = 0; j < r->out.n && !kept; j++) {
+                const tfs_record *n = r->out.recs[j];
+                const char *nkey = n->entity == e ? tfs_record_key(a, n) : NULL;
+                kept = nkey && strcmp(nkey, okey) == 0;
+            }
+            if (!kept)
+                r->orphans[r->n_orphans++] = t;
+        }
+    }
+    json_decref(old);
+    return rc;
+}
+
 /* Marks records whose target is already what they would write (same hash as the sync
  * map's last written), so that a repeated full sync writes nothing; fetches the last
  * written records that updates (for the audit trail) and deletions need. */
@@ -408,6 +452,8 @@ static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tf
         r->old = old[k++];
         if (r->deleted && r->old && plan_deletion(b, r, a, hashes[i]) != 0)
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory planning a deletion");
+        else if (!r->deleted && r->old && find_orphans(b, r, a) != 0)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory comparing with the last write");
     }
     for (size_t i = 0; i < n; i++)
         free(hashes[i]);
@@ -419,7 +465,7 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_
     size_t n_ops = 0;
     for (size_t i = 0; i < n; i++)
         if (rs[i].write)
-            n_ops += rs[i].out.n;
+            n_ops += rs[i].out.n + rs[i].n_orphans;
     if (n_ops == 0)
         return 0;
     tfs_sdk_write_op *ops = tfs_arena_alloc(a, n_ops * sizeof *ops);
@@ -436,6 +482,12 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_
              * there is its index for the plugin. */
             ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - b->tgt->entities),
                                         rs[i].deleted ? rs[i].kind : TFS_SDK_OP_UPSERT, rec};
+            owner[k++] = i;
+        }
+        for (size_t j = 0; j < rs[i].n_orphans; j++) {
+            const tfs_record *rec = rs[i].orphans[j];
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - b->tgt->entities),
+                                        TFS_SDK_OP_DELETE, rec};
             owner[k++] = i;
         }
     }
@@ -567,6 +619,24 @@ static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
             json_object_set_new(changes, name, fields);
         else
             json_decref(fields);
+    }
+    /* Records the mapping no longer produces: every field goes to null. */
+    for (size_t j = 0; j < r->n_orphans && changes; j++) {
+        const tfs_record *t = r->orphans[j];
+        json_t *fields = json_object(), *was = tfs_record_to_json(t);
+        for (size_t f = 0; f < t->n; f++) {
+            const tfs_sdk_field *fd = &t->entity->fields[f];
+            if ((fd->flags & TFS_SDK_FIELD_BOOKKEEPING) || t->values[f].type == TFS_SDK_NULL)
+                continue;
+            json_object_set_new(fields, fd->name,
+                                json_pack("{sOsn}", "before", json_object_get(was, fd->name),
+                                          "after"));
+        }
+        json_decref(was);
+        const char *key = tfs_record_key(a, t);
+        char name[256];
+        snprintf(name, sizeof name, "%s %s", t->entity->name, key ? key : "");
+        json_object_set_new(changes, name, fields);
     }
     char *text = changes ? json_dumps(changes, JSON_COMPACT) : NULL;
     const char *out = text ? tfs_arena_strdup(a, text) : NULL;
