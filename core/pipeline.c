@@ -18,7 +18,7 @@
 #include "validator.h"
 
 #define MAX_ATTEMPTS 6
-#define N_ARENAS 3 /* one batch being read, one queued, one being written */
+#define N_ARENAS 4 /* batches in flight: read, queued, written, committed */
 
 typedef struct open_system {
     char *name;
@@ -35,7 +35,9 @@ struct tfs_pipeline {
      * arena. */
     tfs_arena *arenas[N_ARENAS];
     tfs_buf scratch;              /* the reading side's */
-    tfs_buf wscratch, wscratch2;  /* the writing side's */
+    tfs_buf wscratch;             /* the writing side's */
+    tfs_buf cscratch, cscratch2;  /* the committing side's */
+    tfs_store *cstore;            /* the committing side's own state store connection */
     open_system *systems;
     size_t n_systems;
 };
@@ -62,6 +64,7 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
         }
     }
     if ((rc = tfs_store_open(cfg->state_conninfo, &p->store, err)) ||
+        (rc = tfs_store_open(cfg->state_conninfo, &p->cstore, err)) ||
         (rc = tfs_lua_new(cfg->transform_dir, &cfg->lua, cfg->roll_year, &p->lua, err)))
         goto fail;
     *out = p;
@@ -92,7 +95,9 @@ void tfs_pipeline_free(tfs_pipeline *p)
         tfs_arena_free(p->arenas[i]);
     tfs_buf_free(&p->scratch);
     tfs_buf_free(&p->wscratch);
-    tfs_buf_free(&p->wscratch2);
+    tfs_buf_free(&p->cscratch);
+    tfs_buf_free(&p->cscratch2);
+    tfs_store_close(p->cstore);
     free(p);
 }
 
@@ -225,17 +230,21 @@ typedef struct job {
     entity_counts delta; /* what the reading side counted for this batch */
 } job;
 
-/* The hand-off between the two sides: at most N_ARENAS batches in flight. */
+/* The hand-offs between the three sides of a run (reading, writing, committing): at
+ * most N_ARENAS batches in flight. */
 typedef struct handoff {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    job *queue[N_ARENAS];
-    size_t head, n;
+    job *to_write[N_ARENAS];
+    size_t w_head, w_n;
+    job *to_commit[N_ARENAS];
+    size_t c_head, c_n;
+    int committing; /* the committing side holds a batch */
     tfs_arena *free_arenas[N_ARENAS];
     size_t n_free;
-    int reader_done;
-    int writer_rc;
-    tfs_error writer_err;
+    int reader_done, writer_done;
+    int rc; /* the first failure of the writing or committing side */
+    tfs_error err;
     batch_ctx *b;
 } handoff;
 
@@ -296,7 +305,8 @@ static int transform_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_ar
 
 /* The target records a deletion acts on, from the sync map's last written ones: keys only
  * to delete them, or whole with the deactivate field set to deactivate them. */
-static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *stored_hash)
+static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *stored_hash,
+                         entity_counts *delta)
 {
     json_t *old = json_loads(r->old, 0, NULL);
     if (!old)
@@ -325,7 +335,7 @@ static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *s
                 int f = tfs_entity_field_index(e, b->pair->deactivate_field);
                 if (f < 0) {
                     if (!r->stage)
-                        b->c.write_failed++;
+                        delta->write_failed++;
                     fail_rec(r, "write", NULL);
                     char msg[256];
                     snprintf(msg, sizeof msg, "cannot deactivate %s: it has no field \"%s\"; "
@@ -406,7 +416,8 @@ static int find_orphans(batch_ctx *b, rec_state *r, tfs_arena *a)
 /* Marks records whose target is already what they would write (same hash as the sync
  * map's last written), so that a repeated full sync writes nothing; fetches the last
  * written records that updates (for the audit trail) and deletions need. */
-static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tfs_error *err)
+static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a,
+                         entity_counts *delta, tfs_error *err)
 {
     tfs_pipeline *p = b->p;
     const char **keys = tfs_arena_alloc(a, (n ? n : 1) * sizeof *keys);
@@ -428,13 +439,13 @@ static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tf
             if (hashes[i])
                 keys[n_old++] = r->key;
             else
-                b->c.unchanged++; /* never written: nothing to delete */
+                delta->unchanged++; /* never written: nothing to delete */
         } else if (!r->stage) {
             char hex[17];
             tfs_hash_hex(r->tgt_hash, hex);
             r->write = !hashes[i] || strcmp(hashes[i], hex) != 0;
             if (!r->write)
-                b->c.unchanged++;
+                delta->unchanged++;
             else if (hashes[i])
                 keys[n_old++] = r->key;
         }
@@ -450,7 +461,7 @@ static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tf
         if (r->key != keys[k])
             continue;
         r->old = old[k++];
-        if (r->deleted && r->old && plan_deletion(b, r, a, hashes[i]) != 0)
+        if (r->deleted && r->old && plan_deletion(b, r, a, hashes[i], delta) != 0)
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory planning a deletion");
         else if (!r->deleted && r->old && find_orphans(b, r, a) != 0)
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory comparing with the last write");
@@ -460,7 +471,8 @@ static int compare_batch(batch_ctx *b, size_t n, rec_state *rs, tfs_arena *a, tf
     return rc;
 }
 
-static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_error *err)
+static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a,
+                       entity_counts *delta, tfs_error *err)
 {
     size_t n_ops = 0;
     for (size_t i = 0; i < n; i++)
@@ -512,7 +524,7 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a, tfs_
             rec_state *r = &rs[owner[o]];
             if (r->write) {
                 r->write = 0;
-                b->c.write_failed++;
+                delta->write_failed++;
             }
             fail_rec(r, "write", res.message[o] ? res.message[o] : "the target refused it");
         }
@@ -548,7 +560,7 @@ static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
     if (!r->old && !r->deleted) {
         /* An insert: every non-null field goes from null to its value. Written as text
          * directly, as it is the common case of a first full run. */
-        tfs_buf *t = &b->p->wscratch;
+        tfs_buf *t = &b->p->cscratch;
         tfs_buf_reset(t);
         tfs_buf_putc(t, '{');
         for (size_t j = 0; j < r->out.n; j++) {
@@ -646,10 +658,27 @@ static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
     return out;
 }
 
-static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena *a,
-                        tfs_error *err)
+static void counts_add(entity_counts *c, const entity_counts *d)
+{
+    c->read += d->read;
+    c->transform_failed += d->transform_failed;
+    c->validate_failed += d->validate_failed;
+    c->write_failed += d->write_failed;
+    c->unchanged += d->unchanged;
+    c->read_ms += d->read_ms;
+    c->transform_ms += d->transform_ms;
+    c->compare_ms += d->compare_ms;
+    c->write_ms += d->write_ms;
+}
+
+/* Sync map rows, failed records, audit entries, the cursor and the counts of one batch, in
+ * one state store transaction (on s). The counts the other sides gathered for the batch
+ * (delta) are added first: only this side touches the run's totals. */
+static int commit_batch(batch_ctx *b, tfs_store *s, tfs_batch *batch, rec_state *rs,
+                        tfs_arena *a, const entity_counts *delta, tfs_error *err)
 {
     tfs_pipeline *p = b->p;
+    counts_add(&b->c, delta);
     size_t n = batch->n, n_rows = 0, n_failed = 0, n_mark = 0, n_forget = 0, n_audit = 0;
     tfs_syncmap_row *rows = tfs_arena_calloc(a, n ? n : 1, sizeof *rows);
     tfs_failed_row *failed = tfs_arena_calloc(a, n ? n : 1, sizeof *failed);
@@ -696,13 +725,13 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena
         tfs_hash_hex(r->src_hash, row->source_hash);
         tfs_hash_hex(r->tgt_hash, row->target_hash);
         /* JSON text built straight into a buffer: no jansson tree per record. */
-        tfs_buf *kb = &p->wscratch;
+        tfs_buf *kb = &p->cscratch;
         tfs_buf_reset(kb);
         tfs_buf_putc(kb, '[');
         for (size_t j = 0; j < r->out.n; j++) {
             const tfs_record *t = r->out.recs[j];
             char hex[17];
-            tfs_hash_hex(tfs_hash_records(&p->wscratch2, &t, 1), hex);
+            tfs_hash_hex(tfs_hash_records(&p->cscratch2, &t, 1), hex);
             const char *tkey = tfs_record_key(a, t);
             if (j)
                 tfs_buf_putc(kb, ',');
@@ -772,14 +801,14 @@ static int commit_batch(batch_ctx *b, tfs_batch *batch, rec_state *rs, tfs_arena
         bc.cursor = NULL; /* a first read that returned nothing */
     int rc = 0;
     for (int attempt = 1;; attempt++) {
-        rc = tfs_store_batch_commit(p->store, &bc, err);
+        rc = tfs_store_batch_commit(s, &bc, err);
         if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
             break;
         tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d, retrying)", b->run_id,
                      err->message, attempt);
         if (backoff(attempt, b->stop) < 0)
             break;
-        tfs_store_ensure(p->store, NULL);
+        tfs_store_ensure(s, NULL);
     }
     for (size_t i = 0; i < n_failed; i++)
         json_decref(failed[i].record);
@@ -805,65 +834,132 @@ static int read_batch(batch_ctx *b, const unsigned char *cursor, size_t cursor_l
     }
 }
 
-/* Compare, write and commit one batch: the writing side. */
-static int consume(batch_ctx *b, job *jb, tfs_error *err)
+/* Compare and write one batch (the writing side); counts go to the job's delta. */
+static int compare_and_write(batch_ctx *b, job *jb, tfs_error *err)
 {
-    entity_counts *d = &jb->delta;
-    b->c.read += d->read;
-    b->c.transform_failed += d->transform_failed;
-    b->c.validate_failed += d->validate_failed;
-    b->c.read_ms += d->read_ms;
-    b->c.transform_ms += d->transform_ms;
     double t2 = now_ms();
-    int rc = compare_batch(b, jb->batch.n, jb->rs, jb->arena, err);
+    int rc = compare_batch(b, jb->batch.n, jb->rs, jb->arena, &jb->delta, err);
     if (rc)
         return rc;
     double t3 = now_ms();
-    b->c.compare_ms += t3 - t2;
-    if ((rc = write_batch(b, jb->rs, jb->batch.n, jb->arena, err)))
-        return rc;
+    jb->delta.compare_ms += t3 - t2;
+    rc = write_batch(b, jb->rs, jb->batch.n, jb->arena, &jb->delta, err);
+    jb->delta.write_ms += now_ms() - t3;
+    return rc;
+}
+
+static int commit_job(batch_ctx *b, tfs_store *s, job *jb, tfs_error *err)
+{
     double t4 = now_ms();
-    b->c.write_ms += t4 - t3;
     /* commit_batch stores the counts: its own time shows from the next batch on. */
-    rc = commit_batch(b, &jb->batch, jb->rs, jb->arena, err);
+    int rc = commit_batch(b, s, &jb->batch, jb->rs, jb->arena, &jb->delta, err);
     b->c.commit_ms += now_ms() - t4;
     return rc;
 }
 
+/* Compare, write and commit one batch on this thread (the sweep). */
+static int consume(batch_ctx *b, job *jb, tfs_error *err)
+{
+    int rc = compare_and_write(b, jb, err);
+    return rc ? rc : commit_job(b, b->p->store, jb, err);
+}
+
+static void job_release(handoff *h, job *jb)
+{
+    for (size_t i = 0; i < jb->batch.n; i++) {
+        json_decref(jb->rs[i].reasons);
+        free(jb->rs[i].old);
+    }
+    pthread_mutex_lock(&h->lock);
+    h->free_arenas[h->n_free++] = jb->arena;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void fail_handoff(handoff *h, int rc, const tfs_error *err)
+{
+    pthread_mutex_lock(&h->lock);
+    if (!h->rc) {
+        h->rc = rc;
+        h->err = *err;
+    }
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* The writing side: compares each batch with the sync map and writes it to the target,
+ * then hands it to the committing side. Batches go through both in read order. */
 static void *writer_main(void *arg)
 {
     handoff *h = arg;
     for (;;) {
         pthread_mutex_lock(&h->lock);
-        while (h->n == 0 && !h->reader_done)
+        while (h->w_n == 0 && !h->reader_done)
             pthread_cond_wait(&h->cond, &h->lock);
-        if (h->n == 0) {
+        if (h->w_n == 0) {
+            h->writer_done = 1;
+            pthread_cond_broadcast(&h->cond);
             pthread_mutex_unlock(&h->lock);
             break;
         }
-        job *jb = h->queue[h->head];
-        h->head = (h->head + 1) % N_ARENAS;
-        h->n--;
-        int failed = h->writer_rc != 0;
+        job *jb = h->to_write[h->w_head];
+        h->w_head = (h->w_head + 1) % N_ARENAS;
+        h->w_n--;
+        /* Reading changes, a key may come again in the next batch: compare only once the
+         * batch before is committed, or its old hash would be compared with. Full reads
+         * never repeat a key, so they overlap. */
+        while (h->b->changes && (h->c_n || h->committing) && !h->rc)
+            pthread_cond_wait(&h->cond, &h->lock);
+        int failed = h->rc != 0;
         pthread_mutex_unlock(&h->lock);
 
         tfs_error err = {0};
-        /* After a failure the queued batches are dropped, not written: what was not
-         * committed is read again when the run resumes. */
-        int rc = failed ? 0 : consume(h->b, jb, &err);
-        for (size_t i = 0; i < jb->batch.n; i++) {
-            json_decref(jb->rs[i].reasons);
-            free(jb->rs[i].old);
+        /* After a failure queued batches are dropped: what was not committed is read
+         * again when the run resumes. */
+        int rc = failed ? 0 : compare_and_write(h->b, jb, &err);
+        if (failed || rc) {
+            if (rc)
+                fail_handoff(h, rc, &err);
+            job_release(h, jb);
+            continue;
         }
-
         pthread_mutex_lock(&h->lock);
-        h->free_arenas[h->n_free++] = jb->arena;
-        if (rc && !h->writer_rc) {
-            h->writer_rc = rc;
-            h->writer_err = err;
-        }
+        h->to_commit[(h->c_head + h->c_n) % N_ARENAS] = jb;
+        h->c_n++;
         pthread_cond_broadcast(&h->cond);
         pthread_mutex_unlock(&h->lock);
+    }
+    return NULL;
+}
+
+/* The committing side: the state store transaction of each written batch, in order, on
+ * its own connection, while the writing side goes on with the next batch. */
+static void *committer_main(void *arg)
+{
+    handoff *h = arg;
+    for (;;) {
+        pthread_mutex_lock(&h->lock);
+        while (h->c_n == 0 && !h->writer_done)
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (h->c_n == 0) {
+            pthread_mutex_unlock(&h->lock);
+            break;
+        }
+        job *jb = h->to_commit[h->c_head];
+        h->c_head = (h->c_head + 1) % N_ARENAS;
+        h->c_n--;
+        h->committing = 1;
+        int failed = h->rc != 0;
+        pthread_mutex_unlock(&h->lock);
+
+        tfs_error err = {0};
+        int rc = failed ? 0 : commit_job(h->b, h->b->p->cstore, jb, &err);
+        if (rc)
+            fail_handoff(h, rc, &err);
+        pthread_mutex_lock(&h->lock);
+        h->committing = 0;
+        pthread_mutex_unlock(&h->lock);
+        job_release(h, jb);
     }
     return NULL;
 }
@@ -920,12 +1016,29 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     pthread_cond_init(&h.cond, NULL);
     for (int i = 0; i < N_ARENAS; i++)
         h.free_arenas[h.n_free++] = p->arenas[i];
-    pthread_t writer;
+    if ((rc = tfs_store_ensure(p->cstore, err))) {
+        free(saved);
+        pthread_mutex_destroy(&h.lock);
+        pthread_cond_destroy(&h.cond);
+        return rc;
+    }
+    pthread_t writer, committer;
     if (pthread_create(&writer, NULL, writer_main, &h) != 0) {
         free(saved);
         pthread_mutex_destroy(&h.lock);
         pthread_cond_destroy(&h.cond);
         return tfs_error_set(err, TFS_EIO, "could not start the writer thread");
+    }
+    if (pthread_create(&committer, NULL, committer_main, &h) != 0) {
+        pthread_mutex_lock(&h.lock);
+        h.reader_done = 1;
+        pthread_cond_broadcast(&h.cond);
+        pthread_mutex_unlock(&h.lock);
+        pthread_join(writer, NULL);
+        free(saved);
+        pthread_mutex_destroy(&h.lock);
+        pthread_cond_destroy(&h.cond);
+        return tfs_error_set(err, TFS_EIO, "could not start the committer thread");
     }
     unsigned char *cursor = saved;
     size_t cursor_len = saved_len;
@@ -935,9 +1048,9 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
             break;
         }
         pthread_mutex_lock(&h.lock);
-        while (h.n_free == 0 && !h.writer_rc)
+        while (h.n_free == 0 && !h.rc)
             pthread_cond_wait(&h.cond, &h.lock);
-        tfs_arena *a = h.writer_rc ? NULL : h.free_arenas[--h.n_free];
+        tfs_arena *a = h.rc ? NULL : h.free_arenas[--h.n_free];
         pthread_mutex_unlock(&h.lock);
         if (!a)
             break; /* the writer failed: its error is the run's */
@@ -1004,8 +1117,8 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
             }
         }
         pthread_mutex_lock(&h.lock);
-        h.queue[(h.head + h.n) % N_ARENAS] = jb;
-        h.n++;
+        h.to_write[(h.w_head + h.w_n) % N_ARENAS] = jb;
+        h.w_n++;
         pthread_cond_broadcast(&h.cond);
         pthread_mutex_unlock(&h.lock);
         if (last)
@@ -1016,10 +1129,11 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
     pthread_cond_broadcast(&h.cond);
     pthread_mutex_unlock(&h.lock);
     pthread_join(writer, NULL);
-    if (h.writer_rc && (rc == 0 || rc == TFS_ELIMIT)) {
-        rc = h.writer_rc;
+    pthread_join(committer, NULL);
+    if (h.rc && (rc == 0 || rc == TFS_ELIMIT)) {
+        rc = h.rc;
         if (err)
-            *err = h.writer_err;
+            *err = h.err;
     }
     pthread_mutex_destroy(&h.lock);
     pthread_cond_destroy(&h.cond);
