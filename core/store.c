@@ -368,34 +368,47 @@ static int keys_literal(tfs_store *s, const char *const *keys, size_t n, tfs_err
     return b->oom ? tfs_error_set(err, TFS_ENOMEM, "out of memory") : 0;
 }
 
-int tfs_store_syncmap_records(tfs_store *s, const char *pair, const char *entity,
-                              const char *const *keys, size_t n, char **target_records,
-                              tfs_error *err)
+/* One sync map column (target_hash or target_record) of each key, malloc'd, NULL where the
+ * key has no row. Ordinality gives back the position, so duplicates and order need no
+ * lookup table. The LATERAL ... LIMIT 1 keeps it one index probe per key: as a plain join,
+ * a map that grew since it was last analysed (a first full run) is hashed whole per batch. */
+static int syncmap_column(tfs_store *s, const char *pair, const char *entity,
+                          const char *const *keys, size_t n, int record, char **out,
+                          tfs_error *err)
 {
     for (size_t i = 0; i < n; i++)
-        target_records[i] = NULL;
+        out[i] = NULL;
     if (n == 0)
         return 0;
     int rc = keys_literal(s, keys, n, err);
     if (rc)
         return rc;
     const char *params[] = {pair, entity, tfs_buf_str(&s->buf)};
-    PGresult *r = PQexecParams(s->conn,
-                               "SELECT k.i, m.target_record FROM unnest($3::text[])"
-                               " WITH ORDINALITY AS k(key, i)"
-                               " CROSS JOIN LATERAL (SELECT target_record FROM tfsync.sync_map"
-                               " WHERE pair = $1 AND entity = $2 AND source_key = k.key"
-                               " LIMIT 1) m",
-                               3, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(
+        s->conn,
+        record ? "SELECT k.i, m.v FROM unnest($3::text[]) WITH ORDINALITY AS k(key, i)"
+                 " CROSS JOIN LATERAL (SELECT target_record AS v FROM tfsync.sync_map"
+                 " WHERE pair = $1 AND entity = $2 AND source_key = k.key LIMIT 1) m"
+               : "SELECT k.i, m.v FROM unnest($3::text[]) WITH ORDINALITY AS k(key, i)"
+                 " CROSS JOIN LATERAL (SELECT target_hash AS v FROM tfsync.sync_map"
+                 " WHERE pair = $1 AND entity = $2 AND source_key = k.key LIMIT 1) m",
+        3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return tfs_pg_fail(s->conn, r, err, "read last written records");
+        return tfs_pg_fail(s->conn, r, err, "read the sync map");
     for (int row = 0; row < PQntuples(r); row++) {
         long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
-        if (i >= 0 && (size_t)i < n && !target_records[i])
-            target_records[i] = strdup(PQgetvalue(r, row, 1));
+        if (i >= 0 && (size_t)i < n && !out[i])
+            out[i] = strdup(PQgetvalue(r, row, 1));
     }
     PQclear(r);
     return 0;
+}
+
+int tfs_store_syncmap_records(tfs_store *s, const char *pair, const char *entity,
+                              const char *const *keys, size_t n, char **target_records,
+                              tfs_error *err)
+{
+    return syncmap_column(s, pair, entity, keys, n, 1, target_records, err);
 }
 
 int tfs_store_full_start(tfs_store *s, const char *pair, const char *entity, int64_t run_id,
@@ -496,38 +509,7 @@ int tfs_store_audit_json(tfs_store *s, const tfs_audit_filter *f, json_t **out, 
 int tfs_store_syncmap_hashes(tfs_store *s, const char *pair, const char *entity,
                              const char *const *keys, size_t n, char **hashes, tfs_error *err)
 {
-    tfs_buf *b = &s->buf;
-    tfs_buf_reset(b);
-    tfs_buf_putc(b, '{');
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            tfs_buf_putc(b, ',');
-        tfs_pg_array_elem(b, keys[i]);
-        hashes[i] = NULL;
-    }
-    tfs_buf_putc(b, '}');
-    if (b->oom)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    /* Ordinality gives back the position, so duplicates and order need no lookup table.
-     * The LATERAL ... LIMIT 1 keeps it one index probe per key: as a plain join, a map
-     * that grew since it was last analysed (a first full run) is hashed whole per batch. */
-    const char *params[] = {pair, entity, tfs_buf_str(b)};
-    PGresult *r = PQexecParams(s->conn,
-                               "SELECT k.i, m.target_hash FROM unnest($3::text[])"
-                               " WITH ORDINALITY AS k(key, i)"
-                               " CROSS JOIN LATERAL (SELECT target_hash FROM tfsync.sync_map"
-                               " WHERE pair = $1 AND entity = $2 AND source_key = k.key"
-                               " LIMIT 1) m",
-                               3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return tfs_pg_fail(s->conn, r, err, "read the sync map");
-    for (int row = 0; row < PQntuples(r); row++) {
-        long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
-        if (i >= 0 && (size_t)i < n && !hashes[i])
-            hashes[i] = strdup(PQgetvalue(r, row, 1));
-    }
-    PQclear(r);
-    return 0;
+    return syncmap_column(s, pair, entity, keys, n, 0, hashes, err);
 }
 
 static int prepare_temp(tfs_store *s, tfs_error *err)
@@ -544,7 +526,33 @@ static int prepare_temp(tfs_store *s, tfs_error *err)
     return rc;
 }
 
-/* Streams rows (new ones or not) to a COPY already started. */
+/* Sends s->buf (COPY text rows) through `sql`, a COPY ... FROM STDIN. */
+static int copy_in(tfs_store *s, const char *sql, const char *what, tfs_error *err)
+{
+    tfs_buf *b = &s->buf;
+    if (b->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    PGresult *r = PQexec(s->conn, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+        return tfs_pg_fail(s->conn, r, err, what);
+    PQclear(r);
+    if (PQputCopyData(s->conn, b->data ? b->data : "", (int)b->len) != 1 ||
+        PQputCopyEnd(s->conn, NULL) != 1)
+        return tfs_pg_fail(s->conn, NULL, err, what);
+    r = PQgetResult(s->conn);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        PGresult *rest;
+        while ((rest = PQgetResult(s->conn)))
+            PQclear(rest);
+        return tfs_pg_fail(s->conn, r, err, what);
+    }
+    PQclear(r);
+    while ((r = PQgetResult(s->conn)))
+        PQclear(r);
+    return 0;
+}
+
+/* Streams rows (new ones or not) through a COPY; 1 when rows went, 0 when none did. */
 static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, int new_rows, const char *copy_sql,
                      const char *run_id, tfs_error *err)
 {
@@ -581,26 +589,8 @@ static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, int new_rows, con
     }
     if (n == 0)
         return 0;
-    if (b->oom)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    PGresult *r = PQexec(s->conn, copy_sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN)
-        return tfs_pg_fail(s->conn, r, err, "copy sync map rows");
-    PQclear(r);
-    if (PQputCopyData(s->conn, b->data, (int)b->len) != 1 || PQputCopyEnd(s->conn, NULL) != 1)
-        return tfs_pg_fail(s->conn, NULL, err, "copy sync map rows");
-    r = PQgetResult(s->conn);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) {
-        PGresult *rest;
-        while ((rest = PQgetResult(s->conn)))
-            PQclear(rest);
-        return tfs_pg_fail(s->conn, r, err, "copy sync map rows");
-    }
-    PQclear(r);
-    while ((r = PQgetResult(s->conn)))
-        PQclear(r);
-    return 1;
+    int rc = copy_in(s, copy_sql, "copy sync map rows", err);
+    return rc ? rc : 1;
 }
 
 /* New keys go straight into the sync map with COPY; known ones through a temporary table
@@ -672,26 +662,8 @@ static int copy_audit(tfs_store *s, const tfs_batch_commit *bc, const char *run_
         }
         tfs_buf_putc(b, '\n');
     }
-    if (b->oom)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    PGresult *r = PQexec(s->conn, "COPY tfsync.audit (pair, run_id, entity, source_key, op,"
-                                  " changes, actor) FROM STDIN");
-    if (PQresultStatus(r) != PGRES_COPY_IN)
-        return tfs_pg_fail(s->conn, r, err, "write the audit trail");
-    PQclear(r);
-    if (PQputCopyData(s->conn, b->data, (int)b->len) != 1 || PQputCopyEnd(s->conn, NULL) != 1)
-        return tfs_pg_fail(s->conn, NULL, err, "write the audit trail");
-    r = PQgetResult(s->conn);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        PGresult *rest;
-        while ((rest = PQgetResult(s->conn)))
-            PQclear(rest);
-        return tfs_pg_fail(s->conn, r, err, "write the audit trail");
-    }
-    PQclear(r);
-    while ((r = PQgetResult(s->conn)))
-        PQclear(r);
-    return 0;
+    return copy_in(s, "COPY tfsync.audit (pair, run_id, entity, source_key, op, changes, actor)"
+                      " FROM STDIN", "write the audit trail", err);
 }
 
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)

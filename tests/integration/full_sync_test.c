@@ -82,79 +82,6 @@ static json_int_t scalar_int(const char *db, const char *sql)
     return x;
 }
 
-/* Streams the rows of a query on one database into a table of another (COPY out, COPY in). */
-static void copy_between(const char *src_db, const char *query, const char *dst_db,
-                         const char *dst_table)
-{
-    PGconn *src = tfs_test_pg_connect(src_db), *dst = tfs_test_pg_connect(dst_db);
-    char sql[8192];
-    snprintf(sql, sizeof sql, "COPY (%s) TO STDOUT", query);
-    PGresult *r = PQexec(src, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COPY_OUT, "%s", PQerrorMessage(src));
-    PQclear(r);
-    snprintf(sql, sizeof sql, "COPY %s FROM STDIN", dst_table);
-    r = PQexec(dst, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(dst));
-    PQclear(r);
-    char *buf;
-    int n;
-    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
-        cr_assert_eq(PQputCopyData(dst, buf, n), 1);
-        PQfreemem(buf);
-    }
-    cr_assert_eq(PQputCopyEnd(dst, NULL), 1);
-    r = PQgetResult(dst);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(dst));
-    PQclear(r);
-    while ((r = PQgetResult(src)))
-        PQclear(r);
-    while ((r = PQgetResult(dst)))
-        PQclear(r);
-    PQfinish(src);
-    PQfinish(dst);
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-/* The independent SQL mapping of tests/integration/sql, with :roll_year put in. */
-static char *mapping_sql(const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tests/integration/sql/%s", TFS_SOURCE_DIR, name);
-    char *text = read_file(path);
-    size_t len = strlen(text);
-    while (len && (text[len - 1] == '\n' || text[len - 1] == ';' || text[len - 1] == ' '))
-        text[--len] = '\0';
-    /* Replace each :roll_year with 2026 (same length + 1 at most). */
-    char *out = malloc(len * 2 + 1), *o = out;
-    for (const char *p = text; *p;) {
-        if (strncmp(p, ":roll_year", 10) == 0) {
-            o += sprintf(o, "2026");
-            p += 10;
-        } else if (strncmp(p, "--", 2) == 0) {
-            while (*p && *p != '\n')
-                p++; /* comments would swallow the closing parenthesis of COPY (...) */
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
-    free(text);
-    return out;
-}
-
 /* Target rows equal the independent SQL mapping: same count, no row on either side that is
  * not on the other, and the same checksum over all columns. */
 static void assert_cama_matches_sql(env *e, json_int_t *rows)
@@ -170,10 +97,10 @@ static void assert_cama_matches_sql(env *e, json_int_t *rows)
                  " SELECT %s FROM %s WHERE false",
                  t[i].table, t[i].table, t[i].cols, t[i].table);
         tfs_test_pg_exec(e->cama, sql);
-        char *q = mapping_sql(t[i].sql);
+        char *q = tfs_test_mapping_sql(t[i].sql);
         char dst[64];
         snprintf(dst, sizeof dst, "expected_%s", t[i].table);
-        copy_between(e->pacs, q, e->cama, dst);
+        tfs_test_copy_between(e->pacs, q, e->cama, dst);
         free(q);
         snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", t[i].table);
         json_int_t got = scalar_int(e->cama, sql);
@@ -285,7 +212,7 @@ static void assert_golden(const char *got, const char *name)
         fputs(got, f);
         fclose(f);
     }
-    char *want = read_file(path);
+    char *want = tfs_test_read_file(path);
     cr_assert_str_eq(got, want, "%s differs from the golden file:\n--- got\n%s", name, got);
     free(want);
 }

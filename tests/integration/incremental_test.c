@@ -80,20 +80,6 @@ static char *scalar_text(const char *db, const char *sql)
     return v ? v : strdup("(null)");
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* A JSON value by a dotted path ("pairs.pacs-to-cama.last_run" splits at dots, so a name
  * with a dot cannot be reached; none here has one). Borrowed. */
 static json_t *jget(json_t *root, const char *dotted)
@@ -211,73 +197,6 @@ static json_t *sync_run(env *e, const char *mode)
 
 /* ---- the SQL twins ---- */
 
-/* Streams the rows of a query on one database into a table of another (COPY out, COPY in). */
-static void copy_between(const char *src_db, const char *query, const char *dst_db,
-                         const char *dst_table)
-{
-    PGconn *src = tfs_test_pg_connect(src_db), *dst = tfs_test_pg_connect(dst_db);
-    /* The owndat twin's ranked-owners CTE is estimated at one row, and nested loops over
-     * it take seconds at 10,000 parcels; the result is the same either way. */
-    PQclear(PQexec(src, "SET enable_nestloop = off"));
-    size_t cap = strlen(query) + 64;
-    char *sql = malloc(cap);
-    snprintf(sql, cap, "COPY (%s) TO STDOUT", query);
-    PGresult *r = PQexec(src, sql);
-    free(sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COPY_OUT, "%s", PQerrorMessage(src));
-    PQclear(r);
-    char in[256];
-    snprintf(in, sizeof in, "COPY %s FROM STDIN", dst_table);
-    r = PQexec(dst, in);
-    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(dst));
-    PQclear(r);
-    char *buf;
-    int n;
-    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
-        cr_assert_eq(PQputCopyData(dst, buf, n), 1);
-        PQfreemem(buf);
-    }
-    cr_assert_eq(PQputCopyEnd(dst, NULL), 1);
-    r = PQgetResult(dst);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(dst));
-    PQclear(r);
-    while ((r = PQgetResult(src)))
-        PQclear(r);
-    while ((r = PQgetResult(dst)))
-        PQclear(r);
-    PQfinish(src);
-    PQfinish(dst);
-}
-
-/* The independent SQL mapping tests/integration/sql/<name>, :roll_year replaced by 2026 and
- * comments dropped (they would swallow the closing parenthesis of COPY (...)). */
-static char *mapping_sql(const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tests/integration/sql/%s", TFS_SOURCE_DIR, name);
-    cr_assert(access(path, R_OK) == 0, "the SQL twin %s is missing (the mapping's author "
-              "ships it beside the script)", path);
-    char *text = read_file(path);
-    size_t len = strlen(text);
-    while (len && (text[len - 1] == '\n' || text[len - 1] == ';' || text[len - 1] == ' '))
-        text[--len] = '\0';
-    char *out = malloc(len * 2 + 1), *o = out;
-    for (const char *p = text; *p;) {
-        if (strncmp(p, ":roll_year", 10) == 0) {
-            o += sprintf(o, "2026");
-            p += 10;
-        } else if (strncmp(p, "--", 2) == 0) {
-            while (*p && *p != '\n')
-                p++;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
-    free(text);
-    return out;
-}
-
 typedef struct twin {
     const char *table, *cols, *sql;
 } twin;
@@ -294,8 +213,8 @@ static void twin_snapshot(env *e, const twin *t, const char *dst)
              "DROP TABLE IF EXISTS %s; CREATE TABLE %s AS SELECT %s FROM %s WHERE false", dst,
              dst, t->cols, t->table);
     tfs_test_pg_exec(e->cama, sql);
-    char *q = mapping_sql(t->sql);
-    copy_between(e->pacs, q, e->cama, dst);
+    char *q = tfs_test_mapping_sql(t->sql);
+    tfs_test_copy_between(e->pacs, q, e->cama, dst);
     free(q);
 }
 
@@ -527,7 +446,7 @@ Test(incremental, one_percent_changed_writes_exactly_those)
                   (long long)want_owner);
     /* One account's address change reaches the owndat row of every property it owns. */
     tfs_test_pg_exec(e.cama, "CREATE TABLE test_investor (parid text)");
-    copy_between(e.pacs, "SELECT parid FROM test_investor", e.cama, "test_investor");
+    tfs_test_copy_between(e.pacs, "SELECT parid FROM test_investor", e.cama, "test_investor");
     json_int_t investor_props = scalar_int(e.cama, "SELECT count(*) FROM test_investor");
     json_int_t investor_changed = scalar_int(
         e.cama, "SELECT count(*) FROM (TABLE after_owndat EXCEPT ALL TABLE before_owndat) d"
@@ -1021,7 +940,7 @@ Test(incremental, resume_after_sigkill_ends_exact_with_one_audit_entry_each)
     free(dup_ex);
     cr_assert_eq(n, RESUME_CHANGES, "run %lld has %lld audit entries, want one for each of the"
                  " %d changed properties", (long long)run_id, (long long)n, RESUME_CHANGES);
-    copy_between(e.pacs, "SELECT prop_id || '|2026' FROM test_changed", e.cama,
+    tfs_test_copy_between(e.pacs, "SELECT prop_id || '|2026' FROM test_changed", e.cama,
                  "test_audit_keys (key)");
     json_int_t unmatched = scalar_int(
         e.cama, "SELECT count(*) FROM (SELECT key FROM test_audit_keys GROUP BY key"

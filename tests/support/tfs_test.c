@@ -870,3 +870,87 @@ json_int_t tfs_test_start_full(const tfs_test_daemon *d, const char *pair)
     tfs_test_response_free(&r);
     return run_id;
 }
+
+/* ---- files and SQL twins ---- */
+
+char *tfs_test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    cr_assert_not_null(s);
+    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+char *tfs_test_mapping_sql(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/integration/sql/%s", TFS_SOURCE_DIR, name);
+    cr_assert(access(path, R_OK) == 0,
+              "the SQL twin %s is missing (the mapping's author ships it beside the script)",
+              path);
+    char *text = tfs_test_read_file(path);
+    size_t len = strlen(text);
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ';' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    char *out = malloc(len * 2 + 1), *o = out;
+    cr_assert_not_null(out);
+    for (const char *p = text; *p;) {
+        if (strncmp(p, ":roll_year", 10) == 0) {
+            o += sprintf(o, "2026");
+            p += 10;
+        } else if (strncmp(p, "--", 2) == 0) {
+            while (*p && *p != '\n')
+                p++;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+void tfs_test_copy_between(const char *src_db, const char *query, const char *dst_db,
+                           const char *dst_table)
+{
+    PGconn *src = tfs_test_pg_connect(src_db), *dst = tfs_test_pg_connect(dst_db);
+    /* A twin's planner estimates can be far off (the owndat twin's ranked owners);
+     * nested loops over a misestimate take seconds, and the result is the same. */
+    PQclear(PQexec(src, "SET enable_nestloop = off"));
+    size_t cap = strlen(query) + 64;
+    char *sql = malloc(cap);
+    cr_assert_not_null(sql);
+    snprintf(sql, cap, "COPY (%s) TO STDOUT", query);
+    PGresult *r = PQexec(src, sql);
+    free(sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_OUT, "%s", PQerrorMessage(src));
+    PQclear(r);
+    char in[256];
+    snprintf(in, sizeof in, "COPY %s FROM STDIN", dst_table);
+    r = PQexec(dst, in);
+    cr_assert_eq(PQresultStatus(r), PGRES_COPY_IN, "%s", PQerrorMessage(dst));
+    PQclear(r);
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(src, &buf, 0)) > 0) {
+        cr_assert_eq(PQputCopyData(dst, buf, n), 1);
+        PQfreemem(buf);
+    }
+    cr_assert_eq(PQputCopyEnd(dst, NULL), 1);
+    r = PQgetResult(dst);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(dst));
+    PQclear(r);
+    while ((r = PQgetResult(src)))
+        PQclear(r);
+    while ((r = PQgetResult(dst)))
+        PQclear(r);
+    PQfinish(src);
+    PQfinish(dst);
+}

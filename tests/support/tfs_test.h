@@ -57,6 +57,19 @@ char *tfs_test_db_clone(const char *template_name, const char *label);
 /* Drops a database, ending its sessions (WITH (FORCE)); accepts NULL and a missing one. */
 void tfs_test_db_drop(const char *name);
 
+/* The whole content of a file, malloc'd; fails the test when it cannot be read. */
+char *tfs_test_read_file(const char *path);
+
+/* The independent SQL twin of a mapping, tests/integration/sql/<name>, ready to run: the
+ * psql variable :roll_year replaced by 2026 and comments dropped (a comment would swallow
+ * the closing parenthesis of COPY (...)). malloc'd; fails the test when the file is
+ * missing. */
+char *tfs_test_mapping_sql(const char *name);
+
+/* Streams the rows of query on src_db into dst_table of dst_db (COPY out, COPY in). */
+void tfs_test_copy_between(const char *src_db, const char *query, const char *dst_db,
+                           const char *dst_table);
+
 /* ---- the daemon ---- */
 
 typedef struct tfs_test_daemon {
