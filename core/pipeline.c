@@ -228,6 +228,8 @@ typedef struct job {
     tfs_batch batch;
     rec_state *rs;
     entity_counts delta; /* what the reading side counted for this batch */
+    uint64_t *keys;      /* hashes of its source keys, sorted (reading changes only) */
+    size_t n_keys;
 } job;
 
 /* The hand-offs between the three sides of a run (reading, writing, committing): at
@@ -239,7 +241,7 @@ typedef struct handoff {
     size_t w_head, w_n;
     job *to_commit[N_ARENAS];
     size_t c_head, c_n;
-    int committing; /* the committing side holds a batch */
+    job *committing; /* the batch the committing side holds */
     tfs_arena *free_arenas[N_ARENAS];
     size_t n_free;
     int reader_done, writer_done;
@@ -887,6 +889,44 @@ static void fail_handoff(handoff *h, int rc, const tfs_error *err)
     pthread_mutex_unlock(&h->lock);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorted hashes of a job's source keys, in its arena. */
+static int hash_job_keys(job *jb)
+{
+    jb->keys = tfs_arena_alloc(jb->arena, (jb->batch.n ? jb->batch.n : 1) * sizeof *jb->keys);
+    if (!jb->keys)
+        return -1;
+    for (size_t i = 0; i < jb->batch.n; i++)
+        jb->keys[i] = tfs_hash_bytes(TFS_HASH_SEED, jb->rs[i].key, strlen(jb->rs[i].key));
+    jb->n_keys = jb->batch.n;
+    qsort(jb->keys, jb->n_keys, sizeof *jb->keys, cmp_u64);
+    return 0;
+}
+
+static int job_has_key(const job *jb, uint64_t k)
+{
+    return jb && jb->keys && bsearch(&k, jb->keys, jb->n_keys, sizeof k, cmp_u64) != NULL;
+}
+
+/* Whether jb shares a key (or a hash: then it waits, harmlessly) with a batch the
+ * committing side has not committed yet. Called with the lock held. */
+static int shares_pending_key(const handoff *h, const job *jb)
+{
+    for (size_t i = 0; i < jb->n_keys; i++) {
+        if (job_has_key(h->committing, jb->keys[i]))
+            return 1;
+        for (size_t q = 0; q < h->c_n; q++)
+            if (job_has_key(h->to_commit[(h->c_head + q) % N_ARENAS], jb->keys[i]))
+                return 1;
+    }
+    return 0;
+}
+
 /* The writing side: compares each batch with the sync map and writes it to the target,
  * then hands it to the committing side. Batches go through both in read order. */
 static void *writer_main(void *arg)
@@ -905,11 +945,17 @@ static void *writer_main(void *arg)
         job *jb = h->to_write[h->w_head];
         h->w_head = (h->w_head + 1) % N_ARENAS;
         h->w_n--;
-        /* Reading changes, a key may come again in the next batch: compare only once the
-         * batch before is committed, or its old hash would be compared with. Full reads
-         * never repeat a key, so they overlap. */
-        while (h->b->changes && (h->c_n || h->committing) && !h->rc)
-            pthread_cond_wait(&h->cond, &h->lock);
+        /* Reading changes, a key may come again in a later batch: a batch that shares a key
+         * with one not yet committed is compared only once that one is, or the old hash
+         * would be compared with. Full reads never repeat a key, so they always overlap. */
+        if (h->b->changes) {
+            pthread_mutex_unlock(&h->lock);
+            int hashed = hash_job_keys(jb) == 0;
+            pthread_mutex_lock(&h->lock);
+            while ((!hashed || shares_pending_key(h, jb)) && (h->c_n || h->committing) &&
+                   !h->rc)
+                pthread_cond_wait(&h->cond, &h->lock);
+        }
         int failed = h->rc != 0;
         pthread_mutex_unlock(&h->lock);
 
@@ -948,7 +994,7 @@ static void *committer_main(void *arg)
         job *jb = h->to_commit[h->c_head];
         h->c_head = (h->c_head + 1) % N_ARENAS;
         h->c_n--;
-        h->committing = 1;
+        h->committing = jb;
         int failed = h->rc != 0;
         pthread_mutex_unlock(&h->lock);
 
@@ -957,7 +1003,7 @@ static void *committer_main(void *arg)
         if (rc)
             fail_handoff(h, rc, &err);
         pthread_mutex_lock(&h->lock);
-        h->committing = 0;
+        h->committing = NULL;
         pthread_mutex_unlock(&h->lock);
         job_release(h, jb);
     }
