@@ -122,7 +122,6 @@ static void handle_health(const tfs_http_request *req, tfs_http_response *resp, 
         json_t *o = rc ? json_pack("{ssssss}", "status", "down", "plugin", cs->plugin, "error",
                                    e.message)
                        : json_pack("{ssss}", "status", "ok", "plugin", cs->plugin);
-        json_object_set_new(o, "circuit", json_string("closed"));
         json_object_set_new(systems, cs->name, o);
         degraded |= rc != 0;
     }
