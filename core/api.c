@@ -468,24 +468,33 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
     tfs_http_json(resp, 200, json_pack("{soso}", "plugins", loaded, "refused", refused));
 }
 
+/* The run_id and limit query arguments of a listing; answers 400 itself and returns -1
+ * when one is wrong. */
+static int parse_run_and_limit(const tfs_http_request *req, tfs_http_response *resp,
+                               int64_t *run_id, int64_t *limit)
+{
+    const char *run = tfs_http_query(req, "run_id"), *lim = tfs_http_query(req, "limit");
+    if (run && parse_id(run, run_id) != 0) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "run_id=\"%s\" is not a run id (a positive integer)", run);
+        return -1;
+    }
+    if (lim && (parse_id(lim, limit) != 0 || *limit > 1000)) {
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "limit=\"%s\" must be an integer from 1 to 1000", lim);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *resp,
                                 void *ctx)
 {
     tfs_api *api = ctx;
     const char *pair = tfs_http_query(req, "pair");
-    const char *run = tfs_http_query(req, "run_id");
-    const char *limit = tfs_http_query(req, "limit");
     int64_t run_id = 0, lim = 100;
-    if (run && parse_id(run, &run_id) != 0) {
-        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
-                         "run_id=\"%s\" is not a run id (a positive integer)", run);
+    if (parse_run_and_limit(req, resp, &run_id, &lim) != 0)
         return;
-    }
-    if (limit && (parse_id(limit, &lim) != 0 || lim > 1000)) {
-        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
-                         "limit=\"%s\" must be an integer from 1 to 1000", limit);
-        return;
-    }
     tfs_error err = {0};
     tfs_store *s = store_acquire(api, &err);
     if (!s) {
@@ -534,22 +543,13 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
                           .since = tfs_http_query(req, "since"),
                           .until = tfs_http_query(req, "until"),
                           .limit = 100};
-    const char *run = tfs_http_query(req, "run_id"), *after = tfs_http_query(req, "after_id"),
-               *limit = tfs_http_query(req, "limit");
+    const char *after = tfs_http_query(req, "after_id");
     int64_t lim = 100;
-    if (run && parse_id(run, &f.run_id) != 0) {
-        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
-                         "run_id=\"%s\" is not a run id (a positive integer)", run);
+    if (parse_run_and_limit(req, resp, &f.run_id, &lim) != 0)
         return;
-    }
     if (after && parse_nonneg(after, &f.after_id) != 0) {
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
                          "after_id=\"%s\" must be the next_after_id of a previous page", after);
-        return;
-    }
-    if (limit && (parse_id(limit, &lim) != 0 || lim > 1000)) {
-        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
-                         "limit=\"%s\" must be an integer from 1 to 1000", limit);
         return;
     }
     f.limit = (long)lim;
