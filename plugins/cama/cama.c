@@ -25,6 +25,8 @@
 
 #include "tfsync_plugin.h"
 
+#include "pg_plugin.h"
+
 /* Full-read cursor, format 1: "c1:<second key>:<parid>", the second key (taxyr, or sales'
  * instruno) with '%' and ':' percent-encoded so that the first colon ends it. */
 #define CAMA_CURSOR_PREFIX "c1:"
@@ -181,26 +183,6 @@ _Static_assert(N_ENTITIES == sizeof(((cama *)0)->sql) / sizeof(cama_sql),
 
 /* ---- libpq helpers (the same in plugins/pacs/pacs.c) ----------------------------------- */
 
-/* Transient or permanent, from the connection state and the result's SQLSTATE. */
-static int pg_classify(PGconn *conn, const PGresult *res)
-{
-    if (!conn || PQstatus(conn) != CONNECTION_OK)
-        return TFS_SDK_ETRANSIENT;
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!state)
-        return res ? TFS_SDK_EPERMANENT : TFS_SDK_ETRANSIENT;
-    if (strncmp(state, "08", 2) == 0 ||     /* connection exception */
-        strcmp(state, "57P01") == 0 ||      /* admin shutdown */
-        strcmp(state, "57P02") == 0 ||      /* crash shutdown */
-        strcmp(state, "57P03") == 0 ||      /* cannot connect now */
-        strcmp(state, "57014") == 0 ||      /* query canceled: statement timeout */
-        strcmp(state, "53300") == 0 ||      /* too many connections */
-        strcmp(state, "40001") == 0 ||      /* serialization failure */
-        strcmp(state, "40P01") == 0)        /* deadlock detected */
-        return TFS_SDK_ETRANSIENT;
-    return TFS_SDK_EPERMANENT;
-}
-
 /* A failure caused by the data of one row (so worth retrying row by row): data exception
  * (class 22), integrity violation (23), cardinality (21), program limit (54, e.g. an index
  * row too large). */
@@ -209,50 +191,6 @@ static int pg_is_data_error(const PGresult *res)
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     return state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
                      strncmp(state, "21", 2) == 0 || strncmp(state, "54", 2) == 0);
-}
-
-/* m on one line (runs of white space made one space, none at the ends) in out. */
-static const char *pg_oneline(const char *m, char *out, size_t cap)
-{
-    size_t n = 0;
-    int space = 0;
-    for (; *m && n + 1 < cap; m++) {
-        if (*m == '\n' || *m == '\t' || *m == '\r' || *m == ' ') {
-            space = n > 0;
-            continue;
-        }
-        if (space && n + 2 < cap)
-            out[n++] = ' ';
-        space = 0;
-        out[n++] = *m;
-    }
-    out[n] = '\0';
-    return out;
-}
-
-/* The error text of a result (or of the connection) on one line, without the "ERROR:"
- * prefix, in out. */
-static const char *pg_message(PGconn *conn, const PGresult *res, char *out, size_t cap)
-{
-    const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!m || !*m)
-        m = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
-                                              : conn ? PQerrorMessage(conn) : NULL;
-    return pg_oneline(m && *m ? m : "unknown error", out, cap);
-}
-
-static void pg_notice(void *arg, const char *message)
-{
-    (void)arg;
-    size_t len = strlen(message);
-    while (len && (message[len - 1] == '\n' || message[len - 1] == ' '))
-        len--;
-    tfs_sdk_log_level level = TFS_SDK_LOG_INFO;
-    if (strncmp(message, "WARNING", 7) == 0)
-        level = TFS_SDK_LOG_WARN;
-    else if (strncmp(message, "DEBUG", 5) == 0 || strncmp(message, "LOG", 3) == 0)
-        level = TFS_SDK_LOG_DEBUG;
-    host->log(host, level, "%.*s", (int)len, message);
 }
 
 /* Sets field f of rec from column col of the result row, as the field's type says. */
@@ -649,8 +587,8 @@ static int cama_session(cama *c, tfs_sdk_error *err)
 
     if (PQsetClientEncoding(c->conn, "UTF8") != 0) {
         host->error_set(err, "could not set the client encoding of cama: %s",
-                        pg_message(c->conn, NULL, msg, sizeof msg));
-        rc = pg_classify(c->conn, NULL);
+                        pgp_message(c->conn, NULL, msg, sizeof msg));
+        rc = pgp_classify(c->conn, NULL);
         goto out;
     }
     res = PQexec(c->conn, "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601';"
@@ -683,9 +621,9 @@ static int cama_session(cama *c, tfs_sdk_error *err)
     c->session_ready = 1;
     goto out;
 fail:
-    rc = pg_classify(c->conn, res);
+    rc = pgp_classify(c->conn, res);
     host->error_set(err, "could not prepare the cama session: %s",
-                    pg_message(c->conn, res, msg, sizeof msg));
+                    pgp_message(c->conn, res, msg, sizeof msg));
 out:
     PQclear(res);
     return rc;
@@ -704,7 +642,7 @@ static int cama_ensure(cama *c, tfs_sdk_error *err)
         PQreset(c->conn);
         if (PQstatus(c->conn) != CONNECTION_OK) {
             host->error_set(err, "could not connect to the cama database: %s",
-                            pg_message(c->conn, NULL, msg, sizeof msg));
+                            pgp_message(c->conn, NULL, msg, sizeof msg));
             return TFS_SDK_ETRANSIENT;
         }
     }
@@ -740,9 +678,9 @@ static int cama_check_tables(cama *c, tfs_sdk_error *err)
         PGresult *res = PQexecParams(c->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL,
                                      params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            int rc = pg_classify(c->conn, res);
+            int rc = pgp_classify(c->conn, res);
             host->error_set(err, "could not check the cama tables: %s",
-                            pg_message(c->conn, res, msg, sizeof msg));
+                            pgp_message(c->conn, res, msg, sizeof msg));
             PQclear(res);
             return rc;
         }
@@ -775,7 +713,7 @@ static int cama_open(const char *const *config, void **instance, tfs_sdk_error *
     opts = PQconninfoParse(conninfo, &perr);
     if (!opts) {
         host->error_set(err, "could not open cama: invalid conninfo: %s",
-                        perr ? pg_oneline(perr, msg, sizeof msg) : "out of memory");
+                        perr ? pgp_oneline(perr, msg, sizeof msg) : "out of memory");
         goto out;
     }
     if (strlen(who) > CAMA_WHO_MAX || !*who) {
@@ -805,12 +743,12 @@ static int cama_open(const char *const *config, void **instance, tfs_sdk_error *
         rc = TFS_SDK_ETRANSIENT;
         goto out;
     }
-    PQsetNoticeProcessor(c->conn, pg_notice, c);
+    PQsetNoticeProcessor(c->conn, pgp_notice, (void *)host);
     /* A database that is down now is not a bad config: keep the instance, and let every
      * call (health first) reconnect and report it as transient until it is back. */
     if (PQstatus(c->conn) != CONNECTION_OK)
         host->log(host, TFS_SDK_LOG_WARN, "could not connect to the cama database: %s",
-                  pg_message(c->conn, NULL, msg, sizeof msg));
+                  pgp_message(c->conn, NULL, msg, sizeof msg));
     else if (cama_check_tables(c, err) != 0)
         goto out; /* the CAMA tables are missing: a bad config, not an outage */
     *instance = c;
@@ -1044,9 +982,9 @@ static PGresult *write_one(cama *c, const tfs_sdk_write_op *op)
 static int write_failed(cama *c, PGresult *r, const char *what, tfs_sdk_error *err)
 {
     char msg[512];
-    int rc = pg_classify(c->conn, r);
+    int rc = pgp_classify(c->conn, r);
     host->error_set(err, "could not write to cama: %s: %s", what,
-                    pg_message(c->conn, r, msg, sizeof msg));
+                    pgp_message(c->conn, r, msg, sizeof msg));
     PQclear(r);
     if (PQstatus(c->conn) == CONNECTION_OK && PQtransactionStatus(c->conn) != PQTRANS_IDLE)
         PQclear(PQexec(c->conn, "ROLLBACK"));
@@ -1126,7 +1064,7 @@ static int cama_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
             return write_failed(c, r, "batch", err);
         host->log(host, TFS_SDK_LOG_DEBUG,
                   "a batch of %zu operations failed on data (%s), writing them one by one",
-                  n_ops, pg_message(c->conn, r, msg, sizeof msg));
+                  n_ops, pgp_message(c->conn, r, msg, sizeof msg));
         PQclear(r);
         if ((r = run(c->conn, "ROLLBACK TO SAVEPOINT tfs_batch")) != NULL)
             return write_failed(c, r, "rollback to savepoint", err);
@@ -1141,12 +1079,12 @@ static int cama_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                     return write_failed(c, r, "release savepoint", err);
                 continue;
             }
-            if (pg_classify(c->conn, r) == TFS_SDK_ETRANSIENT)
+            if (pgp_classify(c->conn, r) == TFS_SDK_ETRANSIENT)
                 return write_failed(c, r, "operation", err);
             const tfs_sdk_entity *e = &cama_entities[ops[i].entity];
             host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write %s %s: %s",
                              e->name, key_text(e, ops[i].record, key, sizeof key),
-                             pg_message(c->conn, r, msg, sizeof msg));
+                             pgp_message(c->conn, r, msg, sizeof msg));
             PQclear(r);
             if ((r = run(c->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
                 return write_failed(c, r, "rollback to savepoint", err);
@@ -1252,9 +1190,9 @@ static int cama_fetch(void *instance, size_t entity, const tfs_sdk_record *const
     stmt_name(name, sizeof name, entity, "fetch");
     res = PQexecPrepared(c->conn, name, (int)n_params, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_classify(c->conn, res);
+        rc = pgp_classify(c->conn, res);
         host->error_set(err, "could not fetch %s: %s", e->name,
-                        pg_message(c->conn, res, msg, sizeof msg));
+                        pgp_message(c->conn, res, msg, sizeof msg));
         goto out;
     }
     rc = pg_add_rows(e, res, out, err);
@@ -1365,9 +1303,9 @@ static int cama_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
         res = PQexecPrepared(c->conn, name, 1, params, NULL, NULL, 0);
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_classify(c->conn, res);
+        rc = pgp_classify(c->conn, res);
         host->error_set(err, "could not read %s: %s", e->name,
-                        pg_message(c->conn, res, msg, sizeof msg));
+                        pgp_message(c->conn, res, msg, sizeof msg));
         goto out;
     }
     if ((rc = pg_add_rows(e, res, out, err)) != 0)
@@ -1411,15 +1349,15 @@ static int cama_health(void *instance, tfs_sdk_error *err)
         PQreset(c->conn);
         if (PQstatus(c->conn) != CONNECTION_OK) {
             host->error_set(err, "could not connect to the cama database: %s",
-                            pg_message(c->conn, NULL, msg, sizeof msg));
+                            pgp_message(c->conn, NULL, msg, sizeof msg));
             return TFS_SDK_ETRANSIENT;
         }
     }
     PGresult *res = PQexec(c->conn, "SELECT 1");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_classify(c->conn, res);
+        rc = pgp_classify(c->conn, res);
         host->error_set(err, "could not check the cama database: %s",
-                        pg_message(c->conn, res, msg, sizeof msg));
+                        pgp_message(c->conn, res, msg, sizeof msg));
     }
     PQclear(res);
     return rc;

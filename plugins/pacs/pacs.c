@@ -33,6 +33,8 @@
 
 #include "tfsync_plugin.h"
 
+#include "pg_plugin.h"
+
 #define PACS_CURSOR_PREFIX "p1:" /* full reads, format 1: "p1:<last key>[:<last key 2>]" */
 #define PACS_CHANGES_PREFIX "v1|" /* change reads, format 1: "v1|<prev>|<cur>|[<k1>[,<k2>]]" */
 #define PACS_FETCH_SIZE_MAX 100000
@@ -465,70 +467,6 @@ static const char *missing_table_hint(const PGresult *res)
 
 /* ---- libpq helpers (the same in plugins/cama/cama.c) ----------------------------------- */
 
-/* Transient or permanent, from the connection state and the result's SQLSTATE. */
-static int pg_classify(PGconn *conn, const PGresult *res)
-{
-    if (!conn || PQstatus(conn) != CONNECTION_OK)
-        return TFS_SDK_ETRANSIENT;
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!state)
-        return res ? TFS_SDK_EPERMANENT : TFS_SDK_ETRANSIENT;
-    if (strncmp(state, "08", 2) == 0 ||     /* connection exception */
-        strcmp(state, "57P01") == 0 ||      /* admin shutdown */
-        strcmp(state, "57P02") == 0 ||      /* crash shutdown */
-        strcmp(state, "57P03") == 0 ||      /* cannot connect now */
-        strcmp(state, "57014") == 0 ||      /* query canceled: statement timeout */
-        strcmp(state, "53300") == 0 ||      /* too many connections */
-        strcmp(state, "40001") == 0 ||      /* serialization failure */
-        strcmp(state, "40P01") == 0)        /* deadlock detected */
-        return TFS_SDK_ETRANSIENT;
-    return TFS_SDK_EPERMANENT;
-}
-
-/* m on one line (runs of white space made one space, none at the ends) in out. */
-static const char *pg_oneline(const char *m, char *out, size_t cap)
-{
-    size_t n = 0;
-    int space = 0;
-    for (; *m && n + 1 < cap; m++) {
-        if (*m == '\n' || *m == '\t' || *m == '\r' || *m == ' ') {
-            space = n > 0;
-            continue;
-        }
-        if (space && n + 2 < cap)
-            out[n++] = ' ';
-        space = 0;
-        out[n++] = *m;
-    }
-    out[n] = '\0';
-    return out;
-}
-
-/* The error text of a result (or of the connection) on one line, without the "ERROR:"
- * prefix, in out. */
-static const char *pg_message(PGconn *conn, const PGresult *res, char *out, size_t cap)
-{
-    const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!m || !*m)
-        m = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
-                                              : conn ? PQerrorMessage(conn) : NULL;
-    return pg_oneline(m && *m ? m : "unknown error", out, cap);
-}
-
-static void pg_notice(void *arg, const char *message)
-{
-    (void)arg;
-    size_t len = strlen(message);
-    while (len && (message[len - 1] == '\n' || message[len - 1] == ' '))
-        len--;
-    tfs_sdk_log_level level = TFS_SDK_LOG_INFO;
-    if (strncmp(message, "WARNING", 7) == 0)
-        level = TFS_SDK_LOG_WARN;
-    else if (strncmp(message, "DEBUG", 5) == 0 || strncmp(message, "LOG", 3) == 0)
-        level = TFS_SDK_LOG_DEBUG;
-    host->log(host, level, "%.*s", (int)len, message);
-}
-
 /* Parses a decimal int64 of exactly len bytes. */
 static int parse_i64(const char *s, size_t len, int64_t *v)
 {
@@ -670,8 +608,8 @@ static int pacs_session(pacs *p, tfs_sdk_error *err)
 
     if (PQsetClientEncoding(p->conn, "UTF8") != 0) {
         host->error_set(err, "could not set the client encoding of pacs: %s",
-                        pg_message(p->conn, NULL, msg, sizeof msg));
-        rc = pg_classify(p->conn, NULL);
+                        pgp_message(p->conn, NULL, msg, sizeof msg));
+        rc = pgp_classify(p->conn, NULL);
         goto out;
     }
     res = PQexec(p->conn, "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601';"
@@ -693,9 +631,9 @@ static int pacs_session(pacs *p, tfs_sdk_error *err)
     p->session_ready = 1;
     goto out;
 fail:
-    rc = pg_classify(p->conn, res);
+    rc = pgp_classify(p->conn, res);
     host->error_set(err, "could not prepare the pacs session: %s%s",
-                    pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+                    pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
 out:
     PQclear(res);
     return rc;
@@ -713,7 +651,7 @@ static int pacs_ensure(pacs *p, tfs_sdk_error *err)
         PQreset(p->conn);
         if (PQstatus(p->conn) != CONNECTION_OK) {
             host->error_set(err, "could not connect to the pacs database: %s",
-                            pg_message(p->conn, NULL, msg, sizeof msg));
+                            pgp_message(p->conn, NULL, msg, sizeof msg));
             return TFS_SDK_ETRANSIENT;
         }
     }
@@ -741,12 +679,12 @@ static PGresult *pacs_exec(pacs *p, size_t entity, int what, int n, const char *
     }
     if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
         return res;
-    *rc = pg_classify(p->conn, res);
+    *rc = pgp_classify(p->conn, res);
     host->error_set(err, "could not %s %s%s: %s%s",
                     what == STMT_FETCH ? "fetch" : what == STMT_LAG ? "measure the lag of" : "read",
                     pacs_entities[entity].name,
                     what == STMT_KEYS || what == STMT_RECORDS ? " changes" : "",
-                    pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+                    pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
     PQclear(res);
     return NULL;
 }
@@ -793,7 +731,7 @@ static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *
     opts = PQconninfoParse(conninfo, &perr);
     if (!opts) {
         host->error_set(err, "could not open pacs: invalid conninfo: %s",
-                        perr ? pg_oneline(perr, msg, sizeof msg) : "out of memory");
+                        perr ? pgp_oneline(perr, msg, sizeof msg) : "out of memory");
         goto out;
     }
     char *end;
@@ -827,12 +765,12 @@ static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *
         rc = TFS_SDK_ETRANSIENT;
         goto out;
     }
-    PQsetNoticeProcessor(p->conn, pg_notice, p);
+    PQsetNoticeProcessor(p->conn, pgp_notice, (void *)host);
     /* A database that is down now is not a bad config: keep the instance, and let every
      * call (health first) reconnect and report it as transient until it is back. */
     if (PQstatus(p->conn) != CONNECTION_OK)
         host->log(host, TFS_SDK_LOG_WARN, "could not connect to the pacs database: %s",
-                  pg_message(p->conn, NULL, msg, sizeof msg));
+                  pgp_message(p->conn, NULL, msg, sizeof msg));
     else if (pacs_ensure(p, err) == TFS_SDK_EPERMANENT)
         goto out; /* e.g. the PACS tables are missing */
     *instance = p;
@@ -951,9 +889,9 @@ static int current_snapshot(pacs *p, PGresult **res, const char **snap, tfs_sdk_
     char msg[512];
     *res = PQexec(p->conn, snapshot_sql);
     if (PQresultStatus(*res) != PGRES_TUPLES_OK || PQntuples(*res) != 1) {
-        int rc = pg_classify(p->conn, *res);
+        int rc = pgp_classify(p->conn, *res);
         host->error_set(err, "could not take a snapshot of pacs: %s",
-                        pg_message(p->conn, *res, msg, sizeof msg));
+                        pgp_message(p->conn, *res, msg, sizeof msg));
         PQclear(*res);
         *res = NULL;
         return rc;
@@ -1347,9 +1285,9 @@ static int pacs_health(void *instance, tfs_sdk_error *err)
         return rc;
     PGresult *res = PQexec(p->conn, "SELECT 1");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_classify(p->conn, res);
+        rc = pgp_classify(p->conn, res);
         host->error_set(err, "could not check the pacs database: %s",
-                        pg_message(p->conn, res, msg, sizeof msg));
+                        pgp_message(p->conn, res, msg, sizeof msg));
     }
     PQclear(res);
     return rc;
@@ -1458,9 +1396,9 @@ static int pacs_changes_trim(void *instance, const void *const *cursors, const s
     const char *params[] = {b->s};
     PGresult *res = PQexecParams(p->conn, trim_sql, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        rc = pg_classify(p->conn, res);
+        rc = pgp_classify(p->conn, res);
         host->error_set(err, "could not trim the pacs change log: %s%s",
-                        pg_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+                        pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
     } else {
         host->log(host, TFS_SDK_LOG_DEBUG, "trimmed %s change log rows every reader is past",
                   PQcmdTuples(res));

@@ -1,0 +1,70 @@
+/* plugins/common/pg_plugin.c — libpq helpers our PostgreSQL adapters share, compiled into
+ * each of them (a plugin links nothing of the core): how a failure is classified, its
+ * message on one line, and notices routed to the host's log. */
+#include "pg_plugin.h"
+
+#include <string.h>
+
+/* Transient or permanent, from the connection state and the result's SQLSTATE. */
+int pgp_classify(PGconn *conn, const PGresult *res)
+{
+    if (!conn || PQstatus(conn) != CONNECTION_OK)
+        return TFS_SDK_ETRANSIENT;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state)
+        return res ? TFS_SDK_EPERMANENT : TFS_SDK_ETRANSIENT;
+    if (strncmp(state, "08", 2) == 0 ||     /* connection exception */
+        strcmp(state, "57P01") == 0 ||      /* admin shutdown */
+        strcmp(state, "57P02") == 0 ||      /* crash shutdown */
+        strcmp(state, "57P03") == 0 ||      /* cannot connect now */
+        strcmp(state, "57014") == 0 ||      /* query canceled: statement timeout */
+        strcmp(state, "53300") == 0 ||      /* too many connections */
+        strcmp(state, "40001") == 0 ||      /* serialization failure */
+        strcmp(state, "40P01") == 0)        /* deadlock detected */
+        return TFS_SDK_ETRANSIENT;
+    return TFS_SDK_EPERMANENT;
+}
+
+/* m on one line (runs of white space made one space, none at the ends) in out. */
+const char *pgp_oneline(const char *m, char *out, size_t cap)
+{
+    size_t n = 0;
+    int space = 0;
+    for (; *m && n + 1 < cap; m++) {
+        if (*m == '\n' || *m == '\t' || *m == '\r' || *m == ' ') {
+            space = n > 0;
+            continue;
+        }
+        if (space && n + 2 < cap)
+            out[n++] = ' ';
+        space = 0;
+        out[n++] = *m;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* The error text of a result (or of the connection) on one line, without the "ERROR:"
+ * prefix, in out. */
+const char *pgp_message(PGconn *conn, const PGresult *res, char *out, size_t cap)
+{
+    const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!m || !*m)
+        m = res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+                                              : conn ? PQerrorMessage(conn) : NULL;
+    return pgp_oneline(m && *m ? m : "unknown error", out, cap);
+}
+
+void pgp_notice(void *arg, const char *message)
+{
+    const tfs_sdk_host *host = arg;
+    size_t len = strlen(message);
+    while (len && (message[len - 1] == '\n' || message[len - 1] == ' '))
+        len--;
+    tfs_sdk_log_level level = TFS_SDK_LOG_INFO;
+    if (strncmp(message, "WARNING", 7) == 0)
+        level = TFS_SDK_LOG_WARN;
+    else if (strncmp(message, "DEBUG", 5) == 0 || strncmp(message, "LOG", 3) == 0)
+        level = TFS_SDK_LOG_DEBUG;
+    host->log(host, level, "%.*s", (int)len, message);
+}

@@ -1,0 +1,23 @@
+/* plugins/common/pg_plugin.h — libpq helpers shared by the PostgreSQL adapters (pacs,
+ * cama). Part of each plugin's own sources: nothing here comes from the core. */
+#ifndef TFS_PG_PLUGIN_H
+#define TFS_PG_PLUGIN_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "tfsync_plugin.h"
+
+/* TFS_SDK_ETRANSIENT for a lost connection, a timeout, a deadlock, a serialization
+ * failure, a shutdown or too many connections; TFS_SDK_EPERMANENT otherwise. res may be
+ * NULL (then the connection decides). */
+int pgp_classify(PGconn *conn, const PGresult *res);
+/* m on one line (runs of white space made one space, none at the ends) in out. */
+const char *pgp_oneline(const char *m, char *out, size_t cap);
+/* The error text of a result (or of the connection) on one line, without the "ERROR:"
+ * prefix, in out. */
+const char *pgp_message(PGconn *conn, const PGresult *res, char *out, size_t cap);
+/* A libpq notice processor: arg is the plugin's host table; notices go to its log. */
+void pgp_notice(void *arg, const char *message);
+
+#endif
