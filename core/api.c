@@ -81,6 +81,16 @@ static void store_problem(tfs_http_response *resp, const tfs_error *err)
                      "%s; retry when the state store is back", err->message);
 }
 
+/* A state store connection for this request, or NULL after answering 503. */
+static tfs_store *store_for_request(tfs_api *api, tfs_http_response *resp)
+{
+    tfs_error err = {0};
+    tfs_store *s = store_acquire(api, &err);
+    if (!s)
+        store_problem(resp, &err);
+    return s;
+}
+
 /* ---- GET /health ------------------------------------------------------------------ */
 
 static void handle_health(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
@@ -192,13 +202,12 @@ static void start_sync(const tfs_http_request *req, tfs_http_response *resp, tfs
     json_t *body = parse_pair_body(req, resp, &pair);
     if (!body)
         return;
-    tfs_error err = {0};
-    tfs_store *s = store_acquire(api, &err);
+    tfs_store *s = store_for_request(api, resp);
     if (!s) {
-        store_problem(resp, &err);
         json_decref(body);
         return;
     }
+    tfs_error err = {0};
     int64_t run_id = 0;
     int rc = tfs_runner_submit(api->runner, s, pair, mode, req->actor ? req->actor : "?",
                                &run_id, &err);
@@ -283,12 +292,10 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
 {
     (void)req;
     tfs_api *api = ctx;
-    tfs_error err = {0};
-    tfs_store *s = store_acquire(api, &err);
-    if (!s) {
-        store_problem(resp, &err);
+    tfs_store *s = store_for_request(api, resp);
+    if (!s)
         return;
-    }
+    tfs_error err = {0};
     json_t *last = NULL;
     json_t *pairs = json_object();
     int rc = tfs_store_last_runs_json(s, &last, &err);
@@ -360,12 +367,10 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
                          req->params[0]);
         return;
     }
-    tfs_error err = {0};
-    tfs_store *s = store_acquire(api, &err);
-    if (!s) {
-        store_problem(resp, &err);
+    tfs_store *s = store_for_request(api, resp);
+    if (!s)
         return;
-    }
+    tfs_error err = {0};
     json_t *run = NULL;
     int rc = tfs_store_run_json(s, id, &run, &err);
     if (rc == 0) {
@@ -495,12 +500,10 @@ static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *
     int64_t run_id = 0, lim = 100;
     if (parse_run_and_limit(req, resp, &run_id, &lim) != 0)
         return;
-    tfs_error err = {0};
-    tfs_store *s = store_acquire(api, &err);
-    if (!s) {
-        store_problem(resp, &err);
+    tfs_store *s = store_for_request(api, resp);
+    if (!s)
         return;
-    }
+    tfs_error err = {0};
     json_t *rows = NULL;
     int rc = tfs_store_failed_json(s, pair, run_id, (long)lim, &rows, &err);
     store_release(api, s);
@@ -563,12 +566,10 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
             return;
         }
     }
-    tfs_error err = {0};
-    tfs_store *s = store_acquire(api, &err);
-    if (!s) {
-        store_problem(resp, &err);
+    tfs_store *s = store_for_request(api, resp);
+    if (!s)
         return;
-    }
+    tfs_error err = {0};
     json_t *out = NULL;
     int rc = tfs_store_audit_json(s, &f, &out, &err);
     store_release(api, s);

@@ -633,18 +633,14 @@ out:
  * lost connection. */
 static int cama_ensure(cama *c, tfs_sdk_error *err)
 {
-    char msg[512];
-    if (PQstatus(c->conn) != CONNECTION_OK) {
-        if (c->up)
-            host->log(host, TFS_SDK_LOG_WARN, "lost the cama database, reconnecting");
+    if (PQstatus(c->conn) != CONNECTION_OK && c->up)
+        host->log(host, TFS_SDK_LOG_WARN, "lost the cama database, reconnecting");
+    int re = pgp_reconnect(c->conn, host, "cama", err);
+    if (re != 0) {
         c->up = 0;
         c->session_ready = 0;
-        PQreset(c->conn);
-        if (PQstatus(c->conn) != CONNECTION_OK) {
-            host->error_set(err, "could not connect to the cama database: %s",
-                            pgp_message(c->conn, NULL, msg, sizeof msg));
-            return TFS_SDK_ETRANSIENT;
-        }
+        if (re < 0)
+            return re;
     }
     if (PQtransactionStatus(c->conn) != PQTRANS_IDLE)
         PQclear(PQexec(c->conn, "ROLLBACK"));
@@ -1344,14 +1340,11 @@ static int cama_health(void *instance, tfs_sdk_error *err)
     int rc = 0;
     /* Only the connection, not the session: preparing statements takes locks on the
      * tables, and a health check must answer even while a writer holds them. */
-    if (PQstatus(c->conn) != CONNECTION_OK) {
+    int re = pgp_reconnect(c->conn, host, "cama", err);
+    if (re != 0) {
         c->session_ready = 0;
-        PQreset(c->conn);
-        if (PQstatus(c->conn) != CONNECTION_OK) {
-            host->error_set(err, "could not connect to the cama database: %s",
-                            pgp_message(c->conn, NULL, msg, sizeof msg));
-            return TFS_SDK_ETRANSIENT;
-        }
+        if (re < 0)
+            return re;
     }
     PGresult *res = PQexec(c->conn, "SELECT 1");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -68,3 +68,18 @@ void pgp_notice(void *arg, const char *message)
         level = TFS_SDK_LOG_DEBUG;
     host->log(host, level, "%.*s", (int)len, message);
 }
+
+int pgp_reconnect(PGconn *conn, const tfs_sdk_host *host, const char *system,
+                  tfs_sdk_error *err)
+{
+    char msg[512];
+    if (PQstatus(conn) == CONNECTION_OK)
+        return 0;
+    PQreset(conn);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        host->error_set(err, "could not connect to the %s database: %s", system,
+                        pgp_message(conn, NULL, msg, sizeof msg));
+        return TFS_SDK_ETRANSIENT;
+    }
+    return 1;
+}

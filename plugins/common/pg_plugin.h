@@ -17,6 +17,11 @@ const char *pgp_oneline(const char *m, char *out, size_t cap);
 /* The error text of a result (or of the connection) on one line, without the "ERROR:"
  * prefix, in out. */
 const char *pgp_message(PGconn *conn, const PGresult *res, char *out, size_t cap);
+/* Makes sure conn is connected, resetting it once when it is not. Returns 1 when it had
+ * to reconnect (the caller's session state is gone), 0 when it was up, or
+ * TFS_SDK_ETRANSIENT with err set ("could not connect to the <system> database"). */
+int pgp_reconnect(PGconn *conn, const tfs_sdk_host *host, const char *system,
+                  tfs_sdk_error *err);
 /* A libpq notice processor: arg is the plugin's host table; notices go to its log. */
 void pgp_notice(void *arg, const char *message);
 

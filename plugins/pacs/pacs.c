@@ -642,18 +642,14 @@ out:
 /* Makes sure the connection is up and set up: reconnects after a lost connection. */
 static int pacs_ensure(pacs *p, tfs_sdk_error *err)
 {
-    char msg[512];
-    if (PQstatus(p->conn) != CONNECTION_OK) {
-        if (p->up)
-            host->log(host, TFS_SDK_LOG_WARN, "lost the pacs database, reconnecting");
+    if (PQstatus(p->conn) != CONNECTION_OK && p->up)
+        host->log(host, TFS_SDK_LOG_WARN, "lost the pacs database, reconnecting");
+    int re = pgp_reconnect(p->conn, host, "pacs", err);
+    if (re != 0) {
         p->up = 0;
         p->session_ready = 0;
-        PQreset(p->conn);
-        if (PQstatus(p->conn) != CONNECTION_OK) {
-            host->error_set(err, "could not connect to the pacs database: %s",
-                            pgp_message(p->conn, NULL, msg, sizeof msg));
-            return TFS_SDK_ETRANSIENT;
-        }
+        if (re < 0)
+            return re;
     }
     int rc = p->session_ready ? 0 : pacs_session(p, err);
     p->up = rc == 0;
