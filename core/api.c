@@ -250,7 +250,8 @@ static void handle_sync_incremental(const tfs_http_request *req, tfs_http_respon
 
 /* Per entity of a pair: its change checkpoint and how many changes wait behind it (asked
  * of the source through the health instance, when the plugin can tell). */
-static json_t *pair_entities_status(tfs_api *api, const tfs_config_pair *p, json_t *cursors)
+static json_t *pair_entities_status(tfs_api *api, tfs_store *s, const tfs_config_pair *p,
+                                    json_t *cursors)
 {
     json_t *out = json_object();
     size_t sys_index = 0;
@@ -264,25 +265,30 @@ static json_t *pair_entities_status(tfs_api *api, const tfs_config_pair *p, json
                                             "updated_at", json_object_get(ch, "updated_at"))
                                 : json_null();
         json_t *lag = json_null();
-        const char *cursor_text = ch ? json_string_value(json_object_get(ch, "cursor")) : NULL;
+        unsigned char *cursor = NULL;
+        size_t cursor_len = 0;
+        int64_t cursor_run;
+        int done;
+        tfs_error err = {0};
+        if (ch && tfs_store_cursor_get(s, p->name, ent, "changes", &cursor_run, &done, &cursor,
+                                       &cursor_len, &err) != 0)
+            cursor = NULL;
         pthread_mutex_lock(&api->health_lock);
         const tfs_config_system *cs = &api->cfg->systems[sys_index];
         const tfs_plugin *pl = tfs_plugin_host_get(api->plugins, cs->plugin);
-        tfs_error err = {0};
-        if (cursor_text && pl && pl->desc.cb_changes_lag &&
+        if (cursor && pl &&
             (api->health[sys_index] ||
              tfs_instance_open(pl, cs->name, cs->settings, &api->health[sys_index], &err) == 0)) {
             tfs_instance *inst = api->health[sys_index];
             int idx = tfs_instance_entity(inst, ent);
             int64_t pending = 0, age = 0;
-            tfs_sdk_error e2 = {0};
-            if (idx >= 0 && pl->desc.cb_changes_lag(inst->handle, (size_t)idx, cursor_text,
-                                                    strlen(cursor_text), &pending, &age,
-                                                    &e2) == TFS_SDK_OK)
+            if (idx >= 0 && tfs_instance_changes_lag(inst, (size_t)idx, cursor, cursor_len,
+                                                     &pending, &age, &err) == 0)
                 lag = json_pack("{sIsI}", "pending", (json_int_t)pending, "oldest_age_ms",
                                 (json_int_t)age);
         }
         pthread_mutex_unlock(&api->health_lock);
+        free(cursor);
         json_object_set_new(out, ent, json_pack("{soso}", "checkpoint", checkpoint, "lag", lag));
     }
     return out;
@@ -306,7 +312,7 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
         if (rc)
             break;
         json_t *lr = json_object_get(last, p->name);
-        json_t *entities = pair_entities_status(api, p, cursors);
+        json_t *entities = pair_entities_status(api, s, p, cursors);
         json_t *o = json_pack("{sssssOsoso}", "source", p->source, "target", p->target,
                               "last_run", lr ? lr : json_null(), "cursors", cursors,
                               "entities", entities);
@@ -441,10 +447,10 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
     tfs_api *api = ctx;
     json_t *loaded = json_array(), *refused = json_array();
     for (size_t i = 0; i < api->plugins->n; i++) {
-        const tfs_plugin *p = api->plugins->plugins[i];
+        tfs_plugin_info p = tfs_plugin_get_info(api->plugins->plugins[i]);
         json_t *keys = json_array();
-        for (size_t k = 0; k < p->desc.n_config_keys; k++) {
-            const tfs_sdk_config_key *ck = &p->desc.config_keys[k];
+        for (size_t k = 0; k < p.n_config_keys; k++) {
+            const tfs_sdk_config_key *ck = &p.config_keys[k];
             json_array_append_new(keys, json_pack("{sssssoss?}", "name", ck->name, "type",
                                                   types[ck->type], "default",
                                                   ck->default_value
@@ -453,18 +459,18 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
                                                   "description", ck->description));
         }
         json_t *caps = json_array();
-        if (p->desc.capabilities & TFS_SDK_CAP_SOURCE)
+        if (p.capabilities & TFS_SDK_CAP_SOURCE)
             json_array_append_new(caps, json_string("source"));
-        if (p->desc.capabilities & TFS_SDK_CAP_TARGET)
+        if (p.capabilities & TFS_SDK_CAP_TARGET)
             json_array_append_new(caps, json_string("target"));
-        if (p->desc.capabilities & TFS_SDK_CAP_CHANGES)
+        if (p.capabilities & TFS_SDK_CAP_CHANGES)
             json_array_append_new(caps, json_string("changes"));
         char sdk[32];
-        snprintf(sdk, sizeof sdk, "%u.%u", (unsigned)p->desc.sdk_major,
-                 (unsigned)p->desc.sdk_minor);
-        json_array_append_new(loaded, json_pack("{ssssss?sssoso}", "name", p->name, "version",
-                                                p->desc.version, "description",
-                                                p->desc.description, "sdk", sdk,
+        snprintf(sdk, sizeof sdk, "%u.%u", (unsigned)p.sdk_major,
+                 (unsigned)p.sdk_minor);
+        json_array_append_new(loaded, json_pack("{ssssss?sssoso}", "name", p.name, "version",
+                                                p.version, "description",
+                                                p.description, "sdk", sdk,
                                                 "capabilities", caps, "config_keys", keys));
     }
     for (size_t i = 0; i < api->plugins->n_refused; i++)

@@ -324,7 +324,7 @@ static int plan_deletion(batch_ctx *b, rec_state *r, tfs_arena *a, const char *s
         int ti = tfs_instance_entity(b->tgt, ename);
         if (ti < 0 || rc)
             continue; /* an entity the target no longer has: nothing to act on */
-        const tfs_sdk_entity *e = &b->tgt->entities[ti];
+        const tfs_sdk_entity *e = tfs_instance_entity_get(b->tgt, (size_t)ti);
         size_t k;
         json_t *obj;
         json_array_foreach(list, k, obj) {
@@ -391,7 +391,7 @@ static int find_orphans(batch_ctx *b, rec_state *r, tfs_arena *a)
         int ti = tfs_instance_entity(b->tgt, ename);
         if (ti < 0 || rc)
             continue;
-        const tfs_sdk_entity *e = &b->tgt->entities[ti];
+        const tfs_sdk_entity *e = tfs_instance_entity_get(b->tgt, (size_t)ti);
         size_t k;
         json_t *obj;
         json_array_foreach(list, k, obj) {
@@ -486,6 +486,7 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a,
     size_t *owner = tfs_arena_alloc(a, n_ops * sizeof *owner);
     if (!ops || !owner)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    const tfs_sdk_entity *tgt_entities = tfs_instance_entity_get(b->tgt, 0);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!rs[i].write)
@@ -494,13 +495,13 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a,
             const tfs_record *rec = rs[i].out.recs[j];
             /* Every target record's entity is one of the target instance's, so its position
              * there is its index for the plugin. */
-            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - b->tgt->entities),
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - tgt_entities),
                                         rs[i].deleted ? rs[i].kind : TFS_SDK_OP_UPSERT, rec};
             owner[k++] = i;
         }
         for (size_t j = 0; j < rs[i].n_orphans; j++) {
             const tfs_record *rec = rs[i].orphans[j];
-            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - b->tgt->entities),
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - tgt_entities),
                                         TFS_SDK_OP_DELETE, rec};
             owner[k++] = i;
         }
@@ -749,11 +750,11 @@ static int commit_batch(batch_ctx *b, tfs_store *s, tfs_batch *batch, rec_state 
         tfs_buf_reset(kb);
         tfs_buf_putc(kb, '{');
         int first_entity = 1;
-        for (size_t e = 0; e < b->tgt->n_entities; e++) {
+        for (size_t e = 0; e < tfs_instance_n_entities(b->tgt); e++) {
             int any = 0;
             for (size_t j = 0; j < r->out.n; j++) {
                 const tfs_record *t = r->out.recs[j];
-                if (t->entity != &b->tgt->entities[e])
+                if (t->entity != tfs_instance_entity_get(b->tgt, e))
                     continue;
                 if (!any) {
                     if (!first_entity)
@@ -823,7 +824,7 @@ static int read_batch(batch_ctx *b, const unsigned char *cursor, size_t cursor_l
     int rc;
     for (int attempt = 1;; attempt++) {
         tfs_arena_reset(a);
-        tfs_batch_init(batch, a, &b->src->entities[b->src_entity]);
+        tfs_batch_init(batch, a, tfs_instance_entity_get(b->src, b->src_entity));
         rc = tfs_instance_read(b->src, b->src_entity,
                                b->changes ? TFS_SDK_READ_CHANGES : TFS_SDK_READ_FULL, cursor,
                                cursor_len, b->pair->batch_size, batch, err);
@@ -1041,14 +1042,9 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
         done = 0;
         tfs_batch start;
         tfs_arena_reset(p->arenas[0]);
-        tfs_batch_init(&start, p->arenas[0], &b->src->entities[b->src_entity]);
-        const tfs_sdk_plugin *d = &b->src->plugin->desc;
-        if ((d->capabilities & TFS_SDK_CAP_CHANGES) && d->cb_changes_start) {
-            tfs_sdk_error e = {0};
-            if (d->cb_changes_start(b->src->handle, b->src_entity, &start, &e) != TFS_SDK_OK)
-                return tfs_error_set(err, TFS_ETRANSIENT, "%s could not start change capture: %s",
-                                     b->src->system, e.message);
-        }
+        tfs_batch_init(&start, p->arenas[0], tfs_instance_entity_get(b->src, b->src_entity));
+        if ((rc = tfs_instance_changes_start(b->src, b->src_entity, &start, err)))
+            return rc;
         if ((rc = tfs_store_full_start(p->store, b->pair->name, b->em->source, b->run_id,
                                        start.cursor_set ? start.cursor : NULL,
                                        start.cursor_len, err)))
@@ -1134,7 +1130,7 @@ static int run_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
             tfs_error_set(err, rc, "out of memory transforming a batch");
         if (rc == 0 && !jb->batch.done && jb->batch.n > 0 && !jb->batch.cursor_set) {
             rc = tfs_error_set(err, TFS_EPERMANENT, "%s returned a batch without a cursor",
-                               b->src->system);
+                               tfs_instance_system(b->src));
             tfs_error_hint(err, "the plugin must call batch_set_cursor after each read");
         }
         if (rc) {
@@ -1207,7 +1203,7 @@ static int sweep_entity(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
         tfs_arena *a = p->arenas[0];
         tfs_arena_reset(a);
         job jb = {.arena = a};
-        tfs_batch_init(&jb.batch, a, &b->src->entities[b->src_entity]);
+        tfs_batch_init(&jb.batch, a, tfs_instance_entity_get(b->src, b->src_entity));
         jb.batch.n = n; /* no source records: only keys */
         jb.rs = tfs_arena_calloc(a, n, sizeof *jb.rs);
         for (size_t i = 0; jb.rs && i < n; i++) {
@@ -1269,8 +1265,7 @@ static size_t b64_decode(const char *in, unsigned char *out)
 /* Lets the source forget the changes every pair reading it is past (its change log). */
 static void trim_changes(tfs_pipeline *p, const tfs_config_pair *pair, tfs_instance *src)
 {
-    const tfs_sdk_plugin *d = &src->plugin->desc;
-    if (!(d->capabilities & TFS_SDK_CAP_CHANGES) || !d->cb_changes_trim)
+    if (!(tfs_instance_capabilities(src) & TFS_SDK_CAP_CHANGES))
         return;
     const char **readers = calloc(p->cfg->n_pairs + 1, sizeof *readers);
     size_t n_readers = 0;
@@ -1294,12 +1289,9 @@ static void trim_changes(tfs_pipeline *p, const tfs_config_pair *pair, tfs_insta
         lens[i] = b64_decode(b64, bufs[i]);
         cursors[i] = bufs[i];
     }
-    if (cursors && lens && bufs && n) {
-        tfs_sdk_error e = {0};
-        if (d->cb_changes_trim(src->handle, cursors, lens, n, &e) != TFS_SDK_OK)
-            tfs_log_warn("pipeline", "%s could not trim its change log: %s", src->system,
-                         e.message);
-    }
+    if (cursors && lens && bufs && n &&
+        tfs_instance_changes_trim(src, (const void *const *)cursors, lens, n, &err) != 0)
+        tfs_log_warn("pipeline", "%s", err.message);
     for (size_t i = 0; bufs && i < n; i++)
         free(bufs[i]);
     free(bufs);
@@ -1328,7 +1320,7 @@ static int prepare_mapping(tfs_pipeline *p, batch_ctx *b, tfs_error *err)
         if (ti < 0)
             return tfs_error_set(err, TFS_EPERMANENT, "target system \"%s\" has no entity \"%s\"",
                                  b->pair->target, em->targets[t]);
-        b->targets[t] = &b->tgt->entities[ti];
+        b->targets[t] = tfs_instance_entity_get(b->tgt, (size_t)ti);
     }
     return tfs_lua_load(p->lua, em->script, err);
 }
@@ -1412,7 +1404,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     batch_ctx proto = {.p = p, .pair = pair, .run_id = run_id, .src = src->inst,
                        .tgt = tgt->inst, .counts = counts, .stop = stop, .full = full,
                        .actor = actor,
-                       .changes = !full && (src->inst->plugin->desc.capabilities &
+                       .changes = !full && (tfs_instance_capabilities(src->inst) &
                                             TFS_SDK_CAP_CHANGES)};
     memcpy(proto.today, today, sizeof proto.today);
     rc = run_mappings(&proto, 0, err);

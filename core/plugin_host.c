@@ -1,6 +1,7 @@
 /* core/plugin_host.c — dlopen'ing plugins, checking their descriptors and versions, and
  * the host side of the SDK calls; see plugin_host.h. */
 #include "plugin_host.h"
+#include "plugin_private.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+
 
 /* The descriptor's size in each minor of this major: a plugin declares exactly the size
  * of the minor it was built for. */
@@ -449,6 +451,38 @@ int tfs_instance_entity(const tfs_instance *inst, const char *name)
     return -1;
 }
 
+size_t tfs_instance_n_entities(const tfs_instance *inst)
+{
+    return inst->n_entities;
+}
+
+const tfs_sdk_entity *tfs_instance_entity_get(const tfs_instance *inst, size_t entity)
+{
+    return entity < inst->n_entities ? &inst->entities[entity] : NULL;
+}
+
+const char *tfs_instance_system(const tfs_instance *inst)
+{
+    return inst->system;
+}
+
+uint32_t tfs_instance_capabilities(const tfs_instance *inst)
+{
+    return inst->plugin->desc.capabilities;
+}
+
+tfs_plugin_info tfs_plugin_get_info(const tfs_plugin *p)
+{
+    return (tfs_plugin_info){.name = p->name,
+                             .version = p->desc.version,
+                             .description = p->desc.description,
+                             .sdk_major = p->desc.sdk_major,
+                             .sdk_minor = p->desc.sdk_minor,
+                             .capabilities = p->desc.capabilities,
+                             .config_keys = p->desc.config_keys,
+                             .n_config_keys = p->desc.n_config_keys};
+}
+
 int tfs_instance_read(tfs_instance *inst, size_t entity, tfs_sdk_read_mode mode,
                       const void *cursor, size_t cursor_len, size_t max, tfs_batch *out,
                       tfs_error *err)
@@ -495,6 +529,47 @@ int tfs_instance_health(tfs_instance *inst, tfs_error *err)
         return 0;
     int rc = inst->plugin->desc.cb_health(inst->handle, &e);
     return map_status(inst, rc, &e, "is unhealthy", err);
+}
+
+static bool has_changes(const tfs_instance *inst)
+{
+    return (inst->plugin->desc.capabilities & TFS_SDK_CAP_CHANGES) != 0;
+}
+
+int tfs_instance_changes_start(tfs_instance *inst, size_t entity, tfs_batch *out,
+                               tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!has_changes(inst) || !inst->plugin->desc.cb_changes_start)
+        return 0;
+    int rc = inst->plugin->desc.cb_changes_start(inst->handle, entity, out, &e);
+    if (out->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory starting change capture of %s",
+                             inst->system);
+    return map_status(inst, rc, &e, "could not start change capture", err);
+}
+
+int tfs_instance_changes_lag(tfs_instance *inst, size_t entity, const void *cursor,
+                             size_t cursor_len, int64_t *pending, int64_t *oldest_age_ms,
+                             tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!has_changes(inst) || !inst->plugin->desc.cb_changes_lag)
+        return tfs_error_set(err, TFS_ENOTFOUND, "system \"%s\" cannot tell its change lag",
+                             inst->system);
+    int rc = inst->plugin->desc.cb_changes_lag(inst->handle, entity, cursor, cursor_len,
+                                               pending, oldest_age_ms, &e);
+    return map_status(inst, rc, &e, "could not tell its change lag", err);
+}
+
+int tfs_instance_changes_trim(tfs_instance *inst, const void *const *cursors,
+                              const size_t *lens, size_t n, tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!has_changes(inst) || !inst->plugin->desc.cb_changes_trim)
+        return 0;
+    int rc = inst->plugin->desc.cb_changes_trim(inst->handle, cursors, lens, n, &e);
+    return map_status(inst, rc, &e, "could not trim its change log", err);
 }
 
 int tfs_results_init(tfs_results *r, size_t n)

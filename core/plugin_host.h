@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -32,19 +33,28 @@ struct tfs_sdk_results {
 };
 typedef struct tfs_sdk_results tfs_results;
 
-typedef struct tfs_plugin {
-    char *path;
-    char *name;
-    tfs_sdk_plugin desc; /* a zeroed copy of at most struct_size bytes of the descriptor */
-    tfs_sdk_host host;   /* this plugin's own host table (its log prefix) */
-    void *dl;
-} tfs_plugin;
+/* A loaded plugin and an open instance of it: opaque outside the plugin host, so that
+ * every call into a plugin goes through the functions below (one status mapping, one
+ * place that logs and checks what a plugin hands back). */
+typedef struct tfs_plugin tfs_plugin;
+typedef struct tfs_instance tfs_instance;
+
+/* What the core may know of a loaded plugin (borrowed from it; valid while it is loaded). */
+typedef struct tfs_plugin_info {
+    const char *name, *version, *description;
+    unsigned sdk_major, sdk_minor;
+    uint32_t capabilities; /* TFS_SDK_CAP_* */
+    const tfs_sdk_config_key *config_keys;
+    size_t n_config_keys;
+} tfs_plugin_info;
 
 /* Loads one plugin file. On success *out is owned (tfs_plugin_free). Errors name the file
  * and the reason: `could not load plugin "x.so": undefined symbol tfs_sdk_entry`. */
 int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error *err);
 /* Frees a plugin; dlcloses it only when unload is true (tests), never in the daemon. */
 void tfs_plugin_free(tfs_plugin *p, bool unload);
+/* The plugin's name, version, SDK version, capabilities and declared settings. */
+tfs_plugin_info tfs_plugin_get_info(const tfs_plugin *p);
 
 typedef struct tfs_plugin_refusal {
     char *file;
@@ -74,21 +84,18 @@ int tfs_plugin_check_settings(const tfs_plugin *p, const json_t *settings, const
                               char ***values, tfs_error *err);
 void tfs_plugin_values_free(const tfs_plugin *p, char **values);
 
-/* An open instance: one per worker, never used from two threads at once. */
-typedef struct tfs_instance {
-    const tfs_plugin *plugin;
-    void *handle;
-    const tfs_sdk_entity *entities; /* the plugin's, valid until close */
-    size_t n_entities;
-    char *system; /* the system's name in the config, for messages */
-} tfs_instance;
-
 /* Opens an instance with checked settings and reads its described schema. */
 int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *settings,
                       tfs_instance **out, tfs_error *err);
 void tfs_instance_close(tfs_instance *inst);
 /* An entity by name: its index, or -1. */
 int tfs_instance_entity(const tfs_instance *inst, const char *name);
+/* The described schema: how many entities, and one of them (borrowed until close). */
+size_t tfs_instance_n_entities(const tfs_instance *inst);
+const tfs_sdk_entity *tfs_instance_entity_get(const tfs_instance *inst, size_t entity);
+/* The system's name in the config, and the plugin's capabilities (TFS_SDK_CAP_*). */
+const char *tfs_instance_system(const tfs_instance *inst);
+uint32_t tfs_instance_capabilities(const tfs_instance *inst);
 
 /* The calls, with the plugin's status mapped to TFS_ETRANSIENT/TFS_EPERMANENT and its
  * message in err prefixed with the system's name. */
@@ -100,6 +107,18 @@ int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *cons
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
                        tfs_results *results, tfs_error *err);
 int tfs_instance_health(tfs_instance *inst, tfs_error *err);
+
+/* Change capture (TFS_SDK_CAP_CHANGES, SDK 1.1). Cursors are bytes the plugin owns the
+ * meaning of. changes_start puts the change cursor of "now" into out (out->cursor_set stays
+ * false when the plugin has no change data); changes_lag answers TFS_ENOTFOUND when the
+ * plugin cannot tell; changes_trim does nothing for a plugin without change data. */
+int tfs_instance_changes_start(tfs_instance *inst, size_t entity, tfs_batch *out,
+                               tfs_error *err);
+int tfs_instance_changes_lag(tfs_instance *inst, size_t entity, const void *cursor,
+                             size_t cursor_len, int64_t *pending, int64_t *oldest_age_ms,
+                             tfs_error *err);
+int tfs_instance_changes_trim(tfs_instance *inst, const void *const *cursors,
+                              const size_t *lens, size_t n, tfs_error *err);
 
 /* Per-operation results for n operations; 0 or TFS_ENOMEM. */
 int tfs_results_init(tfs_results *r, size_t n);

@@ -65,7 +65,7 @@ TestSuite(template, .init = setup, .fini = teardown);
 static tfs_record *item_record(int64_t id, const char *name, const char *price,
                                const char *updated)
 {
-    tfs_record *r = tfs_record_new(arena, &inst->entities[item]);
+    tfs_record *r = tfs_record_new(arena, tfs_instance_entity_get(inst, item));
     cr_assert_not_null(r);
     r->values[F_ID] = (tfs_value){.type = TFS_SDK_INT64, .u.i = id};
     if (name)
@@ -92,7 +92,7 @@ static void fetch_ids(const int64_t *ids, size_t n, tfs_batch *out)
     for (size_t i = 0; i < n; i++)
         keys[i] = item_record(ids[i], NULL, NULL, NULL);
     tfs_error err = {0};
-    tfs_batch_init(out, arena, &inst->entities[item]);
+    tfs_batch_init(out, arena, tfs_instance_entity_get(inst, item));
     cr_assert_eq(tfs_instance_fetch(inst, item, keys, n, out, &err), 0, "%s", err.message);
 }
 
@@ -106,13 +106,14 @@ static const tfs_record *find_id(const tfs_batch *b, int64_t id)
 
 Test(template, descriptor)
 {
-    cr_assert_str_eq(plugin->name, "template");
-    cr_assert_eq(plugin->desc.sdk_major, TFS_SDK_VERSION_MAJOR);
-    cr_assert_eq(plugin->desc.capabilities, TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET);
-    cr_assert_eq(plugin->desc.n_config_keys, 3);
-    cr_assert_str_eq(plugin->desc.config_keys[0].name, "rows");
-    cr_assert_str_eq(plugin->desc.config_keys[1].name, "name_prefix");
-    const tfs_sdk_entity *e = &inst->entities[item];
+    tfs_plugin_info info = tfs_plugin_get_info(plugin);
+    cr_assert_str_eq(info.name, "template");
+    cr_assert_eq(info.sdk_major, TFS_SDK_VERSION_MAJOR);
+    cr_assert_eq(info.capabilities, TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET);
+    cr_assert_eq(info.n_config_keys, 3);
+    cr_assert_str_eq(info.config_keys[0].name, "rows");
+    cr_assert_str_eq(info.config_keys[1].name, "name_prefix");
+    const tfs_sdk_entity *e = tfs_instance_entity_get(inst, item);
     cr_assert_eq(e->n_fields, 4);
     cr_assert_str_eq(e->fields[F_ID].name, "id");
     cr_assert(e->fields[F_ID].flags & TFS_SDK_FIELD_KEY);
@@ -131,7 +132,7 @@ Test(template, reads_everything_in_keyset_batches)
         tfs_error err = {0};
         tfs_batch b;
         tfs_arena_reset(arena); /* as the pipeline does: one arena per batch */
-        tfs_batch_init(&b, arena, &inst->entities[item]);
+        tfs_batch_init(&b, arena, tfs_instance_entity_get(inst, item));
         cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, cursor, cursor_len, 10,
                                        &b, &err),
                      0, "%s", err.message);
@@ -176,7 +177,7 @@ Test(template, done_on_the_batch_that_ends_exactly)
     open_with("{\"rows\": 20, \"name_prefix\": \"thing\"}");
     tfs_error err = {0};
     tfs_batch b;
-    tfs_batch_init(&b, arena, &inst->entities[item]);
+    tfs_batch_init(&b, arena, tfs_instance_entity_get(inst, item));
     cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, "10", 2, 10, &b, &err), 0,
                  "%s", err.message);
     cr_assert_eq(b.n, 10);
@@ -189,7 +190,7 @@ Test(template, changes_are_refused_permanently)
 {
     tfs_error err = {0};
     tfs_batch b;
-    tfs_batch_init(&b, arena, &inst->entities[item]);
+    tfs_batch_init(&b, arena, tfs_instance_entity_get(inst, item));
     cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_CHANGES, NULL, 0, 10, &b, &err),
                  TFS_EPERMANENT);
     cr_assert(strstr(err.message, "tpl could not read"), "%s", err.message);
@@ -200,7 +201,7 @@ Test(template, garbage_cursor_is_refused)
 {
     tfs_error err = {0};
     tfs_batch b;
-    tfs_batch_init(&b, arena, &inst->entities[item]);
+    tfs_batch_init(&b, arena, tfs_instance_entity_get(inst, item));
     cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, "x\x01", 2, 10, &b, &err),
                  TFS_EPERMANENT);
     cr_assert(strstr(err.message, "cursor"), "%s", err.message);
@@ -274,7 +275,7 @@ Test(template, upserts_are_idempotent_and_deletes_too)
 
     /* The full read no longer sees it, and still sees the 25 generated items. */
     tfs_batch all;
-    tfs_batch_init(&all, arena, &inst->entities[item]);
+    tfs_batch_init(&all, arena, tfs_instance_entity_get(inst, item));
     cr_assert_eq(tfs_instance_read(inst, item, TFS_SDK_READ_FULL, NULL, 0, 100, &all, &err), 0,
                  "%s", err.message);
     cr_assert_eq(all.n, 25);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "plugin_host.h"
+#include "plugin_private.h" /* what the loader copied of a descriptor */
 
 static char *path_of(const char *name)
 {
@@ -29,7 +30,7 @@ Test(loader, good_plugin_loads)
     tfs_plugin *p = NULL;
     tfs_error err = {0};
     cr_assert_eq(tfs_plugin_load(path_of("good"), 2026, &p, &err), 0, "%s", err.message);
-    cr_assert_str_eq(p->name, "good");
+    cr_assert_str_eq(tfs_plugin_get_info(p).name, "good");
     cr_assert_eq(p->desc.n_config_keys, 3);
     cr_assert_eq(p->host.roll_year, 2026);
     tfs_plugin_free(p, true);
