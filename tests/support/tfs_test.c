@@ -141,11 +141,19 @@ static void conninfo_add(char *buf, size_t cap, const char *key, const char *val
     buf[len] = '\0';
 }
 
+static char server_host[256], server_port[16];
+
+void tfs_test_pg_server(const char *host, const char *port)
+{
+    snprintf(server_host, sizeof server_host, "%s", host ? host : "");
+    snprintf(server_port, sizeof server_port, "%s", port ? port : "");
+}
+
 char *tfs_test_pg_conninfo(const char *dbname)
 {
     char buf[1024] = "";
-    const char *host = env_first("TFS_TEST_PGHOST", "PGHOST");
-    const char *port = env_first("TFS_TEST_PGPORT", "PGPORT");
+    const char *host = server_host[0] ? server_host : env_first("TFS_TEST_PGHOST", "PGHOST");
+    const char *port = server_port[0] ? server_port : env_first("TFS_TEST_PGPORT", "PGPORT");
     const char *user = env_first("TFS_TEST_PGUSER", "PGUSER");
     /* Nothing set (ctest run by hand): scripts/pg.sh's defaults, not libpq's. */
     char default_host[64];
@@ -920,7 +928,25 @@ char *tfs_test_mapping_sql(const char *name)
 void tfs_test_copy_between(const char *src_db, const char *query, const char *dst_db,
                            const char *dst_table)
 {
-    PGconn *src = tfs_test_pg_connect(src_db), *dst = tfs_test_pg_connect(dst_db);
+    char *src = tfs_test_pg_conninfo(src_db), *dst = tfs_test_pg_conninfo(dst_db);
+    tfs_test_copy_conninfo(src, query, dst, dst_table);
+    free(src);
+    free(dst);
+}
+
+static PGconn *connect_conninfo(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    cr_assert(c && PQstatus(c) == CONNECTION_OK, "could not connect to %s: %s", conninfo,
+              c ? PQerrorMessage(c) : "out of memory");
+    PQsetNoticeProcessor(c, ignore_notice, NULL);
+    return c;
+}
+
+void tfs_test_copy_conninfo(const char *src_conninfo, const char *query,
+                            const char *dst_conninfo, const char *dst_table)
+{
+    PGconn *src = connect_conninfo(src_conninfo), *dst = connect_conninfo(dst_conninfo);
     /* A twin's planner estimates can be far off (the owndat twin's ranked owners);
      * nested loops over a misestimate take seconds, and the result is the same. */
     PQclear(PQexec(src, "SET enable_nestloop = off"));
@@ -953,4 +979,51 @@ void tfs_test_copy_between(const char *src_db, const char *query, const char *ds
         PQclear(r);
     PQfinish(src);
     PQfinish(dst);
+}
+
+static json_int_t scalar_count(const char *db, const char *sql)
+{
+    char *v = tfs_test_pg_scalar(db, sql);
+    cr_assert_not_null(v, "no value from %s", sql);
+    json_int_t n = strtoll(v, NULL, 10);
+    free(v);
+    return n;
+}
+
+void tfs_test_assert_matches_twin(const char *pacs_conninfo, const char *cama_db,
+                                  const char *table, const char *cols, const char *twin_sql)
+{
+    char expected[96], sql[4096];
+    snprintf(expected, sizeof expected, "expected_%s", table);
+    snprintf(sql, sizeof sql,
+             "DROP TABLE IF EXISTS %s; CREATE TABLE %s AS SELECT %s FROM %s WHERE false",
+             expected, expected, cols, table);
+    tfs_test_pg_exec(cama_db, sql);
+    char *q = tfs_test_mapping_sql(twin_sql);
+    char *cama = tfs_test_pg_conninfo(cama_db);
+    tfs_test_copy_conninfo(pacs_conninfo, q, cama, expected);
+    free(cama);
+    free(q);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    json_int_t got = scalar_count(cama_db, sql);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", expected);
+    json_int_t want = scalar_count(cama_db, sql);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM ((SELECT %s FROM %s EXCEPT ALL SELECT * FROM %s)"
+             " UNION ALL (SELECT * FROM %s EXCEPT ALL SELECT %s FROM %s)) d",
+             cols, table, expected, expected, cols, table);
+    json_int_t diff = scalar_count(cama_db, sql);
+    if (diff == 0 && got == want)
+        return;
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(x, E'\\n') FROM (SELECT * FROM ("
+             "(SELECT 'cama:  ' || a::text AS x FROM (SELECT %s FROM %s EXCEPT ALL"
+             " SELECT * FROM %s) a LIMIT 3) UNION ALL"
+             "(SELECT 'twin:  ' || b::text FROM (SELECT * FROM %s EXCEPT ALL SELECT %s"
+             " FROM %s) b LIMIT 3)) y) z",
+             cols, table, expected, expected, cols, table);
+    char *ex = tfs_test_pg_scalar(cama_db, sql);
+    cr_assert_fail("%s: %lld rows, the SQL twin %s gives %lld; %lld rows differ, e.g.\n%s",
+                   table, (long long)got, twin_sql, (long long)want, (long long)diff,
+                   ex ? ex : "");
 }

@@ -30,6 +30,12 @@
 
 /* ---- PostgreSQL ---- */
 
+/* Makes the helpers below talk to the server at host (a socket folder or a host name) and
+ * port instead of the default one, until called again; (NULL, NULL) goes back to the
+ * default. For suites that run several servers (tests/fault), which run one test at a
+ * time. */
+void tfs_test_pg_server(const char *host, const char *port);
+
 /* A libpq conninfo string for dbname on the test server ("host=... port=... user=...
  * dbname=..."), values quoted as libpq wants. Owned (free). */
 char *tfs_test_pg_conninfo(const char *dbname);
@@ -69,6 +75,35 @@ char *tfs_test_mapping_sql(const char *name);
 /* Streams the rows of query on src_db into dst_table of dst_db (COPY out, COPY in). */
 void tfs_test_copy_between(const char *src_db, const char *query, const char *dst_db,
                            const char *dst_table);
+/* The same between any two servers, each named by a full conninfo. */
+void tfs_test_copy_conninfo(const char *src_conninfo, const char *query,
+                            const char *dst_conninfo, const char *dst_table);
+
+/* The CAMA columns the SQL twins give, per table. */
+#define TFS_TEST_PARDAT_COLS                                                                    \
+    "parid, taxyr, seq, cur, class, luc, nbhd, acres, adrno, adradd, adrdir, adrstr, adrsuf,"   \
+    " unitno, cityname, statecode, postalcode, zoning, deactivat"
+#define TFS_TEST_ASMT_COLS                                                                      \
+    "parid, taxyr, seq, cur, valclass, valapr1, valapr2, valapr3, valasm1, valasm2, valasm3,"  \
+    " deactivat"
+
+/* The exposed, active PACS properties of the roll year (prop_id, parid): a property_val row
+ * for 2026 whose highest supplement is not retired, a property row, and a situs row; every
+ * change to one of them is visible in CAMA. A subquery, for FROM. */
+#define TFS_TEST_ACTIVE_PROPS                                                                   \
+    "(SELECT pv.prop_id, p.simple_geo_id AS parid FROM (SELECT DISTINCT ON (prop_id) prop_id,"  \
+    " prop_inactive_dt FROM property_val WHERE prop_val_yr = 2026 ORDER BY prop_id, sup_num"    \
+    " DESC) pv JOIN property p ON p.prop_id = pv.prop_id WHERE pv.prop_inactive_dt IS NULL"     \
+    " AND p.simple_geo_id IS NOT NULL AND EXISTS (SELECT 1 FROM situs s WHERE s.prop_id ="      \
+    " pv.prop_id))"
+
+/* Asserts that CAMA table `table` of cama_db (on the selected server) holds exactly what
+ * the SQL twin tests/integration/sql/<twin_sql> computes from the PACS database of
+ * pacs_conninfo: the same count and nothing on either side that is not on the other
+ * (EXCEPT ALL both ways); cols are the table's twin columns. Leaves the twin's rows in
+ * cama_db as table expected_<table>. Fails the test with example rows otherwise. */
+void tfs_test_assert_matches_twin(const char *pacs_conninfo, const char *cama_db,
+                                  const char *table, const char *cols, const char *twin_sql);
 
 /* ---- the daemon ---- */
 
