@@ -1,16 +1,17 @@
-/* core/plugin_host.c — dlopen'ing plugins, checking their descriptors and versions, and
- * the host side of the SDK calls; see plugin_host.h. */
+/* core/plugin_host.c — dlopen'ing plugins, checking their descriptors, versions and
+ * described schemas, and every call into a plugin; see plugin_host.h. The host functions
+ * plugins call back are in sdk_host.c. */
 #include "plugin_host.h"
 #include "plugin_private.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "sdk_host.h"
 
 
 /* The descriptor's size in each minor of this major: a plugin declares exactly the size
@@ -22,63 +23,6 @@ static const size_t desc_size_of_minor[] = {
 _Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
                    TFS_SDK_VERSION_MINOR + 1,
                "every minor needs its descriptor size");
-
-static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
-    TFS_PRINTF(3, 4);
-static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
-{
-    const tfs_plugin *p = (const tfs_plugin *)((const char *)host - offsetof(tfs_plugin, host));
-    char comp[96];
-    snprintf(comp, sizeof comp, "plugin:%s", p->name ? p->name : "?");
-    va_list ap;
-    va_start(ap, fmt);
-    tfs_logv((tfs_log_level)level, comp, fmt, ap);
-    va_end(ap);
-}
-
-static void host_error_set(tfs_sdk_error *err, const char *fmt, ...) TFS_PRINTF(2, 3);
-static void host_error_set(tfs_sdk_error *err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    err->set = true;
-}
-
-static void host_result_set(tfs_sdk_results *r, size_t op, tfs_sdk_status status,
-                            const char *fmt, ...) TFS_PRINTF(4, 5);
-static void host_result_set(tfs_sdk_results *r, size_t op, tfs_sdk_status status,
-                            const char *fmt, ...)
-{
-    if (!r || op >= r->n)
-        return;
-    r->status[op] = status;
-    if (!fmt)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    free(r->message[op]);
-    r->message[op] = strdup(msg);
-}
-
-static void fill_host(tfs_sdk_host *h, int roll_year)
-{
-    memset(h, 0, sizeof *h);
-    h->struct_size = sizeof *h;
-    h->sdk_major = TFS_SDK_VERSION_MAJOR;
-    h->sdk_minor = TFS_SDK_VERSION_MINOR;
-    h->roll_year = roll_year;
-    h->log = host_log;
-    h->error_set = host_error_set;
-    h->result_set = host_result_set;
-    tfs_record_fill_host(h);
-}
 
 static int valid_name(const char *s)
 {
@@ -130,7 +74,7 @@ int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error
         free(p);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
-    fill_host(&p->host, roll_year);
+    tfs_sdk_host_fill(&p->host, roll_year);
     dlerror();
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
