@@ -1,6 +1,6 @@
 /* core/http.h — the HTTP server: libmicrohttpd (epoll, internal thread pool, connection,
- * per-IP, memory and timeout limits), request bodies buffered under a cap, API-key
- * authentication with roles, routing by method and path pattern, and
+ * per-IP, memory and timeout limits), request bodies buffered under a cap, the API-key
+ * check of auth.h on every route that needs a role, routing by method and path pattern, and
  * application/problem+json errors (RFC 9457). It knows nothing of syncs: the API's
  * handlers are registered as routes (api.c).
  */
@@ -12,24 +12,8 @@
 
 #include <jansson.h>
 
+#include "auth.h"
 #include "error.h"
-
-typedef enum tfs_role {
-    TFS_ROLE_NONE = 0, /* no key needed (only /health) */
-    TFS_ROLE_READ = 1,
-    TFS_ROLE_OPERATE = 2,
-    TFS_ROLE_ADMIN = 3,
-} tfs_role;
-
-/* "read", "operate", "admin" -> role, or -1. */
-int tfs_role_from_name(const char *name);
-const char *tfs_role_name(tfs_role role);
-
-typedef struct tfs_api_key {
-    char *name;              /* the actor in the audit trail */
-    tfs_role role;
-    unsigned char sha256[32]; /* SHA-256 of the key; the key itself is never stored */
-} tfs_api_key;
 
 typedef struct tfs_http_config {
     const char *address;  /* "127.0.0.1", "0.0.0.0", "::1"; NULL = 127.0.0.1 */
@@ -101,7 +85,8 @@ uint16_t tfs_http_port(const tfs_http_server *srv);
 /* Stops serving and frees the server; accepts NULL. */
 void tfs_http_stop(tfs_http_server *srv);
 
-/* SHA-256 of a key, for config loading and checks. */
+/* SHA-256 of a key: tfs_auth_key_hash (auth.h), kept under this name for the callers of
+ * the server's interface. */
 void tfs_http_key_hash(const char *key, unsigned char out[32]);
 
 /* Added with http.c. */
