@@ -19,6 +19,7 @@
 
 #include <microhttpd.h>
 
+#include "tfs_limits.h"
 #include "log.h"
 
 #define HTTP_COMPONENT "http"
@@ -711,13 +712,17 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
     srv->routes = routes;
     srv->n_routes = n_routes;
     srv->ctx = ctx;
-    srv->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
+    srv->max_body = cfg->max_body ? cfg->max_body : TFS_HTTP_MAX_BODY_DEFAULT;
 
-    unsigned threads = cfg->threads ? cfg->threads : 2;
-    unsigned max_conn = cfg->max_connections ? cfg->max_connections : 256;
-    unsigned max_per_ip = cfg->max_connections_per_ip ? cfg->max_connections_per_ip : 64;
-    unsigned timeout = cfg->connection_timeout_s ? cfg->connection_timeout_s : 30;
-    size_t conn_mem = cfg->connection_memory ? cfg->connection_memory : 64 * 1024;
+    unsigned threads = cfg->threads ? cfg->threads : TFS_HTTP_THREADS_DEFAULT;
+    unsigned max_conn =
+        cfg->max_connections ? cfg->max_connections : TFS_HTTP_MAX_CONNECTIONS_DEFAULT;
+    unsigned max_per_ip = cfg->max_connections_per_ip ? cfg->max_connections_per_ip
+                                                    : TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT;
+    unsigned timeout = cfg->connection_timeout_s ? cfg->connection_timeout_s
+                                                 : TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT;
+    size_t conn_mem = cfg->connection_memory ? cfg->connection_memory
+                                              : TFS_HTTP_CONNECTION_MEMORY_DEFAULT;
 
     if ((rc = tfs_auth_new(cfg->keys, cfg->n_keys, &srv->auth, err)) < 0) {
         tfs_error_prefix(err, "could not start http server");

@@ -18,12 +18,13 @@
 typedef struct tfs_http_config {
     const char *address;  /* "127.0.0.1", "0.0.0.0", "::1"; NULL = 127.0.0.1 */
     uint16_t port;        /* 0 = any free port */
-    unsigned threads;     /* thread pool size (default 2) */
-    size_t max_body;      /* bytes; a larger body gets 413 (default 1 MiB) */
-    unsigned max_connections;        /* default 256 */
-    unsigned max_connections_per_ip; /* default 64 */
-    unsigned connection_timeout_s;   /* default 30 */
-    size_t connection_memory;        /* per-connection memory limit (default 64 KiB) */
+    /* 0 takes the default of limits.h (TFS_HTTP_*_DEFAULT). */
+    unsigned threads;                /* thread pool size */
+    size_t max_body;                 /* bytes; a larger body gets 413 */
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned connection_timeout_s;
+    size_t connection_memory;        /* per-connection memory limit */
     const tfs_api_key *keys;
     size_t n_keys;
     const char *tls_cert_file; /* both set: HTTPS */
