@@ -497,10 +497,12 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         lua = empty;
     if ((rc = check_keys(listen, &lp, listen_keys, err)) ||
         (rc = get_string(listen, &lp, "address", 0, "127.0.0.1", &cfg->listen_address, err)) ||
-        (rc = get_int(listen, &lp, "port", 8080, 0, 65535, &port, err)) ||
+        (rc = get_int(listen, &lp, "port", TFS_HTTP_PORT_DEFAULT, 0, 65535, &port, err)) ||
         (rc = get_string(listen, &lp, "ready_file", 0, NULL, &cfg->ready_file, err)) ||
-        (rc = get_int(listen, &lp, "threads", 2, 1, 64, &threads, err)) ||
-        (rc = get_int(listen, &lp, "max_body_bytes", 1 << 20, 1024, 64 << 20, &max_body, err)) ||
+        (rc = get_int(listen, &lp, "threads", TFS_HTTP_THREADS_DEFAULT, TFS_HTTP_THREADS_MIN,
+                     TFS_HTTP_THREADS_MAX, &threads, err)) ||
+        (rc = get_int(listen, &lp, "max_body_bytes", (long long)TFS_HTTP_MAX_BODY_DEFAULT,
+                     TFS_HTTP_MAX_BODY_MIN, TFS_HTTP_MAX_BODY_MAX, &max_body, err)) ||
         (rc = get_string(listen, &lp, "tls_cert_file", 0, NULL, &cfg->tls_cert_file, err)) ||
         (rc = get_string(listen, &lp, "tls_key_file", 0, NULL, &cfg->tls_key_file, err)) ||
         (rc = check_keys(state, &sp, state_keys, err)) ||
@@ -510,9 +512,12 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         (rc = get_int(root, &top, "roll_year", 0, 1900, 2200, &roll_year, err)) ||
         (rc = get_int(root, &top, "workers", 2, 1, 64, &workers, err)) ||
         (rc = check_keys(lua, &up, lua_keys, err)) ||
-        (rc = get_int(lua, &up, "memory_bytes", 64 << 20, 1 << 20, 1LL << 32, &lmem, err)) ||
-        (rc = get_int(lua, &up, "instructions", 10000000, 1000, 1LL << 40, &lins, err)) ||
-        (rc = get_int(lua, &up, "max_string", 1 << 20, 64, 1LL << 30, &lstr, err)))
+        (rc = get_int(lua, &up, "memory_bytes", (long long)TFS_LUA_MEMORY_DEFAULT,
+                     TFS_LUA_MEMORY_MIN, TFS_LUA_MEMORY_MAX, &lmem, err)) ||
+        (rc = get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
+                     TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
+        (rc = get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
+                     TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)))
         goto out;
     if (!json_object_get(root, "roll_year")) {
         path rp = path_key(&top, "roll_year");

@@ -2,8 +2,8 @@
  * every limit set on the daemon, request bodies buffered under a cap in the three phases of
  * libmicrohttpd's largepost example (set up on the first call, buffer on upload calls,
  * answer on the last, free in the completion callback), routing by method and path pattern,
- * Bearer API keys compared by SHA-256 in constant time, and RFC 9457 problem+json errors.
- * It knows nothing of syncs: api.c registers its handlers as routes.
+ * and RFC 9457 problem+json errors; who may call a route is auth.c's answer, turned into
+ * 401 and 403 here. It knows nothing of syncs: api.c registers its handlers as routes.
  */
 #include "http.h"
 
@@ -14,14 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
+#include "tfs_limits.h"
 #include "log.h"
 
 #define HTTP_COMPONENT "http"
@@ -43,8 +41,7 @@ struct tfs_http_server {
     size_t n_routes;
     void *ctx;
     size_t max_body;
-    tfs_api_key *keys; /* owned copies: the config need not outlive the server */
-    size_t n_keys;
+    tfs_auth *auth; /* the keys, copied: the config need not outlive the server */
     char *tls_cert; /* PEM read from the files, kept until the daemon is stopped */
     char *tls_key;
     size_t tls_key_len;
@@ -126,91 +123,9 @@ static const char *log_safe(char *dst, size_t cap, const char *s)
     return dst;
 }
 
-/* ---- roles and keys ------------------------------------------------------------------ */
-
-int tfs_role_from_name(const char *name)
-{
-    if (!name)
-        return -1;
-    if (strcmp(name, "read") == 0)
-        return TFS_ROLE_READ;
-    if (strcmp(name, "operate") == 0)
-        return TFS_ROLE_OPERATE;
-    if (strcmp(name, "admin") == 0)
-        return TFS_ROLE_ADMIN;
-    return -1;
-}
-
-const char *tfs_role_name(tfs_role role)
-{
-    switch (role) {
-    case TFS_ROLE_NONE:
-        return "none";
-    case TFS_ROLE_READ:
-        return "read";
-    case TFS_ROLE_OPERATE:
-        return "operate";
-    case TFS_ROLE_ADMIN:
-        return "admin";
-    }
-    return "unknown";
-}
-
-static int key_hash(const char *key, size_t len, unsigned char out[32])
-{
-    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, key, len, out) < 0) {
-        memset(out, 0, 32);
-        return TFS_EIO;
-    }
-    return 0;
-}
-
 void tfs_http_key_hash(const char *key, unsigned char out[32])
 {
-    if (!out)
-        return;
-    if (!key)
-        key = "";
-    (void)key_hash(key, strlen(key), out);
-}
-
-/* The configured key whose hash equals the token's, or NULL. Every key is compared in
- * full, whatever matched before, so the time does not depend on where a match is. */
-static const tfs_api_key *key_lookup(const tfs_http_server *srv, const char *token, size_t len)
-{
-    unsigned char h[32];
-    const tfs_api_key *found = NULL;
-    if (len == 0 || key_hash(token, len, h) < 0)
-        return NULL;
-    for (size_t k = 0; k < srv->n_keys; k++) {
-        unsigned char diff = 0;
-        for (size_t i = 0; i < sizeof h; i++)
-            diff |= (unsigned char)(h[i] ^ srv->keys[k].sha256[i]);
-        if (diff == 0 && !found)
-            found = &srv->keys[k];
-    }
-    return found;
-}
-
-/* The token of "Authorization: Bearer <token>" (scheme case-insensitive), or NULL. */
-static const char *bearer_token(const char *header, size_t *len)
-{
-    if (!header)
-        return NULL;
-    while (*header == ' ' || *header == '\t')
-        header++;
-    if (strncasecmp(header, "Bearer", 6) != 0 || (header[6] != ' ' && header[6] != '\t'))
-        return NULL;
-    const char *t = header + 6;
-    while (*t == ' ' || *t == '\t')
-        t++;
-    size_t n = strlen(t);
-    while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-        n--;
-    if (n == 0)
-        return NULL;
-    *len = n;
-    return t;
+    tfs_auth_key_hash(key, out);
 }
 
 /* ---- responses ----------------------------------------------------------------------- */
@@ -492,32 +407,33 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     allow[0] = '\0';
 
     req.role = TFS_ROLE_NONE;
-    if (route->min_role > TFS_ROLE_NONE) {
-        size_t tlen = 0;
-        const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                      MHD_HTTP_HEADER_AUTHORIZATION);
-        const char *token = bearer_token(hdr, &tlen);
-        const tfs_api_key *key = token ? key_lookup(srv, token, tlen) : NULL;
-        if (!key) {
-            challenge = true;
-            if (!token)
-                tfs_http_problem(&resp, 401, "unauthorized", "unauthorized",
-                                 "%s %s needs an API key; send it as the header "
-                                 "\"Authorization: Bearer <key>\"",
-                                 method, url);
-            else
-                tfs_http_problem(&resp, 401, "unauthorized", "unauthorized",
-                                 "the API key sent is not one of the configured keys; send "
-                                 "a valid key as \"Authorization: Bearer <key>\"");
-            goto out;
-        }
-        if (key->role < route->min_role) {
-            tfs_http_problem(&resp, 403, "forbidden", "forbidden",
-                             "%s %s needs role \"%s\"; the key \"%s\" has role \"%s\"",
-                             method, url, tfs_role_name(route->min_role), key->name,
-                             tfs_role_name(key->role));
-            goto out;
-        }
+    const tfs_api_key *key = NULL;
+    const char *authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_AUTHORIZATION);
+    switch (tfs_auth_check(srv->auth, authorization, route->min_role, &key)) {
+    case TFS_AUTH_OK:
+        break;
+    case TFS_AUTH_NO_KEY:
+        challenge = true;
+        tfs_http_problem(&resp, 401, "unauthorized", "unauthorized",
+                         "%s %s needs an API key; send it as the header "
+                         "\"Authorization: Bearer <key>\"",
+                         method, url);
+        goto out;
+    case TFS_AUTH_BAD_KEY:
+        challenge = true;
+        tfs_http_problem(&resp, 401, "unauthorized", "unauthorized",
+                         "the API key sent is not one of the configured keys; send "
+                         "a valid key as \"Authorization: Bearer <key>\"");
+        goto out;
+    case TFS_AUTH_FORBIDDEN:
+        tfs_http_problem(&resp, 403, "forbidden", "forbidden",
+                         "%s %s needs role \"%s\"; the key \"%s\" has role \"%s\"", method,
+                         url, tfs_role_name(route->min_role), key->name,
+                         tfs_role_name(key->role));
+        goto out;
+    }
+    if (key) {
         req.actor = key->name;
         req.role = key->role;
     }
@@ -761,9 +677,7 @@ static void server_free(tfs_http_server *srv)
         return;
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
-    for (size_t i = 0; srv->keys && i < srv->n_keys; i++)
-        free(srv->keys[i].name);
-    free(srv->keys);
+    tfs_auth_free(srv->auth);
     free(srv->tls_cert);
     if (srv->tls_key) {
         explicit_bzero(srv->tls_key, srv->tls_key_len);
@@ -798,36 +712,21 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
     srv->routes = routes;
     srv->n_routes = n_routes;
     srv->ctx = ctx;
-    srv->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
+    srv->max_body = cfg->max_body ? cfg->max_body : TFS_HTTP_MAX_BODY_DEFAULT;
 
-    unsigned threads = cfg->threads ? cfg->threads : 2;
-    unsigned max_conn = cfg->max_connections ? cfg->max_connections : 256;
-    unsigned max_per_ip = cfg->max_connections_per_ip ? cfg->max_connections_per_ip : 64;
-    unsigned timeout = cfg->connection_timeout_s ? cfg->connection_timeout_s : 30;
-    size_t conn_mem = cfg->connection_memory ? cfg->connection_memory : 64 * 1024;
+    unsigned threads = cfg->threads ? cfg->threads : TFS_HTTP_THREADS_DEFAULT;
+    unsigned max_conn =
+        cfg->max_connections ? cfg->max_connections : TFS_HTTP_MAX_CONNECTIONS_DEFAULT;
+    unsigned max_per_ip = cfg->max_connections_per_ip ? cfg->max_connections_per_ip
+                                                    : TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT;
+    unsigned timeout = cfg->connection_timeout_s ? cfg->connection_timeout_s
+                                                 : TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT;
+    size_t conn_mem = cfg->connection_memory ? cfg->connection_memory
+                                              : TFS_HTTP_CONNECTION_MEMORY_DEFAULT;
 
-    if (cfg->n_keys > 0) {
-        if (!cfg->keys) {
-            rc = tfs_error_set(err, TFS_EINVAL, "could not start http server: %zu keys "
-                                                "announced but none given",
-                               cfg->n_keys);
-            goto out;
-        }
-        srv->keys = calloc(cfg->n_keys, sizeof *srv->keys);
-        if (!srv->keys) {
-            rc = tfs_error_set(err, TFS_ENOMEM, "could not start http server: out of memory");
-            goto out;
-        }
-        srv->n_keys = cfg->n_keys;
-        for (size_t i = 0; i < cfg->n_keys; i++) {
-            srv->keys[i] = cfg->keys[i];
-            srv->keys[i].name = strdup(cfg->keys[i].name ? cfg->keys[i].name : "");
-            if (!srv->keys[i].name) {
-                rc = tfs_error_set(err, TFS_ENOMEM,
-                                   "could not start http server: out of memory");
-                goto out;
-            }
-        }
+    if ((rc = tfs_auth_new(cfg->keys, cfg->n_keys, &srv->auth, err)) < 0) {
+        tfs_error_prefix(err, "could not start http server");
+        goto out;
     }
 
     /* The listen address: numeric IPv4 or IPv6 ("::1" or "[::1]"). */

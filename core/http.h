@@ -1,6 +1,6 @@
 /* core/http.h — the HTTP server: libmicrohttpd (epoll, internal thread pool, connection,
- * per-IP, memory and timeout limits), request bodies buffered under a cap, API-key
- * authentication with roles, routing by method and path pattern, and
+ * per-IP, memory and timeout limits), request bodies buffered under a cap, the API-key
+ * check of auth.h on every route that needs a role, routing by method and path pattern, and
  * application/problem+json errors (RFC 9457). It knows nothing of syncs: the API's
  * handlers are registered as routes (api.c).
  */
@@ -12,34 +12,19 @@
 
 #include <jansson.h>
 
+#include "auth.h"
 #include "error.h"
-
-typedef enum tfs_role {
-    TFS_ROLE_NONE = 0, /* no key needed (only /health) */
-    TFS_ROLE_READ = 1,
-    TFS_ROLE_OPERATE = 2,
-    TFS_ROLE_ADMIN = 3,
-} tfs_role;
-
-/* "read", "operate", "admin" -> role, or -1. */
-int tfs_role_from_name(const char *name);
-const char *tfs_role_name(tfs_role role);
-
-typedef struct tfs_api_key {
-    char *name;              /* the actor in the audit trail */
-    tfs_role role;
-    unsigned char sha256[32]; /* SHA-256 of the key; the key itself is never stored */
-} tfs_api_key;
 
 typedef struct tfs_http_config {
     const char *address;  /* "127.0.0.1", "0.0.0.0", "::1"; NULL = 127.0.0.1 */
     uint16_t port;        /* 0 = any free port */
-    unsigned threads;     /* thread pool size (default 2) */
-    size_t max_body;      /* bytes; a larger body gets 413 (default 1 MiB) */
-    unsigned max_connections;        /* default 256 */
-    unsigned max_connections_per_ip; /* default 64 */
-    unsigned connection_timeout_s;   /* default 30 */
-    size_t connection_memory;        /* per-connection memory limit (default 64 KiB) */
+    /* 0 takes the default of limits.h (TFS_HTTP_*_DEFAULT). */
+    unsigned threads;                /* thread pool size */
+    size_t max_body;                 /* bytes; a larger body gets 413 */
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned connection_timeout_s;
+    size_t connection_memory;        /* per-connection memory limit */
     const tfs_api_key *keys;
     size_t n_keys;
     const char *tls_cert_file; /* both set: HTTPS */
@@ -101,7 +86,8 @@ uint16_t tfs_http_port(const tfs_http_server *srv);
 /* Stops serving and frees the server; accepts NULL. */
 void tfs_http_stop(tfs_http_server *srv);
 
-/* SHA-256 of a key, for config loading and checks. */
+/* SHA-256 of a key: tfs_auth_key_hash (auth.h), kept under this name for the callers of
+ * the server's interface. */
 void tfs_http_key_hash(const char *key, unsigned char out[32]);
 
 /* Added with http.c. */

@@ -1,24 +1,19 @@
 /* core/pg.c — shared libpq helpers; see pg.h. */
 #include "pg.h"
 
+#include <stdbool.h>
 #include <string.h>
+
+#include "../plugins/common/pg_sqlstate.h"
 
 #include "log.h"
 
+/* The table is the adapters' too (plugins/common/pg_sqlstate.h): one classification. */
 int tfs_pg_classify(PGconn *conn, const PGresult *res)
 {
-    if (!conn || PQstatus(conn) != CONNECTION_OK)
-        return TFS_ETRANSIENT;
+    bool ok = conn && PQstatus(conn) == CONNECTION_OK;
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!state)
-        return res ? TFS_EPERMANENT : TFS_ETRANSIENT;
-    if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
-        strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
-        strcmp(state, "57P03") == 0 || strcmp(state, "40001") == 0 ||
-        strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
-        strcmp(state, "57014") == 0)
-        return TFS_ETRANSIENT;
-    return TFS_EPERMANENT;
+    return pgp_failure_transient(ok, res != NULL, state) ? TFS_ETRANSIENT : TFS_EPERMANENT;
 }
 
 int tfs_pg_fail(PGconn *conn, PGresult *res, tfs_error *err, const char *what)

@@ -9,8 +9,8 @@
 #include "buf.h"
 #include "error.h"
 
-/* TFS_ETRANSIENT for a lost connection, a timeout, a deadlock, a serialization failure, a
- * shutdown or too many connections; TFS_EPERMANENT otherwise. res may be NULL. */
+/* TFS_ETRANSIENT or TFS_EPERMANENT, by the connection's state and the result's SQLSTATE,
+ * after the table the adapters use too (plugins/common/pg_sqlstate.h). res may be NULL. */
 int tfs_pg_classify(PGconn *conn, const PGresult *res);
 /* Sets err from a failed result ("could not <what>: <server message>") and returns the
  * classified code. Clears res. */

@@ -1,16 +1,17 @@
-/* core/plugin_host.c — dlopen'ing plugins, checking their descriptors and versions, and
- * the host side of the SDK calls; see plugin_host.h. */
+/* core/plugin_host.c — dlopen'ing plugins, checking their descriptors, versions and
+ * described schemas, and every call into a plugin; see plugin_host.h. The host functions
+ * plugins call back are in sdk_host.c. */
 #include "plugin_host.h"
 #include "plugin_private.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "sdk_host.h"
 
 
 /* The descriptor's size in each minor of this major: a plugin declares exactly the size
@@ -22,63 +23,6 @@ static const size_t desc_size_of_minor[] = {
 _Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
                    TFS_SDK_VERSION_MINOR + 1,
                "every minor needs its descriptor size");
-
-static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
-    TFS_PRINTF(3, 4);
-static void host_log(const tfs_sdk_host *host, tfs_sdk_log_level level, const char *fmt, ...)
-{
-    const tfs_plugin *p = (const tfs_plugin *)((const char *)host - offsetof(tfs_plugin, host));
-    char comp[96];
-    snprintf(comp, sizeof comp, "plugin:%s", p->name ? p->name : "?");
-    va_list ap;
-    va_start(ap, fmt);
-    tfs_logv((tfs_log_level)level, comp, fmt, ap);
-    va_end(ap);
-}
-
-static void host_error_set(tfs_sdk_error *err, const char *fmt, ...) TFS_PRINTF(2, 3);
-static void host_error_set(tfs_sdk_error *err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    err->set = true;
-}
-
-static void host_result_set(tfs_sdk_results *r, size_t op, tfs_sdk_status status,
-                            const char *fmt, ...) TFS_PRINTF(4, 5);
-static void host_result_set(tfs_sdk_results *r, size_t op, tfs_sdk_status status,
-                            const char *fmt, ...)
-{
-    if (!r || op >= r->n)
-        return;
-    r->status[op] = status;
-    if (!fmt)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    free(r->message[op]);
-    r->message[op] = strdup(msg);
-}
-
-static void fill_host(tfs_sdk_host *h, int roll_year)
-{
-    memset(h, 0, sizeof *h);
-    h->struct_size = sizeof *h;
-    h->sdk_major = TFS_SDK_VERSION_MAJOR;
-    h->sdk_minor = TFS_SDK_VERSION_MINOR;
-    h->roll_year = roll_year;
-    h->log = host_log;
-    h->error_set = host_error_set;
-    h->result_set = host_result_set;
-    tfs_record_fill_host(h);
-}
 
 static int valid_name(const char *s)
 {
@@ -130,7 +74,7 @@ int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error
         free(p);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
-    fill_host(&p->host, roll_year);
+    tfs_sdk_host_fill(&p->host, roll_year);
     dlerror();
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
@@ -400,6 +344,87 @@ static int map_status(const tfs_instance *inst, int status, const tfs_sdk_error 
                          e->set ? e->message : "failed without a message");
 }
 
+/* Checks what cb_describe handed back before anything walks it: the core indexes fields by
+ * position, looks entities and fields up by name and builds keys from the key fields, so a
+ * NULL name, a duplicate, an unknown type or an entity without a key would crash or
+ * mislead it later. Returns 0, or TFS_EPERMANENT with a message naming the plugin, the
+ * entity and the field index: a plugin does not describe itself better on a retry. */
+static int check_schema(const tfs_instance *inst, tfs_error *err)
+{
+    const char *plugin = inst->plugin->name;
+    const tfs_sdk_entity *ents = inst->entities;
+    char where[160] = "";
+    char why[192] = "";
+    if (inst->n_entities == 0) {
+        snprintf(why, sizeof why, "no entities");
+        goto fail;
+    }
+    if (!ents) {
+        snprintf(why, sizeof why, "%zu entities announced but no array",
+                 inst->n_entities);
+        goto fail;
+    }
+    for (size_t e = 0; e < inst->n_entities; e++) {
+        const tfs_sdk_entity *ent = &ents[e];
+        snprintf(where, sizeof where, "entity %zu%s%s%s", e, ent->name ? " \"" : "",
+                 ent->name ? ent->name : "", ent->name ? "\"" : "");
+        if (!ent->name || !*ent->name) {
+            snprintf(why, sizeof why, "has no name");
+            goto fail;
+        }
+        for (size_t o = 0; o < e; o++)
+            if (ents[o].name && strcmp(ents[o].name, ent->name) == 0) {
+                snprintf(why, sizeof why, "has the name of entity %zu", o);
+                goto fail;
+            }
+        if (ent->n_fields == 0) {
+            snprintf(why, sizeof why, "has no fields");
+            goto fail;
+        }
+        if (!ent->fields) {
+            snprintf(why, sizeof why, "announces %zu fields but gives no array", ent->n_fields);
+            goto fail;
+        }
+        size_t keys = 0;
+        for (size_t i = 0; i < ent->n_fields; i++) {
+            const tfs_sdk_field *f = &ent->fields[i];
+            size_t at = strlen(where);
+            snprintf(where + at, sizeof where - at, ", field %zu%s%s%s", i,
+                     f->name ? " \"" : "", f->name ? f->name : "", f->name ? "\"" : "");
+            if (!f->name || !*f->name) {
+                snprintf(why, sizeof why, "has no name");
+                goto fail;
+            }
+            for (size_t o = 0; o < i; o++)
+                if (ent->fields[o].name && strcmp(ent->fields[o].name, f->name) == 0) {
+                    snprintf(why, sizeof why, "has the name of field %zu", o);
+                    goto fail;
+                }
+            if ((unsigned)f->type < TFS_SDK_BOOL || (unsigned)f->type > TFS_SDK_JSON) {
+                snprintf(why, sizeof why, "has an unknown type %d", (int)f->type);
+                goto fail;
+            }
+            if (f->max_length < 0 || f->precision < 0 || f->scale < 0) {
+                snprintf(why, sizeof why, "has a negative max_length, precision or scale");
+                goto fail;
+            }
+            keys += (f->flags & TFS_SDK_FIELD_KEY) != 0;
+            where[at] = '\0';
+        }
+        if (keys == 0) {
+            snprintf(why, sizeof why, "has no key field (TFS_SDK_FIELD_KEY)");
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    tfs_error_set(err, TFS_EPERMANENT, "could not open system \"%s\": plugin \"%s\" describes "
+                  "an invalid schema: %s%s%s", inst->system, plugin, where, where[0] ? " " : "",
+                  why);
+    tfs_error_hint(err, "fix the entities the plugin's cb_describe returns");
+    return TFS_EPERMANENT;
+}
+
 int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *settings,
                       tfs_instance **out, tfs_error *err)
 {
@@ -424,7 +449,8 @@ int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *set
         goto fail;
     e.set = false;
     rc = p->desc.cb_describe(inst->handle, &inst->entities, &inst->n_entities, &e);
-    if ((rc = map_status(inst, rc, &e, "could not describe its schema", err)))
+    if ((rc = map_status(inst, rc, &e, "could not describe its schema", err)) ||
+        (rc = check_schema(inst, err)))
         goto fail;
     *out = inst;
     return 0;

@@ -79,8 +79,6 @@ void tfs_batch_init(tfs_batch *b, tfs_arena *a, const tfs_sdk_entity *entity);
  * (with '|' and '\\' escaped), e.g. "10042|2026". In the arena; NULL when out of memory. */
 char *tfs_record_key(tfs_arena *a, const tfs_record *rec);
 
-/* The SDK host functions over these types, for plugin_host.c to put in the host table. */
-void tfs_record_fill_host(tfs_sdk_host *host);
 
 
 

@@ -3,26 +3,19 @@
  * message on one line, and notices routed to the host's log. */
 #include "pg_plugin.h"
 
+#include <stdbool.h>
 #include <string.h>
 
-/* Transient or permanent, from the connection state and the result's SQLSTATE. */
+#include "pg_sqlstate.h"
+
+/* Transient or permanent, from the connection state and the result's SQLSTATE, by the
+ * table the core uses too. */
 int pgp_classify(PGconn *conn, const PGresult *res)
 {
-    if (!conn || PQstatus(conn) != CONNECTION_OK)
-        return TFS_SDK_ETRANSIENT;
+    bool ok = conn && PQstatus(conn) == CONNECTION_OK;
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (!state)
-        return res ? TFS_SDK_EPERMANENT : TFS_SDK_ETRANSIENT;
-    if (strncmp(state, "08", 2) == 0 ||     /* connection exception */
-        strcmp(state, "57P01") == 0 ||      /* admin shutdown */
-        strcmp(state, "57P02") == 0 ||      /* crash shutdown */
-        strcmp(state, "57P03") == 0 ||      /* cannot connect now */
-        strcmp(state, "57014") == 0 ||      /* query canceled: statement timeout */
-        strcmp(state, "53300") == 0 ||      /* too many connections */
-        strcmp(state, "40001") == 0 ||      /* serialization failure */
-        strcmp(state, "40P01") == 0)        /* deadlock detected */
-        return TFS_SDK_ETRANSIENT;
-    return TFS_SDK_EPERMANENT;
+    return pgp_failure_transient(ok, res != NULL, state) ? TFS_SDK_ETRANSIENT
+                                                         : TFS_SDK_EPERMANENT;
 }
 
 /* m on one line (runs of white space made one space, none at the ends) in out. */

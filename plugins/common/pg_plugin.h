@@ -8,9 +8,8 @@
 
 #include "tfsync_plugin.h"
 
-/* TFS_SDK_ETRANSIENT for a lost connection, a timeout, a deadlock, a serialization
- * failure, a shutdown or too many connections; TFS_SDK_EPERMANENT otherwise. res may be
- * NULL (then the connection decides). */
+/* TFS_SDK_ETRANSIENT or TFS_SDK_EPERMANENT, by the connection's state and the result's
+ * SQLSTATE, after the one table in pg_sqlstate.h. res may be NULL (no result: transient). */
 int pgp_classify(PGconn *conn, const PGresult *res);
 /* m on one line (runs of white space made one space, none at the ends) in out. */
 const char *pgp_oneline(const char *m, char *out, size_t cap);

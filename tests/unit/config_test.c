@@ -172,3 +172,51 @@ Test(config, delete_action_and_schedule)
     json_object_set_new(p0, "schedule", json_pack("{ss}", "full_every", "1h"));
     expect(c, "pairs[0].schedule.full_every: unknown key");
 }
+
+/* Defaults and bounds come from tfs_limits.h, the one place they are written. */
+Test(config, limits_default_and_bounds_from_one_header)
+{
+    json_t *c = good();
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->port, TFS_HTTP_PORT_DEFAULT);
+    cr_assert_eq(cfg->http_threads, TFS_HTTP_THREADS_DEFAULT);
+    cr_assert_eq(cfg->max_body, TFS_HTTP_MAX_BODY_DEFAULT);
+    cr_assert_eq(cfg->lua.memory_bytes, TFS_LUA_MEMORY_DEFAULT);
+    cr_assert_eq(cfg->lua.instructions, TFS_LUA_INSTRUCTIONS_DEFAULT);
+    cr_assert_eq(cfg->lua.max_string, TFS_LUA_MAX_STRING_DEFAULT);
+    tfs_config_free(cfg);
+
+    static const struct {
+        const char *section, *key;
+        long long value;
+    } edges[] = {
+        {"listen", "max_body_bytes", TFS_HTTP_MAX_BODY_MIN},
+        {"listen", "max_body_bytes", TFS_HTTP_MAX_BODY_MAX},
+        {"listen", "threads", TFS_HTTP_THREADS_MAX},
+        {"lua", "memory_bytes", TFS_LUA_MEMORY_MIN},
+        {"lua", "memory_bytes", TFS_LUA_MEMORY_MAX},
+        {"lua", "instructions", TFS_LUA_INSTRUCTIONS_MIN},
+        {"lua", "instructions", TFS_LUA_INSTRUCTIONS_MAX},
+        {"lua", "max_string", TFS_LUA_MAX_STRING_MIN},
+        {"lua", "max_string", TFS_LUA_MAX_STRING_MAX},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        for (int past = 0; past < 2; past++) {
+            /* The bound itself loads; one past it (below a min, above a max) does not. */
+            int is_min = i == 0 || i == 3 || i == 5 || i == 7;
+            long long v = edges[i].value + (past ? (is_min ? -1 : 1) : 0);
+            c = good();
+            json_object_set_new(c, edges[i].section,
+                                json_pack("{sI}", edges[i].key, (json_int_t)v));
+            cfg = NULL;
+            int rc = tfs_config_parse(c, dir, &cfg, &err);
+            json_decref(c);
+            tfs_config_free(cfg);
+            cr_expect_eq(rc, past ? TFS_EINVAL : 0, "%s.%s = %lld: %s", edges[i].section,
+                         edges[i].key, v, rc ? err.message : "loaded");
+        }
+    }
+}

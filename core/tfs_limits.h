@@ -1,0 +1,45 @@
+/* core/tfs_limits.h — every default and bound of the daemon's limits in one place, like
+ * Lua's luaconf.h: the config loader (config.c) checks and fills in the values with these,
+ * and the modules that apply them (http.c; lua_transform.c) fall back to the same defaults
+ * when a caller passes 0, so a default is never written twice.
+ *
+ * Not named limits.h: with core/ on the include path that would shadow the C library's
+ * <limits.h> in every file (and system header) that includes it.
+ *
+ * Defaults are typed as their users hold them (size_t bytes, unsigned counts, uint64_t
+ * instructions); the _MIN and _MAX bounds the config accepts are long long, as the config
+ * reads integers.
+ */
+#ifndef TFS_LIMITS_H
+#define TFS_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- HTTP server (listen.* in the config; tfs_http_config) ---- */
+
+#define TFS_HTTP_PORT_DEFAULT 8080
+#define TFS_HTTP_THREADS_DEFAULT 2u /* thread pool size */
+#define TFS_HTTP_THREADS_MIN 1LL
+#define TFS_HTTP_THREADS_MAX 64LL
+#define TFS_HTTP_MAX_BODY_DEFAULT ((size_t)1 << 20) /* a larger request body gets 413 */
+#define TFS_HTTP_MAX_BODY_MIN 1024LL
+#define TFS_HTTP_MAX_BODY_MAX (64LL << 20)
+#define TFS_HTTP_MAX_CONNECTIONS_DEFAULT 256u
+#define TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT 64u
+#define TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT 30u   /* idle seconds before a close */
+#define TFS_HTTP_CONNECTION_MEMORY_DEFAULT ((size_t)64 << 10) /* per connection */
+
+/* ---- Lua transforms (lua.* in the config; tfs_lua_limits) ---- */
+
+#define TFS_LUA_MEMORY_DEFAULT ((size_t)64 << 20) /* cap of one state's allocator */
+#define TFS_LUA_MEMORY_MIN (1LL << 20)
+#define TFS_LUA_MEMORY_MAX (1LL << 32)
+#define TFS_LUA_INSTRUCTIONS_DEFAULT UINT64_C(10000000) /* budget of one map() call */
+#define TFS_LUA_INSTRUCTIONS_MIN 1000LL
+#define TFS_LUA_INSTRUCTIONS_MAX (1LL << 40)
+#define TFS_LUA_MAX_STRING_DEFAULT ((size_t)1 << 20) /* longest string an output holds */
+#define TFS_LUA_MAX_STRING_MIN 64LL
+#define TFS_LUA_MAX_STRING_MAX (1LL << 30)
+
+#endif
