@@ -2,8 +2,10 @@
 # scripts/test.sh [ctest args...] — runs the whole test suite, the README's second command.
 #
 # Installs what is missing (as root), builds, starts the private PostgreSQL of pg.sh, seeds
-# the template databases the integration tests clone, runs ctest, then builds and runs the
-# suite again under AddressSanitizer + UBSan (skipped with TFS_SKIP_SANITIZE=1). Arguments
+# the template databases the integration tests clone, runs ctest (the fault suite among the
+# tests: tests/fault/run.sh starts three servers of its own for it, on ports 55470-55472 or
+# from TFS_FAULT_PORT), then builds and runs the suite again under AddressSanitizer + UBSan
+# (skipped with TFS_SKIP_SANITIZE=1; it runs one fault case). Arguments
 # go to ctest (e.g. `scripts/test.sh -R harness`). TFS_BUILD_DIR and TFS_ASAN_BUILD_DIR
 # choose the build folders; TFS_REBUILD_TEMPLATES=1 reseeds the templates.
 set -euo pipefail
@@ -68,57 +70,9 @@ bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
 export TFS_TEST_PGHOST="$PGHOST" TFS_TEST_PGPORT="$PGPORT" TFS_TEST_PGUSER="$PGUSER"
 
-# Notices ("does not exist, skipping") are noise here.
-psql_() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-
-# make_template NAME SQL [FILE...]: a database with FILEs loaded and SQL run, built under a
-# temporary name and renamed, so tests never clone a half-made template. Kept as long as
-# its inputs are unchanged (their hash is the database's comment): seeding 10,000 parcels
-# on every run would cost more than most tests.
-make_template() {
-    local name=$1 sql=$2 f
-    shift 2
-    for f in "$@"; do
-        [[ -f "$f" ]] || { say "missing $f, needed for template $name"; return 1; }
-    done
-    local hash
-    hash=$({ echo "v1 $ROLL_YEAR $sql"; cat "$@" /dev/null; } | sha256sum | cut -c1-64)
-    local current
-    current=$(psql_ -At -d postgres -v name="$name" <<'EOF'
-SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :'name'
-EOF
-)
-    if [[ "$current" == "$hash" && "${TFS_REBUILD_TEMPLATES:-0}" != 1 ]]; then
-        say "template $name is up to date"
-        return 0
-    fi
-    say "seeding template $name"
-    local tmp="${name}_new"
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$tmp\" WITH (FORCE)" \
-        -c "CREATE DATABASE \"$tmp\""
-    for f in "$@"; do
-        psql_ -d "$tmp" -v roll_year="$ROLL_YEAR" -f "$f"
-    done
-    if [[ -n "$sql" ]]; then
-        psql_ -d "$tmp" -c "$sql" >/dev/null
-    fi
-    # Frozen and analysed once here, so no clone starts with autovacuum work or no stats.
-    psql_ -d "$tmp" -c "VACUUM (FREEZE, ANALYZE)"
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" \
-        -c "ALTER DATABASE \"$tmp\" RENAME TO \"$name\"" \
-        -c "COMMENT ON DATABASE \"$name\" IS '$hash'"
-}
-
-# Databases tfs_test_db_clone made for tests that crashed before their clean-up: the name
-# ends in _<pid>_<counter>_<hex>, and a pid that no longer runs will never drop it.
-sweep_stale_clones() {
-    local db pid
-    while read -r db; do
-        pid=$(sed -E 's/.*_([0-9]+)_[0-9]+_[0-9a-f]{4}$/\1/' <<<"$db")
-        [[ -d "/proc/$pid" ]] && continue # alive (kill -0 fails for other users)
-        psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"
-    done < <(psql_ -At -d postgres -c "SELECT datname FROM pg_database WHERE datname ~ '_[0-9]+_[0-9]+_[0-9a-f]{4}$'")
-}
+# make_template and sweep_stale_clones, shared with the fault suite's runner.
+# shellcheck source=scripts/templates.sh
+source scripts/templates.sh
 sweep_stale_clones
 
 # Two runs on one server must not build the same template at once.
