@@ -152,11 +152,13 @@ json_t *tfs_record_to_json(const tfs_record *rec)
         case TFS_SDK_BOOL: j = json_boolean(v->u.b); break;
         case TFS_SDK_INT64: j = json_integer(v->u.i); break;
         case TFS_SDK_FLOAT64: j = json_real(v->u.f); break;
-        case TFS_SDK_JSON:
-            j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
-            if (!j)
+        case TFS_SDK_JSON: {
+            json_error_t je;
+            j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
+            if (!j && json_error_code(&je) != json_error_out_of_memory)
                 j = json_stringn(v->u.s, v->len);
             break;
+        }
         default: j = json_stringn(v->u.s, v->len); break;
         }
         if (!j || json_object_set_new(o, rec->entity->fields[i].name, j) < 0) {
@@ -198,7 +200,7 @@ tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, con
     return r;
 }
 
-void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
+int tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     tfs_buf_putc(out, '"');
@@ -225,10 +227,10 @@ void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
         start = i + 1;
     }
     tfs_buf_append(out, s + start, len - start);
-    tfs_buf_putc(out, '"');
+    return tfs_buf_putc(out, '"');
 }
 
-void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
+int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
 {
     char tmp[64];
     switch (v->type) {
@@ -245,10 +247,13 @@ void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
         break;
     case TFS_SDK_JSON: {
         /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
-        json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+        json_error_t je;
+        json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
         if (j) {
             json_decref(j);
             tfs_buf_append(out, v->u.s, v->len);
+        } else if (json_error_code(&je) == json_error_out_of_memory) {
+            out->oom = true; /* not "text that does not parse" */
         } else {
             tfs_json_string_append(out, v->u.s, v->len);
         }
@@ -256,6 +261,7 @@ void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
     }
     default: tfs_json_string_append(out, v->u.s, v->len); break;
     }
+    return out->oom ? -1 : 0;
 }
 
 int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
@@ -383,15 +389,32 @@ static int host_get_bool(const tfs_sdk_record *r, size_t f)
     return f < r->n && r->values[f].type == TFS_SDK_BOOL ? r->values[f].u.b : 0;
 }
 
+int tfs_value_to_int64(const tfs_value *v, int64_t *out, tfs_error *err)
+{
+    *out = 0;
+    if (v->type == TFS_SDK_INT64) {
+        *out = v->u.i;
+        return 0;
+    }
+    if (v->type != TFS_SDK_FLOAT64)
+        return tfs_error_set(err, TFS_EINVAL, "could not read a %s as an integer",
+                             tfs_type_name(v->type));
+    /* Casting a double outside int64's range (or a NaN) is undefined behaviour, so the
+     * range is checked first, against bounds a double holds exactly: -2^63 <= d < 2^63. */
+    double d = v->u.f;
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+        return tfs_error_set(err, TFS_EINVAL, "could not read %g as an integer: %s", d,
+                             isnan(d) ? "not a number" : "out of the range of a 64-bit integer");
+    *out = (int64_t)d;
+    return 0;
+}
+
 static int64_t host_get_int(const tfs_sdk_record *r, size_t f)
 {
     if (f >= r->n)
         return 0;
-    if (r->values[f].type == TFS_SDK_INT64)
-        return r->values[f].u.i;
-    if (r->values[f].type == TFS_SDK_FLOAT64)
-        return (int64_t)r->values[f].u.f;
-    return 0;
+    int64_t x;
+    return tfs_value_to_int64(&r->values[f], &x, NULL) == 0 ? x : 0;
 }
 
 static double host_get_float(const tfs_sdk_record *r, size_t f)
