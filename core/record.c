@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "buf.h"
 #include "canonical.h"
 
@@ -153,9 +154,11 @@ json_t *tfs_record_to_json(const tfs_record *rec)
         case TFS_SDK_INT64: j = json_integer(v->u.i); break;
         case TFS_SDK_FLOAT64: j = json_real(v->u.f); break;
         case TFS_SDK_JSON: {
-            json_error_t je;
-            j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
-            if (!j && json_error_code(&je) != json_error_out_of_memory)
+            /* Text that does not parse becomes a string; text that did not parse for lack
+             * of memory is a failure (jansson reports both as syntax errors). */
+            unsigned long failed = tfs_alloc_failures();
+            j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+            if (!j && tfs_alloc_failures() == failed)
                 j = json_stringn(v->u.s, v->len);
             break;
         }
@@ -247,12 +250,12 @@ int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
         break;
     case TFS_SDK_JSON: {
         /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
-        json_error_t je;
-        json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
+        unsigned long failed = tfs_alloc_failures();
+        json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
         if (j) {
             json_decref(j);
             tfs_buf_append(out, v->u.s, v->len);
-        } else if (json_error_code(&je) == json_error_out_of_memory) {
+        } else if (tfs_alloc_failures() != failed) {
             out->oom = true; /* not "text that does not parse" */
         } else {
             tfs_json_string_append(out, v->u.s, v->len);
