@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "decimal.h"
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
@@ -67,12 +68,17 @@ static size_t utf8_chars(const char *s, size_t len)
     return n;
 }
 
+/* s[0..len) is a date YYYY-MM-DD, digit by digit (no sign, no blanks). Only those 10 bytes
+ * are read: a timestamp's date part is checked in place. */
 static int valid_date(const char *s, size_t len)
 {
-    int y, m, d;
-    char tail;
-    if (len != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+    if (len != 10 || s[4] != '-' || s[7] != '-')
         return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return 0;
+    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
     static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (m < 1 || m > 12 || d < 1 || d > days[m - 1])
         return 0;
@@ -219,9 +225,10 @@ static int check_field(tfs_record *rec, size_t f, json_t *reasons)
         if (v->type == TFS_SDK_JSON)
             return 0;
         if (v->type == TFS_SDK_TEXT) {
-            json_error_t je;
-            json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
-            if (!j && json_error_code(&je) == json_error_out_of_memory)
+            /* jansson reports an allocation that failed as a syntax error. */
+            unsigned long failed = tfs_alloc_failures();
+            json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+            if (!j && tfs_alloc_failures() != failed)
                 return -1;
             if (!j)
                 return add(reasons, rec, f, "expected JSON, got text that does not parse");

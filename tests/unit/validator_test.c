@@ -166,3 +166,34 @@ Test(validator, long_decimal_results_are_kept_whole)
     cr_assert_eq(r->values[0].len, 304);
     json_decref(reasons);
 }
+
+Test(validator, timestamps_and_dates_are_read_digit_by_digit)
+{
+    static const tfs_sdk_field f2[] = {{"seen", TFS_SDK_TIMESTAMP, 0, 0, 0, 0},
+                                       {"day", TFS_SDK_DATE, 0, 0, 0, 0}};
+    static const tfs_sdk_entity e2 = {"t", f2, 2};
+    static const struct {
+        const char *seen, *day;
+        int problems;
+    } cases[] = {
+        {"2026-02-28 10:11:12.5", "2024-02-29", 0},
+        {"2026-02-28T10:11:12", "2026-12-31", 0},
+        {"2026-02-28", "2026-01-01", 0},
+        {"2026-02-30 10:11:12", "2026-1-01", 2},
+        {"2026-02-28X10:11:12", "+026-01-01", 2},
+        {"2026-02-28 10:11:12", " 2026-1-1", 1},
+        {"2026-02-28 10:11:12", "2026-01-0a", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tfs_record *r = tfs_record_new(arena, &e2);
+        tfs_record_set_text(r, 0, TFS_SDK_TEXT, cases[i].seen, strlen(cases[i].seen));
+        tfs_record_set_text(r, 1, TFS_SDK_TEXT, cases[i].day, strlen(cases[i].day));
+        json_t *reasons = json_array();
+        char *all;
+        int n = tfs_validate_record(r, reasons);
+        all = json_dumps(reasons, 0);
+        cr_expect_eq(n, cases[i].problems, "%s / %s: %s", cases[i].seen, cases[i].day, all);
+        free(all);
+        json_decref(reasons);
+    }
+}
