@@ -35,8 +35,9 @@ uint64_t tfs_hash_bytes(uint64_t h, const void *data, size_t len);
 int tfs_canonical_hash(tfs_buf *scratch, const tfs_record *const *recs, size_t n,
                        uint64_t *hash, tfs_error *err);
 /* Deprecated, for callers not yet moved to tfs_canonical_hash: the same hash, or 0 with
- * scratch->oom set when out of memory (0 then matches no stored hash, so the records are
- * written again rather than skipped). */
+ * scratch->oom set when out of memory. A stored hash is 0 only by a 1 in 2^64 chance, so
+ * records whose hash failed are written again rather than skipped; check scratch->oom to
+ * fail instead. */
 uint64_t tfs_hash_records(tfs_buf *scratch, const tfs_record *const *recs, size_t n);
 /* Writes a hash as 16 lowercase hex digits and a NUL into out[17]. */
 void tfs_hash_hex(uint64_t h, char out[17]);
