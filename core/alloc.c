@@ -1,6 +1,7 @@
 /* core/alloc.c — allocation with fault injection for tests; see alloc.h. */
 #include "alloc.h"
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,20 @@ static atomic_ulong fail_at;   /* 0: off; else the count at which allocations fa
 static atomic_ulong counter;   /* allocations since tfs_alloc_fail_at */
 static atomic_ulong injected;  /* failures injected since tfs_alloc_fail_at */
 static atomic_bool sticky_mode;
+static _Thread_local unsigned long failures; /* see tfs_alloc_failures */
+
+/* p, counting a failure when it is NULL. */
+static void *counted(void *p)
+{
+    if (!p)
+        failures++;
+    return p;
+}
+
+unsigned long tfs_alloc_failures(void)
+{
+    return failures;
+}
 
 bool tfs_alloc_fault(void)
 {
@@ -18,6 +33,7 @@ bool tfs_alloc_fault(void)
     unsigned long n = atomic_fetch_add(&counter, 1) + 1;
     if (n == at || (n > at && atomic_load(&sticky_mode))) {
         atomic_fetch_add(&injected, 1);
+        failures++;
         return true;
     }
     return false;
@@ -39,25 +55,33 @@ unsigned long tfs_alloc_injected(void)
 
 void *tfs_malloc(size_t n)
 {
-    return tfs_alloc_fault() ? NULL : malloc(n);
+    return tfs_alloc_fault() ? NULL : counted(malloc(n));
 }
 
 void *tfs_calloc(size_t n, size_t size)
 {
-    return tfs_alloc_fault() ? NULL : calloc(n, size);
+    return tfs_alloc_fault() ? NULL : counted(calloc(n, size));
 }
 
 void *tfs_realloc(void *p, size_t n)
 {
-    return tfs_alloc_fault() ? NULL : realloc(p, n);
+    if (tfs_alloc_fault())
+        return NULL;
+    void *q = realloc(p, n);
+    return n ? counted(q) : q; /* realloc(p, 0) may give NULL without failing */
 }
 
 char *tfs_strdup(const char *s)
 {
-    return tfs_alloc_fault() ? NULL : strdup(s);
+    return tfs_alloc_fault() ? NULL : counted(strdup(s));
 }
 
 void tfs_free(void *p)
 {
     free(p);
+}
+
+void tfs_alloc_init(void)
+{
+    json_set_alloc_funcs(tfs_malloc, tfs_free);
 }

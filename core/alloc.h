@@ -22,6 +22,17 @@ void tfs_free(void *p);
  * allocators the core does not own (Lua's lua_Alloc, jansson's) to take part. */
 bool tfs_alloc_fault(void);
 
+/* How many allocations through these functions have failed on this thread (real failures
+ * and injected ones, tfs_alloc_fault included). Note it before calling a library that
+ * allocates through them and compare after: jansson, for one, reports an allocation that
+ * failed during json_loadb as a syntax error, and only this tells the two apart. */
+unsigned long tfs_alloc_failures(void);
+
+/* Routes jansson's allocations through tfs_malloc and tfs_free, so that they take part in
+ * fault injection and in tfs_alloc_failures. Call once at start-up, before other threads
+ * run. Both end in malloc and free, so memory jansson allocated before is freed right. */
+void tfs_alloc_init(void);
+
 /* Test only. From now on the nth allocation (1 = the next one) fails, and, when sticky,
  * every one after it too; n = 0 turns injection off. Counting is process-wide. */
 void tfs_alloc_fail_at(unsigned long n, bool sticky);

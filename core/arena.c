@@ -3,8 +3,9 @@
 
 #include <stdalign.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "alloc.h"
 
 #define ARENA_CHUNK (64 * 1024)
 
@@ -18,18 +19,19 @@ struct tfs_arena {
     chunk *head;  /* chunk being filled */
     chunk *spare; /* chunks kept from before the last reset */
     size_t used;
+    size_t chunks_new; /* chunks obtained from the allocator, for tests */
 };
 
 tfs_arena *tfs_arena_new(void)
 {
-    return calloc(1, sizeof(tfs_arena));
+    return tfs_calloc(1, sizeof(tfs_arena));
 }
 
 static void free_chunks(chunk *c)
 {
     while (c) {
         chunk *next = c->next;
-        free(c);
+        tfs_free(c);
         c = next;
     }
 }
@@ -40,7 +42,7 @@ void tfs_arena_free(tfs_arena *a)
         return;
     free_chunks(a->head);
     free_chunks(a->spare);
-    free(a);
+    tfs_free(a);
 }
 
 void tfs_arena_reset(tfs_arena *a)
@@ -51,7 +53,7 @@ void tfs_arena_reset(tfs_arena *a)
     while (c) {
         chunk *next = c->next;
         if (c->size > ARENA_CHUNK) {
-            free(c);
+            tfs_free(c);
         } else {
             c->used = 0;
             c->next = a->spare;
@@ -66,6 +68,9 @@ void tfs_arena_reset(tfs_arena *a)
 void *tfs_arena_alloc(tfs_arena *a, size_t size)
 {
     const size_t align = alignof(max_align_t);
+    /* Rounding up must not wrap: SIZE_MAX - 3 would become 0 and be served 16 bytes. */
+    if (size > SIZE_MAX - (align - 1))
+        return NULL;
     size = (size + align - 1) & ~(align - 1);
     if (size == 0)
         size = align;
@@ -78,10 +83,11 @@ void *tfs_arena_alloc(tfs_arena *a, size_t size)
             size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
             if (cap > SIZE_MAX - sizeof(chunk))
                 return NULL;
-            c = malloc(sizeof(chunk) + cap);
+            c = tfs_malloc(sizeof(chunk) + cap);
             if (!c)
                 return NULL;
             c->size = cap;
+            a->chunks_new++;
         }
         c->used = 0;
         c->next = a->head;
@@ -105,6 +111,8 @@ void *tfs_arena_calloc(tfs_arena *a, size_t n, size_t size)
 
 char *tfs_arena_strndup(tfs_arena *a, const char *s, size_t len)
 {
+    if (len == SIZE_MAX) /* len + 1 would be 0 */
+        return NULL;
     char *p = tfs_arena_alloc(a, len + 1);
     if (!p)
         return NULL;
@@ -121,4 +129,9 @@ char *tfs_arena_strdup(tfs_arena *a, const char *s)
 size_t tfs_arena_used(const tfs_arena *a)
 {
     return a->used;
+}
+
+size_t tfs_arena_chunks_new(const tfs_arena *a)
+{
+    return a->chunks_new;
 }

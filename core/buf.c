@@ -2,12 +2,13 @@
 #include "buf.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "alloc.h"
 
 void tfs_buf_free(tfs_buf *b)
 {
-    free(b->data);
+    tfs_free(b->data);
     *b = (tfs_buf)TFS_BUF_INIT;
 }
 
@@ -21,6 +22,10 @@ void tfs_buf_reset(tfs_buf *b)
 
 static int reserve(tfs_buf *b, size_t extra)
 {
+    /* Once an append failed the contents have a hole: nothing more goes in, so what a
+     * user finds is a prefix of what it wrote, and oom says it is incomplete. */
+    if (b->oom)
+        return -1;
     if (extra > (size_t)-1 / 2 - b->len) {
         b->oom = true;
         return -1;
@@ -31,7 +36,7 @@ static int reserve(tfs_buf *b, size_t extra)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap *= 2;
-    char *p = realloc(b->data, cap);
+    char *p = tfs_realloc(b->data, cap);
     if (!p) {
         b->oom = true;
         return -1;

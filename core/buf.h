@@ -1,5 +1,10 @@
 /* core/buf.h — a growable byte buffer, always NUL-terminated, for building SQL, COPY
- * text, canonical encodings and messages. */
+ * text, canonical encodings and messages.
+ *
+ * Appends can be chained without checking each: the first failed allocation sets oom, and
+ * every append after it fails too, until a reset. A user checks oom (or the last return)
+ * once, when the text is complete, and never uses an incomplete one. Memory comes from
+ * tfs_malloc (alloc.h), so tests can make it fail. */
 #ifndef TFS_BUF_H
 #define TFS_BUF_H
 
@@ -18,9 +23,10 @@ typedef struct tfs_buf {
 #define TFS_BUF_INIT {NULL, 0, 0, false}
 
 void tfs_buf_free(tfs_buf *b);
-/* Empties the buffer, keeping its memory. */
+/* Empties the buffer, keeping its memory, and clears oom. */
 void tfs_buf_reset(tfs_buf *b);
-/* Appends; on allocation failure sets b->oom and leaves b as it was. Return 0 or -1. */
+/* Appends; on allocation failure sets b->oom and leaves b as it was. Return 0, or -1 when
+ * this or an earlier append since the last reset failed. */
 int tfs_buf_append(tfs_buf *b, const void *data, size_t len);
 int tfs_buf_puts(tfs_buf *b, const char *s);
 int tfs_buf_putc(tfs_buf *b, char c);

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "decimal.h"
+
 /* Normalises a plain decimal text: no sign for zero, no '+', no leading zeros, no trailing
  * fractional zeros, no trailing point. Text that is not a plain decimal is kept as is. */
 static int put_decimal(tfs_buf *out, const char *s, size_t len)
@@ -46,18 +49,57 @@ static int put_decimal(tfs_buf *out, const char *s, size_t len)
     return out->oom ? -1 : 0;
 }
 
-static int put_double_as_decimal(tfs_buf *out, double d, int scale)
+/* A number of a field that is not a decimal (or of no field): integral values as
+ * integers, others with 17 significant digits. */
+static int put_double(tfs_buf *out, double d)
 {
     char tmp[64];
     if (!isfinite(d))
         return tfs_buf_puts(out, isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
-    if (scale > 0 && scale < 30)
-        snprintf(tmp, sizeof tmp, "%.*f", scale, d);
-    else if (d == trunc(d) && fabs(d) < 9.2e18)
+    if (d == trunc(d) && fabs(d) < 9.2e18)
         snprintf(tmp, sizeof tmp, "%" PRId64, (int64_t)d);
     else
         snprintf(tmp, sizeof tmp, "%.17g", d);
     return put_decimal(out, tmp, strlen(tmp));
+}
+
+/* A value of a decimal field as the target will hold it: rounded to the field's scale on
+ * its digits (decimal.h), the same routine the validator uses, then normalised. Text that
+ * is not a decimal is kept as is (the validator refuses it); the precision is the
+ * validator's to check. */
+static int put_rounded(tfs_buf *out, const char *s, size_t len, int scale)
+{
+    char small[128];
+    int n = tfs_decimal_round(s, len, 0, scale, small, sizeof small, NULL);
+    if (n < 0)
+        return put_decimal(out, s, len);
+    if ((size_t)n < sizeof small)
+        return put_decimal(out, small, (size_t)n);
+    char *big = tfs_malloc((size_t)n + 1);
+    if (!big) {
+        out->oom = true;
+        return -1;
+    }
+    tfs_decimal_round(s, len, 0, scale, big, (size_t)n + 1, NULL);
+    int rc = put_decimal(out, big, (size_t)n);
+    tfs_free(big);
+    return rc;
+}
+
+/* A number of a decimal field: an integer or a float as text first (a float as its
+ * shortest round-trip text), then rounded. */
+static int put_number_as_decimal(tfs_buf *out, const tfs_value *v, int scale)
+{
+    char tmp[64];
+    int n;
+    if (v->type == TFS_SDK_INT64) {
+        n = snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+    } else {
+        n = tfs_decimal_from_double(v->u.f, tmp, sizeof tmp);
+        if (n < 0) /* NaN, infinity */
+            return put_double(out, v->u.f);
+    }
+    return put_rounded(out, tmp, (size_t)n, scale);
 }
 
 /* Timestamps: trailing fractional zeros and a bare trailing '.' are not significant. */
@@ -92,17 +134,24 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
     case TFS_SDK_DECIMAL:
         /* Numbers compare by value, whatever their representation. */
         tfs_buf_putc(out, 'n');
-        if (v->type == TFS_SDK_INT64) {
+        if (want == TFS_SDK_DECIMAL && field &&
+            (v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64)) {
+            put_number_as_decimal(out, v, field->scale);
+        } else if (want == TFS_SDK_DECIMAL && field &&
+                   (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT)) {
+            put_rounded(out, v->u.s, v->len, field->scale);
+        } else if (v->type == TFS_SDK_INT64) {
             snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
             tfs_buf_puts(out, tmp);
         } else if (v->type == TFS_SDK_FLOAT64) {
-            put_double_as_decimal(out, v->u.f, want == TFS_SDK_DECIMAL ? field->scale : 0);
+            put_double(out, v->u.f);
         } else if (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT) {
             put_decimal(out, v->u.s, v->len);
         } else {
             break;
         }
-        return tfs_buf_putc(out, ';');
+        tfs_buf_putc(out, ';');
+        return out->oom ? -1 : 0;
     case TFS_SDK_TEXT: {
         if (!tfs_type_is_text(v->type))
             break;
@@ -175,13 +224,25 @@ uint64_t tfs_hash_bytes(uint64_t h, const void *data, size_t len)
     return h;
 }
 
+int tfs_canonical_hash(tfs_buf *scratch, const tfs_record *const *recs, size_t n,
+                       uint64_t *hash, tfs_error *err)
+{
+    *hash = 0;
+    tfs_buf_reset(scratch);
+    int rc = tfs_buf_puts(scratch, TFS_CANONICAL_VERSION);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = tfs_canonical_record(scratch, recs[i]);
+    if (rc < 0 || scratch->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "could not hash %s records: out of memory",
+                             n ? recs[0]->entity->name : "no");
+    *hash = tfs_hash_bytes(TFS_HASH_SEED, scratch->data, scratch->len);
+    return 0;
+}
+
 uint64_t tfs_hash_records(tfs_buf *scratch, const tfs_record *const *recs, size_t n)
 {
-    tfs_buf_reset(scratch);
-    tfs_buf_puts(scratch, TFS_CANONICAL_VERSION);
-    for (size_t i = 0; i < n; i++)
-        tfs_canonical_record(scratch, recs[i]);
-    return tfs_hash_bytes(TFS_HASH_SEED, scratch->data, scratch->len);
+    uint64_t h;
+    return tfs_canonical_hash(scratch, recs, n, &h, NULL) == 0 ? h : 0;
 }
 
 void tfs_hash_hex(uint64_t h, char out[17])

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "api.h"
 #include "config.h"
 #include "http.h"
@@ -77,6 +78,9 @@ int main(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *config_path = NULL;
     int check_only = 0, c;
+    /* Before jansson allocates anything: its allocation failures must be told from bad
+     * JSON. */
+    tfs_alloc_init();
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config_path = optarg; break;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "buf.h"
 #include "canonical.h"
 
@@ -153,11 +154,15 @@ json_t *tfs_record_to_json(const tfs_record *rec)
         case TFS_SDK_BOOL: j = json_boolean(v->u.b); break;
         case TFS_SDK_INT64: j = json_integer(v->u.i); break;
         case TFS_SDK_FLOAT64: j = json_real(v->u.f); break;
-        case TFS_SDK_JSON:
+        case TFS_SDK_JSON: {
+            /* Text that does not parse becomes a string; text that did not parse for lack
+             * of memory is a failure (jansson reports both as syntax errors). */
+            unsigned long failed = tfs_alloc_failures();
             j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
-            if (!j)
+            if (!j && tfs_alloc_failures() == failed)
                 j = json_stringn(v->u.s, v->len);
             break;
+        }
         default: j = json_stringn(v->u.s, v->len); break;
         }
         if (!j || json_object_set_new(o, rec->entity->fields[i].name, j) < 0) {
@@ -199,7 +204,7 @@ tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, con
     return r;
 }
 
-void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
+int tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     tfs_buf_putc(out, '"');
@@ -226,10 +231,10 @@ void tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
         start = i + 1;
     }
     tfs_buf_append(out, s + start, len - start);
-    tfs_buf_putc(out, '"');
+    return tfs_buf_putc(out, '"');
 }
 
-void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
+int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
 {
     char tmp[64];
     switch (v->type) {
@@ -246,10 +251,13 @@ void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
         break;
     case TFS_SDK_JSON: {
         /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
+        unsigned long failed = tfs_alloc_failures();
         json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
         if (j) {
             json_decref(j);
             tfs_buf_append(out, v->u.s, v->len);
+        } else if (tfs_alloc_failures() != failed) {
+            out->oom = true; /* not "text that does not parse" */
         } else {
             tfs_json_string_append(out, v->u.s, v->len);
         }
@@ -257,6 +265,7 @@ void tfs_value_json_append(tfs_buf *out, const tfs_value *v)
     }
     default: tfs_json_string_append(out, v->u.s, v->len); break;
     }
+    return out->oom ? -1 : 0;
 }
 
 int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
@@ -272,4 +281,24 @@ int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
     }
     tfs_buf_putc(out, '}');
     return out->oom ? -1 : 0;
+}
+
+int tfs_value_to_int64(const tfs_value *v, int64_t *out, tfs_error *err)
+{
+    *out = 0;
+    if (v->type == TFS_SDK_INT64) {
+        *out = v->u.i;
+        return 0;
+    }
+    if (v->type != TFS_SDK_FLOAT64)
+        return tfs_error_set(err, TFS_EINVAL, "could not read a %s as an integer",
+                             tfs_type_name(v->type));
+    /* Casting a double outside int64's range (or a NaN) is undefined behaviour, so the
+     * range is checked first, against bounds a double holds exactly: -2^63 <= d < 2^63. */
+    double d = v->u.f;
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+        return tfs_error_set(err, TFS_EINVAL, "could not read %g as an integer: %s", d,
+                             isnan(d) ? "not a number" : "out of the range of a 64-bit integer");
+    *out = (int64_t)d;
+    return 0;
 }

@@ -14,6 +14,7 @@
 
 #include "../sdk/tfsync_plugin.h"
 #include "arena.h"
+#include "error.h"
 
 typedef struct tfs_value {
     tfs_sdk_type type;
@@ -79,6 +80,10 @@ void tfs_batch_init(tfs_batch *b, tfs_arena *a, const tfs_sdk_entity *entity);
  * (with '|' and '\\' escaped), e.g. "10042|2026". In the arena; NULL when out of memory. */
 char *tfs_record_key(tfs_arena *a, const tfs_record *rec);
 
+/* An INT64 value, or a FLOAT64 one truncated toward zero, into *out. Returns 0, or
+ * TFS_EINVAL (err set, *out 0) for another type and for a float that no int64 holds (a
+ * NaN, an infinity, |x| >= 2^63). */
+int tfs_value_to_int64(const tfs_value *v, int64_t *out, tfs_error *err);
 
 
 
@@ -95,8 +100,10 @@ struct tfs_buf;
 /* Appends the same JSON object as text, without building a jansson tree: this runs for
  * every record written, to keep the sync map's last-written record. Returns 0 or -1. */
 int tfs_record_json_append(struct tfs_buf *out, const tfs_record *rec);
-/* Appends one value as JSON (DECIMAL and text types as strings). */
-void tfs_value_json_append(struct tfs_buf *out, const tfs_value *v);
-/* Appends s as a JSON string literal (quoted, escaped). */
-void tfs_json_string_append(struct tfs_buf *out, const char *s, size_t len);
+/* Appends one value as JSON (DECIMAL and text types as strings). Returns 0, or -1 when out
+ * of memory (out->oom set). */
+int tfs_value_json_append(struct tfs_buf *out, const tfs_value *v);
+/* Appends s as a JSON string literal (quoted, escaped). Returns 0, or -1 when out of
+ * memory (out->oom set). */
+int tfs_json_string_append(struct tfs_buf *out, const char *s, size_t len);
 #endif

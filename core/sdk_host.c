@@ -168,18 +168,14 @@ static int64_t host_get_int(const tfs_sdk_record *r, size_t f)
     if (f >= r->n)
         return 0;
     const tfs_value *v = &r->values[f];
-    if (v->type == TFS_SDK_INT64)
-        return v->u.i;
-    if (v->type != TFS_SDK_FLOAT64)
+    int64_t x;
+    if (tfs_value_to_int64(v, &x, NULL) == 0)
+        return x;
+    /* What no int64 holds: a NaN or another type reads as 0, a float past either end as
+     * that end. */
+    if (v->type != TFS_SDK_FLOAT64 || isnan(v->u.f))
         return 0;
-    double d = v->u.f;
-    if (isnan(d))
-        return 0;
-    if (d >= 9223372036854775808.0) /* 2^63 */
-        return INT64_MAX;
-    if (d < -9223372036854775808.0)
-        return INT64_MIN;
-    return (int64_t)d;
+    return v->u.f > 0 ? INT64_MAX : INT64_MIN;
 }
 
 static double host_get_float(const tfs_sdk_record *r, size_t f)

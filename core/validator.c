@@ -1,13 +1,49 @@
 /* core/validator.c — type coercion and schema checks of target records; see validator.h. */
 #include "validator.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "alloc.h"
+#include "decimal.h"
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+               : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    /* overlong forms, surrogates and values past U+10FFFF */
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) ||
+        (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+/* Replaces each byte that is not part of valid UTF-8 by '?': a reason quotes the value,
+ * which may be any bytes or cut in the middle of a character, and JSON strings must be
+ * UTF-8 (jansson refuses others, which would look like running out of memory). */
+static void utf8_scrub(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq((const unsigned char *)s + i, n - i);
+        if (len == 0) {
+            s[i++] = '?';
+        } else {
+            i += len;
+        }
+    }
+}
 
 static int add(json_t *reasons, const tfs_record *rec, size_t f, const char *fmt, ...)
     TFS_SDK_PRINTF(4, 5);
@@ -20,6 +56,7 @@ static int add(json_t *reasons, const tfs_record *rec, size_t f, const char *fmt
     va_end(ap);
     snprintf(full, sizeof full, "%s.%s: %s", rec->entity->name, rec->entity->fields[f].name,
              msg);
+    utf8_scrub(full);
     return json_array_append_new(reasons, json_string(full)) == 0 ? 1 : -1;
 }
 
@@ -31,32 +68,17 @@ static size_t utf8_chars(const char *s, size_t len)
     return n;
 }
 
-/* A plain decimal number: digits before and after the point counted. */
-static int parse_decimal(const char *s, size_t len, int *int_digits, int *frac_digits)
-{
-    size_t i = 0;
-    if (i < len && (s[i] == '-' || s[i] == '+'))
-        i++;
-    size_t a = i;
-    while (i < len && isdigit((unsigned char)s[i]))
-        i++;
-    *int_digits = (int)(i - a);
-    *frac_digits = 0;
-    if (i < len && s[i] == '.') {
-        size_t b = ++i;
-        while (i < len && isdigit((unsigned char)s[i]))
-            i++;
-        *frac_digits = (int)(i - b);
-    }
-    return i == len && (*int_digits + *frac_digits) > 0;
-}
-
+/* s[0..len) is a date YYYY-MM-DD, digit by digit (no sign, no blanks). Only those 10 bytes
+ * are read: a timestamp's date part is checked in place. */
 static int valid_date(const char *s, size_t len)
 {
-    int y, m, d;
-    char tail;
-    if (len != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3)
+    if (len != 10 || s[4] != '-' || s[7] != '-')
         return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+            return 0;
+    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
     static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (m < 1 || m > 12 || d < 1 || d > days[m - 1])
         return 0;
@@ -69,55 +91,47 @@ static int set_text(tfs_record *rec, size_t f, tfs_sdk_type type, const char *te
     return tfs_record_set_text(rec, f, type, text, strlen(text));
 }
 
-/* Significant integer digits of a decimal text, leading zeros left out. */
-static int int_digits_of(const char *s)
-{
-    if (*s == '-' || *s == '+')
-        s++;
-    while (*s == '0' && s[1] >= '0' && s[1] <= '9')
-        s++;
-    int n = 0;
-    while (isdigit((unsigned char)*s++))
-        n++;
-    return n;
-}
-
+/* Rounds a decimal field's value to the field's scale on its digits (decimal.h) and
+ * checks it against the precision. A Lua number is first written as its shortest
+ * round-trip text, so 1.005 rounds as the text "1.005", not as the double below it. */
 static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
 {
     const tfs_sdk_field *fd = &rec->entity->fields[f];
     tfs_value *v = &rec->values[f];
-    char tmp[64];
+    char num[64];
+    const char *text;
+    size_t len;
     if (v->type == TFS_SDK_INT64) {
-        snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
-        if (set_text(rec, f, TFS_SDK_DECIMAL, tmp) < 0)
-            return -1;
+        len = (size_t)snprintf(num, sizeof num, "%" PRId64, v->u.i);
+        text = num;
     } else if (v->type == TFS_SDK_FLOAT64) {
-        if (!isfinite(v->u.f))
+        int n = tfs_decimal_from_double(v->u.f, num, sizeof num);
+        if (n < 0)
             return add(reasons, rec, f, "expected a decimal, got %g", v->u.f);
-        snprintf(tmp, sizeof tmp, "%.*f", fd->scale > 0 ? fd->scale : 0, v->u.f);
-        if (set_text(rec, f, TFS_SDK_DECIMAL, tmp) < 0)
-            return -1;
+        text = num;
+        len = (size_t)n;
     } else if (v->type == TFS_SDK_TEXT || v->type == TFS_SDK_DECIMAL) {
-        int id, fdig;
-        if (!parse_decimal(v->u.s, v->len, &id, &fdig))
-            return add(reasons, rec, f, "expected a decimal number, got \"%.40s\"", v->u.s);
-        if (fd->scale >= 0 && fdig > fd->scale) {
-            /* Round to the declared scale as the target would, so hashes agree. */
-            snprintf(tmp, sizeof tmp, "%.*f", fd->scale, strtod(v->u.s, NULL));
-            if (set_text(rec, f, TFS_SDK_DECIMAL, tmp) < 0)
-                return -1;
-        } else {
-            v->type = TFS_SDK_DECIMAL;
-        }
+        text = v->u.s;
+        len = v->len;
     } else {
         return add(reasons, rec, f, "expected a decimal, got %s", tfs_type_name(v->type));
     }
-    if (fd->precision > 0) {
-        int id = int_digits_of(rec->values[f].u.s);
-        if (id > fd->precision - fd->scale)
-            return add(reasons, rec, f, "%s is out of range (at most %d digits before the point)",
-                       rec->values[f].u.s, fd->precision - fd->scale);
+    /* Most results fit here; a longer one is rounded again straight into the arena. */
+    char small[128];
+    tfs_error err = {0};
+    int n = tfs_decimal_round(text, len, fd->precision, fd->scale, small, sizeof small, &err);
+    if (n < 0) {
+        if (err.detail[0])
+            return add(reasons, rec, f, "%s (%s)", err.message, err.detail);
+        return add(reasons, rec, f, "%s", err.message);
     }
+    if ((size_t)n < sizeof small)
+        return tfs_record_set_text(rec, f, TFS_SDK_DECIMAL, small, (size_t)n) < 0 ? -1 : 0;
+    char *big = tfs_arena_alloc(rec->arena, (size_t)n + 1);
+    if (!big)
+        return -1;
+    tfs_decimal_round(text, len, fd->precision, fd->scale, big, (size_t)n + 1, NULL);
+    *v = (tfs_value){.type = TFS_SDK_DECIMAL, .len = (uint32_t)n, .u.s = big};
     return 0;
 }
 
@@ -211,7 +225,11 @@ static int check_field(tfs_record *rec, size_t f, json_t *reasons)
         if (v->type == TFS_SDK_JSON)
             return 0;
         if (v->type == TFS_SDK_TEXT) {
+            /* jansson reports an allocation that failed as a syntax error. */
+            unsigned long failed = tfs_alloc_failures();
             json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+            if (!j && tfs_alloc_failures() != failed)
+                return -1;
             if (!j)
                 return add(reasons, rec, f, "expected JSON, got text that does not parse");
             json_decref(j);

@@ -1,8 +1,14 @@
 /* tests/unit/canonical_test.c — typed records and canonical hashing: the same value hashes
- * the same whatever its representation; a different value never does. */
+ * the same whatever its representation; a different value never does. Also the arena
+ * records live in (reuse after reset, sizes that would wrap) and reading a float as an
+ * integer. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "canonical.h"
 #include "record.h"
 
@@ -126,16 +132,141 @@ Test(canonical, record_to_json_keeps_nulls_and_decimals)
 
 Test(canonical, arena_reuses_memory_after_reset)
 {
-    for (int round = 0; round < 3; round++) {
-        for (int i = 0; i < 10000; i++)
-            cr_assert_not_null(tfs_arena_alloc(arena, 100));
-        cr_assert_geq(tfs_arena_used(arena), 1000000);
+    /* The first round takes its chunks from the allocator; after a reset the same
+     * allocations are served from the kept chunks, at the very same addresses, and no new
+     * chunk is obtained. */
+    enum { N = 10000 };
+    static void *first[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_not_null(first[i] = tfs_arena_alloc(arena, 100));
+    size_t chunks = tfs_arena_chunks_new(arena);
+    cr_assert_gt(chunks, 10, "a million bytes take several 64 KiB chunks");
+    for (int round = 1; round < 3; round++) {
         tfs_arena_reset(arena);
         cr_assert_eq(tfs_arena_used(arena), 0);
+        for (int i = 0; i < N; i++) {
+            void *p = tfs_arena_alloc(arena, 100);
+            cr_assert_eq(p, first[i], "round %d, allocation %d: not the memory of round 0",
+                         round, i);
+        }
+        cr_assert_eq(tfs_arena_chunks_new(arena), chunks,
+                     "round %d obtained %zu new chunks", round,
+                     tfs_arena_chunks_new(arena) - chunks);
     }
+    /* An oversized allocation gets its own chunk, which a reset gives back rather than
+     * keeping; the ordinary chunks are still reused. */
     char *big = tfs_arena_alloc(arena, 1 << 20);
     cr_assert_not_null(big);
     memset(big, 1, 1 << 20);
+    cr_assert_eq(tfs_arena_chunks_new(arena), chunks + 1);
+    tfs_arena_reset(arena);
+    cr_assert_eq(tfs_arena_alloc(arena, 100), first[0]);
+    cr_assert_not_null(tfs_arena_alloc(arena, 1 << 20));
+    cr_assert_eq(tfs_arena_chunks_new(arena), chunks + 2, "the big chunk was not kept");
+}
+
+Test(canonical, arena_refuses_sizes_that_would_wrap)
+{
+    /* Rounding SIZE_MAX - 3 up to the alignment wraps to 0; it must fail, not be served a
+     * few bytes that the caller then overruns. */
+    cr_assert_null(tfs_arena_alloc(arena, SIZE_MAX - 3));
+    cr_assert_null(tfs_arena_alloc(arena, SIZE_MAX));
+    cr_assert_null(tfs_arena_alloc(arena, SIZE_MAX - sizeof(max_align_t)));
+    cr_assert_null(tfs_arena_calloc(arena, SIZE_MAX / 2, 4));
+    cr_assert_null(tfs_arena_strndup(arena, "x", SIZE_MAX));
+    cr_assert_eq(tfs_arena_used(arena), 0);
+    cr_assert_not_null(tfs_arena_alloc(arena, 1), "the arena still works");
+}
+
+Test(canonical, float_to_integer_is_range_checked)
+{
+    static const tfs_sdk_field f1[] = {{"x", TFS_SDK_FLOAT64, 0, 0, 0, 0}};
+    static const tfs_sdk_entity e1 = {"f", f1, 1};
+    tfs_record *r = tfs_record_new(arena, &e1);
+    static const double bad[] = {1e300, -1e300, 9223372036854775808.0, -9.3e18, NAN,
+                                 INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r->values[0] = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = bad[i]};
+        int64_t x = 42;
+        tfs_error err = {0};
+        cr_expect_eq(tfs_value_to_int64(&r->values[0], &x, &err), TFS_EINVAL, "%g", bad[i]);
+        cr_expect_eq(x, 0);
+        cr_expect(strstr(err.message, "could not read") && strstr(err.message, "as an integer"),
+                  "%s", err.message);
+    }
+    /* What the SDK's rec_get_int makes of these is tested in tests/sdk/sdk_host_test.c. */
+    static const struct {
+        double d;
+        int64_t want;
+    } good[] = {{-9223372036854775808.0, INT64_MIN},
+                {9223372036854774784.0, INT64_C(9223372036854774784)},
+                {-2.75, -2}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        r->values[0] = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = good[i].d};
+        int64_t x = 42;
+        cr_expect_eq(tfs_value_to_int64(&r->values[0], &x, NULL), 0, "%g", good[i].d);
+        cr_expect_eq(x, good[i].want, "%g", good[i].d);
+    }
+}
+
+Test(canonical, decimals_hash_as_the_target_holds_them)
+{
+    /* amount is numeric(14,2): what is hashed is the value rounded as PostgreSQL rounds it. */
+    uint64_t h = hash(make(1, DEC("0.13"), "A", NULL));
+    cr_assert_eq(hash(make(1, DEC("0.125"), "A", NULL)), h, "0.125 is stored as 0.13");
+    cr_assert_eq(hash(make(1, FLT(0.125), "A", NULL)), h);
+    cr_assert_eq(hash(make(1, DEC("1.25e-1"), "A", NULL)), h);
+    cr_assert_neq(hash(make(1, DEC("0.12"), "A", NULL)), h);
+    uint64_t one = hash(make(1, DEC("1.01"), "A", NULL));
+    cr_assert_eq(hash(make(1, FLT(1.005), "A", NULL)), one, "1.005 as a double rounds as 1.005");
+    cr_assert_eq(hash(make(1, DEC("1.005"), "A", NULL)), one);
+    /* Past 15 significant digits nothing is lost: these differ in the 20th digit. */
+    cr_assert_neq(hash(make(1, DEC("123456789012345678.01"), "A", NULL)),
+                  hash(make(1, DEC("123456789012345678.02"), "A", NULL)));
+    cr_assert_eq(hash(make(1, DEC("123456789012345678.014"), "A", NULL)),
+                 hash(make(1, DEC("123456789012345678.01"), "A", NULL)));
+    cr_assert_eq(hash(make(1, DEC("-0.004"), "A", NULL)), hash(make(1, DEC("0"), "A", NULL)));
+}
+
+Test(canonical, hash_fails_rather_than_hash_a_truncated_encoding)
+{
+    /* The encoding of this record outgrows the buffer's first 256 bytes; when growing it
+     * fails, the result is an error, never the hash of the first part. */
+    char name[1001];
+    memset(name, 'x', 1000);
+    name[1000] = '\0';
+    static const tfs_sdk_field f1[] = {{"id", TFS_SDK_INT64, TFS_SDK_FIELD_KEY, 0, 0, 0},
+                                       {"name", TFS_SDK_TEXT, 0, 0, 0, 0}};
+    static const tfs_sdk_entity e1 = {"long", f1, 2};
+    tfs_record *r = tfs_record_new(arena, &e1);
+    r->values[0] = (tfs_value){.type = TFS_SDK_INT64, .u.i = 1};
+    tfs_record_set_text(r, 1, TFS_SDK_TEXT, name, 1000);
+    const tfs_record *rs[] = {r};
+    tfs_buf b = TFS_BUF_INIT;
+    uint64_t good;
+    cr_assert_eq(tfs_canonical_hash(&b, rs, 1, &good, NULL), 0);
+    tfs_buf_free(&b);
+
+    tfs_alloc_fail_at(2, false); /* the first allocation succeeds, growing it fails */
+    uint64_t h = 1;
+    tfs_error err = {0};
+    int rc = tfs_canonical_hash(&b, rs, 1, &h, &err);
+    unsigned long injected = tfs_alloc_injected();
+    tfs_alloc_fail_at(0, false);
+    cr_assert_eq(injected, 1);
+    cr_assert_eq(rc, TFS_ENOMEM, "hashed %zu bytes of a %s encoding", b.len,
+                 b.oom ? "truncated" : "whole");
+    cr_assert_eq(h, 0);
+    cr_assert(strstr(err.message, "out of memory"), "%s", err.message);
+    tfs_buf_free(&b);
+
+    tfs_alloc_fail_at(2, false);
+    cr_assert_eq(tfs_hash_records(&b, rs, 1), 0, "the old entry point gives 0, not a hash");
+    cr_assert(b.oom);
+    tfs_alloc_fail_at(0, false);
+    tfs_buf_reset(&b);
+    cr_assert_eq(tfs_hash_records(&b, rs, 1), good, "and the right hash once memory is there");
+    tfs_buf_free(&b);
 }
 
 Test(canonical, json_text_equals_the_jansson_form)

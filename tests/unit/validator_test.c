@@ -1,5 +1,7 @@
 /* tests/unit/validator_test.c — coercion to declared types and every reason reported. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "validator.h"
@@ -58,7 +60,8 @@ Test(validator, reports_every_problem)
     char *all = json_dumps(reasons, 0);
     cr_assert(strstr(all, "pardat.parid: 12 characters, at most 10"), "%s", all);
     cr_assert(strstr(all, "pardat.taxyr: is required but null"), "%s", all);
-    cr_assert(strstr(all, "pardat.acres: 12345.6 is out of range"), "%s", all);
+    cr_assert(strstr(all, "pardat.acres: \\\"12345.6\\\" is out of range for numeric(8,4)"), "%s",
+              all);
     cr_assert(strstr(all, "pardat.adrno: expected an integer, got 1.5"), "%s", all);
     cr_assert(strstr(all, "pardat.deactivat: expected a date"), "%s", all);
     free(all);
@@ -83,4 +86,114 @@ Test(validator, utf8_length_counts_characters)
     json_t *reasons = json_array();
     cr_assert_eq(tfs_validate_record(r, reasons), 0, "10 characters fit in 10");
     json_decref(reasons);
+}
+
+/* The decimal text a value of acres (numeric(8,4)) becomes, or the reason it is refused. */
+static const char *acres_of(tfs_value v)
+{
+    tfs_record *r = rec();
+    r->values[2] = v;
+    if (v.type == TFS_SDK_TEXT)
+        tfs_record_set_text(r, 2, TFS_SDK_TEXT, v.u.s, strlen(v.u.s));
+    json_t *reasons = json_array();
+    int probs = tfs_validate_record(r, reasons);
+    cr_assert_geq(probs, 0);
+    static char out[256];
+    if (probs) {
+        snprintf(out, sizeof out, "%s", json_string_value(json_array_get(reasons, 0)));
+    } else {
+        cr_assert_eq(r->values[2].type, TFS_SDK_DECIMAL);
+        cr_assert_eq(r->values[2].len, strlen(r->values[2].u.s));
+        snprintf(out, sizeof out, "%s", r->values[2].u.s);
+    }
+    json_decref(reasons);
+    return out;
+}
+
+#define TXT(x) ((tfs_value){.type = TFS_SDK_TEXT, .u.s = (x)})
+#define FLT(x) ((tfs_value){.type = TFS_SDK_FLOAT64, .u.f = (x)})
+#define INT(x) ((tfs_value){.type = TFS_SDK_INT64, .u.i = (x)})
+
+Test(validator, decimals_round_on_their_digits_as_postgresql_does)
+{
+    /* numeric(8,4), as PostgreSQL stores them: half away from zero, on the digits. */
+    cr_expect_str_eq(acres_of(TXT("0.00125")), "0.0013");
+    cr_expect_str_eq(acres_of(TXT("-0.00125")), "-0.0013");
+    cr_expect_str_eq(acres_of(TXT("1.00005")), "1.0001");
+    cr_expect_str_eq(acres_of(TXT("9.99995")), "10.0000");
+    cr_expect_str_eq(acres_of(TXT("1.5")), "1.5000");
+    cr_expect_str_eq(acres_of(TXT("-0.00001")), "0.0000");
+    cr_expect_str_eq(acres_of(TXT("1234.123456789012345678901234567890")), "1234.1235");
+    cr_expect_str_eq(acres_of(TXT("2.5e-3")), "0.0025");
+    /* 1.00105 is 1.0010499999999999... as a double: %.4f would say 1.0010. */
+    cr_expect_str_eq(acres_of(FLT(1.00105)), "1.0011");
+    cr_expect_str_eq(acres_of(FLT(1.00005)), "1.0001");
+    cr_expect_str_eq(acres_of(FLT(0.1 + 0.2)), "0.3000");
+    cr_expect_str_eq(acres_of(FLT(12.5)), "12.5000");
+    cr_expect_str_eq(acres_of(INT(42)), "42.0000");
+}
+
+Test(validator, decimals_that_do_not_fit_or_parse_are_refused_clearly)
+{
+    cr_expect_str_eq(acres_of(TXT("9999.99995")),
+                     "pardat.acres: \"9999.99995\" is out of range for numeric(8,4) (a "
+                     "numeric(8,4) value must round to an absolute value below 10^4)");
+    cr_expect_str_eq(acres_of(INT(10000)),
+                     "pardat.acres: \"10000\" is out of range for numeric(8,4) (a "
+                     "numeric(8,4) value must round to an absolute value below 10^4)");
+    cr_expect_str_eq(acres_of(TXT("12,5")), "pardat.acres: \"12,5\" is not a decimal number");
+    cr_expect_str_eq(acres_of(TXT("")), "pardat.acres: \"\" is not a decimal number");
+    cr_expect_str_eq(acres_of(FLT(NAN)), "pardat.acres: expected a decimal, got nan");
+    /* Bytes that are not UTF-8 are quoted as '?', not taken for running out of memory. */
+    cr_expect_str_eq(acres_of(TXT("1\xff")), "pardat.acres: \"1?\" is not a decimal number");
+}
+
+Test(validator, long_decimal_results_are_kept_whole)
+{
+    static const tfs_sdk_field f1[] = {{"v", TFS_SDK_DECIMAL, 0, 0, 0, 2}};
+    static const tfs_sdk_entity e1 = {"wide", f1, 1};
+    char text[400];
+    memset(text, '9', 300);
+    strcpy(text + 300, ".995");
+    tfs_record *r = tfs_record_new(arena, &e1);
+    tfs_record_set_text(r, 0, TFS_SDK_TEXT, text, strlen(text));
+    json_t *reasons = json_array();
+    cr_assert_eq(tfs_validate_record(r, reasons), 0, "%s", json_dumps(reasons, 0));
+    char want[400] = "1";
+    memset(want + 1, '0', 300);
+    strcpy(want + 301, ".00");
+    cr_assert_str_eq(r->values[0].u.s, want);
+    cr_assert_eq(r->values[0].len, 304);
+    json_decref(reasons);
+}
+
+Test(validator, timestamps_and_dates_are_read_digit_by_digit)
+{
+    static const tfs_sdk_field f2[] = {{"seen", TFS_SDK_TIMESTAMP, 0, 0, 0, 0},
+                                       {"day", TFS_SDK_DATE, 0, 0, 0, 0}};
+    static const tfs_sdk_entity e2 = {"t", f2, 2};
+    static const struct {
+        const char *seen, *day;
+        int problems;
+    } cases[] = {
+        {"2026-02-28 10:11:12.5", "2024-02-29", 0},
+        {"2026-02-28T10:11:12", "2026-12-31", 0},
+        {"2026-02-28", "2026-01-01", 0},
+        {"2026-02-30 10:11:12", "2026-1-01", 2},
+        {"2026-02-28X10:11:12", "+026-01-01", 2},
+        {"2026-02-28 10:11:12", " 2026-1-1", 1},
+        {"2026-02-28 10:11:12", "2026-01-0a", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tfs_record *r = tfs_record_new(arena, &e2);
+        tfs_record_set_text(r, 0, TFS_SDK_TEXT, cases[i].seen, strlen(cases[i].seen));
+        tfs_record_set_text(r, 1, TFS_SDK_TEXT, cases[i].day, strlen(cases[i].day));
+        json_t *reasons = json_array();
+        char *all;
+        int n = tfs_validate_record(r, reasons);
+        all = json_dumps(reasons, 0);
+        cr_expect_eq(n, cases[i].problems, "%s / %s: %s", cases[i].seen, cases[i].day, all);
+        free(all);
+        json_decref(reasons);
+    }
 }
