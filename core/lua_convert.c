@@ -1,0 +1,621 @@
+/* core/lua_convert.c — values across the Lua boundary: a source record becomes a Lua table
+ * (nulls as tf.null, decimals as numbers, JSON as tables with arrays marked), and the
+ * table map() returns becomes target records, typed loosely for the validator (integer,
+ * float, string, boolean, table as JSON text). Field names are interned once per entity
+ * and matched by address; the source table is reused from call to call; output values go
+ * straight into records in the caller's arena. Errors found here (an unknown entity or
+ * field, a value with no record form) are conversion errors, reported without a Lua
+ * traceback.
+ */
+#include "lua_internal.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#define MAX_JSON_DEPTH 64
+#define MAX_OUTPUT_RECORDS 100000 /* target records from one source record */
+
+/* ---- records to Lua ------------------------------------------------------------------ */
+
+void tfs_lua_ents_flush(tfs_lua *rt)
+{
+    for (size_t i = 0; i < rt->n_ents; i++) {
+        luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ents[i].ref);
+        free(rt->ents[i].names);
+    }
+    rt->n_ents = 0;
+}
+
+/* Pushes the entity's info table (field names at 1..n, name -> 0-based index) and returns
+ * its cache entry, valid until the next call. */
+static tfs_lua_ent *push_ent_info(tfs_lua *rt, lua_State *L, const tfs_sdk_entity *e)
+{
+    for (size_t i = 0; i < rt->n_ents; i++) {
+        tfs_lua_ent *ei = &rt->ents[i];
+        if (ei->e == e && ei->fields == e->fields && ei->n == e->n_fields) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, ei->ref);
+            return ei;
+        }
+    }
+    if (rt->n_ents == TFS_LUA_MAX_ENT_CACHE)
+        tfs_lua_ents_flush(rt);
+    luaL_checkstack(L, 4, NULL);
+    int n = e->n_fields > INT_MAX / 2 ? INT_MAX / 2 : (int)e->n_fields;
+    lua_createtable(L, n, n);
+    int t = lua_gettop(L);
+    for (size_t i = 0; i < e->n_fields; i++) {
+        lua_pushstring(L, e->fields[i].name);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, t, (lua_Integer)i + 1);
+        lua_pushinteger(L, (lua_Integer)i);
+        lua_rawset(L, t);
+    }
+    lua_pushvalue(L, t);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* No Lua allocation from here on, so nothing can leak. */
+    const char **names = malloc((e->n_fields ? e->n_fields : 1) * sizeof *names);
+    if (!names) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        luaL_error(L, "out of memory");
+    }
+    for (size_t i = 0; i < e->n_fields; i++) {
+        lua_rawgeti(L, t, (lua_Integer)i + 1);
+        names[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    tfs_lua_ent *ei = &rt->ents[rt->n_ents++];
+    *ei = (tfs_lua_ent){.e = e, .fields = e->fields, .n = e->n_fields, .ref = ref,
+                     .names = names};
+    return ei;
+}
+
+/* The index of the field named k, or -1: by address first, by text for names Lua does
+ * not intern (longer than 40 bytes) or keys that are no field at all. */
+static long field_of(const tfs_lua_ent *ei, const char *k, size_t klen)
+{
+    for (size_t i = 0; i < ei->n; i++)
+        if (ei->names[i] == k)
+            return (long)i;
+    for (size_t i = 0; i < ei->n; i++)
+        if (strlen(ei->fields[i].name) == klen && memcmp(ei->fields[i].name, k, klen) == 0)
+            return (long)i;
+    return -1;
+}
+
+static void push_json(tfs_lua *rt, lua_State *L, json_t *j, int depth)
+{
+    if (depth > MAX_JSON_DEPTH)
+        luaL_error(L, "JSON nested deeper than %d levels", MAX_JSON_DEPTH);
+    luaL_checkstack(L, 4, NULL);
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *v;
+        size_t n = json_object_size(j);
+        lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
+        json_object_foreach(j, k, v) {
+            push_json(rt, L, v, depth + 1);
+            lua_setfield(L, -2, k);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        lua_createtable(L, n > INT_MAX ? INT_MAX : (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            push_json(rt, L, json_array_get(j, i), depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, rt->array_mt_ref);
+        lua_setmetatable(L, -2);
+        break;
+    }
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        lua_pushinteger(L, (lua_Integer)json_integer_value(j));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JSON_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    default:
+        tfs_lua_push_null(rt, L);
+        break;
+    }
+}
+
+/* A DECIMAL's text as a Lua number: an integer when it has no fractional part and fits. */
+static void push_decimal(lua_State *L, const char *s, size_t len)
+{
+    const char *p = s, *end = s + len;
+    bool neg = false;
+    if (p < end && (*p == '-' || *p == '+'))
+        neg = *p++ == '-';
+    uint64_t acc = 0;
+    bool ok = p < end && *p >= '0' && *p <= '9';
+    while (ok && p < end && *p >= '0' && *p <= '9') {
+        unsigned dgt = (unsigned)(*p - '0');
+        if (acc > (UINT64_MAX - dgt) / 10) {
+            ok = false;
+            break;
+        }
+        acc = acc * 10 + dgt;
+        p++;
+    }
+    if (ok && p < end && *p == '.') {
+        p++;
+        while (p < end && *p == '0')
+            p++;
+    }
+    if (ok && p == end && acc <= (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
+        lua_pushinteger(L, neg ? (lua_Integer)(0 - acc) : (lua_Integer)acc);
+        return;
+    }
+    if (lua_stringtonumber(L, s) == 0)
+        lua_pushlstring(L, s, len); /* not a number: let the script see the text */
+}
+
+/* __newindex of the source table: a key the script adds marks the table for a rebuild. */
+static int newindex_mark(lua_State *L)
+{
+    tfs_lua_script *s = lua_touserdata(L, lua_upvalueindex(1));
+    s->rec_dirty = true;
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_record *src)
+{
+    const tfs_sdk_entity *e = src->entity;
+    push_ent_info(rt, L, e);
+    int info = lua_gettop(L);
+    if (s->rec_ref != LUA_NOREF && s->rec_entity == e && !s->rec_dirty) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->rec_ref);
+    } else {
+        luaL_unref(L, LUA_REGISTRYINDEX, s->rec_ref);
+        s->rec_ref = LUA_NOREF;
+        s->rec_entity = NULL;
+        lua_createtable(L, 0, src->n > INT_MAX ? INT_MAX : (int)src->n);
+        lua_createtable(L, 0, 2);
+        lua_pushlightuserdata(L, s);
+        lua_pushcclosure(L, newindex_mark, 1);
+        lua_setfield(L, -2, "__newindex");
+        lua_pushliteral(L, "record");
+        lua_setfield(L, -2, "__metatable");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        s->rec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        s->rec_entity = e;
+        s->rec_dirty = false;
+    }
+    int rec = lua_gettop(L);
+    tfs_lua_push_null(rt, L);
+    int null = lua_gettop(L);
+    for (size_t i = 0; i < src->n; i++) {
+        const tfs_value *v = &src->values[i];
+        lua_rawgeti(L, info, (lua_Integer)i + 1);
+        switch (v->type) {
+        case TFS_SDK_NULL:
+            lua_pushvalue(L, null);
+            break;
+        case TFS_SDK_BOOL:
+            lua_pushboolean(L, v->u.b);
+            break;
+        case TFS_SDK_INT64:
+            lua_pushinteger(L, (lua_Integer)v->u.i);
+            break;
+        case TFS_SDK_FLOAT64:
+            lua_pushnumber(L, v->u.f);
+            break;
+        case TFS_SDK_DECIMAL:
+            push_decimal(L, v->u.s, v->len);
+            break;
+        case TFS_SDK_JSON:
+            if (v->len == 2 && v->u.s[0] == '[' && v->u.s[1] == ']') {
+                lua_newtable(L);
+                lua_rawgeti(L, LUA_REGISTRYINDEX, rt->array_mt_ref);
+                lua_setmetatable(L, -2);
+            } else {
+                json_error_t je;
+                rt->pending_json = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
+                if (!rt->pending_json)
+                    return tfs_lua_conv_error(rt, TFS_EINVAL, "source field \"%s\" holds invalid "
+                                                      "JSON: %s",
+                                      e->fields[i].name, je.text);
+                push_json(rt, L, rt->pending_json, 0);
+                json_decref(rt->pending_json);
+                rt->pending_json = NULL;
+            }
+            break;
+        default:
+            lua_pushlstring(L, v->u.s, v->len);
+            break;
+        }
+        lua_rawset(L, rec);
+    }
+    lua_settop(L, rec);
+    lua_remove(L, info);
+    return 0;
+}
+
+/* ---- Lua to records ------------------------------------------------------------------ */
+
+typedef struct jctx {
+    tfs_lua *rt;
+    lua_State *L;
+    size_t budget; /* bytes of JSON text still allowed, roughly */
+    char why[200];
+} jctx;
+
+static json_t *table_to_json(jctx *c, int idx, int depth);
+
+static bool is_sequence(lua_State *L, int idx)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n == 0)
+        return false;
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
+            lua_pop(L, 1);
+            return false;
+        }
+        count++;
+    }
+    return count == n;
+}
+
+static json_t *to_json(jctx *c, int idx, int depth)
+{
+    lua_State *L = c->L;
+    json_t *j = NULL;
+    if (depth > MAX_JSON_DEPTH) {
+        snprintf(c->why, sizeof c->why, "tables nested deeper than %d levels (a cycle?)",
+                 MAX_JSON_DEPTH);
+        return NULL;
+    }
+    if (!lua_checkstack(L, 4)) {
+        snprintf(c->why, sizeof c->why, "out of Lua stack");
+        return NULL;
+    }
+    if (c->budget < 8) {
+        snprintf(c->why, sizeof c->why, "JSON text longer than %zu bytes",
+                 c->rt->limits.max_string);
+        return NULL;
+    }
+    c->budget -= 8;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return json_null();
+    case LUA_TBOOLEAN:
+        return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return json_integer((json_int_t)lua_tointeger(L, idx));
+        if (!isfinite(lua_tonumber(L, idx))) {
+            snprintf(c->why, sizeof c->why, "NaN and infinity have no JSON form");
+            return NULL;
+        }
+        return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (len > c->budget) {
+            snprintf(c->why, sizeof c->why, "JSON text longer than %zu bytes",
+                     c->rt->limits.max_string);
+            return NULL;
+        }
+        c->budget -= len;
+        j = json_stringn(s, len);
+        if (!j)
+            snprintf(c->why, sizeof c->why, "a string is not valid UTF-8");
+        return j;
+    }
+    case LUA_TTABLE:
+        break;
+    default:
+        snprintf(c->why, sizeof c->why, "a %s value has no JSON form", luaL_typename(L, idx));
+        return NULL;
+    }
+    if (tfs_lua_is_null(c->rt, L, idx))
+        return json_null();
+    return table_to_json(c, idx, depth);
+}
+
+/* A table as a JSON array (marked, or a sequence) or object. */
+static json_t *table_to_json(jctx *c, int idx, int depth)
+{
+    lua_State *L = c->L;
+    json_t *j;
+    if (tfs_lua_is_marked_array(c->rt, L, idx) || is_sequence(L, idx)) {
+        j = json_array();
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        for (lua_Integer i = 1; j && i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            json_t *v = to_json(c, lua_gettop(L), depth + 1);
+            lua_pop(L, 1);
+            if (!v || json_array_append_new(j, v) != 0) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    }
+    j = json_object();
+    lua_pushnil(L);
+    while (j && lua_next(L, idx)) {
+        char kb[32];
+        const char *k;
+        size_t klen;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            k = lua_tolstring(L, -2, &klen);
+        } else if (lua_isinteger(L, -2)) {
+            klen = (size_t)snprintf(kb, sizeof kb, "%" PRId64, (int64_t)lua_tointeger(L, -2));
+            k = kb;
+        } else {
+            snprintf(c->why, sizeof c->why, "a table key of type %s has no JSON form",
+                     luaL_typename(L, -2));
+            lua_pop(L, 2);
+            json_decref(j);
+            return NULL;
+        }
+        if (klen > c->budget) {
+            snprintf(c->why, sizeof c->why, "JSON text longer than %zu bytes",
+                     c->rt->limits.max_string);
+            lua_pop(L, 2);
+            json_decref(j);
+            return NULL;
+        }
+        c->budget -= klen;
+        json_t *v = to_json(c, lua_gettop(L), depth + 1);
+        lua_pop(L, 1);
+        if (!v || json_object_setn_new(j, k, klen, v) != 0) {
+            if (v == NULL && !c->why[0])
+                snprintf(c->why, sizeof c->why, "out of memory");
+            else if (v && !c->why[0])
+                snprintf(c->why, sizeof c->why, "a key is not valid UTF-8");
+            lua_pop(L, 1);
+            json_decref(j);
+            return NULL;
+        }
+    }
+    if (!j && !c->why[0])
+        snprintf(c->why, sizeof c->why, "out of memory");
+    return j;
+}
+
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+    tfs_lua *rt = data;
+    if (rt->jbuf.len + size > rt->limits.max_string)
+        return -1;
+    return tfs_buf_append(&rt->jbuf, buffer, size);
+}
+
+static int store_field(tfs_lua *rt, lua_State *L, tfs_record *rec, size_t fi, int vidx,
+                       const char *ename)
+{
+    tfs_value *v = &rec->values[fi];
+    const char *fname = rec->entity->fields[fi].name;
+    switch (lua_type(L, vidx)) {
+    case LUA_TNIL:
+        *v = (tfs_value){.type = TFS_SDK_NULL};
+        return 0;
+    case LUA_TBOOLEAN:
+        *v = (tfs_value){.type = TFS_SDK_BOOL, .u.b = lua_toboolean(L, vidx)};
+        return 0;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, vidx))
+            *v = (tfs_value){.type = TFS_SDK_INT64, .u.i = (int64_t)lua_tointeger(L, vidx)};
+        else
+            *v = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = (double)lua_tonumber(L, vidx)};
+        return 0;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, vidx, &len);
+        if (len > rt->limits.max_string)
+            return tfs_lua_conv_error(rt, TFS_ELIMIT, "field \"%s\" of \"%s\": string of %zu bytes "
+                                              "is longer than the limit of %zu",
+                              fname, ename, len, rt->limits.max_string);
+        if (tfs_record_set_text(rec, fi, TFS_SDK_TEXT, s, len) != 0)
+            return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory", fname,
+                              ename);
+        return 0;
+    }
+    case LUA_TTABLE: {
+        if (tfs_lua_is_null(rt, L, vidx)) {
+            *v = (tfs_value){.type = TFS_SDK_NULL};
+            return 0;
+        }
+        jctx c = {.rt = rt, .L = L, .budget = rt->limits.max_string};
+        json_t *j = to_json(&c, vidx, 0);
+        if (!j)
+            return tfs_lua_conv_error(rt, strstr(c.why, "longer than") ? TFS_ELIMIT : TFS_EINVAL,
+                              "field \"%s\" of \"%s\": could not encode the table as JSON: "
+                              "%s",
+                              fname, ename, c.why);
+        tfs_buf_reset(&rt->jbuf);
+        int dr = json_dump_callback(j, dump_cb, rt, JSON_COMPACT | JSON_SORT_KEYS |
+                                                        JSON_ENCODE_ANY);
+        json_decref(j);
+        if (dr != 0 || rt->jbuf.oom)
+            return tfs_lua_conv_error(rt, rt->jbuf.oom ? TFS_ENOMEM : TFS_ELIMIT,
+                              "field \"%s\" of \"%s\": JSON text longer than %zu bytes",
+                              fname, ename, rt->limits.max_string);
+        if (tfs_record_set_text(rec, fi, TFS_SDK_JSON, tfs_buf_str(&rt->jbuf), rt->jbuf.len))
+            return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory", fname,
+                              ename);
+        return 0;
+    }
+    default:
+        return tfs_lua_conv_error(rt, TFS_EINVAL, "field \"%s\" of \"%s\": cannot store a %s value",
+                          fname, ename, luaL_typename(L, vidx));
+    }
+}
+
+static void hint_fields(tfs_lua *rt, const tfs_sdk_entity *e)
+{
+    size_t len = (size_t)snprintf(rt->conv_hint, sizeof rt->conv_hint, "\"%s\" has the "
+                                  "fields: ", e->name);
+    for (size_t i = 0; i < e->n_fields && len < sizeof rt->conv_hint; i++)
+        len += (size_t)snprintf(rt->conv_hint + len, sizeof rt->conv_hint - len, "%s%s",
+                                i ? ", " : "", e->fields[i].name);
+}
+
+/* Converts the record table at ridx to a new record of the entity of ei. */
+static int convert_record(tfs_lua *rt, lua_State *L, int ridx, const tfs_lua_ent *ei,
+                          tfs_record **out)
+{
+    const tfs_sdk_entity *e = ei->e;
+    tfs_record *rec = tfs_record_new(rt->arena, e);
+    if (!rec)
+        return tfs_lua_conv_error(rt, TFS_ENOMEM, "out of memory building a \"%s\" record", e->name);
+    lua_pushnil(L);
+    while (lua_next(L, ridx)) {
+        size_t klen;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a \"%s\" record with a %s "
+                                              "key; field names are strings",
+                              e->name, luaL_typename(L, -2));
+        const char *k = lua_tolstring(L, -2, &klen);
+        long fi = field_of(ei, k, klen);
+        if (fi < 0) {
+            int rc = tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned unknown field \"%s\" for "
+                                                "entity \"%s\"",
+                                k, e->name);
+            hint_fields(rt, e);
+            return rc;
+        }
+        int rc = store_field(rt, L, rec, (size_t)fi, lua_gettop(L), e->name);
+        if (rc != 0)
+            return rc;
+        lua_pop(L, 1);
+    }
+    *out = rec;
+    return 0;
+}
+
+/* How many records an entity's value holds: -1 when it is not a record or a list. */
+static long count_records(tfs_lua *rt, lua_State *L, int vidx)
+{
+    if (lua_type(L, vidx) != LUA_TTABLE)
+        return -1;
+    if (tfs_lua_is_null(rt, L, vidx))
+        return 0;
+    int t = lua_rawgeti(L, vidx, 1);
+    lua_pop(L, 1);
+    if (t == LUA_TTABLE)
+        return (long)lua_rawlen(L, vidx);
+    if (tfs_lua_is_marked_array(rt, L, vidx) && lua_rawlen(L, vidx) == 0)
+        return 0;
+    lua_pushnil(L);
+    if (!lua_next(L, vidx))
+        return 0;
+    lua_pop(L, 2);
+    return 1;
+}
+
+int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res)
+{
+    tfs_lua_output *out = rt->out;
+    if (lua_isnil(L, res) || tfs_lua_is_null(rt, L, res))
+        return 0;
+    if (lua_type(L, res) != LUA_TTABLE)
+        return tfs_lua_conv_error(rt, TFS_EINVAL, "map() must return a table keyed by target entity "
+                                          "(or nil), not a %s",
+                          luaL_typename(L, res));
+    size_t total = 0;
+    lua_pushnil(L);
+    while (lua_next(L, res)) {
+        size_t klen = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+        size_t j = 0;
+        while (k && j < rt->n_targets &&
+               !(strlen(rt->targets[j]->name) == klen && memcmp(rt->targets[j]->name, k,
+                                                                klen) == 0))
+            j++;
+        if (!k || j == rt->n_targets) {
+            int rc = tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned unknown entity \"%s\"",
+                                k ? k : luaL_typename(L, -2));
+            if (rt->n_targets) {
+                size_t len = (size_t)snprintf(rt->conv_hint, sizeof rt->conv_hint,
+                                              "this mapping produces: ");
+                for (size_t i = 0; i < rt->n_targets && len < sizeof rt->conv_hint; i++)
+                    len += (size_t)snprintf(rt->conv_hint + len, sizeof rt->conv_hint - len,
+                                            "%s%s", i ? ", " : "", rt->targets[i]->name);
+            } else {
+                snprintf(rt->conv_hint, sizeof rt->conv_hint,
+                         "this mapping produces no target entities");
+            }
+            return rc;
+        }
+        long n = count_records(rt, L, lua_gettop(L));
+        if (n < 0)
+            return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a %s for \"%s\"; expected a "
+                                              "record table or a list of them",
+                              luaL_typename(L, -1), k);
+        total += (size_t)n;
+        lua_pop(L, 1);
+    }
+    if (total == 0)
+        return 0;
+    if (total > MAX_OUTPUT_RECORDS)
+        return tfs_lua_conv_error(rt, TFS_ELIMIT, "map() returned %zu records; at most %d are allowed "
+                                          "for one source record",
+                          total, MAX_OUTPUT_RECORDS);
+    out->recs = tfs_arena_alloc(rt->arena, total * sizeof *out->recs);
+    if (!out->recs)
+        return tfs_lua_conv_error(rt, TFS_ENOMEM, "out of memory");
+    for (size_t j = 0; j < rt->n_targets; j++) {
+        const tfs_sdk_entity *e = rt->targets[j];
+        lua_pushstring(L, e->name);
+        if (lua_rawget(L, res) == LUA_TNIL) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int v = lua_gettop(L);
+        long n = count_records(rt, L, v);
+        if (n > 0) {
+            const tfs_lua_ent *ei = push_ent_info(rt, L, e);
+            int t = lua_rawgeti(L, v, 1);
+            lua_pop(L, 1);
+            if (t == LUA_TTABLE) {
+                for (long i = 1; i <= n; i++) {
+                    if (lua_rawgeti(L, v, i) != LUA_TTABLE || tfs_lua_is_null(rt, L, -1))
+                        return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a list for \"%s\" "
+                                                          "whose element %ld is a %s, not a "
+                                                          "record table",
+                                          e->name, i, luaL_typename(L, -1));
+                    int rc = convert_record(rt, L, lua_gettop(L), ei, &out->recs[out->n]);
+                    if (rc != 0)
+                        return rc;
+                    out->n++;
+                    lua_pop(L, 1);
+                }
+            } else {
+                int rc = convert_record(rt, L, v, ei, &out->recs[out->n]);
+                if (rc != 0)
+                    return rc;
+                out->n++;
+            }
+        }
+        lua_settop(L, v - 1);
+    }
+    return 0;
+}
