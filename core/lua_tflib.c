@@ -209,22 +209,43 @@ static int tf_num(lua_State *L)
     return 1;
 }
 
+#define SQFT_PER_ACRE 43560
+
 static int tf_sqft_to_acres(lua_State *L)
 {
     if (!num_arg(L, 1, "tf.sqft_to_acres"))
         return 0;
-    lua_pushnumber(L, lua_tonumber(L, -1) / 43560.0);
+    lua_pushnumber(L, lua_tonumber(L, -1) / (lua_Number)SQFT_PER_ACRE);
     return 1;
+}
+
+/* *out = a * b, or false when the product does not fit in a lua_Integer. */
+static bool checked_mul(lua_Integer a, lua_Integer b, lua_Integer *out)
+{
+    if (a != 0 && b != 0) {
+        if (a > 0 ? (b > 0 ? a > LUA_MAXINTEGER / b : b < LUA_MININTEGER / a)
+                  : (b > 0 ? a < LUA_MININTEGER / b : a < LUA_MAXINTEGER / b))
+            return false;
+    }
+    *out = a * b;
+    return true;
 }
 
 static int tf_acres_to_sqft(lua_State *L)
 {
     if (!num_arg(L, 1, "tf.acres_to_sqft"))
         return 0;
-    if (lua_isinteger(L, -1))
-        lua_pushinteger(L, lua_tointeger(L, -1) * 43560);
-    else
-        lua_pushnumber(L, lua_tonumber(L, -1) * 43560.0);
+    if (lua_isinteger(L, -1)) {
+        /* Checked: a signed overflow in C is undefined behaviour, not Lua's wrap-around. */
+        lua_Integer acres = lua_tointeger(L, -1), sqft;
+        if (!checked_mul(acres, SQFT_PER_ACRE, &sqft))
+            return luaL_error(L, "tf.acres_to_sqft: %I acres is out of range: the square "
+                                 "feet do not fit in a 64-bit integer",
+                              acres);
+        lua_pushinteger(L, sqft);
+    } else {
+        lua_pushnumber(L, lua_tonumber(L, -1) * (lua_Number)SQFT_PER_ACRE);
+    }
     return 1;
 }
 
