@@ -137,37 +137,6 @@ static void push_json(tfs_lua *rt, lua_State *L, json_t *j, int depth)
     }
 }
 
-/* A DECIMAL's text as a Lua number: an integer when it has no fractional part and fits. */
-static void push_decimal(lua_State *L, const char *s, size_t len)
-{
-    const char *p = s, *end = s + len;
-    bool neg = false;
-    if (p < end && (*p == '-' || *p == '+'))
-        neg = *p++ == '-';
-    uint64_t acc = 0;
-    bool ok = p < end && *p >= '0' && *p <= '9';
-    while (ok && p < end && *p >= '0' && *p <= '9') {
-        unsigned dgt = (unsigned)(*p - '0');
-        if (acc > (UINT64_MAX - dgt) / 10) {
-            ok = false;
-            break;
-        }
-        acc = acc * 10 + dgt;
-        p++;
-    }
-    if (ok && p < end && *p == '.') {
-        p++;
-        while (p < end && *p == '0')
-            p++;
-    }
-    if (ok && p == end && acc <= (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
-        lua_pushinteger(L, neg ? (lua_Integer)(0 - acc) : (lua_Integer)acc);
-        return;
-    }
-    if (lua_stringtonumber(L, s) == 0)
-        lua_pushlstring(L, s, len); /* not a number: let the script see the text */
-}
-
 /* __newindex of the source table: a key the script adds marks the table for a rebuild. */
 static int newindex_mark(lua_State *L)
 {
@@ -181,6 +150,9 @@ static int newindex_mark(lua_State *L)
 int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_record *src)
 {
     const tfs_sdk_entity *e = src->entity;
+    if (tfs_lua_decimals_begin(rt, src->n) != 0)
+        return tfs_lua_conv_error(rt, TFS_ENOMEM, "out of memory reading a \"%s\" record",
+                                  e->name);
     push_ent_info(rt, L, e);
     int info = lua_gettop(L);
     if (s->rec_ref != LUA_NOREF && s->rec_entity == e && !s->rec_dirty) {
@@ -222,7 +194,7 @@ int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_
             lua_pushnumber(L, v->u.f);
             break;
         case TFS_SDK_DECIMAL:
-            push_decimal(L, v->u.s, v->len);
+            tfs_lua_push_decimal(rt, L, v->u.s, v->len);
             break;
         case TFS_SDK_JSON:
             if (v->len == 2 && v->u.s[0] == '[' && v->u.s[1] == ']') {
@@ -408,6 +380,27 @@ static int dump_cb(const char *buffer, size_t size, void *data)
     return tfs_buf_append(&rt->jbuf, buffer, size);
 }
 
+/* A float into a DECIMAL or TEXT field becomes text here, where the source decimals of the
+ * call are known (lua_decimal.c), so that a copied decimal keeps its digits; into any other
+ * field it stays a float for the validator. So do a NaN and an infinity, which no decimal
+ * holds: the validator refuses them with the field's name. */
+static int store_float(tfs_lua *rt, tfs_record *rec, size_t fi, double d, const char *ename)
+{
+    tfs_sdk_type want = rec->entity->fields[fi].type;
+    char buf[400]; /* the plain form of a double's shortest text is at most 345 bytes */
+    const char *text;
+    size_t len;
+    if ((want != TFS_SDK_DECIMAL && want != TFS_SDK_TEXT) ||
+        tfs_lua_float_text(rt, d, want == TFS_SDK_DECIMAL, buf, sizeof buf, &text, &len) != 0) {
+        rec->values[fi] = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = d};
+        return 0;
+    }
+    if (tfs_record_set_text(rec, fi, want, text, len) != 0)
+        return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory",
+                                  rec->entity->fields[fi].name, ename);
+    return 0;
+}
+
 static int store_field(tfs_lua *rt, lua_State *L, tfs_record *rec, size_t fi, int vidx,
                        const char *ename)
 {
@@ -424,7 +417,7 @@ static int store_field(tfs_lua *rt, lua_State *L, tfs_record *rec, size_t fi, in
         if (lua_isinteger(L, vidx))
             *v = (tfs_value){.type = TFS_SDK_INT64, .u.i = (int64_t)lua_tointeger(L, vidx)};
         else
-            *v = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = (double)lua_tonumber(L, vidx)};
+            return store_float(rt, rec, fi, (double)lua_tonumber(L, vidx), ename);
         return 0;
     case LUA_TSTRING: {
         size_t len;

@@ -5,8 +5,9 @@
  * The runtime is split by concern: lua_transform.c (the public façade: create, free, load,
  * map), lua_sandbox.c (the capped allocator, the instruction budget, script environments,
  * require, errors of protected calls), lua_tflib.c (the tf helper module), lua_script.c
- * (script files, reload on change, lookup tables) and lua_convert.c (records to Lua and Lua
- * to records). Only lua_transform.h is public.
+ * (script files, reload on change, lookup tables), lua_convert.c (records to Lua and Lua
+ * to records) and lua_decimal.c (decimals as exact text both ways). Only lua_transform.h
+ * is public.
  */
 #ifndef TFS_LUA_INTERNAL_H
 #define TFS_LUA_INTERNAL_H
@@ -82,6 +83,14 @@ typedef struct tfs_lua_lookup {
     int ref; /* the code -> value table, LUA_NOREF when it must be (re)read */
 } tfs_lua_lookup;
 
+/* A source decimal of the current call that entered Lua as a float (lua_decimal.c). */
+typedef struct tfs_lua_srcdec {
+    double d;
+    const char *text; /* borrowed from the source record, for the call */
+    size_t len;
+    bool ambiguous; /* another source decimal of a different value has this double */
+} tfs_lua_srcdec;
+
 /* What the state is doing, for the allocator and the message handler. */
 enum { TFS_LUA_IDLE, TFS_LUA_IN_LUA, TFS_LUA_CONVERT };
 
@@ -122,6 +131,8 @@ struct tfs_lua {
     const char *load_buf;
     size_t load_len;
     json_t *pending_json; /* freed after the protected call, whatever happened */
+    tfs_lua_srcdec *decs; /* tfs_malloc'd, grown to the widest source entity */
+    size_t n_decs, cap_decs;
 
     /* an error found by C code during a call (not a Lua error) */
     int conv_code;
@@ -223,5 +234,20 @@ int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_
 int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res);
 /* Drops the entity cache (its registry references and name arrays). */
 void tfs_lua_ents_flush(tfs_lua *rt);
+
+/* ---- lua_decimal.c ------------------------------------------------------------------- */
+
+/* Starts a call's source decimals: forgets the last call's and makes room for n_fields.
+ * Returns 0 or TFS_ENOMEM. */
+int tfs_lua_decimals_begin(tfs_lua *rt, size_t n_fields);
+/* Pushes a source DECIMAL's text as a Lua number (an integer when it has no fractional
+ * part and fits) and, when it becomes a float, remembers its text for the call. */
+void tfs_lua_push_decimal(tfs_lua *rt, lua_State *L, const char *s, size_t len);
+/* The text of a float going to a record: the text of the source decimal it is, unchanged,
+ * else its shortest round-trip text; without an exponent when plain is set. *text is buf
+ * or borrowed from the source record (for the call). Returns 0, TFS_EINVAL for a NaN or an
+ * infinity, or TFS_ELIMIT when buf (at least 32 bytes) is too small. */
+int tfs_lua_float_text(tfs_lua *rt, double d, bool plain, char *buf, size_t size,
+                       const char **text, size_t *len);
 
 #endif

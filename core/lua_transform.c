@@ -22,6 +22,8 @@
 
 #include <lauxlib.h>
 
+#include "alloc.h"
+
 /* The limits' defaults. config.c holds a copy for the configuration's own defaults. */
 #define DEFAULT_MEMORY ((size_t)64 << 20)
 #define DEFAULT_INSTRUCTIONS UINT64_C(10000000)
@@ -94,6 +96,7 @@ void tfs_lua_free(tfs_lua *rt)
     tfs_buf_free(&rt->trace);
     tfs_buf_free(&rt->scratch);
     tfs_buf_free(&rt->jbuf);
+    tfs_free(rt->decs);
     free(rt->dir);
     rt->magic = 0;
     free(rt);

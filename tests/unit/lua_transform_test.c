@@ -881,9 +881,13 @@ static void expect_number(const tfs_record *r, const char *field, double want)
     int f = tfs_entity_field_index(r->entity, field);
     cr_assert_geq(f, 0, "no field %s", field);
     const tfs_value *v = &r->values[f];
-    cr_assert(v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64,
+    cr_assert(v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64 ||
+                  v->type == TFS_SDK_DECIMAL,
               "%s: expected a number, got %s", field, tfs_type_name(v->type));
-    double got = v->type == TFS_SDK_INT64 ? (double)v->u.i : v->u.f;
+    /* a float into a decimal field arrives as decimal text (lua_decimal.c) */
+    double got = v->type == TFS_SDK_INT64    ? (double)v->u.i
+                 : v->type == TFS_SDK_DECIMAL ? strtod(v->u.s, NULL)
+                                              : v->u.f;
     cr_expect_float_eq(got, want, 1e-9, "%s: expected %g, got %g", field, want, got);
 }
 
@@ -902,6 +906,7 @@ Test(lua, pacs_to_cama_without_situs)
     expect_text(p, "luc", "101");
     expect_text(p, "nbhd", "N100");
     expect_number(p, "acres", 0.25);
+    expect_text(p, "acres", "0.2500"); /* the source's own digits */
     static const char *const situs[] = {"adrno", "adradd", "adrdir", "adrstr", "adrsuf",
                                         "unitno", "cityname", "statecode", "postalcode",
                                         "deactivat", "wen", "who"};
