@@ -12,13 +12,15 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
-#define MAX_JSON_DEPTH 64
+#include "alloc.h"
+
 #define MAX_OUTPUT_RECORDS 100000 /* target records from one source record */
 
 /* ---- records to Lua ------------------------------------------------------------------ */
@@ -27,7 +29,7 @@ void tfs_lua_ents_flush(tfs_lua *rt)
 {
     for (size_t i = 0; i < rt->n_ents; i++) {
         luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ents[i].ref);
-        free(rt->ents[i].names);
+        tfs_free(rt->ents[i].names);
     }
     rt->n_ents = 0;
 }
@@ -45,7 +47,7 @@ static tfs_lua_ent *push_ent_info(tfs_lua *rt, lua_State *L, const tfs_sdk_entit
     }
     if (rt->n_ents == TFS_LUA_MAX_ENT_CACHE)
         tfs_lua_ents_flush(rt);
-    luaL_checkstack(L, 4, NULL);
+    tfs_lua_checkstack(rt, L, 4);
     int n = e->n_fields > INT_MAX / 2 ? INT_MAX / 2 : (int)e->n_fields;
     lua_createtable(L, n, n);
     int t = lua_gettop(L);
@@ -59,10 +61,10 @@ static tfs_lua_ent *push_ent_info(tfs_lua *rt, lua_State *L, const tfs_sdk_entit
     lua_pushvalue(L, t);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* No Lua allocation from here on, so nothing can leak. */
-    const char **names = malloc((e->n_fields ? e->n_fields : 1) * sizeof *names);
+    const char **names = tfs_malloc((e->n_fields ? e->n_fields : 1) * sizeof *names);
     if (!names) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        luaL_error(L, "out of memory");
+        tfs_lua_raise_oom(rt, L);
     }
     for (size_t i = 0; i < e->n_fields; i++) {
         lua_rawgeti(L, t, (lua_Integer)i + 1);
@@ -86,55 +88,6 @@ static long field_of(const tfs_lua_ent *ei, const char *k, size_t klen)
         if (strlen(ei->fields[i].name) == klen && memcmp(ei->fields[i].name, k, klen) == 0)
             return (long)i;
     return -1;
-}
-
-static void push_json(tfs_lua *rt, lua_State *L, json_t *j, int depth)
-{
-    if (depth > MAX_JSON_DEPTH)
-        luaL_error(L, "JSON nested deeper than %d levels", MAX_JSON_DEPTH);
-    luaL_checkstack(L, 4, NULL);
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        const char *k;
-        json_t *v;
-        size_t n = json_object_size(j);
-        lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
-        json_object_foreach(j, k, v) {
-            push_json(rt, L, v, depth + 1);
-            lua_setfield(L, -2, k);
-        }
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(j);
-        lua_createtable(L, n > INT_MAX ? INT_MAX : (int)n, 0);
-        for (size_t i = 0; i < n; i++) {
-            push_json(rt, L, json_array_get(j, i), depth + 1);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, rt->array_mt_ref);
-        lua_setmetatable(L, -2);
-        break;
-    }
-    case JSON_STRING:
-        lua_pushlstring(L, json_string_value(j), json_string_length(j));
-        break;
-    case JSON_INTEGER:
-        lua_pushinteger(L, (lua_Integer)json_integer_value(j));
-        break;
-    case JSON_REAL:
-        lua_pushnumber(L, json_real_value(j));
-        break;
-    case JSON_TRUE:
-        lua_pushboolean(L, 1);
-        break;
-    case JSON_FALSE:
-        lua_pushboolean(L, 0);
-        break;
-    default:
-        tfs_lua_push_null(rt, L);
-        break;
-    }
 }
 
 /* __newindex of the source table: a key the script adds marks the table for a rebuild. */
@@ -202,15 +155,11 @@ int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_
                 lua_rawgeti(L, LUA_REGISTRYINDEX, rt->array_mt_ref);
                 lua_setmetatable(L, -2);
             } else {
-                json_error_t je;
-                rt->pending_json = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, &je);
-                if (!rt->pending_json)
-                    return tfs_lua_conv_error(rt, TFS_EINVAL, "source field \"%s\" holds invalid "
-                                                      "JSON: %s",
-                                      e->fields[i].name, je.text);
-                push_json(rt, L, rt->pending_json, 0);
-                json_decref(rt->pending_json);
-                rt->pending_json = NULL;
+                char why[160];
+                if (tfs_lua_push_json(rt, L, v->u.s, v->len, why, sizeof why) != 0)
+                    return tfs_lua_conv_error(rt, TFS_EINVAL, "source field \"%s\" holds "
+                                                              "invalid JSON: %s",
+                                              e->fields[i].name, why);
             }
             break;
         default:
@@ -230,8 +179,41 @@ typedef struct jctx {
     tfs_lua *rt;
     lua_State *L;
     size_t budget; /* bytes of JSON text still allowed, roughly */
+    int code;      /* of the failure: TFS_EINVAL, TFS_ELIMIT or TFS_ENOMEM */
     char why[200];
 } jctx;
+
+static json_t *jfail(jctx *c, int code, const char *fmt, ...) TFS_PRINTF(3, 4);
+static json_t *jfail(jctx *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
+    c->code = code;
+    return NULL;
+}
+
+static json_t *too_long(jctx *c)
+{
+    return jfail(c, TFS_ELIMIT, "JSON text longer than %zu bytes", c->rt->limits.max_string);
+}
+
+/* jansson refuses a string or a key that is not UTF-8 and fails to allocate alike, with
+ * NULL or -1: plain ASCII (the common case) is valid, so then it was memory; otherwise a
+ * copy without the check tells the two apart. */
+static json_t *text_failed(jctx *c, const char *s, size_t len, const char *what)
+{
+    size_t i = 0;
+    while (i < len && (unsigned char)s[i] < 0x80)
+        i++;
+    json_t *probe = i < len ? json_stringn_nocheck(s, len) : NULL;
+    if (probe) {
+        json_decref(probe);
+        return jfail(c, TFS_EINVAL, "%s is not valid UTF-8", what);
+    }
+    return jfail(c, TFS_ENOMEM, "out of memory");
+}
 
 static json_t *table_to_json(jctx *c, int idx, int depth);
 
@@ -253,24 +235,19 @@ static bool is_sequence(lua_State *L, int idx)
     return count == n;
 }
 
+/* The value at idx as a new JSON value, or NULL with c->code and c->why. Allocates only
+ * through jansson and raises no Lua error, so a failure leaks nothing. */
 static json_t *to_json(jctx *c, int idx, int depth)
 {
     lua_State *L = c->L;
     json_t *j = NULL;
-    if (depth > MAX_JSON_DEPTH) {
-        snprintf(c->why, sizeof c->why, "tables nested deeper than %d levels (a cycle?)",
-                 MAX_JSON_DEPTH);
-        return NULL;
-    }
-    if (!lua_checkstack(L, 4)) {
-        snprintf(c->why, sizeof c->why, "out of Lua stack");
-        return NULL;
-    }
-    if (c->budget < 8) {
-        snprintf(c->why, sizeof c->why, "JSON text longer than %zu bytes",
-                 c->rt->limits.max_string);
-        return NULL;
-    }
+    if (depth > TFS_LUA_MAX_JSON_DEPTH)
+        return jfail(c, TFS_EINVAL, "tables nested deeper than %d levels (a cycle?)",
+                     TFS_LUA_MAX_JSON_DEPTH);
+    if (!lua_checkstack(L, 4))
+        return jfail(c, TFS_ENOMEM, "out of Lua stack");
+    if (c->budget < 8)
+        return too_long(c);
     c->budget -= 8;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -279,35 +256,28 @@ static json_t *to_json(jctx *c, int idx, int depth)
         return json_boolean(lua_toboolean(L, idx));
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
-            return json_integer((json_int_t)lua_tointeger(L, idx));
-        if (!isfinite(lua_tonumber(L, idx))) {
-            snprintf(c->why, sizeof c->why, "NaN and infinity have no JSON form");
-            return NULL;
-        }
-        return json_real(lua_tonumber(L, idx));
+            j = json_integer((json_int_t)lua_tointeger(L, idx));
+        else if (!isfinite(lua_tonumber(L, idx)))
+            return jfail(c, TFS_EINVAL, "NaN and infinity have no JSON form");
+        else
+            j = json_real(lua_tonumber(L, idx));
+        return j ? j : jfail(c, TFS_ENOMEM, "out of memory");
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        if (len > c->budget) {
-            snprintf(c->why, sizeof c->why, "JSON text longer than %zu bytes",
-                     c->rt->limits.max_string);
-            return NULL;
-        }
+        if (len > c->budget)
+            return too_long(c);
         c->budget -= len;
         j = json_stringn(s, len);
-        if (!j)
-            snprintf(c->why, sizeof c->why, "a string is not valid UTF-8");
-        return j;
+        return j ? j : text_failed(c, s, len, "a string");
     }
     case LUA_TTABLE:
-        break;
+        if (tfs_lua_is_null(c->rt, L, idx))
+            return json_null();
+        return table_to_json(c, idx, depth);
     default:
-        snprintf(c->why, sizeof c->why, "a %s value has no JSON form", luaL_typename(L, idx));
-        return NULL;
+        return jfail(c, TFS_EINVAL, "a %s value has no JSON form", luaL_typename(L, idx));
     }
-    if (tfs_lua_is_null(c->rt, L, idx))
-        return json_null();
-    return table_to_json(c, idx, depth);
 }
 
 /* A table as a JSON array (marked, or a sequence) or object. */
@@ -317,21 +287,25 @@ static json_t *table_to_json(jctx *c, int idx, int depth)
     json_t *j;
     if (tfs_lua_is_marked_array(c->rt, L, idx) || is_sequence(L, idx)) {
         j = json_array();
+        if (!j)
+            return jfail(c, TFS_ENOMEM, "out of memory");
         lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-        for (lua_Integer i = 1; j && i <= n; i++) {
+        for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, i);
             json_t *v = to_json(c, lua_gettop(L), depth + 1);
             lua_pop(L, 1);
             if (!v || json_array_append_new(j, v) != 0) {
                 json_decref(j);
-                return NULL;
+                return v ? jfail(c, TFS_ENOMEM, "out of memory") : NULL;
             }
         }
         return j;
     }
     j = json_object();
+    if (!j)
+        return jfail(c, TFS_ENOMEM, "out of memory");
     lua_pushnil(L);
-    while (j && lua_next(L, idx)) {
+    while (lua_next(L, idx)) {
         char kb[32];
         const char *k;
         size_t klen;
@@ -341,43 +315,76 @@ static json_t *table_to_json(jctx *c, int idx, int depth)
             klen = (size_t)snprintf(kb, sizeof kb, "%" PRId64, (int64_t)lua_tointeger(L, -2));
             k = kb;
         } else {
-            snprintf(c->why, sizeof c->why, "a table key of type %s has no JSON form",
-                     luaL_typename(L, -2));
+            jfail(c, TFS_EINVAL, "a table key of type %s has no JSON form",
+                  luaL_typename(L, -2));
             lua_pop(L, 2);
             json_decref(j);
             return NULL;
         }
+        json_t *v = NULL;
         if (klen > c->budget) {
-            snprintf(c->why, sizeof c->why, "JSON text longer than %zu bytes",
-                     c->rt->limits.max_string);
-            lua_pop(L, 2);
-            json_decref(j);
-            return NULL;
+            too_long(c);
+        } else {
+            c->budget -= klen;
+            v = to_json(c, lua_gettop(L), depth + 1);
+            /* setn_new takes v over, also when it fails */
+            if (v && json_object_setn_new(j, k, klen, v) != 0) {
+                text_failed(c, k, klen, "a key");
+                v = NULL;
+            }
         }
-        c->budget -= klen;
-        json_t *v = to_json(c, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
-        if (!v || json_object_setn_new(j, k, klen, v) != 0) {
-            if (v == NULL && !c->why[0])
-                snprintf(c->why, sizeof c->why, "out of memory");
-            else if (v && !c->why[0])
-                snprintf(c->why, sizeof c->why, "a key is not valid UTF-8");
+        if (!v) {
             lua_pop(L, 1);
             json_decref(j);
             return NULL;
         }
     }
-    if (!j && !c->why[0])
-        snprintf(c->why, sizeof c->why, "out of memory");
     return j;
 }
 
+/* json_dump_callback's sink: rt->jbuf, up to the output string limit. */
+typedef struct dump_ctx {
+    tfs_lua *rt;
+    bool too_long;
+} dump_ctx;
+
 static int dump_cb(const char *buffer, size_t size, void *data)
 {
-    tfs_lua *rt = data;
-    if (rt->jbuf.len + size > rt->limits.max_string)
+    dump_ctx *d = data;
+    if (d->rt->jbuf.len + size > d->rt->limits.max_string) {
+        d->too_long = true;
         return -1;
-    return tfs_buf_append(&rt->jbuf, buffer, size);
+    }
+    return tfs_buf_append(&d->rt->jbuf, buffer, size);
+}
+
+/* A table into a field as JSON text. */
+static int store_json(tfs_lua *rt, lua_State *L, tfs_record *rec, size_t fi, int vidx,
+                      const char *ename)
+{
+    const char *fname = rec->entity->fields[fi].name;
+    jctx c = {.rt = rt, .L = L, .budget = rt->limits.max_string};
+    json_t *j = to_json(&c, vidx, 0);
+    if (!j)
+        return tfs_lua_conv_error(rt, c.code,
+                                  "field \"%s\" of \"%s\": could not encode the table as "
+                                  "JSON: %s",
+                                  fname, ename, c.why);
+    tfs_buf_reset(&rt->jbuf);
+    dump_ctx d = {.rt = rt};
+    int dr = json_dump_callback(j, dump_cb, &d, JSON_COMPACT | JSON_SORT_KEYS |
+                                                    JSON_ENCODE_ANY);
+    json_decref(j);
+    if (d.too_long)
+        return tfs_lua_conv_error(rt, TFS_ELIMIT,
+                                  "field \"%s\" of \"%s\": JSON text longer than %zu bytes",
+                                  fname, ename, rt->limits.max_string);
+    if (dr != 0 || rt->jbuf.oom ||
+        tfs_record_set_text(rec, fi, TFS_SDK_JSON, tfs_buf_str(&rt->jbuf), rt->jbuf.len))
+        return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory",
+                                  fname, ename);
+    return 0;
 }
 
 /* A float into a DECIMAL or TEXT field becomes text here, where the source decimals of the
@@ -423,12 +430,12 @@ static int store_field(tfs_lua *rt, lua_State *L, tfs_record *rec, size_t fi, in
         size_t len;
         const char *s = lua_tolstring(L, vidx, &len);
         if (len > rt->limits.max_string)
-            return tfs_lua_conv_error(rt, TFS_ELIMIT, "field \"%s\" of \"%s\": string of %zu bytes "
-                                              "is longer than the limit of %zu",
-                              fname, ename, len, rt->limits.max_string);
+            return tfs_lua_conv_error(rt, TFS_ELIMIT, "field \"%s\" of \"%s\": string of %zu "
+                                                      "bytes is longer than the limit of %zu",
+                                      fname, ename, len, rt->limits.max_string);
         if (tfs_record_set_text(rec, fi, TFS_SDK_TEXT, s, len) != 0)
-            return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory", fname,
-                              ename);
+            return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory",
+                                      fname, ename);
         return 0;
     }
     case LUA_TTABLE: {
@@ -436,29 +443,12 @@ static int store_field(tfs_lua *rt, lua_State *L, tfs_record *rec, size_t fi, in
             *v = (tfs_value){.type = TFS_SDK_NULL};
             return 0;
         }
-        jctx c = {.rt = rt, .L = L, .budget = rt->limits.max_string};
-        json_t *j = to_json(&c, vidx, 0);
-        if (!j)
-            return tfs_lua_conv_error(rt, strstr(c.why, "longer than") ? TFS_ELIMIT : TFS_EINVAL,
-                              "field \"%s\" of \"%s\": could not encode the table as JSON: "
-                              "%s",
-                              fname, ename, c.why);
-        tfs_buf_reset(&rt->jbuf);
-        int dr = json_dump_callback(j, dump_cb, rt, JSON_COMPACT | JSON_SORT_KEYS |
-                                                        JSON_ENCODE_ANY);
-        json_decref(j);
-        if (dr != 0 || rt->jbuf.oom)
-            return tfs_lua_conv_error(rt, rt->jbuf.oom ? TFS_ENOMEM : TFS_ELIMIT,
-                              "field \"%s\" of \"%s\": JSON text longer than %zu bytes",
-                              fname, ename, rt->limits.max_string);
-        if (tfs_record_set_text(rec, fi, TFS_SDK_JSON, tfs_buf_str(&rt->jbuf), rt->jbuf.len))
-            return tfs_lua_conv_error(rt, TFS_ENOMEM, "field \"%s\" of \"%s\": out of memory", fname,
-                              ename);
-        return 0;
+        return store_json(rt, L, rec, fi, vidx, ename);
     }
     default:
-        return tfs_lua_conv_error(rt, TFS_EINVAL, "field \"%s\" of \"%s\": cannot store a %s value",
-                          fname, ename, luaL_typename(L, vidx));
+        return tfs_lua_conv_error(rt, TFS_EINVAL,
+                                  "field \"%s\" of \"%s\": cannot store a %s value", fname,
+                                  ename, luaL_typename(L, vidx));
     }
 }
 
@@ -478,20 +468,21 @@ static int convert_record(tfs_lua *rt, lua_State *L, int ridx, const tfs_lua_ent
     const tfs_sdk_entity *e = ei->e;
     tfs_record *rec = tfs_record_new(rt->arena, e);
     if (!rec)
-        return tfs_lua_conv_error(rt, TFS_ENOMEM, "out of memory building a \"%s\" record", e->name);
+        return tfs_lua_conv_error(rt, TFS_ENOMEM, "out of memory building a \"%s\" record",
+                                  e->name);
     lua_pushnil(L);
     while (lua_next(L, ridx)) {
         size_t klen;
         if (lua_type(L, -2) != LUA_TSTRING)
-            return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a \"%s\" record with a %s "
-                                              "key; field names are strings",
-                              e->name, luaL_typename(L, -2));
+            return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a \"%s\" record with a "
+                                                      "%s key; field names are strings",
+                                      e->name, luaL_typename(L, -2));
         const char *k = lua_tolstring(L, -2, &klen);
         long fi = field_of(ei, k, klen);
         if (fi < 0) {
-            int rc = tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned unknown field \"%s\" for "
-                                                "entity \"%s\"",
-                                k, e->name);
+            int rc = tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned unknown field \"%s\" "
+                                                        "for entity \"%s\"",
+                                        k, e->name);
             hint_fields(rt, e);
             return rc;
         }
@@ -530,9 +521,9 @@ int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res)
     if (lua_isnil(L, res) || tfs_lua_is_null(rt, L, res))
         return 0;
     if (lua_type(L, res) != LUA_TTABLE)
-        return tfs_lua_conv_error(rt, TFS_EINVAL, "map() must return a table keyed by target entity "
-                                          "(or nil), not a %s",
-                          luaL_typename(L, res));
+        return tfs_lua_conv_error(rt, TFS_EINVAL, "map() must return a table keyed by target "
+                                                  "entity (or nil), not a %s",
+                                  luaL_typename(L, res));
     size_t total = 0;
     lua_pushnil(L);
     while (lua_next(L, res)) {
@@ -545,7 +536,7 @@ int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res)
             j++;
         if (!k || j == rt->n_targets) {
             int rc = tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned unknown entity \"%s\"",
-                                k ? k : luaL_typename(L, -2));
+                                        k ? k : luaL_typename(L, -2));
             if (rt->n_targets) {
                 size_t len = (size_t)snprintf(rt->conv_hint, sizeof rt->conv_hint,
                                               "this mapping produces: ");
@@ -560,18 +551,19 @@ int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res)
         }
         long n = count_records(rt, L, lua_gettop(L));
         if (n < 0)
-            return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a %s for \"%s\"; expected a "
-                                              "record table or a list of them",
-                              luaL_typename(L, -1), k);
+            return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a %s for \"%s\"; "
+                                                      "expected a record table or a list of "
+                                                      "them",
+                                      luaL_typename(L, -1), k);
         total += (size_t)n;
         lua_pop(L, 1);
     }
     if (total == 0)
         return 0;
     if (total > MAX_OUTPUT_RECORDS)
-        return tfs_lua_conv_error(rt, TFS_ELIMIT, "map() returned %zu records; at most %d are allowed "
-                                          "for one source record",
-                          total, MAX_OUTPUT_RECORDS);
+        return tfs_lua_conv_error(rt, TFS_ELIMIT, "map() returned %zu records; at most %d are "
+                                                  "allowed for one source record",
+                                  total, MAX_OUTPUT_RECORDS);
     out->recs = tfs_arena_alloc(rt->arena, total * sizeof *out->recs);
     if (!out->recs)
         return tfs_lua_conv_error(rt, TFS_ENOMEM, "out of memory");
@@ -591,10 +583,10 @@ int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res)
             if (t == LUA_TTABLE) {
                 for (long i = 1; i <= n; i++) {
                     if (lua_rawgeti(L, v, i) != LUA_TTABLE || tfs_lua_is_null(rt, L, -1))
-                        return tfs_lua_conv_error(rt, TFS_EINVAL, "map() returned a list for \"%s\" "
-                                                          "whose element %ld is a %s, not a "
-                                                          "record table",
-                                          e->name, i, luaL_typename(L, -1));
+                        return tfs_lua_conv_error(rt, TFS_EINVAL,
+                                                  "map() returned a list for \"%s\" whose "
+                                                  "element %ld is a %s, not a record table",
+                                                  e->name, i, luaL_typename(L, -1));
                     int rc = convert_record(rt, L, lua_gettop(L), ei, &out->recs[out->n]);
                     if (rc != 0)
                         return rc;

@@ -26,6 +26,7 @@
 
 #define TFS_LUA_MAGIC 0x7466734cu /* "tfsL" */
 #define TFS_LUA_MAX_ENT_CACHE 32
+#define TFS_LUA_MAX_JSON_DEPTH 64 /* levels of JSON and of tables turned into JSON */
 #define TFS_LUA_LOG "lua" /* log component */
 
 /* What identifies a version of a file on disk. */
@@ -103,7 +104,8 @@ struct tfs_lua {
 
     /* allocator */
     size_t mem_used;
-    bool mem_hit;
+    bool mem_hit;    /* the cap refused an allocation in this call */
+    bool oom_raised; /* our C code raised "not enough memory" in this call */
     char mem_where[192]; /* "script.lua:12" of the first refused allocation of a call */
 
     /* instruction budget of the current call */
@@ -130,7 +132,6 @@ struct tfs_lua {
     tfs_lua_output *out;
     const char *load_buf;
     size_t load_len;
-    json_t *pending_json; /* freed after the protected call, whatever happened */
     tfs_lua_srcdec *decs; /* tfs_malloc'd, grown to the widest source entity */
     size_t n_decs, cap_decs;
 
@@ -193,6 +194,12 @@ int tfs_lua_pcall(tfs_lua *rt, lua_CFunction f);
  * be NULL. Returns the TFS_E code. */
 int tfs_lua_call_failed(tfs_lua *rt, tfs_lua_script *s, int status, const char *key,
                         tfs_error *err);
+/* Raises Lua's "not enough memory" from C code that could not allocate, and marks the call
+ * as out of memory (TFS_ENOMEM, not the script's fault). */
+int tfs_lua_raise_oom(tfs_lua *rt, lua_State *L);
+/* luaL_checkstack, but a stack that cannot grow (depths here are bounded) is out of
+ * memory, not a script's "stack overflow". */
+void tfs_lua_checkstack(tfs_lua *rt, lua_State *L, int n);
 /* Records an error found by C code during a call, prefixed with the script's name; the
  * protected function then returns normally. Returns code. */
 int tfs_lua_conv_error(tfs_lua *rt, int code, const char *fmt, ...) TFS_PRINTF(3, 4);
@@ -234,6 +241,14 @@ int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_
 int tfs_lua_convert_output(tfs_lua *rt, lua_State *L, int res);
 /* Drops the entity cache (its registry references and name arrays). */
 void tfs_lua_ents_flush(tfs_lua *rt);
+
+/* ---- lua_json.c ---------------------------------------------------------------------- */
+
+/* Pushes the JSON text s as Lua values (arrays marked, null as tf.null). Returns 0, or
+ * TFS_EINVAL with the reason in why for malformed text (nothing pushed). Raises Lua's memory
+ * error when out of memory. */
+int tfs_lua_push_json(tfs_lua *rt, lua_State *L, const char *s, size_t len, char *why,
+                      size_t why_size);
 
 /* ---- lua_decimal.c ------------------------------------------------------------------- */
 

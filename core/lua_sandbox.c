@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "alloc.h"
 #include "log.h"
 
 /* ---- the capped allocator, the budget hook, warnings ----------------------------- */
@@ -59,9 +60,13 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         note_mem_where(rt);
         return NULL;
     }
-    void *p = realloc(ptr, nsize);
-    if (!p)
+    /* Only growth can be made to fail: Lua counts on a shrink succeeding in places (the GC
+     * shrinking the string table), and a shrink is no allocation to a test either. */
+    void *p = nsize > old && tfs_alloc_fault() ? NULL : realloc(ptr, nsize);
+    if (!p) {
+        note_mem_where(rt);
         return NULL;
+    }
     rt->mem_used = rt->mem_used - old + nsize;
     return p;
 }
@@ -96,6 +101,7 @@ static void arm_budget(tfs_lua *rt)
 {
     rt->budget_hit = false;
     rt->mem_hit = false;
+    rt->oom_raised = false;
     rt->mem_where[0] = '\0';
     rt->budget_left = rt->limits.instructions;
     rt->hook_count = rt->budget_left > INT_MAX ? INT_MAX : (int)rt->budget_left;
@@ -317,7 +323,7 @@ static int sb_require(lua_State *L)
     /* Record the dependency first, so that fixing a broken module reloads the script
      * (once per path: a script may retry a broken module on every record). */
     if (tfs_lua_script_add_dep(s, path, &st) != 0)
-        return luaL_error(L, "out of memory");
+        return tfs_lua_raise_oom(rt, L);
 
     const char *chunkname = lua_pushfstring(L, "@%s.lua", name); /* 4 */
     if (luaL_loadbufferx(L, data, len, chunkname, "t") != LUA_OK) /* 5 */
@@ -344,7 +350,7 @@ static int sb_require(lua_State *L)
  * and its own print, load and require. */
 void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s)
 {
-    luaL_checkstack(L, 8, NULL);
+    tfs_lua_checkstack(rt, L, 8);
     lua_createtable(L, 0, 48);
     int env = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->template_ref);
@@ -480,10 +486,10 @@ int tfs_lua_open_state(tfs_lua *rt, tfs_error *err)
     lua_pushcfunction(rt->L, init_state);
     int status = lua_pcall(rt->L, 0, 0, 0);
     if (status != LUA_OK) {
-        const char *m = lua_tostring(rt->L, -1);
+        const char *m = lua_type(rt->L, -1) == LUA_TSTRING ? lua_tostring(rt->L, -1) : NULL;
         int rc = tfs_error_set(err, status == LUA_ERRMEM ? TFS_ENOMEM : TFS_EINVAL,
                                "could not create lua state: %s", m ? m : "unknown error");
-        if (status == LUA_ERRMEM)
+        if (rt->mem_hit)
             tfs_error_hint(err, "raise the memory cap (%zu bytes now)",
                            rt->limits.memory_bytes);
         return rc;
@@ -493,15 +499,44 @@ int tfs_lua_open_state(tfs_lua *rt, tfs_error *err)
 
 /* ---- protected calls ------------------------------------------------------------- */
 
+/* Drops the "loading" marks a failed call left in the script's require cache, so that the
+ * next call loads those modules again instead of calling it a require cycle. Outside any
+ * protected call: setting existing keys to nil allocates nothing. */
+static void forget_half_loaded(tfs_lua *rt, tfs_lua_script *s)
+{
+    lua_State *L = rt->L;
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, s->loaded_ref) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        bool loading = lua_type(L, -1) == LUA_TLIGHTUSERDATA;
+        lua_pop(L, 1);
+        if (loading) {
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 int tfs_lua_call_failed(tfs_lua *rt, tfs_lua_script *s, int status, const char *key,
                         tfs_error *err)
 {
     lua_State *L = rt->L;
     disarm_budget(rt);
     int code = TFS_EINVAL;
-    bool mem = status == LUA_ERRMEM || rt->mem_hit;
-    if (rt->budget_hit || mem)
+    /* A memory error is the cap's when the cap refused an allocation of this call, else the
+     * process ran out of memory (or a test said it did): not the script's fault. */
+    bool cap = rt->mem_hit;
+    bool oom = !cap && (status == LUA_ERRMEM || rt->oom_raised);
+    bool mem = cap || oom;
+    if (rt->budget_hit || cap)
         code = TFS_ELIMIT;
+    else if (oom)
+        code = TFS_ENOMEM;
     const char *msg = NULL;
     char buf[600];
     if (status == LUA_OK) {
@@ -530,17 +565,34 @@ int tfs_lua_call_failed(tfs_lua *rt, tfs_lua_script *s, int status, const char *
                             "record: look for an endless loop, or raise the instruction "
                             "budget",
                        rt->limits.instructions);
-    else if (mem)
+    else if (cap)
         tfs_error_hint(err, "the script's memory reached the cap of %zu bytes: look for "
                             "data kept across records or a huge string, or raise the cap",
                        rt->limits.memory_bytes);
+    else if (oom)
+        tfs_error_hint(err, "the daemon could not allocate memory (the script is within its "
+                            "cap): the record can be retried once memory is free");
     else if (status == LUA_OK && rt->conv_hint[0])
         tfs_error_hint(err, "%s", rt->conv_hint);
     lua_settop(L, 0);
-    if (code == TFS_ELIMIT)
+    forget_half_loaded(rt, s);
+    if (code == TFS_ELIMIT || code == TFS_ENOMEM)
         lua_gc(L, LUA_GCCOLLECT);
     tfs_buf_reset(&rt->trace);
     return code;
+}
+
+void tfs_lua_checkstack(tfs_lua *rt, lua_State *L, int n)
+{
+    if (!lua_checkstack(L, n))
+        tfs_lua_raise_oom(rt, L);
+}
+
+int tfs_lua_raise_oom(tfs_lua *rt, lua_State *L)
+{
+    rt->oom_raised = true;
+    lua_pushliteral(L, "not enough memory"); /* interned for good by Lua: no allocation */
+    return lua_error(L);
 }
 
 int tfs_lua_conv_error(tfs_lua *rt, int code, const char *fmt, ...)

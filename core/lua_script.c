@@ -17,6 +17,7 @@
 
 #include <lauxlib.h>
 
+#include "alloc.h"
 #include "log.h"
 
 #define MAX_SOURCE_FILE ((size_t)16 << 20) /* scripts, modules, lookup tables */
@@ -64,7 +65,7 @@ static bool file_changed(const char *path, const tfs_lua_stamp *st)
 static char *path_join(const char *a, const char *b, const char *c)
 {
     size_t la = strlen(a), lb = strlen(b), lc = c ? strlen(c) : 0;
-    char *p = malloc(la + lb + lc + 2);
+    char *p = tfs_malloc(la + lb + lc + 2);
     if (!p)
         return NULL;
     memcpy(p, a, la);
@@ -113,7 +114,7 @@ static bool script_name_ok(const char *s)
     return true;
 }
 
-/* Reads a whole file into malloc'd memory (C side, outside Lua). */
+/* Reads a whole file into tfs_malloc'd memory (C side, outside Lua). */
 static int read_file_malloc(const char *path, char **data, size_t *len, tfs_lua_stamp *st,
                             tfs_error *err, const char *what)
 {
@@ -137,7 +138,7 @@ static int read_file_malloc(const char *path, char **data, size_t *len, tfs_lua_
         goto out;
     }
     stamp_of(&sb, st);
-    buf = malloc((size_t)sb.st_size + 1);
+    buf = tfs_malloc((size_t)sb.st_size + 1);
     if (!buf) {
         rc = tfs_error_set(err, TFS_ENOMEM, "could not read %s \"%s\": out of memory", what,
                            path);
@@ -162,7 +163,7 @@ static int read_file_malloc(const char *path, char **data, size_t *len, tfs_lua_
     *len = got;
     buf = NULL;
 out:
-    free(buf);
+    tfs_free(buf);
     if (fd >= 0)
         close(fd);
     return rc;
@@ -275,7 +276,7 @@ static void parse_lookup(tfs_lua *rt, lua_State *L, const char *fname, const cha
             if (!csv_field(rt, d, len, &p))
                 luaL_error(L, "%s:%d: malformed CSV field", fname, line);
             if (rt->scratch.oom)
-                luaL_error(L, "out of memory");
+                tfs_lua_raise_oom(rt, L);
             nf++;
             if (nf <= 2)
                 lua_pushlstring(L, tfs_buf_str(&rt->scratch), rt->scratch.len);
@@ -335,19 +336,19 @@ void tfs_lua_push_lookup(tfs_lua *rt, lua_State *L, const char *name, size_t nle
     lua_pushvalue(L, -1);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (!lk) {
-        lk = calloc(1, sizeof *lk);
+        lk = tfs_calloc(1, sizeof *lk);
         if (lk) {
-            lk->name = strdup(name);
-            lk->path = strdup(path);
+            lk->name = tfs_strdup(name);
+            lk->path = tfs_strdup(path);
         }
         if (!lk || !lk->name || !lk->path) {
             if (lk) {
-                free(lk->name);
-                free(lk->path);
-                free(lk);
+                tfs_free(lk->name);
+                tfs_free(lk->path);
+                tfs_free(lk);
             }
             luaL_unref(L, LUA_REGISTRYINDEX, ref);
-            luaL_error(L, "out of memory");
+            tfs_lua_raise_oom(rt, L);
         }
         lk->next = rt->lookups;
         rt->lookups = lk;
@@ -377,16 +378,16 @@ static void free_deps(tfs_lua_dep *d)
 {
     while (d) {
         tfs_lua_dep *next = d->next;
-        free(d->path);
-        free(d);
+        tfs_free(d->path);
+        tfs_free(d);
         d = next;
     }
 }
 
 static void script_clear_error(tfs_lua_script *s)
 {
-    free(s->load_msg);
-    free(s->load_detail);
+    tfs_free(s->load_msg);
+    tfs_free(s->load_detail);
     s->load_msg = s->load_detail = NULL;
     s->load_code = 0;
 }
@@ -398,10 +399,10 @@ int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_st
         if (strcmp(d->path, path) == 0)
             break;
     if (!d) {
-        d = calloc(1, sizeof *d);
-        char *dpath = d ? strdup(path) : NULL;
+        d = tfs_calloc(1, sizeof *d);
+        char *dpath = d ? tfs_strdup(path) : NULL;
         if (!dpath) {
-            free(d);
+            tfs_free(d);
             return TFS_ENOMEM;
         }
         d->path = dpath;
@@ -449,8 +450,10 @@ static void script_unref(tfs_lua *rt, tfs_lua_script *s)
 }
 
 /* (Re)loads a script from disk. On failure the error is kept in the script and returned
- * by every call until one of its files changes. */
-static int script_reload(tfs_lua *rt, tfs_lua_script *s)
+ * by every call until one of its files changes; except running out of memory, which is
+ * not the script's fault: then nothing is kept, the error goes to err, and the next call
+ * loads the script again. */
+static int script_reload(tfs_lua *rt, tfs_lua_script *s, tfs_error *err)
 {
     char *data = NULL;
     size_t len = 0;
@@ -480,17 +483,25 @@ static int script_reload(tfs_lua *rt, tfs_lua_script *s)
         goto failed;
     }
     lua_settop(rt->L, 0);
-    free(data);
+    tfs_free(data);
     tfs_logf(TFS_LOG_INFO, TFS_LUA_LOG, "loaded script \"%s\"", s->name);
     return 0;
 failed:
-    free(data);
+    tfs_free(data);
     script_unref(rt, s);
-    s->load_code = rc;
-    s->load_msg = strdup(e.message);
-    s->load_detail = e.detail[0] ? strdup(e.detail) : NULL;
     tfs_logf(TFS_LOG_WARN, TFS_LUA_LOG, "could not load script \"%s\": %s", s->name,
              e.message);
+    if (rc != TFS_ENOMEM) {
+        s->load_code = rc;
+        s->load_msg = tfs_strdup(e.message);
+        s->load_detail = e.detail[0] ? tfs_strdup(e.detail) : NULL;
+        if (s->load_msg && (s->load_detail || !e.detail[0]))
+            return rc;
+        script_clear_error(s); /* could not keep it: as if out of memory */
+    }
+    s->checked = 0;
+    if (err)
+        *err = e;
     return rc;
 }
 
@@ -518,11 +529,12 @@ int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script
                                                   "relative path inside the transform "
                                                   "directory",
                                  name);
-        s = calloc(1, sizeof *s);
-        if (!s || !(s->name = strdup(name)) || !(s->path = path_join(rt->dir, name, NULL))) {
+        s = tfs_calloc(1, sizeof *s);
+        if (!s || !(s->name = tfs_strdup(name)) ||
+            !(s->path = path_join(rt->dir, name, NULL))) {
             if (s) {
-                free(s->name);
-                free(s);
+                tfs_free(s->name);
+                tfs_free(s);
             }
             return tfs_error_set(err, TFS_ENOMEM, "could not load script \"%s\": out of "
                                                   "memory",
@@ -536,8 +548,11 @@ int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script
     if (force || s->checked == 0 || now - s->checked >= RECHECK_NS) {
         s->checked = now;
         check_lookups(rt);
-        if (script_changed(s) || (s->map_ref == LUA_NOREF && !s->load_msg))
-            script_reload(rt, s);
+        if (script_changed(s) || (s->map_ref == LUA_NOREF && !s->load_msg)) {
+            int rc = script_reload(rt, s, err);
+            if (rc != 0 && !s->load_msg)
+                return rc; /* not kept: the next call tries again */
+        }
     }
     if (s->load_msg || s->map_ref == LUA_NOREF) {
         tfs_error_set(err, s->load_code ? s->load_code : TFS_EINVAL, "%s",
@@ -557,20 +572,20 @@ void tfs_lua_scripts_free(tfs_lua *rt)
     tfs_lua_script *s = rt->scripts;
     while (s) {
         tfs_lua_script *next = s->next;
-        free(s->name);
-        free(s->path);
+        tfs_free(s->name);
+        tfs_free(s->path);
         free_deps(s->deps);
         script_clear_error(s);
-        free(s);
+        tfs_free(s);
         s = next;
     }
     rt->scripts = NULL;
     tfs_lua_lookup *lk = rt->lookups;
     while (lk) {
         tfs_lua_lookup *next = lk->next;
-        free(lk->name);
-        free(lk->path);
-        free(lk);
+        tfs_free(lk->name);
+        tfs_free(lk->path);
+        tfs_free(lk);
         lk = next;
     }
     rt->lookups = NULL;

@@ -78,7 +78,8 @@ static int tf_array(lua_State *L)
 
 static int tf_isarray(lua_State *L)
 {
-    lua_pushboolean(L, lua_type(L, 1) == LUA_TTABLE && tfs_lua_is_marked_array(tfs_lua_rt(L), L, 1));
+    tfs_lua *rt = tfs_lua_rt(L);
+    lua_pushboolean(L, lua_type(L, 1) == LUA_TTABLE && tfs_lua_is_marked_array(rt, L, 1));
     return 1;
 }
 

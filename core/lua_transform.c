@@ -50,7 +50,7 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
         tfs_error_hint(err, "set transform_dir to the folder that holds the scripts");
         goto out;
     }
-    rt = calloc(1, sizeof *rt);
+    rt = tfs_calloc(1, sizeof *rt);
     if (!rt) {
         rc = tfs_error_set(err, TFS_ENOMEM, "could not create lua runtime: out of memory");
         goto out;
@@ -69,11 +69,13 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
     size_t dl = strlen(transform_dir);
     while (dl > 1 && transform_dir[dl - 1] == '/')
         dl--;
-    rt->dir = strndup(transform_dir, dl);
+    rt->dir = tfs_malloc(dl + 1);
     if (!rt->dir) {
         rc = tfs_error_set(err, TFS_ENOMEM, "could not create lua runtime: out of memory");
         goto out;
     }
+    memcpy(rt->dir, transform_dir, dl);
+    rt->dir[dl] = '\0';
     rc = tfs_lua_open_state(rt, err);
     if (rc != 0)
         goto out;
@@ -97,9 +99,9 @@ void tfs_lua_free(tfs_lua *rt)
     tfs_buf_free(&rt->scratch);
     tfs_buf_free(&rt->jbuf);
     tfs_free(rt->decs);
-    free(rt->dir);
+    tfs_free(rt->dir);
     rt->magic = 0;
-    free(rt);
+    tfs_free(rt);
 }
 
 int tfs_lua_load(tfs_lua *rt, const char *name, tfs_error *err)
@@ -155,10 +157,6 @@ int tfs_lua_map(tfs_lua *rt, const char *name, const tfs_record *src, const char
     rt->arena = arena;
     rt->out = out;
     int status = tfs_lua_pcall(rt, protected_map);
-    if (rt->pending_json) {
-        json_decref(rt->pending_json);
-        rt->pending_json = NULL;
-    }
     if (status != LUA_OK || rt->conv_code != 0) {
         out->recs = NULL;
         out->n = 0;
