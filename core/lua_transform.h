@@ -9,8 +9,9 @@
  * a list of record tables, e.g. `return { pardat = {...}, asmt = {...} }`; nil or {} means
  * no target record. Source nulls arrive as tf.null (so a null field stays a field); in the
  * output nil and tf.null both mean null. Decimals arrive as Lua numbers (integers when they
- * have no fractional part). JSON values arrive as tables; arrays keep an array marker so an
- * empty array stays an array.
+ * have no fractional part); one the script copies unchanged to a decimal or text field
+ * leaves with its source text. JSON values arrive as tables; arrays keep an array marker so
+ * an empty array stays an array.
  */
 #ifndef TFS_LUA_TRANSFORM_H
 #define TFS_LUA_TRANSFORM_H
@@ -49,9 +50,12 @@ int tfs_lua_load(tfs_lua *L, const char *script, tfs_error *err);
 /* Maps one source record with the script. targets are the entities the script may produce;
  * output records are allocated in arena and typed loosely from Lua (integer -> INT64,
  * float -> FLOAT64, string -> TEXT, boolean -> BOOL, table -> JSON, nil/tf.null -> NULL)
- * for the validator to coerce to the declared types. key is the source record's key, put
- * into error messages. An unknown entity or field name, a script error, the instruction
- * budget or the memory cap fail the call with TFS_EINVAL or TFS_ELIMIT and a message like
+ * for the validator to coerce to the declared types; a finite float into a DECIMAL or TEXT
+ * field is text of that type instead: the source decimal's own text when the float is one
+ * unchanged, else the float's shortest round-trip text (for DECIMAL without an exponent).
+ * key is the source record's key, put into error messages. An unknown entity or field name,
+ * a script error, the instruction budget or the memory cap fail the call with TFS_EINVAL or
+ * TFS_ELIMIT, running out of memory with TFS_ENOMEM, and a message like
  * `pacs_to_cama.lua:42: attempt to index a nil value (field 'x') (record 10042|2026)`. */
 int tfs_lua_map(tfs_lua *L, const char *script, const tfs_record *src, const char *key,
                 const tfs_sdk_entity *const *targets, size_t n_targets, tfs_arena *arena,

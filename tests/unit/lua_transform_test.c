@@ -706,6 +706,44 @@ Test(lua, tf_helpers)
     tfs_lua_free(rt);
 }
 
+/* An integer whose square feet do not fit in 64 bits is refused with a message, not
+ * multiplied into signed overflow (undefined behaviour, which UBSan stops at). */
+Test(lua, acres_to_sqft_overflow_refused)
+{
+    write_script("s.lua", "function map(rec)\n"
+                          "  return { out = { a = tf.acres_to_sqft(rec.id) } }\n"
+                          "end\n");
+    tfs_lua *rt = new_rt(NULL);
+    static const struct {
+        int64_t acres;
+        bool fits;
+    } cases[] = {
+        {211739486612827, true},   /* INT64_MAX / 43560 */
+        {-211739486612827, true},  /* INT64_MIN / 43560, truncated */
+        {211739486612828, false},  /* one more acre: past INT64_MAX */
+        {-211739486612828, false}, /* one less: past INT64_MIN */
+        {INT64_MAX, false},
+        {INT64_MIN, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tfs_record *src = src_rec("[]");
+        src->values[0] = (tfs_value){.type = TFS_SDK_INT64, .u.i = cases[i].acres};
+        tfs_lua_output out;
+        tfs_error err;
+        int rc = map_out(rt, "s.lua", src, &out, &err);
+        if (cases[i].fits) {
+            cr_assert_eq(rc, 0, "%lld acres: %s", (long long)cases[i].acres, err.message);
+            expect_int(out.recs[0], "a", cases[i].acres * 43560);
+        } else {
+            cr_assert_eq(rc, TFS_EINVAL, "%lld acres: rc %d", (long long)cases[i].acres, rc);
+            cr_expect(strstr(err.message, "s.lua:2: tf.acres_to_sqft: ") &&
+                          strstr(err.message, "acres is out of range"),
+                      "%s", err.message);
+        }
+    }
+    tfs_lua_free(rt);
+}
+
 /* ---- the shipped PACS -> CAMA mapping ------------------------------------------------ */
 
 static const tfs_sdk_field property_fields[] = {
@@ -843,9 +881,13 @@ static void expect_number(const tfs_record *r, const char *field, double want)
     int f = tfs_entity_field_index(r->entity, field);
     cr_assert_geq(f, 0, "no field %s", field);
     const tfs_value *v = &r->values[f];
-    cr_assert(v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64,
+    cr_assert(v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64 ||
+                  v->type == TFS_SDK_DECIMAL,
               "%s: expected a number, got %s", field, tfs_type_name(v->type));
-    double got = v->type == TFS_SDK_INT64 ? (double)v->u.i : v->u.f;
+    /* a float into a decimal field arrives as decimal text (lua_decimal.c) */
+    double got = v->type == TFS_SDK_INT64    ? (double)v->u.i
+                 : v->type == TFS_SDK_DECIMAL ? strtod(v->u.s, NULL)
+                                              : v->u.f;
     cr_expect_float_eq(got, want, 1e-9, "%s: expected %g, got %g", field, want, got);
 }
 
@@ -864,6 +906,7 @@ Test(lua, pacs_to_cama_without_situs)
     expect_text(p, "luc", "101");
     expect_text(p, "nbhd", "N100");
     expect_number(p, "acres", 0.25);
+    expect_text(p, "acres", "0.2500"); /* the source's own digits */
     static const char *const situs[] = {"adrno", "adradd", "adrdir", "adrstr", "adrsuf",
                                         "unitno", "cityname", "statecode", "postalcode",
                                         "deactivat", "wen", "who"};
