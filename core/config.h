@@ -17,8 +17,6 @@
 #include "auth.h"
 #include "error.h"
 #include "tfs_limits.h"
-/* Only for tfs_lua_limits: it moves to tfs_limits.h once lua_transform.h takes it from there. */
-#include "lua_transform.h"
 
 typedef struct tfs_config_entity {
     char *source;   /* source entity name */

@@ -24,11 +24,6 @@
 
 #include "alloc.h"
 
-/* The limits' defaults. config.c holds a copy for the configuration's own defaults. */
-#define DEFAULT_MEMORY ((size_t)64 << 20)
-#define DEFAULT_INSTRUCTIONS UINT64_C(10000000)
-#define DEFAULT_MAX_STRING ((size_t)1 << 20)
-
 /* ---- runtime lifecycle -------------------------------------------------------------- */
 
 int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int roll_year,
@@ -58,11 +53,11 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
     rt->magic = TFS_LUA_MAGIC;
     rt->null_ref = rt->array_mt_ref = rt->template_ref = LUA_NOREF;
     rt->limits.memory_bytes = limits && limits->memory_bytes ? limits->memory_bytes
-                                                             : DEFAULT_MEMORY;
+                                                             : TFS_LUA_MEMORY_DEFAULT;
     rt->limits.instructions = limits && limits->instructions ? limits->instructions
-                                                             : DEFAULT_INSTRUCTIONS;
+                                                             : TFS_LUA_INSTRUCTIONS_DEFAULT;
     rt->limits.max_string = limits && limits->max_string ? limits->max_string
-                                                         : DEFAULT_MAX_STRING;
+                                                         : TFS_LUA_MAX_STRING_DEFAULT;
     if (rt->limits.max_string > UINT32_MAX)
         rt->limits.max_string = UINT32_MAX;
     rt->roll_year = roll_year;

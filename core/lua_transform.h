@@ -22,12 +22,7 @@
 #include "arena.h"
 #include "error.h"
 #include "record.h"
-
-typedef struct tfs_lua_limits {
-    size_t memory_bytes;   /* cap of the state's allocator (default 64 MiB) */
-    uint64_t instructions; /* budget per map() call (default 10,000,000) */
-    size_t max_string;     /* longest string an output field may hold (default 1 MiB) */
-} tfs_lua_limits;
+#include "tfs_limits.h" /* tfs_lua_limits */
 
 typedef struct tfs_lua tfs_lua;
 

@@ -42,4 +42,11 @@
 #define TFS_LUA_MAX_STRING_MIN 64LL
 #define TFS_LUA_MAX_STRING_MAX (1LL << 30)
 
+/* A runtime's limits (0 in a field: its default). */
+typedef struct tfs_lua_limits {
+    size_t memory_bytes;   /* cap of the state's allocator */
+    uint64_t instructions; /* budget per map() call */
+    size_t max_string;     /* longest string an output field may hold */
+} tfs_lua_limits;
+
 #endif
