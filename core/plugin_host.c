@@ -75,6 +75,9 @@ int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
     tfs_sdk_host_fill(&p->host, roll_year);
+    /* Logged before dlopen: a plugin whose constructor crashes the daemon is then named
+     * by the last line of the log. */
+    tfs_log_info("plugins", "loading %s", path);
     dlerror();
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
