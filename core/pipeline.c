@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "arena.h"
+#include "audit_diff.h"
 #include "buf.h"
 #include "canonical.h"
 #include "log.h"
@@ -536,131 +537,6 @@ static int write_batch(batch_ctx *b, rec_state *rs, size_t n, tfs_arena *a,
     return rc;
 }
 
-/* Sync map rows and failed records of the batch, then one state store transaction. */
-/* The name of a target record in an audit entry: its entity, or "entity key" when the
- * mapping produced several records of that entity for one source record. */
-static const char *audit_name(const rec_state *r, const tfs_record *t, tfs_arena *a)
-{
-    size_t same = 0;
-    for (size_t j = 0; j < r->out.n; j++)
-        same += r->out.recs[j]->entity == t->entity;
-    if (same <= 1)
-        return t->entity->name;
-    const char *key = tfs_record_key(a, t);
-    size_t len = strlen(t->entity->name) + (key ? strlen(key) : 0) + 2;
-    char *name = tfs_arena_alloc(a, len);
-    if (name)
-        snprintf(name, len, "%s %s", t->entity->name, key ? key : "");
-    return name;
-}
-
-/* The audit entry's changes: per target entity, the fields whose value differs between
- * the last written record (old, JSON text or NULL) and the new ones, as
- * {"before": x, "after": y}; a deletion has every field go to null. Bookkeeping fields are
- * left out: the target sets them. Returns JSON text in the arena, or NULL. */
-static const char *audit_changes(batch_ctx *b, rec_state *r, tfs_arena *a)
-{
-    if (!r->old && !r->deleted) {
-        /* An insert: every non-null field goes from null to its value. Written as text
-         * directly, as it is the common case of a first full run. */
-        tfs_buf *t = &b->p->cscratch;
-        tfs_buf_reset(t);
-        tfs_buf_putc(t, '{');
-        for (size_t j = 0; j < r->out.n; j++) {
-            const tfs_record *rec = r->out.recs[j];
-            if (j)
-                tfs_buf_putc(t, ',');
-            const char *name = audit_name(r, rec, a);
-            if (!name)
-                return NULL;
-            tfs_json_string_append(t, name, strlen(name));
-            tfs_buf_puts(t, ":{");
-            int first = 1;
-            for (size_t f = 0; f < rec->n; f++) {
-                const tfs_sdk_field *fd = &rec->entity->fields[f];
-                if ((fd->flags & TFS_SDK_FIELD_BOOKKEEPING) ||
-                    rec->values[f].type == TFS_SDK_NULL)
-                    continue;
-                if (!first)
-                    tfs_buf_putc(t, ',');
-                first = 0;
-                tfs_json_string_append(t, fd->name, strlen(fd->name));
-                tfs_buf_puts(t, ":{\"before\":null,\"after\":");
-                tfs_value_json_append(t, &rec->values[f]);
-                tfs_buf_putc(t, '}');
-            }
-            tfs_buf_putc(t, '}');
-        }
-        tfs_buf_putc(t, '}');
-        return t->oom ? NULL : tfs_arena_strndup(a, tfs_buf_str(t), t->len);
-    }
-    json_t *old = r->old ? json_loads(r->old, 0, NULL) : NULL;
-    json_t *changes = json_object();
-    int removing = r->deleted && r->kind == TFS_SDK_OP_DELETE;
-    for (size_t j = 0; j < r->out.n && changes; j++) {
-        const tfs_record *t = r->out.recs[j];
-        const char *tkey = tfs_record_key(a, t);
-        /* The old record of the same target key, if any. */
-        json_t *before = NULL;
-        size_t k;
-        json_t *o;
-        json_array_foreach(json_object_get(old, t->entity->name), k, o) {
-            tfs_record *ot = tfs_record_from_json(a, t->entity, o);
-            const char *okey = ot ? tfs_record_key(a, ot) : NULL;
-            if (okey && tkey && strcmp(okey, tkey) == 0) {
-                before = o;
-                break;
-            }
-        }
-        json_t *after = removing ? NULL : tfs_record_to_json(t);
-        json_t *fields = json_object();
-        for (size_t f = 0; f < t->n; f++) {
-            const tfs_sdk_field *fd = &t->entity->fields[f];
-            if (fd->flags & TFS_SDK_FIELD_BOOKKEEPING)
-                continue;
-            json_t *bv = json_object_get(before, fd->name);
-            json_t *av = json_object_get(after, fd->name);
-            if (!bv)
-                bv = json_null();
-            if (!av)
-                av = json_null();
-            if (json_equal(bv, av))
-                continue;
-            json_object_set_new(fields, fd->name, json_pack("{sOsO}", "before", bv, "after", av));
-        }
-        json_decref(after);
-        const char *name = audit_name(r, t, a);
-        if (json_object_size(fields) && name)
-            json_object_set_new(changes, name, fields);
-        else
-            json_decref(fields);
-    }
-    /* Records the mapping no longer produces: every field goes to null. */
-    for (size_t j = 0; j < r->n_orphans && changes; j++) {
-        const tfs_record *t = r->orphans[j];
-        json_t *fields = json_object(), *was = tfs_record_to_json(t);
-        for (size_t f = 0; f < t->n; f++) {
-            const tfs_sdk_field *fd = &t->entity->fields[f];
-            if ((fd->flags & TFS_SDK_FIELD_BOOKKEEPING) || t->values[f].type == TFS_SDK_NULL)
-                continue;
-            json_object_set_new(fields, fd->name,
-                                json_pack("{sOsn}", "before", json_object_get(was, fd->name),
-                                          "after"));
-        }
-        json_decref(was);
-        const char *key = tfs_record_key(a, t);
-        char name[256];
-        snprintf(name, sizeof name, "%s %s", t->entity->name, key ? key : "");
-        json_object_set_new(changes, name, fields);
-    }
-    char *text = changes ? json_dumps(changes, JSON_COMPACT) : NULL;
-    const char *out = text ? tfs_arena_strdup(a, text) : NULL;
-    free(text);
-    json_decref(changes);
-    json_decref(old);
-    return out;
-}
-
 static void counts_add(entity_counts *c, const entity_counts *d)
 {
     c->read += d->read;
@@ -708,7 +584,12 @@ static int commit_batch(batch_ctx *b, tfs_store *s, tfs_batch *batch, rec_state 
         const char *op = r->deleted ? (r->kind == TFS_SDK_OP_DELETE ? "delete" : "deactivate")
                          : r->is_new ? "insert"
                                      : "update";
-        const char *changes = audit_changes(b, r, a);
+        tfs_audit_subject subj = {
+            .recs = (const tfs_record *const *)r->out.recs, .n = r->out.n,
+            .orphans = (const tfs_record *const *)r->orphans, .n_orphans = r->n_orphans,
+            .old = r->old, .deleted = r->deleted,
+            .removing = r->deleted && r->kind == TFS_SDK_OP_DELETE};
+        const char *changes = tfs_audit_diff_changes(&subj, &p->cscratch, a);
         if (!changes)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         audit[n_audit++] = (tfs_audit_row){r->key, op, changes};
