@@ -18,6 +18,7 @@
 #include "lua_transform.h"
 #include "stage.h"
 #include "store.h"
+#include "store_batch.h"
 
 /* Batches in flight: one being read, one being written, one being committed and one
  * queued between them. */
@@ -206,9 +207,9 @@ static int start_position(tfs_pipeline *p, tfs_stage_ctx *b, unsigned char **cur
     int64_t cursor_run;
     int done, rc;
     *skip = 0;
-    if ((rc = tfs_store_cursor_get(p->store, b->pair->name, b->em->source,
-                                   b->changes ? "changes" : "full", &cursor_run, &done, cursor,
-                                   cursor_len, err)))
+    if ((rc = tfs_store_batch_cursor_get(p->store, b->pair->name, b->em->source,
+                                         b->changes ? "changes" : "full", &cursor_run, &done,
+                                         cursor, cursor_len, err)))
         return rc;
     if (b->changes) {
         /* The checkpoint is where the last committed batch left off, this run's or not. */
@@ -236,8 +237,9 @@ static int start_position(tfs_pipeline *p, tfs_stage_ctx *b, unsigned char **cur
     tfs_batch_init(&start, a, tfs_instance_entity_get(b->src, b->src_entity));
     if ((rc = tfs_instance_changes_start(b->src, b->src_entity, &start, err)))
         return rc;
-    return tfs_store_full_start(p->store, b->pair->name, b->em->source, b->run_id,
-                                start.cursor_set ? start.cursor : NULL, start.cursor_len, err);
+    return tfs_store_batch_full_start(p->store, b->pair->name, b->em->source, b->run_id,
+                                      start.cursor_set ? start.cursor : NULL, start.cursor_len,
+                                      err);
 }
 
 /* Reads and transforms batch after batch on this thread while a writer thread compares and
@@ -270,66 +272,33 @@ out:
  * batch on this thread. */
 static int sweep_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
 {
-    char *after = NULL;
-    int rc = 0;
+    /* The keys of a page live in a second arena: the job's is reset when it takes them.
+     * The last key of a page, where the next starts, is the job's copy. */
     tfs_stage_job *jb = &p->jobs[0];
+    tfs_arena *ka = p->jobs[1].arena;
+    tfs_stage_job_clear(&p->jobs[1]);
+    const char *after = NULL;
+    int rc = 0;
     b->commit_store = p->store;
     for (;;) {
-        char **keys = NULL;
-        size_t n = 0;
-        if ((rc = tfs_store_sweep_keys(p->store, b->pair->name, b->em->source, b->run_id, after,
-                                       b->pair->batch_size, &keys, &n, err)))
+        const char **keys;
+        size_t n;
+        tfs_arena_reset(ka);
+        if ((rc = tfs_store_batch_sweep_keys(p->store, b->pair->name, b->em->source, b->run_id,
+                                             after, b->pair->batch_size, ka, &keys, &n, err)) ||
+            n == 0)
             break;
-        if (n == 0) {
-            free(keys);
+        if ((rc = tfs_stage_of_keys(b, jb, keys, n, err)))
             break;
-        }
-        rc = tfs_stage_of_keys(b, jb, keys, n, err);
-        free(after);
-        after = strdup(keys[n - 1]);
-        for (size_t i = 0; i < n; i++)
-            free(keys[i]);
-        free(keys);
-        if (!rc && !after)
-            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
-        if (!rc && !(rc = tfs_stage_process(b, jb, err)))
+        after = jb->rs[n - 1].key;
+        if (!(rc = tfs_stage_process(b, jb, err)))
             rc = tfs_stage_commit(b, jb, err);
-        tfs_stage_job_clear(jb);
         if (rc)
             break;
+        tfs_stage_job_clear(jb);
     }
-    free(after);
+    tfs_stage_job_clear(jb);
     return rc;
-}
-static int b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Decodes base64 (PostgreSQL's encode(..., 'base64'), newlines included) into out. */
-static size_t b64_decode(const char *in, unsigned char *out)
-{
-    size_t n = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; *in; in++) {
-        int v = b64_value((unsigned char)*in);
-        if (v < 0)
-            continue;
-        acc = acc << 6 | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return n;
 }
 
 /* Lets the source forget the changes every pair reading it is past (its change log). */
@@ -337,38 +306,23 @@ static void trim_changes(tfs_pipeline *p, const tfs_config_pair *pair, tfs_insta
 {
     if (!(tfs_instance_capabilities(src) & TFS_SDK_CAP_CHANGES))
         return;
-    const char **readers = calloc(p->cfg->n_pairs + 1, sizeof *readers);
+    tfs_arena *a = p->jobs[0].arena; /* every batch is done with */
+    tfs_stage_job_clear(&p->jobs[0]);
+    tfs_arena_reset(a);
+    const char **readers = tfs_arena_calloc(a, p->cfg->n_pairs + 1, sizeof *readers);
     size_t n_readers = 0;
     for (size_t i = 0; readers && i < p->cfg->n_pairs; i++)
         if (strcmp(p->cfg->pairs[i].source, pair->source) == 0)
             readers[n_readers++] = p->cfg->pairs[i].name;
-    json_t *list = NULL;
+    const void **cursors;
+    size_t *lens, n;
     tfs_error err = {0};
-    if (!readers || tfs_store_changes_cursors(p->store, readers, n_readers, &list, &err) != 0) {
-        free(readers);
+    if (!readers ||
+        tfs_store_batch_checkpoints(p->store, readers, n_readers, a, &cursors, &lens, &n,
+                                    &err) != 0)
         return;
-    }
-    size_t n = json_array_size(list);
-    const void **cursors = calloc(n + 1, sizeof *cursors);
-    size_t *lens = calloc(n + 1, sizeof *lens);
-    unsigned char **bufs = calloc(n + 1, sizeof *bufs);
-    for (size_t i = 0; cursors && lens && bufs && i < n; i++) {
-        const char *b64 = json_string_value(json_array_get(list, i));
-        if (!b64 || !(bufs[i] = malloc(strlen(b64) + 1)))
-            continue;
-        lens[i] = b64_decode(b64, bufs[i]);
-        cursors[i] = bufs[i];
-    }
-    if (cursors && lens && bufs && n &&
-        tfs_instance_changes_trim(src, (const void *const *)cursors, lens, n, &err) != 0)
+    if (n && tfs_instance_changes_trim(src, (const void *const *)cursors, lens, n, &err) != 0)
         tfs_log_warn("pipeline", "%s", err.message);
-    for (size_t i = 0; bufs && i < n; i++)
-        free(bufs[i]);
-    free(bufs);
-    free(lens);
-    free(cursors);
-    free(readers);
-    json_decref(list);
 }
 
 static int prepare_mapping(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
@@ -382,7 +336,7 @@ static int prepare_mapping(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
     }
     b->src_entity = (size_t)si;
     b->n_targets = em->n_targets;
-    b->targets = calloc(em->n_targets, sizeof *b->targets);
+    b->targets = calloc(em->n_targets + 1, sizeof *b->targets);
     if (!b->targets)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t t = 0; t < em->n_targets; t++) {
@@ -395,8 +349,40 @@ static int prepare_mapping(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
     return tfs_lua_load(p->lua, em->script, err);
 }
 
+/* The run's counts per entity: what it committed before (a resumed run carries on
+ * counting from there), then the pair's entities it has not counted yet. */
+static int run_counts(const tfs_config_pair *pair, tfs_store_run *run, tfs_error *err)
+{
+    tfs_store_counts *all = realloc(run->counts,
+                                    (run->n_counts + pair->n_entities + 1) * sizeof *all);
+    if (!all)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    run->counts = all;
+    for (size_t i = 0; i < pair->n_entities; i++) {
+        const char *name = pair->entities[i].source;
+        size_t k = 0;
+        while (k < run->n_counts && strcmp(all[k].entity, name) != 0)
+            k++;
+        if (k < run->n_counts)
+            continue;
+        all[k] = (tfs_store_counts){.started = 0};
+        snprintf(all[k].entity, sizeof all[k].entity, "%s", name);
+        run->n_counts++;
+    }
+    return 0;
+}
+
+static tfs_store_counts *counts_of(tfs_store_run *run, const char *entity)
+{
+    for (size_t k = 0; k < run->n_counts; k++)
+        if (strcmp(run->counts[k].entity, entity) == 0)
+            return &run->counts[k];
+    return NULL;
+}
+
 /* Runs (or, with sweep, sweeps) every entity mapping of the pair in declared order. */
-static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, int sweep, tfs_error *err)
+static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_run *run,
+                        int sweep, tfs_error *err)
 {
     const tfs_config_pair *pair = proto->pair;
     int rc = 0;
@@ -404,23 +390,9 @@ static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, int sweep, 
         tfs_stage_ctx b = *proto;
         b.em = &pair->entities[i];
         b.sweeping = sweep;
-        /* Resumed runs carry on counting from what was committed. */
-        json_t *prev = json_object_get(b.counts, b.em->source);
-        if (prev) {
-            b.c.read = json_integer_value(json_object_get(prev, "read"));
-            b.c.written = json_integer_value(json_object_get(prev, "written"));
-            b.c.unchanged = json_integer_value(json_object_get(prev, "unchanged"));
-            b.c.deleted = json_integer_value(json_object_get(prev, "deleted"));
-            b.c.transform_failed = json_integer_value(json_object_get(prev, "transform_failed"));
-            b.c.validate_failed = json_integer_value(json_object_get(prev, "validate_failed"));
-            b.c.write_failed = json_integer_value(json_object_get(prev, "write_failed"));
-            json_t *t = json_object_get(prev, "timings_ms");
-            b.c.read_ms = (double)json_integer_value(json_object_get(t, "read"));
-            b.c.transform_ms = (double)json_integer_value(json_object_get(t, "transform"));
-            b.c.compare_ms = (double)json_integer_value(json_object_get(t, "compare"));
-            b.c.write_ms = (double)json_integer_value(json_object_get(t, "write"));
-            b.c.commit_ms = (double)json_integer_value(json_object_get(t, "commit"));
-        }
+        b.c = counts_of(run, b.em->source);
+        b.counts = run->counts;
+        b.n_counts = run->n_counts;
         if ((rc = prepare_mapping(p, &b, err)) == 0)
             rc = sweep ? sweep_entity(p, &b, err) : run_entity(p, &b, err);
         free(b.targets);
@@ -432,7 +404,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
                          const char *mode, const atomic_int *stop, tfs_error *err)
 {
     const tfs_config_pair *pair = tfs_config_pair_get(p->cfg, pair_name);
-    json_t *counts = NULL;
+    tfs_store_run run = {0};
     int rc;
     if ((rc = tfs_store_ensure(p->store, err)))
         return rc;
@@ -441,13 +413,10 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
                            pair_name);
         goto finish;
     }
-    json_t *run;
-    if ((rc = tfs_store_run_json(p->store, run_id, &run, err)))
+    if ((rc = tfs_store_run_get(p->store, run_id, &run, err)))
         return rc;
-    counts = json_deep_copy(json_object_get(run, "counts"));
-    char actor[128];
-    snprintf(actor, sizeof actor, "%s", json_string_value(json_object_get(run, "actor")));
-    json_decref(run);
+    if ((rc = run_counts(pair, &run, err)))
+        goto finish;
     int full = strcmp(mode, "full") == 0;
     char today[11];
     {
@@ -456,11 +425,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
         gmtime_r(&now, &tm);
         strftime(today, sizeof today, "%Y-%m-%d", &tm);
     }
-    if (!json_is_object(counts)) {
-        json_decref(counts);
-        counts = json_object();
-    }
-    if ((rc = tfs_store_run_set_state(p->store, run_id, "running", NULL, NULL, err)))
+    if ((rc = tfs_store_run_set_state(p->store, run_id, "running", NULL, NULL, 0, err)))
         goto out;
     tfs_log_info("pipeline", "run %" PRId64 ": %s sync of %s started", run_id, mode, pair_name);
     open_system *src, *tgt;
@@ -471,16 +436,16 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
      * compared with the sync map's hashes, so only new and changed records are written.
      * A full run then sweeps, once every entity is read. */
     tfs_stage_ctx proto = {
-        .pair = pair, .run_id = run_id, .actor = actor, .stop = stop, .full = full,
+        .pair = pair, .run_id = run_id, .actor = run.actor, .stop = stop, .full = full,
         .changes = !full && (tfs_instance_capabilities(src->inst) & TFS_SDK_CAP_CHANGES),
         .src = src->inst, .lua = p->lua, .read_scratch = &p->scratch,
         .tgt = tgt->inst, .write_store = p->store, .write_scratch = &p->wscratch,
         .commit_store = p->cstore, .commit_scratch = &p->cscratch,
-        .commit_scratch2 = &p->cscratch2, .counts = counts};
+        .commit_scratch2 = &p->cscratch2};
     memcpy(proto.today, today, sizeof proto.today);
-    rc = run_mappings(p, &proto, 0, err);
+    rc = run_mappings(p, &proto, &run, 0, err);
     if (rc == 0 && full)
-        rc = run_mappings(p, &proto, 1, err);
+        rc = run_mappings(p, &proto, &run, 1, err);
     if (rc == 0)
         trim_changes(p, pair, src->inst);
     if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
@@ -496,8 +461,10 @@ finish:
     }
     {
         tfs_error e2 = {0};
+        /* No counts when none were read (the pair is gone): the stored ones stay. */
         if (tfs_store_run_set_state(p->store, run_id, rc ? "failed" : "succeeded",
-                                    rc ? err->message : NULL, counts, &e2) != 0)
+                                    rc ? err->message : NULL, run.counts ? run.counts : NULL,
+                                    run.n_counts, &e2) != 0)
             tfs_log_error("pipeline", "run %" PRId64 ": %s", run_id, e2.message);
     }
     if (rc)
@@ -505,6 +472,6 @@ finish:
     else
         tfs_log_info("pipeline", "run %" PRId64 ": succeeded", run_id);
 out:
-    json_decref(counts);
+    tfs_store_run_clear(&run);
     return rc;
 }

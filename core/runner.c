@@ -128,7 +128,7 @@ static void *worker_main(void *arg)
             tfs_store *s = NULL;
             tfs_error e2 = {0};
             if (tfs_store_open(r->cfg->state_conninfo, &s, &e2) == 0)
-                tfs_store_run_set_state(s, j->run_id, "failed", err.message, NULL, &e2);
+                tfs_store_run_set_state(s, j->run_id, "failed", err.message, NULL, 0, &e2);
             tfs_store_close(s);
             job_free(j);
             continue;
@@ -243,7 +243,7 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
     if (rc)
         return rc;
     if (enqueue(r, *run_id, pair, mode) != 0) {
-        tfs_store_run_set_state(s, *run_id, "failed", "out of memory queueing the run", NULL,
+        tfs_store_run_set_state(s, *run_id, "failed", "out of memory queueing the run", NULL, 0,
                                 NULL);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }

@@ -63,8 +63,6 @@ void tfs_stage_job_clear(tfs_stage_job *jb)
     for (size_t i = 0; jb->rs && i < jb->n_rs; i++) {
         json_decref(jb->rs[i].reasons);
         jb->rs[i].reasons = NULL;
-        free(jb->rs[i].old);
-        jb->rs[i].old = NULL;
     }
     jb->n_rs = 0;
 }
@@ -176,7 +174,7 @@ int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cur
     return 0;
 }
 
-int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, char *const *keys, size_t n,
+int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys, size_t n,
                       tfs_error *err)
 {
     tfs_stage_job_clear(jb);
@@ -249,7 +247,7 @@ static int old_records(tfs_stage_ctx *b, const char *old_text, tfs_arena *a,
 /* The target records a deletion acts on, from the sync map's last written ones: keys only
  * to delete them, or whole with the deactivate field set to deactivate them. */
 static int plan_deletion(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a,
-                         const char *stored_hash, tfs_stage_counts *delta)
+                         uint64_t stored_hash, tfs_stage_counts *delta)
 {
     tfs_record **old;
     size_t n_old;
@@ -286,11 +284,9 @@ static int plan_deletion(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a,
         return 0;
     if (deactivate) {
         /* Already deactivated (a second sweep): nothing to write. */
-        char hex[17];
         r->tgt_hash = tfs_hash_records(b->write_scratch, (const tfs_record *const *)r->out.recs,
                                        r->out.n);
-        tfs_hash_hex(r->tgt_hash, hex);
-        r->write = !stored_hash || strcmp(stored_hash, hex) != 0;
+        r->write = r->tgt_hash != stored_hash;
     } else {
         r->write = 1;
     }
@@ -336,41 +332,40 @@ int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     tfs_arena *a = jb->arena;
     tfs_stage_counts *delta = &jb->delta;
     const char **keys = tfs_arena_alloc(a, (n ? n : 1) * sizeof *keys);
-    char **hashes = tfs_arena_calloc(a, n ? n : 1, sizeof *hashes);
-    if (!keys || !hashes)
+    uint64_t *hashes = tfs_arena_alloc(a, (n ? n : 1) * sizeof *hashes);
+    unsigned char *found = tfs_arena_alloc(a, n ? n : 1);
+    if (!keys || !hashes || !found)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         keys[i] = rs[i].key;
-    int rc = tfs_store_syncmap_hashes(b->write_store, b->pair->name, b->em->source, keys, n,
-                                      hashes, err);
+    int rc = tfs_store_batch_hashes(b->write_store, b->pair->name, b->em->source, keys, n,
+                                    hashes, found, err);
     if (rc)
         return rc;
     size_t n_old = 0;
     for (size_t i = 0; i < n; i++) {
         tfs_stage_rec *r = &rs[i];
-        r->is_new = !hashes[i];
+        r->is_new = !found[i];
         if (r->deleted) {
             r->write = 0;
-            if (hashes[i])
+            if (found[i])
                 keys[n_old++] = r->key;
             else
                 delta->unchanged++; /* never written: nothing to delete */
         } else if (!r->stage) {
-            char hex[17];
-            tfs_hash_hex(r->tgt_hash, hex);
-            r->write = !hashes[i] || strcmp(hashes[i], hex) != 0;
+            r->write = !found[i] || hashes[i] != r->tgt_hash;
             if (!r->write)
                 delta->unchanged++;
-            else if (hashes[i])
+            else if (found[i])
                 keys[n_old++] = r->key;
         }
     }
-    char **old = tfs_arena_calloc(a, n_old ? n_old : 1, sizeof *old);
+    const char **old = tfs_arena_calloc(a, n_old ? n_old : 1, sizeof *old);
     if (!old)
-        rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    if (!rc && n_old)
-        rc = tfs_store_syncmap_records(b->write_store, b->pair->name, b->em->source, keys,
-                                       n_old, old, err);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if (n_old && (rc = tfs_store_batch_records(b->write_store, b->pair->name, b->em->source,
+                                               keys, n_old, a, old, err)))
+        return rc;
     for (size_t i = 0, k = 0; !rc && i < n && k < n_old; i++) {
         tfs_stage_rec *r = &rs[i];
         if (r->key != keys[k])
@@ -381,8 +376,6 @@ int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         else if (!r->deleted && r->old && find_orphans(b, r, a) != 0)
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory comparing with the last write");
     }
-    for (size_t i = 0; i < n; i++)
-        free(hashes[i]);
     return rc;
 }
 
@@ -484,6 +477,7 @@ int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
 
 static void counts_add(tfs_stage_counts *c, const tfs_stage_counts *d)
 {
+    c->started = 1;
     c->read += d->read;
     c->transform_failed += d->transform_failed;
     c->validate_failed += d->validate_failed;
@@ -493,23 +487,6 @@ static void counts_add(tfs_stage_counts *c, const tfs_stage_counts *d)
     c->transform_ms += d->transform_ms;
     c->compare_ms += d->compare_ms;
     c->write_ms += d->write_ms;
-}
-
-static void counts_put(json_t *counts, const char *entity, const tfs_stage_counts *c)
-{
-    json_t *o = json_pack("{sIsIsIsIsIsIsIsI}", "read", c->read, "written", c->written,
-                          "unchanged", c->unchanged, "deleted", c->deleted, "failed",
-                          c->transform_failed + c->validate_failed + c->write_failed,
-                          "transform_failed", c->transform_failed, "validate_failed",
-                          c->validate_failed, "write_failed", c->write_failed);
-    if (!o)
-        return;
-    json_t *t = json_pack("{sIsIsIsIsI}", "read", (json_int_t)c->read_ms, "transform",
-                          (json_int_t)c->transform_ms, "compare", (json_int_t)c->compare_ms,
-                          "write", (json_int_t)c->write_ms, "commit", (json_int_t)c->commit_ms);
-    if (t)
-        json_object_set_new(o, "timings_ms", t);
-    json_object_set_new(counts, entity, o);
 }
 
 /* The sync map row of a written record: its hashes, its target keys and the records as
@@ -618,14 +595,14 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         cr->audit[cr->n_audit++] = (tfs_audit_row){r->key, op, changes};
         if (r->deleted) {
-            b->c.deleted++;
+            b->c->deleted++;
             if (r->kind == TFS_SDK_OP_DELETE) {
                 cr->forget[cr->n_forget++] = r->key;
                 continue;
             }
             r->src_hash = 0; /* a deactivated record's source is gone */
         } else {
-            b->c.written++;
+            b->c->written++;
         }
         if (syncmap_row(b, r, a, &cr->rows[cr->n_rows++]))
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
@@ -636,12 +613,10 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
 int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
 {
     double t4 = now_ms();
-    counts_add(&b->c, &jb->delta);
+    counts_add(b->c, &jb->delta);
     commit_rows cr = {0};
-    int rc = gather(b, jb, &cr, err);
     /* The counts committed hold the time of the commits before this one. */
-    if (rc == 0)
-        counts_put(b->counts, b->em->source, &b->c);
+    int rc = gather(b, jb, &cr, err);
     tfs_batch_commit bc = {
         .pair = b->pair->name,
         .entity = b->em->source,
@@ -655,6 +630,7 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         .cursor_len = jb->batch.cursor_len,
         .cursor_done = jb->batch.done,
         .counts = b->counts,
+        .n_counts = b->n_counts,
         .mark_keys = cr.mark,
         .n_mark = cr.n_mark,
         .forget_keys = cr.forget,
@@ -680,6 +656,6 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     }
     for (size_t i = 0; i < cr.n_failed; i++)
         json_decref(cr.failed[i].record);
-    b->c.commit_ms += now_ms() - t4;
+    b->c->commit_ms += now_ms() - t4;
     return rc;
 }

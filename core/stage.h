@@ -24,14 +24,11 @@
 #include "plugin_host.h"
 #include "record.h"
 #include "store.h"
+#include "store_batch.h"
 
-/* One entity's counts, and where the time goes per stage, so an operator sees which side
- * is slow. */
-typedef struct tfs_stage_counts {
-    json_int_t read, transform_failed, validate_failed, write_failed, written, unchanged,
-        deleted;
-    double read_ms, transform_ms, compare_ms, write_ms, commit_ms;
-} tfs_stage_counts;
+/* Counts of an entity and where its time goes per stage, so an operator sees which side
+ * is slow: the store's type, which records them. */
+typedef tfs_store_counts tfs_stage_counts;
 
 /* What the pipeline knows of one source record while its batch is processed. */
 typedef struct tfs_stage_rec {
@@ -44,7 +41,7 @@ typedef struct tfs_stage_rec {
     int is_new;  /* no sync map row yet */
     int deleted; /* gone from the source: the pair's delete action applies */
     tfs_sdk_op_kind kind; /* of the operations in out */
-    char *old;   /* the sync map's last written target record (JSON), malloc'd */
+    const char *old; /* the sync map's last written target record (JSON), in the arena */
     tfs_record **orphans; /* last written target records the mapping no longer produces */
     size_t n_orphans;
 } tfs_stage_rec;
@@ -83,8 +80,9 @@ typedef struct tfs_stage_ctx {
     /* the committing side */
     tfs_store *commit_store;
     tfs_buf *commit_scratch, *commit_scratch2;
-    tfs_stage_counts c; /* the run's totals for the entity */
-    json_t *counts;     /* every entity's, as the run records them */
+    tfs_stage_counts *c;         /* the run's totals for the entity: one of counts */
+    const tfs_stage_counts *counts; /* every entity's, as the run records them */
+    size_t n_counts;
 } tfs_stage_ctx;
 
 /* Reading side: reads the batch after cursor (NULL: from the start) into the job (its
@@ -93,7 +91,7 @@ typedef struct tfs_stage_ctx {
 int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cursor,
                    size_t cursor_len, tfs_error *err);
 /* A job of keys only, each deleted from the source (the sweep), in the job's arena. */
-int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, char *const *keys, size_t n,
+int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys, size_t n,
                       tfs_error *err);
 /* Writing side: compare with the sync map, resolve, write to the target. */
 int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
@@ -107,7 +105,8 @@ int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
 int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
 /* The hashes of the job's source keys, in its arena; -1 when out of memory. */
 int tfs_stage_key_hashes(tfs_stage_job *jb, uint64_t **keys, size_t *n);
-/* Drops what the job's records own outside the arena; the arena itself stays. */
+/* Drops what the job's records own outside the arena (their failure reasons); the arena
+ * itself stays. */
 void tfs_stage_job_clear(tfs_stage_job *jb);
 
 /* Sleeps before attempt `attempt` (1-based) of a retry: exponential backoff with full
