@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store.h"
+#include "store_batch.h"
 #include "tfs_test.h"
 
 #define PARDAT_COLS                                                                             \
@@ -426,4 +428,40 @@ Test(full_sync, same_system_as_source_and_target_gets_an_instance_each, .timeout
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_expect_eq(system(cmd), 0);
     free(dir);
+}
+
+/* A key the compare took for new that has a sync map row by the time its batch commits
+ * (another writer of the pair's map): the COPY of new rows hits the map's primary key
+ * (SQLSTATE 23505, constraint sync_map_pkey) and the store redoes the batch as updates. */
+Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 60)
+{
+    char *state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
+    char *conninfo = tfs_test_pg_conninfo(state);
+    tfs_store *s = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_store_open(conninfo, &s, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_store_migrate(s, &err), 0, "%s", err.message);
+    int64_t run_id = 0;
+    cr_assert_eq(tfs_store_run_create(s, "p", "full", "test", &run_id, &err), 0, "%s",
+                 err.message);
+    tfs_syncmap_row row = {.source_key = "k1", .source_hash = "0000000000000001",
+                           .target_hash = "00000000000000aa", .target_keys = "[]",
+                           .target_record = "{}", .is_new = 1};
+    tfs_batch_commit bc = {.pair = "p", .entity = "e", .run_id = run_id, .rows = &row,
+                           .n_rows = 1, .actor = "test"};
+    cr_assert_eq(tfs_store_batch_commit(s, &bc, &err), 0, "%s", err.message);
+    snprintf(row.target_hash, sizeof row.target_hash, "00000000000000bb");
+    cr_assert_eq(tfs_store_batch_commit(s, &bc, &err), 0, "a second \"new\" row of k1: %s",
+                 err.message);
+    uint64_t hash = 0;
+    unsigned char found = 0;
+    const char *keys[] = {"k1"};
+    cr_assert_eq(tfs_store_batch_hashes(s, "p", "e", keys, 1, &hash, &found, &err), 0, "%s",
+                 err.message);
+    cr_assert(found);
+    cr_assert_eq(hash, 0xbb, "the map holds the second write");
+    tfs_store_close(s);
+    free(conninfo);
+    tfs_test_db_drop(state);
+    free(state);
 }
