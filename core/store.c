@@ -264,11 +264,12 @@ int tfs_store_json_query(tfs_store *s, const char *sql, int n, const char *const
 
 int tfs_store_unfinished_runs(tfs_store *s, json_t **out, tfs_error *err)
 {
-    int rc = tfs_store_json_query(s,
-                        "SELECT coalesce(json_agg(json_build_object('run_id', run_id, 'pair',"
-                        " pair, 'mode', mode, 'actor', actor) ORDER BY run_id), '[]')"
-                        " FROM tfsync.runs WHERE state IN ('queued', 'running')",
-                        0, NULL, out, "read unfinished runs", err);
+    int rc = tfs_store_json_query(
+        s,
+        "SELECT coalesce(json_agg(json_build_object('run_id', run_id, 'pair',"
+        " pair, 'mode', mode, 'actor', actor) ORDER BY run_id), '[]')"
+        " FROM tfsync.runs WHERE state IN ('queued', 'running')",
+        0, NULL, out, "read unfinished runs", err);
     return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
 }
 

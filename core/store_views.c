@@ -22,8 +22,8 @@ int tfs_store_views_run(tfs_store *s, int64_t run_id, json_t **out, tfs_error *e
     char id[32];
     snprintf(id, sizeof id, "%" PRId64, run_id);
     const char *params[] = {id};
-    int rc = tfs_store_json_query(s, "SELECT " RUN_JSON " FROM tfsync.runs WHERE run_id = $1", 1, params,
-                        out, "read a run", err);
+    int rc = tfs_store_json_query(s, "SELECT " RUN_JSON " FROM tfsync.runs WHERE run_id = $1",
+                                  1, params, out, "read a run", err);
     if (rc == TFS_ENOTFOUND)
         tfs_error_set(err, rc, "no run %" PRId64, run_id);
     return rc;
@@ -31,24 +31,26 @@ int tfs_store_views_run(tfs_store *s, int64_t run_id, json_t **out, tfs_error *e
 
 int tfs_store_views_last_runs(tfs_store *s, json_t **out, tfs_error *err)
 {
-    int rc = tfs_store_json_query(s,
-                        "SELECT coalesce(json_object_agg(pair, j), '{}') FROM ("
-                        " SELECT DISTINCT ON (pair) pair, " RUN_JSON " AS j"
-                        " FROM tfsync.runs ORDER BY pair, run_id DESC) t",
-                        0, NULL, out, "read the last runs", err);
+    int rc = tfs_store_json_query(
+        s,
+        "SELECT coalesce(json_object_agg(pair, j), '{}') FROM ("
+        " SELECT DISTINCT ON (pair) pair, " RUN_JSON " AS j"
+        " FROM tfsync.runs ORDER BY pair, run_id DESC) t",
+        0, NULL, out, "read the last runs", err);
     return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
 }
 
 int tfs_store_views_cursors(tfs_store *s, const char *pair, json_t **out, tfs_error *err)
 {
     const char *params[] = {pair};
-    int rc = tfs_store_json_query(s,
-                        "SELECT coalesce(json_object_agg(entity, k), '{}') FROM ("
-                        " SELECT entity, json_object_agg(kind, json_build_object("
-                        "  'cursor', encode(cursor, 'escape'), 'done', done, 'run_id', run_id,"
-                        "  'updated_at', updated_at)) AS k"
-                        " FROM tfsync.cursors WHERE pair = $1 GROUP BY entity) t",
-                        1, params, out, "read cursors", err);
+    int rc = tfs_store_json_query(
+        s,
+        "SELECT coalesce(json_object_agg(entity, k), '{}') FROM ("
+        " SELECT entity, json_object_agg(kind, json_build_object("
+        "  'cursor', encode(cursor, 'escape'), 'done', done, 'run_id', run_id,"
+        "  'updated_at', updated_at)) AS k"
+        " FROM tfsync.cursors WHERE pair = $1 GROUP BY entity) t",
+        1, params, out, "read cursors", err);
     return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
 }
 
@@ -60,20 +62,21 @@ int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,
     snprintf(after, sizeof after, "%" PRId64, f->after_id);
     snprintf(lim, sizeof lim, "%ld", f->limit);
     const char *params[] = {f->pair, f->entity, f->key, run, f->since, f->until, after, lim};
-    int rc = tfs_store_json_query(s,
-                        "SELECT json_build_object('entries', coalesce(json_agg(json_build_object("
-                        " 'id', id, 'pair', pair, 'run_id', run_id, 'entity', entity, 'key',"
-                        " source_key, 'op', op, 'changes', changes, 'actor', actor, 'at', at)"
-                        " ORDER BY id), '[]'), 'next_after_id', CASE WHEN count(*) = $8::int8"
-                        " THEN max(id) END) FROM (SELECT * FROM tfsync.audit"
-                        " WHERE ($1::text IS NULL OR pair = $1)"
-                        " AND ($2::text IS NULL OR entity = $2)"
-                        " AND ($3::text IS NULL OR source_key = $3)"
-                        " AND ($4::int8 = 0 OR run_id = $4::int8)"
-                        " AND ($5::timestamptz IS NULL OR at >= $5::timestamptz)"
-                        " AND ($6::timestamptz IS NULL OR at < $6::timestamptz)"
-                        " AND id > $7::int8 ORDER BY id LIMIT $8::int8) a",
-                        8, params, out, "read the audit trail", err);
+    int rc = tfs_store_json_query(
+        s,
+        "SELECT json_build_object('entries', coalesce(json_agg(json_build_object("
+        " 'id', id, 'pair', pair, 'run_id', run_id, 'entity', entity, 'key',"
+        " source_key, 'op', op, 'changes', changes, 'actor', actor, 'at', at)"
+        " ORDER BY id), '[]'), 'next_after_id', CASE WHEN count(*) = $8::int8"
+        " THEN max(id) END) FROM (SELECT * FROM tfsync.audit"
+        " WHERE ($1::text IS NULL OR pair = $1)"
+        " AND ($2::text IS NULL OR entity = $2)"
+        " AND ($3::text IS NULL OR source_key = $3)"
+        " AND ($4::int8 = 0 OR run_id = $4::int8)"
+        " AND ($5::timestamptz IS NULL OR at >= $5::timestamptz)"
+        " AND ($6::timestamptz IS NULL OR at < $6::timestamptz)"
+        " AND id > $7::int8 ORDER BY id LIMIT $8::int8) a",
+        8, params, out, "read the audit trail", err);
     return rc;
 }
 
@@ -84,15 +87,16 @@ int tfs_store_views_failed(tfs_store *s, const char *pair, int64_t run_id, long 
     snprintf(id, sizeof id, "%" PRId64, run_id);
     snprintf(lim, sizeof lim, "%ld", limit);
     const char *params[] = {pair, id, lim};
-    int rc = tfs_store_json_query(s,
-                        "SELECT coalesce(json_agg(json_build_object('id', id, 'pair', pair,"
-                        " 'entity', entity, 'source_key', source_key, 'run_id', run_id,"
-                        " 'stage', stage, 'reasons', reasons, 'record', record,"
-                        " 'created_at', created_at) ORDER BY id DESC), '[]') FROM ("
-                        " SELECT * FROM tfsync.failed_records"
-                        " WHERE ($1::text IS NULL OR pair = $1)"
-                        " AND ($2::int8 = 0 OR run_id = $2::int8)"
-                        " ORDER BY id DESC LIMIT $3::int8) f",
-                        3, params, out, "read failed records", err);
+    int rc = tfs_store_json_query(
+        s,
+        "SELECT coalesce(json_agg(json_build_object('id', id, 'pair', pair,"
+        " 'entity', entity, 'source_key', source_key, 'run_id', run_id,"
+        " 'stage', stage, 'reasons', reasons, 'record', record,"
+        " 'created_at', created_at) ORDER BY id DESC), '[]') FROM ("
+        " SELECT * FROM tfsync.failed_records"
+        " WHERE ($1::text IS NULL OR pair = $1)"
+        " AND ($2::int8 = 0 OR run_id = $2::int8)"
+        " ORDER BY id DESC LIMIT $3::int8) f",
+        3, params, out, "read failed records", err);
     return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
 }
