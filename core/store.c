@@ -242,35 +242,36 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
     return 0;
 }
 
-int tfs_store_json_query(tfs_store *s, const char *sql, int n, const char *const *params,
-                         json_t **out, const char *what, tfs_error *err)
+static int64_t int8_at(const PGresult *r, int row, int col)
 {
-    *out = NULL;
-    PGresult *r = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return tfs_store_fail(s, r, err, what);
-    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
-        PQclear(r);
-        return TFS_ENOTFOUND;
-    }
-    json_error_t je;
-    *out = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &je);
-    PQclear(r);
-    if (!*out)
-        return tfs_error_set(err, TFS_EPERMANENT, "could not %s: bad JSON from the store: %s",
-                             what, je.text);
-    return 0;
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-int tfs_store_unfinished_runs(tfs_store *s, json_t **out, tfs_error *err)
+int tfs_store_unfinished_runs(tfs_store *s, tfs_store_run **runs, size_t *n, tfs_error *err)
 {
-    int rc = tfs_store_json_query(
-        s,
-        "SELECT coalesce(json_agg(json_build_object('run_id', run_id, 'pair',"
-        " pair, 'mode', mode, 'actor', actor) ORDER BY run_id), '[]')"
-        " FROM tfsync.runs WHERE state IN ('queued', 'running')",
-        0, NULL, out, "read unfinished runs", err);
-    return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
+    *runs = NULL;
+    *n = 0;
+    PGresult *r = PQexec(s->conn, "SELECT run_id, pair, mode, actor FROM tfsync.runs"
+                                  " WHERE state IN ('queued', 'running') ORDER BY run_id");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read unfinished runs");
+    int rows = PQntuples(r);
+    tfs_store_run *out = calloc((size_t)rows + 1, sizeof *out);
+    if (!out) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < rows; i++) {
+        out[i].run_id = int8_at(r, i, 0);
+        snprintf(out[i].pair, sizeof out[i].pair, "%s", PQgetvalue(r, i, 1));
+        snprintf(out[i].mode, sizeof out[i].mode, "%s", PQgetvalue(r, i, 2));
+        snprintf(out[i].actor, sizeof out[i].actor, "%s", PQgetvalue(r, i, 3));
+        snprintf(out[i].state, sizeof out[i].state, "unfinished");
+    }
+    PQclear(r);
+    *runs = out;
+    *n = (size_t)rows;
+    return 0;
 }
 
 /* The keys as a PostgreSQL text array literal, in s->buf. */
@@ -327,11 +328,6 @@ int tfs_store_counts_json(tfs_buf *b, const tfs_store_counts *counts, size_t n)
     }
     tfs_buf_putc(b, '}');
     return b->oom ? -1 : 0;
-}
-
-static int64_t int8_at(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
 /* The run's counts, one row per entity, taken apart in SQL so no JSON is parsed here. */

@@ -13,8 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "error.h"
 
 typedef struct tfs_store tfs_store;
@@ -59,8 +57,8 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
 /* One run into *out (tfs_store_run_clear it), TFS_ENOTFOUND when there is none. */
 int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_error *err);
 void tfs_store_run_clear(tfs_store_run *r);
-/* Runs left queued or running (by a crash), oldest first: a JSON array of
- * {run_id, pair, mode, actor} (new reference). */
-int tfs_store_unfinished_runs(tfs_store *s, json_t **out, tfs_error *err);
+/* Runs left queued or running (by a crash), oldest first: *runs is a malloc'd array of *n
+ * runs (free it), without counts. */
+int tfs_store_unfinished_runs(tfs_store *s, tfs_store_run **runs, size_t *n, tfs_error *err);
 
 #endif

@@ -29,10 +29,6 @@ struct tfs_store {
 int tfs_store_fail(tfs_store *s, PGresult *res, tfs_error *err, const char *what);
 /* The keys as a PostgreSQL text array literal, in s->buf. */
 int tfs_store_keys_literal(tfs_store *s, const char *const *keys, size_t n, tfs_error *err);
-/* Runs sql, whose one row and column is JSON, into *out (new reference); TFS_ENOTFOUND when
- * there is no row or it is null. */
-int tfs_store_json_query(tfs_store *s, const char *sql, int n, const char *const *params,
-                         json_t **out, const char *what, tfs_error *err);
 /* Appends the started counts as the run's counts, a JSON object, to b; 0 or -1. */
 int tfs_store_counts_json(tfs_buf *b, const tfs_store_counts *counts, size_t n);
 

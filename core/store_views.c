@@ -9,6 +9,28 @@
 
 #include "store_private.h"
 
+/* Runs sql, whose one row and column is JSON, into *out (new reference); TFS_ENOTFOUND when
+ * there is no row or it is null. */
+static int json_query(tfs_store *s, const char *sql, int n, const char *const *params,
+                      json_t **out, const char *what, tfs_error *err)
+{
+    *out = NULL;
+    PGresult *r = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, what);
+    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
+        PQclear(r);
+        return TFS_ENOTFOUND;
+    }
+    json_error_t je;
+    *out = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &je);
+    PQclear(r);
+    if (!*out)
+        return tfs_error_set(err, TFS_EPERMANENT, "could not %s: bad JSON from the store: %s",
+                             what, je.text);
+    return 0;
+}
+
 /* The run columns as JSON, built in SQL so the server formats timestamps once. */
 #define RUN_JSON                                                                                \
     "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
@@ -22,8 +44,8 @@ int tfs_store_views_run(tfs_store *s, int64_t run_id, json_t **out, tfs_error *e
     char id[32];
     snprintf(id, sizeof id, "%" PRId64, run_id);
     const char *params[] = {id};
-    int rc = tfs_store_json_query(s, "SELECT " RUN_JSON " FROM tfsync.runs WHERE run_id = $1",
-                                  1, params, out, "read a run", err);
+    int rc = json_query(s, "SELECT " RUN_JSON " FROM tfsync.runs WHERE run_id = $1", 1, params,
+                        out, "read a run", err);
     if (rc == TFS_ENOTFOUND)
         tfs_error_set(err, rc, "no run %" PRId64, run_id);
     return rc;
@@ -31,7 +53,7 @@ int tfs_store_views_run(tfs_store *s, int64_t run_id, json_t **out, tfs_error *e
 
 int tfs_store_views_last_runs(tfs_store *s, json_t **out, tfs_error *err)
 {
-    int rc = tfs_store_json_query(
+    int rc = json_query(
         s,
         "SELECT coalesce(json_object_agg(pair, j), '{}') FROM ("
         " SELECT DISTINCT ON (pair) pair, " RUN_JSON " AS j"
@@ -43,7 +65,7 @@ int tfs_store_views_last_runs(tfs_store *s, json_t **out, tfs_error *err)
 int tfs_store_views_cursors(tfs_store *s, const char *pair, json_t **out, tfs_error *err)
 {
     const char *params[] = {pair};
-    int rc = tfs_store_json_query(
+    int rc = json_query(
         s,
         "SELECT coalesce(json_object_agg(entity, k), '{}') FROM ("
         " SELECT entity, json_object_agg(kind, json_build_object("
@@ -62,7 +84,7 @@ int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,
     snprintf(after, sizeof after, "%" PRId64, f->after_id);
     snprintf(lim, sizeof lim, "%ld", f->limit);
     const char *params[] = {f->pair, f->entity, f->key, run, f->since, f->until, after, lim};
-    int rc = tfs_store_json_query(
+    int rc = json_query(
         s,
         "SELECT json_build_object('entries', coalesce(json_agg(json_build_object("
         " 'id', id, 'pair', pair, 'run_id', run_id, 'entity', entity, 'key',"
@@ -87,7 +109,7 @@ int tfs_store_views_failed(tfs_store *s, const char *pair, int64_t run_id, long 
     snprintf(id, sizeof id, "%" PRId64, run_id);
     snprintf(lim, sizeof lim, "%ld", limit);
     const char *params[] = {pair, id, lim};
-    int rc = tfs_store_json_query(
+    int rc = json_query(
         s,
         "SELECT coalesce(json_agg(json_build_object('id', id, 'pair', pair,"
         " 'entity', entity, 'source_key', source_key, 'run_id', run_id,"
