@@ -380,7 +380,7 @@ static json_int_t item_count(json_t *run, const char *what)
  * instance must not see what is written to the target one. With one shared instance the
  * run reads back what it writes (ids + 1000, then + 2000, ...) and never ends, and a
  * second run would read the first one's writes too. */
-Test(full_sync, same_system_as_source_and_target_gets_an_instance_each, .timeout = 120)
+Test(full_sync, same_system_as_source_and_target_gets_an_instance_each, .timeout = 300)
 {
     char *dir = strdup("/tmp/tfs-transforms-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
@@ -433,7 +433,7 @@ Test(full_sync, same_system_as_source_and_target_gets_an_instance_each, .timeout
 /* A key the compare took for new that has a sync map row by the time its batch commits
  * (another writer of the pair's map): the COPY of new rows hits the map's primary key
  * (SQLSTATE 23505, constraint sync_map_pkey) and the store redoes the batch as updates. */
-Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 60)
+Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 300)
 {
     char *state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
     char *conninfo = tfs_test_pg_conninfo(state);
