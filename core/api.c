@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "store_batch.h"
+#include "store_views.h"
 
 int tfs_api_init(tfs_api *api, const tfs_config *cfg, const tfs_plugin_host *plugins,
                  tfs_runner *runner, tfs_error *err)
@@ -270,8 +272,8 @@ static json_t *pair_entities_status(tfs_api *api, tfs_store *s, const tfs_config
         int64_t cursor_run;
         int done;
         tfs_error err = {0};
-        if (ch && tfs_store_cursor_get(s, p->name, ent, "changes", &cursor_run, &done, &cursor,
-                                       &cursor_len, &err) != 0)
+        if (ch && tfs_store_batch_cursor_get(s, p->name, ent, "changes", &cursor_run, &done,
+                                             &cursor, &cursor_len, &err) != 0)
             cursor = NULL;
         pthread_mutex_lock(&api->health_lock);
         const tfs_config_system *cs = &api->cfg->systems[sys_index];
@@ -304,11 +306,11 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
     tfs_error err = {0};
     json_t *last = NULL;
     json_t *pairs = json_object();
-    int rc = tfs_store_last_runs_json(s, &last, &err);
+    int rc = tfs_store_views_last_runs(s, &last, &err);
     for (size_t i = 0; rc == 0 && i < api->cfg->n_pairs; i++) {
         const tfs_config_pair *p = &api->cfg->pairs[i];
         json_t *cursors = NULL;
-        rc = tfs_store_cursors_json(s, p->name, &cursors, &err);
+        rc = tfs_store_views_cursors(s, p->name, &cursors, &err);
         if (rc)
             break;
         json_t *lr = json_object_get(last, p->name);
@@ -378,13 +380,13 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
         return;
     tfs_error err = {0};
     json_t *run = NULL;
-    int rc = tfs_store_run_json(s, id, &run, &err);
+    int rc = tfs_store_views_run(s, id, &run, &err);
     if (rc == 0) {
         /* Progress: records read so far per entity and which mappings are done. */
         const tfs_config_pair *p =
             tfs_config_pair_get(api->cfg, json_string_value(json_object_get(run, "pair")));
         json_t *cursors = NULL;
-        if (p && tfs_store_cursors_json(s, p->name, &cursors, &err) == 0) {
+        if (p && tfs_store_views_cursors(s, p->name, &cursors, &err) == 0) {
             json_t *progress = json_array();
             for (size_t i = 0; i < p->n_entities; i++) {
                 const char *ent = p->entities[i].source;
@@ -511,7 +513,7 @@ static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *
         return;
     tfs_error err = {0};
     json_t *rows = NULL;
-    int rc = tfs_store_failed_json(s, pair, run_id, (long)lim, &rows, &err);
+    int rc = tfs_store_views_failed(s, pair, run_id, (long)lim, &rows, &err);
     store_release(api, s);
     if (rc)
         store_problem(resp, &err);
@@ -577,7 +579,7 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
         return;
     tfs_error err = {0};
     json_t *out = NULL;
-    int rc = tfs_store_audit_json(s, &f, &out, &err);
+    int rc = tfs_store_views_audit(s, &f, &out, &err);
     store_release(api, s);
     if (rc == TFS_EPERMANENT && (f.since || f.until)) {
         /* The only input the store can refuse here is a time it cannot read. */

@@ -2,9 +2,13 @@
  * record, batch after batch, for each entity mapping in declared order.
  *
  * A tfs_pipeline holds what a worker thread needs to execute runs: its own state store
- * connection, its own plugin instances (one per system, never shared between threads), its
- * own Lua runtime and its batch arena. Memory stays flat however large the tables are:
- * everything of a batch lives in the arena, reset after the batch is committed.
+ * connections (one for the worker and the writing side, one for the committing side), its
+ * own plugin instances (one per system and role, so a pair whose source and target are the
+ * same system still has one for the reading thread and one for the writing thread), its
+ * own Lua runtime and one arena per batch in flight. A run reads on the worker's thread,
+ * compares and writes on a second and commits on a third (handoff.h). Memory stays flat
+ * however large the tables are: everything of a batch lives in its arena, reset when the
+ * arena takes the next batch.
  */
 #ifndef TFS_PIPELINE_H
 #define TFS_PIPELINE_H

@@ -128,7 +128,7 @@ static void *worker_main(void *arg)
             tfs_store *s = NULL;
             tfs_error e2 = {0};
             if (tfs_store_open(r->cfg->state_conninfo, &s, &e2) == 0)
-                tfs_store_run_set_state(s, j->run_id, "failed", err.message, NULL, &e2);
+                tfs_store_run_set_state(s, j->run_id, "failed", err.message, NULL, 0, &e2);
             tfs_store_close(s);
             job_free(j);
             continue;
@@ -243,7 +243,7 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
     if (rc)
         return rc;
     if (enqueue(r, *run_id, pair, mode) != 0) {
-        tfs_store_run_set_state(s, *run_id, "failed", "out of memory queueing the run", NULL,
+        tfs_store_run_set_state(s, *run_id, "failed", "out of memory queueing the run", NULL, 0,
                                 NULL);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
@@ -254,25 +254,19 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
 
 int tfs_runner_resume(tfs_runner *r, tfs_store *s, tfs_error *err)
 {
-    json_t *runs;
-    int rc = tfs_store_unfinished_runs(s, &runs, err);
+    tfs_store_run *runs;
+    size_t n;
+    int rc = tfs_store_unfinished_runs(s, &runs, &n, err);
     if (rc)
         return rc;
-    size_t i;
-    json_t *run;
-    json_array_foreach(runs, i, run) {
-        int64_t id = json_integer_value(json_object_get(run, "run_id"));
-        const char *pair = json_string_value(json_object_get(run, "pair"));
-        const char *mode = json_string_value(json_object_get(run, "mode"));
-        if (!pair || !mode)
-            continue;
-        tfs_log_info("runner", "run %" PRId64 " of %s was left unfinished; resuming it", id,
-                     pair);
-        if (enqueue(r, id, pair, mode) != 0) {
+    for (size_t i = 0; i < n; i++) {
+        tfs_log_info("runner", "run %" PRId64 " of %s was left unfinished; resuming it",
+                     runs[i].run_id, runs[i].pair);
+        if (enqueue(r, runs[i].run_id, runs[i].pair, runs[i].mode) != 0) {
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
             break;
         }
     }
-    json_decref(runs);
+    free(runs);
     return rc;
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store.h"
+#include "store_batch.h"
 #include "tfs_test.h"
 
 #define PARDAT_COLS                                                                             \
@@ -348,4 +350,118 @@ Test(full_sync, edited_script_changes_the_target_and_a_raising_script_fails_one_
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
     free(dir);
+}
+
+/* A full sync of `pair` that must succeed; returns the final run status. */
+static json_t *full_sync_of(env *e, const char *pair)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"pair\": \"%s\"}", pair);
+    tfs_test_response r = tfs_test_http(e->d, "POST", "/sync/full", "operate-key", body);
+    cr_assert_eq(r.status, 202, "POST /sync/full: %ld %s", r.status, r.body);
+    json_int_t id = json_integer_value(json_object_get(r.json, "run_id"));
+    tfs_test_response_free(&r);
+    json_t *run = tfs_test_wait_run(e->d, id, 30); /* 50 items take well under a second */
+    cr_assert_str_eq(json_string_value(json_object_get(run, "state")), "succeeded",
+                     "run ended %s: %s", json_string_value(json_object_get(run, "state")),
+                     json_string_value(json_object_get(run, "error")));
+    return run;
+}
+
+static json_int_t item_count(json_t *run, const char *what)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(run, "counts"), "item"), what));
+}
+
+/* A pair whose source and target are the same system: the reading side and the writing
+ * side each get their own instance (they run on two threads, and a plugin instance is
+ * never called from two). The template plugin keeps its table per instance, so the source
+ * instance must not see what is written to the target one. With one shared instance the
+ * run reads back what it writes (ids + 1000, then + 2000, ...) and never ends, and a
+ * second run would read the first one's writes too. */
+Test(full_sync, same_system_as_source_and_target_gets_an_instance_each, .timeout = 300)
+{
+    char *dir = strdup("/tmp/tfs-transforms-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    append_to(dir, "item_shift.lua",
+              "function map(s)\n"
+              "  return { item = { id = s.id + 1000, name = s.name, price = s.price,\n"
+              "                    updated = s.updated } }\n"
+              "end\n");
+    env e = {0};
+    e.state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
+    json_t *cfg = tfs_test_config_new("unused_pacs", "unused_cama", e.state);
+    json_object_set_new(cfg, "transform_dir", json_string(dir));
+    json_object_set_new(cfg, "workers", json_integer(1)); /* both runs on one worker */
+    json_object_set_new(cfg, "systems",
+                        json_pack("{s{sss{si}}}", "tpl", "plugin", "template", "settings",
+                                  "rows", 50));
+    json_object_set_new(cfg, "pairs",
+                        json_pack("[{sssssssis[{sss[s]ss}]}]", "name", "tpl-self", "source",
+                                  "tpl", "target", "tpl", "batch_size", 10, "entities",
+                                  "source", "item", "targets", "item", "script",
+                                  "item_shift.lua"));
+    e.d = tfs_test_daemon_start(cfg);
+    json_decref(cfg);
+
+    json_t *run = full_sync_of(&e, "tpl-self");
+    cr_assert_eq(item_count(run, "read"), 50, "first run read %lld",
+                 (long long)item_count(run, "read"));
+    cr_assert_eq(item_count(run, "written"), 50);
+    json_decref(run);
+    run = full_sync_of(&e, "tpl-self");
+    cr_assert_eq(item_count(run, "read"), 50,
+                 "the second run read %lld items: the source saw the target's writes",
+                 (long long)item_count(run, "read"));
+    cr_assert_eq(item_count(run, "unchanged"), 50);
+    cr_assert_eq(item_count(run, "written"), 0);
+    json_decref(run);
+
+    char *log = tfs_test_daemon_log(e.d);
+    int status = tfs_test_daemon_stop_status(e.d);
+    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
+    free(log);
+    tfs_test_db_drop(e.state);
+    free(e.state);
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+    free(dir);
+}
+
+/* A key the compare took for new that has a sync map row by the time its batch commits
+ * (another writer of the pair's map): the COPY of new rows hits the map's primary key
+ * (SQLSTATE 23505, constraint sync_map_pkey) and the store redoes the batch as updates. */
+Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 300)
+{
+    char *state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
+    char *conninfo = tfs_test_pg_conninfo(state);
+    tfs_store *s = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_store_open(conninfo, &s, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_store_migrate(s, &err), 0, "%s", err.message);
+    int64_t run_id = 0;
+    cr_assert_eq(tfs_store_run_create(s, "p", "full", "test", &run_id, &err), 0, "%s",
+                 err.message);
+    tfs_syncmap_row row = {.source_key = "k1", .source_hash = "0000000000000001",
+                           .target_hash = "00000000000000aa", .target_keys = "[]",
+                           .target_record = "{}", .is_new = 1};
+    tfs_batch_commit bc = {.pair = "p", .entity = "e", .run_id = run_id, .rows = &row,
+                           .n_rows = 1, .actor = "test"};
+    cr_assert_eq(tfs_store_batch_commit(s, &bc, &err), 0, "%s", err.message);
+    snprintf(row.target_hash, sizeof row.target_hash, "00000000000000bb");
+    cr_assert_eq(tfs_store_batch_commit(s, &bc, &err), 0, "a second \"new\" row of k1: %s",
+                 err.message);
+    uint64_t hash = 0;
+    unsigned char found = 0;
+    const char *keys[] = {"k1"};
+    cr_assert_eq(tfs_store_batch_hashes(s, "p", "e", keys, 1, &hash, &found, &err), 0, "%s",
+                 err.message);
+    cr_assert(found);
+    cr_assert_eq(hash, 0xbb, "the map holds the second write");
+    tfs_store_close(s);
+    free(conninfo);
+    tfs_test_db_drop(state);
+    free(state);
 }

@@ -1,0 +1,667 @@
+/* core/stage.c — the stages of one batch; see stage.h.
+ *
+ * Reading: the source plugin's read, then the Lua mapping, validation and hashing of each
+ * record. Writing: the sync map's hashes tell unchanged records from changed ones, the last
+ * written records give deletions and orphans what to act on, the target plugin's write
+ * applies the rest. Committing: the sync map rows and audit entries of what was applied,
+ * the failed records, marks, cursor and counts, as one state store transaction.
+ */
+#include "stage.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit_diff.h"
+#include "canonical.h"
+#include "log.h"
+#include "validator.h"
+
+#define MAX_ATTEMPTS 6
+
+int tfs_stage_backoff(int attempt, const atomic_int *stop)
+{
+    long cap_ms = 100L << (attempt < 7 ? attempt : 7);
+    if (cap_ms > 10000)
+        cap_ms = 10000;
+    /* Every side of a run backs off, so the jitter's seed is local, not shared. */
+    struct timespec seed;
+    clock_gettime(CLOCK_MONOTONIC, &seed);
+    unsigned rng = (unsigned)seed.tv_nsec ^ (unsigned)(uintptr_t)&seed;
+    long ms = cap_ms / 2 + (long)(rand_r(&rng) % (unsigned)(cap_ms / 2 + 1));
+    while (ms > 0) {
+        if (stop && atomic_load(stop))
+            return -1;
+        long slice = ms > 100 ? 100 : ms;
+        struct timespec ts = {0, slice * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= slice;
+    }
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void fail_rec(tfs_stage_rec *r, const char *stage, const char *msg)
+{
+    if (!r->reasons)
+        r->reasons = json_array();
+    r->stage = stage;
+    if (msg)
+        json_array_append_new(r->reasons, json_string(msg));
+}
+
+void tfs_stage_job_clear(tfs_stage_job *jb)
+{
+    for (size_t i = 0; jb->rs && i < jb->n_rs; i++) {
+        json_decref(jb->rs[i].reasons);
+        jb->rs[i].reasons = NULL;
+    }
+    jb->n_rs = 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+static int read_source(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cursor,
+                       size_t cursor_len, tfs_error *err)
+{
+    for (int attempt = 1;; attempt++) {
+        tfs_arena_reset(jb->arena);
+        tfs_batch_init(&jb->batch, jb->arena, tfs_instance_entity_get(b->src, b->src_entity));
+        int rc = tfs_instance_read(b->src, b->src_entity,
+                                   b->changes ? TFS_SDK_READ_CHANGES : TFS_SDK_READ_FULL,
+                                   cursor, cursor_len, b->pair->batch_size, &jb->batch, err);
+        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+            return rc;
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
+                     err->message, attempt, MAX_ATTEMPTS);
+        if (tfs_stage_backoff(attempt, b->stop) < 0)
+            return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a read");
+    }
+}
+
+/* Transform and validate every record, and hash what would be written. Counts go to the
+ * job's delta: this runs on the reading side. */
+static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
+{
+    tfs_batch *batch = &jb->batch;
+    tfs_arena *a = jb->arena;
+    tfs_stage_counts *delta = &jb->delta;
+    for (size_t i = 0; i < batch->n; i++) {
+        tfs_stage_rec *r = &jb->rs[i];
+        const tfs_record *src = batch->recs[i];
+        jb->n_rs = i + 1;
+        if (!(r->key = tfs_record_key(a, src)))
+            return TFS_ENOMEM;
+        if (src->deleted) {
+            r->deleted = 1; /* nothing to map: the writing side works from the sync map */
+            continue;
+        }
+        if (tfs_canonical_hash(b->read_scratch, &src, 1, &r->src_hash, NULL) != 0)
+            return TFS_ENOMEM;
+        tfs_error e = {0};
+        if (tfs_lua_map(b->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
+                        &r->out, &e) != 0) {
+            fail_rec(r, "transform", e.message);
+            if (e.detail[0]) /* the Lua traceback */
+                json_array_append_new(r->reasons, json_string(e.detail));
+            delta->transform_failed++;
+            continue;
+        }
+        for (size_t j = 0; j < r->out.n; j++) {
+            if (!r->reasons)
+                r->reasons = json_array();
+            int probs = tfs_validate_record(r->out.recs[j], r->reasons);
+            if (probs < 0)
+                return TFS_ENOMEM;
+            if (probs > 0)
+                r->stage = "validate";
+        }
+        if (r->stage) {
+            delta->validate_failed++;
+            continue;
+        }
+        json_decref(r->reasons);
+        r->reasons = NULL;
+        if (tfs_canonical_hash(b->read_scratch, (const tfs_record *const *)r->out.recs,
+                               r->out.n, &r->tgt_hash, NULL) != 0)
+            return TFS_ENOMEM;
+    }
+    return 0;
+}
+
+int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cursor,
+                   size_t cursor_len, tfs_error *err)
+{
+    tfs_stage_job_clear(jb);
+    memset(&jb->delta, 0, sizeof jb->delta);
+    jb->rs = NULL;
+    double t0 = now_ms();
+    int rc = read_source(b, jb, cursor, cursor_len, err);
+    double t1 = now_ms();
+    if (rc)
+        return rc;
+    tfs_arena *a = jb->arena;
+    if (!jb->batch.cursor_set && cursor) {
+        /* A batch that moved nothing (often the last, empty one) keeps the position it was
+         * read from, so the checkpoint never goes back to "nothing". */
+        unsigned char *c = tfs_arena_alloc(a, cursor_len ? cursor_len : 1);
+        if (!c)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        memcpy(c, cursor, cursor_len);
+        jb->batch.cursor = c;
+        jb->batch.cursor_len = cursor_len;
+        jb->batch.cursor_set = true;
+    }
+    jb->delta.read = (json_int_t)jb->batch.n;
+    jb->delta.read_ms = t1 - t0;
+    if (!(jb->rs = tfs_arena_calloc(a, jb->batch.n ? jb->batch.n : 1, sizeof *jb->rs)))
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if ((rc = transform(b, jb)))
+        return tfs_error_set(err, rc, "out of memory transforming a batch");
+    if (!jb->batch.done && jb->batch.n > 0 && !jb->batch.cursor_set) {
+        rc = tfs_error_set(err, TFS_EPERMANENT, "%s returned a batch without a cursor",
+                           tfs_instance_system(b->src));
+        tfs_error_hint(err, "the plugin must call batch_set_cursor after each read");
+        return rc;
+    }
+    jb->delta.transform_ms = now_ms() - t1;
+    return 0;
+}
+
+int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys, size_t n,
+                      tfs_error *err)
+{
+    tfs_stage_job_clear(jb);
+    memset(&jb->delta, 0, sizeof jb->delta);
+    tfs_arena_reset(jb->arena);
+    tfs_batch_init(&jb->batch, jb->arena, tfs_instance_entity_get(b->src, b->src_entity));
+    jb->batch.n = n; /* no source records: only keys */
+    if (!(jb->rs = tfs_arena_calloc(jb->arena, n ? n : 1, sizeof *jb->rs)))
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (!(jb->rs[i].key = tfs_arena_strdup(jb->arena, keys[i])))
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        jb->rs[i].deleted = 1;
+    }
+    jb->n_rs = n;
+    return 0;
+}
+
+int tfs_stage_key_hashes(tfs_stage_job *jb, uint64_t **keys, size_t *n)
+{
+    uint64_t *k = tfs_arena_alloc(jb->arena, (jb->batch.n ? jb->batch.n : 1) * sizeof *k);
+    if (!k)
+        return -1;
+    for (size_t i = 0; i < jb->batch.n; i++)
+        k[i] = tfs_hash_bytes(TFS_HASH_SEED, jb->rs[i].key, strlen(jb->rs[i].key));
+    *keys = k;
+    *n = jb->batch.n;
+    return 0;
+}
+
+/* ---- comparing ---------------------------------------------------------------------- */
+
+/* The target records of old (the sync map's last written, JSON text) that exist in the
+ * target's schema, in the arena: what deletions act on and orphans are looked for in. */
+static int old_records(tfs_stage_ctx *b, const char *old_text, tfs_arena *a,
+                       tfs_record ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    json_t *old = json_loads(old_text, 0, NULL);
+    if (!old)
+        return TFS_ENOMEM;
+    size_t n = 0, cap = 0;
+    const char *ename;
+    json_t *list;
+    json_object_foreach(old, ename, list) cap += json_array_size(list);
+    tfs_record **recs = tfs_arena_calloc(a, cap ? cap : 1, sizeof *recs);
+    int rc = recs ? 0 : TFS_ENOMEM;
+    json_object_foreach(old, ename, list) {
+        int ti = tfs_instance_entity(b->tgt, ename);
+        if (ti < 0 || rc)
+            continue; /* an entity the target no longer has: nothing to act on */
+        const tfs_sdk_entity *e = tfs_instance_entity_get(b->tgt, (size_t)ti);
+        size_t k;
+        json_t *obj;
+        json_array_foreach(list, k, obj) {
+            if (!(recs[n] = tfs_record_from_json(a, e, obj))) {
+                rc = TFS_ENOMEM;
+                break;
+            }
+            n++;
+        }
+    }
+    json_decref(old);
+    *out = recs;
+    *n_out = n;
+    return rc;
+}
+
+/* The target records a deletion acts on, from the sync map's last written ones: keys only
+ * to delete them, or whole with the deactivate field set to deactivate them. */
+static int plan_deletion(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a,
+                         uint64_t stored_hash, tfs_stage_counts *delta)
+{
+    tfs_record **old;
+    size_t n_old;
+    int rc = old_records(b, r->old, a, &old, &n_old);
+    if (rc)
+        return rc;
+    int deactivate = b->pair->delete_action == TFS_DELETE_DEACTIVATE;
+    size_t n = 0;
+    for (size_t k = 0; k < n_old; k++) {
+        tfs_record *t = old[k];
+        if (deactivate) {
+            int f = tfs_entity_field_index(t->entity, b->pair->deactivate_field);
+            if (f < 0) {
+                if (!r->stage)
+                    delta->write_failed++;
+                fail_rec(r, "write", NULL);
+                char msg[256];
+                snprintf(msg, sizeof msg, "cannot deactivate %s: it has no field \"%s\"; "
+                         "set the pair's deactivate_field", t->entity->name,
+                         b->pair->deactivate_field);
+                json_array_append_new(r->reasons, json_string(msg));
+                continue;
+            }
+            if (t->values[f].type == TFS_SDK_NULL &&
+                tfs_record_set_text(t, (size_t)f, TFS_SDK_DATE, b->today, 10) < 0)
+                return TFS_ENOMEM;
+        }
+        old[n++] = t;
+    }
+    r->out.recs = old;
+    r->out.n = n;
+    r->kind = deactivate ? TFS_SDK_OP_UPSERT : TFS_SDK_OP_DELETE;
+    if (r->stage)
+        return 0;
+    if (deactivate) {
+        /* Already deactivated (a second sweep): nothing to write. */
+        if (tfs_canonical_hash(b->write_scratch, (const tfs_record *const *)r->out.recs,
+                               r->out.n, &r->tgt_hash, NULL) != 0)
+            return TFS_ENOMEM;
+        r->write = r->tgt_hash != stored_hash;
+    } else {
+        r->write = 1;
+    }
+    return 0;
+}
+
+/* The target records last written for r that its mapping no longer produces (a sale now
+ * confidential, a one-to-many mapping with one record fewer): they are deleted with the
+ * update, so nothing stale stays in the target. */
+static int find_orphans(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a)
+{
+    tfs_record **old;
+    size_t n_old;
+    int rc = old_records(b, r->old, a, &old, &n_old);
+    if (rc)
+        return rc;
+    r->orphans = old;
+    r->n_orphans = 0;
+    for (size_t k = 0; k < n_old; k++) {
+        tfs_record *t = old[k];
+        const char *okey = tfs_record_key(a, t);
+        if (!okey)
+            return TFS_ENOMEM;
+        int kept = 0;
+        for (size_t j = 0; j < r->out.n && !kept; j++) {
+            const tfs_record *nw = r->out.recs[j];
+            const char *nkey = nw->entity == t->entity ? tfs_record_key(a, nw) : NULL;
+            kept = nkey && strcmp(nkey, okey) == 0;
+        }
+        if (!kept)
+            r->orphans[r->n_orphans++] = t;
+    }
+    return 0;
+}
+
+/* Marks records whose target is already what they would write (same hash as the sync
+ * map's last written), so that a repeated full sync writes nothing; fetches the last
+ * written records that updates (for the audit trail) and deletions need. */
+int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
+{
+    size_t n = jb->batch.n;
+    tfs_stage_rec *rs = jb->rs;
+    tfs_arena *a = jb->arena;
+    tfs_stage_counts *delta = &jb->delta;
+    const char **keys = tfs_arena_alloc(a, (n ? n : 1) * sizeof *keys);
+    uint64_t *hashes = tfs_arena_alloc(a, (n ? n : 1) * sizeof *hashes);
+    unsigned char *found = tfs_arena_alloc(a, n ? n : 1);
+    if (!keys || !hashes || !found)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        keys[i] = rs[i].key;
+    int rc = tfs_store_batch_hashes(b->write_store, b->pair->name, b->em->source, keys, n,
+                                    hashes, found, err);
+    if (rc)
+        return rc;
+    size_t n_old = 0;
+    for (size_t i = 0; i < n; i++) {
+        tfs_stage_rec *r = &rs[i];
+        r->is_new = !found[i];
+        if (r->deleted) {
+            r->write = 0;
+            if (found[i])
+                keys[n_old++] = r->key;
+            else
+                delta->unchanged++; /* never written: nothing to delete */
+        } else if (!r->stage) {
+            r->write = !found[i] || hashes[i] != r->tgt_hash;
+            if (!r->write)
+                delta->unchanged++;
+            else if (found[i])
+                keys[n_old++] = r->key;
+        }
+    }
+    const char **old = tfs_arena_calloc(a, n_old ? n_old : 1, sizeof *old);
+    if (!old)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if (n_old && (rc = tfs_store_batch_records(b->write_store, b->pair->name, b->em->source,
+                                               keys, n_old, a, old, err)))
+        return rc;
+    for (size_t i = 0, k = 0; !rc && i < n && k < n_old; i++) {
+        tfs_stage_rec *r = &rs[i];
+        if (r->key != keys[k])
+            continue;
+        r->old = old[k++];
+        if (r->deleted && r->old && plan_deletion(b, r, a, hashes[i], delta) != 0)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory planning a deletion");
+        else if (!r->deleted && r->old && find_orphans(b, r, a) != 0)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory comparing with the last write");
+    }
+    return rc;
+}
+
+/* The conflict stage's place: between the compare (which knows what the sync map last
+ * wrote) and the write (which would overwrite the target). A conflict resolver will fetch
+ * what the target holds now for the records about to be written, tell a target-side edit
+ * from our own last write, and apply the pair's policy (source wins, target wins, merge,
+ * dead letter). Today the source always wins: nothing to do. */
+int tfs_stage_resolve(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
+{
+    (void)b;
+    (void)jb;
+    (void)err;
+    return 0;
+}
+
+/* Writes every record to write (and deletes its orphans) in one plugin call, retried with
+ * backoff while transient; per-operation refusals fail their record alone. */
+int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
+{
+    tfs_stage_rec *rs = jb->rs;
+    size_t n = jb->batch.n;
+    size_t n_ops = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].write)
+            n_ops += rs[i].out.n + rs[i].n_orphans;
+    if (n_ops == 0)
+        return 0;
+    tfs_sdk_write_op *ops = tfs_arena_alloc(jb->arena, n_ops * sizeof *ops);
+    size_t *owner = tfs_arena_alloc(jb->arena, n_ops * sizeof *owner);
+    if (!ops || !owner)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    const tfs_sdk_entity *tgt_entities = tfs_instance_entity_get(b->tgt, 0);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!rs[i].write)
+            continue;
+        for (size_t j = 0; j < rs[i].out.n; j++) {
+            const tfs_record *rec = rs[i].out.recs[j];
+            /* Every target record's entity is one of the target instance's, so its position
+             * there is its index for the plugin. */
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - tgt_entities),
+                                        rs[i].deleted ? rs[i].kind : TFS_SDK_OP_UPSERT, rec};
+            owner[k++] = i;
+        }
+        for (size_t j = 0; j < rs[i].n_orphans; j++) {
+            const tfs_record *rec = rs[i].orphans[j];
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - tgt_entities),
+                                        TFS_SDK_OP_DELETE, rec};
+            owner[k++] = i;
+        }
+    }
+    tfs_results res;
+    int rc = 0;
+    for (int attempt = 1;; attempt++) {
+        if (tfs_results_init(&res, n_ops) != 0)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        rc = tfs_instance_write(b->tgt, ops, n_ops, &res, err);
+        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+            break;
+        tfs_results_free(&res);
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
+                     err->message, attempt, MAX_ATTEMPTS);
+        if (tfs_stage_backoff(attempt, b->stop) < 0)
+            return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a write");
+    }
+    if (rc == 0) {
+        for (size_t o = 0; o < n_ops; o++) {
+            if (res.status[o] == TFS_SDK_OK)
+                continue;
+            tfs_stage_rec *r = &rs[owner[o]];
+            if (r->write) {
+                r->write = 0;
+                jb->delta.write_failed++;
+            }
+            fail_rec(r, "write", res.message[o] ? res.message[o] : "the target refused it");
+        }
+    }
+    tfs_results_free(&res);
+    return rc;
+}
+
+int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
+{
+    double t2 = now_ms();
+    int rc = tfs_stage_compare(b, jb, err);
+    if (rc)
+        return rc;
+    double t3 = now_ms();
+    jb->delta.compare_ms += t3 - t2;
+    if ((rc = tfs_stage_resolve(b, jb, err)))
+        return rc;
+    rc = tfs_stage_write(b, jb, err);
+    jb->delta.write_ms += now_ms() - t3;
+    return rc;
+}
+
+/* ---- committing --------------------------------------------------------------------- */
+
+static void counts_add(tfs_stage_counts *c, const tfs_stage_counts *d)
+{
+    c->started = 1;
+    c->read += d->read;
+    c->transform_failed += d->transform_failed;
+    c->validate_failed += d->validate_failed;
+    c->write_failed += d->write_failed;
+    c->unchanged += d->unchanged;
+    c->read_ms += d->read_ms;
+    c->transform_ms += d->transform_ms;
+    c->compare_ms += d->compare_ms;
+    c->write_ms += d->write_ms;
+}
+
+/* The sync map row of a written record: its hashes, its target keys and the records as
+ * written, as JSON text built straight into a buffer (no jansson tree per record). */
+static int syncmap_row(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a, tfs_syncmap_row *row)
+{
+    row->source_key = r->key;
+    row->is_new = r->is_new;
+    tfs_hash_hex(r->src_hash, row->source_hash);
+    tfs_hash_hex(r->tgt_hash, row->target_hash);
+    tfs_buf *kb = b->commit_scratch;
+    tfs_buf_reset(kb);
+    tfs_buf_putc(kb, '[');
+    for (size_t j = 0; j < r->out.n; j++) {
+        const tfs_record *t = r->out.recs[j];
+        char hex[17];
+        uint64_t th;
+        if (tfs_canonical_hash(b->commit_scratch2, &t, 1, &th, NULL) != 0)
+            return TFS_ENOMEM;
+        tfs_hash_hex(th, hex);
+        const char *tkey = tfs_record_key(a, t);
+        if (j)
+            tfs_buf_putc(kb, ',');
+        tfs_buf_puts(kb, "{\"entity\":");
+        tfs_json_string_append(kb, t->entity->name, strlen(t->entity->name));
+        tfs_buf_puts(kb, ",\"key\":");
+        tfs_json_string_append(kb, tkey ? tkey : "", tkey ? strlen(tkey) : 0);
+        tfs_buf_printf(kb, ",\"hash\":\"%s\"}", hex);
+    }
+    tfs_buf_putc(kb, ']');
+    row->target_keys = tfs_arena_strndup(a, tfs_buf_str(kb), kb->len);
+    /* {"pardat": [{...}], "asmt": [{...}]}: records grouped by entity, in order. */
+    tfs_buf_reset(kb);
+    tfs_buf_putc(kb, '{');
+    int first_entity = 1;
+    for (size_t e = 0; e < tfs_instance_n_entities(b->tgt); e++) {
+        int any = 0;
+        for (size_t j = 0; j < r->out.n; j++) {
+            const tfs_record *t = r->out.recs[j];
+            if (t->entity != tfs_instance_entity_get(b->tgt, e))
+                continue;
+            if (!any) {
+                if (!first_entity)
+                    tfs_buf_putc(kb, ',');
+                first_entity = 0;
+                tfs_json_string_append(kb, t->entity->name, strlen(t->entity->name));
+                tfs_buf_puts(kb, ":[");
+            } else {
+                tfs_buf_putc(kb, ',');
+            }
+            any = 1;
+            tfs_record_json_append(kb, t);
+        }
+        if (any)
+            tfs_buf_putc(kb, ']');
+    }
+    tfs_buf_putc(kb, '}');
+    row->target_record = tfs_arena_strndup(a, tfs_buf_str(kb), kb->len);
+    return kb->oom || !row->target_keys || !row->target_record ? TFS_ENOMEM : 0;
+}
+
+/* What the transaction of one batch holds, gathered from its records. */
+typedef struct commit_rows {
+    tfs_syncmap_row *rows;
+    tfs_failed_row *failed;
+    const char **mark, **forget;
+    tfs_audit_row *audit;
+    size_t n_rows, n_failed, n_mark, n_forget, n_audit;
+} commit_rows;
+
+/* Sorts each record of the batch into the transaction's parts and counts what was
+ * applied into the run's totals. */
+static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_error *err)
+{
+    tfs_arena *a = jb->arena;
+    size_t n = jb->batch.n;
+    cr->rows = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->rows);
+    cr->failed = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->failed);
+    cr->mark = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->mark);
+    cr->forget = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->forget);
+    cr->audit = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->audit);
+    if (!cr->rows || !cr->failed || !cr->mark || !cr->forget || !cr->audit)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        tfs_stage_rec *r = &jb->rs[i];
+        if (r->stage) {
+            cr->failed[cr->n_failed++] = (tfs_failed_row){
+                r->key, r->stage, r->reasons,
+                jb->batch.recs ? tfs_record_to_json(jb->batch.recs[i]) : NULL};
+            if (b->full && !r->deleted)
+                cr->mark[cr->n_mark++] = r->key; /* it exists: the sweep must not take it */
+            continue;
+        }
+        if (!r->write) {
+            if (b->full && !r->deleted && !r->is_new)
+                cr->mark[cr->n_mark++] = r->key;
+            continue;
+        }
+        const char *op = r->deleted ? (r->kind == TFS_SDK_OP_DELETE ? "delete" : "deactivate")
+                         : r->is_new ? "insert"
+                                     : "update";
+        tfs_audit_subject subj = {
+            .recs = (const tfs_record *const *)r->out.recs, .n = r->out.n,
+            .orphans = (const tfs_record *const *)r->orphans, .n_orphans = r->n_orphans,
+            .old = r->old, .deleted = r->deleted,
+            .removing = r->deleted && r->kind == TFS_SDK_OP_DELETE};
+        const char *changes = tfs_audit_diff_changes(&subj, b->commit_scratch, a);
+        if (!changes)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        cr->audit[cr->n_audit++] = (tfs_audit_row){r->key, op, changes};
+        if (r->deleted) {
+            b->c->deleted++;
+            if (r->kind == TFS_SDK_OP_DELETE) {
+                cr->forget[cr->n_forget++] = r->key;
+                continue;
+            }
+            r->src_hash = 0; /* a deactivated record's source is gone */
+        } else {
+            b->c->written++;
+        }
+        if (syncmap_row(b, r, a, &cr->rows[cr->n_rows++]))
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
+{
+    double t4 = now_ms();
+    counts_add(b->c, &jb->delta);
+    commit_rows cr = {0};
+    /* The counts committed hold the time of the commits before this one. */
+    int rc = gather(b, jb, &cr, err);
+    tfs_batch_commit bc = {
+        .pair = b->pair->name,
+        .entity = b->em->source,
+        .run_id = b->run_id,
+        .rows = cr.rows,
+        .n_rows = cr.n_rows,
+        .failed = cr.failed,
+        .n_failed = cr.n_failed,
+        .cursor_kind = b->changes ? "changes" : "full",
+        .cursor = jb->batch.cursor,
+        .cursor_len = jb->batch.cursor_len,
+        .cursor_done = jb->batch.done,
+        .counts = b->counts,
+        .n_counts = b->n_counts,
+        .mark_keys = cr.mark,
+        .n_mark = cr.n_mark,
+        .forget_keys = cr.forget,
+        .n_forget = cr.n_forget,
+        .audit = cr.audit,
+        .n_audit = cr.n_audit,
+        .actor = b->actor,
+    };
+    if (b->sweeping) /* no cursor moves */
+        bc.cursor_kind = NULL;
+    else if (!jb->batch.cursor_set)
+        bc.cursor = NULL; /* a first read that returned nothing */
+    for (int attempt = 1; rc == 0; attempt++) {
+        rc = tfs_store_batch_commit(b->commit_store, &bc, err);
+        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+            break;
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d, retrying)", b->run_id,
+                     err->message, attempt);
+        if (tfs_stage_backoff(attempt, b->stop) < 0)
+            break;
+        tfs_store_ensure(b->commit_store, NULL);
+        rc = 0;
+    }
+    for (size_t i = 0; i < cr.n_failed; i++)
+        json_decref(cr.failed[i].record);
+    b->c->commit_ms += now_ms() - t4;
+    return rc;
+}

@@ -1,0 +1,116 @@
+/* core/stage.h — the stages one batch of one entity mapping goes through: read and
+ * transform (the reading side), compare, resolve and write (the writing side), commit (the
+ * committing side).
+ *
+ * A batch lives in a tfs_stage_job: its source records, what the pipeline knows of each,
+ * and the counts gathered for it, all in the job's arena. The stages share a
+ * tfs_stage_ctx per entity mapping, which says which resources each side uses; a stage
+ * touches only its own side's, so the three sides can run on three threads (see
+ * handoff.h). Only the committing side changes the run's totals.
+ */
+#ifndef TFS_STAGE_H
+#define TFS_STAGE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "config.h"
+#include "error.h"
+#include "lua_transform.h"
+#include "plugin_host.h"
+#include "record.h"
+#include "store.h"
+#include "store_batch.h"
+
+/* Counts of an entity and where its time goes per stage, so an operator sees which side
+ * is slow: the store's type, which records them. */
+typedef tfs_store_counts tfs_stage_counts;
+
+/* What the pipeline knows of one source record while its batch is processed. */
+typedef struct tfs_stage_rec {
+    const char *key;
+    tfs_lua_output out;
+    uint64_t src_hash, tgt_hash;
+    json_t *reasons; /* set: failed (owned; tfs_stage_job_clear drops it) */
+    const char *stage;
+    int write;   /* needs writing */
+    int is_new;  /* no sync map row yet */
+    int deleted; /* gone from the source: the pair's delete action applies */
+    tfs_sdk_op_kind kind; /* of the operations in out */
+    const char *old; /* the sync map's last written target record (JSON), in the arena */
+    tfs_record **orphans; /* last written target records the mapping no longer produces */
+    size_t n_orphans;
+} tfs_stage_rec;
+
+/* One batch and its arena. */
+typedef struct tfs_stage_job {
+    tfs_arena *arena; /* the job's own, reset by each read */
+    tfs_batch batch;
+    tfs_stage_rec *rs; /* batch.n entries, in the arena */
+    size_t n_rs;       /* entries of rs that hold something to clear */
+    tfs_stage_counts delta; /* what the reading and writing sides counted for this batch */
+} tfs_stage_job;
+
+/* What the stages of one entity mapping share, and each side's own resources. */
+typedef struct tfs_stage_ctx {
+    const tfs_config_pair *pair;
+    const tfs_config_entity *em;
+    int64_t run_id;
+    const char *actor;  /* for the audit trail */
+    char today[11];     /* a deactivation's date, fixed when the run starts */
+    const atomic_int *stop;
+    int changes;  /* reading changes (an incremental run), else everything */
+    int full;     /* a full run: mark what it sees, sweep what it did not */
+    int sweeping; /* applying deletions of vanished keys after a full run */
+    /* the reading side */
+    tfs_instance *src;
+    size_t src_entity;
+    tfs_lua *lua;
+    tfs_buf *read_scratch;
+    /* the writing side */
+    tfs_instance *tgt;
+    const tfs_sdk_entity **targets; /* target entities of the mapping, in tgt */
+    size_t n_targets;
+    tfs_store *write_store; /* the sync map's compare */
+    tfs_buf *write_scratch;
+    /* the committing side */
+    tfs_store *commit_store;
+    tfs_buf *commit_scratch, *commit_scratch2;
+    tfs_stage_counts *c;         /* the run's totals for the entity: one of counts */
+    const tfs_stage_counts *counts; /* every entity's, as the run records them */
+    size_t n_counts;
+} tfs_stage_ctx;
+
+/* Reading side: reads the batch after cursor (NULL: from the start) into the job (its
+ * arena reset), retrying transient failures with backoff, then maps, validates and hashes
+ * every record. A batch that moved nothing keeps cursor as its position. */
+int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cursor,
+                   size_t cursor_len, tfs_error *err);
+/* A job of keys only, each deleted from the source (the sweep), in the job's arena. */
+int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys, size_t n,
+                      tfs_error *err);
+/* Writing side: compare with the sync map, resolve, write to the target. */
+int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+int tfs_stage_resolve(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+/* The three above in order, with their timings. */
+int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+/* Committing side: the job's sync map rows, failed records, audit entries, cursor and the
+ * run's counts (its delta added first) in one state store transaction, retried while
+ * transient. */
+int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+/* The hashes of the job's source keys, in its arena; -1 when out of memory. */
+int tfs_stage_key_hashes(tfs_stage_job *jb, uint64_t **keys, size_t *n);
+/* Drops what the job's records own outside the arena (their failure reasons); the arena
+ * itself stays. */
+void tfs_stage_job_clear(tfs_stage_job *jb);
+
+/* Sleeps before attempt `attempt` (1-based) of a retry: exponential backoff with full
+ * jitter, capped, in slices so a stop request is honoured quickly. 0, or -1 when stopped. */
+int tfs_stage_backoff(int attempt, const atomic_int *stop);
+
+#endif

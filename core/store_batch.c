@@ -1,0 +1,536 @@
+/* core/store_batch.c — the sync map, cursors and a batch's transaction over libpq; see
+ * store_batch.h.
+ *
+ * New sync map rows go in with COPY, known ones through a temporary table and one upsert,
+ * audit entries with COPY: a batch costs a fixed number of round trips whatever its size.
+ */
+#include "store_batch.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+#include "store_private.h"
+
+/* At most this many bytes per PQputCopyData call, so no length is ever near INT_MAX. */
+#define COPY_CHUNK (1u << 20)
+
+int tfs_store_batch_cursor_get(tfs_store *s, const char *pair, const char *entity,
+                               const char *kind, int64_t *run_id, int *done,
+                               unsigned char **cursor, size_t *len, tfs_error *err)
+{
+    const char *params[] = {pair, entity, kind};
+    *cursor = NULL;
+    *len = 0;
+    *run_id = 0;
+    *done = 0;
+    /* Binary result: the cursor is bytes the plugin owns the meaning of. */
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT cursor, coalesce(run_id, 0)::int8, done FROM"
+                               " tfsync.cursors WHERE pair = $1 AND entity = $2 AND kind = $3",
+                               3, NULL, params, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read a cursor");
+    if (PQntuples(r) == 1) {
+        if (!PQgetisnull(r, 0, 0)) {
+            *len = (size_t)PQgetlength(r, 0, 0);
+            *cursor = malloc(*len ? *len : 1);
+            if (!*cursor) {
+                PQclear(r);
+                return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            }
+            memcpy(*cursor, PQgetvalue(r, 0, 0), *len);
+        }
+        const unsigned char *b = (const unsigned char *)PQgetvalue(r, 0, 1);
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+            v = v << 8 | b[i];
+        *run_id = (int64_t)v;
+        *done = PQgetvalue(r, 0, 2)[0] != 0;
+    }
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_batch_full_start(tfs_store *s, const char *pair, const char *entity,
+                               int64_t run_id, const void *pending, size_t pending_len,
+                               tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *vals[] = {pair, entity, id, pending};
+    int lens[] = {0, 0, 0, (int)pending_len};
+    int fmts[] = {0, 0, 0, 1};
+    PGresult *r = PQexecParams(s->conn,
+                               "INSERT INTO tfsync.cursors (pair, entity, kind, cursor, done,"
+                               " run_id, pending) VALUES ($1, $2, 'full', NULL, false, $3, $4)"
+                               " ON CONFLICT (pair, entity, kind) DO UPDATE SET cursor = NULL,"
+                               " done = false, run_id = excluded.run_id,"
+                               " pending = excluded.pending, updated_at = now()",
+                               4, NULL, vals, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "start a full run's cursor");
+    PQclear(r);
+    return 0;
+}
+
+/* One sync map column (target_hash or target_record) of each key, NULL where the key has
+ * no row; values borrowed from the result (*res, cleared by the caller). Ordinality gives
+ * back the position, so duplicates and order need no lookup table. The LATERAL ... LIMIT 1
+ * keeps it one index probe per key: as a plain join, a map that grew since it was last
+ * analysed (a first full run) is hashed whole per batch. */
+static int syncmap_column(tfs_store *s, const char *pair, const char *entity,
+                          const char *const *keys, size_t n, int record, const char **out,
+                          PGresult **res, tfs_error *err)
+{
+    *res = NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    if (n == 0)
+        return 0;
+    int rc = tfs_store_keys_literal(s, keys, n, err);
+    if (rc)
+        return rc;
+    const char *params[] = {pair, entity, tfs_buf_str(&s->buf)};
+    PGresult *r = PQexecParams(
+        s->conn,
+        record ? "SELECT k.i, m.v FROM unnest($3::text[]) WITH ORDINALITY AS k(key, i)"
+                 " CROSS JOIN LATERAL (SELECT target_record AS v FROM tfsync.sync_map"
+                 " WHERE pair = $1 AND entity = $2 AND source_key = k.key LIMIT 1) m"
+               : "SELECT k.i, m.v FROM unnest($3::text[]) WITH ORDINALITY AS k(key, i)"
+                 " CROSS JOIN LATERAL (SELECT target_hash AS v FROM tfsync.sync_map"
+                 " WHERE pair = $1 AND entity = $2 AND source_key = k.key LIMIT 1) m",
+        3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read the sync map");
+    for (int row = 0; row < PQntuples(r); row++) {
+        long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
+        if (i >= 0 && (size_t)i < n && !out[i])
+            out[i] = PQgetvalue(r, row, 1);
+    }
+    *res = r;
+    return 0;
+}
+
+int tfs_store_batch_hashes(tfs_store *s, const char *pair, const char *entity,
+                           const char *const *keys, size_t n, uint64_t *hashes,
+                           unsigned char *found, tfs_error *err)
+{
+    const char **text = calloc(n ? n : 1, sizeof *text);
+    if (!text)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    PGresult *r;
+    int rc = syncmap_column(s, pair, entity, keys, n, 0, text, &r, err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        found[i] = text[i] != NULL;
+        hashes[i] = text[i] ? strtoull(text[i], NULL, 16) : 0;
+    }
+    PQclear(r);
+    free(text);
+    return rc;
+}
+
+int tfs_store_batch_records(tfs_store *s, const char *pair, const char *entity,
+                            const char *const *keys, size_t n, tfs_arena *a,
+                            const char **records, tfs_error *err)
+{
+    PGresult *r;
+    int rc = syncmap_column(s, pair, entity, keys, n, 1, records, &r, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (records[i] && !(records[i] = tfs_arena_strdup(a, records[i])))
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    PQclear(r);
+    return rc;
+}
+
+int tfs_store_batch_sweep_keys(tfs_store *s, const char *pair, const char *entity,
+                               int64_t generation, const char *after, size_t limit,
+                               tfs_arena *a, const char ***keys, size_t *n, tfs_error *err)
+{
+    char gen[32], lim[32];
+    snprintf(gen, sizeof gen, "%" PRId64, generation);
+    snprintf(lim, sizeof lim, "%zu", limit);
+    const char *params[] = {pair, entity, gen, after, lim};
+    *keys = NULL;
+    *n = 0;
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT source_key FROM tfsync.sync_map WHERE pair = $1"
+                               " AND entity = $2 AND generation < $3::int8"
+                               " AND ($4::text IS NULL OR source_key > $4)"
+                               " ORDER BY source_key LIMIT $5::int8",
+                               5, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "find keys that vanished from the source");
+    int rows = PQntuples(r);
+    const char **k = tfs_arena_calloc(a, (size_t)rows + 1, sizeof *k);
+    int rc = k ? 0 : TFS_ENOMEM;
+    for (int i = 0; rc == 0 && i < rows; i++)
+        if (!(k[i] = tfs_arena_strdup(a, PQgetvalue(r, i, 0))))
+            rc = TFS_ENOMEM;
+    PQclear(r);
+    if (rc)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    *keys = k;
+    *n = (size_t)rows;
+    return 0;
+}
+
+int tfs_store_batch_checkpoints(tfs_store *s, const char *const *pairs, size_t n_pairs,
+                                tfs_arena *a, const void ***cursors, size_t **lens, size_t *n,
+                                tfs_error *err)
+{
+    *cursors = NULL;
+    *lens = NULL;
+    *n = 0;
+    int rc = tfs_store_keys_literal(s, pairs, n_pairs, err);
+    if (rc)
+        return rc;
+    const char *params[] = {tfs_buf_str(&s->buf)};
+    /* Binary result: the cursors are bytes the plugin owns the meaning of. A full run
+     * still reading holds its start cursor in pending: the changes after it are its first
+     * incremental run's to read. */
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT cursor FROM tfsync.cursors WHERE kind = 'changes'"
+                               " AND cursor IS NOT NULL AND pair = ANY($1::text[])"
+                               " UNION ALL SELECT pending FROM tfsync.cursors WHERE kind = 'full'"
+                               " AND NOT done AND pending IS NOT NULL AND pair = ANY($1::text[])",
+                               1, NULL, params, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read change checkpoints");
+    size_t rows = (size_t)PQntuples(r);
+    const void **c = tfs_arena_calloc(a, rows + 1, sizeof *c);
+    size_t *l = tfs_arena_calloc(a, rows + 1, sizeof *l);
+    rc = c && l ? 0 : TFS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < rows; i++) {
+        l[i] = (size_t)PQgetlength(r, (int)i, 0);
+        unsigned char *bytes = tfs_arena_alloc(a, l[i] ? l[i] : 1);
+        if (!bytes) {
+            rc = TFS_ENOMEM;
+            break;
+        }
+        memcpy(bytes, PQgetvalue(r, (int)i, 0), l[i]);
+        c[i] = bytes;
+    }
+    PQclear(r);
+    if (rc)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    *cursors = c;
+    *lens = l;
+    *n = rows;
+    return 0;
+}
+
+static int prepare_temp(tfs_store *s, tfs_error *err)
+{
+    if (s->temp_ready)
+        return 0;
+    int rc = tfs_pg_exec(s->conn,
+                         "CREATE TEMP TABLE IF NOT EXISTS tmp_sync_map ("
+                         " source_key text, source_hash text, target_hash text,"
+                         " target_keys jsonb, target_record jsonb) ON COMMIT DELETE ROWS",
+                         err);
+    if (rc == 0)
+        s->temp_ready = 1;
+    return rc;
+}
+
+/* Sends s->buf (COPY text rows) through `sql`, a COPY ... FROM STDIN. */
+static int copy_in(tfs_store *s, const char *sql, const char *what, tfs_error *err)
+{
+    tfs_buf *b = &s->buf;
+    if (b->oom)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    PGresult *r = PQexec(s->conn, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+        return tfs_store_fail(s, r, err, what);
+    PQclear(r);
+    for (size_t off = 0; off < b->len;) {
+        size_t chunk = b->len - off < COPY_CHUNK ? b->len - off : COPY_CHUNK;
+        if (PQputCopyData(s->conn, b->data + off, (int)chunk) != 1) {
+            PQputCopyEnd(s->conn, "could not send the rows");
+            while ((r = PQgetResult(s->conn)))
+                PQclear(r);
+            return tfs_store_fail(s, NULL, err, what);
+        }
+        off += chunk;
+    }
+    if (PQputCopyEnd(s->conn, NULL) != 1)
+        return tfs_store_fail(s, NULL, err, what);
+    r = PQgetResult(s->conn);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        PGresult *rest;
+        while ((rest = PQgetResult(s->conn)))
+            PQclear(rest);
+        return tfs_store_fail(s, r, err, what);
+    }
+    PQclear(r);
+    while ((r = PQgetResult(s->conn)))
+        PQclear(r);
+    return 0;
+}
+
+/* Streams rows (new ones or not) through a COPY; 1 when rows went, 0 when none did. */
+static int copy_rows(tfs_store *s, const tfs_batch_commit *bc, int new_rows, const char *copy_sql,
+                     const char *run_id, tfs_error *err)
+{
+    tfs_buf *b = &s->buf;
+    tfs_buf_reset(b);
+    size_t n = 0;
+    for (size_t i = 0; i < bc->n_rows; i++) {
+        const tfs_syncmap_row *row = &bc->rows[i];
+        if (!row->is_new != !new_rows)
+            continue;
+        n++;
+        if (new_rows) {
+            tfs_pg_copy_escape(b, bc->pair, strlen(bc->pair));
+            tfs_buf_putc(b, '\t');
+            tfs_pg_copy_escape(b, bc->entity, strlen(bc->entity));
+            tfs_buf_putc(b, '\t');
+        }
+        tfs_pg_copy_escape(b, row->source_key, strlen(row->source_key));
+        tfs_buf_putc(b, '\t');
+        tfs_buf_puts(b, row->source_hash);
+        tfs_buf_putc(b, '\t');
+        tfs_buf_puts(b, row->target_hash);
+        tfs_buf_putc(b, '\t');
+        tfs_pg_copy_escape(b, row->target_keys, strlen(row->target_keys));
+        tfs_buf_putc(b, '\t');
+        tfs_pg_copy_escape(b, row->target_record, strlen(row->target_record));
+        if (new_rows) {
+            tfs_buf_putc(b, '\t');
+            tfs_buf_puts(b, run_id);
+            tfs_buf_putc(b, '\t');
+            tfs_buf_puts(b, run_id); /* generation: the run that saw it */
+        }
+        tfs_buf_putc(b, '\n');
+    }
+    if (n == 0)
+        return 0;
+    int rc = copy_in(s, copy_sql, "copy sync map rows", err);
+    return rc ? rc : 1;
+}
+
+/* New keys go straight into the sync map with COPY; known ones through a temporary table
+ * and one upsert. all_upserts treats every row as known (the retry after a key turned out
+ * to exist after all). */
+static int write_sync_map(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                          int all_upserts, tfs_error *err)
+{
+    int rc = 0;
+    if (!all_upserts) {
+        rc = copy_rows(s, bc, 1,
+                       "COPY tfsync.sync_map (pair, entity, source_key, source_hash, target_hash,"
+                       " target_keys, target_record, run_id, generation) FROM STDIN",
+                       id, err);
+        if (rc < 0)
+            return rc;
+    }
+    tfs_batch_commit known = *bc;
+    tfs_syncmap_row *copy = NULL;
+    if (all_upserts) {
+        copy = malloc((bc->n_rows ? bc->n_rows : 1) * sizeof *copy);
+        if (!copy)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        for (size_t i = 0; i < bc->n_rows; i++) {
+            copy[i] = bc->rows[i];
+            copy[i].is_new = 0;
+        }
+        known.rows = copy;
+    }
+    rc = copy_rows(s, &known, 0, "COPY tmp_sync_map FROM STDIN", id, err);
+    free(copy);
+    if (rc <= 0)
+        return rc;
+    const char *params[] = {bc->pair, bc->entity, id};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "INSERT INTO tfsync.sync_map AS m (pair, entity, source_key, source_hash,"
+        " target_hash, target_keys, target_record, run_id, generation)"
+        " SELECT $1, $2, source_key, source_hash, target_hash, target_keys, target_record,"
+        " $3::int8, $3::int8 FROM tmp_sync_map"
+        " ON CONFLICT (pair, entity, source_key) DO UPDATE SET"
+        " source_hash = excluded.source_hash, target_hash = excluded.target_hash,"
+        " target_keys = excluded.target_keys, target_record = excluded.target_record,"
+        " run_id = excluded.run_id, generation = excluded.generation, updated_at = now()",
+        3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "update the sync map");
+    PQclear(r);
+    return 0;
+}
+
+static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
+                       tfs_error *err);
+
+static int copy_audit(tfs_store *s, const tfs_batch_commit *bc, const char *run_id,
+                      tfs_error *err)
+{
+    tfs_buf *b = &s->buf;
+    tfs_buf_reset(b);
+    const char *actor = bc->actor ? bc->actor : "?";
+    for (size_t i = 0; i < bc->n_audit; i++) {
+        const tfs_audit_row *a = &bc->audit[i];
+        const char *fields[] = {bc->pair, run_id, bc->entity, a->source_key, a->op, a->changes,
+                                actor};
+        for (int f = 0; f < 7; f++) {
+            if (f)
+                tfs_buf_putc(b, '\t');
+            tfs_pg_copy_escape(b, fields[f], strlen(fields[f]));
+        }
+        tfs_buf_putc(b, '\n');
+    }
+    return copy_in(s, "COPY tfsync.audit (pair, run_id, entity, source_key, op, changes, actor)"
+                      " FROM STDIN", "write the audit trail", err);
+}
+
+int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
+{
+    s->diag = (tfs_store_diag){{0}, {0}};
+    int rc = commit_once(s, bc, 0, err);
+    if (rc == TFS_EPERMANENT && strcmp(s->diag.sqlstate, "23505") == 0 &&
+        strcmp(s->diag.constraint, "sync_map_pkey") == 0) {
+        /* A key taken for new already had a row (another writer of the pair's map): redo
+         * the batch with upserts only. */
+        rc = commit_once(s, bc, 1, err);
+    }
+    return rc;
+}
+
+/* The batch's failed records, one INSERT each (they are few). */
+static int write_failed(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                        tfs_error *err)
+{
+    for (size_t i = 0; i < bc->n_failed; i++) {
+        const tfs_failed_row *f = &bc->failed[i];
+        char *reasons = json_dumps(f->reasons, JSON_COMPACT);
+        char *rec = f->record ? json_dumps(f->record, JSON_COMPACT) : NULL;
+        if (!reasons || (f->record && !rec)) {
+            free(reasons);
+            free(rec);
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        }
+        const char *params[] = {bc->pair, bc->entity, f->source_key, id, f->stage, reasons, rec};
+        PGresult *r = PQexecParams(s->conn,
+                                   "INSERT INTO tfsync.failed_records (pair, entity, source_key,"
+                                   " run_id, stage, reasons, record)"
+                                   " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                                   7, NULL, params, NULL, NULL, 0);
+        free(reasons);
+        free(rec);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return tfs_store_fail(s, r, err, "store a failed record");
+        PQclear(r);
+    }
+    return 0;
+}
+
+/* Keys this full run saw though it did not write them get its generation; keys deleted
+ * from the target leave the map. */
+static int mark_and_forget(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                           tfs_error *err)
+{
+    const char *const *keys[] = {bc->mark_keys, bc->forget_keys};
+    size_t counts[] = {bc->n_mark, bc->n_forget};
+    static const char *const sql[] = {
+        "UPDATE tfsync.sync_map SET generation = $4::int8 WHERE pair = $1 AND entity = $2"
+        " AND source_key = ANY($3::text[])",
+        "DELETE FROM tfsync.sync_map WHERE pair = $1 AND entity = $2"
+        " AND source_key = ANY($3::text[])"};
+    for (int k = 0; k < 2; k++) {
+        if (!counts[k])
+            continue;
+        int rc = tfs_store_keys_literal(s, keys[k], counts[k], err);
+        if (rc)
+            return rc;
+        const char *params[] = {bc->pair, bc->entity, tfs_buf_str(&s->buf), id};
+        PGresult *r = PQexecParams(s->conn, sql[k], k == 0 ? 4 : 3, NULL, params, NULL, NULL,
+                                   0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return tfs_store_fail(s, r, err, "update the sync map");
+        PQclear(r);
+    }
+    return 0;
+}
+
+/* The entity's cursor after the batch; a full read done turns its pending change cursor
+ * into the incremental checkpoint. */
+static int save_cursor(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                       tfs_error *err)
+{
+    if (bc->cursor_len > INT32_MAX)
+        return tfs_error_set(err, TFS_ELIMIT, "a cursor of %zu bytes is too long to store",
+                             bc->cursor_len);
+    const char *vals[] = {bc->pair, bc->entity, bc->cursor_kind, (const char *)bc->cursor,
+                          bc->cursor_done ? "t" : "f", id};
+    int lens[] = {0, 0, 0, (int)bc->cursor_len, 0, 0};
+    int fmts[] = {0, 0, 0, 1, 0, 0};
+    if (!bc->cursor)
+        vals[3] = NULL;
+    PGresult *r = PQexecParams(s->conn,
+                               "INSERT INTO tfsync.cursors (pair, entity, kind, cursor, done,"
+                               " run_id) VALUES ($1, $2, $3, $4, $5, $6)"
+                               " ON CONFLICT (pair, entity, kind) DO UPDATE SET"
+                               " cursor = excluded.cursor, done = excluded.done,"
+                               " run_id = excluded.run_id, updated_at = now()",
+                               6, NULL, vals, lens, fmts, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "save a cursor");
+    PQclear(r);
+    if (!bc->cursor_done || strcmp(bc->cursor_kind, "full") != 0)
+        return 0;
+    /* Everything is read: what changed since the run began is what the next incremental
+     * run must read. */
+    const char *params[] = {bc->pair, bc->entity, id};
+    r = PQexecParams(s->conn,
+                     "INSERT INTO tfsync.cursors (pair, entity, kind, cursor, run_id)"
+                     " SELECT pair, entity, 'changes', pending, $3::int8"
+                     " FROM tfsync.cursors WHERE pair = $1 AND entity = $2"
+                     " AND kind = 'full' AND pending IS NOT NULL"
+                     " ON CONFLICT (pair, entity, kind) DO UPDATE SET"
+                     " cursor = excluded.cursor, run_id = excluded.run_id,"
+                     " updated_at = now()",
+                     3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "save the change checkpoint");
+    PQclear(r);
+    return 0;
+}
+
+static int save_counts(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                       tfs_error *err)
+{
+    tfs_buf_reset(&s->buf);
+    if (tfs_store_counts_json(&s->buf, bc->counts, bc->n_counts) != 0)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    const char *params[] = {id, tfs_buf_str(&s->buf)};
+    PGresult *r = PQexecParams(s->conn,
+                               "UPDATE tfsync.runs SET counts = $2::jsonb, updated_at = now()"
+                               " WHERE run_id = $1",
+                               2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "update run counts");
+    PQclear(r);
+    return 0;
+}
+
+static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
+                       tfs_error *err)
+{
+    char id[32];
+    int rc;
+    snprintf(id, sizeof id, "%" PRId64, bc->run_id);
+    if ((rc = prepare_temp(s, err)) || (rc = tfs_pg_exec(s->conn, "BEGIN", err)))
+        return rc;
+    if ((bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
+        (rc = write_failed(s, bc, id, err)) || (rc = mark_and_forget(s, bc, id, err)) ||
+        (bc->n_audit && (rc = copy_audit(s, bc, id, err))) ||
+        (bc->cursor_kind && (rc = save_cursor(s, bc, id, err))) ||
+        (bc->counts && (rc = save_counts(s, bc, id, err))))
+        goto fail;
+    return tfs_pg_exec(s->conn, "COMMIT", err);
+fail:
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return rc;
+}

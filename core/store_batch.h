@@ -1,0 +1,106 @@
+/* core/store_batch.h — what a run's batches read from and commit to the state store: the
+ * sync map (hashes and last written records of source keys, marks, the sweep's keys),
+ * cursors and change checkpoints, and the one transaction that commits a batch.
+ *
+ * Results are typed (hashes as numbers, records and keys as text in the caller's arena,
+ * cursors as bytes), so nothing the store answers is parsed back by the caller. Every
+ * write of a batch (sync map rows, failed records, audit entries, the cursor and the run's
+ * counts) is one transaction, committed after the target committed, in batch order: that
+ * is what makes a resumed run neither skip nor double a record.
+ */
+#ifndef TFS_STORE_BATCH_H
+#define TFS_STORE_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "arena.h"
+#include "error.h"
+#include "store.h"
+
+/* Cursors per (pair, entity, kind); kind "full" holds a full run's progress (with the run
+ * it belongs to), "changes" the incremental position. *cursor is malloc'd (NULL when
+ * none). */
+int tfs_store_batch_cursor_get(tfs_store *s, const char *pair, const char *entity,
+                               const char *kind, int64_t *run_id, int *done,
+                               unsigned char **cursor, size_t *len, tfs_error *err);
+/* A full run begins an entity: its progress cursor restarts, and pending (the source's
+ * change cursor of now; may be NULL) waits to become the incremental checkpoint. */
+int tfs_store_batch_full_start(tfs_store *s, const char *pair, const char *entity,
+                               int64_t run_id, const void *pending, size_t pending_len,
+                               tfs_error *err);
+
+/* The stored target hash of each key: found[i] is 0 where the key has no sync map row. */
+int tfs_store_batch_hashes(tfs_store *s, const char *pair, const char *entity,
+                           const char *const *keys, size_t n, uint64_t *hashes,
+                           unsigned char *found, tfs_error *err);
+/* The last written target record (JSON text {"entity": [records]}) of each key, in the
+ * arena; NULL where none. */
+int tfs_store_batch_records(tfs_store *s, const char *pair, const char *entity,
+                            const char *const *keys, size_t n, tfs_arena *a,
+                            const char **records, tfs_error *err);
+/* Up to limit source keys (after `after`, NULL: from the first) whose sync map row was
+ * not seen by the full run `generation`: the keys that vanished from the source. *keys is
+ * an array of n strings, all in the arena. */
+int tfs_store_batch_sweep_keys(tfs_store *s, const char *pair, const char *entity,
+                               int64_t generation, const char *after, size_t limit,
+                               tfs_arena *a, const char ***keys, size_t *n, tfs_error *err);
+/* The "changes" checkpoints of the pairs, and the pending ones of full runs still
+ * reading: *n cursors as bytes ((*cursors)[i], (*lens)[i]), all in the arena. */
+int tfs_store_batch_checkpoints(tfs_store *s, const char *const *pairs, size_t n_pairs,
+                                tfs_arena *a, const void ***cursors, size_t **lens, size_t *n,
+                                tfs_error *err);
+
+typedef struct tfs_syncmap_row {
+    const char *source_key;
+    char source_hash[17];
+    char target_hash[17];
+    const char *target_keys;   /* JSON text: [{"entity", "key", "hash"}] */
+    const char *target_record; /* JSON text: {"entity": [records]} as last written */
+    int is_new; /* the key had no sync map row when the batch was compared */
+} tfs_syncmap_row;
+
+typedef struct tfs_failed_row {
+    const char *source_key;
+    const char *stage; /* "transform", "validate", "write" */
+    json_t *reasons;   /* borrowed: array of strings */
+    json_t *record;    /* borrowed: the source record */
+} tfs_failed_row;
+
+typedef struct tfs_audit_row {
+    const char *source_key;
+    const char *op;      /* "insert", "update", "delete", "deactivate" */
+    const char *changes; /* JSON text: {target entity: {field: {"before", "after"}}} */
+} tfs_audit_row;
+
+typedef struct tfs_batch_commit {
+    const char *pair;
+    const char *entity;
+    int64_t run_id;
+    const tfs_syncmap_row *rows;
+    size_t n_rows;
+    const tfs_failed_row *failed;
+    size_t n_failed;
+    const char *cursor_kind; /* NULL: no cursor change */
+    const void *cursor;
+    size_t cursor_len;
+    int cursor_done; /* with kind "full": the entity is read; its pending change cursor
+                      * becomes the "changes" checkpoint in the same transaction */
+    const tfs_store_counts *counts; /* the run's counts so far, NULL: unchanged */
+    size_t n_counts;
+    const char *const *mark_keys; /* seen by this full run though not written */
+    size_t n_mark;
+    const char *const *forget_keys; /* deleted from the target: their map rows go */
+    size_t n_forget;
+    const tfs_audit_row *audit;
+    size_t n_audit;
+    const char *actor;
+} tfs_batch_commit;
+
+/* Commits a batch's bookkeeping in one transaction. A key taken for new that turns out to
+ * have a row (unique violation of the sync map's key) is retried as an update. */
+int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err);
+
+#endif

@@ -1,0 +1,124 @@
+/* core/store_views.c — the JSON read models of the state store that the HTTP API serves;
+ * see store_views.h. JSON is built in SQL, so the server formats timestamps once and a
+ * listing is one round trip.
+ */
+#include "store_views.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "store_private.h"
+
+/* Runs sql, whose one row and column is JSON, into *out (new reference); TFS_ENOTFOUND when
+ * there is no row or it is null. */
+static int json_query(tfs_store *s, const char *sql, int n, const char *const *params,
+                      json_t **out, const char *what, tfs_error *err)
+{
+    *out = NULL;
+    PGresult *r = PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, what);
+    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
+        PQclear(r);
+        return TFS_ENOTFOUND;
+    }
+    json_error_t je;
+    *out = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &je);
+    PQclear(r);
+    if (!*out)
+        return tfs_error_set(err, TFS_EPERMANENT, "could not %s: bad JSON from the store: %s",
+                             what, je.text);
+    return 0;
+}
+
+/* The run columns as JSON, built in SQL so the server formats timestamps once. */
+#define RUN_JSON                                                                                \
+    "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
+    " 'actor', actor, 'counts', counts, 'error', error, 'created_at', created_at,"             \
+    " 'started_at', started_at, 'finished_at', finished_at, 'updated_at', updated_at,"         \
+    " 'elapsed_ms', (extract(epoch FROM coalesce(finished_at, now()) -"                       \
+    " coalesce(started_at, now())) * 1000)::int8)"
+
+int tfs_store_views_run(tfs_store *s, int64_t run_id, json_t **out, tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *params[] = {id};
+    int rc = json_query(s, "SELECT " RUN_JSON " FROM tfsync.runs WHERE run_id = $1", 1, params,
+                        out, "read a run", err);
+    if (rc == TFS_ENOTFOUND)
+        tfs_error_set(err, rc, "no run %" PRId64, run_id);
+    return rc;
+}
+
+int tfs_store_views_last_runs(tfs_store *s, json_t **out, tfs_error *err)
+{
+    int rc = json_query(
+        s,
+        "SELECT coalesce(json_object_agg(pair, j), '{}') FROM ("
+        " SELECT DISTINCT ON (pair) pair, " RUN_JSON " AS j"
+        " FROM tfsync.runs ORDER BY pair, run_id DESC) t",
+        0, NULL, out, "read the last runs", err);
+    return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
+}
+
+int tfs_store_views_cursors(tfs_store *s, const char *pair, json_t **out, tfs_error *err)
+{
+    const char *params[] = {pair};
+    int rc = json_query(
+        s,
+        "SELECT coalesce(json_object_agg(entity, k), '{}') FROM ("
+        " SELECT entity, json_object_agg(kind, json_build_object("
+        "  'cursor', encode(cursor, 'escape'), 'done', done, 'run_id', run_id,"
+        "  'updated_at', updated_at)) AS k"
+        " FROM tfsync.cursors WHERE pair = $1 GROUP BY entity) t",
+        1, params, out, "read cursors", err);
+    return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
+}
+
+int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,
+                          tfs_error *err)
+{
+    char run[32], after[32], lim[32];
+    snprintf(run, sizeof run, "%" PRId64, f->run_id);
+    snprintf(after, sizeof after, "%" PRId64, f->after_id);
+    snprintf(lim, sizeof lim, "%ld", f->limit);
+    const char *params[] = {f->pair, f->entity, f->key, run, f->since, f->until, after, lim};
+    int rc = json_query(
+        s,
+        "SELECT json_build_object('entries', coalesce(json_agg(json_build_object("
+        " 'id', id, 'pair', pair, 'run_id', run_id, 'entity', entity, 'key',"
+        " source_key, 'op', op, 'changes', changes, 'actor', actor, 'at', at)"
+        " ORDER BY id), '[]'), 'next_after_id', CASE WHEN count(*) = $8::int8"
+        " THEN max(id) END) FROM (SELECT * FROM tfsync.audit"
+        " WHERE ($1::text IS NULL OR pair = $1)"
+        " AND ($2::text IS NULL OR entity = $2)"
+        " AND ($3::text IS NULL OR source_key = $3)"
+        " AND ($4::int8 = 0 OR run_id = $4::int8)"
+        " AND ($5::timestamptz IS NULL OR at >= $5::timestamptz)"
+        " AND ($6::timestamptz IS NULL OR at < $6::timestamptz)"
+        " AND id > $7::int8 ORDER BY id LIMIT $8::int8) a",
+        8, params, out, "read the audit trail", err);
+    return rc;
+}
+
+int tfs_store_views_failed(tfs_store *s, const char *pair, int64_t run_id, long limit,
+                           json_t **out, tfs_error *err)
+{
+    char id[32], lim[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    snprintf(lim, sizeof lim, "%ld", limit);
+    const char *params[] = {pair, id, lim};
+    int rc = json_query(
+        s,
+        "SELECT coalesce(json_agg(json_build_object('id', id, 'pair', pair,"
+        " 'entity', entity, 'source_key', source_key, 'run_id', run_id,"
+        " 'stage', stage, 'reasons', reasons, 'record', record,"
+        " 'created_at', created_at) ORDER BY id DESC), '[]') FROM ("
+        " SELECT * FROM tfsync.failed_records"
+        " WHERE ($1::text IS NULL OR pair = $1)"
+        " AND ($2::int8 = 0 OR run_id = $2::int8)"
+        " ORDER BY id DESC LIMIT $3::int8) f",
+        3, params, out, "read failed records", err);
+    return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
+}
