@@ -13,18 +13,16 @@
 #include "store_views.h"
 
 int tfs_api_init(tfs_api *api, const tfs_config *cfg, const tfs_plugin_host *plugins,
-                 tfs_runner *runner, tfs_error *err)
+                 tfs_runner *runner, tfs_health *health, tfs_error *err)
 {
+    (void)err;
     memset(api, 0, sizeof *api);
     api->cfg = cfg;
     api->plugins = plugins;
     api->runner = runner;
     api->started = time(NULL);
+    api->health = health;
     pthread_mutex_init(&api->pool_lock, NULL);
-    pthread_mutex_init(&api->health_lock, NULL);
-    api->health = calloc(cfg->n_systems + 1, sizeof *api->health);
-    if (!api->health)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -33,12 +31,7 @@ void tfs_api_destroy(tfs_api *api)
     for (size_t i = 0; i < api->n_pool; i++)
         tfs_store_close(api->pool[i]);
     free(api->pool);
-    if (api->health)
-        for (size_t i = 0; i < api->cfg->n_systems; i++)
-            tfs_instance_close(api->health[i]);
-    free(api->health);
     pthread_mutex_destroy(&api->pool_lock);
-    pthread_mutex_destroy(&api->health_lock);
 }
 
 static tfs_store *store_acquire(tfs_api *api, tfs_error *err)
@@ -95,49 +88,24 @@ static tfs_store *store_for_request(tfs_api *api, tfs_http_response *resp)
 
 /* ---- GET /health ------------------------------------------------------------------ */
 
+/* Cached figures only (health.h): a system that does not answer never stalls this. */
 static void handle_health(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
     (void)req;
     tfs_api *api = ctx;
     json_t *systems = json_object();
-    int degraded = 0, down = 0;
-    tfs_error err = {0};
-    tfs_store *s = store_acquire(api, &err);
-    if (s && tfs_store_ping(s, &err) != 0) {
-        tfs_store_close(s); /* broken: never back into the pool */
-        s = NULL;
-    }
-    json_t *store = s ? json_pack("{ss}", "status", "ok")
-                      : json_pack("{ssss}", "status", "down", "error", err.message);
-    if (!s)
-        down = 1;
-    store_release(api, s);
-    pthread_mutex_lock(&api->health_lock);
+    int degraded = 0;
+    json_t *store = tfs_health_json(api->health, NULL);
+    const char *ss = json_string_value(json_object_get(store, "status"));
+    int down = ss && strcmp(ss, "down") == 0;
     for (size_t i = 0; i < api->cfg->n_systems; i++) {
         const tfs_config_system *cs = &api->cfg->systems[i];
-        const tfs_plugin *p = tfs_plugin_host_get(api->plugins, cs->plugin);
-        tfs_error e = {0};
-        int rc;
-        if (!p) {
-            rc = tfs_error_set(&e, TFS_EPERMANENT, "plugin \"%s\" is not loaded", cs->plugin);
-        } else if (!api->health[i]) {
-            rc = tfs_instance_open(p, cs->name, cs->settings, &api->health[i], &e);
-            if (rc == 0)
-                rc = tfs_instance_health(api->health[i], &e);
-        } else {
-            rc = tfs_instance_health(api->health[i], &e);
-        }
-        if (rc && api->health[i]) {
-            tfs_instance_close(api->health[i]); /* reconnect on the next check */
-            api->health[i] = NULL;
-        }
-        json_t *o = rc ? json_pack("{ssssss}", "status", "down", "plugin", cs->plugin, "error",
-                                   e.message)
-                       : json_pack("{ssss}", "status", "ok", "plugin", cs->plugin);
-        json_object_set_new(systems, cs->name, o);
-        degraded |= rc != 0;
+        json_t *o = tfs_health_json(api->health, cs->name);
+        const char *st = json_string_value(json_object_get(o, "status"));
+        degraded |= !st || strcmp(st, "ok") != 0;
+        json_object_set_new(systems, cs->name, o ? o : json_null());
     }
-    pthread_mutex_unlock(&api->health_lock);
+    degraded |= ss && strcmp(ss, "ok") != 0;
     const char *status = down ? "down" : degraded ? "degraded" : "ok";
     json_t *body = json_pack("{sssososI}", "status", status, "state_store", store, "systems",
                              systems, "uptime_seconds", (json_int_t)(time(NULL) - api->started));
@@ -250,48 +218,20 @@ static void handle_sync_incremental(const tfs_http_request *req, tfs_http_respon
 
 /* ---- GET /sync/status -------------------------------------------------------------- */
 
-/* Per entity of a pair: its change checkpoint and how many changes wait behind it (asked
- * of the source through the health instance, when the plugin can tell). */
-static json_t *pair_entities_status(tfs_api *api, tfs_store *s, const tfs_config_pair *p,
-                                    json_t *cursors)
+/* Per entity of a pair: its change checkpoint and how many changes wait behind it, as the
+ * source's prober last counted them (with their age), when the plugin can tell. */
+static json_t *pair_entities_status(tfs_api *api, const tfs_config_pair *p, json_t *cursors)
 {
     json_t *out = json_object();
-    size_t sys_index = 0;
-    for (size_t i = 0; i < api->cfg->n_systems; i++)
-        if (strcmp(api->cfg->systems[i].name, p->source) == 0)
-            sys_index = i;
     for (size_t e = 0; e < p->n_entities; e++) {
         const char *ent = p->entities[e].source;
         json_t *ch = json_object_get(json_object_get(cursors, ent), "changes");
         json_t *checkpoint = ch ? json_pack("{sOsO}", "run_id", json_object_get(ch, "run_id"),
                                             "updated_at", json_object_get(ch, "updated_at"))
                                 : json_null();
-        json_t *lag = json_null();
-        unsigned char *cursor = NULL;
-        size_t cursor_len = 0;
-        int64_t cursor_run;
-        int done;
-        tfs_error err = {0};
-        if (ch && tfs_store_batch_cursor_get(s, p->name, ent, "changes", &cursor_run, &done,
-                                             &cursor, &cursor_len, &err) != 0)
-            cursor = NULL;
-        pthread_mutex_lock(&api->health_lock);
-        const tfs_config_system *cs = &api->cfg->systems[sys_index];
-        const tfs_plugin *pl = tfs_plugin_host_get(api->plugins, cs->plugin);
-        if (cursor && pl &&
-            (api->health[sys_index] ||
-             tfs_instance_open(pl, cs->name, cs->settings, &api->health[sys_index], &err) == 0)) {
-            tfs_instance *inst = api->health[sys_index];
-            int idx = tfs_instance_entity(inst, ent);
-            int64_t pending = 0, age = 0;
-            if (idx >= 0 && tfs_instance_changes_lag(inst, (size_t)idx, cursor, cursor_len,
-                                                     &pending, &age, &err) == 0)
-                lag = json_pack("{sIsI}", "pending", (json_int_t)pending, "oldest_age_ms",
-                                (json_int_t)age);
-        }
-        pthread_mutex_unlock(&api->health_lock);
-        free(cursor);
-        json_object_set_new(out, ent, json_pack("{soso}", "checkpoint", checkpoint, "lag", lag));
+        json_t *lag = ch ? tfs_health_lag(api->health, p->name, ent) : NULL;
+        json_object_set_new(out, ent, json_pack("{soso}", "checkpoint", checkpoint, "lag",
+                                                lag ? lag : json_null()));
     }
     return out;
 }
@@ -314,7 +254,7 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
         if (rc)
             break;
         json_t *lr = json_object_get(last, p->name);
-        json_t *entities = pair_entities_status(api, s, p, cursors);
+        json_t *entities = pair_entities_status(api, p, cursors);
         json_t *o = json_pack("{sssssOsoso}", "source", p->source, "target", p->target,
                               "last_run", lr ? lr : json_null(), "cursors", cursors,
                               "entities", entities);
@@ -336,11 +276,16 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
             json_object_set_new(o, "schedule", json_null());
             json_object_set_new(o, "next_run_at", json_null());
         }
+        const char *lst = lr ? json_string_value(json_object_get(lr, "state")) : NULL;
         json_object_set_new(o, "running",
-                            json_boolean(lr && (strcmp(json_string_value(json_object_get(
-                                                           lr, "state")), "running") == 0 ||
-                                                strcmp(json_string_value(json_object_get(
-                                                           lr, "state")), "queued") == 0)));
+                            json_boolean(lst && (strcmp(lst, "running") == 0 ||
+                                                 strcmp(lst, "queued") == 0 ||
+                                                 strcmp(lst, "waiting") == 0)));
+        json_t *sys = json_object();
+        json_object_set_new(sys, p->source, tfs_health_json(api->health, p->source));
+        if (strcmp(p->source, p->target) != 0)
+            json_object_set_new(sys, p->target, tfs_health_json(api->health, p->target));
+        json_object_set_new(o, "systems", sys);
         json_object_set_new(pairs, p->name, o);
     }
     store_release(api, s);
@@ -595,6 +540,53 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
         tfs_http_json(resp, 200, out);
 }
 
+/* ---- POST /sync/runs/{run_id}/cancel ------------------------------------------------ */
+
+static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    int64_t id;
+    if (parse_id(req->params[0], &id) != 0) {
+        tfs_http_problem(resp, 400, "invalid-run-id", "Invalid run id",
+                         "\"%s\" is not a run id; run ids are positive integers, as returned "
+                         "by POST /sync/full",
+                         req->params[0]);
+        return;
+    }
+    tfs_store *s = store_for_request(api, resp);
+    if (!s)
+        return;
+    tfs_error err = {0};
+    char state[16];
+    int rc = tfs_store_run_cancel(s, id, state, &err);
+    store_release(api, s);
+    if (rc == TFS_ENOTFOUND) {
+        tfs_http_problem(resp, 404, "unknown-run", "Unknown run",
+                         "there is no run %" PRId64 "; GET /sync/status lists the last run of "
+                         "each pair",
+                         id);
+        return;
+    }
+    if (rc == TFS_ECONFLICT) {
+        tfs_http_problem(resp, 409, "run-ended", "Run already ended",
+                         "run %" PRId64 " has already ended (%s); only a queued, waiting or "
+                         "running run can be cancelled",
+                         id, state);
+        json_object_set_new(resp->json, "state", json_string(state));
+        return;
+    }
+    if (rc) {
+        store_problem(resp, &err);
+        return;
+    }
+    tfs_runner_cancel(api->runner, id);
+    tfs_log_info("api", "run %" PRId64 ": cancel asked by %s (it was %s)", id,
+                 req->actor ? req->actor : "?", state);
+    snprintf(resp->location, sizeof resp->location, "/sync/status/%" PRId64, id);
+    tfs_http_json(resp, 202, json_pack("{sIsssbss}", "run_id", (json_int_t)id, "state", state,
+                                       "cancel_requested", 1, "status_url", resp->location));
+}
+
 static const tfs_http_route routes[] = {
     {"GET", "/health", TFS_ROLE_NONE, handle_health},
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
@@ -602,6 +594,7 @@ static const tfs_http_route routes[] = {
     {"GET", "/audit", TFS_ROLE_READ, handle_audit},
     {"GET", "/sync/status", TFS_ROLE_READ, handle_status},
     {"GET", "/sync/status/{run_id}", TFS_ROLE_READ, handle_run_status},
+    {"POST", "/sync/runs/{run_id}/cancel", TFS_ROLE_OPERATE, handle_cancel},
     {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},
     {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
     {"GET", "/dead-letters", TFS_ROLE_READ, handle_dead_letters},

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "health.h"
 #include "http.h"
 #include "plugin_host.h"
 #include "runner.h"
@@ -22,13 +23,12 @@ typedef struct tfs_api {
     pthread_mutex_t pool_lock;
     tfs_store **pool;
     size_t n_pool, cap_pool;
-    /* One instance per system for health checks, used under health_lock. */
-    pthread_mutex_t health_lock;
-    tfs_instance **health;
+    /* The probers' cached health and lag figures: request threads never call a system. */
+    tfs_health *health;
 } tfs_api;
 
 int tfs_api_init(tfs_api *api, const tfs_config *cfg, const tfs_plugin_host *plugins,
-                 tfs_runner *runner, tfs_error *err);
+                 tfs_runner *runner, tfs_health *health, tfs_error *err);
 void tfs_api_destroy(tfs_api *api);
 
 /* The route table, with tfs_api as the handlers' context. */

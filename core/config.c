@@ -345,12 +345,38 @@ static long long parse_duration_ms(const char *s)
     return v * unit;
 }
 
+/* An optional duration ("500ms", "30s", "10m", "1h") in milliseconds, def when absent. */
+static int get_duration(const json_t *parent, const path *p, const char *key, long long def,
+                        long long min, long long *out, tfs_error *err)
+{
+    const json_t *v = json_object_get(parent, key);
+    path kp = path_key(p, key);
+    *out = def;
+    if (!v)
+        return 0;
+    if (!json_is_string(v))
+        return fail(err, &kp, "must be a duration such as \"30s\", not %s", json_kind(v));
+    long long ms = parse_duration_ms(json_string_value(v));
+    if (ms < min) {
+        int rc = fail(err, &kp, "\"%s\" is not a duration of at least %lldms",
+                      json_string_value(v), min);
+        tfs_error_hint(err, "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"");
+        return rc;
+    }
+    *out = ms;
+    return 0;
+}
+
 static int parse_pair_extras(const json_t *p, const path *ip, tfs_config_pair *pair,
                              tfs_error *err)
 {
     static const char *const schedule_keys[] = {"incremental_every", NULL};
     char *action = NULL;
     int rc;
+    long long max_wait;
+    if ((rc = get_duration(p, ip, "max_wait", 0, 1, &max_wait, err)))
+        goto out;
+    pair->max_wait_ms = max_wait;
     if ((rc = get_string(p, ip, "delete_action", 0, "delete", &action, err)) ||
         (rc = get_string(p, ip, "deactivate_field", 0, "deactivat", &pair->deactivate_field,
                          err)))
@@ -392,7 +418,7 @@ static int parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
 {
     static const char *const allowed[] = {"name", "source", "target", "batch_size", "entities",
                                           "delete_action", "deactivate_field", "schedule",
-                                          NULL};
+                                          "max_wait", NULL};
     path top = {""};
     path pp = path_key(&top, "pairs");
     const json_t *pairs = json_object_get(root, "pairs");
@@ -461,11 +487,13 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
 {
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
-                                          "systems", "pairs", NULL};
+                                          "systems", "pairs", "breaker", "retry", NULL};
     static const char *const listen_keys[] = {"address", "port", "ready_file", "threads",
                                               "max_body_bytes", "tls_cert_file",
                                               "tls_key_file", NULL};
-    static const char *const state_keys[] = {"conninfo", NULL};
+    static const char *const state_keys[] = {"conninfo", "connect_timeout", NULL};
+    static const char *const breaker_keys[] = {"failures", "max_probe_interval", NULL};
+    static const char *const retry_keys[] = {"max_backoff", NULL};
     static const char *const lua_keys[] = {"memory_bytes", "instructions", "max_string", NULL};
     path top = {""};
     int rc;
@@ -479,14 +507,17 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto out;
     }
-    const json_t *listen, *state, *lua;
+    const json_t *listen, *state, *lua, *breaker, *retry;
+    long long bfail, bprobe, rmax, sconn;
     long long port, threads, max_body, roll_year, workers, lmem, lins, lstr;
     path lp = path_key(&top, "listen"), sp = path_key(&top, "state"),
          up = path_key(&top, "lua");
     if ((rc = check_keys(root, &top, allowed, err)) ||
         (rc = get_object(root, &top, "listen", 0, &listen, err)) ||
         (rc = get_object(root, &top, "state", 1, &state, err)) ||
-        (rc = get_object(root, &top, "lua", 0, &lua, err)))
+        (rc = get_object(root, &top, "lua", 0, &lua, err)) ||
+        (rc = get_object(root, &top, "breaker", 0, &breaker, err)) ||
+        (rc = get_object(root, &top, "retry", 0, &retry, err)))
         goto out;
     static const json_t *empty;
     if (!empty)
@@ -495,6 +526,11 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         listen = empty;
     if (!lua)
         lua = empty;
+    if (!breaker)
+        breaker = empty;
+    if (!retry)
+        retry = empty;
+    path bp = path_key(&top, "breaker"), rp0 = path_key(&top, "retry");
     if ((rc = check_keys(listen, &lp, listen_keys, err)) ||
         (rc = get_string(listen, &lp, "address", 0, "127.0.0.1", &cfg->listen_address, err)) ||
         (rc = get_int(listen, &lp, "port", TFS_HTTP_PORT_DEFAULT, 0, 65535, &port, err)) ||
@@ -517,8 +553,28 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         (rc = get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
                      TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
         (rc = get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
-                     TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)))
+                     TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)) ||
+        (rc = get_duration(state, &sp, "connect_timeout",
+                           TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT * 1000, 1000, &sconn, err)) ||
+        (rc = check_keys(breaker, &bp, breaker_keys, err)) ||
+        (rc = get_int(breaker, &bp, "failures", TFS_BREAKER_FAILURES_DEFAULT,
+                     TFS_BREAKER_FAILURES_MIN, TFS_BREAKER_FAILURES_MAX, &bfail, err)) ||
+        (rc = get_duration(breaker, &bp, "max_probe_interval",
+                           TFS_BREAKER_MAX_PROBE_INTERVAL_MS_DEFAULT,
+                           TFS_BREAKER_FIRST_PROBE_MS_DEFAULT, &bprobe, err)) ||
+        (rc = check_keys(retry, &rp0, retry_keys, err)) ||
+        (rc = get_duration(retry, &rp0, "max_backoff", TFS_RETRY_MAX_BACKOFF_MS_DEFAULT,
+                           TFS_RETRY_BASE_MS_DEFAULT, &rmax, err)))
         goto out;
+    if (sconn > TFS_STATE_CONNECT_TIMEOUT_S_MAX * 1000) {
+        path cp = path_key(&sp, "connect_timeout");
+        rc = fail(err, &cp, "is longer than %llds", TFS_STATE_CONNECT_TIMEOUT_S_MAX);
+        goto out;
+    }
+    cfg->breaker_failures = (unsigned)bfail;
+    cfg->breaker_max_probe_interval_ms = bprobe;
+    cfg->retry_max_backoff_ms = rmax;
+    cfg->state_connect_timeout_s = (sconn + 999) / 1000;
     if (!json_object_get(root, "roll_year")) {
         path rp = path_key(&top, "roll_year");
         rc = fail(err, &rp, "missing (the tax roll year, e.g. 2026, is required)");

@@ -39,6 +39,7 @@ typedef struct tfs_config_pair {
     char *deactivate_field;        /* the target field a deactivation sets ("deactivat") */
     long long incremental_every_ms; /* schedule; 0: none */
     char *incremental_every;        /* the schedule as written ("30s"), or NULL */
+    long long max_wait_ms; /* a run waiting for a system longer fails; 0: waits for good */
     tfs_config_entity *entities;
     size_t n_entities;
 } tfs_config_pair;
@@ -62,6 +63,10 @@ typedef struct tfs_config {
     char *transform_dir;
     int roll_year;
     unsigned workers;
+    unsigned breaker_failures;              /* breaker.failures */
+    long long breaker_max_probe_interval_ms; /* breaker.max_probe_interval */
+    long long retry_max_backoff_ms;          /* retry.max_backoff */
+    long long state_connect_timeout_s;       /* state.connect_timeout, whole seconds */
     tfs_lua_limits lua;
     tfs_api_key *keys;
     size_t n_keys;

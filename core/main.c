@@ -110,6 +110,7 @@ int main(int argc, char **argv)
     tfs_plugin_host *plugins = NULL;
     tfs_store *store = NULL;
     tfs_runner *runner = NULL;
+    tfs_health *health = NULL;
     tfs_http_server *http = NULL;
     tfs_api api;
     int api_ready = 0, status = 1;
@@ -128,11 +129,13 @@ int main(int argc, char **argv)
         status = 0;
         goto out;
     }
+    tfs_store_set_connect_timeout(cfg->state_connect_timeout_s);
     if (tfs_store_open(cfg->state_conninfo, &store, &err) != 0 ||
         tfs_store_migrate(store, &err) != 0 ||
-        tfs_runner_start(cfg, plugins, &runner, &err) != 0 ||
+        tfs_health_start(cfg, plugins, &health, &err) != 0 ||
+        tfs_runner_start(cfg, plugins, health, &runner, &err) != 0 ||
         tfs_runner_resume(runner, store, &err) != 0 ||
-        tfs_api_init(&api, cfg, plugins, runner, &err) != 0) {
+        tfs_api_init(&api, cfg, plugins, runner, health, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
@@ -177,6 +180,7 @@ out:
     tfs_runner_stop(runner);
     if (api_ready)
         tfs_api_destroy(&api);
+    tfs_health_stop(health);
     if (cfg && cfg->ready_file && http)
         unlink(cfg->ready_file);
     tfs_store_close(store);

@@ -14,7 +14,9 @@
 #include "arena.h"
 #include "buf.h"
 #include "handoff.h"
+#include "health.h"
 #include "log.h"
+#include "retry.h"
 #include "lua_transform.h"
 #include "stage.h"
 #include "store.h"
@@ -46,10 +48,12 @@ struct tfs_pipeline {
     tfs_buf cscratch, cscratch2; /* the committing side's */
     open_system *systems[N_ROLES]; /* per role, up to n_systems each */
     size_t n_systems[N_ROLES];
+    tfs_health *health;
+    tfs_retry_policy retry;
 };
 
-int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_pipeline **out,
-                     tfs_error *err)
+int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_health *health,
+                     tfs_pipeline **out, tfs_error *err)
 {
     *out = NULL;
     tfs_pipeline *p = calloc(1, sizeof *p);
@@ -57,6 +61,10 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     p->cfg = cfg;
     p->plugins = plugins;
+    p->health = health;
+    p->retry = (tfs_retry_policy){TFS_RETRY_BASE_MS_DEFAULT,
+                                  cfg->retry_max_backoff_ms ? cfg->retry_max_backoff_ms
+                                                            : TFS_RETRY_MAX_BACKOFF_MS_DEFAULT};
     int rc = 0;
     for (int r = 0; r < N_ROLES; r++)
         if (!(p->systems[r] = calloc(cfg->n_systems + 1, sizeof *p->systems[r])))
@@ -68,9 +76,7 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = tfs_store_open(cfg->state_conninfo, &p->store, err)) ||
-        (rc = tfs_store_open(cfg->state_conninfo, &p->cstore, err)) ||
-        (rc = tfs_lua_new(cfg->transform_dir, &cfg->lua, cfg->roll_year, &p->lua, err)))
+    if ((rc = tfs_lua_new(cfg->transform_dir, &cfg->lua, cfg->roll_year, &p->lua, err)))
         goto fail;
     *out = p;
     return 0;
@@ -115,6 +121,24 @@ struct tfs_store *tfs_pipeline_store(tfs_pipeline *p)
     return p->store;
 }
 
+/* Connects (or reconnects) both state store connections; a failure counts against the
+ * store's breaker. */
+static int store_ready(tfs_pipeline *p, tfs_error *err)
+{
+    tfs_store **conns[] = {&p->store, &p->cstore};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        if (!*conns[i])
+            rc = tfs_store_open(p->cfg->state_conninfo, conns[i], err);
+        else
+            rc = tfs_store_ensure(*conns[i], err);
+    }
+    if (rc == TFS_ETRANSIENT)
+        tfs_breaker_failure(tfs_health_store_breaker(p->health), err->message,
+                            tfs_health_now_ms());
+    return rc;
+}
+
 /* The worker's instance of a system in a role, opened on first use and kept for later
  * runs. */
 static int get_system(tfs_pipeline *p, const char *name, int role, open_system **out,
@@ -143,7 +167,11 @@ static int get_system(tfs_pipeline *p, const char *name, int role, open_system *
         tfs_error_hint(err, "see GET /plugins for the plugins loaded and the ones refused");
         return TFS_EPERMANENT;
     }
-    return tfs_instance_open(pl, name, cs->settings, &s->inst, err);
+    int rc = tfs_instance_open(pl, name, cs->settings, &s->inst, err);
+    tfs_breaker *br = tfs_health_breaker(p->health, name);
+    if (rc == TFS_ETRANSIENT && br)
+        tfs_breaker_failure(br, err->message, tfs_health_now_ms());
+    return rc;
 }
 
 /* ---- one entity mapping through the hand-off ----------------------------------------- */
@@ -400,21 +428,56 @@ static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_r
     return rc;
 }
 
+/* Writes a run's final state, again and again (reconnecting, backing off) until the store
+ * answers or *stop is set: a run that ends leaves a record. 0, or TFS_ELIMIT when stopped. */
+static int record_end(tfs_pipeline *p, int64_t run_id, const char *state, const char *text,
+                      const tfs_store_run *run, const atomic_int *stop)
+{
+    uint64_t rng = tfs_retry_seed();
+    for (unsigned attempt = 1;; attempt++) {
+        tfs_error e2 = {0};
+        int rc = store_ready(p, &e2);
+        /* No counts when none were read (the pair is gone): the stored ones stay. */
+        if (rc == 0 && (rc = tfs_store_run_set_state(p->store, run_id, state, text,
+                                                    run->counts ? run->counts : NULL,
+                                                    run->n_counts, &e2)) == 0) {
+            tfs_breaker_success(tfs_health_store_breaker(p->health), tfs_health_now_ms());
+            return 0;
+        }
+        if (rc != TFS_ETRANSIENT) {
+            tfs_log_error("pipeline", "run %" PRId64 ": could not record it %s: %s", run_id,
+                          state, e2.message);
+            return rc;
+        }
+        if (attempt == 1)
+            tfs_log_warn("pipeline", "run %" PRId64 ": %s; recording it %s once the state "
+                         "store answers", run_id, e2.message, state);
+        if (tfs_retry_sleep(tfs_retry_backoff_ms(&p->retry, attempt, &rng), stop) < 0)
+            return TFS_ELIMIT;
+    }
+}
+
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
-                         const char *mode, const atomic_int *stop, tfs_error *err)
+                         const char *mode, const atomic_int *stop, const atomic_int *cancel,
+                         int *ended_rc, tfs_error *err)
 {
     const tfs_config_pair *pair = tfs_config_pair_get(p->cfg, pair_name);
     tfs_store_run run = {0};
-    int rc;
-    if ((rc = tfs_store_ensure(p->store, err)))
-        return rc;
+    int rc, cancelled = 0;
+    if (ended_rc)
+        *ended_rc = 0;
+    if ((rc = store_ready(p, err)))
+        return rc == TFS_ETRANSIENT ? rc : TFS_ETRANSIENT;
     if (!pair) {
         rc = tfs_error_set(err, TFS_EPERMANENT, "pair \"%s\" is no longer in the config",
                            pair_name);
         goto finish;
     }
-    if ((rc = tfs_store_run_get(p->store, run_id, &run, err)))
-        return rc;
+    if ((rc = tfs_store_run_get(p->store, run_id, &run, err)) ||
+        (rc = tfs_store_run_cancel_requested(p->store, run_id, &cancelled, err)))
+        goto out; /* transient: it waits; not found: nothing to record */
+    if (cancelled)
+        goto finish;
     if ((rc = run_counts(pair, &run, err)))
         goto finish;
     int full = strcmp(mode, "full") == 0;
@@ -427,11 +490,11 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     }
     if ((rc = tfs_store_run_set_state(p->store, run_id, "running", NULL, NULL, 0, err)))
         goto out;
-    tfs_log_info("pipeline", "run %" PRId64 ": %s sync of %s started", run_id, mode, pair_name);
-    open_system *src, *tgt;
+    tfs_log_info("pipeline", "run %" PRId64 ": %s sync of %s running", run_id, mode, pair_name);
+    open_system *src = NULL, *tgt = NULL;
     if ((rc = get_system(p, pair->source, ROLE_SOURCE, &src, err)) ||
         (rc = get_system(p, pair->target, ROLE_TARGET, &tgt, err)))
-        goto finish;
+        goto dropped;
     /* A source with change data is read for changes; one without is read whole and
      * compared with the sync map's hashes, so only new and changed records are written.
      * A full run then sweeps, once every entity is read. */
@@ -441,36 +504,53 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
         .src = src->inst, .lua = p->lua, .read_scratch = &p->scratch,
         .tgt = tgt->inst, .write_store = p->store, .write_scratch = &p->wscratch,
         .commit_store = p->cstore, .commit_scratch = &p->cscratch,
-        .commit_scratch2 = &p->cscratch2};
+        .commit_scratch2 = &p->cscratch2,
+        .src_breaker = tfs_health_breaker(p->health, pair->source),
+        .tgt_breaker = tfs_health_breaker(p->health, pair->target),
+        .store_breaker = tfs_health_store_breaker(p->health), .retry = &p->retry};
     memcpy(proto.today, today, sizeof proto.today);
     rc = run_mappings(p, &proto, &run, 0, err);
     if (rc == 0 && full)
         rc = run_mappings(p, &proto, &run, 1, err);
     if (rc == 0)
         trim_changes(p, pair, src->inst);
+dropped:
     if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
         /* Drop the instances: a broken connection must not serve the next run. */
-        drop_system(src);
-        drop_system(tgt);
+        if (src)
+            drop_system(src);
+        if (tgt)
+            drop_system(tgt);
     }
-finish:
+    if (rc == TFS_ELIMIT && cancel && atomic_load(cancel)) {
+        cancelled = 1;
+        goto finish;
+    }
     if (rc == TFS_ELIMIT && stop && atomic_load(stop)) {
         tfs_log_info("pipeline", "run %" PRId64 ": stopped; it resumes at the next start-up",
                      run_id);
         goto out;
     }
+    if (rc == TFS_ETRANSIENT)
+        goto out; /* the caller records it waiting */
+finish:
     {
-        tfs_error e2 = {0};
-        /* No counts when none were read (the pair is gone): the stored ones stay. */
-        if (tfs_store_run_set_state(p->store, run_id, rc ? "failed" : "succeeded",
-                                    rc ? err->message : NULL, run.counts ? run.counts : NULL,
-                                    run.n_counts, &e2) != 0)
-            tfs_log_error("pipeline", "run %" PRId64 ": %s", run_id, e2.message);
+        const char *state = cancelled ? "cancelled" : rc ? "failed" : "succeeded";
+        if (ended_rc)
+            *ended_rc = cancelled ? 0 : rc;
+        if (record_end(p, run_id, state, rc && !cancelled ? err->message : NULL, &run, stop) ==
+            TFS_ELIMIT) {
+            rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
+            goto out;
+        }
+        if (cancelled)
+            tfs_log_info("pipeline", "run %" PRId64 ": cancelled", run_id);
+        else if (rc)
+            tfs_log_error("pipeline", "run %" PRId64 ": failed: %s", run_id, err->message);
+        else
+            tfs_log_info("pipeline", "run %" PRId64 ": succeeded", run_id);
+        rc = 0;
     }
-    if (rc)
-        tfs_log_error("pipeline", "run %" PRId64 " failed: %s", run_id, err->message);
-    else
-        tfs_log_info("pipeline", "run %" PRId64 ": succeeded", run_id);
 out:
     tfs_store_run_clear(&run);
     return rc;

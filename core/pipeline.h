@@ -18,22 +18,33 @@
 
 #include "config.h"
 #include "error.h"
+#include "health.h"
 #include "plugin_host.h"
 
 typedef struct tfs_pipeline tfs_pipeline;
 
-/* cfg and plugins are borrowed and must outlive the pipeline. */
-int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins,
+/* cfg, plugins and health (whose breakers the run's calls report to; may be NULL) are
+ * borrowed and must outlive the pipeline. The state store is connected to on first use, so
+ * a pipeline is made while the store is down. */
+int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_health *health,
                      tfs_pipeline **out, tfs_error *err);
 void tfs_pipeline_free(tfs_pipeline *p);
 
-/* Executes a run that is recorded in the state store (queued or left running by a crash,
- * in which case it resumes from its last committed batch). Between batches it checks
- * *stop; when set it returns TFS_ELIMIT leaving the run "running" for the next start-up to
- * resume. Otherwise the run ends "succeeded" (records that failed are in failed_records) or
- * "failed" with the reason, which is also returned in err. */
+/* Executes a run that is recorded in the state store (queued, waiting, or left running by
+ * a crash, in which case it resumes from its last committed batch). Returns:
+ * - 0 when the run was recorded as ended: "succeeded", "failed" with the reason (also in
+ *   err, with the code in *ended_rc), or "cancelled" (a cancel was asked for, in the store
+ *   or through *cancel). The final state is written again and again until the store
+ *   answers, unless *stop is set meanwhile;
+ * - TFS_ETRANSIENT when a system or the state store is unreachable (err says which): the
+ *   run is left for the caller to record "waiting" and to execute again later; it goes on
+ *   from its checkpoint;
+ * - TFS_ELIMIT when *stop was set between batches or during a retry: the run stays as it is
+ *   recorded, for the next start-up to resume.
+ * *stop is also set to cancel (with *cancel); cancel may be NULL. */
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair, const char *mode,
-                         const atomic_int *stop, tfs_error *err);
+                         const atomic_int *stop, const atomic_int *cancel, int *ended_rc,
+                         tfs_error *err);
 
 /* The state store connection of this pipeline (for the runner's bookkeeping). */
 struct tfs_store *tfs_pipeline_store(tfs_pipeline *p);

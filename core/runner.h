@@ -16,14 +16,23 @@
 
 #include "config.h"
 #include "error.h"
+#include "health.h"
 #include "plugin_host.h"
 #include "store.h"
 
 typedef struct tfs_runner tfs_runner;
 
-/* Starts cfg->workers worker threads. cfg and plugins must outlive the runner. */
-int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_runner **out,
-                     tfs_error *err);
+/* Starts cfg->workers worker threads and the thread that schedules runs and tends the
+ * waiting ones. cfg, plugins and health (its breakers tell when a waiting run may go on)
+ * must outlive the runner.
+ *
+ * A run whose system or state store stops answering (its breaker opens) gives its worker
+ * back and waits, parked here and recorded "waiting" with the reason; it is queued again,
+ * from its checkpoint, once its breakers let it through (and after a backoff, so a run that
+ * keeps meeting a transient failure never spins), or fails once it has waited longer than
+ * its pair's max_wait. */
+int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_health *health,
+                     tfs_runner **out, tfs_error *err);
 /* Asks workers to stop between batches, joins them and frees the runner; accepts NULL.
  * Runs interrupted this way stay "running" and are resumed at the next start-up. */
 void tfs_runner_stop(tfs_runner *r);
@@ -36,6 +45,12 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
 /* When the scheduler next starts an incremental run of the pair (ms since the epoch), or 0
  * when the pair has no schedule. */
 int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair);
+
+/* Ends a run of this daemon as cancelled: a queued or waiting one at once (its state is
+ * recorded by the runner's thread within a tick), a running one at its next batch
+ * boundary. 1: it was queued or waiting here; 2: it runs here; 0: not this daemon's now
+ * (the store's cancel_requested, set by the caller, ends it when it is taken). */
+int tfs_runner_cancel(tfs_runner *r, int64_t run_id);
 
 /* Queues the runs the store says were left unfinished. */
 int tfs_runner_resume(tfs_runner *r, tfs_store *s, tfs_error *err);

@@ -16,30 +16,45 @@
 
 #include "audit_diff.h"
 #include "canonical.h"
+#include "health.h"
 #include "log.h"
+#include "retry.h"
+#include "tfs_limits.h"
 #include "validator.h"
 
-#define MAX_ATTEMPTS 6
-
-int tfs_stage_backoff(int attempt, const atomic_int *stop)
+/* After a call to the system behind br returned rc: 0 when it is done (rc is final), 1
+ * to call again after the wait this sleeps. A success closes the breaker; a transient
+ * failure counts against it and is retried until the breaker opens, when the run gives up
+ * its worker and waits (rc stays TFS_ETRANSIENT). A stop during the wait ends in
+ * TFS_ELIMIT, which leaves the run resumable. store, when the call was the state store's,
+ * is reconnected before the next call. */
+static int retry_after(tfs_stage_ctx *b, tfs_breaker *br, tfs_store *store, int *rc,
+                       unsigned *attempt, const char *what, tfs_error *err)
 {
-    long cap_ms = 100L << (attempt < 7 ? attempt : 7);
-    if (cap_ms > 10000)
-        cap_ms = 10000;
-    /* Every side of a run backs off, so the jitter's seed is local, not shared. */
-    struct timespec seed;
-    clock_gettime(CLOCK_MONOTONIC, &seed);
-    unsigned rng = (unsigned)seed.tv_nsec ^ (unsigned)(uintptr_t)&seed;
-    long ms = cap_ms / 2 + (long)(rand_r(&rng) % (unsigned)(cap_ms / 2 + 1));
-    while (ms > 0) {
-        if (stop && atomic_load(stop))
-            return -1;
-        long slice = ms > 100 ? 100 : ms;
-        struct timespec ts = {0, slice * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= slice;
+    int64_t now = tfs_health_now_ms();
+    if (*rc != TFS_ETRANSIENT) {
+        if (*rc == 0 && br)
+            tfs_breaker_success(br, now);
+        return 0;
     }
-    return 0;
+    if (br) {
+        tfs_breaker_failure(br, err->message, now);
+        if (tfs_breaker_get(br).state == TFS_BREAKER_OPEN)
+            return 0;
+    }
+    ++*attempt;
+    tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %u, retrying)", b->run_id,
+                 err->message, *attempt);
+    tfs_retry_policy def = {TFS_RETRY_BASE_MS_DEFAULT, TFS_RETRY_MAX_BACKOFF_MS_DEFAULT};
+    const tfs_retry_policy *pol = b->retry ? b->retry : &def;
+    uint64_t rng = tfs_retry_seed();
+    if (tfs_retry_sleep(tfs_retry_backoff_ms(pol, *attempt, &rng), b->stop) < 0) {
+        *rc = tfs_error_set(err, TFS_ELIMIT, "stopped while retrying %s", what);
+        return 0;
+    }
+    if (store)
+        tfs_store_ensure(store, NULL);
+    return 1;
 }
 
 static double now_ms(void)
@@ -72,19 +87,16 @@ void tfs_stage_job_clear(tfs_stage_job *jb)
 static int read_source(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cursor,
                        size_t cursor_len, tfs_error *err)
 {
-    for (int attempt = 1;; attempt++) {
+    unsigned attempt = 0;
+    int rc;
+    do {
         tfs_arena_reset(jb->arena);
         tfs_batch_init(&jb->batch, jb->arena, tfs_instance_entity_get(b->src, b->src_entity));
-        int rc = tfs_instance_read(b->src, b->src_entity,
-                                   b->changes ? TFS_SDK_READ_CHANGES : TFS_SDK_READ_FULL,
-                                   cursor, cursor_len, b->pair->batch_size, &jb->batch, err);
-        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
-            return rc;
-        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
-                     err->message, attempt, MAX_ATTEMPTS);
-        if (tfs_stage_backoff(attempt, b->stop) < 0)
-            return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a read");
-    }
+        rc = tfs_instance_read(b->src, b->src_entity,
+                               b->changes ? TFS_SDK_READ_CHANGES : TFS_SDK_READ_FULL, cursor,
+                               cursor_len, b->pair->batch_size, &jb->batch, err);
+    } while (retry_after(b, b->src_breaker, NULL, &rc, &attempt, "a read", err));
+    return rc;
 }
 
 /* Transform and validate every record, and hash what would be written. Counts go to the
@@ -341,8 +353,13 @@ int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         keys[i] = rs[i].key;
-    int rc = tfs_store_batch_hashes(b->write_store, b->pair->name, b->em->source, keys, n,
+    int rc;
+    unsigned attempt = 0;
+    do
+        rc = tfs_store_batch_hashes(b->write_store, b->pair->name, b->em->source, keys, n,
                                     hashes, found, err);
+    while (retry_after(b, b->store_breaker, b->write_store, &rc, &attempt, "a sync map read",
+                       err));
     if (rc)
         return rc;
     size_t n_old = 0;
@@ -366,8 +383,15 @@ int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     const char **old = tfs_arena_calloc(a, n_old ? n_old : 1, sizeof *old);
     if (!old)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    if (n_old && (rc = tfs_store_batch_records(b->write_store, b->pair->name, b->em->source,
-                                               keys, n_old, a, old, err)))
+    attempt = 0;
+    while (n_old) {
+        rc = tfs_store_batch_records(b->write_store, b->pair->name, b->em->source, keys, n_old,
+                                     a, old, err);
+        if (!retry_after(b, b->store_breaker, b->write_store, &rc, &attempt,
+                         "a sync map read", err))
+            break;
+    }
+    if (rc)
         return rc;
     for (size_t i = 0, k = 0; !rc && i < n && k < n_old; i++) {
         tfs_stage_rec *r = &rs[i];
@@ -433,17 +457,14 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     }
     tfs_results res;
     int rc = 0;
-    for (int attempt = 1;; attempt++) {
+    unsigned attempt = 0;
+    for (;;) {
         if (tfs_results_init(&res, n_ops) != 0)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         rc = tfs_instance_write(b->tgt, ops, n_ops, &res, err);
-        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+        if (!retry_after(b, b->tgt_breaker, NULL, &rc, &attempt, "a write", err))
             break;
         tfs_results_free(&res);
-        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d of %d, retrying)", b->run_id,
-                     err->message, attempt, MAX_ATTEMPTS);
-        if (tfs_stage_backoff(attempt, b->stop) < 0)
-            return tfs_error_set(err, TFS_ELIMIT, "stopped while retrying a write");
     }
     if (rc == 0) {
         for (size_t o = 0; o < n_ops; o++) {
@@ -649,15 +670,11 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         bc.cursor_kind = NULL;
     else if (!jb->batch.cursor_set)
         bc.cursor = NULL; /* a first read that returned nothing */
-    for (int attempt = 1; rc == 0; attempt++) {
+    unsigned attempt = 0;
+    while (rc == 0) {
         rc = tfs_store_batch_commit(b->commit_store, &bc, err);
-        if (rc != TFS_ETRANSIENT || attempt >= MAX_ATTEMPTS)
+        if (!retry_after(b, b->store_breaker, b->commit_store, &rc, &attempt, "a commit", err))
             break;
-        tfs_log_warn("pipeline", "run %" PRId64 ": %s (attempt %d, retrying)", b->run_id,
-                     err->message, attempt);
-        if (tfs_stage_backoff(attempt, b->stop) < 0)
-            break;
-        tfs_store_ensure(b->commit_store, NULL);
         rc = 0;
     }
     for (size_t i = 0; i < cr.n_failed; i++)

@@ -17,6 +17,8 @@
 #include <jansson.h>
 
 #include "arena.h"
+#include "breaker.h"
+#include "retry.h"
 #include "buf.h"
 #include "config.h"
 #include "error.h"
@@ -83,6 +85,10 @@ typedef struct tfs_stage_ctx {
     tfs_stage_counts *c;         /* the run's totals for the entity: one of counts */
     const tfs_stage_counts *counts; /* every entity's, as the run records them */
     size_t n_counts;
+    /* healing: each side's calls report to their system's breaker (NULL: none) and are
+     * retried after the policy's waits until it opens */
+    tfs_breaker *src_breaker, *tgt_breaker, *store_breaker;
+    const tfs_retry_policy *retry;
 } tfs_stage_ctx;
 
 /* Reading side: reads the batch after cursor (NULL: from the start) into the job (its
@@ -108,9 +114,5 @@ int tfs_stage_key_hashes(tfs_stage_job *jb, uint64_t **keys, size_t *n);
 /* Drops what the job's records own outside the arena (their failure reasons); the arena
  * itself stays. */
 void tfs_stage_job_clear(tfs_stage_job *jb);
-
-/* Sleeps before attempt `attempt` (1-based) of a retry: exponential backoff with full
- * jitter, capped, in slices so a stop request is honoured quickly. 0, or -1 when stopped. */
-int tfs_stage_backoff(int attempt, const atomic_int *stop);
 
 #endif

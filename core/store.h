@@ -46,7 +46,12 @@ typedef struct tfs_store_run {
     size_t n_counts;
 } tfs_store_run;
 
-/* Runs. States: queued, running, succeeded, failed. */
+/* The libpq connect_timeout of every connection opened after this call (state.connect_timeout;
+ * 0: none), unless the conninfo names its own. */
+void tfs_store_set_connect_timeout(long long seconds);
+
+/* Runs. States: queued, running, waiting (for a system or the store; the text given is
+ * why, and the run keeps its pair), succeeded, failed, cancelled. */
 int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const char *actor,
                          int64_t *run_id, tfs_error *err);
 /* TFS_ECONFLICT from run_create sets *run_id to the run that holds the pair. counts: the
@@ -57,7 +62,14 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
 /* One run into *out (tfs_store_run_clear it), TFS_ENOTFOUND when there is none. */
 int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_error *err);
 void tfs_store_run_clear(tfs_store_run *r);
-/* Runs left queued or running (by a crash), oldest first: *runs is a malloc'd array of *n
+/* Asks that a queued, waiting or running run be cancelled (whoever runs it ends it as
+ * cancelled at its next batch boundary); state gets its state. TFS_ENOTFOUND for an
+ * unknown run, TFS_ECONFLICT for a run that has ended. */
+int tfs_store_run_cancel(tfs_store *s, int64_t run_id, char state[16], tfs_error *err);
+/* Whether a cancel of the run was asked for. */
+int tfs_store_run_cancel_requested(tfs_store *s, int64_t run_id, int *requested,
+                                   tfs_error *err);
+/* Runs left queued, running or waiting (by a crash or a stop), oldest first: *runs is a malloc'd array of *n
  * runs (free it), without counts. */
 int tfs_store_unfinished_runs(tfs_store *s, tfs_store_run **runs, size_t *n, tfs_error *err);
 

@@ -36,6 +36,9 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
     " 'actor', actor, 'counts', counts, 'error', error, 'created_at', created_at,"             \
     " 'started_at', started_at, 'finished_at', finished_at, 'updated_at', updated_at,"         \
+    " 'waiting', CASE WHEN state = 'waiting' THEN json_build_object('reason', waiting_reason,"  \
+    " 'since', waiting_since, 'for_ms', (extract(epoch FROM now() - waiting_since) * 1000)"     \
+    "::int8) END, 'cancel_requested', cancel_requested,"                                       \
     " 'elapsed_ms', (extract(epoch FROM coalesce(finished_at, now()) -"                       \
     " coalesce(started_at, now())) * 1000)::int8)"
 

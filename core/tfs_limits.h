@@ -49,4 +49,19 @@ typedef struct tfs_lua_limits {
     size_t max_string;     /* longest string an output field may hold */
 } tfs_lua_limits;
 
+/* ---- healing outages (breaker.*, retry.*, state.connect_timeout in the config) ---- */
+
+#define TFS_BREAKER_FAILURES_DEFAULT 3u /* transient failures in a row that open a breaker */
+#define TFS_BREAKER_FAILURES_MIN 1LL
+#define TFS_BREAKER_FAILURES_MAX 1000LL
+#define TFS_BREAKER_FIRST_PROBE_MS_DEFAULT 250LL /* the first probe after opening */
+#define TFS_BREAKER_MAX_PROBE_INTERVAL_MS_DEFAULT 30000LL /* probes back off up to this */
+#define TFS_RETRY_BASE_MS_DEFAULT 100LL       /* the cap of a retry's first wait */
+#define TFS_RETRY_MAX_BACKOFF_MS_DEFAULT 5000LL /* no wait between retries is longer */
+#define TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT 5LL /* libpq connect_timeout of the store */
+#define TFS_STATE_CONNECT_TIMEOUT_S_MAX 3600LL
+#define TFS_HEALTH_REFRESH_MS_DEFAULT 2000LL /* a closed breaker's system is checked this often */
+#define TFS_HEALTH_STUCK_MS_DEFAULT 2000LL   /* a check running longer shows its system down */
+#define TFS_DURATION_MS_MAX (1LL << 40)
+
 #endif
