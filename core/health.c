@@ -29,6 +29,7 @@ typedef struct prober {
     pthread_t thread;
     int started;
     atomic_int finished;
+    atomic_int poked; /* refresh now, not at the next interval */
     /* the cache, under h->lock */
     int checked, ok;
     char error[512];
@@ -135,6 +136,8 @@ static void *prober_main(void *arg)
         int64_t now = tfs_health_now_ms();
         tfs_breaker_snapshot snap = tfs_breaker_get(pr->br);
         int probing = snap.state == TFS_BREAKER_OPEN;
+        if (atomic_exchange(&pr->poked, 0))
+            next_refresh = 0;
         if ((probing && tfs_breaker_probe_due(pr->br, now)) || (!probing && now >= next_refresh)) {
             pthread_mutex_lock(&h->lock);
             pr->check_since = now;
@@ -300,6 +303,13 @@ tfs_breaker *tfs_health_breaker(tfs_health *h, const char *system)
 tfs_breaker *tfs_health_store_breaker(tfs_health *h)
 {
     return h ? h->probers[h->n - 1].br : NULL;
+}
+
+void tfs_health_poke(tfs_health *h, const char *system)
+{
+    prober *pr = h && system ? find(h, system) : NULL;
+    if (pr)
+        atomic_store(&pr->poked, 1);
 }
 
 json_t *tfs_health_json(tfs_health *h, const char *system)

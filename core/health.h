@@ -35,6 +35,10 @@ void tfs_health_stop(tfs_health *h);
 tfs_breaker *tfs_health_breaker(tfs_health *h, const char *system);
 tfs_breaker *tfs_health_store_breaker(tfs_health *h);
 
+/* Asks the system's prober to check it and count its lag now (a run of a pair it is the
+ * source of has just moved the checkpoint); does nothing for NULL or an unknown system. */
+void tfs_health_poke(tfs_health *h, const char *system);
+
 /* Milliseconds of the monotonic clock the breakers run on. */
 int64_t tfs_health_now_ms(void);
 

@@ -543,6 +543,8 @@ finish:
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
             goto out;
         }
+        if (pair)
+            tfs_health_poke(p->health, pair->source); /* its lag changed */
         if (cancelled)
             tfs_log_info("pipeline", "run %" PRId64 ": cancelled", run_id);
         else if (rc)
