@@ -228,6 +228,12 @@ void fault_hold_release(fault_hold *h)
     h->conn = NULL;
 }
 
+void fault_hold_drop(fault_hold *h)
+{
+    PQfinish(h->conn);
+    h->conn = NULL;
+}
+
 /* ---- what every case ends with ---- */
 
 /* CAMA equals the twins, the counts add up, and the run has one audit entry per applied

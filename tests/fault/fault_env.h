@@ -82,6 +82,10 @@ void fault_hold_wait(fault_env *e, const fault_hold *h, json_int_t run_id,
 /* Lets go of the lock and removes the hold (waits for a dead daemon's session to end). */
 void fault_hold_release(fault_hold *h);
 
+/* Lets go of the hold when the CAMA server was stopped under it: only closes the test's
+ * session (the lock died with it). The trigger stays, harmless with nobody holding its lock. */
+void fault_hold_drop(fault_hold *h);
+
 /* ---- what every case ends with ---- */
 
 /* CAMA equals the SQL twins (pardat, asmt), the run's counts add up to what it read, it
