@@ -52,6 +52,8 @@ static void usage(FILE *to)
           "  audit [--pair P] [--key K] [--run N] [--limit N]\n"
           "                                        applied changes, oldest first\n"
           "  dead-letters [--pair P] [--run N]     records that failed, newest first\n"
+          "  cancel RUN_ID                         end a queued, waiting or running run as\n"
+          "                                        cancelled at its next batch boundary\n"
           "  health                                the daemon, its state store and systems\n"
           "\n"
           "URL defaults to $TFSYNC_URL or " DEFAULT_URL ", KEY to $TFSYNC_KEY.\n"
@@ -223,6 +225,10 @@ static void print_run(const json_t *run, const char *indent, const char *label)
     const char *error = json_string_value(json_object_get(run, "error"));
     if (error)
         printf("%s  error: %s\n", indent, error);
+    const json_t *w = json_object_get(run, "waiting");
+    if (json_is_object(w))
+        printf("%s  waiting since %s: %s\n", indent, str_of(w, "since", "?"),
+               str_of(w, "reason", "?"));
     const char *fin = json_string_value(json_object_get(run, "finished_at"));
     printf("%s  created %s, finished %s\n", indent, str_of(run, "created_at", "?"),
            fin ? fin : "-");
@@ -284,13 +290,25 @@ static int cmd_sync(const cli *c, int argc, char **argv)
     char last[4096] = "";
     snprintf(path, sizeof path, "/sync/status/%lld", (long long)id);
     for (;;) {
-        answer s = request(c, "GET", path, NULL, 0);
-        const char *state = str_of(s.json, "state", "?");
-        int done = strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0;
+        /* An error answer while the state store is down (503) is waited out too. */
+        answer s = request(c, "GET", path, NULL, 1);
+        const char *state = str_of(s.json, "state", NULL);
+        if (!state) {
+            answer_free(&s);
+            sleep_ms(POLL_MS);
+            continue;
+        }
+        int done = strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+                   strcmp(state, "cancelled") == 0;
         if (!c->json) {
             char counts[3800], line[4096];
             format_all_counts(json_object_get(s.json, "counts"), counts, sizeof counts);
-            snprintf(line, sizeof line, "%s: %s", state, counts);
+            const json_t *w = json_object_get(s.json, "waiting");
+            if (json_is_object(w))
+                snprintf(line, sizeof line, "%s (%s): %s", state, str_of(w, "reason", "?"),
+                         counts);
+            else
+                snprintf(line, sizeof line, "%s: %s", state, counts);
             if (strcmp(line, last) != 0) {
                 printf("run %lld %s\n", (long long)id, line);
                 fflush(stdout);
@@ -298,9 +316,11 @@ static int cmd_sync(const cli *c, int argc, char **argv)
             }
         }
         if (done) {
-            int failed = strcmp(state, "failed") == 0;
+            int failed = strcmp(state, "succeeded") != 0;
             if (c->json)
                 print_json(s.json);
+            else if (strcmp(state, "cancelled") == 0)
+                printf("run %lld cancelled\n", (long long)id);
             else if (failed)
                 printf("run %lld failed: %s\n", (long long)id, str_of(s.json, "error", "?"));
             else
@@ -461,6 +481,24 @@ static int cmd_dead_letters(const cli *c, int argc, char **argv)
     return 0;
 }
 
+static int cmd_cancel(const cli *c, int argc, char **argv)
+{
+    if (argc != 1)
+        usage_error("cancel needs one run id%s", "");
+    char path[96];
+    snprintf(path, sizeof path, "/sync/runs/%ld/cancel",
+             parse_id(argv[0], "run id \"%s\" is not a positive integer"));
+    answer a = request(c, "POST", path, "", 0);
+    if (c->json)
+        print_json(a.json);
+    else
+        printf("run %lld: cancel asked (it was %s); it ends cancelled at its next batch "
+               "boundary\n",
+               (long long)int_of(a.json, "run_id"), str_of(a.json, "state", "?"));
+    answer_free(&a);
+    return 0;
+}
+
 static int cmd_health(const cli *c, int argc, char **argv)
 {
     if (argc > 0)
@@ -481,8 +519,9 @@ static int cmd_health(const cli *c, int argc, char **argv)
         json_t *s;
         json_object_foreach(json_object_get(a.json, "systems"), name, s) {
             err = str_of(s, "error", NULL);
-            printf("  %s (%s): %s%s%s\n", name, str_of(s, "plugin", "?"),
-                   str_of(s, "status", "?"), err ? ": " : "", err ? err : "");
+            printf("  %s (%s): %s, circuit %s%s%s\n", name, str_of(s, "plugin", "?"),
+                   str_of(s, "status", "?"), str_of(s, "circuit", "?"), err ? ": " : "",
+                   err ? err : "");
         }
     }
     answer_free(&a);
@@ -555,6 +594,8 @@ int main(int argc, char **argv)
         rc = cmd_audit(&c, n, rest);
     else if (strcmp(cmd, "dead-letters") == 0)
         rc = cmd_dead_letters(&c, n, rest);
+    else if (strcmp(cmd, "cancel") == 0)
+        rc = cmd_cancel(&c, n, rest);
     else if (strcmp(cmd, "health") == 0)
         rc = cmd_health(&c, n, rest);
     else

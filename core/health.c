@@ -149,6 +149,10 @@ static void *prober_main(void *arg)
                 tfs_breaker_probed(pr->br, rc == 0, rc ? err.message : NULL, done);
             else if (rc == TFS_ETRANSIENT)
                 tfs_breaker_failure(pr->br, err.message, done);
+            else if (rc == 0 && snap.state == TFS_BREAKER_HALF_OPEN)
+                /* No run took the trial (none waits for it), or it is still on its way: a
+                 * check that answers again closes the breaker. */
+                tfs_breaker_success(pr->br, done);
             pthread_mutex_lock(&h->lock);
             pr->check_since = 0;
             pr->checked = 1;

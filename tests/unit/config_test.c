@@ -220,3 +220,52 @@ Test(config, limits_default_and_bounds_from_one_header)
         }
     }
 }
+
+/* The healing settings: defaults from tfs_limits.h, durations as the schedule's, bounds. */
+Test(config, breaker_retry_and_max_wait)
+{
+    json_t *c = good();
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->breaker_failures, TFS_BREAKER_FAILURES_DEFAULT);
+    cr_assert_eq(cfg->breaker_max_probe_interval_ms, TFS_BREAKER_MAX_PROBE_INTERVAL_MS_DEFAULT);
+    cr_assert_eq(cfg->retry_max_backoff_ms, TFS_RETRY_MAX_BACKOFF_MS_DEFAULT);
+    cr_assert_eq(cfg->state_connect_timeout_s, TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT);
+    cr_assert_eq(cfg->pairs[0].max_wait_ms, 0, "no max_wait: a run waits for good");
+    tfs_config_free(cfg);
+
+    c = good();
+    json_object_set_new(c, "breaker", json_pack("{siss}", "failures", 5, "max_probe_interval",
+                                                "2m"));
+    json_object_set_new(c, "retry", json_pack("{ss}", "max_backoff", "750ms"));
+    json_object_set_new(json_object_get(c, "state"), "connect_timeout", json_string("3s"));
+    json_object_set_new(json_array_get(json_object_get(c, "pairs"), 0), "max_wait",
+                        json_string("10m"));
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->breaker_failures, 5);
+    cr_assert_eq(cfg->breaker_max_probe_interval_ms, 120000);
+    cr_assert_eq(cfg->retry_max_backoff_ms, 750);
+    cr_assert_eq(cfg->state_connect_timeout_s, 3);
+    cr_assert_eq(cfg->pairs[0].max_wait_ms, 600000);
+    tfs_config_free(cfg);
+
+    c = good();
+    json_object_set_new(c, "breaker", json_pack("{si}", "failures", 0));
+    expect(c, "breaker.failures: 0 is out of range");
+    c = good();
+    json_object_set_new(c, "breaker", json_pack("{ss}", "max_probe_interval", "10ms"));
+    expect(c, "breaker.max_probe_interval: \"10ms\" is not a duration of at least 250ms");
+    c = good();
+    json_object_set_new(c, "retry", json_pack("{si}", "max_backoff", 5));
+    expect(c, "retry.max_backoff: must be a duration");
+    c = good();
+    json_object_set_new(c, "breaker", json_pack("{si}", "threshold", 5));
+    expect(c, "breaker.threshold: unknown key");
+    c = good();
+    json_object_set_new(json_array_get(json_object_get(c, "pairs"), 0), "max_wait",
+                        json_string("forever"));
+    expect(c, "pairs[0].max_wait: \"forever\" is not a duration");
+}
