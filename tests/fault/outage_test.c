@@ -99,10 +99,11 @@ static void run_state(fault_env *e, json_int_t run_id, char out[32], json_t **ru
     tfs_test_response_free(&r);
 }
 
-/* Waits until the run is in state; its status (owned). */
-static json_t *wait_state(fault_env *e, json_int_t run_id, const char *state)
+/* Waits (up to within_ms) until the run is in state; its status (owned). */
+static json_t *wait_state_within(fault_env *e, json_int_t run_id, const char *state,
+                                 long long within_ms)
 {
-    long long deadline = fault_now_ms() + 300000;
+    long long deadline = fault_now_ms() + within_ms;
     for (;;) {
         char st[32];
         json_t *run;
@@ -117,6 +118,11 @@ static json_t *wait_state(fault_env *e, json_int_t run_id, const char *state)
                      (long long)run_id, state, st);
         fault_pause_ms(50);
     }
+}
+
+static json_t *wait_state(fault_env *e, json_int_t run_id, const char *state)
+{
+    return wait_state_within(e, run_id, state, 300000);
 }
 
 static void env_up(fault_env *e)
@@ -205,7 +211,7 @@ static void outage(const outage_opts *o)
     const char *system = o->role == FAULT_STATE ? NULL : role_system[o->role];
     wait_health(&e, system, "down", "open");
     if (o->role != FAULT_STATE) {
-        json_t *run = wait_state(&e, run_id, "waiting");
+        json_t *run = wait_state_within(&e, run_id, "waiting", 30000);
         json_t *w = json_object_get(run, "waiting");
         cr_assert(json_is_string(json_object_get(w, "reason")) &&
                       json_is_string(json_object_get(w, "since")),
@@ -234,7 +240,8 @@ static void outage(const outage_opts *o)
         cr_assert_eq(r.status, 202, "POST /sync/full of tpl-self: %ld %s", r.status, r.body);
         json_int_t other = json_integer_value(json_object_get(r.json, "run_id"));
         tfs_test_response_free(&r);
-        json_t *done = wait_state(&e, other, "succeeded");
+        /* 50 items on a plugin without a server: seconds, unless no worker is free. */
+        json_t *done = wait_state_within(&e, other, "succeeded", 30000);
         json_decref(done);
         char st[32];
         run_state(&e, run_id, st, NULL);
@@ -435,6 +442,7 @@ Test(outage, cancel_of_a_waiting_run)
     json_decref(wait_state(&e, run_id, "waiting"));
 
     char path[96];
+    /* The cancel takes effect while the target is still down: within seconds. */
     snprintf(path, sizeof path, "/sync/runs/%lld/cancel", (long long)run_id);
     tfs_test_response r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_READ, "");
     cr_assert_eq(r.status, 403, "cancel needs the operate role: %ld", r.status);
@@ -442,7 +450,7 @@ Test(outage, cancel_of_a_waiting_run)
     r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, "");
     cr_assert_eq(r.status, 202, "cancel: %ld %s", r.status, r.body);
     tfs_test_response_free(&r);
-    json_t *run = wait_state(&e, run_id, "cancelled");
+    json_t *run = wait_state_within(&e, run_id, "cancelled", 10000);
     json_decref(run);
     r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, "");
     cr_assert_eq(r.status, 409, "cancel of a cancelled run: %ld %s", r.status, r.body);
