@@ -471,3 +471,46 @@ Test(outage, cancel_of_a_waiting_run)
     json_decref(run);
     fault_env_down(&e);
 }
+
+/* ---- a pair's max_wait: the one way an outage fails a run ---- */
+
+Test(outage, waiting_past_max_wait_fails_and_the_pair_runs_again)
+{
+    fault_env e;
+    env_up(&e);
+    json_object_set_new(json_array_get(json_object_get(e.cfg, "pairs"), 0), "max_wait",
+                        json_string("2s"));
+    json_int_t total = fault_active_props(&e);
+    fault_hold h;
+    char parid[64];
+    fault_nth_parid(&e, total / 2, TFS_TEST_ACTIVE_PROPS, parid);
+    fault_hold_set(&e, &h, parid);
+    e.d = tfs_test_daemon_start(e.cfg);
+    json_int_t run_id = fault_start_run(&e, "full");
+    fault_hold_wait(&e, &h, run_id, total / 2 / FAULT_BATCH * FAULT_BATCH);
+    fault_server_stop(FAULT_TARGET);
+    fault_hold_drop(&h);
+    json_decref(wait_state_within(&e, run_id, "waiting", 30000));
+    long long deadline = fault_now_ms() + 30000;
+    char st[32];
+    json_t *run = NULL;
+    for (;;) {
+        run_state(&e, run_id, st, &run);
+        if (strcmp(st, "failed") == 0)
+            break;
+        json_decref(run);
+        cr_assert_lt(fault_now_ms(), deadline, "run %lld never failed past max_wait (%s)",
+                     (long long)run_id, st);
+        fault_pause_ms(50);
+    }
+    const char *why = json_string_value(json_object_get(run, "error"));
+    cr_assert(why && strstr(why, "max_wait"), "the failed run says why: %s", why ? why : "-");
+    json_decref(run);
+    fault_server_start(FAULT_TARGET);
+    wait_health(&e, "cama", "ok", "closed");
+    json_int_t again = fault_start_run(&e, "full");
+    run = fault_wait_ok(&e, again);
+    fault_assert_exact(&e, run, again, -1);
+    json_decref(run);
+    fault_env_down(&e);
+}
