@@ -457,11 +457,71 @@ static int parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
     return 0;
 }
 
+/* A duration setting ("30s") into *ms: def when absent, refused outside [min, max]. */
+static int get_duration(const json_t *obj, const path *p, const char *key, long long def,
+                        long long min, long long max, long long *ms, tfs_error *err)
+{
+    char *text = NULL;
+    *ms = def;
+    if (!obj)
+        return 0;
+    int rc = get_string(obj, p, key, 0, NULL, &text, err);
+    if (rc || !text)
+        return rc;
+    *ms = parse_duration_ms(text);
+    if (*ms < min || *ms > max) {
+        path kp = path_key(p, key);
+        rc = fail(err, &kp, "\"%s\" is not a duration from %lldms to %lldms", text, min, max);
+        tfs_error_hint(err, "write a whole number with ms, s, m or h, e.g. \"30s\"");
+    }
+    free(text);
+    return rc;
+}
+
+/* node_id, lease.{ttl, heartbeat, poll}, resume.max_deaths. */
+static int parse_lease(const json_t *root, const path *top, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const lease_keys[] = {"ttl", "heartbeat", "poll", NULL};
+    static const char *const resume_keys[] = {"max_deaths", NULL};
+    const json_t *lease, *resume;
+    path lp = path_key(top, "lease"), rp = path_key(top, "resume");
+    long long deaths;
+    int rc;
+    if ((rc = get_string(root, top, "node_id", 0, NULL, &cfg->node_id, err)) ||
+        (rc = get_object(root, top, "lease", 0, &lease, err)) ||
+        (rc = get_object(root, top, "resume", 0, &resume, err)) ||
+        (lease && (rc = check_keys(lease, &lp, lease_keys, err))) ||
+        (resume && (rc = check_keys(resume, &rp, resume_keys, err))) ||
+        (rc = get_duration(lease, &lp, "ttl", TFS_LEASE_TTL_MS_DEFAULT, TFS_LEASE_TTL_MS_MIN,
+                           TFS_LEASE_TTL_MS_MAX, &cfg->lease_ttl_ms, err)) ||
+        (rc = get_duration(lease, &lp, "heartbeat", TFS_LEASE_HEARTBEAT_MS_DEFAULT,
+                           TFS_LEASE_HEARTBEAT_MS_MIN, cfg->lease_ttl_ms / 3,
+                           &cfg->lease_heartbeat_ms, err)) ||
+        (rc = get_duration(lease, &lp, "poll", TFS_LEASE_POLL_MS_DEFAULT,
+                           TFS_LEASE_POLL_MS_MIN, TFS_LEASE_POLL_MS_MAX, &cfg->lease_poll_ms,
+                           err)))
+        return rc;
+    if (resume)
+        rc = get_int(resume, &rp, "max_deaths", TFS_RESUME_MAX_DEATHS_DEFAULT,
+                     TFS_RESUME_MAX_DEATHS_MIN, TFS_RESUME_MAX_DEATHS_MAX, &deaths, err);
+    else
+        deaths = TFS_RESUME_MAX_DEATHS_DEFAULT;
+    if (rc)
+        return rc;
+    cfg->resume_max_deaths = (unsigned)deaths;
+    if (cfg->node_id && (cfg->node_id[0] == '\0' || strlen(cfg->node_id) > TFS_NODE_ID_MAX)) {
+        path np = path_key(top, "node_id");
+        return fail(err, &np, "a node id has 1 to %d characters", TFS_NODE_ID_MAX);
+    }
+    return 0;
+}
+
 int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_error *err)
 {
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
-                                          "systems", "pairs", NULL};
+                                          "systems", "pairs", "node_id", "lease", "resume",
+                                          NULL};
     static const char *const listen_keys[] = {"address", "port", "ready_file", "threads",
                                               "max_body_bytes", "tls_cert_file",
                                               "tls_key_file", NULL};
@@ -551,6 +611,8 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
             goto out;
         }
     }
+    if ((rc = parse_lease(root, &top, cfg, err)))
+        goto out;
     if ((rc = parse_keys(root, cfg, err)) || (rc = parse_systems(root, cfg, err)) ||
         (rc = parse_pairs(root, cfg, err)))
         goto out;
@@ -594,6 +656,7 @@ void tfs_config_free(tfs_config *cfg)
         return;
     free(cfg->dir);
     free(cfg->listen_address);
+    free(cfg->node_id);
     free(cfg->ready_file);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);

@@ -63,6 +63,11 @@ typedef struct tfs_config {
     int roll_year;
     unsigned workers;
     tfs_lua_limits lua;
+    char *node_id;            /* NULL: hostname:pid */
+    long long lease_ttl_ms;   /* lease.ttl */
+    long long lease_heartbeat_ms; /* lease.heartbeat */
+    long long lease_poll_ms;  /* lease.poll */
+    unsigned resume_max_deaths; /* resume.max_deaths */
     tfs_api_key *keys;
     size_t n_keys;
     tfs_config_system *systems;

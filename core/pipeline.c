@@ -46,6 +46,7 @@ struct tfs_pipeline {
     tfs_buf cscratch, cscratch2; /* the committing side's */
     open_system *systems[N_ROLES]; /* per role, up to n_systems each */
     size_t n_systems[N_ROLES];
+    tfs_lease lease; /* of the run executing; epoch 0: none */
 };
 
 int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_pipeline **out,
@@ -108,6 +109,14 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_buf_free(&p->cscratch);
     tfs_buf_free(&p->cscratch2);
     free(p);
+}
+
+void tfs_pipeline_set_lease(tfs_pipeline *p, const tfs_lease *l)
+{
+    if (l)
+        p->lease = *l;
+    else
+        memset(&p->lease, 0, sizeof p->lease);
 }
 
 struct tfs_store *tfs_pipeline_store(tfs_pipeline *p)
@@ -437,6 +446,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
      * A full run then sweeps, once every entity is read. */
     tfs_stage_ctx proto = {
         .pair = pair, .run_id = run_id, .actor = run.actor, .stop = stop, .full = full,
+        .lease = &p->lease,
         .changes = !full && (tfs_instance_capabilities(src->inst) & TFS_SDK_CAP_CHANGES),
         .src = src->inst, .lua = p->lua, .read_scratch = &p->scratch,
         .tgt = tgt->inst, .write_store = p->store, .write_scratch = &p->wscratch,
@@ -457,6 +467,13 @@ finish:
     if (rc == TFS_ELIMIT && stop && atomic_load(stop)) {
         tfs_log_info("pipeline", "run %" PRId64 ": stopped; it resumes at the next start-up",
                      run_id);
+        goto out;
+    }
+    if (p->lease.epoch && tfs_lease_check(p->store, &p->lease, NULL) == TFS_ECONFLICT) {
+        /* Another node took the run over: its state is theirs to record. */
+        tfs_log_warn("pipeline", "run %" PRId64 ": node \"%s\" lost its lease; the node that "
+                     "took it over carries the run on (%s)", run_id, p->lease.node,
+                     rc ? err->message : "done here");
         goto out;
     }
     {

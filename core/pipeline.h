@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "lease.h"
 #include "plugin_host.h"
 
 typedef struct tfs_pipeline tfs_pipeline;
@@ -34,6 +35,11 @@ void tfs_pipeline_free(tfs_pipeline *p);
  * "failed" with the reason, which is also returned in err. */
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair, const char *mode,
                          const atomic_int *stop, tfs_error *err);
+
+/* The lease the next tfs_pipeline_execute runs under (copied; NULL or epoch 0: none):
+ * every target write and batch commit of the run checks it, and a run whose lease was
+ * taken over ends without recording a state (its new holder carries it on). */
+void tfs_pipeline_set_lease(tfs_pipeline *p, const tfs_lease *l);
 
 /* The state store connection of this pipeline (for the runner's bookkeeping). */
 struct tfs_store *tfs_pipeline_store(tfs_pipeline *p);

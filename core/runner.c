@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lease.h"
 #include "log.h"
 #include "pipeline.h"
 
@@ -31,6 +32,14 @@ struct tfs_runner {
     int64_t *next_due_ms;
     pthread_t scheduler;
     int has_scheduler;
+    /* Leases: this node's id, the run each worker executes and the lease it holds (under
+     * lock; run 0: idle), and the thread that renews them and looks for runs to take. */
+    char node[TFS_NODE_ID_MAX + 64];
+    int64_t *active;
+    tfs_lease *held;
+    unsigned n_idle;
+    pthread_t leaser;
+    int has_leaser;
 };
 
 static int64_t wall_ms(void)
@@ -101,14 +110,151 @@ static void job_free(job *j)
     free(j);
 }
 
-static void *worker_main(void *arg)
+/* Whether run_id is queued or executing here; under lock. */
+static int is_local(const tfs_runner *r, int64_t run_id)
+{
+    for (const job *j = r->head; j; j = j->next)
+        if (j->run_id == run_id)
+            return 1;
+    for (unsigned i = 0; i < r->cfg->workers; i++)
+        if (r->active[i] == run_id)
+            return 1;
+    return 0;
+}
+
+static int enqueue(tfs_runner *r, int64_t run_id, const char *pair, const char *mode);
+
+/* Queues runs any node may take (queued with no live lease, or left by a node that
+ * died), as many as there are idle workers with nothing queued; a worker takes the lease
+ * before it executes one. */
+static int poll_runs(tfs_runner *r, tfs_store *s, unsigned idle, tfs_error *err)
+{
+    if (idle == 0)
+        return 0;
+    tfs_lease_candidate c[64];
+    size_t n;
+    int rc = tfs_lease_candidates(s, c, idle < 64 ? idle : 64, &n, err);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        pthread_mutex_lock(&r->lock);
+        int here = is_local(r, c[i].run_id);
+        pthread_mutex_unlock(&r->lock);
+        if (!here && enqueue(r, c[i].run_id, c[i].pair, c[i].mode) != 0)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+/* Renews the leases the workers hold every lease.heartbeat and polls for runs to take
+ * every lease.poll, on a connection of its own. */
+static void *leaser_main(void *arg)
 {
     tfs_runner *r = arg;
+    tfs_store *s = NULL;
+    int64_t next_beat = 0, next_poll = wall_ms() + r->cfg->lease_poll_ms;
+    unsigned n = r->cfg->workers;
+    tfs_lease *mine = calloc(n + 1, sizeof *mine);
+    while (mine && !atomic_load(&r->stop)) {
+        struct timespec tick = {0, 50 * 1000000L};
+        nanosleep(&tick, NULL);
+        int64_t now = wall_ms();
+        if (now < next_beat && now < next_poll)
+            continue;
+        tfs_error err = {0};
+        if (!s && tfs_store_open(r->cfg->state_conninfo, &s, &err) != 0) {
+            tfs_log_warn("lease", "could not renew leases: %s", err.message);
+            continue;
+        }
+        if (tfs_store_ensure(s, &err) != 0) {
+            tfs_log_warn("lease", "could not renew leases: %s", err.message);
+            continue;
+        }
+        if (now >= next_beat) {
+            next_beat = now + r->cfg->lease_heartbeat_ms;
+            pthread_mutex_lock(&r->lock);
+            memcpy(mine, r->held, n * sizeof *mine);
+            pthread_mutex_unlock(&r->lock);
+            for (unsigned i = 0; i < n; i++)
+                if (mine[i].epoch && tfs_lease_renew(s, &mine[i], r->cfg->lease_ttl_ms, &err))
+                    tfs_log_warn("lease", "%s", err.message);
+        }
+        if (now >= next_poll) {
+            next_poll = now + r->cfg->lease_poll_ms;
+            pthread_mutex_lock(&r->lock);
+            unsigned idle = r->head ? 0 : r->n_idle;
+            pthread_mutex_unlock(&r->lock);
+            if (poll_runs(r, s, idle, &err) != 0)
+                tfs_log_warn("lease", "could not look for runs to take: %s", err.message);
+        }
+    }
+    free(mine);
+    tfs_store_close(s);
+    return NULL;
+}
+
+/* Takes the job's lease on the worker's pipeline; 0 when this node may execute it. */
+static int take(tfs_runner *r, unsigned w, tfs_pipeline *p, const job *j)
+{
+    tfs_error err = {0};
+    tfs_lease l;
+    tfs_store *s = tfs_pipeline_store(p);
+    int rc = tfs_store_ensure(s, &err);
+    if (rc == 0)
+        rc = tfs_lease_claim(s, j->run_id, r->node, r->cfg->lease_ttl_ms,
+                             r->cfg->resume_max_deaths, &l, &err);
+    if (rc == TFS_ECONFLICT) {
+        tfs_log_debug("runner", "%s; not executing it here", err.message);
+        return rc;
+    }
+    if (rc == TFS_ELIMIT) {
+        tfs_log_error("runner", "run %" PRId64 " failed: %s", j->run_id, err.message);
+        return rc;
+    }
+    if (rc) {
+        tfs_log_warn("runner", "could not take run %" PRId64 ": %s; it is tried again later",
+                     j->run_id, err.message);
+        return rc;
+    }
+    tfs_log_info("runner", "run %" PRId64 ": node \"%s\" holds its lease (epoch %" PRId64 ")",
+                 j->run_id, r->node, l.epoch);
+    pthread_mutex_lock(&r->lock);
+    r->held[w] = l;
+    pthread_mutex_unlock(&r->lock);
+    tfs_pipeline_set_lease(p, &l);
+    return 0;
+}
+
+/* The worker's lease ends with the run (or the stop): released, so no death is counted. */
+static void give_back(tfs_runner *r, unsigned w, tfs_pipeline *p)
+{
+    pthread_mutex_lock(&r->lock);
+    tfs_lease l = r->held[w];
+    memset(&r->held[w], 0, sizeof r->held[w]);
+    r->active[w] = 0;
+    pthread_mutex_unlock(&r->lock);
+    tfs_pipeline_set_lease(p, NULL);
+    tfs_error err = {0};
+    if (l.epoch && tfs_lease_release(tfs_pipeline_store(p), &l, &err) != 0)
+        tfs_log_warn("runner", "run %" PRId64 ": %s (the lease expires by itself)", l.run_id,
+                     err.message);
+}
+
+typedef struct worker_arg {
+    tfs_runner *r;
+    unsigned w;
+} worker_arg;
+
+static void *worker_main(void *arg)
+{
+    tfs_runner *r = ((worker_arg *)arg)->r;
+    unsigned w = ((worker_arg *)arg)->w;
+    free(arg);
     tfs_pipeline *p = NULL;
     for (;;) {
         pthread_mutex_lock(&r->lock);
+        r->n_idle++;
         while (!r->head && !atomic_load(&r->stop))
             pthread_cond_wait(&r->wake, &r->lock);
+        r->n_idle--;
         if (atomic_load(&r->stop)) {
             pthread_mutex_unlock(&r->lock);
             break;
@@ -117,6 +263,7 @@ static void *worker_main(void *arg)
         r->head = j->next;
         if (!r->head)
             r->tail = NULL;
+        r->active[w] = j->run_id;
         pthread_mutex_unlock(&r->lock);
 
         tfs_error err = {0};
@@ -130,10 +277,13 @@ static void *worker_main(void *arg)
             if (tfs_store_open(r->cfg->state_conninfo, &s, &e2) == 0)
                 tfs_store_run_set_state(s, j->run_id, "failed", err.message, NULL, 0, &e2);
             tfs_store_close(s);
+            give_back(r, w, p);
             job_free(j);
             continue;
         }
-        tfs_pipeline_execute(p, j->run_id, j->pair, j->mode, &r->stop, &err);
+        if (take(r, w, p, j) == 0)
+            tfs_pipeline_execute(p, j->run_id, j->pair, j->mode, &r->stop, &err);
+        give_back(r, w, p);
         job_free(j);
     }
     tfs_pipeline_free(p);
@@ -153,17 +303,31 @@ int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
     pthread_cond_init(&r->wake, NULL);
     r->threads = calloc(cfg->workers, sizeof *r->threads);
     r->next_due_ms = calloc(cfg->n_pairs + 1, sizeof *r->next_due_ms);
-    if (!r->threads || !r->next_due_ms) {
+    r->active = calloc(cfg->workers, sizeof *r->active);
+    r->held = calloc(cfg->workers, sizeof *r->held);
+    tfs_lease_node_id(cfg->node_id, r->node, sizeof r->node);
+    if (!r->threads || !r->next_due_ms || !r->active || !r->held) {
         tfs_runner_stop(r);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
     for (unsigned i = 0; i < cfg->workers; i++) {
-        if (pthread_create(&r->threads[i], NULL, worker_main, r) != 0) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (wa)
+            *wa = (worker_arg){r, i};
+        if (!wa || pthread_create(&r->threads[i], NULL, worker_main, wa) != 0) {
+            free(wa);
             tfs_runner_stop(r);
             return tfs_error_set(err, TFS_EIO, "could not start worker thread %u", i);
         }
         r->n_threads++;
     }
+    if (pthread_create(&r->leaser, NULL, leaser_main, r) != 0) {
+        tfs_runner_stop(r);
+        return tfs_error_set(err, TFS_EIO, "could not start the lease thread");
+    }
+    r->has_leaser = 1;
+    tfs_log_info("runner", "node \"%s\": leases of %lld ms renewed every %lld ms", r->node,
+                 cfg->lease_ttl_ms, cfg->lease_heartbeat_ms);
     int any = 0;
     for (size_t i = 0; i < cfg->n_pairs; i++) {
         if (cfg->pairs[i].incremental_every_ms) {
@@ -194,6 +358,8 @@ void tfs_runner_stop(tfs_runner *r)
         pthread_join(r->threads[i], NULL);
     if (r->has_scheduler)
         pthread_join(r->scheduler, NULL);
+    if (r->has_leaser)
+        pthread_join(r->leaser, NULL);
     while (r->head) {
         job *j = r->head;
         r->head = j->next;
@@ -203,6 +369,8 @@ void tfs_runner_stop(tfs_runner *r)
     pthread_cond_destroy(&r->wake);
     free(r->threads);
     free(r->next_due_ms);
+    free(r->active);
+    free(r->held);
     free(r);
 }
 
@@ -254,19 +422,15 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
 
 int tfs_runner_resume(tfs_runner *r, tfs_store *s, tfs_error *err)
 {
-    tfs_store_run *runs;
-    size_t n;
-    int rc = tfs_store_unfinished_runs(s, &runs, &n, err);
-    if (rc)
+    /* Under a configured node id, leases still held by this id are a previous life's:
+     * that daemon died holding them. */
+    int rc;
+    if (r->cfg->node_id && (rc = tfs_lease_expire_node(s, r->node, err)))
         return rc;
-    for (size_t i = 0; i < n; i++) {
-        tfs_log_info("runner", "run %" PRId64 " of %s was left unfinished; resuming it",
-                     runs[i].run_id, runs[i].pair);
-        if (enqueue(r, runs[i].run_id, runs[i].pair, runs[i].mode) != 0) {
-            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
-            break;
-        }
-    }
-    free(runs);
-    return rc;
+    return poll_runs(r, s, r->cfg->workers, err);
+}
+
+const char *tfs_runner_node(const tfs_runner *r)
+{
+    return r->node;
 }

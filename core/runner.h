@@ -3,8 +3,10 @@
  *
  * A run is first recorded in the state store (queued), where a unique index lets only one
  * run per pair be queued or running across every daemon sharing the store, then handed to
- * a worker. Each worker owns a tfs_pipeline (its own connections and Lua state). Runs left
- * queued or running by a crash are resumed at start-up from their last committed batch.
+ * a worker. Each worker owns a tfs_pipeline (its own connections and Lua state), and
+ * executes a run only while it holds the run's lease (lease.h), renewed by the runner's
+ * lease thread, which also looks for runs any node may take: queued ones, and those left
+ * by a node that died (its lease expired), resumed from their last committed batch.
  * Pairs with a schedule get their incremental runs from a scheduler thread, as actor
  * "scheduler"; a scheduled run never overlaps another run of its pair (the store refuses
  * it, and the scheduler tries again at the next tick).
@@ -37,7 +39,12 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
  * when the pair has no schedule. */
 int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair);
 
-/* Queues the runs the store says were left unfinished. */
+/* At start-up: queues the runs this node may take now (queued ones nobody holds, and those
+ * whose lease expired: their node died), as many as there are idle workers. A run another
+ * node holds a live lease on is left to it. Later the runner's lease thread does the same
+ * every lease.poll. */
 int tfs_runner_resume(tfs_runner *r, tfs_store *s, tfs_error *err);
+/* This node's id, as leases and runs record it; borrowed. */
+const char *tfs_runner_node(const tfs_runner *r);
 
 #endif

@@ -432,7 +432,11 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         }
     }
     tfs_results res;
-    int rc = 0;
+    /* A node that lost the run's lease writes nothing more (a write already under way when
+     * the lease is taken over is the window docs/decisions.md describes). */
+    int rc = tfs_lease_check(b->write_store, b->lease, err);
+    if (rc)
+        return rc;
     for (int attempt = 1;; attempt++) {
         if (tfs_results_init(&res, n_ops) != 0)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
@@ -644,6 +648,7 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         .audit = cr.audit,
         .n_audit = cr.n_audit,
         .actor = b->actor,
+        .lease = b->lease,
     };
     if (b->sweeping) /* no cursor moves */
         bc.cursor_kind = NULL;

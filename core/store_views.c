@@ -36,6 +36,9 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
     " 'actor', actor, 'counts', counts, 'error', error, 'created_at', created_at,"             \
     " 'started_at', started_at, 'finished_at', finished_at, 'updated_at', updated_at,"         \
+    " 'node', node, 'lease', (SELECT json_build_object('node', l.node, 'epoch', l.epoch,"        \
+    " 'expires_at', l.expires_at, 'held', NOT l.released AND l.expires_at > now(),"             \
+    " 'deaths', l.deaths) FROM tfsync.leases l WHERE l.unit = 'run:' || runs.run_id),"          \
     " 'elapsed_ms', (extract(epoch FROM coalesce(finished_at, now()) -"                       \
     " coalesce(started_at, now())) * 1000)::int8)"
 
