@@ -38,7 +38,7 @@ typedef struct handoff {
 
 static void release(handoff *h, entry *e)
 {
-    h->st->cb_release(h->st->ctx, e->slot);
+    h->st->release_slot(h->st->ctx, e->slot);
     pthread_mutex_lock(&h->lock);
     e->keys = NULL;
     e->n_keys = 0;
@@ -108,11 +108,11 @@ static void *writer_main(void *arg)
         entry *e = h->to_write[h->w_head];
         h->w_head = (h->w_head + 1) % h->n_slots;
         h->w_n--;
-        if (st->cb_keys) {
+        if (st->batch_keys) {
             /* A key may come again in a later batch when reading changes: compared before
              * the earlier batch commits, it would be compared with the old hash. */
             pthread_mutex_unlock(&h->lock);
-            e->hashed = st->cb_keys(st->ctx, e->slot, &e->keys, &e->n_keys) == 0;
+            e->hashed = st->batch_keys(st->ctx, e->slot, &e->keys, &e->n_keys) == 0;
             if (e->hashed)
                 qsort(e->keys, e->n_keys, sizeof *e->keys, cmp_u64);
             pthread_mutex_lock(&h->lock);
@@ -125,7 +125,7 @@ static void *writer_main(void *arg)
         tfs_error err = {0};
         /* After a failure queued batches are dropped: what was not committed is read
          * again when the run resumes. */
-        int rc = failed ? 0 : st->cb_write(st->ctx, e->slot, &err);
+        int rc = failed ? 0 : st->write_batch(st->ctx, e->slot, &err);
         if (failed || rc) {
             if (rc)
                 fail(h, rc, &err);
@@ -162,7 +162,7 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&h->lock);
 
         tfs_error err = {0};
-        int rc = failed ? 0 : st->cb_commit(st->ctx, e->slot, &err);
+        int rc = failed ? 0 : st->commit_batch(st->ctx, e->slot, &err);
         if (rc)
             fail(h, rc, &err);
         /* Released before it stops counting as pending: a batch waiting on its keys is
@@ -198,7 +198,7 @@ static int read_loop(handoff *h, const atomic_int *stop, tfs_error *err)
         if (!e)
             return 0; /* a later side failed: its error is the run's */
         int last = 0;
-        int rc = st->cb_read(st->ctx, e->slot, &last, err);
+        int rc = st->read_batch(st->ctx, e->slot, &last, err);
         if (rc) {
             release(h, e);
             return rc;

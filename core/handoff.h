@@ -7,7 +7,7 @@
  * order, one at a time on each side; at most n_slots batches are in flight (read and not
  * yet released); after a failure of any stage no further batch is written or committed
  * (queued ones are dropped, released unwritten) and the first failure is the caller's;
- * a stop request is honoured between reads. With cb_keys, a batch that shares a key with
+ * a stop request is honoured between reads. With batch_keys, a batch that shares a key with
  * one not yet committed is compared only once that one is committed, so it sees what the
  * earlier one wrote to the sync map; other batches overlap. The stages know nothing of
  * threads: each is called on one side only.
@@ -28,19 +28,19 @@ typedef struct tfs_handoff_stages {
     void *ctx;
     /* Reading side: fills slot with the next batch and sets *last on the last one (which
      * is still handed on). A slot whose read failed is released, never handed on. */
-    int (*cb_read)(void *ctx, void *slot, int *last, tfs_error *err);
+    int (*read_batch)(void *ctx, void *slot, int *last, tfs_error *err);
     /* Writing side, optional: the hashes of the slot's keys, in any order (sorted in place
      * here), borrowed until the slot is released; -1 when they cannot be made (the batch
      * then waits until everything before it is committed). NULL when batches never share
      * a key (a full read). */
-    int (*cb_keys)(void *ctx, void *slot, uint64_t **keys, size_t *n);
+    int (*batch_keys)(void *ctx, void *slot, uint64_t **keys, size_t *n);
     /* Writing side: compare the batch with the sync map and write it to the target. */
-    int (*cb_write)(void *ctx, void *slot, tfs_error *err);
+    int (*write_batch)(void *ctx, void *slot, tfs_error *err);
     /* Committing side: the batch's state store transaction. */
-    int (*cb_commit)(void *ctx, void *slot, tfs_error *err);
+    int (*commit_batch)(void *ctx, void *slot, tfs_error *err);
     /* Any side: the slot is done with (committed, dropped or its read failed) and may be
      * read into again once this returns. */
-    void (*cb_release)(void *ctx, void *slot);
+    void (*release_slot)(void *ctx, void *slot);
 } tfs_handoff_stages;
 
 /* Runs batches through the stages until a read sets last, a stage fails or *stop is set.

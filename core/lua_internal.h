@@ -115,6 +115,7 @@ struct tfs_lua {
 
     /* registry references and identities */
     int null_ref, array_mt_ref, template_ref;
+    void (*open_tf)(tfs_lua *rt, lua_State *L); /* the tf module's opener, for set-up */
     const void *null_ptr, *array_mt_ptr;
 
     tfs_lua_script *scripts;
@@ -181,11 +182,16 @@ static inline void tfs_lua_push_null(const tfs_lua *rt, lua_State *L)
 
 /* ---- lua_sandbox.c ------------------------------------------------------------------- */
 
-/* Creates rt->L with the capped allocator and the sandbox's globals, the tf module and the
- * template every script environment is copied from. Returns 0 or TFS_ENOMEM/TFS_EINVAL. */
-int tfs_lua_open_state(tfs_lua *rt, tfs_error *err);
-/* Pushes a fresh environment for script s (or one of its modules). Raises on errors. */
-void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s);
+/* Creates rt->L with the capped allocator and the sandbox's globals, the tf module (which
+ * open_tf leaves on the stack: lua_tflib.c's, handed in so that the sandbox depends on no
+ * other part of the runtime) and the template every script environment is copied from.
+ * Returns 0 or TFS_ENOMEM/TFS_EINVAL. */
+int tfs_lua_open_state(tfs_lua *rt, void (*open_tf)(tfs_lua *rt, lua_State *L),
+                       tfs_error *err);
+/* Pushes a fresh environment for script s (or one of its modules), whose require is a
+ * closure of require_fn over s (light userdata), its module cache and tf (lua_script.c's
+ * loader of modules). Raises on errors. */
+void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s, lua_CFunction require_fn);
 /* Runs f under lua_pcall with the message handler and the instruction budget, on an empty
  * stack; the phase is TFS_LUA_IN_LUA until f changes it. Returns the lua_pcall status. */
 int tfs_lua_pcall(tfs_lua *rt, lua_CFunction f);

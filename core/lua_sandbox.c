@@ -1,8 +1,8 @@
 /* core/lua_sandbox.c — what keeps a script in its box: the capped allocator, the
  * instruction budget per call, the state's set-up with only the libraries a mapping needs
  * (no io, os, debug, package, bytecode or __gc), a fresh environment per script with its
- * own print, load and require (require reads <name>.lua from the transform directory
- * only), and the protected call every script runs under, with its message handler and
+ * own print, load and require (the loader of lua_script.c, which reads <name>.lua from the
+ * transform directory only), and the protected call every script runs under, with its message handler and
  * the translation of what went wrong into a tfs_error. The instruction hook never fires
  * inside a C function (string.rep, pattern matching), so the allocator bounds what the
  * hook cannot.
@@ -285,70 +285,11 @@ static int sb_load(lua_State *L)
     return 1;
 }
 
-/* require(name): loads <name>.lua from the transform directory, as text, into an
- * environment of its own; the result is cached per script. Upvalue 1: the script (light
- * userdata), upvalue 2: its cache table, upvalue 3: the environment's tf. */
-static int sb_require(lua_State *L)
-{
-    tfs_lua *rt = tfs_lua_rt(L);
-    tfs_lua_script *s = lua_touserdata(L, lua_upvalueindex(1));
-    size_t nlen;
-    const char *name = luaL_checklstring(L, 1, &nlen);
-    if (strcmp(name, "tf") == 0) {
-        lua_pushvalue(L, lua_upvalueindex(3));
-        return 1;
-    }
-    if (!tfs_lua_plain_name(name, nlen))
-        return luaL_error(L, "module '%s' not allowed: require loads only <name>.lua from "
-                             "the transform directory (letters, digits, '_' and '-')",
-                          name);
-    lua_settop(L, 1);
-    lua_pushvalue(L, 1);
-    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
-        if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
-            return luaL_error(L, "module '%s' requires itself (a require cycle)", name);
-        return 1;
-    }
-    lua_pop(L, 1);
-
-    const char *path = lua_pushfstring(L, "%s/%s.lua", rt->dir, name); /* 2 */
-    const char *data;
-    size_t len;
-    tfs_lua_stamp st;
-    int e = tfs_lua_read_file(L, path, &data, &len, &st); /* 3: the buffer */
-    if (e != 0)
-        return luaL_error(L, "module '%s' not found: could not read \"%s.lua\" in the "
-                             "transform directory: %s",
-                          name, name, strerror(e));
-    /* Record the dependency first, so that fixing a broken module reloads the script
-     * (once per path: a script may retry a broken module on every record). */
-    if (tfs_lua_script_add_dep(s, path, &st) != 0)
-        return tfs_lua_raise_oom(rt, L);
-
-    const char *chunkname = lua_pushfstring(L, "@%s.lua", name); /* 4 */
-    if (luaL_loadbufferx(L, data, len, chunkname, "t") != LUA_OK) /* 5 */
-        return lua_error(L);
-    tfs_lua_push_env(rt, L, s);
-    lua_setupvalue(L, -2, 1);
-    lua_pushvalue(L, 1);
-    lua_pushlightuserdata(L, s); /* "loading" */
-    lua_rawset(L, lua_upvalueindex(2));
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 1);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);
-    }
-    lua_pushvalue(L, 1);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, lua_upvalueindex(2));
-    return 1;
-}
-
 /* A fresh environment for a script or module: copies of the sandbox's globals (library
  * tables copied too, so that one script changing string.x does not change another's),
  * and its own print, load and require. */
-void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s)
+void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s,
+                      lua_CFunction require_fn)
 {
     tfs_lua_checkstack(rt, L, 8);
     lua_createtable(L, 0, 48);
@@ -383,7 +324,7 @@ void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s)
     lua_pushlightuserdata(L, s);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->loaded_ref);
     lua_getfield(L, env, "tf");
-    lua_pushcclosure(L, sb_require, 3);
+    lua_pushcclosure(L, require_fn, 3);
     lua_setfield(L, env, "require");
     lua_pushvalue(L, env);
     lua_setfield(L, env, "_G");
@@ -449,7 +390,7 @@ static int init_state(lua_State *L)
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 2);
 
-    tfs_lua_open_tf(rt, L);
+    rt->open_tf(rt, L);
     int tf = lua_gettop(L);
 
     /* The template every script environment is copied from. */
@@ -475,8 +416,10 @@ static int init_state(lua_State *L)
     return 0;
 }
 
-int tfs_lua_open_state(tfs_lua *rt, tfs_error *err)
+int tfs_lua_open_state(tfs_lua *rt, void (*open_tf)(tfs_lua *rt, lua_State *L),
+                       tfs_error *err)
 {
+    rt->open_tf = open_tf;
     rt->L = lua_newstate(capped_alloc, rt);
     if (!rt->L)
         return tfs_error_set(err, TFS_ENOMEM, "could not create lua state: out of memory");

@@ -1,6 +1,7 @@
 /* core/lua_script.c — the files behind a runtime: scripts loaded as text into their own
  * environment and reloaded when they or a module they required change on disk (checked at
- * most once a second), and the lookup tables (lookups/<name>.csv, code,value) read on first
+ * most once a second), require (a module <name>.lua of the transform directory, loaded
+ * into an environment of its own and cached per script), and the lookup tables (lookups/<name>.csv, code,value) read on first
  * use and re-read when their file changes. A script that fails to load keeps its error,
  * returned by every call, until one of its files changes; the file names that reach the
  * disk are checked so that nothing outside the transform directory is ever read.
@@ -413,13 +414,73 @@ int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_st
     return 0;
 }
 
+/* require(name): loads <name>.lua from the transform directory, as text, into an
+ * environment of its own; the result is cached per script. Upvalue 1: the script (light
+ * userdata), upvalue 2: its cache table, upvalue 3: the environment's tf. */
+static int script_require(lua_State *L)
+{
+    tfs_lua *rt = tfs_lua_rt(L);
+    tfs_lua_script *s = lua_touserdata(L, lua_upvalueindex(1));
+    size_t nlen;
+    const char *name = luaL_checklstring(L, 1, &nlen);
+    if (strcmp(name, "tf") == 0) {
+        lua_pushvalue(L, lua_upvalueindex(3));
+        return 1;
+    }
+    if (!tfs_lua_plain_name(name, nlen))
+        return luaL_error(L, "module '%s' not allowed: require loads only <name>.lua from "
+                             "the transform directory (letters, digits, '_' and '-')",
+                          name);
+    lua_settop(L, 1);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
+        if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
+            return luaL_error(L, "module '%s' requires itself (a require cycle)", name);
+        return 1;
+    }
+    lua_pop(L, 1);
+
+    const char *path = lua_pushfstring(L, "%s/%s.lua", rt->dir, name); /* 2 */
+    const char *data;
+    size_t len;
+    tfs_lua_stamp st;
+    int e = tfs_lua_read_file(L, path, &data, &len, &st); /* 3: the buffer */
+    if (e != 0)
+        return luaL_error(L, "module '%s' not found: could not read \"%s.lua\" in the "
+                             "transform directory: %s",
+                          name, name, strerror(e));
+    /* Record the dependency first, so that fixing a broken module reloads the script
+     * (once per path: a script may retry a broken module on every record). */
+    if (tfs_lua_script_add_dep(s, path, &st) != 0)
+        return tfs_lua_raise_oom(rt, L);
+
+    const char *chunkname = lua_pushfstring(L, "@%s.lua", name); /* 4 */
+    if (luaL_loadbufferx(L, data, len, chunkname, "t") != LUA_OK) /* 5 */
+        return lua_error(L);
+    tfs_lua_push_env(rt, L, s, script_require);
+    lua_setupvalue(L, -2, 1);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, s); /* "loading" */
+    lua_rawset(L, lua_upvalueindex(2));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, lua_upvalueindex(2));
+    return 1;
+}
+
 static int protected_load(lua_State *L)
 {
     tfs_lua *rt = tfs_lua_rt(L);
     tfs_lua_script *s = rt->cur;
     lua_newtable(L);
     s->loaded_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    tfs_lua_push_env(rt, L, s); /* 1 */
+    tfs_lua_push_env(rt, L, s, script_require); /* 1 */
     lua_pushfstring(L, "@%s", s->name);
     if (luaL_loadbufferx(L, rt->load_buf, rt->load_len, lua_tostring(L, -1), "t") != LUA_OK)
         return lua_error(L);

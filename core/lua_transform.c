@@ -71,7 +71,7 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
     }
     memcpy(rt->dir, transform_dir, dl);
     rt->dir[dl] = '\0';
-    rc = tfs_lua_open_state(rt, err);
+    rc = tfs_lua_open_state(rt, tfs_lua_open_tf, err);
     if (rc != 0)
         goto out;
     *out = rt;

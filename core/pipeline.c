@@ -165,7 +165,7 @@ typedef struct reading {
     size_t cursor_len;
 } reading;
 
-static int cb_read(void *ctx, void *slot, int *last, tfs_error *err)
+static int on_read(void *ctx, void *slot, int *last, tfs_error *err)
 {
     reading *rd = ctx;
     tfs_stage_job *jb = slot;
@@ -185,23 +185,23 @@ static int cb_read(void *ctx, void *slot, int *last, tfs_error *err)
     return 0;
 }
 
-static int cb_keys(void *ctx, void *slot, uint64_t **keys, size_t *n)
+static int on_keys(void *ctx, void *slot, uint64_t **keys, size_t *n)
 {
     (void)ctx;
     return tfs_stage_key_hashes(slot, keys, n);
 }
 
-static int cb_write(void *ctx, void *slot, tfs_error *err)
+static int on_write(void *ctx, void *slot, tfs_error *err)
 {
     return tfs_stage_process(((reading *)ctx)->b, slot, err);
 }
 
-static int cb_commit(void *ctx, void *slot, tfs_error *err)
+static int on_commit(void *ctx, void *slot, tfs_error *err)
 {
     return tfs_stage_commit(((reading *)ctx)->b, slot, err);
 }
 
-static void cb_release(void *ctx, void *slot)
+static void on_release(void *ctx, void *slot)
 {
     (void)ctx;
     tfs_stage_job_clear(slot);
@@ -263,10 +263,10 @@ static int run_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
     if ((rc = tfs_store_ensure(p->cstore, err)))
         goto out;
     b->commit_store = p->cstore;
-    tfs_handoff_stages st = {.ctx = &rd, .cb_read = cb_read, .cb_write = cb_write,
-                             .cb_commit = cb_commit, .cb_release = cb_release,
+    tfs_handoff_stages st = {.ctx = &rd, .read_batch = on_read, .write_batch = on_write,
+                             .commit_batch = on_commit, .release_slot = on_release,
                              /* Full reads never repeat a key: they always overlap. */
-                             .cb_keys = b->changes ? cb_keys : NULL};
+                             .batch_keys = b->changes ? on_keys : NULL};
     void *slots[N_SLOTS];
     for (int i = 0; i < N_SLOTS; i++)
         slots[i] = &p->jobs[i];

@@ -11,7 +11,6 @@
 
 #include "alloc.h"
 #include "buf.h"
-#include "canonical.h"
 
 static const char *const type_names[] = {
     [TFS_SDK_NULL] = "null",      [TFS_SDK_BOOL] = "bool",

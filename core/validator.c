@@ -135,11 +135,121 @@ static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
     return 0;
 }
 
-static int check_field(tfs_record *rec, size_t f, json_t *reasons)
+static int check_int(tfs_record *rec, size_t f, json_t *reasons)
+{
+    tfs_value *v = &rec->values[f];
+    if (v->type == TFS_SDK_INT64)
+        return 0;
+    if (v->type == TFS_SDK_FLOAT64) {
+        int64_t x;
+        if (v->u.f == trunc(v->u.f) && tfs_value_to_int64(v, &x, NULL) == 0) {
+            *v = (tfs_value){.type = TFS_SDK_INT64, .u.i = x};
+            return 0;
+        }
+        return add(reasons, rec, f, "expected an integer, got %g", v->u.f);
+    }
+    if (v->type == TFS_SDK_TEXT || v->type == TFS_SDK_DECIMAL) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(v->u.s, &end, 10);
+        if (v->len && *end == '\0' && errno == 0) {
+            *v = (tfs_value){.type = TFS_SDK_INT64, .u.i = x};
+            return 0;
+        }
+        return add(reasons, rec, f, "expected an integer, got \"%.40s\"", v->u.s);
+    }
+    return add(reasons, rec, f, "expected an integer, got %s", tfs_type_name(v->type));
+}
+
+static int check_float(tfs_record *rec, size_t f, json_t *reasons)
+{
+    tfs_value *v = &rec->values[f];
+    if (v->type == TFS_SDK_FLOAT64)
+        return 0;
+    if (v->type == TFS_SDK_INT64) {
+        *v = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = (double)v->u.i};
+        return 0;
+    }
+    return add(reasons, rec, f, "expected a number, got %s", tfs_type_name(v->type));
+}
+
+static int check_text(tfs_record *rec, size_t f, json_t *reasons)
 {
     const tfs_sdk_field *fd = &rec->entity->fields[f];
     tfs_value *v = &rec->values[f];
     char tmp[64];
+    if (v->type == TFS_SDK_INT64) {
+        snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+        if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
+            return -1;
+    } else if (v->type == TFS_SDK_FLOAT64) {
+        /* The shortest text that reads back as the same double, as the Lua runtime writes
+         * floats (an infinity or a NaN has none: its C spelling, which says what it is). */
+        if (tfs_decimal_from_double(v->u.f, tmp, sizeof tmp) < 0)
+            snprintf(tmp, sizeof tmp, "%g", v->u.f);
+        if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
+            return -1;
+    } else if (tfs_type_is_text(v->type) && v->type != TFS_SDK_JSON) {
+        v->type = TFS_SDK_TEXT;
+    } else {
+        return add(reasons, rec, f, "expected text, got %s", tfs_type_name(v->type));
+    }
+    if (memchr(v->u.s, '\0', v->len))
+        return add(reasons, rec, f, "text holds a NUL character");
+    if (fd->max_length > 0) {
+        size_t n = utf8_chars(v->u.s, v->len);
+        if (n > (size_t)fd->max_length)
+            return add(reasons, rec, f, "%zu characters, at most %d", n, fd->max_length);
+    }
+    return 0;
+}
+
+static int check_date(tfs_record *rec, size_t f, json_t *reasons)
+{
+    tfs_value *v = &rec->values[f];
+    if ((v->type == TFS_SDK_TEXT || v->type == TFS_SDK_DATE) && valid_date(v->u.s, v->len)) {
+        v->type = TFS_SDK_DATE;
+        return 0;
+    }
+    if (tfs_type_is_text(v->type))
+        return add(reasons, rec, f, "expected a date YYYY-MM-DD, got \"%.40s\"", v->u.s);
+    return add(reasons, rec, f, "expected a date, got %s", tfs_type_name(v->type));
+}
+
+static int check_timestamp(tfs_record *rec, size_t f, json_t *reasons)
+{
+    tfs_value *v = &rec->values[f];
+    if ((v->type == TFS_SDK_TEXT || v->type == TFS_SDK_TIMESTAMP) && v->len >= 10 &&
+        valid_date(v->u.s, 10) && (v->len == 10 || v->u.s[10] == ' ' || v->u.s[10] == 'T')) {
+        v->type = TFS_SDK_TIMESTAMP;
+        return 0;
+    }
+    return add(reasons, rec, f, "expected a timestamp YYYY-MM-DD HH:MM:SS");
+}
+
+static int check_json(tfs_record *rec, size_t f, json_t *reasons)
+{
+    tfs_value *v = &rec->values[f];
+    if (v->type == TFS_SDK_JSON)
+        return 0;
+    if (v->type != TFS_SDK_TEXT)
+        return add(reasons, rec, f, "expected JSON, got %s", tfs_type_name(v->type));
+    /* jansson reports an allocation that failed as a syntax error. */
+    unsigned long failed = tfs_alloc_failures();
+    json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
+    if (!j && tfs_alloc_failures() != failed)
+        return -1;
+    if (!j)
+        return add(reasons, rec, f, "expected JSON, got text that does not parse");
+    json_decref(j);
+    v->type = TFS_SDK_JSON;
+    return 0;
+}
+
+static int check_field(tfs_record *rec, size_t f, json_t *reasons)
+{
+    const tfs_sdk_field *fd = &rec->entity->fields[f];
+    tfs_value *v = &rec->values[f];
     if (fd->flags & TFS_SDK_FIELD_BOOKKEEPING) {
         *v = (tfs_value){.type = TFS_SDK_NULL};
         return 0;
@@ -155,88 +265,19 @@ static int check_field(tfs_record *rec, size_t f, json_t *reasons)
             return add(reasons, rec, f, "expected a boolean, got %s", tfs_type_name(v->type));
         return 0;
     case TFS_SDK_INT64:
-        if (v->type == TFS_SDK_INT64)
-            return 0;
-        if (v->type == TFS_SDK_FLOAT64 && v->u.f == trunc(v->u.f) && fabs(v->u.f) < 9.0e18) {
-            *v = (tfs_value){.type = TFS_SDK_INT64, .u.i = (int64_t)v->u.f};
-            return 0;
-        }
-        if (v->type == TFS_SDK_TEXT || v->type == TFS_SDK_DECIMAL) {
-            char *end;
-            errno = 0;
-            long long x = strtoll(v->u.s, &end, 10);
-            if (v->len && *end == '\0' && errno == 0) {
-                *v = (tfs_value){.type = TFS_SDK_INT64, .u.i = x};
-                return 0;
-            }
-            return add(reasons, rec, f, "expected an integer, got \"%.40s\"", v->u.s);
-        }
-        if (v->type == TFS_SDK_FLOAT64)
-            return add(reasons, rec, f, "expected an integer, got %g", v->u.f);
-        return add(reasons, rec, f, "expected an integer, got %s", tfs_type_name(v->type));
+        return check_int(rec, f, reasons);
     case TFS_SDK_FLOAT64:
-        if (v->type == TFS_SDK_FLOAT64)
-            return 0;
-        if (v->type == TFS_SDK_INT64) {
-            *v = (tfs_value){.type = TFS_SDK_FLOAT64, .u.f = (double)v->u.i};
-            return 0;
-        }
-        return add(reasons, rec, f, "expected a number, got %s", tfs_type_name(v->type));
+        return check_float(rec, f, reasons);
     case TFS_SDK_DECIMAL:
         return check_decimal(rec, f, reasons);
     case TFS_SDK_TEXT:
-        if (v->type == TFS_SDK_INT64) {
-            snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
-            if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
-                return -1;
-        } else if (v->type == TFS_SDK_FLOAT64) {
-            snprintf(tmp, sizeof tmp, "%.15g", v->u.f);
-            if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
-                return -1;
-        } else if (tfs_type_is_text(v->type) && v->type != TFS_SDK_JSON) {
-            v->type = TFS_SDK_TEXT;
-        } else {
-            return add(reasons, rec, f, "expected text, got %s", tfs_type_name(v->type));
-        }
-        if (memchr(v->u.s, '\0', v->len))
-            return add(reasons, rec, f, "text holds a NUL character");
-        if (fd->max_length > 0) {
-            size_t n = utf8_chars(v->u.s, v->len);
-            if (n > (size_t)fd->max_length)
-                return add(reasons, rec, f, "%zu characters, at most %d", n, fd->max_length);
-        }
-        return 0;
+        return check_text(rec, f, reasons);
     case TFS_SDK_DATE:
-        if ((v->type == TFS_SDK_TEXT || v->type == TFS_SDK_DATE) && valid_date(v->u.s, v->len)) {
-            v->type = TFS_SDK_DATE;
-            return 0;
-        }
-        if (tfs_type_is_text(v->type))
-            return add(reasons, rec, f, "expected a date YYYY-MM-DD, got \"%.40s\"", v->u.s);
-        return add(reasons, rec, f, "expected a date, got %s", tfs_type_name(v->type));
+        return check_date(rec, f, reasons);
     case TFS_SDK_TIMESTAMP:
-        if ((v->type == TFS_SDK_TEXT || v->type == TFS_SDK_TIMESTAMP) && v->len >= 10 &&
-            valid_date(v->u.s, 10) && (v->len == 10 || v->u.s[10] == ' ' || v->u.s[10] == 'T')) {
-            v->type = TFS_SDK_TIMESTAMP;
-            return 0;
-        }
-        return add(reasons, rec, f, "expected a timestamp YYYY-MM-DD HH:MM:SS");
+        return check_timestamp(rec, f, reasons);
     case TFS_SDK_JSON:
-        if (v->type == TFS_SDK_JSON)
-            return 0;
-        if (v->type == TFS_SDK_TEXT) {
-            /* jansson reports an allocation that failed as a syntax error. */
-            unsigned long failed = tfs_alloc_failures();
-            json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);
-            if (!j && tfs_alloc_failures() != failed)
-                return -1;
-            if (!j)
-                return add(reasons, rec, f, "expected JSON, got text that does not parse");
-            json_decref(j);
-            v->type = TFS_SDK_JSON;
-            return 0;
-        }
-        return add(reasons, rec, f, "expected JSON, got %s", tfs_type_name(v->type));
+        return check_json(rec, f, reasons);
     case TFS_SDK_NULL:
         break;
     }

@@ -139,9 +139,9 @@ static void fake_init(fake *f, int n_batches)
 
 static int run(fake *f, tfs_error *err)
 {
-    tfs_handoff_stages st = {.ctx = f, .cb_read = f_read, .cb_write = f_write,
-                             .cb_commit = f_commit, .cb_release = f_release,
-                             .cb_keys = f->use_keys ? f_keys : NULL};
+    tfs_handoff_stages st = {.ctx = f, .read_batch = f_read, .write_batch = f_write,
+                             .commit_batch = f_commit, .release_slot = f_release,
+                             .batch_keys = f->use_keys ? f_keys : NULL};
     return tfs_handoff_run(&st, slots, N_SLOTS, &stop_flag, err);
 }
 
@@ -250,7 +250,7 @@ Test(handoff, without_keys_batches_overlap_the_commit, .timeout = 20)
     fake_init(&f, 2);
     f.commit_us = 50000;
     f.keys[0][0] = 7;
-    f.keys[1][0] = 7; /* the same key, but no cb_keys: a full read never repeats one */
+    f.keys[1][0] = 7; /* the same key, but no batch_keys: a full read never repeats one */
     tfs_error err = {0};
     cr_assert_eq(run(&f, &err), 0, "%s", err.message);
     cr_assert_lt(f.write_start[1], f.commit_end[0]);
@@ -273,8 +273,8 @@ Test(handoff, refuses_a_bad_bound)
 {
     fake f;
     fake_init(&f, 1);
-    tfs_handoff_stages st = {.ctx = &f, .cb_read = f_read, .cb_write = f_write,
-                             .cb_commit = f_commit, .cb_release = f_release};
+    tfs_handoff_stages st = {.ctx = &f, .read_batch = f_read, .write_batch = f_write,
+                             .commit_batch = f_commit, .release_slot = f_release};
     tfs_error err = {0};
     cr_assert_eq(tfs_handoff_run(&st, slots, 0, NULL, &err), TFS_EINVAL);
     cr_assert_eq(f.reads, 0);
