@@ -91,10 +91,11 @@ Test(fault, poison_run_failed_after_three_deaths)
               "the run's error does not say why: %s", why ? why : "(none)");
     json_decref(run);
     cr_assert(tfs_test_daemon_alive(e.d), "the 4th start crashed");
-    /* The crashing batch was never committed: items 1-20 are, 21-30 are not. */
-    cr_assert_eq(fault_int(FAULT_STATE, e.state,
-                           "SELECT count(*) FROM tfsync.sync_map WHERE pair = 'crash-pair'"),
-                 20);
+    /* The crashing batch (items 21-30) was never committed; the ones before may be (the
+     * reader runs ahead of the committer, so how many depends on the moment of the crash). */
+    cr_assert_leq(fault_int(FAULT_STATE, e.state,
+                            "SELECT count(*) FROM tfsync.sync_map WHERE pair = 'crash-pair'"),
+                  20, "a batch at or after the crashing one was committed");
     /* Another pair's run works on the same daemon. */
     json_int_t other = fault_start_run(&e, "full");
     json_t *ok = fault_wait_ok(&e, other);
