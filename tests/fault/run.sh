@@ -3,7 +3,8 @@
 # servers of its own: the source (PACS), the target (CAMA) and the state store, so that a
 # case can stop one of them alone. ctest calls it (tests/fault/CMakeLists.txt).
 #
-# The servers are scripts/pg.sh clusters under ${TMPDIR:-/tmp}/tfs-fault-<uid>-<role>, on
+# The servers are scripts/pg.sh clusters under ${TMPDIR:-/tmp}/tfs-fault-<uid>-<port>-<role>
+# (the base port in the name, so that two suites on other ports never share a cluster), on
 # ports TFS_FAULT_PORT (default 55470), +1 and +2; they are started once for the suite,
 # seeded with the templates the cases clone (kept while their inputs are unchanged), and
 # stopped at the end. Their places are exported as TFS_FAULT_<ROLE>_HOST/_PORT/_DIR.
@@ -28,7 +29,7 @@ cleanup() {
     local rc=$? r i=0
     for r in "${roles[@]}"; do
         if [[ " ${started[*]} " == *" $r "* ]]; then
-            TFS_PG_DIR="${TMPDIR:-/tmp}/tfs-fault-$(id -u)-$r" TFS_PG_PORT=$((base_port + i)) \
+            TFS_PG_DIR="${TMPDIR:-/tmp}/tfs-fault-$(id -u)-$base_port-$r" TFS_PG_PORT=$((base_port + i)) \
                 bash scripts/pg.sh stop || true
         fi
         i=$((i + 1))
@@ -41,7 +42,7 @@ trap 'exit 143' TERM
 
 i=0
 for r in "${roles[@]}"; do
-    dir="${TMPDIR:-/tmp}/tfs-fault-$(id -u)-$r"
+    dir="${TMPDIR:-/tmp}/tfs-fault-$(id -u)-$base_port-$r"
     port=$((base_port + i))
     exports=$(TFS_PG_DIR="$dir" TFS_PG_PORT="$port" bash scripts/pg.sh start)
     started+=("$r")
