@@ -12,42 +12,99 @@
 #include "store_batch.h"
 #include "store_views.h"
 
-int tfs_api_init(tfs_api *api, const tfs_config *cfg, const tfs_plugin_host *plugins,
+/* What every request's view of the API shares: the state store connections and the
+ * health instances. */
+struct tfs_api_shared {
+    /* State store connections for request threads: one per request at a time. */
+    pthread_mutex_t pool_lock;
+    tfs_store **pool;
+    size_t n_pool, cap_pool;
+    /* One instance per system of health_cfg (a reference) for health checks, used under
+     * health_lock; remade for the config of the request when a reload changed it. */
+    pthread_mutex_t health_lock;
+    tfs_instance **health;
+    tfs_config *health_cfg;
+};
+
+int tfs_api_init(tfs_api *api, tfs_config_slot *slot, const tfs_plugin_host *plugins,
                  tfs_runner *runner, tfs_error *err)
 {
     memset(api, 0, sizeof *api);
-    api->cfg = cfg;
+    api->slot = slot;
     api->plugins = plugins;
     api->runner = runner;
     api->started = time(NULL);
-    pthread_mutex_init(&api->pool_lock, NULL);
-    pthread_mutex_init(&api->health_lock, NULL);
-    api->health = calloc(cfg->n_systems + 1, sizeof *api->health);
-    if (!api->health)
+    if (!(api->shared = calloc(1, sizeof *api->shared)))
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    pthread_mutex_init(&api->shared->pool_lock, NULL);
+    pthread_mutex_init(&api->shared->health_lock, NULL);
     return 0;
+}
+
+static void health_close_all(struct tfs_api_shared *sh)
+{
+    for (size_t i = 0; sh->health && i < sh->health_cfg->n_systems; i++)
+        tfs_instance_close(sh->health[i]);
+    free(sh->health);
+    sh->health = NULL;
+    tfs_config_free(sh->health_cfg);
+    sh->health_cfg = NULL;
 }
 
 void tfs_api_destroy(tfs_api *api)
 {
-    for (size_t i = 0; i < api->n_pool; i++)
-        tfs_store_close(api->pool[i]);
-    free(api->pool);
-    if (api->health)
-        for (size_t i = 0; i < api->cfg->n_systems; i++)
-            tfs_instance_close(api->health[i]);
-    free(api->health);
-    pthread_mutex_destroy(&api->pool_lock);
-    pthread_mutex_destroy(&api->health_lock);
+    struct tfs_api_shared *sh = api->shared;
+    if (!sh)
+        return;
+    for (size_t i = 0; i < sh->n_pool; i++)
+        tfs_store_close(sh->pool[i]);
+    free(sh->pool);
+    health_close_all(sh);
+    pthread_mutex_destroy(&sh->pool_lock);
+    pthread_mutex_destroy(&sh->health_lock);
+    free(sh);
+    api->shared = NULL;
+}
+
+/* Locks the health instances and returns them, one per system of the request's config
+ * (NULL when out of memory; health_end still has to be called). */
+static tfs_instance **health_begin(tfs_api *api)
+{
+    struct tfs_api_shared *sh = api->shared;
+    pthread_mutex_lock(&sh->health_lock);
+    if (sh->health_cfg != api->cfg) {
+        health_close_all(sh);
+        if ((sh->health = calloc(api->cfg->n_systems + 1, sizeof *sh->health)))
+            sh->health_cfg = tfs_config_retain(api->cfg);
+    }
+    return sh->health;
+}
+
+static void health_end(tfs_api *api)
+{
+    pthread_mutex_unlock(&api->shared->health_lock);
+}
+
+void tfs_api_invoke(const tfs_http_route *route, const tfs_http_request *req,
+                    tfs_http_response *resp, void *ctx)
+{
+    /* The handler gets a view of the API whose cfg is a snapshot held for the request:
+     * a reload swapping the config meanwhile frees nothing it uses. */
+    tfs_api view = *(tfs_api *)ctx;
+    tfs_config *cfg = tfs_config_slot_get(view.slot);
+    view.cfg = cfg;
+    route->handler(req, resp, &view);
+    tfs_config_free(cfg);
 }
 
 static tfs_store *store_acquire(tfs_api *api, tfs_error *err)
 {
     tfs_store *s = NULL;
-    pthread_mutex_lock(&api->pool_lock);
-    if (api->n_pool)
-        s = api->pool[--api->n_pool];
-    pthread_mutex_unlock(&api->pool_lock);
+    struct tfs_api_shared *sh = api->shared;
+    pthread_mutex_lock(&sh->pool_lock);
+    if (sh->n_pool)
+        s = sh->pool[--sh->n_pool];
+    pthread_mutex_unlock(&sh->pool_lock);
     if (s && tfs_store_ensure(s, err) != 0) {
         tfs_store_close(s);
         s = NULL;
@@ -61,20 +118,21 @@ static void store_release(tfs_api *api, tfs_store *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&api->pool_lock);
-    if (api->n_pool == api->cap_pool) {
-        size_t cap = api->cap_pool ? api->cap_pool * 2 : 8;
-        tfs_store **p = realloc(api->pool, cap * sizeof *p);
+    struct tfs_api_shared *sh = api->shared;
+    pthread_mutex_lock(&sh->pool_lock);
+    if (sh->n_pool == sh->cap_pool) {
+        size_t cap = sh->cap_pool ? sh->cap_pool * 2 : 8;
+        tfs_store **p = realloc(sh->pool, cap * sizeof *p);
         if (!p) {
-            pthread_mutex_unlock(&api->pool_lock);
+            pthread_mutex_unlock(&sh->pool_lock);
             tfs_store_close(s);
             return;
         }
-        api->pool = p;
-        api->cap_pool = cap;
+        sh->pool = p;
+        sh->cap_pool = cap;
     }
-    api->pool[api->n_pool++] = s;
-    pthread_mutex_unlock(&api->pool_lock);
+    sh->pool[sh->n_pool++] = s;
+    pthread_mutex_unlock(&sh->pool_lock);
 }
 
 static void store_problem(tfs_http_response *resp, const tfs_error *err)
@@ -112,7 +170,7 @@ static void handle_health(const tfs_http_request *req, tfs_http_response *resp, 
     if (!s)
         down = 1;
     store_release(api, s);
-    pthread_mutex_lock(&api->health_lock);
+    tfs_instance **health = health_begin(api);
     for (size_t i = 0; i < api->cfg->n_systems; i++) {
         const tfs_config_system *cs = &api->cfg->systems[i];
         const tfs_plugin *p = tfs_plugin_host_get(api->plugins, cs->plugin);
@@ -120,16 +178,18 @@ static void handle_health(const tfs_http_request *req, tfs_http_response *resp, 
         int rc;
         if (!p) {
             rc = tfs_error_set(&e, TFS_EPERMANENT, "plugin \"%s\" is not loaded", cs->plugin);
-        } else if (!api->health[i]) {
-            rc = tfs_instance_open(p, cs->name, cs->settings, &api->health[i], &e);
+        } else if (!health) {
+            rc = tfs_error_set(&e, TFS_ENOMEM, "out of memory");
+        } else if (!health[i]) {
+            rc = tfs_instance_open(p, cs->name, cs->settings, &health[i], &e);
             if (rc == 0)
-                rc = tfs_instance_health(api->health[i], &e);
+                rc = tfs_instance_health(health[i], &e);
         } else {
-            rc = tfs_instance_health(api->health[i], &e);
+            rc = tfs_instance_health(health[i], &e);
         }
-        if (rc && api->health[i]) {
-            tfs_instance_close(api->health[i]); /* reconnect on the next check */
-            api->health[i] = NULL;
+        if (rc && health && health[i]) {
+            tfs_instance_close(health[i]); /* reconnect on the next check */
+            health[i] = NULL;
         }
         json_t *o = rc ? json_pack("{ssssss}", "status", "down", "plugin", cs->plugin, "error",
                                    e.message)
@@ -137,7 +197,7 @@ static void handle_health(const tfs_http_request *req, tfs_http_response *resp, 
         json_object_set_new(systems, cs->name, o);
         degraded |= rc != 0;
     }
-    pthread_mutex_unlock(&api->health_lock);
+    health_end(api);
     const char *status = down ? "down" : degraded ? "degraded" : "ok";
     json_t *body = json_pack("{sssososI}", "status", status, "state_store", store, "systems",
                              systems, "uptime_seconds", (json_int_t)(time(NULL) - api->started));
@@ -275,13 +335,13 @@ static json_t *pair_entities_status(tfs_api *api, tfs_store *s, const tfs_config
         if (ch && tfs_store_batch_cursor_get(s, p->name, ent, "changes", &cursor_run, &done,
                                              &cursor, &cursor_len, &err) != 0)
             cursor = NULL;
-        pthread_mutex_lock(&api->health_lock);
+        tfs_instance **health = health_begin(api);
         const tfs_config_system *cs = &api->cfg->systems[sys_index];
         const tfs_plugin *pl = tfs_plugin_host_get(api->plugins, cs->plugin);
-        if (cursor && pl &&
-            (api->health[sys_index] ||
-             tfs_instance_open(pl, cs->name, cs->settings, &api->health[sys_index], &err) == 0)) {
-            tfs_instance *inst = api->health[sys_index];
+        if (cursor && pl && health &&
+            (health[sys_index] ||
+             tfs_instance_open(pl, cs->name, cs->settings, &health[sys_index], &err) == 0)) {
+            tfs_instance *inst = health[sys_index];
             int idx = tfs_instance_entity(inst, ent);
             int64_t pending = 0, age = 0;
             if (idx >= 0 && tfs_instance_changes_lag(inst, (size_t)idx, cursor, cursor_len,
@@ -289,7 +349,7 @@ static json_t *pair_entities_status(tfs_api *api, tfs_store *s, const tfs_config
                 lag = json_pack("{sIsI}", "pending", (json_int_t)pending, "oldest_age_ms",
                                 (json_int_t)age);
         }
-        pthread_mutex_unlock(&api->health_lock);
+        health_end(api);
         free(cursor);
         json_object_set_new(out, ent, json_pack("{soso}", "checkpoint", checkpoint, "lag", lag));
     }
@@ -595,7 +655,30 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
         tfs_http_json(resp, 200, out);
 }
 
+/* ---- POST /admin/reload ------------------------------------------------------------ */
+
+static void handle_reload(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    tfs_error err = {0};
+    json_t *changes = NULL;
+    if (!api->reload) {
+        tfs_http_problem(resp, 501, "not-implemented", "not implemented",
+                         "this daemon cannot reload its config; restart it");
+        return;
+    }
+    tfs_log_info("api", "config reload asked by %s", req->actor ? req->actor : "?");
+    if (api->reload(api->reload_ctx, &changes, &err) != 0) {
+        tfs_http_problem(resp, 400, "invalid-config", "invalid config",
+                         "%s; the config in use is kept%s%s", err.message,
+                         err.hint[0] ? "; " : "", err.hint);
+        return;
+    }
+    tfs_http_json(resp, 200, changes);
+}
+
 static const tfs_http_route routes[] = {
+    {"POST", "/admin/reload", TFS_ROLE_ADMIN, handle_reload},
     {"GET", "/health", TFS_ROLE_NONE, handle_health},
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
     {"POST", "/sync/incremental", TFS_ROLE_OPERATE, handle_sync_incremental},

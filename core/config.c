@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -521,12 +522,13 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
                                           "systems", "pairs", "node_id", "lease", "resume",
-                                          NULL};
+                                          "shutdown", NULL};
     static const char *const listen_keys[] = {"address", "port", "ready_file", "threads",
                                               "max_body_bytes", "tls_cert_file",
                                               "tls_key_file", NULL};
     static const char *const state_keys[] = {"conninfo", NULL};
     static const char *const lua_keys[] = {"memory_bytes", "instructions", "max_string", NULL};
+    static const char *const shutdown_keys[] = {"grace", NULL};
     path top = {""};
     int rc;
     *out = NULL;
@@ -535,18 +537,21 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     tfs_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    atomic_init(&cfg->refs, 1);
+    cfg->shutdown_grace_ms = TFS_SHUTDOWN_GRACE_MS_DEFAULT;
     if (dir && !(cfg->dir = strdup(dir))) {
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto out;
     }
-    const json_t *listen, *state, *lua;
+    const json_t *listen, *state, *lua, *shutdown;
     long long port, threads, max_body, roll_year, workers, lmem, lins, lstr;
     path lp = path_key(&top, "listen"), sp = path_key(&top, "state"),
-         up = path_key(&top, "lua");
+         up = path_key(&top, "lua"), hp = path_key(&top, "shutdown");
     if ((rc = check_keys(root, &top, allowed, err)) ||
         (rc = get_object(root, &top, "listen", 0, &listen, err)) ||
         (rc = get_object(root, &top, "state", 1, &state, err)) ||
-        (rc = get_object(root, &top, "lua", 0, &lua, err)))
+        (rc = get_object(root, &top, "lua", 0, &lua, err)) ||
+        (rc = get_object(root, &top, "shutdown", 0, &shutdown, err)))
         goto out;
     static const json_t *empty;
     if (!empty)
@@ -555,6 +560,8 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         listen = empty;
     if (!lua)
         lua = empty;
+    if (!shutdown)
+        shutdown = empty;
     if ((rc = check_keys(listen, &lp, listen_keys, err)) ||
         (rc = get_string(listen, &lp, "address", 0, "127.0.0.1", &cfg->listen_address, err)) ||
         (rc = get_int(listen, &lp, "port", TFS_HTTP_PORT_DEFAULT, 0, 65535, &port, err)) ||
@@ -577,8 +584,19 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         (rc = get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
                      TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
         (rc = get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
-                     TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)))
+                     TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)) ||
+        (rc = check_keys(shutdown, &hp, shutdown_keys, err)))
         goto out;
+    const json_t *grace = json_object_get(shutdown, "grace");
+    if (grace) {
+        path gp = path_key(&hp, "grace");
+        long long ms = json_is_string(grace) ? parse_duration_ms(json_string_value(grace)) : -1;
+        if (ms < TFS_SHUTDOWN_GRACE_MS_MIN || ms > TFS_SHUTDOWN_GRACE_MS_MAX) {
+            rc = fail(err, &gp, "not a duration between 100ms and 1h (e.g. \"5s\")");
+            goto out;
+        }
+        cfg->shutdown_grace_ms = ms;
+    }
     if (!json_object_get(root, "roll_year")) {
         path rp = path_key(&top, "roll_year");
         rc = fail(err, &rp, "missing (the tax roll year, e.g. 2026, is required)");
@@ -650,9 +668,17 @@ int tfs_config_load(const char *file, tfs_config **out, tfs_error *err)
     return rc;
 }
 
+tfs_config *tfs_config_retain(const tfs_config *cfg)
+{
+    tfs_config *c = (tfs_config *)cfg;
+    if (c)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
 void tfs_config_free(tfs_config *cfg)
 {
-    if (!cfg)
+    if (!cfg || atomic_fetch_sub(&cfg->refs, 1) != 1)
         return;
     free(cfg->dir);
     free(cfg->listen_address);
@@ -707,4 +733,49 @@ const tfs_config_system *tfs_config_system_get(const tfs_config *cfg, const char
         if (strcmp(cfg->systems[i].name, name) == 0)
             return &cfg->systems[i];
     return NULL;
+}
+
+/* ---- the current config ----------------------------------------------------------- */
+
+struct tfs_config_slot {
+    pthread_mutex_t lock;
+    tfs_config *cfg; /* one reference, the slot's */
+};
+
+int tfs_config_slot_new(tfs_config *cfg, tfs_config_slot **out, tfs_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) {
+        tfs_config_free(cfg);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&(*out)->lock, NULL);
+    (*out)->cfg = cfg;
+    return 0;
+}
+
+tfs_config *tfs_config_slot_get(tfs_config_slot *slot)
+{
+    pthread_mutex_lock(&slot->lock);
+    tfs_config *cfg = tfs_config_retain(slot->cfg);
+    pthread_mutex_unlock(&slot->lock);
+    return cfg;
+}
+
+void tfs_config_slot_set(tfs_config_slot *slot, tfs_config *cfg)
+{
+    pthread_mutex_lock(&slot->lock);
+    tfs_config *old = slot->cfg;
+    slot->cfg = cfg;
+    pthread_mutex_unlock(&slot->lock);
+    tfs_config_free(old);
+}
+
+void tfs_config_slot_free(tfs_config_slot *slot)
+{
+    if (!slot)
+        return;
+    tfs_config_free(slot->cfg);
+    pthread_mutex_destroy(&slot->lock);
+    free(slot);
 }

@@ -1,6 +1,7 @@
 /* core/runner.c — queue and worker threads; see runner.h. */
 #include "runner.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,7 +21,8 @@ typedef struct job {
 } job;
 
 struct tfs_runner {
-    const tfs_config *cfg;
+    tfs_config_slot *slot;
+    tfs_config *cfg; /* the start-up config (a reference): workers, store, node, leases */
     const tfs_plugin_host *plugins;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -28,7 +30,13 @@ struct tfs_runner {
     atomic_int stop;
     pthread_t *threads;
     unsigned n_threads;
-    /* The scheduler: one due time per pair (0: no schedule), under lock. */
+    /* Threads (workers and the scheduler) not yet returned, under lock; the last one
+     * out signals gone, which a bounded stop waits on. */
+    unsigned alive;
+    pthread_cond_t gone;
+    /* The scheduler: the config it schedules by (a reference; changed by the scheduler
+     * thread only) and one due time per pair of it (0: no schedule), under lock. */
+    tfs_config *sched_cfg;
     int64_t *next_due_ms;
     pthread_t scheduler;
     int has_scheduler;
@@ -49,6 +57,47 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void thread_gone(tfs_runner *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->alive--;
+    pthread_cond_broadcast(&r->gone);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Schedules by cfg (taken over) from now on: a pair whose schedule is unchanged keeps its
+ * due time, a new or changed schedule starts counting now, a pair gone is dropped. On
+ * out of memory the old schedule stays and the next tick tries again. */
+static void sched_adopt(tfs_runner *r, tfs_config *cfg)
+{
+    int64_t *due = calloc(cfg->n_pairs + 1, sizeof *due);
+    if (!due) {
+        tfs_config_free(cfg);
+        return;
+    }
+    int64_t now = wall_ms();
+    pthread_mutex_lock(&r->lock);
+    const tfs_config *old = r->sched_cfg;
+    for (size_t i = 0; i < cfg->n_pairs; i++) {
+        const tfs_config_pair *p = &cfg->pairs[i];
+        if (!p->incremental_every_ms)
+            continue;
+        due[i] = now + p->incremental_every_ms;
+        for (size_t j = 0; old && j < old->n_pairs; j++)
+            if (strcmp(old->pairs[j].name, p->name) == 0 &&
+                old->pairs[j].incremental_every_ms == p->incremental_every_ms &&
+                r->next_due_ms[j])
+                due[i] = r->next_due_ms[j];
+    }
+    tfs_config *old_cfg = r->sched_cfg;
+    int64_t *old_due = r->next_due_ms;
+    r->sched_cfg = cfg;
+    r->next_due_ms = due;
+    pthread_mutex_unlock(&r->lock);
+    tfs_config_free(old_cfg);
+    free(old_due);
+}
+
 static void *scheduler_main(void *arg)
 {
     tfs_runner *r = arg;
@@ -56,8 +105,14 @@ static void *scheduler_main(void *arg)
     while (!atomic_load(&r->stop)) {
         struct timespec tick = {0, 50 * 1000000L};
         nanosleep(&tick, NULL);
-        for (size_t i = 0; i < r->cfg->n_pairs && !atomic_load(&r->stop); i++) {
-            const tfs_config_pair *p = &r->cfg->pairs[i];
+        tfs_config *now_cfg = tfs_config_slot_get(r->slot);
+        if (now_cfg != r->sched_cfg)
+            sched_adopt(r, now_cfg); /* a reload: takes the reference */
+        else
+            tfs_config_free(now_cfg);
+        const tfs_config *cfg = r->sched_cfg;
+        for (size_t i = 0; i < cfg->n_pairs && !atomic_load(&r->stop); i++) {
+            const tfs_config_pair *p = &cfg->pairs[i];
             pthread_mutex_lock(&r->lock);
             int64_t due = r->next_due_ms[i];
             int64_t now = wall_ms();
@@ -68,7 +123,7 @@ static void *scheduler_main(void *arg)
             if (!go)
                 continue;
             tfs_error err = {0};
-            if (!s && tfs_store_open(r->cfg->state_conninfo, &s, &err) != 0) {
+            if (!s && tfs_store_open(cfg->state_conninfo, &s, &err) != 0) {
                 tfs_log_warn("scheduler", "could not start %s: %s", p->name, err.message);
                 continue;
             }
@@ -87,6 +142,7 @@ static void *scheduler_main(void *arg)
         }
     }
     tfs_store_close(s);
+    thread_gone(r);
     return NULL;
 }
 
@@ -94,8 +150,8 @@ int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair)
 {
     int64_t due = 0;
     pthread_mutex_lock(&r->lock);
-    for (size_t i = 0; i < r->cfg->n_pairs; i++)
-        if (strcmp(r->cfg->pairs[i].name, pair) == 0)
+    for (size_t i = 0; r->sched_cfg && i < r->sched_cfg->n_pairs; i++)
+        if (strcmp(r->sched_cfg->pairs[i].name, pair) == 0)
             due = r->next_due_ms[i];
     pthread_mutex_unlock(&r->lock);
     return due;
@@ -188,6 +244,7 @@ static void *leaser_main(void *arg)
     }
     free(mine);
     tfs_store_close(s);
+    thread_gone(r);
     return NULL;
 }
 
@@ -231,6 +288,8 @@ static void give_back(tfs_runner *r, unsigned w, tfs_pipeline *p)
     memset(&r->held[w], 0, sizeof r->held[w]);
     r->active[w] = 0;
     pthread_mutex_unlock(&r->lock);
+    if (!p)
+        return; /* no pipeline: no lease was taken */
     tfs_pipeline_set_lease(p, NULL);
     tfs_error err = {0};
     if (l.epoch && tfs_lease_release(tfs_pipeline_store(p), &l, &err) != 0)
@@ -249,6 +308,7 @@ static void *worker_main(void *arg)
     unsigned w = ((worker_arg *)arg)->w;
     free(arg);
     tfs_pipeline *p = NULL;
+    tfs_config *pcfg = NULL; /* the config p was built with: a reference */
     for (;;) {
         pthread_mutex_lock(&r->lock);
         r->n_idle++;
@@ -267,93 +327,143 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&r->lock);
 
         tfs_error err = {0};
+        /* A run takes the config current when it starts and keeps it to its end; after a
+         * reload the pipeline is rebuilt with the new one for the next run. */
+        tfs_config *cfg = tfs_config_slot_get(r->slot);
+        if (p && pcfg != cfg) {
+            tfs_pipeline_free(p);
+            p = NULL;
+            tfs_config_free(pcfg);
+            pcfg = NULL;
+        }
         /* The pipeline (connections, Lua state) is made on first use and rebuilt if it
          * could not be made, e.g. while the state store was down. */
-        if (!p && tfs_pipeline_new(r->cfg, r->plugins, &p, &err) != 0) {
+        if (!p && tfs_pipeline_new(cfg, r->plugins, &p, &err) != 0) {
             tfs_log_error("runner", "run %" PRId64 " could not start: %s", j->run_id,
                           err.message);
             tfs_store *s = NULL;
             tfs_error e2 = {0};
-            if (tfs_store_open(r->cfg->state_conninfo, &s, &e2) == 0)
+            if (tfs_store_open(cfg->state_conninfo, &s, &e2) == 0)
                 tfs_store_run_set_state(s, j->run_id, "failed", err.message, NULL, 0, &e2);
             tfs_store_close(s);
-            give_back(r, w, p);
+            tfs_config_free(cfg);
+            give_back(r, w, NULL);
             job_free(j);
             continue;
         }
+        if (!pcfg)
+            pcfg = cfg;
+        else
+            tfs_config_free(cfg);
         if (take(r, w, p, j) == 0)
             tfs_pipeline_execute(p, j->run_id, j->pair, j->mode, &r->stop, &err);
         give_back(r, w, p);
         job_free(j);
     }
     tfs_pipeline_free(p);
+    tfs_config_free(pcfg);
+    thread_gone(r);
     return NULL;
 }
 
-int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_runner **out,
+int tfs_runner_start(tfs_config_slot *slot, const tfs_plugin_host *plugins, tfs_runner **out,
                      tfs_error *err)
 {
     *out = NULL;
     tfs_runner *r = calloc(1, sizeof *r);
     if (!r)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    r->cfg = cfg;
+    r->slot = slot;
     r->plugins = plugins;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
-    r->threads = calloc(cfg->workers, sizeof *r->threads);
-    r->next_due_ms = calloc(cfg->n_pairs + 1, sizeof *r->next_due_ms);
-    r->active = calloc(cfg->workers, sizeof *r->active);
-    r->held = calloc(cfg->workers, sizeof *r->held);
-    tfs_lease_node_id(cfg->node_id, r->node, sizeof r->node);
+    pthread_cond_init(&r->gone, NULL);
+    tfs_config *cfg = tfs_config_slot_get(slot);
+    /* The start-up config's own reference: what a reload cannot change (workers, the
+     * store, the node and its leases) is read from it. */
+    r->cfg = tfs_config_slot_get(slot);
+    unsigned workers = cfg->workers;
+    sched_adopt(r, cfg);
+    r->threads = calloc(workers, sizeof *r->threads);
+    r->active = calloc(workers, sizeof *r->active);
+    r->held = calloc(workers, sizeof *r->held);
+    tfs_lease_node_id(r->cfg->node_id, r->node, sizeof r->node);
     if (!r->threads || !r->next_due_ms || !r->active || !r->held) {
         tfs_runner_stop(r);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
-    for (unsigned i = 0; i < cfg->workers; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (wa)
-            *wa = (worker_arg){r, i};
-        if (!wa || pthread_create(&r->threads[i], NULL, worker_main, wa) != 0) {
-            free(wa);
-            tfs_runner_stop(r);
-            return tfs_error_set(err, TFS_EIO, "could not start worker thread %u", i);
+    /* Counted before it starts: a thread may be gone before pthread_create returns. The
+     * last two are the scheduler (there even with no schedule: a reload may add one) and
+     * the lease thread. */
+    for (unsigned i = 0; i <= workers + 1; i++) {
+        pthread_mutex_lock(&r->lock);
+        r->alive++;
+        pthread_mutex_unlock(&r->lock);
+        int rc;
+        if (i < workers) {
+            worker_arg *wa = malloc(sizeof *wa);
+            if (wa)
+                *wa = (worker_arg){r, i};
+            rc = wa ? pthread_create(&r->threads[i], NULL, worker_main, wa) : ENOMEM;
+            if (rc)
+                free(wa);
+        } else if (i == workers) {
+            rc = pthread_create(&r->scheduler, NULL, scheduler_main, r);
+        } else {
+            rc = pthread_create(&r->leaser, NULL, leaser_main, r);
         }
-        r->n_threads++;
+        if (rc != 0) {
+            thread_gone(r);
+            tfs_runner_stop(r);
+            return tfs_error_set(err, TFS_EIO, "could not start %s thread",
+                                 i < workers    ? "a worker"
+                                 : i == workers ? "the scheduler"
+                                                : "the lease");
+        }
+        if (i < workers)
+            r->n_threads++;
+        else if (i == workers)
+            r->has_scheduler = 1;
+        else
+            r->has_leaser = 1;
     }
-    if (pthread_create(&r->leaser, NULL, leaser_main, r) != 0) {
-        tfs_runner_stop(r);
-        return tfs_error_set(err, TFS_EIO, "could not start the lease thread");
-    }
-    r->has_leaser = 1;
     tfs_log_info("runner", "node \"%s\": leases of %lld ms renewed every %lld ms", r->node,
-                 cfg->lease_ttl_ms, cfg->lease_heartbeat_ms);
-    int any = 0;
-    for (size_t i = 0; i < cfg->n_pairs; i++) {
-        if (cfg->pairs[i].incremental_every_ms) {
-            r->next_due_ms[i] = wall_ms() + cfg->pairs[i].incremental_every_ms;
-            any = 1;
-        }
-    }
-    if (any) {
-        if (pthread_create(&r->scheduler, NULL, scheduler_main, r) != 0) {
-            tfs_runner_stop(r);
-            return tfs_error_set(err, TFS_EIO, "could not start the scheduler thread");
-        }
-        r->has_scheduler = 1;
-    }
+                 r->cfg->lease_ttl_ms, r->cfg->lease_heartbeat_ms);
     *out = r;
     return 0;
 }
 
-void tfs_runner_stop(tfs_runner *r)
+int tfs_runner_stop_within(tfs_runner *r, long long grace_ms)
 {
     if (!r)
-        return;
+        return 0;
     pthread_mutex_lock(&r->lock);
     atomic_store(&r->stop, 1);
     pthread_cond_broadcast(&r->wake);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (grace_ms >= 0) {
+        deadline.tv_sec += grace_ms / 1000;
+        deadline.tv_nsec += (grace_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    while (r->alive > 0) {
+        if (grace_ms < 0)
+            pthread_cond_wait(&r->gone, &r->lock);
+        else if (pthread_cond_timedwait(&r->gone, &r->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    unsigned left = r->alive;
     pthread_mutex_unlock(&r->lock);
+    if (left) {
+        tfs_log_warn("runner", "%u threads still in a batch after %lld ms; abandoning them "
+                     "(their transactions roll back, the runs resume at the next start-up)",
+                     left, grace_ms);
+        return TFS_ELIMIT;
+    }
     for (unsigned i = 0; i < r->n_threads; i++)
         pthread_join(r->threads[i], NULL);
     if (r->has_scheduler)
@@ -367,11 +477,20 @@ void tfs_runner_stop(tfs_runner *r)
     }
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->wake);
+    pthread_cond_destroy(&r->gone);
     free(r->threads);
     free(r->next_due_ms);
     free(r->active);
     free(r->held);
+    tfs_config_free(r->sched_cfg);
+    tfs_config_free(r->cfg);
     free(r);
+    return 0;
+}
+
+void tfs_runner_stop(tfs_runner *r)
+{
+    tfs_runner_stop_within(r, -1);
 }
 
 static int enqueue(tfs_runner *r, int64_t run_id, const char *pair, const char *mode)
@@ -396,17 +515,20 @@ static int enqueue(tfs_runner *r, int64_t run_id, const char *pair, const char *
 int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
                       const char *actor, int64_t *run_id, tfs_error *err)
 {
-    if (!tfs_config_pair_get(r->cfg, pair)) {
+    tfs_config *cfg = tfs_config_slot_get(r->slot);
+    if (!tfs_config_pair_get(cfg, pair)) {
         tfs_error_set(err, TFS_ENOTFOUND, "unknown pair \"%s\"", pair);
         char list[256] = "";
-        for (size_t i = 0; i < r->cfg->n_pairs; i++) {
-            strncat(list, r->cfg->pairs[i].name, sizeof list - strlen(list) - 1);
-            if (i + 1 < r->cfg->n_pairs)
+        for (size_t i = 0; i < cfg->n_pairs; i++) {
+            strncat(list, cfg->pairs[i].name, sizeof list - strlen(list) - 1);
+            if (i + 1 < cfg->n_pairs)
                 strncat(list, ", ", sizeof list - strlen(list) - 1);
         }
         tfs_error_hint(err, "the configured pairs are: %s", list[0] ? list : "(none)");
+        tfs_config_free(cfg);
         return TFS_ENOTFOUND;
     }
+    tfs_config_free(cfg);
     int rc = tfs_store_run_create(s, pair, mode, actor, run_id, err);
     if (rc)
         return rc;

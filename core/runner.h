@@ -23,12 +23,20 @@
 
 typedef struct tfs_runner tfs_runner;
 
-/* Starts cfg->workers worker threads. cfg and plugins must outlive the runner. */
-int tfs_runner_start(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_runner **out,
+/* Starts the current config's workers worker threads and the scheduler. slot and plugins
+ * must outlive the runner. Each run takes a snapshot of slot's config when it starts and
+ * keeps it to its end; the scheduler follows the slot's config at its next tick. */
+int tfs_runner_start(tfs_config_slot *slot, const tfs_plugin_host *plugins, tfs_runner **out,
                      tfs_error *err);
 /* Asks workers to stop between batches, joins them and frees the runner; accepts NULL.
  * Runs interrupted this way stay "running" and are resumed at the next start-up. */
 void tfs_runner_stop(tfs_runner *r);
+/* Same, waiting at most grace_ms (negative: no bound) for the batches in flight. 0: the
+ * runner is stopped and freed. TFS_ELIMIT: some threads are still in a batch; the runner
+ * is left as it is (not freed) and the caller must end the process, which abandons
+ * those batches the way a crash would: their transactions roll back and their runs
+ * resume from the last committed batch at the next start-up. */
+int tfs_runner_stop_within(tfs_runner *r, long long grace_ms);
 
 /* Records a run of pair (mode "full" or "incremental") by actor in the store through the
  * caller's connection s and queues it. TFS_ENOTFOUND: no such pair; TFS_ECONFLICT: the pair

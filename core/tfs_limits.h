@@ -64,4 +64,12 @@ typedef struct tfs_lua_limits {
     size_t max_string;     /* longest string an output field may hold */
 } tfs_lua_limits;
 
+/* ---- shutdown (shutdown.* in the config) ---- */
+
+/* How long SIGTERM waits for the batches in flight to finish; past it they are abandoned
+ * (their transactions roll back) and the runs resume at the next start-up. */
+#define TFS_SHUTDOWN_GRACE_MS_DEFAULT 5000LL
+#define TFS_SHUTDOWN_GRACE_MS_MIN 100LL
+#define TFS_SHUTDOWN_GRACE_MS_MAX 3600000LL
+
 #endif
