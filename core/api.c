@@ -12,35 +12,62 @@
 #include "store_batch.h"
 #include "store_views.h"
 
-int tfs_api_init(tfs_api *api, const tfs_config *cfg, const tfs_plugin_host *plugins,
+/* What every request's view of the API shares: the state store connections. */
+struct tfs_api_shared {
+    /* State store connections for request threads: one per request at a time. */
+    pthread_mutex_t pool_lock;
+    tfs_store **pool;
+    size_t n_pool, cap_pool;
+};
+
+int tfs_api_init(tfs_api *api, tfs_config_slot *slot, const tfs_plugin_host *plugins,
                  tfs_runner *runner, tfs_health *health, tfs_error *err)
 {
-    (void)err;
     memset(api, 0, sizeof *api);
-    api->cfg = cfg;
+    api->slot = slot;
     api->plugins = plugins;
     api->runner = runner;
     api->started = time(NULL);
     api->health = health;
-    pthread_mutex_init(&api->pool_lock, NULL);
+    if (!(api->shared = calloc(1, sizeof *api->shared)))
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    pthread_mutex_init(&api->shared->pool_lock, NULL);
     return 0;
 }
 
 void tfs_api_destroy(tfs_api *api)
 {
-    for (size_t i = 0; i < api->n_pool; i++)
-        tfs_store_close(api->pool[i]);
-    free(api->pool);
-    pthread_mutex_destroy(&api->pool_lock);
+    struct tfs_api_shared *sh = api->shared;
+    if (!sh)
+        return;
+    for (size_t i = 0; i < sh->n_pool; i++)
+        tfs_store_close(sh->pool[i]);
+    free(sh->pool);
+    pthread_mutex_destroy(&sh->pool_lock);
+    free(sh);
+    api->shared = NULL;
+}
+
+void tfs_api_invoke(const tfs_http_route *route, const tfs_http_request *req,
+                    tfs_http_response *resp, void *ctx)
+{
+    /* The handler gets a view of the API whose cfg is a snapshot held for the request:
+     * a reload swapping the config meanwhile frees nothing it uses. */
+    tfs_api view = *(tfs_api *)ctx;
+    tfs_config *cfg = tfs_config_slot_get(view.slot);
+    view.cfg = cfg;
+    route->handler(req, resp, &view);
+    tfs_config_free(cfg);
 }
 
 static tfs_store *store_acquire(tfs_api *api, tfs_error *err)
 {
     tfs_store *s = NULL;
-    pthread_mutex_lock(&api->pool_lock);
-    if (api->n_pool)
-        s = api->pool[--api->n_pool];
-    pthread_mutex_unlock(&api->pool_lock);
+    struct tfs_api_shared *sh = api->shared;
+    pthread_mutex_lock(&sh->pool_lock);
+    if (sh->n_pool)
+        s = sh->pool[--sh->n_pool];
+    pthread_mutex_unlock(&sh->pool_lock);
     if (s && tfs_store_ensure(s, err) != 0) {
         tfs_store_close(s);
         s = NULL;
@@ -54,20 +81,21 @@ static void store_release(tfs_api *api, tfs_store *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&api->pool_lock);
-    if (api->n_pool == api->cap_pool) {
-        size_t cap = api->cap_pool ? api->cap_pool * 2 : 8;
-        tfs_store **p = realloc(api->pool, cap * sizeof *p);
+    struct tfs_api_shared *sh = api->shared;
+    pthread_mutex_lock(&sh->pool_lock);
+    if (sh->n_pool == sh->cap_pool) {
+        size_t cap = sh->cap_pool ? sh->cap_pool * 2 : 8;
+        tfs_store **p = realloc(sh->pool, cap * sizeof *p);
         if (!p) {
-            pthread_mutex_unlock(&api->pool_lock);
+            pthread_mutex_unlock(&sh->pool_lock);
             tfs_store_close(s);
             return;
         }
-        api->pool = p;
-        api->cap_pool = cap;
+        sh->pool = p;
+        sh->cap_pool = cap;
     }
-    api->pool[api->n_pool++] = s;
-    pthread_mutex_unlock(&api->pool_lock);
+    sh->pool[sh->n_pool++] = s;
+    pthread_mutex_unlock(&sh->pool_lock);
 }
 
 static void store_problem(tfs_http_response *resp, const tfs_error *err)
@@ -587,7 +615,30 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
                                        "cancel_requested", 1, "status_url", resp->location));
 }
 
+/* ---- POST /admin/reload ------------------------------------------------------------ */
+
+static void handle_reload(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    tfs_error err = {0};
+    json_t *changes = NULL;
+    if (!api->reload) {
+        tfs_http_problem(resp, 501, "not-implemented", "not implemented",
+                         "this daemon cannot reload its config; restart it");
+        return;
+    }
+    tfs_log_info("api", "config reload asked by %s", req->actor ? req->actor : "?");
+    if (api->reload(api->reload_ctx, &changes, &err) != 0) {
+        tfs_http_problem(resp, 400, "invalid-config", "invalid config",
+                         "%s; the config in use is kept%s%s", err.message,
+                         err.hint[0] ? "; " : "", err.hint);
+        return;
+    }
+    tfs_http_json(resp, 200, changes);
+}
+
 static const tfs_http_route routes[] = {
+    {"POST", "/admin/reload", TFS_ROLE_ADMIN, handle_reload},
     {"GET", "/health", TFS_ROLE_NONE, handle_health},
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
     {"POST", "/sync/incremental", TFS_ROLE_OPERATE, handle_sync_incremental},

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,26 +346,25 @@ static long long parse_duration_ms(const char *s)
     return v * unit;
 }
 
-/* An optional duration ("500ms", "30s", "10m", "1h") in milliseconds, def when absent. */
-static int get_duration(const json_t *parent, const path *p, const char *key, long long def,
-                        long long min, long long *out, tfs_error *err)
+/* A duration setting ("30s") into *ms: def when absent, refused outside [min, max]. */
+static int get_duration(const json_t *obj, const path *p, const char *key, long long def,
+                        long long min, long long max, long long *ms, tfs_error *err)
 {
-    const json_t *v = json_object_get(parent, key);
-    path kp = path_key(p, key);
-    *out = def;
-    if (!v)
+    char *text = NULL;
+    *ms = def;
+    if (!obj)
         return 0;
-    if (!json_is_string(v))
-        return fail(err, &kp, "must be a duration such as \"30s\", not %s", json_kind(v));
-    long long ms = parse_duration_ms(json_string_value(v));
-    if (ms < min) {
-        int rc = fail(err, &kp, "\"%s\" is not a duration of at least %lldms",
-                      json_string_value(v), min);
-        tfs_error_hint(err, "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"");
+    int rc = get_string(obj, p, key, 0, NULL, &text, err);
+    if (rc || !text)
         return rc;
+    *ms = parse_duration_ms(text);
+    if (*ms < min || *ms > max) {
+        path kp = path_key(p, key);
+        rc = fail(err, &kp, "\"%s\" is not a duration from %lldms to %lldms", text, min, max);
+        tfs_error_hint(err, "write a whole number with ms, s, m or h, e.g. \"30s\"");
     }
-    *out = ms;
-    return 0;
+    free(text);
+    return rc;
 }
 
 static int parse_pair_extras(const json_t *p, const path *ip, tfs_config_pair *pair,
@@ -374,7 +374,7 @@ static int parse_pair_extras(const json_t *p, const path *ip, tfs_config_pair *p
     char *action = NULL;
     int rc;
     long long max_wait;
-    if ((rc = get_duration(p, ip, "max_wait", 0, 1, &max_wait, err)))
+    if ((rc = get_duration(p, ip, "max_wait", 0, 1, TFS_DURATION_MS_MAX, &max_wait, err)))
         goto out;
     pair->max_wait_ms = max_wait;
     if ((rc = get_string(p, ip, "delete_action", 0, "delete", &action, err)) ||
@@ -483,11 +483,50 @@ static int parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
     return 0;
 }
 
+/* node_id, lease.{ttl, heartbeat, poll}, resume.max_deaths. */
+static int parse_lease(const json_t *root, const path *top, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const lease_keys[] = {"ttl", "heartbeat", "poll", NULL};
+    static const char *const resume_keys[] = {"max_deaths", NULL};
+    const json_t *lease, *resume;
+    path lp = path_key(top, "lease"), rp = path_key(top, "resume");
+    long long deaths;
+    int rc;
+    if ((rc = get_string(root, top, "node_id", 0, NULL, &cfg->node_id, err)) ||
+        (rc = get_object(root, top, "lease", 0, &lease, err)) ||
+        (rc = get_object(root, top, "resume", 0, &resume, err)) ||
+        (lease && (rc = check_keys(lease, &lp, lease_keys, err))) ||
+        (resume && (rc = check_keys(resume, &rp, resume_keys, err))) ||
+        (rc = get_duration(lease, &lp, "ttl", TFS_LEASE_TTL_MS_DEFAULT, TFS_LEASE_TTL_MS_MIN,
+                           TFS_LEASE_TTL_MS_MAX, &cfg->lease_ttl_ms, err)) ||
+        (rc = get_duration(lease, &lp, "heartbeat", TFS_LEASE_HEARTBEAT_MS_DEFAULT,
+                           TFS_LEASE_HEARTBEAT_MS_MIN, cfg->lease_ttl_ms / 3,
+                           &cfg->lease_heartbeat_ms, err)) ||
+        (rc = get_duration(lease, &lp, "poll", TFS_LEASE_POLL_MS_DEFAULT,
+                           TFS_LEASE_POLL_MS_MIN, TFS_LEASE_POLL_MS_MAX, &cfg->lease_poll_ms,
+                           err)))
+        return rc;
+    if (resume)
+        rc = get_int(resume, &rp, "max_deaths", TFS_RESUME_MAX_DEATHS_DEFAULT,
+                     TFS_RESUME_MAX_DEATHS_MIN, TFS_RESUME_MAX_DEATHS_MAX, &deaths, err);
+    else
+        deaths = TFS_RESUME_MAX_DEATHS_DEFAULT;
+    if (rc)
+        return rc;
+    cfg->resume_max_deaths = (unsigned)deaths;
+    if (cfg->node_id && (cfg->node_id[0] == '\0' || strlen(cfg->node_id) > TFS_NODE_ID_MAX)) {
+        path np = path_key(top, "node_id");
+        return fail(err, &np, "a node id has 1 to %d characters", TFS_NODE_ID_MAX);
+    }
+    return 0;
+}
+
 int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_error *err)
 {
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
-                                          "systems", "pairs", "breaker", "retry", NULL};
+                                          "systems", "pairs", "node_id", "lease", "resume",
+                                          "shutdown", "breaker", "retry", NULL};
     static const char *const listen_keys[] = {"address", "port", "ready_file", "threads",
                                               "max_body_bytes", "tls_cert_file",
                                               "tls_key_file", NULL};
@@ -495,6 +534,7 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     static const char *const breaker_keys[] = {"failures", "max_probe_interval", NULL};
     static const char *const retry_keys[] = {"max_backoff", NULL};
     static const char *const lua_keys[] = {"memory_bytes", "instructions", "max_string", NULL};
+    static const char *const shutdown_keys[] = {"grace", NULL};
     path top = {""};
     int rc;
     *out = NULL;
@@ -503,19 +543,22 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     tfs_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    atomic_init(&cfg->refs, 1);
+    cfg->shutdown_grace_ms = TFS_SHUTDOWN_GRACE_MS_DEFAULT;
     if (dir && !(cfg->dir = strdup(dir))) {
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto out;
     }
-    const json_t *listen, *state, *lua, *breaker, *retry;
+    const json_t *listen, *state, *lua, *shutdown, *breaker, *retry;
     long long bfail, bprobe, rmax, sconn;
     long long port, threads, max_body, roll_year, workers, lmem, lins, lstr;
     path lp = path_key(&top, "listen"), sp = path_key(&top, "state"),
-         up = path_key(&top, "lua");
+         up = path_key(&top, "lua"), hp = path_key(&top, "shutdown");
     if ((rc = check_keys(root, &top, allowed, err)) ||
         (rc = get_object(root, &top, "listen", 0, &listen, err)) ||
         (rc = get_object(root, &top, "state", 1, &state, err)) ||
         (rc = get_object(root, &top, "lua", 0, &lua, err)) ||
+        (rc = get_object(root, &top, "shutdown", 0, &shutdown, err)) ||
         (rc = get_object(root, &top, "breaker", 0, &breaker, err)) ||
         (rc = get_object(root, &top, "retry", 0, &retry, err)))
         goto out;
@@ -526,6 +569,8 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         listen = empty;
     if (!lua)
         lua = empty;
+    if (!shutdown)
+        shutdown = empty;
     if (!breaker)
         breaker = empty;
     if (!retry)
@@ -555,26 +600,34 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         (rc = get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
                      TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)) ||
         (rc = get_duration(state, &sp, "connect_timeout",
-                           TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT * 1000, 1000, &sconn, err)) ||
+                           TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT * 1000, 1000,
+                           TFS_STATE_CONNECT_TIMEOUT_S_MAX * 1000, &sconn, err)) ||
         (rc = check_keys(breaker, &bp, breaker_keys, err)) ||
         (rc = get_int(breaker, &bp, "failures", TFS_BREAKER_FAILURES_DEFAULT,
                      TFS_BREAKER_FAILURES_MIN, TFS_BREAKER_FAILURES_MAX, &bfail, err)) ||
         (rc = get_duration(breaker, &bp, "max_probe_interval",
                            TFS_BREAKER_MAX_PROBE_INTERVAL_MS_DEFAULT,
-                           TFS_BREAKER_FIRST_PROBE_MS_DEFAULT, &bprobe, err)) ||
+                           TFS_BREAKER_FIRST_PROBE_MS_DEFAULT, TFS_DURATION_MS_MAX, &bprobe,
+                           err)) ||
         (rc = check_keys(retry, &rp0, retry_keys, err)) ||
         (rc = get_duration(retry, &rp0, "max_backoff", TFS_RETRY_MAX_BACKOFF_MS_DEFAULT,
-                           TFS_RETRY_BASE_MS_DEFAULT, &rmax, err)))
+                           TFS_RETRY_BASE_MS_DEFAULT, TFS_DURATION_MS_MAX, &rmax, err)) ||
+        (rc = check_keys(shutdown, &hp, shutdown_keys, err)))
         goto out;
-    if (sconn > TFS_STATE_CONNECT_TIMEOUT_S_MAX * 1000) {
-        path cp = path_key(&sp, "connect_timeout");
-        rc = fail(err, &cp, "is longer than %llds", TFS_STATE_CONNECT_TIMEOUT_S_MAX);
-        goto out;
-    }
     cfg->breaker_failures = (unsigned)bfail;
     cfg->breaker_max_probe_interval_ms = bprobe;
     cfg->retry_max_backoff_ms = rmax;
     cfg->state_connect_timeout_s = (sconn + 999) / 1000;
+    const json_t *grace = json_object_get(shutdown, "grace");
+    if (grace) {
+        path gp = path_key(&hp, "grace");
+        long long ms = json_is_string(grace) ? parse_duration_ms(json_string_value(grace)) : -1;
+        if (ms < TFS_SHUTDOWN_GRACE_MS_MIN || ms > TFS_SHUTDOWN_GRACE_MS_MAX) {
+            rc = fail(err, &gp, "not a duration between 100ms and 1h (e.g. \"5s\")");
+            goto out;
+        }
+        cfg->shutdown_grace_ms = ms;
+    }
     if (!json_object_get(root, "roll_year")) {
         path rp = path_key(&top, "roll_year");
         rc = fail(err, &rp, "missing (the tax roll year, e.g. 2026, is required)");
@@ -607,6 +660,8 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
             goto out;
         }
     }
+    if ((rc = parse_lease(root, &top, cfg, err)))
+        goto out;
     if ((rc = parse_keys(root, cfg, err)) || (rc = parse_systems(root, cfg, err)) ||
         (rc = parse_pairs(root, cfg, err)))
         goto out;
@@ -644,12 +699,21 @@ int tfs_config_load(const char *file, tfs_config **out, tfs_error *err)
     return rc;
 }
 
+tfs_config *tfs_config_retain(const tfs_config *cfg)
+{
+    tfs_config *c = (tfs_config *)cfg;
+    if (c)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
 void tfs_config_free(tfs_config *cfg)
 {
-    if (!cfg)
+    if (!cfg || atomic_fetch_sub(&cfg->refs, 1) != 1)
         return;
     free(cfg->dir);
     free(cfg->listen_address);
+    free(cfg->node_id);
     free(cfg->ready_file);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
@@ -700,4 +764,49 @@ const tfs_config_system *tfs_config_system_get(const tfs_config *cfg, const char
         if (strcmp(cfg->systems[i].name, name) == 0)
             return &cfg->systems[i];
     return NULL;
+}
+
+/* ---- the current config ----------------------------------------------------------- */
+
+struct tfs_config_slot {
+    pthread_mutex_t lock;
+    tfs_config *cfg; /* one reference, the slot's */
+};
+
+int tfs_config_slot_new(tfs_config *cfg, tfs_config_slot **out, tfs_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) {
+        tfs_config_free(cfg);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&(*out)->lock, NULL);
+    (*out)->cfg = cfg;
+    return 0;
+}
+
+tfs_config *tfs_config_slot_get(tfs_config_slot *slot)
+{
+    pthread_mutex_lock(&slot->lock);
+    tfs_config *cfg = tfs_config_retain(slot->cfg);
+    pthread_mutex_unlock(&slot->lock);
+    return cfg;
+}
+
+void tfs_config_slot_set(tfs_config_slot *slot, tfs_config *cfg)
+{
+    pthread_mutex_lock(&slot->lock);
+    tfs_config *old = slot->cfg;
+    slot->cfg = cfg;
+    pthread_mutex_unlock(&slot->lock);
+    tfs_config_free(old);
+}
+
+void tfs_config_slot_free(tfs_config_slot *slot)
+{
+    if (!slot)
+        return;
+    tfs_config_free(slot->cfg);
+    pthread_mutex_destroy(&slot->lock);
+    free(slot);
 }

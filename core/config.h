@@ -9,6 +9,7 @@
 #ifndef TFS_CONFIG_H
 #define TFS_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,7 @@ typedef struct tfs_config_system {
 } tfs_config_system;
 
 typedef struct tfs_config {
+    atomic_int refs; /* tfs_config_retain / tfs_config_free */
     char *dir; /* folder of the config file */
     char *listen_address;
     uint16_t port;
@@ -68,19 +70,43 @@ typedef struct tfs_config {
     long long retry_max_backoff_ms;          /* retry.max_backoff */
     long long state_connect_timeout_s;       /* state.connect_timeout, whole seconds */
     tfs_lua_limits lua;
+    char *node_id;            /* NULL: hostname:pid */
+    long long lease_ttl_ms;   /* lease.ttl */
+    long long lease_heartbeat_ms; /* lease.heartbeat */
+    long long lease_poll_ms;  /* lease.poll */
+    unsigned resume_max_deaths; /* resume.max_deaths */
     tfs_api_key *keys;
     size_t n_keys;
     tfs_config_system *systems;
     size_t n_systems;
     tfs_config_pair *pairs;
     size_t n_pairs;
+    long long shutdown_grace_ms; /* shutdown.grace: how long SIGTERM waits for batches */
 } tfs_config;
 
 /* Loads and checks a config file; *out is owned by the caller (tfs_config_free). */
 int tfs_config_load(const char *path, tfs_config **out, tfs_error *err);
 /* Same from parsed JSON; dir is where relative paths start. root is borrowed. */
 int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_error *err);
+/* A config is reference-counted and never changes once loaded: tfs_config_retain gives
+ * a new reference (returns cfg; NULL stays NULL), tfs_config_free drops one and frees
+ * the config with the last. Safe from any thread. */
+tfs_config *tfs_config_retain(const tfs_config *cfg);
 void tfs_config_free(tfs_config *cfg);
+
+/* The daemon's current config, replaced as a whole by a reload. Whoever uses a config for
+ * a while (a request, a run, a scheduler tick) takes a snapshot with tfs_config_slot_get
+ * and frees it when done, so a reload never frees a config in use. */
+typedef struct tfs_config_slot tfs_config_slot;
+
+/* Takes cfg over (freed on failure too). *out is owned (tfs_config_slot_free). */
+int tfs_config_slot_new(tfs_config *cfg, tfs_config_slot **out, tfs_error *err);
+/* A new reference to the current config; tfs_config_free it. */
+tfs_config *tfs_config_slot_get(tfs_config_slot *slot);
+/* Makes cfg (taken over) the current config; snapshots of the old one stay valid. */
+void tfs_config_slot_set(tfs_config_slot *slot, tfs_config *cfg);
+/* Frees the slot and its reference; accepts NULL. */
+void tfs_config_slot_free(tfs_config_slot *slot);
 
 /* Lookups; borrowed, or NULL. */
 const tfs_config_pair *tfs_config_pair_get(const tfs_config *cfg, const char *name);

@@ -10,6 +10,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +42,13 @@ struct tfs_http_server {
     const tfs_http_route *routes;
     size_t n_routes;
     void *ctx;
+    tfs_http_invoke invoke;
     size_t max_body;
     tfs_auth *auth; /* the keys, copied: the config need not outlive the server */
+    /* Read-held by a request for its key check; write-held only to swap in new keys. A
+     * request keeps a copy of its actor, so a handler may itself swap the keys. */
+    pthread_rwlock_t auth_lock;
+    atomic_bool draining; /* set at shutdown: every request gets 503 */
     char *tls_cert; /* PEM read from the files, kept until the daemon is stopped */
     char *tls_key;
     size_t tls_key_len;
@@ -370,9 +377,16 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     const tfs_http_route *route = NULL;
     span caps[HTTP_MAX_PARAMS];
     size_t n_caps = 0;
+    bool auth_held = false;
+    char *actor = NULL;
 
     memset(&resp, 0, sizeof resp);
     memset(&req, 0, sizeof req);
+    if (atomic_load(&srv->draining)) {
+        tfs_http_problem(&resp, 503, "shutting-down", "shutting down",
+                         "the daemon is shutting down; retry when it is back");
+        goto out;
+    }
     /* One trailing slash is tolerated everywhere: "/health/" is "/health". */
     if (len > 1 && url[len - 1] == '/')
         len--;
@@ -410,6 +424,8 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     const tfs_api_key *key = NULL;
     const char *authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                             MHD_HTTP_HEADER_AUTHORIZATION);
+    pthread_rwlock_rdlock(&srv->auth_lock);
+    auth_held = true;
     switch (tfs_auth_check(srv->auth, authorization, route->min_role, &key)) {
     case TFS_AUTH_OK:
         break;
@@ -434,9 +450,16 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
         goto out;
     }
     if (key) {
-        req.actor = key->name;
+        if (!(actor = strdup(key->name))) {
+            tfs_http_problem(&resp, 503, "unavailable", "service unavailable",
+                             "the server is out of memory; retry later");
+            goto out;
+        }
+        req.actor = actor;
         req.role = key->role;
     }
+    pthread_rwlock_unlock(&srv->auth_lock);
+    auth_held = false;
 
     if (hc->too_large) {
         tfs_http_problem(&resp, 413, "body-too-large", "request body too large",
@@ -473,9 +496,15 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     req.body = hc->body ? hc->body : "";
     req.body_len = hc->body ? hc->body_len : 0;
     req.conn = conn;
-    route->handler(&req, &resp, srv->ctx);
+    if (srv->invoke)
+        srv->invoke(route, &req, &resp, srv->ctx);
+    else
+        route->handler(&req, &resp, srv->ctx);
 
 out:
+    if (auth_held)
+        pthread_rwlock_unlock(&srv->auth_lock);
+    free(actor);
     ret = send_response(conn, method, url, &resp, allow[0] ? allow : NULL, challenge,
                         &status);
     log_request(method, url, status, hc->start_us);
@@ -678,6 +707,7 @@ static void server_free(tfs_http_server *srv)
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     tfs_auth_free(srv->auth);
+    pthread_rwlock_destroy(&srv->auth_lock);
     free(srv->tls_cert);
     if (srv->tls_key) {
         explicit_bzero(srv->tls_key, srv->tls_key_len);
@@ -709,9 +739,12 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
     if (!srv)
         return tfs_error_set(err, TFS_ENOMEM, "could not start http server: out of memory");
     srv->magic = HTTP_MAGIC;
+    pthread_rwlock_init(&srv->auth_lock, NULL);
+    atomic_init(&srv->draining, false);
     srv->routes = routes;
     srv->n_routes = n_routes;
     srv->ctx = ctx;
+    srv->invoke = cfg->invoke;
     srv->max_body = cfg->max_body ? cfg->max_body : TFS_HTTP_MAX_BODY_DEFAULT;
 
     unsigned threads = cfg->threads ? cfg->threads : TFS_HTTP_THREADS_DEFAULT;
@@ -848,4 +881,24 @@ void tfs_http_stop(tfs_http_server *srv)
         return;
     }
     server_free(srv);
+}
+
+int tfs_http_set_keys(tfs_http_server *srv, const tfs_api_key *keys, size_t n, tfs_error *err)
+{
+    tfs_auth *a = NULL;
+    int rc = tfs_auth_new(keys, n, &a, err);
+    if (rc < 0)
+        return rc;
+    pthread_rwlock_wrlock(&srv->auth_lock);
+    tfs_auth *old = srv->auth;
+    srv->auth = a;
+    pthread_rwlock_unlock(&srv->auth_lock);
+    tfs_auth_free(old);
+    return 0;
+}
+
+void tfs_http_drain(tfs_http_server *srv)
+{
+    if (srv)
+        atomic_store(&srv->draining, true);
 }

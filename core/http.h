@@ -15,6 +15,15 @@
 #include "auth.h"
 #include "error.h"
 
+struct tfs_http_route;
+struct tfs_http_request;
+struct tfs_http_response;
+/* Calls route->handler(req, resp, ...) for the server, with whatever context the caller
+ * makes per request around it (the API's config snapshot). */
+typedef void (*tfs_http_invoke)(const struct tfs_http_route *route,
+                                const struct tfs_http_request *req,
+                                struct tfs_http_response *resp, void *ctx);
+
 typedef struct tfs_http_config {
     const char *address;  /* "127.0.0.1", "0.0.0.0", "::1"; NULL = 127.0.0.1 */
     uint16_t port;        /* 0 = any free port */
@@ -29,6 +38,7 @@ typedef struct tfs_http_config {
     size_t n_keys;
     const char *tls_cert_file; /* both set: HTTPS */
     const char *tls_key_file;
+    tfs_http_invoke invoke;    /* NULL: the handler is called with ctx directly */
 } tfs_http_config;
 
 typedef struct tfs_http_request {
@@ -96,6 +106,14 @@ void tfs_http_key_hash(const char *key, unsigned char out[32]);
  * is NULL) with content_type (static, e.g. "text/plain; version=0.0.4" for /metrics; NULL
  * means application/json). Releases a body set before. Returns 0. */
 int tfs_http_text(tfs_http_response *resp, int status, const char *content_type, char *text);
+/* Replaces the keys (copied) for the requests that start from now on; a request under
+ * way finishes with the keys it was checked against. 0, TFS_EINVAL or TFS_ENOMEM (the old
+ * keys stay then). */
+int tfs_http_set_keys(tfs_http_server *srv, const tfs_api_key *keys, size_t n, tfs_error *err);
+/* From now on every request gets 503 problem+json "shutting-down" (the daemon is
+ * stopping); accepts NULL. */
+void tfs_http_drain(tfs_http_server *srv);
+
 /* A request header (name case-insensitive), borrowed for the request, or NULL. */
 const char *tfs_http_header(const tfs_http_request *req, const char *name);
 

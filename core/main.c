@@ -1,8 +1,13 @@
 /* core/main.c — tfsyncd: loads the config and the plugins, migrates the state store,
  * starts the workers and the HTTP API, writes the ready file, and runs until SIGTERM or
- * SIGINT, when it stops between batches so that nothing is lost. */
+ * SIGINT. Then the API answers 503 and the workers stop between batches, waiting at most
+ * shutdown.grace for the batches in flight; past it they are abandoned as a crash would
+ * (transactions roll back), and every interrupted run resumes at the next start-up.
+ * SIGHUP (and POST /admin/reload) re-reads the config file: a config that does not load
+ * is refused with the reason in the log and the one in use is kept. */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +75,174 @@ static int check_systems(const tfs_config *cfg, const tfs_plugin_host *plugins,
     return 0;
 }
 
+/* What a reload needs; the lock serialises SIGHUP and POST /admin/reload. */
+typedef struct daemon_ctx {
+    const char *config_path;
+    tfs_config_slot *slot;
+    const tfs_plugin_host *plugins;
+    tfs_http_server *http;
+    pthread_mutex_t lock;
+} daemon_ctx;
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Settings a running daemon holds in its server, its state store connections, its
+ * plugins, its worker count and its node's leases: a reload refuses to change them. */
+static int check_fixed(const tfs_config *old, const tfs_config *cfg, tfs_error *err)
+{
+    const char *what = !same_str(old->listen_address, cfg->listen_address) ? "listen.address"
+                       : old->port != cfg->port                            ? "listen.port"
+                       : old->http_threads != cfg->http_threads           ? "listen.threads"
+                       : old->max_body != cfg->max_body ? "listen.max_body_bytes"
+                       : !same_str(old->ready_file, cfg->ready_file) ? "listen.ready_file"
+                       : !same_str(old->tls_cert_file, cfg->tls_cert_file) ||
+                               !same_str(old->tls_key_file, cfg->tls_key_file)
+                           ? "listen.tls_cert_file/tls_key_file"
+                       : !same_str(old->state_conninfo, cfg->state_conninfo) ? "state.conninfo"
+                       : !same_str(old->plugin_dir, cfg->plugin_dir)          ? "plugin_dir"
+                       : old->roll_year != cfg->roll_year                     ? "roll_year"
+                       : old->workers != cfg->workers                         ? "workers"
+                       : !same_str(old->node_id, cfg->node_id)                ? "node_id"
+                       : old->lease_ttl_ms != cfg->lease_ttl_ms ||
+                               old->lease_heartbeat_ms != cfg->lease_heartbeat_ms ||
+                               old->lease_poll_ms != cfg->lease_poll_ms
+                           ? "lease"
+                       : old->resume_max_deaths != cfg->resume_max_deaths ? "resume.max_deaths"
+                                                                          : NULL;
+    if (!what)
+        return 0;
+    tfs_error_set(err, TFS_EINVAL, "%s cannot change by a reload", what);
+    tfs_error_hint(err, "restart the daemon to change %s, or put its old value back", what);
+    return TFS_EINVAL;
+}
+
+static int pair_equal(const tfs_config_pair *a, const tfs_config_pair *b)
+{
+    if (!same_str(a->source, b->source) || !same_str(a->target, b->target) ||
+        a->batch_size != b->batch_size || a->delete_action != b->delete_action ||
+        !same_str(a->deactivate_field, b->deactivate_field) ||
+        a->incremental_every_ms != b->incremental_every_ms || a->n_entities != b->n_entities)
+        return 0;
+    for (size_t i = 0; i < a->n_entities; i++) {
+        const tfs_config_entity *x = &a->entities[i], *y = &b->entities[i];
+        if (!same_str(x->source, y->source) || !same_str(x->script, y->script) ||
+            x->n_targets != y->n_targets)
+            return 0;
+        for (size_t k = 0; k < x->n_targets; k++)
+            if (!same_str(x->targets[k], y->targets[k]))
+                return 0;
+    }
+    return 1;
+}
+
+/* {"added": [...], "removed": [...], "changed": [...]} of named items of two configs. */
+typedef const char *(*item_name_fn)(const tfs_config *c, size_t i);
+typedef int (*item_equal_fn)(const tfs_config *a, size_t i, const tfs_config *b, size_t j);
+
+static const char *pair_name(const tfs_config *c, size_t i) { return c->pairs[i].name; }
+static const char *system_name(const tfs_config *c, size_t i) { return c->systems[i].name; }
+static const char *key_name(const tfs_config *c, size_t i) { return c->keys[i].name; }
+static int pair_same(const tfs_config *a, size_t i, const tfs_config *b, size_t j)
+{
+    return pair_equal(&a->pairs[i], &b->pairs[j]);
+}
+static int system_same(const tfs_config *a, size_t i, const tfs_config *b, size_t j)
+{
+    return same_str(a->systems[i].plugin, b->systems[j].plugin) &&
+           json_equal(a->systems[i].settings, b->systems[j].settings);
+}
+static int key_same(const tfs_config *a, size_t i, const tfs_config *b, size_t j)
+{
+    return a->keys[i].role == b->keys[j].role &&
+           memcmp(a->keys[i].sha256, b->keys[j].sha256, 32) == 0;
+}
+
+static json_t *diff_items(const tfs_config *old, size_t n_old, const tfs_config *cfg,
+                          size_t n_new, item_name_fn name, item_equal_fn same)
+{
+    json_t *added = json_array(), *removed = json_array(), *changed = json_array();
+    for (size_t j = 0; j < n_new; j++) {
+        size_t i = 0;
+        while (i < n_old && strcmp(name(old, i), name(cfg, j)) != 0)
+            i++;
+        if (i == n_old)
+            json_array_append_new(added, json_string(name(cfg, j)));
+        else if (!same(old, i, cfg, j))
+            json_array_append_new(changed, json_string(name(cfg, j)));
+    }
+    for (size_t i = 0; i < n_old; i++) {
+        size_t j = 0;
+        while (j < n_new && strcmp(name(old, i), name(cfg, j)) != 0)
+            j++;
+        if (j == n_new)
+            json_array_append_new(removed, json_string(name(old, i)));
+    }
+    return json_pack("{sososo}", "added", added, "removed", removed, "changed", changed);
+}
+
+static json_t *config_changes(const tfs_config *old, const tfs_config *cfg)
+{
+    json_t *other = json_array();
+    if (!same_str(old->transform_dir, cfg->transform_dir))
+        json_array_append_new(other, json_string("transform_dir"));
+    if (memcmp(&old->lua, &cfg->lua, sizeof old->lua) != 0)
+        json_array_append_new(other, json_string("lua"));
+    if (old->shutdown_grace_ms != cfg->shutdown_grace_ms)
+        json_array_append_new(other, json_string("shutdown.grace"));
+    return json_pack(
+        "{sosososo}", "pairs",
+        diff_items(old, old->n_pairs, cfg, cfg->n_pairs, pair_name, pair_same), "systems",
+        diff_items(old, old->n_systems, cfg, cfg->n_systems, system_name, system_same),
+        "api_keys", diff_items(old, old->n_keys, cfg, cfg->n_keys, key_name, key_same),
+        "other", other);
+}
+
+/* Loads the config file again and makes it the current one; see tfs_api_reload_fn. */
+static int daemon_reload(void *arg, json_t **changes, tfs_error *err)
+{
+    daemon_ctx *d = arg;
+    tfs_config *cfg = NULL, *old = NULL;
+    int rc;
+    *changes = NULL;
+    pthread_mutex_lock(&d->lock);
+    old = tfs_config_slot_get(d->slot);
+    if (!d->http) {
+        rc = tfs_error_set(err, TFS_ETRANSIENT, "the daemon is still starting");
+        goto out;
+    }
+    if ((rc = tfs_config_load(d->config_path, &cfg, err)) ||
+        (rc = check_systems(cfg, d->plugins, err)) || (rc = check_fixed(old, cfg, err)))
+        goto out;
+    if (!(*changes = config_changes(old, cfg))) {
+        rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = tfs_http_set_keys(d->http, cfg->keys, cfg->n_keys, err)))
+        goto out;
+    char *text = json_dumps(*changes, JSON_COMPACT);
+    tfs_log_info("core", "config \"%s\" reloaded: %s; runs under way keep the config they "
+                 "started with", d->config_path, text ? text : "");
+    free(text);
+    tfs_config_slot_set(d->slot, cfg);
+    cfg = NULL;
+out:
+    if (rc) {
+        json_decref(*changes);
+        *changes = NULL;
+        tfs_log_error("core", "could not reload the config: %s; keeping the config in use",
+                      err->message);
+        if (err->hint[0])
+            tfs_log_error("core", "hint: %s", err->hint);
+    }
+    tfs_config_free(cfg);
+    tfs_config_free(old);
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -106,7 +279,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     tfs_error err = {0};
-    tfs_config *cfg = NULL;
+    tfs_config *cfg = NULL; /* the start-up config; the slot holds its own reference */
+    tfs_config_slot *slot = NULL;
+    daemon_ctx d = {.config_path = config_path};
+    pthread_mutex_init(&d.lock, NULL);
     tfs_plugin_host *plugins = NULL;
     tfs_store *store = NULL;
     tfs_runner *runner = NULL;
@@ -130,16 +306,21 @@ int main(int argc, char **argv)
         goto out;
     }
     tfs_store_set_connect_timeout(cfg->state_connect_timeout_s);
-    if (tfs_store_open(cfg->state_conninfo, &store, &err) != 0 ||
+    if (tfs_config_slot_new(tfs_config_retain(cfg), &slot, &err) != 0 ||
+        tfs_store_open(cfg->state_conninfo, &store, &err) != 0 ||
         tfs_store_migrate(store, &err) != 0 ||
         tfs_health_start(cfg, plugins, &health, &err) != 0 ||
-        tfs_runner_start(cfg, plugins, health, &runner, &err) != 0 ||
+        tfs_runner_start(slot, plugins, health, &runner, &err) != 0 ||
         tfs_runner_resume(runner, store, &err) != 0 ||
-        tfs_api_init(&api, cfg, plugins, runner, health, &err) != 0) {
+        tfs_api_init(&api, slot, plugins, runner, health, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
     api_ready = 1;
+    d.slot = slot;
+    d.plugins = plugins;
+    api.reload = daemon_reload;
+    api.reload_ctx = &d;
     size_t n_routes;
     const tfs_http_route *routes = tfs_api_routes(&n_routes);
     tfs_http_config hc = {
@@ -151,11 +332,15 @@ int main(int argc, char **argv)
         .n_keys = cfg->n_keys,
         .tls_cert_file = cfg->tls_cert_file,
         .tls_key_file = cfg->tls_key_file,
+        .invoke = tfs_api_invoke,
     };
     if (tfs_http_start(&hc, routes, n_routes, &api, &http, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
+    pthread_mutex_lock(&d.lock);
+    d.http = http;
+    pthread_mutex_unlock(&d.lock);
     unsigned port = tfs_http_port(http);
     if (cfg->ready_file && write_ready_file(cfg->ready_file, port, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
@@ -168,12 +353,34 @@ int main(int argc, char **argv)
         if (sigwait(&sigs, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            tfs_log_info("core", "SIGHUP: scripts reload by themselves when they change");
+            json_t *changes = NULL;
+            tfs_log_info("core", "SIGHUP: reloading the config \"%s\"", config_path);
+            if (daemon_reload(&d, &changes, &err) == 0)
+                json_decref(changes);
             continue;
         }
-        tfs_log_info("core", "signal %d: stopping", sig);
         break;
     }
+    /* New requests get 503 while the batches in flight get shutdown.grace to finish. */
+    tfs_config *now_cfg = tfs_config_slot_get(slot);
+    long long grace = now_cfg->shutdown_grace_ms;
+    tfs_config_free(now_cfg);
+    tfs_log_info("core", "stopping: waiting at most %lld ms for the batches in flight", grace);
+    tfs_http_drain(http);
+    int stopped = tfs_runner_stop_within(runner, grace);
+    runner = NULL;
+    if (stopped != 0) {
+        /* Threads are still in a batch: end the process without unwinding what they use.
+         * Their transactions roll back when the connections close, as after a crash,
+         * and the runs resume from their last committed batch at the next start-up. */
+        tfs_http_stop(http);
+        if (cfg->ready_file)
+            unlink(cfg->ready_file);
+        tfs_log_info("core", "stopped; the batches in flight were abandoned");
+        fflush(NULL);
+        _exit(0);
+    }
+    tfs_log_info("core", "stopped");
     status = 0;
 out:
     tfs_http_stop(http);
@@ -185,6 +392,8 @@ out:
         unlink(cfg->ready_file);
     tfs_store_close(store);
     tfs_plugin_host_free(plugins);
+    tfs_config_slot_free(slot);
     tfs_config_free(cfg);
+    pthread_mutex_destroy(&d.lock);
     return status;
 }

@@ -50,6 +50,7 @@ struct tfs_pipeline {
     size_t n_systems[N_ROLES];
     tfs_health *health;
     tfs_retry_policy retry;
+    tfs_lease lease; /* of the run executing; epoch 0: none */
 };
 
 int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_health *health,
@@ -116,10 +117,14 @@ void tfs_pipeline_free(tfs_pipeline *p)
     free(p);
 }
 
-struct tfs_store *tfs_pipeline_store(tfs_pipeline *p)
+void tfs_pipeline_set_lease(tfs_pipeline *p, const tfs_lease *l)
 {
-    return p->store;
+    if (l)
+        p->lease = *l;
+    else
+        memset(&p->lease, 0, sizeof p->lease);
 }
+
 
 /* Connects (or reconnects) both state store connections; a failure counts against the
  * store's breaker. */
@@ -137,6 +142,12 @@ static int store_ready(tfs_pipeline *p, tfs_error *err)
         tfs_breaker_failure(tfs_health_store_breaker(p->health), err->message,
                             tfs_health_now_ms());
     return rc;
+}
+
+struct tfs_store *tfs_pipeline_store(tfs_pipeline *p)
+{
+    tfs_error err = {0};
+    return store_ready(p, &err) == 0 ? p->store : NULL;
 }
 
 /* The worker's instance of a system in a role, opened on first use and kept for later
@@ -500,6 +511,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
      * A full run then sweeps, once every entity is read. */
     tfs_stage_ctx proto = {
         .pair = pair, .run_id = run_id, .actor = run.actor, .stop = stop, .full = full,
+        .lease = &p->lease,
         .changes = !full && (tfs_instance_capabilities(src->inst) & TFS_SDK_CAP_CHANGES),
         .src = src->inst, .lua = p->lua, .read_scratch = &p->scratch,
         .tgt = tgt->inst, .write_store = p->store, .write_scratch = &p->wscratch,
@@ -534,6 +546,13 @@ dropped:
     if (rc == TFS_ETRANSIENT)
         goto out; /* the caller records it waiting */
 finish:
+    if (p->lease.epoch && tfs_lease_check(p->store, &p->lease, NULL) == TFS_ECONFLICT) {
+        /* Another node took the run over: its state is theirs to record. */
+        tfs_log_warn("pipeline", "run %" PRId64 ": node \"%s\" lost its lease; the node that "
+                     "took it over carries the run on (%s)", run_id, p->lease.node,
+                     rc ? err->message : "done here");
+        goto out;
+    }
     {
         const char *state = cancelled ? "cancelled" : rc ? "failed" : "succeeded";
         if (ended_rc)

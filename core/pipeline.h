@@ -19,6 +19,7 @@
 #include "config.h"
 #include "error.h"
 #include "health.h"
+#include "lease.h"
 #include "plugin_host.h"
 
 typedef struct tfs_pipeline tfs_pipeline;
@@ -46,7 +47,13 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair, cons
                          const atomic_int *stop, const atomic_int *cancel, int *ended_rc,
                          tfs_error *err);
 
-/* The state store connection of this pipeline (for the runner's bookkeeping). */
+/* The lease the next tfs_pipeline_execute runs under (copied; NULL or epoch 0: none):
+ * every target write and batch commit of the run checks it, and a run whose lease was
+ * taken over ends without recording a state (its new holder carries it on). */
+void tfs_pipeline_set_lease(tfs_pipeline *p, const tfs_lease *l);
+
+/* The state store connection of this pipeline (for the runner's bookkeeping), connected
+ * or reconnected now; NULL while the store does not answer. Borrowed. */
 struct tfs_store *tfs_pipeline_store(tfs_pipeline *p);
 
 #endif

@@ -456,8 +456,17 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         }
     }
     tfs_results res;
-    int rc = 0;
+    /* A node that lost the run's lease writes nothing more (a write already under way when
+     * the lease is taken over is the window docs/decisions.md describes). */
+    int rc;
     unsigned attempt = 0;
+    do
+        rc = tfs_lease_check(b->write_store, b->lease, err);
+    while (retry_after(b, b->store_breaker, b->write_store, &rc, &attempt, "a lease check",
+                       err));
+    if (rc)
+        return rc;
+    attempt = 0;
     for (;;) {
         if (tfs_results_init(&res, n_ops) != 0)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
@@ -665,6 +674,7 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         .audit = cr.audit,
         .n_audit = cr.n_audit,
         .actor = b->actor,
+        .lease = b->lease,
     };
     if (b->sweeping) /* no cursor moves */
         bc.cursor_kind = NULL;

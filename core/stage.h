@@ -65,6 +65,7 @@ typedef struct tfs_stage_ctx {
     const char *actor;  /* for the audit trail */
     char today[11];     /* a deactivation's date, fixed when the run starts */
     const atomic_int *stop;
+    const tfs_lease *lease; /* the run's: checked before each write and in each commit */
     int changes;  /* reading changes (an incremental run), else everything */
     int full;     /* a full run: mark what it sees, sweep what it did not */
     int sweeping; /* applying deletions of vanished keys after a full run */

@@ -84,7 +84,22 @@ static const char *const migrations[] = {
     "  at timestamptz NOT NULL DEFAULT now());"
     "CREATE INDEX audit_pair_key ON tfsync.audit (pair, entity, source_key, id);"
     "CREATE INDEX audit_run ON tfsync.audit (run_id, id);",
-    /* 3: runs that wait for a system or the store to come back, and cancelled runs; a
+    /* 3: leases with fencing epochs on units of work (a run today; see lease.h), the node
+     * that last took each run, and what a poison run is recognised by */
+    "CREATE TABLE tfsync.leases ("
+    "  unit text PRIMARY KEY,"
+    "  run_id bigint NOT NULL,"
+    "  node text NOT NULL,"
+    "  epoch bigint NOT NULL,"
+    "  expires_at timestamptz NOT NULL,"
+    "  released boolean NOT NULL DEFAULT false,"
+    "  checkpoint text NOT NULL DEFAULT '',"
+    "  deaths int NOT NULL DEFAULT 0,"
+    "  taken_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE INDEX leases_node ON tfsync.leases (node) WHERE NOT released;"
+    "CREATE INDEX leases_run ON tfsync.leases (run_id);"
+    "ALTER TABLE tfsync.runs ADD COLUMN node text;",
+    /* 4: runs that wait for a system or the store to come back, and cancelled runs; a
      * waiting run still holds its pair. (partial and held come with the next issue.) */
     "ALTER TABLE tfsync.runs DROP CONSTRAINT runs_state_check;"
     "ALTER TABLE tfsync.runs ADD CONSTRAINT runs_state_check CHECK (state IN"

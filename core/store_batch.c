@@ -515,6 +515,32 @@ static int save_counts(tfs_store *s, const tfs_batch_commit *bc, const char *id,
     return 0;
 }
 
+/* The fence: the lease row is locked (FOR SHARE) until the commit ends, so a node taking
+ * the lease over (which updates the row) waits for this transaction, and a transaction
+ * that starts after the takeover sees the new epoch and writes nothing. */
+static int fence(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
+{
+    if (!bc->lease || !bc->lease->epoch)
+        return 0;
+    char epoch[32];
+    snprintf(epoch, sizeof epoch, "%" PRId64, bc->lease->epoch);
+    const char *params[] = {bc->lease->unit, epoch};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT 1 FROM tfsync.leases WHERE unit = $1 AND epoch = $2::int8"
+                               " AND NOT released FOR SHARE",
+                               2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "check the run's lease");
+    int held = PQntuples(r) == 1;
+    PQclear(r);
+    if (held)
+        return 0;
+    tfs_error_set(err, TFS_ECONFLICT, "run %" PRId64 ": commit refused: node \"%s\" lost its "
+                  "lease (epoch %" PRId64 ") to another node", bc->run_id, bc->lease->node,
+                  bc->lease->epoch);
+    return TFS_ECONFLICT;
+}
+
 static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
                        tfs_error *err)
 {
@@ -523,7 +549,8 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
     snprintf(id, sizeof id, "%" PRId64, bc->run_id);
     if ((rc = prepare_temp(s, err)) || (rc = tfs_pg_exec(s->conn, "BEGIN", err)))
         return rc;
-    if ((bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
+    if ((rc = fence(s, bc, err)) ||
+        (bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
         (rc = write_failed(s, bc, id, err)) || (rc = mark_and_forget(s, bc, id, err)) ||
         (bc->n_audit && (rc = copy_audit(s, bc, id, err))) ||
         (bc->cursor_kind && (rc = save_cursor(s, bc, id, err))) ||

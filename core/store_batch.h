@@ -18,6 +18,7 @@
 
 #include "arena.h"
 #include "error.h"
+#include "lease.h"
 #include "store.h"
 
 /* Cursors per (pair, entity, kind); kind "full" holds a full run's progress (with the run
@@ -97,9 +98,12 @@ typedef struct tfs_batch_commit {
     const tfs_audit_row *audit;
     size_t n_audit;
     const char *actor;
+    const tfs_lease *lease; /* the run's lease, checked in the transaction; NULL: none */
 } tfs_batch_commit;
 
-/* Commits a batch's bookkeeping in one transaction. A key taken for new that turns out to
+/* Commits a batch's bookkeeping in one transaction. With a lease, the transaction first
+ * locks the lease row and refuses (TFS_ECONFLICT, nothing written) unless the lease still
+ * has its epoch: a node that lost its lease cannot commit. A key taken for new that turns out to
  * have a row (unique violation of the sync map's key) is retried as an update. */
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err);
 

@@ -39,6 +39,9 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     " 'waiting', CASE WHEN state = 'waiting' THEN json_build_object('reason', waiting_reason,"  \
     " 'since', waiting_since, 'for_ms', (extract(epoch FROM now() - waiting_since) * 1000)"     \
     "::int8) END, 'cancel_requested', cancel_requested,"                                       \
+    " 'node', node, 'lease', (SELECT json_build_object('node', l.node, 'epoch', l.epoch,"        \
+    " 'expires_at', l.expires_at, 'held', NOT l.released AND l.expires_at > now(),"             \
+    " 'deaths', l.deaths) FROM tfsync.leases l WHERE l.unit = 'run:' || runs.run_id),"          \
     " 'elapsed_ms', (extract(epoch FROM coalesce(finished_at, now()) -"                       \
     " coalesce(started_at, now())) * 1000)::int8)"
 

@@ -42,6 +42,21 @@
 #define TFS_LUA_MAX_STRING_MIN 64LL
 #define TFS_LUA_MAX_STRING_MAX (1LL << 30)
 
+/* ---- leases and resumption (lease.*, resume.*, node_id in the config; lease.h) ---- */
+
+#define TFS_LEASE_TTL_MS_DEFAULT 30000LL /* a run's lease lasts this long unless renewed */
+#define TFS_LEASE_TTL_MS_MIN 1000LL
+#define TFS_LEASE_TTL_MS_MAX 3600000LL
+#define TFS_LEASE_HEARTBEAT_MS_DEFAULT 5000LL /* how often a node renews its leases */
+#define TFS_LEASE_HEARTBEAT_MS_MIN 100LL      /* and at most a third of the ttl */
+#define TFS_LEASE_POLL_MS_DEFAULT 1000LL /* how often an idle node looks for runs to take */
+#define TFS_LEASE_POLL_MS_MIN 100LL
+#define TFS_LEASE_POLL_MS_MAX 600000LL
+#define TFS_RESUME_MAX_DEATHS_DEFAULT 3LL /* deaths at one checkpoint before a run fails */
+#define TFS_RESUME_MAX_DEATHS_MIN 1LL
+#define TFS_RESUME_MAX_DEATHS_MAX 1000LL
+#define TFS_NODE_ID_MAX 127 /* characters of a node id */
+
 /* A runtime's limits (0 in a field: its default). */
 typedef struct tfs_lua_limits {
     size_t memory_bytes;   /* cap of the state's allocator */
@@ -49,6 +64,13 @@ typedef struct tfs_lua_limits {
     size_t max_string;     /* longest string an output field may hold */
 } tfs_lua_limits;
 
+/* ---- shutdown (shutdown.* in the config) ---- */
+
+/* How long SIGTERM waits for the batches in flight to finish; past it they are abandoned
+ * (their transactions roll back) and the runs resume at the next start-up. */
+#define TFS_SHUTDOWN_GRACE_MS_DEFAULT 5000LL
+#define TFS_SHUTDOWN_GRACE_MS_MIN 100LL
+#define TFS_SHUTDOWN_GRACE_MS_MAX 3600000LL
 /* ---- healing outages (breaker.*, retry.*, state.connect_timeout in the config) ---- */
 
 #define TFS_BREAKER_FAILURES_DEFAULT 3u /* transient failures in a row that open a breaker */

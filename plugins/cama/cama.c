@@ -81,6 +81,12 @@ static const tfs_sdk_config_key cama_config[] = {
      "libpq connection string or URI of the CAMA database"},
     {"who", TFS_SDK_CONFIG_STRING, "tfsync",
      "the user name written into the who column of every row written (at most 30 characters)"},
+    {"connect_timeout", TFS_SDK_CONFIG_INT, "5",
+     "seconds a connection attempt to the CAMA database may take before it fails as "
+     "transient (1 to 3600)"},
+    {"statement_timeout", TFS_SDK_CONFIG_INT, "0",
+     "milliseconds one statement may run before the server cancels it (SQLSTATE 57014, "
+     "transient: the batch is retried); 0: no limit"},
 };
 
 #define KEYT(n) TFS_SDK_TEXT, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, (n), 0, 0
@@ -712,6 +718,11 @@ static int cama_open(const char *const *config, void **instance, tfs_sdk_error *
                         perr ? pgp_oneline(perr, msg, sizeof msg) : "out of memory");
         goto out;
     }
+    pgp_timeouts timeouts;
+    if (pgp_timeouts_parse(config[2], config[3], &timeouts, msg, sizeof msg) != 0) {
+        host->error_set(err, "could not open cama: %s", msg);
+        goto out;
+    }
     if (strlen(who) > CAMA_WHO_MAX || !*who) {
         host->error_set(err, "could not open cama: who \"%s\" must have 1 to %d characters",
                         who, CAMA_WHO_MAX);
@@ -731,9 +742,7 @@ static int cama_open(const char *const *config, void **instance, tfs_sdk_error *
             goto out;
         }
 
-    static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {conninfo, "tfsync-cama", NULL};
-    c->conn = PQconnectdbParams(keys, values, 1);
+    c->conn = pgp_connect(conninfo, "tfsync-cama", &timeouts);
     if (!c->conn) {
         host->error_set(err, "could not open cama: out of memory");
         rc = TFS_SDK_ETRANSIENT;

@@ -3,7 +3,10 @@
  * message on one line, and notices routed to the host's log. */
 #include "pg_plugin.h"
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pg_sqlstate.h"
@@ -75,4 +78,50 @@ int pgp_reconnect(PGconn *conn, const tfs_sdk_host *host, const char *system,
         return TFS_SDK_ETRANSIENT;
     }
     return 1;
+}
+
+/* A whole number in [lo, hi], or -1. */
+static long long number_in(const char *s, long long lo, long long hi)
+{
+    char *end;
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    return errno || *end || v < lo || v > hi ? -1 : v;
+}
+
+int pgp_timeouts_parse(const char *connect_timeout, const char *statement_timeout,
+                       pgp_timeouts *out, char *why, size_t cap)
+{
+    long long c = number_in(connect_timeout, 1, 3600);
+    long long st = number_in(statement_timeout, 0, 2147483647LL);
+    if (c < 0) {
+        snprintf(why, cap, "connect_timeout \"%s\" is not a number of seconds from 1 to 3600",
+                 connect_timeout ? connect_timeout : "");
+        return -1;
+    }
+    if (st < 0) {
+        snprintf(why, cap, "statement_timeout \"%s\" is not a number of milliseconds from 0 "
+                 "to 2147483647", statement_timeout ? statement_timeout : "");
+        return -1;
+    }
+    snprintf(out->connect, sizeof out->connect, "%lld", c);
+    if (st)
+        snprintf(out->options, sizeof out->options, "-c statement_timeout=%lld", st);
+    else
+        out->options[0] = '\0';
+    return 0;
+}
+
+PGconn *pgp_connect(const char *conninfo, const char *app, const pgp_timeouts *t)
+{
+    /* Keys after dbname override what the expanded conninfo says. */
+    const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL, NULL};
+    const char *values[] = {conninfo, app, t->connect, NULL, NULL};
+    if (t->options[0]) {
+        keys[3] = "options";
+        values[3] = t->options;
+    }
+    return PQconnectdbParams(keys, values, 1);
 }

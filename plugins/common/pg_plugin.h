@@ -21,6 +21,22 @@ const char *pgp_message(PGconn *conn, const PGresult *res, char *out, size_t cap
  * TFS_SDK_ETRANSIENT with err set ("could not connect to the <system> database"). */
 int pgp_reconnect(PGconn *conn, const tfs_sdk_host *host, const char *system,
                   tfs_sdk_error *err);
+/* The timeouts every adapter connection has: connect_timeout (whole seconds, libpq's
+ * unit; what a server that accepts and never answers costs) and statement_timeout
+ * (milliseconds, PostgreSQL's unit; 0 = none), as libpq parameters. */
+typedef struct pgp_timeouts {
+    char connect[16]; /* libpq connect_timeout */
+    char options[48]; /* libpq options: "-c statement_timeout=N", or "" */
+} pgp_timeouts;
+
+/* Checks the two settings' text (NULL: the caller's declared default was not applied, an
+ * error) into *out. 0, or -1 with the reason in why. */
+int pgp_timeouts_parse(const char *connect_timeout, const char *statement_timeout,
+                       pgp_timeouts *out, char *why, size_t cap);
+/* PQconnectdbParams of conninfo (a string or URI) with the fallback application name and
+ * the timeouts, which win over the same keys in conninfo. NULL only when out of memory;
+ * PQreset keeps the timeouts. */
+PGconn *pgp_connect(const char *conninfo, const char *app, const pgp_timeouts *t);
 /* A libpq notice processor: arg is the plugin's host table; notices go to its log. */
 void pgp_notice(void *arg, const char *message);
 

@@ -101,6 +101,12 @@ static const tfs_sdk_config_key pacs_config[] = {
     {"retired_as_delete", TFS_SDK_CONFIG_BOOL, "true",
      "a retired property (prop_inactive_dt set) is a deletion in change reads and left out "
      "of full reads; false: a record like any other"},
+    {"connect_timeout", TFS_SDK_CONFIG_INT, "5",
+     "seconds a connection attempt to the PACS database may take before it fails as "
+     "transient (1 to 3600)"},
+    {"statement_timeout", TFS_SDK_CONFIG_INT, "0",
+     "milliseconds one statement may run before the server cancels it (SQLSTATE 57014, "
+     "transient: the batch is retried); 0: no limit"},
 };
 
 #define KEY TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0
@@ -744,6 +750,11 @@ static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *
                         "false", retired);
         goto out;
     }
+    pgp_timeouts timeouts;
+    if (pgp_timeouts_parse(config[3], config[4], &timeouts, msg, sizeof msg) != 0) {
+        host->error_set(err, "could not open pacs: %s", msg);
+        goto out;
+    }
     p = calloc(1, sizeof *p);
     if (!p) {
         host->error_set(err, "could not open pacs: out of memory");
@@ -753,9 +764,7 @@ static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *
     p->fetch_size = (int)fetch_size;
     p->include_retired = strcmp(retired, "false") == 0;
 
-    static const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *values[] = {conninfo, "tfsync-pacs", NULL};
-    p->conn = PQconnectdbParams(keys, values, 1);
+    p->conn = pgp_connect(conninfo, "tfsync-pacs", &timeouts);
     if (!p->conn) {
         host->error_set(err, "could not open pacs: out of memory");
         rc = TFS_SDK_ETRANSIENT;

@@ -510,17 +510,24 @@ tfs_test_daemon *tfs_test_daemon_start(const json_t *config)
 
     long long deadline = now_ms() + DAEMON_READY_TIMEOUT_MS;
     for (;;) {
-        int st = 0;
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid) {
+        /* Looked at without reaping, and before the ready file: a daemon that got ready and
+         * died at once (a test's crashing plugin) was ready, and its status is kept for
+         * tfs_test_daemon_alive and _stop_status. */
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        int exited = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                     info.si_pid == pid;
+        d->port = read_ready_port(d->ready_path);
+        if (d->port > 0)
+            return d;
+        if (exited) {
+            int st = 0;
+            waitpid(pid, &st, 0);
             char why[96];
             snprintf(why, sizeof why, "exited before it was ready (status %d)",
                      wait_status_code(st));
             daemon_fail(d, why);
         }
-        d->port = read_ready_port(d->ready_path);
-        if (d->port > 0)
-            return d;
         if (now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
