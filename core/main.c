@@ -111,7 +111,15 @@ static int check_fixed(const tfs_config *old, const tfs_config *cfg, tfs_error *
                                old->lease_poll_ms != cfg->lease_poll_ms
                            ? "lease"
                        : old->resume_max_deaths != cfg->resume_max_deaths ? "resume.max_deaths"
-                                                                          : NULL;
+                       : old->breaker_failures != cfg->breaker_failures ||
+                               old->breaker_max_probe_interval_ms !=
+                                   cfg->breaker_max_probe_interval_ms
+                           ? "breaker"
+                       : old->retry_max_backoff_ms != cfg->retry_max_backoff_ms
+                           ? "retry.max_backoff"
+                       : old->state_connect_timeout_s != cfg->state_connect_timeout_s
+                           ? "state.connect_timeout"
+                           : NULL;
     if (!what)
         return 0;
     tfs_error_set(err, TFS_EINVAL, "%s cannot change by a reload", what);
