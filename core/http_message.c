@@ -177,7 +177,8 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
     if (status < 100 || status > 599 || (empty && !no_body)) {
         char m[16], p[160];
         tfs_log_error(HTTP_COMPONENT, "handler for %s %s left no response (status %d)",
-                      tfs_http_log_safe(m, sizeof m, method), tfs_http_log_safe(p, sizeof p, path), status);
+                      tfs_http_log_safe(m, sizeof m, method),
+                      tfs_http_log_safe(p, sizeof p, path), status);
         tfs_http_problem(resp, 500, "internal", "internal error",
                          "the handler for %s %s gave no response; this is a bug in the server, "
                          "see its log",
