@@ -6,6 +6,7 @@
  * 401 and 403 here. It knows nothing of syncs: api.c registers its handlers as routes.
  */
 #include "http.h"
+#include "http_message.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,11 +25,7 @@
 #include "tfs_limits.h"
 #include "log.h"
 
-#define HTTP_COMPONENT "http"
 #define HTTP_MAGIC 0x54465348u /* "TFSH" */
-#define HTTP_PROBLEM_BASE "https://terrafusion.dev/problems/"
-#define HTTP_CT_JSON "application/json"
-#define HTTP_CT_PROBLEM "application/problem+json"
 #define HTTP_MAX_PARAMS 4
 /* A certificate or key file larger than this is not PEM we want to hold in memory. */
 #define HTTP_TLS_FILE_MAX (1024 * 1024)
@@ -69,235 +66,9 @@ typedef struct http_conn {
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* A JSON string of s; bytes jansson refuses (invalid UTF-8 from a client's path, a detail
- * cut inside a character) become '?', so a problem never loses its fields. */
-static json_t *json_text(const char *s)
-{
-    if (!s)
-        s = "";
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t len = strlen(s);
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        copy[i] = ch >= 0x80 ? '?' : (char)ch;
-    }
-    copy[len] = '\0';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-static void free_jansson(void *p)
-{
-    json_malloc_t m;
-    json_free_t f;
-    json_get_alloc_funcs(&m, &f);
-    if (f)
-        f(p);
-    else
-        free(p);
-}
-
-static void response_clear_body(tfs_http_response *resp)
-{
-    json_decref(resp->json);
-    resp->json = NULL;
-    free(resp->text);
-    resp->text = NULL;
-}
-
-/* Copies s into dst for a log line, replacing control bytes so a path cannot forge lines. */
-static const char *log_safe(char *dst, size_t cap, const char *s)
-{
-    size_t i = 0;
-    for (; s && s[i] && i + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-    }
-    dst[i] = '\0';
-    return dst;
-}
-
 void tfs_http_key_hash(const char *key, unsigned char out[32])
 {
     tfs_auth_key_hash(key, out);
-}
-
-/* ---- responses ----------------------------------------------------------------------- */
-
-int tfs_http_problem(tfs_http_response *resp, int status, const char *type, const char *title,
-                     const char *detail_fmt, ...)
-{
-    char detail[1024] = "";
-    char type_uri[192];
-    if (!resp)
-        return 0;
-    response_clear_body(resp);
-    resp->location[0] = '\0';
-    if (detail_fmt) {
-        va_list ap;
-        va_start(ap, detail_fmt);
-        vsnprintf(detail, sizeof detail, detail_fmt, ap);
-        va_end(ap);
-    }
-    snprintf(type_uri, sizeof type_uri, HTTP_PROBLEM_BASE "%s", type ? type : "internal");
-    if (!title) {
-        title = MHD_get_reason_phrase_for((unsigned)status);
-    }
-    json_t *o = json_object();
-    if (o) {
-        json_object_set_new(o, "type", json_text(type_uri));
-        json_object_set_new(o, "title", json_text(title));
-        json_object_set_new(o, "status", json_integer(status));
-        json_object_set_new(o, "detail", json_text(detail));
-    }
-    resp->status = status;
-    resp->json = o; /* NULL when out of memory: answered as a bare 500 */
-    resp->content_type = HTTP_CT_PROBLEM;
-    return 0;
-}
-
-int tfs_http_json(tfs_http_response *resp, int status, json_t *body)
-{
-    if (!resp) {
-        json_decref(body);
-        return 0;
-    }
-    response_clear_body(resp);
-    resp->status = status;
-    resp->json = body;
-    resp->content_type = HTTP_CT_JSON;
-    return 0;
-}
-
-int tfs_http_text(tfs_http_response *resp, int status, const char *content_type, char *text)
-{
-    if (!resp) {
-        free(text);
-        return 0;
-    }
-    response_clear_body(resp);
-    resp->status = status;
-    resp->text = text;
-    resp->content_type = content_type;
-    return 0;
-}
-
-const char *tfs_http_query(const tfs_http_request *req, const char *name)
-{
-    if (!req || !req->conn || !name)
-        return NULL;
-    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn,
-                                       MHD_GET_ARGUMENT_KIND, name);
-}
-
-const char *tfs_http_header(const tfs_http_request *req, const char *name)
-{
-    if (!req || !req->conn || !name)
-        return NULL;
-    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_HEADER_KIND,
-                                       name);
-}
-
-/* Used when even a problem could not be built (out of memory). */
-static const char fallback_problem[] =
-    "{\"type\":\"" HTTP_PROBLEM_BASE "internal\",\"title\":\"internal error\","
-    "\"status\":500,\"detail\":\"the server could not build the response; see its log\"}";
-
-static void add_header(struct MHD_Response *r, const char *name, const char *value)
-{
-    if (MHD_add_response_header(r, name, value) != MHD_YES)
-        tfs_log_warn(HTTP_COMPONENT, "could not add header %s to a response", name);
-}
-
-/* Queues resp (consuming its body) on conn; *status_out gets the status really sent.
- * allow is the Allow header of a 405, challenge adds WWW-Authenticate to a 401. */
-static enum MHD_Result send_response(struct MHD_Connection *conn, const char *method,
-                                     const char *path, tfs_http_response *resp,
-                                     const char *allow, bool challenge, int *status_out)
-{
-    struct MHD_Response *r = NULL;
-    int status = resp->status;
-    bool no_body = status == 204 || status == 304;
-    bool empty = !resp->json && !resp->text;
-    const char *ctype = resp->content_type ? resp->content_type : HTTP_CT_JSON;
-
-    if (status < 100 || status > 599 || (empty && !no_body)) {
-        char m[16], p[160];
-        tfs_log_error(HTTP_COMPONENT, "handler for %s %s left no response (status %d)",
-                      log_safe(m, sizeof m, method), log_safe(p, sizeof p, path), status);
-        tfs_http_problem(resp, 500, "internal", "internal error",
-                         "the handler for %s %s gave no response; this is a bug in the server, "
-                         "see its log",
-                         method, path);
-        status = 500;
-        ctype = HTTP_CT_PROBLEM;
-    }
-
-    if (no_body) {
-        response_clear_body(resp);
-        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    } else if (resp->text) {
-        r = MHD_create_response_from_buffer(strlen(resp->text), resp->text,
-                                            MHD_RESPMEM_MUST_FREE);
-        if (r)
-            resp->text = NULL; /* libmicrohttpd frees it */
-    } else if (resp->json) {
-        if (strcmp(ctype, HTTP_CT_PROBLEM) == 0 && json_is_object(resp->json) &&
-            !json_object_get(resp->json, "instance"))
-            json_object_set_new(resp->json, "instance", json_text(path));
-        char *s = json_dumps(resp->json, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (s) {
-            r = MHD_create_response_from_buffer_with_free_callback(strlen(s), s, free_jansson);
-            if (!r)
-                free_jansson(s);
-        }
-    }
-    response_clear_body(resp);
-    if (!r) {
-        status = 500;
-        ctype = HTTP_CT_PROBLEM;
-        no_body = false;
-        r = MHD_create_response_from_buffer(sizeof fallback_problem - 1,
-                                            (void *)fallback_problem, MHD_RESPMEM_PERSISTENT);
-        if (!r)
-            return MHD_NO;
-    }
-
-    if (!no_body)
-        add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (resp->location[0] && status != 500)
-        add_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
-    if (allow)
-        add_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-    if (challenge)
-        add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    *status_out = status;
-    return ret;
-}
-
-static void log_request(const char *method, const char *path, int status, uint64_t start_us)
-{
-    char m[16], p[256];
-    tfs_log_debug(HTTP_COMPONENT, "%s %s %d %lluus", log_safe(m, sizeof m, method),
-                  log_safe(p, sizeof p, path), status,
-                  (unsigned long long)(now_us() - start_us));
 }
 
 /* ---- routing ------------------------------------------------------------------------- */
@@ -364,6 +135,107 @@ static void allow_add(char *allow, size_t cap, const char *m)
 }
 
 /* Routes the request, checks its key, runs the handler and queues the answer. */
+/* The route of method and the first len bytes of url, its captures in caps; NULL when
+ * none matches, with the methods the path does allow in allow ("" when the path is
+ * unknown). */
+static const tfs_http_route *find_route(const tfs_http_server *srv, const char *method,
+                                        const char *url, size_t len, span caps[],
+                                        size_t *n_caps, char *allow, size_t allow_cap)
+{
+    for (size_t i = 0; i < srv->n_routes; i++) {
+        span c[HTTP_MAX_PARAMS];
+        size_t n = 0;
+        if (!route_match(srv->routes[i].pattern, url, len, c, &n))
+            continue;
+        if (method_matches(srv->routes[i].method, method)) {
+            memcpy(caps, c, sizeof c);
+            *n_caps = n;
+            allow[0] = '\0';
+            return &srv->routes[i];
+        }
+        allow_add(allow, allow_cap, srv->routes[i].method);
+        if (strcmp(srv->routes[i].method, "GET") == 0)
+            allow_add(allow, allow_cap, "HEAD");
+    }
+    return NULL;
+}
+
+/* Who calls: the key's name (a copy, *actor, owned by the caller) and role go into req.
+ * Returns 0, or -1 with the 401/403/503 answer in resp (*challenge for a 401). The key
+ * table is read-held only here, so a handler may swap the keys. */
+static int authenticate(tfs_http_server *srv, struct MHD_Connection *conn,
+                        const tfs_http_route *route, const char *method, const char *url,
+                        tfs_http_request *req, char **actor, tfs_http_response *resp,
+                        bool *challenge)
+{
+    const tfs_api_key *key = NULL;
+    const char *authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_AUTHORIZATION);
+    int rc = -1;
+    req->role = TFS_ROLE_NONE;
+    pthread_rwlock_rdlock(&srv->auth_lock);
+    switch (tfs_auth_check(srv->auth, authorization, route->min_role, &key)) {
+    case TFS_AUTH_OK:
+        rc = 0;
+        break;
+    case TFS_AUTH_NO_KEY:
+        *challenge = true;
+        tfs_http_problem(resp, 401, "unauthorized", "unauthorized",
+                         "%s %s needs an API key; send it as the header "
+                         "\"Authorization: Bearer <key>\"",
+                         method, url);
+        break;
+    case TFS_AUTH_BAD_KEY:
+        *challenge = true;
+        tfs_http_problem(resp, 401, "unauthorized", "unauthorized",
+                         "the API key sent is not one of the configured keys; send "
+                         "a valid key as \"Authorization: Bearer <key>\"");
+        break;
+    case TFS_AUTH_FORBIDDEN:
+        tfs_http_problem(resp, 403, "forbidden", "forbidden",
+                         "%s %s needs role \"%s\"; the key \"%s\" has role \"%s\"", method,
+                         url, tfs_role_name(route->min_role), key->name,
+                         tfs_role_name(key->role));
+        break;
+    }
+    if (rc == 0 && key) {
+        if ((*actor = strdup(key->name))) {
+            req->actor = *actor;
+            req->role = key->role;
+        } else {
+            rc = -1;
+            tfs_http_problem(resp, 503, "unavailable", "service unavailable",
+                             "the server is out of memory; retry later");
+        }
+    }
+    pthread_rwlock_unlock(&srv->auth_lock);
+    return rc;
+}
+
+/* Copies the captured path segments out NUL-terminated into req->params (together they
+ * are shorter than the path); -1 with a 503 in resp when out of memory. */
+static int take_params(http_conn *hc, const char *url, size_t len, const span caps[],
+                       size_t n_caps, tfs_http_request *req, tfs_http_response *resp)
+{
+    req->n_params = n_caps;
+    if (n_caps == 0)
+        return 0;
+    hc->scratch = malloc(len + HTTP_MAX_PARAMS + 1);
+    if (!hc->scratch) {
+        tfs_http_problem(resp, 503, "unavailable", "service unavailable",
+                         "the server is out of memory; retry later");
+        return -1;
+    }
+    char *w = hc->scratch;
+    for (size_t i = 0; i < n_caps; i++) {
+        memcpy(w, url + caps[i].off, caps[i].len);
+        w[caps[i].len] = '\0';
+        req->params[i] = w;
+        w += caps[i].len + 1;
+    }
+    return 0;
+}
+
 static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *conn,
                                 http_conn *hc, const char *method, const char *url)
 {
@@ -372,142 +244,54 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     char allow[128] = "";
     bool challenge = false;
     int status = 500;
-    enum MHD_Result ret;
     size_t len = strlen(url);
-    const tfs_http_route *route = NULL;
     span caps[HTTP_MAX_PARAMS];
     size_t n_caps = 0;
-    bool auth_held = false;
     char *actor = NULL;
 
     memset(&resp, 0, sizeof resp);
     memset(&req, 0, sizeof req);
-    if (atomic_load(&srv->draining)) {
-        tfs_http_problem(&resp, 503, "shutting-down", "shutting down",
-                         "the daemon is shutting down; retry when it is back");
-        goto out;
-    }
     /* One trailing slash is tolerated everywhere: "/health/" is "/health". */
     if (len > 1 && url[len - 1] == '/')
         len--;
-
-    for (size_t i = 0; i < srv->n_routes; i++) {
-        span c[HTTP_MAX_PARAMS];
-        size_t n = 0;
-        if (!route_match(srv->routes[i].pattern, url, len, c, &n))
-            continue;
-        if (method_matches(srv->routes[i].method, method)) {
-            route = &srv->routes[i];
-            memcpy(caps, c, sizeof c);
-            n_caps = n;
-            break;
-        }
-        allow_add(allow, sizeof allow, srv->routes[i].method);
-        if (strcmp(srv->routes[i].method, "GET") == 0)
-            allow_add(allow, sizeof allow, "HEAD");
-    }
-
-    if (!route && allow[0]) {
+    bool draining = atomic_load(&srv->draining);
+    const tfs_http_route *route =
+        draining ? NULL : find_route(srv, method, url, len, caps, &n_caps, allow, sizeof allow);
+    if (draining) {
+        tfs_http_problem(&resp, 503, "shutting-down", "shutting down",
+                         "the daemon is shutting down; retry when it is back");
+    } else if (!route && allow[0]) {
         tfs_http_problem(&resp, 405, "method-not-allowed", "method not allowed",
                          "%s is not allowed on %s; use %s", method, url, allow);
-        goto out;
-    }
-    if (!route) {
-        allow[0] = '\0';
+    } else if (!route) {
         tfs_http_problem(&resp, 404, "not-found", "not found",
                          "no route %s %s; see docs/openapi.yaml for the routes", method, url);
-        goto out;
-    }
-    allow[0] = '\0';
-
-    req.role = TFS_ROLE_NONE;
-    const tfs_api_key *key = NULL;
-    const char *authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                            MHD_HTTP_HEADER_AUTHORIZATION);
-    pthread_rwlock_rdlock(&srv->auth_lock);
-    auth_held = true;
-    switch (tfs_auth_check(srv->auth, authorization, route->min_role, &key)) {
-    case TFS_AUTH_OK:
-        break;
-    case TFS_AUTH_NO_KEY:
-        challenge = true;
-        tfs_http_problem(&resp, 401, "unauthorized", "unauthorized",
-                         "%s %s needs an API key; send it as the header "
-                         "\"Authorization: Bearer <key>\"",
-                         method, url);
-        goto out;
-    case TFS_AUTH_BAD_KEY:
-        challenge = true;
-        tfs_http_problem(&resp, 401, "unauthorized", "unauthorized",
-                         "the API key sent is not one of the configured keys; send "
-                         "a valid key as \"Authorization: Bearer <key>\"");
-        goto out;
-    case TFS_AUTH_FORBIDDEN:
-        tfs_http_problem(&resp, 403, "forbidden", "forbidden",
-                         "%s %s needs role \"%s\"; the key \"%s\" has role \"%s\"", method,
-                         url, tfs_role_name(route->min_role), key->name,
-                         tfs_role_name(key->role));
-        goto out;
-    }
-    if (key) {
-        if (!(actor = strdup(key->name))) {
+    } else if (authenticate(srv, conn, route, method, url, &req, &actor, &resp,
+                            &challenge) == 0) {
+        if (hc->too_large) {
+            tfs_http_problem(&resp, 413, "body-too-large", "request body too large",
+                             "the request body is larger than the limit of %zu bytes; "
+                             "send a smaller body",
+                             srv->max_body);
+        } else if (hc->oom) {
             tfs_http_problem(&resp, 503, "unavailable", "service unavailable",
-                             "the server is out of memory; retry later");
-            goto out;
-        }
-        req.actor = actor;
-        req.role = key->role;
-    }
-    pthread_rwlock_unlock(&srv->auth_lock);
-    auth_held = false;
-
-    if (hc->too_large) {
-        tfs_http_problem(&resp, 413, "body-too-large", "request body too large",
-                         "the request body is larger than the limit of %zu bytes; "
-                         "send a smaller body",
-                         srv->max_body);
-        goto out;
-    }
-    if (hc->oom) {
-        tfs_http_problem(&resp, 503, "unavailable", "service unavailable",
-                         "the server is out of memory for request bodies; retry later");
-        goto out;
-    }
-
-    /* Captures are copied out NUL-terminated; together they are shorter than the path. */
-    if (n_caps > 0) {
-        hc->scratch = malloc(len + HTTP_MAX_PARAMS + 1);
-        if (!hc->scratch) {
-            tfs_http_problem(&resp, 503, "unavailable", "service unavailable",
-                             "the server is out of memory; retry later");
-            goto out;
-        }
-        char *w = hc->scratch;
-        for (size_t i = 0; i < n_caps; i++) {
-            memcpy(w, url + caps[i].off, caps[i].len);
-            w[caps[i].len] = '\0';
-            req.params[i] = w;
-            w += caps[i].len + 1;
+                             "the server is out of memory for request bodies; retry later");
+        } else if (take_params(hc, url, len, caps, n_caps, &req, &resp) == 0) {
+            req.method = method;
+            req.path = url;
+            req.body = hc->body ? hc->body : "";
+            req.body_len = hc->body ? hc->body_len : 0;
+            req.conn = conn;
+            if (srv->invoke)
+                srv->invoke(route, &req, &resp, srv->ctx);
+            else
+                route->handler(&req, &resp, srv->ctx);
         }
     }
-    req.n_params = n_caps;
-    req.method = method;
-    req.path = url;
-    req.body = hc->body ? hc->body : "";
-    req.body_len = hc->body ? hc->body_len : 0;
-    req.conn = conn;
-    if (srv->invoke)
-        srv->invoke(route, &req, &resp, srv->ctx);
-    else
-        route->handler(&req, &resp, srv->ctx);
-
-out:
-    if (auth_held)
-        pthread_rwlock_unlock(&srv->auth_lock);
     free(actor);
-    ret = send_response(conn, method, url, &resp, allow[0] ? allow : NULL, challenge,
-                        &status);
-    log_request(method, url, status, hc->start_us);
+    enum MHD_Result ret = tfs_http_send(conn, method, url, &resp,
+                                        !route && allow[0] ? allow : NULL, challenge, &status);
+    tfs_http_log_request(method, url, status, hc->start_us);
     return ret;
 }
 
@@ -572,7 +356,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         hc = calloc(1, sizeof *hc);
         if (!hc)
             return MHD_NO;
-        hc->start_us = now_us();
+        hc->start_us = tfs_http_now_us();
         *con_cls = hc;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -717,6 +501,82 @@ static void server_free(tfs_http_server *srv)
     free(srv);
 }
 
+/* The listen address: numeric IPv4 or IPv6 ("::1" or "[::1]"; "localhost" is 127.0.0.1)
+ * into ss, its bare text into addr (for the log), MHD_USE_IPv6 into *flags. */
+static int listen_address(const char *address, uint16_t port, struct sockaddr_storage *ss,
+                          char *addr, size_t addr_cap, unsigned *flags, tfs_error *err)
+{
+    if (strcmp(address, "localhost") == 0)
+        address = "127.0.0.1";
+    snprintf(addr, addr_cap, "%s", address);
+    if (addr[0] == '[') {
+        size_t l = strlen(addr);
+        if (l > 2 && addr[l - 1] == ']') {
+            memmove(addr, addr + 1, l - 2);
+            addr[l - 2] = '\0';
+        }
+    }
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    bool fits = strlen(address) < addr_cap;
+    if (fits && inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        return 0;
+    }
+    if (fits && inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        *flags |= MHD_USE_IPv6;
+        return 0;
+    }
+    int rc = tfs_error_set(err, TFS_EINVAL,
+                           "could not start http server: invalid listen address \"%s\"",
+                           address);
+    tfs_error_hint(err, "give a numeric IPv4 or IPv6 address such as 127.0.0.1, 0.0.0.0 "
+                        "or ::1");
+    return rc;
+}
+
+/* TLS when both files are configured (one without the other is a mistake): the PEM is
+ * read into srv, the daemon options into opts, MHD_USE_TLS into *flags. */
+static int load_tls(const tfs_http_config *cfg, tfs_http_server *srv,
+                    struct MHD_OptionItem opts[3], unsigned *flags, tfs_error *err)
+{
+    int rc;
+    bool want_cert = cfg->tls_cert_file && cfg->tls_cert_file[0];
+    bool want_key = cfg->tls_key_file && cfg->tls_key_file[0];
+    if (want_cert != want_key) {
+        rc = tfs_error_set(err, TFS_EINVAL, "could not start http server: %s is set but %s "
+                                            "is not",
+                           want_cert ? "tls_cert_file" : "tls_key_file",
+                           want_cert ? "tls_key_file" : "tls_cert_file");
+        tfs_error_hint(err, "set both for HTTPS, or neither for plain HTTP");
+        return rc;
+    }
+    if (!want_cert)
+        return 0;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        rc = tfs_error_set(err, TFS_EINVAL, "could not start http server: this "
+                                            "libmicrohttpd was built without TLS");
+        tfs_error_hint(err, "install a libmicrohttpd with GnuTLS, or drop tls_cert_file "
+                            "and tls_key_file");
+        return rc;
+    }
+    size_t cert_len = 0;
+    if ((rc = read_file("certificate", cfg->tls_cert_file, &srv->tls_cert, &cert_len, err)) <
+            0 ||
+        (rc = read_file("key", cfg->tls_key_file, &srv->tls_key, &srv->tls_key_len, err)) < 0) {
+        tfs_error_prefix(err, "could not start http server");
+        return rc;
+    }
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+    opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+    *flags |= MHD_USE_TLS;
+    return 0;
+}
+
 int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, size_t n_routes,
                    void *ctx, tfs_http_server **out, tfs_error *err)
 {
@@ -726,6 +586,9 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
     const char *address;
     char addr_copy[64];
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL},
+                                         {MHD_OPTION_END, 0, NULL},
+                                         {MHD_OPTION_END, 0, NULL}};
 
     if (out)
         *out = NULL;
@@ -762,72 +625,12 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
         goto out;
     }
 
-    /* The listen address: numeric IPv4 or IPv6 ("::1" or "[::1]"). */
     address = cfg->address && cfg->address[0] ? cfg->address : "127.0.0.1";
-    if (strcmp(address, "localhost") == 0)
-        address = "127.0.0.1";
-    snprintf(addr_copy, sizeof addr_copy, "%s", address);
-    if (addr_copy[0] == '[') {
-        size_t l = strlen(addr_copy);
-        if (l > 2 && addr_copy[l - 1] == ']') {
-            memmove(addr_copy, addr_copy + 1, l - 2);
-            addr_copy[l - 2] = '\0';
-        }
-    }
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    if (strlen(address) < sizeof addr_copy && inet_pton(AF_INET, addr_copy, &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(cfg->port);
-    } else if (strlen(address) < sizeof addr_copy &&
-               inet_pton(AF_INET6, addr_copy, &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(cfg->port);
-        flags |= MHD_USE_IPv6;
-    } else {
-        rc = tfs_error_set(err, TFS_EINVAL,
-                           "could not start http server: invalid listen address \"%s\"",
-                           address);
-        tfs_error_hint(err, "give a numeric IPv4 or IPv6 address such as 127.0.0.1, 0.0.0.0 "
-                            "or ::1");
+    if ((rc = listen_address(address, cfg->port, &ss, addr_copy, sizeof addr_copy, &flags,
+                             err)) < 0 ||
+        (rc = load_tls(cfg, srv, tls_opts, &flags, err)) < 0)
         goto out;
-    }
-
-    /* TLS when both files are configured; one without the other is a mistake. */
-    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL},
-                                         {MHD_OPTION_END, 0, NULL},
-                                         {MHD_OPTION_END, 0, NULL}};
-    bool want_cert = cfg->tls_cert_file && cfg->tls_cert_file[0];
-    bool want_key = cfg->tls_key_file && cfg->tls_key_file[0];
-    if (want_cert != want_key) {
-        rc = tfs_error_set(err, TFS_EINVAL, "could not start http server: %s is set but %s "
-                                            "is not",
-                           want_cert ? "tls_cert_file" : "tls_key_file",
-                           want_cert ? "tls_key_file" : "tls_cert_file");
-        tfs_error_hint(err, "set both for HTTPS, or neither for plain HTTP");
-        goto out;
-    }
-    if (want_cert) {
-        size_t cert_len = 0;
-        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-            rc = tfs_error_set(err, TFS_EINVAL, "could not start http server: this "
-                                                "libmicrohttpd was built without TLS");
-            tfs_error_hint(err, "install a libmicrohttpd with GnuTLS, or drop tls_cert_file "
-                                "and tls_key_file");
-            goto out;
-        }
-        if ((rc = read_file("certificate", cfg->tls_cert_file, &srv->tls_cert, &cert_len,
-                            err)) < 0 ||
-            (rc = read_file("key", cfg->tls_key_file, &srv->tls_key, &srv->tls_key_len,
-                            err)) < 0) {
-            tfs_error_prefix(err, "could not start http server");
-            goto out;
-        }
-        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
-        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
-        flags |= MHD_USE_TLS;
-    }
+    bool want_cert = (flags & MHD_USE_TLS) != 0;
 
     errno = 0;
     srv->daemon = MHD_start_daemon(

@@ -75,106 +75,134 @@ static int fail_run_poisoned(tfs_store *s, const char *id, const char *unit, int
     return TFS_ELIMIT;
 }
 
+/* Locks run id (queued or running) for this transaction, skipping it when another node
+ * holds the row: TFS_ECONFLICT then. Its pair into pair. */
+static int lock_run(tfs_store *s, int64_t run_id, const char *id, char *pair, size_t cap,
+                    tfs_error *err)
+{
+    const char *p[] = {id};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT pair FROM tfsync.runs WHERE run_id = $1"
+                               " AND state IN ('queued', 'running', 'waiting')"
+                               " FOR UPDATE SKIP LOCKED",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "take a run");
+    int rc = 0;
+    if (PQntuples(r) == 0)
+        rc = tfs_error_set(err, TFS_ECONFLICT, "run %" PRId64 " is taken or finished", run_id);
+    else
+        snprintf(pair, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+/* A lease row as the claim finds it, locked for this transaction. */
+typedef struct lease_row {
+    int had, died, expired, deaths;
+    char checkpoint[80], holder[128];
+} lease_row;
+
+static int lock_lease(tfs_store *s, const char *unit, lease_row *lr, tfs_error *err)
+{
+    const char *p[] = {unit};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT node, released, expires_at <= now(), checkpoint, deaths"
+                               " FROM tfsync.leases WHERE unit = $1 FOR UPDATE",
+                               1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read a lease");
+    memset(lr, 0, sizeof *lr);
+    lr->had = PQntuples(r) == 1;
+    if (lr->had) {
+        lr->died = strcmp(PQgetvalue(r, 0, 1), "f") == 0;
+        lr->expired = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+        lr->deaths = atoi(PQgetvalue(r, 0, 4));
+        snprintf(lr->checkpoint, sizeof lr->checkpoint, "%s", PQgetvalue(r, 0, 3));
+        snprintf(lr->holder, sizeof lr->holder, "%s", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* The run's checkpoint fingerprint (CHECKPOINT_SQL) into cp. */
+static int run_checkpoint(tfs_store *s, const char *pair, const char *id, char *cp, size_t cap,
+                          tfs_error *err)
+{
+    const char *p[] = {pair, id};
+    PGresult *r = PQexecParams(s->conn, CHECKPOINT_SQL, 2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read a run's checkpoint");
+    snprintf(cp, cap, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* Writes the lease of unit to node with a new epoch (into *epoch) and records the run's
+ * node. */
+static int write_lease(tfs_store *s, const char *unit, const char *id, const char *node,
+                       const char *ttl, const char *cp, int deaths, int64_t *epoch,
+                       tfs_error *err)
+{
+    char deaths_s[16];
+    snprintf(deaths_s, sizeof deaths_s, "%d", deaths);
+    const char *p4[] = {unit, id, node, ttl, cp, deaths_s};
+    static const char sql[] =
+        "INSERT INTO tfsync.leases (unit, run_id, node, epoch, expires_at, checkpoint, deaths)"
+        " VALUES ($1, $2, $3, 1, now() + $4::int8 * interval '1 millisecond', $5, $6)"
+        " ON CONFLICT (unit) DO UPDATE SET node = excluded.node,"
+        " epoch = tfsync.leases.epoch + 1, expires_at = excluded.expires_at,"
+        " released = false, checkpoint = excluded.checkpoint, deaths = excluded.deaths,"
+        " taken_at = now()"
+        " RETURNING epoch";
+    PGresult *r = PQexecParams(s->conn, sql, 6, NULL, p4, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "take a lease");
+    *epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    const char *p5[] = {id, node};
+    r = PQexecParams(s->conn, "UPDATE tfsync.runs SET node = $2 WHERE run_id = $1", 2, NULL,
+                     p5, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "record a run's node");
+    PQclear(r);
+    return 0;
+}
+
 int tfs_lease_claim(tfs_store *s, int64_t run_id, const char *node, long long ttl_ms,
                     unsigned max_deaths, tfs_lease *out, tfs_error *err)
 {
-    char id[32], unit[64], ttl[32], deaths_s[16];
+    char id[32], unit[64], ttl[32], pair[128], cp[80];
     snprintf(id, sizeof id, "%" PRId64, run_id);
     unit_of(run_id, unit, sizeof unit);
     snprintf(ttl, sizeof ttl, "%lld", ttl_ms);
     memset(out, 0, sizeof *out);
+    lease_row lr;
     int rc;
-    PGresult *r = NULL;
     if ((rc = tfs_pg_exec(s->conn, "BEGIN", err)))
         return rc;
-    /* Another node taking the same run at this moment holds the row: skip it. */
-    const char *p1[] = {id};
-    r = PQexecParams(s->conn,
-                     "SELECT pair FROM tfsync.runs WHERE run_id = $1"
-                     " AND state IN ('queued', 'running', 'waiting') FOR UPDATE SKIP LOCKED",
-                     1, NULL, p1, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = tfs_store_fail(s, r, err, "take a run");
+    if ((rc = lock_run(s, run_id, id, pair, sizeof pair, err)) ||
+        (rc = lock_lease(s, unit, &lr, err)))
         goto fail;
-    }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        rc = tfs_error_set(err, TFS_ECONFLICT, "run %" PRId64 " is taken or finished", run_id);
-        goto fail;
-    }
-    char pair[128];
-    snprintf(pair, sizeof pair, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    const char *p2[] = {unit};
-    r = PQexecParams(s->conn,
-                     "SELECT node, released, expires_at <= now(), checkpoint, deaths"
-                     " FROM tfsync.leases WHERE unit = $1 FOR UPDATE",
-                     1, NULL, p2, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = tfs_store_fail(s, r, err, "read a lease");
-        goto fail;
-    }
-    int had = PQntuples(r) == 1;
-    int died = had && strcmp(PQgetvalue(r, 0, 1), "f") == 0;
-    int expired = had && strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-    char old_cp[80] = "", holder[128] = "";
-    int old_deaths = had ? atoi(PQgetvalue(r, 0, 4)) : 0;
-    if (had) {
-        snprintf(old_cp, sizeof old_cp, "%s", PQgetvalue(r, 0, 3));
-        snprintf(holder, sizeof holder, "%s", PQgetvalue(r, 0, 0));
-    }
-    PQclear(r);
-    if (died && !expired) {
+    if (lr.died && !lr.expired) {
         rc = tfs_error_set(err, TFS_ECONFLICT, "run %" PRId64 " is held by node \"%s\"",
-                           run_id, holder);
+                           run_id, lr.holder);
         goto fail;
     }
-    const char *p3[] = {pair, id};
-    r = PQexecParams(s->conn, CHECKPOINT_SQL, 2, NULL, p3, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = tfs_store_fail(s, r, err, "read a run's checkpoint");
+    if ((rc = run_checkpoint(s, pair, id, cp, sizeof cp, err)))
         goto fail;
-    }
-    char cp[80];
-    snprintf(cp, sizeof cp, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
     /* A holder that died: one more death at this checkpoint, or the first at a new one. */
-    int deaths = died ? (strcmp(cp, old_cp) == 0 ? old_deaths + 1 : 1) : 0;
-    if (died)
+    int deaths = lr.died ? (strcmp(cp, lr.checkpoint) == 0 ? lr.deaths + 1 : 1) : 0;
+    if (lr.died)
         tfs_log_warn("lease", "run %" PRId64 ": node \"%s\" died holding it (%d time%s at this "
-                     "checkpoint)", run_id, holder, deaths, deaths == 1 ? "" : "s");
+                     "checkpoint)", run_id, lr.holder, deaths, deaths == 1 ? "" : "s");
     if (max_deaths && deaths >= (int)max_deaths) {
         if ((rc = fail_run_poisoned(s, id, unit, deaths, err)) != TFS_ELIMIT)
             goto fail;
         return rc;
     }
-    snprintf(deaths_s, sizeof deaths_s, "%d", deaths);
-    const char *p4[] = {unit, id, node, ttl, cp, deaths_s};
-    r = PQexecParams(s->conn,
-                     "INSERT INTO tfsync.leases (unit, run_id, node, epoch, expires_at,"
-                     " checkpoint, deaths) VALUES ($1, $2, $3, 1,"
-                     " now() + $4::int8 * interval '1 millisecond', $5, $6)"
-                     " ON CONFLICT (unit) DO UPDATE SET node = excluded.node,"
-                     " epoch = tfsync.leases.epoch + 1, expires_at = excluded.expires_at,"
-                     " released = false, checkpoint = excluded.checkpoint,"
-                     " deaths = excluded.deaths, taken_at = now()"
-                     " RETURNING epoch",
-                     6, NULL, p4, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = tfs_store_fail(s, r, err, "take a lease");
-        goto fail;
-    }
-    out->epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    const char *p5[] = {id, node};
-    r = PQexecParams(s->conn, "UPDATE tfsync.runs SET node = $2 WHERE run_id = $1", 2, NULL,
-                     p5, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        rc = tfs_store_fail(s, r, err, "record a run's node");
-        goto fail;
-    }
-    PQclear(r);
-    if ((rc = tfs_pg_exec(s->conn, "COMMIT", err)))
+    if ((rc = write_lease(s, unit, id, node, ttl, cp, deaths, &out->epoch, err)) ||
+        (rc = tfs_pg_exec(s->conn, "COMMIT", err)))
         goto fail;
     out->run_id = run_id;
     snprintf(out->unit, sizeof out->unit, "%s", unit);

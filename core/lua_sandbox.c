@@ -2,10 +2,10 @@
  * instruction budget per call, the state's set-up with only the libraries a mapping needs
  * (no io, os, debug, package, bytecode or __gc), a fresh environment per script with its
  * own print, load and require (the loader of lua_script.c, which reads <name>.lua from the
- * transform directory only), and the protected call every script runs under, with its message handler and
- * the translation of what went wrong into a tfs_error. The instruction hook never fires
- * inside a C function (string.rep, pattern matching), so the allocator bounds what the
- * hook cannot.
+ * transform directory only), and the protected call every script runs under, with its
+ * message handler and the translation of what went wrong into a tfs_error. The
+ * instruction hook never fires inside a C function (string.rep, pattern matching), so the
+ * allocator bounds what the hook cannot.
  */
 #include "lua_internal.h"
 

@@ -1,10 +1,11 @@
 /* core/lua_script.c — the files behind a runtime: scripts loaded as text into their own
  * environment and reloaded when they or a module they required change on disk (checked at
  * most once a second), require (a module <name>.lua of the transform directory, loaded
- * into an environment of its own and cached per script), and the lookup tables (lookups/<name>.csv, code,value) read on first
- * use and re-read when their file changes. A script that fails to load keeps its error,
- * returned by every call, until one of its files changes; the file names that reach the
- * disk are checked so that nothing outside the transform directory is ever read.
+ * into an environment of its own and cached per script), and the lookup tables
+ * (lookups/<name>.csv, code,value) read on first use and re-read when their file changes.
+ * A script that fails to load keeps its error, returned by every call, until one of its
+ * files changes; the file names that reach the disk are checked so that nothing outside
+ * the transform directory is ever read.
  */
 #include "lua_internal.h"
 

@@ -1,0 +1,243 @@
+/* core/http_message.c — what a handler reads of a request and writes as its answer
+ * (problem+json, JSON, text; query arguments and headers), and how an answer goes on the
+ * wire: status, body, Content-Type, Cache-Control, Location, Allow and WWW-Authenticate, with
+ * a fallback problem when even that cannot be built. The server itself is http.c.
+ */
+#include "http_message.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+uint64_t tfs_http_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A JSON string of s; bytes jansson refuses (invalid UTF-8 from a client's path, a detail
+ * cut inside a character) become '?', so a problem never loses its fields. */
+static json_t *json_text(const char *s)
+{
+    if (!s)
+        s = "";
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t len = strlen(s);
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        copy[i] = ch >= 0x80 ? '?' : (char)ch;
+    }
+    copy[len] = '\0';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static void free_jansson(void *p)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    if (f)
+        f(p);
+    else
+        free(p);
+}
+
+static void response_clear_body(tfs_http_response *resp)
+{
+    json_decref(resp->json);
+    resp->json = NULL;
+    free(resp->text);
+    resp->text = NULL;
+}
+
+/* Copies s into dst for a log line, replacing control bytes so a path cannot forge lines. */
+const char *tfs_http_log_safe(char *dst, size_t cap, const char *s)
+{
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    dst[i] = '\0';
+    return dst;
+}
+
+
+/* ---- responses ----------------------------------------------------------------------- */
+
+int tfs_http_problem(tfs_http_response *resp, int status, const char *type, const char *title,
+                     const char *detail_fmt, ...)
+{
+    char detail[1024] = "";
+    char type_uri[192];
+    if (!resp)
+        return 0;
+    response_clear_body(resp);
+    resp->location[0] = '\0';
+    if (detail_fmt) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        vsnprintf(detail, sizeof detail, detail_fmt, ap);
+        va_end(ap);
+    }
+    snprintf(type_uri, sizeof type_uri, HTTP_PROBLEM_BASE "%s", type ? type : "internal");
+    if (!title) {
+        title = MHD_get_reason_phrase_for((unsigned)status);
+    }
+    json_t *o = json_object();
+    if (o) {
+        json_object_set_new(o, "type", json_text(type_uri));
+        json_object_set_new(o, "title", json_text(title));
+        json_object_set_new(o, "status", json_integer(status));
+        json_object_set_new(o, "detail", json_text(detail));
+    }
+    resp->status = status;
+    resp->json = o; /* NULL when out of memory: answered as a bare 500 */
+    resp->content_type = HTTP_CT_PROBLEM;
+    return 0;
+}
+
+int tfs_http_json(tfs_http_response *resp, int status, json_t *body)
+{
+    if (!resp) {
+        json_decref(body);
+        return 0;
+    }
+    response_clear_body(resp);
+    resp->status = status;
+    resp->json = body;
+    resp->content_type = HTTP_CT_JSON;
+    return 0;
+}
+
+int tfs_http_text(tfs_http_response *resp, int status, const char *content_type, char *text)
+{
+    if (!resp) {
+        free(text);
+        return 0;
+    }
+    response_clear_body(resp);
+    resp->status = status;
+    resp->text = text;
+    resp->content_type = content_type;
+    return 0;
+}
+
+const char *tfs_http_query(const tfs_http_request *req, const char *name)
+{
+    if (!req || !req->conn || !name)
+        return NULL;
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn,
+                                       MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *tfs_http_header(const tfs_http_request *req, const char *name)
+{
+    if (!req || !req->conn || !name)
+        return NULL;
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->conn, MHD_HEADER_KIND,
+                                       name);
+}
+
+/* Used when even a problem could not be built (out of memory). */
+static const char fallback_problem[] =
+    "{\"type\":\"" HTTP_PROBLEM_BASE "internal\",\"title\":\"internal error\","
+    "\"status\":500,\"detail\":\"the server could not build the response; see its log\"}";
+
+static void add_header(struct MHD_Response *r, const char *name, const char *value)
+{
+    if (MHD_add_response_header(r, name, value) != MHD_YES)
+        tfs_log_warn(HTTP_COMPONENT, "could not add header %s to a response", name);
+}
+
+/* Queues resp (consuming its body) on conn; *status_out gets the status really sent.
+ * allow is the Allow header of a 405, challenge adds WWW-Authenticate to a 401. */
+enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, const char *path,
+                              tfs_http_response *resp, const char *allow, bool challenge,
+                              int *status_out)
+{
+    struct MHD_Response *r = NULL;
+    int status = resp->status;
+    bool no_body = status == 204 || status == 304;
+    bool empty = !resp->json && !resp->text;
+    const char *ctype = resp->content_type ? resp->content_type : HTTP_CT_JSON;
+
+    if (status < 100 || status > 599 || (empty && !no_body)) {
+        char m[16], p[160];
+        tfs_log_error(HTTP_COMPONENT, "handler for %s %s left no response (status %d)",
+                      tfs_http_log_safe(m, sizeof m, method),
+                      tfs_http_log_safe(p, sizeof p, path), status);
+        tfs_http_problem(resp, 500, "internal", "internal error",
+                         "the handler for %s %s gave no response; this is a bug in the server, "
+                         "see its log",
+                         method, path);
+        status = 500;
+        ctype = HTTP_CT_PROBLEM;
+    }
+
+    if (no_body) {
+        response_clear_body(resp);
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else if (resp->text) {
+        r = MHD_create_response_from_buffer(strlen(resp->text), resp->text,
+                                            MHD_RESPMEM_MUST_FREE);
+        if (r)
+            resp->text = NULL; /* libmicrohttpd frees it */
+    } else if (resp->json) {
+        if (strcmp(ctype, HTTP_CT_PROBLEM) == 0 && json_is_object(resp->json) &&
+            !json_object_get(resp->json, "instance"))
+            json_object_set_new(resp->json, "instance", json_text(path));
+        char *s = json_dumps(resp->json, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (s) {
+            r = MHD_create_response_from_buffer_with_free_callback(strlen(s), s, free_jansson);
+            if (!r)
+                free_jansson(s);
+        }
+    }
+    response_clear_body(resp);
+    if (!r) {
+        status = 500;
+        ctype = HTTP_CT_PROBLEM;
+        no_body = false;
+        r = MHD_create_response_from_buffer(sizeof fallback_problem - 1,
+                                            (void *)fallback_problem, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+    }
+
+    if (!no_body)
+        add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (resp->location[0] && status != 500)
+        add_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
+    if (allow)
+        add_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (challenge)
+        add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    *status_out = status;
+    return ret;
+}
+
+void tfs_http_log_request(const char *method, const char *path, int status, uint64_t start_us)
+{
+    char m[16], p[256];
+    tfs_log_debug(HTTP_COMPONENT, "%s %s %d %lluus", tfs_http_log_safe(m, sizeof m, method),
+                  tfs_http_log_safe(p, sizeof p, path), status,
+                  (unsigned long long)(tfs_http_now_us() - start_us));
+}
+
