@@ -521,20 +521,169 @@ static int parse_lease(const json_t *root, const path *top, tfs_config *cfg, tfs
     return 0;
 }
 
+/* An optional object of root (an empty one when absent), its keys checked. */
+static int section(const json_t *root, const path *top, const char *name,
+                   const char *const *keys, const json_t **out, path *where, tfs_error *err)
+{
+    static const json_t *empty;
+    if (!empty)
+        empty = json_object();
+    *where = path_key(top, name);
+    int rc = get_object(root, top, name, 0, out, err);
+    if (rc)
+        return rc;
+    if (!*out)
+        *out = empty;
+    return check_keys(*out, where, keys, err);
+}
+
+/* listen.*: the API's address, port, threads, body limit and TLS files. */
+static int parse_listen(const json_t *root, const path *top, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const keys[] = {"address", "port", "ready_file", "threads",
+                                       "max_body_bytes", "tls_cert_file", "tls_key_file",
+                                       NULL};
+    const json_t *l;
+    path lp;
+    long long port, threads, max_body;
+    int rc;
+    if ((rc = section(root, top, "listen", keys, &l, &lp, err)) ||
+        (rc = get_string(l, &lp, "address", 0, "127.0.0.1", &cfg->listen_address, err)) ||
+        (rc = get_int(l, &lp, "port", TFS_HTTP_PORT_DEFAULT, 0, 65535, &port, err)) ||
+        (rc = get_string(l, &lp, "ready_file", 0, NULL, &cfg->ready_file, err)) ||
+        (rc = get_int(l, &lp, "threads", TFS_HTTP_THREADS_DEFAULT, TFS_HTTP_THREADS_MIN,
+                      TFS_HTTP_THREADS_MAX, &threads, err)) ||
+        (rc = get_int(l, &lp, "max_body_bytes", (long long)TFS_HTTP_MAX_BODY_DEFAULT,
+                      TFS_HTTP_MAX_BODY_MIN, TFS_HTTP_MAX_BODY_MAX, &max_body, err)) ||
+        (rc = get_string(l, &lp, "tls_cert_file", 0, NULL, &cfg->tls_cert_file, err)) ||
+        (rc = get_string(l, &lp, "tls_key_file", 0, NULL, &cfg->tls_key_file, err)))
+        return rc;
+    if (!!cfg->tls_cert_file != !!cfg->tls_key_file)
+        return fail(err, &lp, "tls_cert_file and tls_key_file go together");
+    cfg->port = (uint16_t)port;
+    cfg->http_threads = (unsigned)threads;
+    cfg->max_body = (size_t)max_body;
+    return 0;
+}
+
+/* state.*, plugin_dir, transform_dir, roll_year, workers: what the daemon stands on. */
+static int parse_ground(const json_t *root, const path *top, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const state_keys[] = {"conninfo", "connect_timeout", NULL};
+    const json_t *state;
+    path sp = path_key(top, "state");
+    long long sconn, roll_year, workers;
+    int rc;
+    if ((rc = get_object(root, top, "state", 1, &state, err)) ||
+        (rc = check_keys(state, &sp, state_keys, err)) ||
+        (rc = get_string(state, &sp, "conninfo", 1, NULL, &cfg->state_conninfo, err)) ||
+        (rc = get_duration(state, &sp, "connect_timeout",
+                           TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT * 1000, 1000,
+                           TFS_STATE_CONNECT_TIMEOUT_S_MAX * 1000, &sconn, err)) ||
+        (rc = get_string(root, top, "plugin_dir", 1, NULL, &cfg->plugin_dir, err)) ||
+        (rc = get_string(root, top, "transform_dir", 1, NULL, &cfg->transform_dir, err)) ||
+        (rc = get_int(root, top, "roll_year", 0, 1900, 2200, &roll_year, err)) ||
+        (rc = get_int(root, top, "workers", 2, 1, 64, &workers, err)))
+        return rc;
+    if (!json_object_get(root, "roll_year")) {
+        path rp = path_key(top, "roll_year");
+        rc = fail(err, &rp, "missing (the tax roll year, e.g. 2026, is required)");
+        tfs_error_hint(err, "the roll year comes from the config, never from the clock");
+        return rc;
+    }
+    cfg->state_connect_timeout_s = (sconn + 999) / 1000;
+    cfg->roll_year = (int)roll_year;
+    cfg->workers = (unsigned)workers;
+    return 0;
+}
+
+/* lua.*: the limits of a script's state and call. */
+static int parse_lua(const json_t *root, const path *top, tfs_config *cfg, tfs_error *err)
+{
+    static const char *const keys[] = {"memory_bytes", "instructions", "max_string", NULL};
+    const json_t *lua;
+    path up;
+    long long lmem, lins, lstr;
+    int rc;
+    if ((rc = section(root, top, "lua", keys, &lua, &up, err)) ||
+        (rc = get_int(lua, &up, "memory_bytes", (long long)TFS_LUA_MEMORY_DEFAULT,
+                      TFS_LUA_MEMORY_MIN, TFS_LUA_MEMORY_MAX, &lmem, err)) ||
+        (rc = get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
+                      TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
+        (rc = get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
+                      TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)))
+        return rc;
+    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr};
+    return 0;
+}
+
+/* breaker.*, retry.*, shutdown.*: how outages are waited out and how a stop ends. */
+static int parse_healing(const json_t *root, const path *top, tfs_config *cfg,
+                         tfs_error *err)
+{
+    static const char *const breaker_keys[] = {"failures", "max_probe_interval", NULL};
+    static const char *const retry_keys[] = {"max_backoff", NULL};
+    static const char *const shutdown_keys[] = {"grace", NULL};
+    const json_t *breaker, *retry, *shutdown;
+    path bp, rp, hp;
+    long long bfail, bprobe, rmax;
+    int rc;
+    if ((rc = section(root, top, "breaker", breaker_keys, &breaker, &bp, err)) ||
+        (rc = get_int(breaker, &bp, "failures", TFS_BREAKER_FAILURES_DEFAULT,
+                      TFS_BREAKER_FAILURES_MIN, TFS_BREAKER_FAILURES_MAX, &bfail, err)) ||
+        (rc = get_duration(breaker, &bp, "max_probe_interval",
+                           TFS_BREAKER_MAX_PROBE_INTERVAL_MS_DEFAULT,
+                           TFS_BREAKER_FIRST_PROBE_MS_DEFAULT, TFS_DURATION_MS_MAX, &bprobe,
+                           err)) ||
+        (rc = section(root, top, "retry", retry_keys, &retry, &rp, err)) ||
+        (rc = get_duration(retry, &rp, "max_backoff", TFS_RETRY_MAX_BACKOFF_MS_DEFAULT,
+                           TFS_RETRY_BASE_MS_DEFAULT, TFS_DURATION_MS_MAX, &rmax, err)) ||
+        (rc = section(root, top, "shutdown", shutdown_keys, &shutdown, &hp, err)))
+        return rc;
+    cfg->breaker_failures = (unsigned)bfail;
+    cfg->breaker_max_probe_interval_ms = bprobe;
+    cfg->retry_max_backoff_ms = rmax;
+    cfg->shutdown_grace_ms = TFS_SHUTDOWN_GRACE_MS_DEFAULT;
+    const json_t *grace = json_object_get(shutdown, "grace");
+    if (grace) {
+        path gp = path_key(&hp, "grace");
+        long long ms = json_is_string(grace) ? parse_duration_ms(json_string_value(grace)) : -1;
+        if (ms < TFS_SHUTDOWN_GRACE_MS_MIN || ms > TFS_SHUTDOWN_GRACE_MS_MAX)
+            return fail(err, &gp, "not a duration between 100ms and 1h (e.g. \"5s\")");
+        cfg->shutdown_grace_ms = ms;
+    }
+    return 0;
+}
+
+/* The config's paths made absolute against its folder; plugin_dir and transform_dir
+ * must be folders. */
+static int resolve_paths(const path *top, tfs_config *cfg, tfs_error *err)
+{
+    int rc;
+    if ((rc = resolve_in_place(cfg->dir, &cfg->ready_file, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->plugin_dir, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->transform_dir, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->tls_cert_file, err)) ||
+        (rc = resolve_in_place(cfg->dir, &cfg->tls_key_file, err)))
+        return rc;
+    const char *dirs[] = {cfg->plugin_dir, cfg->transform_dir};
+    const char *dir_keys[] = {"plugin_dir", "transform_dir"};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
+            path dp = path_key(top, dir_keys[i]);
+            return fail(err, &dp, "no such directory \"%s\"", dirs[i]);
+        }
+    }
+    return 0;
+}
+
 int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_error *err)
 {
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
                                           "systems", "pairs", "node_id", "lease", "resume",
                                           "shutdown", "breaker", "retry", NULL};
-    static const char *const listen_keys[] = {"address", "port", "ready_file", "threads",
-                                              "max_body_bytes", "tls_cert_file",
-                                              "tls_key_file", NULL};
-    static const char *const state_keys[] = {"conninfo", "connect_timeout", NULL};
-    static const char *const breaker_keys[] = {"failures", "max_probe_interval", NULL};
-    static const char *const retry_keys[] = {"max_backoff", NULL};
-    static const char *const lua_keys[] = {"memory_bytes", "instructions", "max_string", NULL};
-    static const char *const shutdown_keys[] = {"grace", NULL};
     path top = {""};
     int rc;
     *out = NULL;
@@ -544,125 +693,16 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     if (!cfg)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     atomic_init(&cfg->refs, 1);
-    cfg->shutdown_grace_ms = TFS_SHUTDOWN_GRACE_MS_DEFAULT;
     if (dir && !(cfg->dir = strdup(dir))) {
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto out;
     }
-    const json_t *listen, *state, *lua, *shutdown, *breaker, *retry;
-    long long bfail, bprobe, rmax, sconn;
-    long long port, threads, max_body, roll_year, workers, lmem, lins, lstr;
-    path lp = path_key(&top, "listen"), sp = path_key(&top, "state"),
-         up = path_key(&top, "lua"), hp = path_key(&top, "shutdown");
     if ((rc = check_keys(root, &top, allowed, err)) ||
-        (rc = get_object(root, &top, "listen", 0, &listen, err)) ||
-        (rc = get_object(root, &top, "state", 1, &state, err)) ||
-        (rc = get_object(root, &top, "lua", 0, &lua, err)) ||
-        (rc = get_object(root, &top, "shutdown", 0, &shutdown, err)) ||
-        (rc = get_object(root, &top, "breaker", 0, &breaker, err)) ||
-        (rc = get_object(root, &top, "retry", 0, &retry, err)))
-        goto out;
-    static const json_t *empty;
-    if (!empty)
-        empty = json_object();
-    if (!listen)
-        listen = empty;
-    if (!lua)
-        lua = empty;
-    if (!shutdown)
-        shutdown = empty;
-    if (!breaker)
-        breaker = empty;
-    if (!retry)
-        retry = empty;
-    path bp = path_key(&top, "breaker"), rp0 = path_key(&top, "retry");
-    if ((rc = check_keys(listen, &lp, listen_keys, err)) ||
-        (rc = get_string(listen, &lp, "address", 0, "127.0.0.1", &cfg->listen_address, err)) ||
-        (rc = get_int(listen, &lp, "port", TFS_HTTP_PORT_DEFAULT, 0, 65535, &port, err)) ||
-        (rc = get_string(listen, &lp, "ready_file", 0, NULL, &cfg->ready_file, err)) ||
-        (rc = get_int(listen, &lp, "threads", TFS_HTTP_THREADS_DEFAULT, TFS_HTTP_THREADS_MIN,
-                     TFS_HTTP_THREADS_MAX, &threads, err)) ||
-        (rc = get_int(listen, &lp, "max_body_bytes", (long long)TFS_HTTP_MAX_BODY_DEFAULT,
-                     TFS_HTTP_MAX_BODY_MIN, TFS_HTTP_MAX_BODY_MAX, &max_body, err)) ||
-        (rc = get_string(listen, &lp, "tls_cert_file", 0, NULL, &cfg->tls_cert_file, err)) ||
-        (rc = get_string(listen, &lp, "tls_key_file", 0, NULL, &cfg->tls_key_file, err)) ||
-        (rc = check_keys(state, &sp, state_keys, err)) ||
-        (rc = get_string(state, &sp, "conninfo", 1, NULL, &cfg->state_conninfo, err)) ||
-        (rc = get_string(root, &top, "plugin_dir", 1, NULL, &cfg->plugin_dir, err)) ||
-        (rc = get_string(root, &top, "transform_dir", 1, NULL, &cfg->transform_dir, err)) ||
-        (rc = get_int(root, &top, "roll_year", 0, 1900, 2200, &roll_year, err)) ||
-        (rc = get_int(root, &top, "workers", 2, 1, 64, &workers, err)) ||
-        (rc = check_keys(lua, &up, lua_keys, err)) ||
-        (rc = get_int(lua, &up, "memory_bytes", (long long)TFS_LUA_MEMORY_DEFAULT,
-                     TFS_LUA_MEMORY_MIN, TFS_LUA_MEMORY_MAX, &lmem, err)) ||
-        (rc = get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
-                     TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
-        (rc = get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
-                     TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)) ||
-        (rc = get_duration(state, &sp, "connect_timeout",
-                           TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT * 1000, 1000,
-                           TFS_STATE_CONNECT_TIMEOUT_S_MAX * 1000, &sconn, err)) ||
-        (rc = check_keys(breaker, &bp, breaker_keys, err)) ||
-        (rc = get_int(breaker, &bp, "failures", TFS_BREAKER_FAILURES_DEFAULT,
-                     TFS_BREAKER_FAILURES_MIN, TFS_BREAKER_FAILURES_MAX, &bfail, err)) ||
-        (rc = get_duration(breaker, &bp, "max_probe_interval",
-                           TFS_BREAKER_MAX_PROBE_INTERVAL_MS_DEFAULT,
-                           TFS_BREAKER_FIRST_PROBE_MS_DEFAULT, TFS_DURATION_MS_MAX, &bprobe,
-                           err)) ||
-        (rc = check_keys(retry, &rp0, retry_keys, err)) ||
-        (rc = get_duration(retry, &rp0, "max_backoff", TFS_RETRY_MAX_BACKOFF_MS_DEFAULT,
-                           TFS_RETRY_BASE_MS_DEFAULT, TFS_DURATION_MS_MAX, &rmax, err)) ||
-        (rc = check_keys(shutdown, &hp, shutdown_keys, err)))
-        goto out;
-    cfg->breaker_failures = (unsigned)bfail;
-    cfg->breaker_max_probe_interval_ms = bprobe;
-    cfg->retry_max_backoff_ms = rmax;
-    cfg->state_connect_timeout_s = (sconn + 999) / 1000;
-    const json_t *grace = json_object_get(shutdown, "grace");
-    if (grace) {
-        path gp = path_key(&hp, "grace");
-        long long ms = json_is_string(grace) ? parse_duration_ms(json_string_value(grace)) : -1;
-        if (ms < TFS_SHUTDOWN_GRACE_MS_MIN || ms > TFS_SHUTDOWN_GRACE_MS_MAX) {
-            rc = fail(err, &gp, "not a duration between 100ms and 1h (e.g. \"5s\")");
-            goto out;
-        }
-        cfg->shutdown_grace_ms = ms;
-    }
-    if (!json_object_get(root, "roll_year")) {
-        path rp = path_key(&top, "roll_year");
-        rc = fail(err, &rp, "missing (the tax roll year, e.g. 2026, is required)");
-        tfs_error_hint(err, "the roll year comes from the config, never from the clock");
-        goto out;
-    }
-    if (!!cfg->tls_cert_file != !!cfg->tls_key_file) {
-        rc = fail(err, &lp, "tls_cert_file and tls_key_file go together");
-        goto out;
-    }
-    cfg->port = (uint16_t)port;
-    cfg->http_threads = (unsigned)threads;
-    cfg->max_body = (size_t)max_body;
-    cfg->roll_year = (int)roll_year;
-    cfg->workers = (unsigned)workers;
-    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr};
-    if ((rc = resolve_in_place(cfg->dir, &cfg->ready_file, err)) ||
-        (rc = resolve_in_place(cfg->dir, &cfg->plugin_dir, err)) ||
-        (rc = resolve_in_place(cfg->dir, &cfg->transform_dir, err)) ||
-        (rc = resolve_in_place(cfg->dir, &cfg->tls_cert_file, err)) ||
-        (rc = resolve_in_place(cfg->dir, &cfg->tls_key_file, err)))
-        goto out;
-    const char *dirs[] = {cfg->plugin_dir, cfg->transform_dir};
-    const char *dir_keys[] = {"plugin_dir", "transform_dir"};
-    for (int i = 0; i < 2; i++) {
-        struct stat st;
-        if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode)) {
-            path dp = path_key(&top, dir_keys[i]);
-            rc = fail(err, &dp, "no such directory \"%s\"", dirs[i]);
-            goto out;
-        }
-    }
-    if ((rc = parse_lease(root, &top, cfg, err)))
-        goto out;
-    if ((rc = parse_keys(root, cfg, err)) || (rc = parse_systems(root, cfg, err)) ||
+        (rc = parse_listen(root, &top, cfg, err)) ||
+        (rc = parse_ground(root, &top, cfg, err)) || (rc = parse_lua(root, &top, cfg, err)) ||
+        (rc = parse_healing(root, &top, cfg, err)) ||
+        (rc = resolve_paths(&top, cfg, err)) || (rc = parse_lease(root, &top, cfg, err)) ||
+        (rc = parse_keys(root, cfg, err)) || (rc = parse_systems(root, cfg, err)) ||
         (rc = parse_pairs(root, cfg, err)))
         goto out;
     *out = cfg;

@@ -251,40 +251,92 @@ out:
     return rc;
 }
 
-int main(int argc, char **argv)
+/* The command line: -1 to go on, or the exit code (after --help or a usage error). */
+static int parse_options(int argc, char **argv, const char **config_path, int *check_only)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"check", no_argument, NULL, 'k'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *config_path = NULL;
-    int check_only = 0, c;
-    /* Before jansson allocates anything: its allocation failures must be told from bad
-     * JSON. */
-    tfs_alloc_init();
+    int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': config_path = optarg; break;
-        case 'k': check_only = 1; break;
+        case 'c': *config_path = optarg; break;
+        case 'k': *check_only = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (!config_path || optind != argc) {
+    if (!*config_path || optind != argc) {
         usage(stderr);
         return 2;
     }
-    tfs_log_init_from_env();
+    return -1;
+}
 
-    /* Signals are taken synchronously by the main thread; every other thread inherits
-     * the mask and never sees them. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+/* SIGTERM, SIGINT and SIGHUP into sigs, blocked: the main thread takes them synchronously
+ * and every other thread inherits the mask and never sees them. */
+static void take_signals(sigset_t *sigs)
+{
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+static int start_http(const tfs_config *cfg, tfs_api *api, tfs_http_server **http,
+                      tfs_error *err)
+{
+    size_t n_routes;
+    const tfs_http_route *routes = tfs_api_routes(&n_routes);
+    tfs_http_config hc = {
+        .address = cfg->listen_address,
+        .port = cfg->port,
+        .threads = cfg->http_threads,
+        .max_body = cfg->max_body,
+        .keys = cfg->keys,
+        .n_keys = cfg->n_keys,
+        .tls_cert_file = cfg->tls_cert_file,
+        .tls_key_file = cfg->tls_key_file,
+        .invoke = tfs_api_invoke,
+    };
+    return tfs_http_start(&hc, routes, n_routes, api, http, err);
+}
+
+/* Serves until SIGTERM or SIGINT; a SIGHUP reloads the config file. */
+static void wait_for_stop(daemon_ctx *d, const sigset_t *sigs, const char *config_path)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(sigs, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            return;
+        json_t *changes = NULL;
+        tfs_error err = {0};
+        tfs_log_info("core", "SIGHUP: reloading the config \"%s\"", config_path);
+        if (daemon_reload(d, &changes, &err) == 0)
+            json_decref(changes);
+    }
+}
+
+/* Longer than most functions on purpose: start-up in order and the release of everything
+ * in reverse through one exit, which is easiest to check in one place. */
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int check_only = 0;
+    /* Before jansson allocates anything: its allocation failures must be told from bad
+     * JSON. */
+    tfs_alloc_init();
+    int code = parse_options(argc, argv, &config_path, &check_only);
+    if (code >= 0)
+        return code;
+    tfs_log_init_from_env();
+    sigset_t sigs;
+    take_signals(&sigs);
 
     tfs_error err = {0};
     tfs_config *cfg = NULL; /* the start-up config; the slot holds its own reference */
@@ -329,20 +381,7 @@ int main(int argc, char **argv)
     d.plugins = plugins;
     api.reload = daemon_reload;
     api.reload_ctx = &d;
-    size_t n_routes;
-    const tfs_http_route *routes = tfs_api_routes(&n_routes);
-    tfs_http_config hc = {
-        .address = cfg->listen_address,
-        .port = cfg->port,
-        .threads = cfg->http_threads,
-        .max_body = cfg->max_body,
-        .keys = cfg->keys,
-        .n_keys = cfg->n_keys,
-        .tls_cert_file = cfg->tls_cert_file,
-        .tls_key_file = cfg->tls_key_file,
-        .invoke = tfs_api_invoke,
-    };
-    if (tfs_http_start(&hc, routes, n_routes, &api, &http, &err) != 0) {
+    if (start_http(cfg, &api, &http, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
@@ -356,19 +395,7 @@ int main(int argc, char **argv)
     }
     tfs_log_info("core", "tfsyncd listening on %s:%u with %u workers", cfg->listen_address,
                  port, cfg->workers);
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            json_t *changes = NULL;
-            tfs_log_info("core", "SIGHUP: reloading the config \"%s\"", config_path);
-            if (daemon_reload(&d, &changes, &err) == 0)
-                json_decref(changes);
-            continue;
-        }
-        break;
-    }
+    wait_for_stop(&d, &sigs, config_path);
     /* New requests get 503 while the batches in flight get shutdown.grace to finish. */
     tfs_config *now_cfg = tfs_config_slot_get(slot);
     long long grace = now_cfg->shutdown_grace_ms;

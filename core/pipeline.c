@@ -468,6 +468,8 @@ static int record_end(tfs_pipeline *p, int64_t run_id, const char *state, const 
     }
 }
 
+/* Kept whole: every way out of a run (done, failed, cancelled, stopped, waiting, its
+ * lease lost) is decided here, in one place, so that each records exactly one end. */
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
                          const char *mode, const atomic_int *stop, const atomic_int *cancel,
                          int *ended_rc, tfs_error *err)

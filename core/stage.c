@@ -680,12 +680,16 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         bc.cursor_kind = NULL;
     else if (!jb->batch.cursor_set)
         bc.cursor = NULL; /* a first read that returned nothing */
-    unsigned attempt = 0;
-    while (rc == 0) {
+    if (rc == 0) {
+        /* Not retried in place: a commit cut off by a lost connection may have committed
+         * (PostgreSQL's reply was lost, not its work), and a second one would add the
+         * batch's audit entries again. The run waits instead and resumes from the
+         * checkpoint the store holds, which says whether it did, as after a crash. */
         rc = tfs_store_batch_commit(b->commit_store, &bc, err);
-        if (!retry_after(b, b->store_breaker, b->commit_store, &rc, &attempt, "a commit", err))
-            break;
-        rc = 0;
+        if (b->store_breaker && rc == 0)
+            tfs_breaker_success(b->store_breaker, tfs_health_now_ms());
+        else if (b->store_breaker && rc == TFS_ETRANSIENT)
+            tfs_breaker_failure(b->store_breaker, err->message, tfs_health_now_ms());
     }
     for (size_t i = 0; i < cr.n_failed; i++)
         json_decref(cr.failed[i].record);
