@@ -337,17 +337,24 @@ static int parse_id(const char *text, int64_t *out)
     return 0;
 }
 
+/* The {run_id} of the path into *id; -1 after answering 400. */
+static int run_id_param(const tfs_http_request *req, tfs_http_response *resp, int64_t *id)
+{
+    if (parse_id(req->params[0], id) == 0)
+        return 0;
+    tfs_http_problem(resp, 400, "invalid-run-id", "Invalid run id",
+                     "\"%s\" is not a run id; run ids are positive integers, as returned by "
+                     "POST /sync/full",
+                     req->params[0]);
+    return -1;
+}
+
 static void handle_run_status(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
     tfs_api *api = ctx;
     int64_t id;
-    if (parse_id(req->params[0], &id) != 0) {
-        tfs_http_problem(resp, 400, "invalid-run-id", "Invalid run id",
-                         "\"%s\" is not a run id; run ids are positive integers, as returned "
-                         "by POST /sync/full",
-                         req->params[0]);
+    if (run_id_param(req, resp, &id) != 0)
         return;
-    }
     tfs_store *s = store_for_request(api, resp);
     if (!s)
         return;
@@ -574,13 +581,8 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
 {
     tfs_api *api = ctx;
     int64_t id;
-    if (parse_id(req->params[0], &id) != 0) {
-        tfs_http_problem(resp, 400, "invalid-run-id", "Invalid run id",
-                         "\"%s\" is not a run id; run ids are positive integers, as returned "
-                         "by POST /sync/full",
-                         req->params[0]);
+    if (run_id_param(req, resp, &id) != 0)
         return;
-    }
     tfs_store *s = store_for_request(api, resp);
     if (!s)
         return;
