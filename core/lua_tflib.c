@@ -109,6 +109,15 @@ static bool ascii_space(unsigned char c)
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+/* Narrows [*a, *b) of s past ASCII white space at both ends. */
+static void trim_span(const char *s, size_t *a, size_t *b)
+{
+    while (*a < *b && ascii_space((unsigned char)s[*a]))
+        ++*a;
+    while (*b > *a && ascii_space((unsigned char)s[*b - 1]))
+        --*b;
+}
+
 /* For the string helpers: nil and tf.null pass through (null in, null out), numbers become
  * strings. Returns NULL when the argument passes through. */
 static const char *str_arg(lua_State *L, const char *fn, size_t *len)
@@ -132,10 +141,7 @@ static int tf_trim(lua_State *L)
     if (!s)
         return 1;
     size_t a = 0, b = len;
-    while (a < b && ascii_space((unsigned char)s[a]))
-        a++;
-    while (b > a && ascii_space((unsigned char)s[b - 1]))
-        b--;
+    trim_span(s, &a, &b);
     if (a == 0 && b == len)
         lua_settop(L, 1);
     else
@@ -180,10 +186,7 @@ static bool num_arg(lua_State *L, int idx, const char *fn)
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
         size_t a = 0, b = len;
-        while (a < b && ascii_space((unsigned char)s[a]))
-            a++;
-        while (b > a && ascii_space((unsigned char)s[b - 1]))
-            b--;
+        trim_span(s, &a, &b);
         if (b > a) {
             lua_pushlstring(L, s + a, b - a);
             if (lua_stringtonumber(L, lua_tostring(L, -1)) != 0) {
@@ -271,10 +274,7 @@ static int tf_date(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     size_t a = 0, b = len;
-    while (a < b && ascii_space((unsigned char)s[a]))
-        a++;
-    while (b > a && ascii_space((unsigned char)s[b - 1]))
-        b--;
+    trim_span(s, &a, &b);
     if (a == b)
         return 0;
     const char *d = s + a;
@@ -345,10 +345,7 @@ static int tf_address_suffix(lua_State *L)
     if (!s)
         return 1;
     size_t a = 0, b = len;
-    while (a < b && ascii_space((unsigned char)s[a]))
-        a++;
-    while (b > a && ascii_space((unsigned char)s[b - 1]))
-        b--;
+    trim_span(s, &a, &b);
     while (b > a && s[b - 1] == '.')
         b--;
     while (b > a && ascii_space((unsigned char)s[b - 1]))

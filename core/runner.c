@@ -744,14 +744,7 @@ static int enqueue(tfs_runner *r, int64_t run_id, const char *pair, const char *
         return TFS_ENOMEM;
     }
     j->run_id = run_id;
-    pthread_mutex_lock(&r->lock);
-    if (r->tail)
-        r->tail->next = j;
-    else
-        r->head = j;
-    r->tail = j;
-    pthread_cond_signal(&r->wake);
-    pthread_mutex_unlock(&r->lock);
+    push_queue(r, j);
     return 0;
 }
 

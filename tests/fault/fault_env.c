@@ -306,3 +306,15 @@ void fault_server_start(fault_role r)
 {
     pg_sh(r, "start");
 }
+
+void fault_resume_full_sync_exact(fault_env *e, json_int_t run_id)
+{
+    e->d = tfs_test_daemon_start(e->cfg);
+    json_t *run = fault_wait_ok(e, run_id);
+    json_int_t mapped = fault_int(FAULT_STATE, e->state, "SELECT count(*) FROM tfsync.sync_map"
+                                                         " WHERE entity = 'property'");
+    fault_assert_exact(e, run, run_id, mapped);
+    json_decref(run);
+    cr_assert_eq(fault_int(FAULT_STATE, e->state, "SELECT count(*) FROM tfsync.runs"), 1,
+                 "the resumed run is the same run, not a new one");
+}

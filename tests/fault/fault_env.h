@@ -92,5 +92,9 @@ void fault_hold_drop(fault_hold *h);
  * wrote want_written records (unless negative), and it has one audit entry per record it
  * wrote, each for another key. */
 void fault_assert_exact(fault_env *e, json_t *run, json_int_t run_id, json_int_t want_written);
+/* After a full sync into an empty CAMA was interrupted: starts the daemon, waits for run_id
+ * to succeed, asserts it exact (every record written once: as many as the sync map holds)
+ * and that it is the same run, not a new one. */
+void fault_resume_full_sync_exact(fault_env *e, json_int_t run_id);
 
 #endif

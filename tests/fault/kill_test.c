@@ -56,15 +56,7 @@ static void full_sync_killed_at(const double *fractions, int n)
                             "SELECT count(*) FROM tfsync.runs WHERE state = 'running'"),
                      1, "the killed run is no longer running in the state store");
     }
-    e.d = tfs_test_daemon_start(e.cfg);
-    json_t *run = fault_wait_ok(&e, run_id);
-    /* Into an empty CAMA every record is written once, and each has its sync map row. */
-    json_int_t mapped = fault_int(FAULT_STATE, e.state, "SELECT count(*) FROM tfsync.sync_map"
-                                                        " WHERE entity = 'property'");
-    fault_assert_exact(&e, run, run_id, mapped);
-    json_decref(run);
-    cr_assert_eq(fault_int(FAULT_STATE, e.state, "SELECT count(*) FROM tfsync.runs"), 1,
-                 "the resumed run is the same run, not a new one");
+    fault_resume_full_sync_exact(&e, run_id);
     fault_env_down(&e);
 }
 

@@ -88,14 +88,7 @@ static void sigterm_during_full_sync(double fraction, const char *grace, int let
                            "SELECT count(*) FROM tfsync.runs WHERE state = 'running'"),
                  1, "the interrupted run is not left running for the restart");
 
-    e.d = tfs_test_daemon_start(e.cfg);
-    json_t *run = fault_wait_ok(&e, run_id);
-    json_int_t mapped = fault_int(FAULT_STATE, e.state, "SELECT count(*) FROM tfsync.sync_map"
-                                                        " WHERE entity = 'property'");
-    fault_assert_exact(&e, run, run_id, mapped);
-    json_decref(run);
-    cr_assert_eq(fault_int(FAULT_STATE, e.state, "SELECT count(*) FROM tfsync.runs"), 1,
-                 "the resumed run is the same run, not a new one");
+    fault_resume_full_sync_exact(&e, run_id);
     fault_env_down(&e);
 }
 
