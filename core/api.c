@@ -1,6 +1,6 @@
 /* core/api.c — the API's handlers; see api.h. Every error answer is problem+json whose
  * detail says what to fix. */
-#include "api.h"
+#include "api_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -77,7 +77,7 @@ static tfs_store *store_acquire(tfs_api *api, tfs_error *err)
     return s;
 }
 
-static void store_release(tfs_api *api, tfs_store *s)
+void tfs_api_store_put(tfs_api *api, tfs_store *s)
 {
     if (!s)
         return;
@@ -98,19 +98,19 @@ static void store_release(tfs_api *api, tfs_store *s)
     pthread_mutex_unlock(&sh->pool_lock);
 }
 
-static void store_problem(tfs_http_response *resp, const tfs_error *err)
+void tfs_api_store_problem(tfs_http_response *resp, const tfs_error *err)
 {
     tfs_http_problem(resp, 503, "state-store-unavailable", "State store unavailable",
                      "%s; retry when the state store is back", err->message);
 }
 
 /* A state store connection for this request, or NULL after answering 503. */
-static tfs_store *store_for_request(tfs_api *api, tfs_http_response *resp)
+tfs_store *tfs_api_store_get(tfs_api *api, tfs_http_response *resp)
 {
     tfs_error err = {0};
     tfs_store *s = store_acquire(api, &err);
     if (!s)
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
     return s;
 }
 
@@ -200,7 +200,7 @@ static void start_sync(const tfs_http_request *req, tfs_http_response *resp, tfs
     json_t *body = parse_pair_body(req, resp, &pair);
     if (!body)
         return;
-    tfs_store *s = store_for_request(api, resp);
+    tfs_store *s = tfs_api_store_get(api, resp);
     if (!s) {
         json_decref(body);
         return;
@@ -209,7 +209,7 @@ static void start_sync(const tfs_http_request *req, tfs_http_response *resp, tfs
     int64_t run_id = 0;
     int rc = tfs_runner_submit(api->runner, s, pair, mode, req->actor ? req->actor : "?",
                                &run_id, &err);
-    store_release(api, s);
+    tfs_api_store_put(api, s);
     if (rc == TFS_ENOTFOUND) {
         tfs_http_problem(resp, 404, "unknown-pair", "Unknown pair", "%s; %s", err.message,
                          err.hint);
@@ -220,7 +220,7 @@ static void start_sync(const tfs_http_request *req, tfs_http_response *resp, tfs
                          pair, run_id, run_id);
         json_object_set_new(resp->json, "run_id", json_integer(run_id));
     } else if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
     } else if (rc) {
         tfs_http_problem(resp, 500, "internal", "Internal error",
                          "could not start the run: %s", err.message);
@@ -268,7 +268,7 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
 {
     (void)req;
     tfs_api *api = ctx;
-    tfs_store *s = store_for_request(api, resp);
+    tfs_store *s = tfs_api_store_get(api, resp);
     if (!s)
         return;
     tfs_error err = {0};
@@ -316,17 +316,17 @@ static void handle_status(const tfs_http_request *req, tfs_http_response *resp, 
         json_object_set_new(o, "systems", sys);
         json_object_set_new(pairs, p->name, o);
     }
-    store_release(api, s);
+    tfs_api_store_put(api, s);
     json_decref(last);
     if (rc) {
         json_decref(pairs);
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
         return;
     }
     tfs_http_json(resp, 200, json_pack("{so}", "pairs", pairs));
 }
 
-static int parse_id(const char *text, int64_t *out)
+int tfs_api_parse_id(const char *text, int64_t *out)
 {
     char *end;
     errno = 0;
@@ -338,9 +338,9 @@ static int parse_id(const char *text, int64_t *out)
 }
 
 /* The {run_id} of the path into *id; -1 after answering 400. */
-static int run_id_param(const tfs_http_request *req, tfs_http_response *resp, int64_t *id)
+int tfs_api_run_id_param(const tfs_http_request *req, tfs_http_response *resp, int64_t *id)
 {
-    if (parse_id(req->params[0], id) == 0)
+    if (tfs_api_parse_id(req->params[0], id) == 0)
         return 0;
     tfs_http_problem(resp, 400, "invalid-run-id", "Invalid run id",
                      "\"%s\" is not a run id; run ids are positive integers, as returned by "
@@ -353,9 +353,9 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
 {
     tfs_api *api = ctx;
     int64_t id;
-    if (run_id_param(req, resp, &id) != 0)
+    if (tfs_api_run_id_param(req, resp, &id) != 0)
         return;
-    tfs_store *s = store_for_request(api, resp);
+    tfs_store *s = tfs_api_store_get(api, resp);
     if (!s)
         return;
     tfs_error err = {0};
@@ -385,14 +385,14 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
         }
         json_decref(cursors);
     }
-    store_release(api, s);
+    tfs_api_store_put(api, s);
     if (rc == TFS_ENOTFOUND)
         tfs_http_problem(resp, 404, "unknown-run", "Unknown run",
                          "there is no run %" PRId64 "; GET /sync/status lists the last run of "
                          "each pair",
                          id);
     else if (rc)
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
     else
         tfs_http_json(resp, 200, run);
 }
@@ -463,16 +463,16 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
 
 /* The run_id and limit query arguments of a listing; answers 400 itself and returns -1
  * when one is wrong. */
-static int parse_run_and_limit(const tfs_http_request *req, tfs_http_response *resp,
+int tfs_api_parse_run_and_limit(const tfs_http_request *req, tfs_http_response *resp,
                                int64_t *run_id, int64_t *limit)
 {
     const char *run = tfs_http_query(req, "run_id"), *lim = tfs_http_query(req, "limit");
-    if (run && parse_id(run, run_id) != 0) {
+    if (run && tfs_api_parse_id(run, run_id) != 0) {
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
                          "run_id=\"%s\" is not a run id (a positive integer)", run);
         return -1;
     }
-    if (lim && (parse_id(lim, limit) != 0 || *limit > 1000)) {
+    if (lim && (tfs_api_parse_id(lim, limit) != 0 || *limit > 1000)) {
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
                          "limit=\"%s\" must be an integer from 1 to 1000", lim);
         return -1;
@@ -486,17 +486,17 @@ static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *
     tfs_api *api = ctx;
     const char *pair = tfs_http_query(req, "pair");
     int64_t run_id = 0, lim = 100;
-    if (parse_run_and_limit(req, resp, &run_id, &lim) != 0)
+    if (tfs_api_parse_run_and_limit(req, resp, &run_id, &lim) != 0)
         return;
-    tfs_store *s = store_for_request(api, resp);
+    tfs_store *s = tfs_api_store_get(api, resp);
     if (!s)
         return;
     tfs_error err = {0};
     json_t *rows = NULL;
     int rc = tfs_store_views_failed(s, pair, run_id, (long)lim, &rows, &err);
-    store_release(api, s);
+    tfs_api_store_put(api, s);
     if (rc)
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
     else
         tfs_http_json(resp, 200, json_pack("{so}", "dead_letters", rows));
 }
@@ -536,7 +536,7 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
                           .limit = 100};
     const char *after = tfs_http_query(req, "after_id");
     int64_t lim = 100;
-    if (parse_run_and_limit(req, resp, &f.run_id, &lim) != 0)
+    if (tfs_api_parse_run_and_limit(req, resp, &f.run_id, &lim) != 0)
         return;
     if (after && parse_nonneg(after, &f.after_id) != 0) {
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
@@ -554,13 +554,13 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
             return;
         }
     }
-    tfs_store *s = store_for_request(api, resp);
+    tfs_store *s = tfs_api_store_get(api, resp);
     if (!s)
         return;
     tfs_error err = {0};
     json_t *out = NULL;
     int rc = tfs_store_views_audit(s, &f, &out, &err);
-    store_release(api, s);
+    tfs_api_store_put(api, s);
     if (rc == TFS_EPERMANENT && (f.since || f.until)) {
         /* The only input the store can refuse here is a time it cannot read. */
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
@@ -570,7 +570,7 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
         return;
     }
     if (rc)
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
     else
         tfs_http_json(resp, 200, out);
 }
@@ -581,15 +581,15 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
 {
     tfs_api *api = ctx;
     int64_t id;
-    if (run_id_param(req, resp, &id) != 0)
+    if (tfs_api_run_id_param(req, resp, &id) != 0)
         return;
-    tfs_store *s = store_for_request(api, resp);
+    tfs_store *s = tfs_api_store_get(api, resp);
     if (!s)
         return;
     tfs_error err = {0};
     char state[16];
     int rc = tfs_store_run_cancel(s, id, state, &err);
-    store_release(api, s);
+    tfs_api_store_put(api, s);
     if (rc == TFS_ENOTFOUND) {
         tfs_http_problem(resp, 404, "unknown-run", "Unknown run",
                          "there is no run %" PRId64 "; GET /sync/status lists the last run of "
@@ -606,7 +606,7 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
         return;
     }
     if (rc) {
-        store_problem(resp, &err);
+        tfs_api_store_problem(resp, &err);
         return;
     }
     tfs_runner_cancel(api->runner, id);
@@ -651,6 +651,7 @@ static const tfs_http_route routes[] = {
     {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},
     {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
     {"GET", "/dead-letters", TFS_ROLE_READ, handle_dead_letters},
+    /* jobs of a pair, answered by a worker (api_jobs.c) */
 };
 
 const tfs_http_route *tfs_api_routes(size_t *n)

@@ -41,6 +41,13 @@ typedef struct tfs_config_pair {
     long long incremental_every_ms; /* schedule; 0: none */
     char *incremental_every;        /* the schedule as written ("30s"), or NULL */
     long long max_wait_ms; /* a run waiting for a system longer fails; 0: waits for good */
+    /* Guards: past max_failed_ratio of the records read failing, a run fails and deletes
+     * nothing; deletions past max_delete_ratio of an entity's synced keys hold the run
+     * until an operator confirms them. */
+    double max_failed_ratio;
+    double max_delete_ratio;
+    json_t *conflicts; /* owned: the pair's "conflicts" object as written, or NULL */
+    json_t *rules;     /* owned: the pair's "rules" object as written, or NULL */
     tfs_config_entity *entities;
     size_t n_entities;
 } tfs_config_pair;
@@ -82,6 +89,7 @@ typedef struct tfs_config {
     tfs_config_pair *pairs;
     size_t n_pairs;
     long long shutdown_grace_ms; /* shutdown.grace: how long SIGTERM waits for batches */
+    long long job_wait_ms; /* jobs.wait: how long a request waits for its job's answer */
 } tfs_config;
 
 /* Loads and checks a config file; *out is owned by the caller (tfs_config_free). */

@@ -3,7 +3,7 @@
  * batch (stage.h), then, for a full run, the sweep of keys the run did not see, and the
  * trim of the source's change log. See pipeline.h.
  */
-#include "pipeline.h"
+#include "pipeline_private.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,37 +22,6 @@
 #include "store.h"
 #include "store_batch.h"
 
-/* Batches in flight: one being read, one being written, one being committed and one
- * queued between them. */
-#define N_SLOTS 4
-
-/* What a pair's system is opened for: a pair whose source and target are the same system
- * gets one instance for each, since each side runs on its own thread and an instance is
- * never called from two threads. */
-enum { ROLE_SOURCE, ROLE_TARGET, N_ROLES };
-
-typedef struct open_system {
-    char *name;
-    tfs_instance *inst;
-} open_system;
-
-struct tfs_pipeline {
-    const tfs_config *cfg;
-    const tfs_plugin_host *plugins;
-    tfs_store *store;  /* the worker's, and the writing side's during a hand-off */
-    tfs_store *cstore; /* the committing side's own connection */
-    tfs_lua *lua;
-    tfs_stage_job jobs[N_SLOTS]; /* each with its own arena */
-    tfs_buf scratch;             /* the reading side's */
-    tfs_buf wscratch;            /* the writing side's */
-    tfs_buf cscratch, cscratch2; /* the committing side's */
-    open_system *systems[N_ROLES]; /* per role, up to n_systems each */
-    size_t n_systems[N_ROLES];
-    tfs_health *health;
-    tfs_retry_policy retry;
-    tfs_lease lease; /* of the run executing; epoch 0: none */
-};
-
 int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_health *health,
                      tfs_pipeline **out, tfs_error *err)
 {
@@ -67,10 +36,10 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
                                   cfg->retry_max_backoff_ms ? cfg->retry_max_backoff_ms
                                                             : TFS_RETRY_MAX_BACKOFF_MS_DEFAULT};
     int rc = 0;
-    for (int r = 0; r < N_ROLES; r++)
+    for (int r = 0; r < TFS_N_SIDES; r++)
         if (!(p->systems[r] = calloc(cfg->n_systems + 1, sizeof *p->systems[r])))
             rc = TFS_ENOMEM;
-    for (int i = 0; i < N_SLOTS; i++)
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++)
         if (!(p->jobs[i].arena = tfs_arena_new()))
             rc = TFS_ENOMEM;
     if (rc) {
@@ -86,7 +55,7 @@ fail:
     return rc;
 }
 
-static void drop_system(open_system *s)
+void tfs_pipeline_drop_system(tfs_open_system *s)
 {
     tfs_instance_close(s->inst);
     s->inst = NULL;
@@ -96,9 +65,9 @@ void tfs_pipeline_free(tfs_pipeline *p)
 {
     if (!p)
         return;
-    for (int r = 0; r < N_ROLES; r++) {
+    for (int r = 0; r < TFS_N_SIDES; r++) {
         for (size_t i = 0; i < p->n_systems[r]; i++) {
-            drop_system(&p->systems[r][i]);
+            tfs_pipeline_drop_system(&p->systems[r][i]);
             free(p->systems[r][i].name);
         }
         free(p->systems[r]);
@@ -106,7 +75,8 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_store_close(p->store);
     tfs_store_close(p->cstore);
     tfs_lua_free(p->lua);
-    for (int i = 0; i < N_SLOTS; i++) {
+    json_decref(p->outcome.result);
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
         tfs_stage_job_clear(&p->jobs[i]);
         tfs_arena_free(p->jobs[i].arena);
     }
@@ -128,7 +98,7 @@ void tfs_pipeline_set_lease(tfs_pipeline *p, const tfs_lease *l)
 
 /* Connects (or reconnects) both state store connections; a failure counts against the
  * store's breaker. */
-static int store_ready(tfs_pipeline *p, tfs_error *err)
+int tfs_pipeline_store_ready(tfs_pipeline *p, tfs_error *err)
 {
     tfs_store **conns[] = {&p->store, &p->cstore};
     int rc = 0;
@@ -147,15 +117,15 @@ static int store_ready(tfs_pipeline *p, tfs_error *err)
 struct tfs_store *tfs_pipeline_store(tfs_pipeline *p)
 {
     tfs_error err = {0};
-    return store_ready(p, &err) == 0 ? p->store : NULL;
+    return tfs_pipeline_store_ready(p, &err) == 0 ? p->store : NULL;
 }
 
 /* The worker's instance of a system in a role, opened on first use and kept for later
  * runs. */
-static int get_system(tfs_pipeline *p, const char *name, int role, open_system **out,
-                      tfs_error *err)
+int tfs_pipeline_get_system(tfs_pipeline *p, const char *name, int role,
+                            tfs_open_system **out, tfs_error *err)
 {
-    open_system *s = NULL;
+    tfs_open_system *s = NULL;
     for (size_t i = 0; i < p->n_systems[role]; i++)
         if (strcmp(p->systems[role][i].name, name) == 0)
             s = &p->systems[role][i];
@@ -297,10 +267,10 @@ static int run_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
                              .commit_batch = on_commit, .release_slot = on_release,
                              /* Full reads never repeat a key: they always overlap. */
                              .batch_keys = b->changes ? on_keys : NULL};
-    void *slots[N_SLOTS];
-    for (int i = 0; i < N_SLOTS; i++)
+    void *slots[TFS_PIPELINE_SLOTS];
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++)
         slots[i] = &p->jobs[i];
-    rc = tfs_handoff_run(&st, slots, N_SLOTS, b->stop, err);
+    rc = tfs_handoff_run(&st, slots, TFS_PIPELINE_SLOTS, b->stop, err);
 out:
     free(rd.cursor);
     return rc;
@@ -364,7 +334,7 @@ static void trim_changes(tfs_pipeline *p, const tfs_config_pair *pair, tfs_insta
         tfs_log_warn("pipeline", "%s", err.message);
 }
 
-static int prepare_mapping(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
+int tfs_pipeline_prepare_mapping(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
 {
     const tfs_config_entity *em = b->em;
     int si = tfs_instance_entity(b->src, em->source);
@@ -411,7 +381,7 @@ static int run_counts(const tfs_config_pair *pair, tfs_store_run *run, tfs_error
     return 0;
 }
 
-static tfs_store_counts *counts_of(tfs_store_run *run, const char *entity)
+tfs_store_counts *tfs_pipeline_counts_of(tfs_store_run *run, const char *entity)
 {
     for (size_t k = 0; k < run->n_counts; k++)
         if (strcmp(run->counts[k].entity, entity) == 0)
@@ -429,10 +399,10 @@ static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_r
         tfs_stage_ctx b = *proto;
         b.em = &pair->entities[i];
         b.sweeping = sweep;
-        b.c = counts_of(run, b.em->source);
+        b.c = tfs_pipeline_counts_of(run, b.em->source);
         b.counts = run->counts;
         b.n_counts = run->n_counts;
-        if ((rc = prepare_mapping(p, &b, err)) == 0)
+        if ((rc = tfs_pipeline_prepare_mapping(p, &b, err)) == 0)
             rc = sweep ? sweep_entity(p, &b, err) : run_entity(p, &b, err);
         free(b.targets);
     }
@@ -447,7 +417,7 @@ static int record_end(tfs_pipeline *p, int64_t run_id, const char *state, const 
     uint64_t rng = tfs_retry_seed();
     for (unsigned attempt = 1;; attempt++) {
         tfs_error e2 = {0};
-        int rc = store_ready(p, &e2);
+        int rc = tfs_pipeline_store_ready(p, &e2);
         /* No counts when none were read (the pair is gone): the stored ones stay. */
         if (rc == 0 && (rc = tfs_store_run_set_state(p->store, run_id, state, text,
                                                     run->counts ? run->counts : NULL,
@@ -468,6 +438,25 @@ static int record_end(tfs_pipeline *p, int64_t run_id, const char *state, const 
     }
 }
 
+/* Writes a job's answer, as record_end writes the state: until the store answers. */
+static void record_result(tfs_pipeline *p, int64_t run_id, const json_t *result,
+                          const atomic_int *stop)
+{
+    uint64_t rng = tfs_retry_seed();
+    for (unsigned attempt = 1;; attempt++) {
+        tfs_error e2 = {0};
+        int rc = tfs_pipeline_store_ready(p, &e2);
+        if (rc == 0 && (rc = tfs_store_run_set_result(p->store, run_id, result, &e2)) == 0)
+            return;
+        if (rc != TFS_ETRANSIENT ||
+            tfs_retry_sleep(tfs_retry_backoff_ms(&p->retry, attempt, &rng), stop) < 0) {
+            tfs_log_error("pipeline", "run %" PRId64 ": could not record its answer: %s",
+                          run_id, e2.message);
+            return;
+        }
+    }
+}
+
 /* Kept whole: every way out of a run (done, failed, cancelled, stopped, waiting, its
  * lease lost) is decided here, in one place, so that each records exactly one end. */
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
@@ -479,7 +468,9 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     int rc, cancelled = 0;
     if (ended_rc)
         *ended_rc = 0;
-    if ((rc = store_ready(p, err)))
+    json_decref(p->outcome.result);
+    p->outcome = (tfs_run_outcome){0};
+    if ((rc = tfs_pipeline_store_ready(p, err)))
         return rc == TFS_ETRANSIENT ? rc : TFS_ETRANSIENT;
     if (!pair) {
         rc = tfs_error_set(err, TFS_EPERMANENT, "pair \"%s\" is no longer in the config",
@@ -504,9 +495,9 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     if ((rc = tfs_store_run_set_state(p->store, run_id, "running", NULL, NULL, 0, err)))
         goto out;
     tfs_log_info("pipeline", "run %" PRId64 ": %s sync of %s running", run_id, mode, pair_name);
-    open_system *src = NULL, *tgt = NULL;
-    if ((rc = get_system(p, pair->source, ROLE_SOURCE, &src, err)) ||
-        (rc = get_system(p, pair->target, ROLE_TARGET, &tgt, err)))
+    tfs_open_system *src = NULL, *tgt = NULL;
+    if ((rc = tfs_pipeline_get_system(p, pair->source, TFS_SIDE_SOURCE, &src, err)) ||
+        (rc = tfs_pipeline_get_system(p, pair->target, TFS_SIDE_TARGET, &tgt, err)))
         goto dropped;
     /* A source with change data is read for changes; one without is read whole and
      * compared with the sync map's hashes, so only new and changed records are written.
@@ -523,18 +514,26 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
         .tgt_breaker = tfs_health_breaker(p->health, pair->target),
         .store_breaker = tfs_health_store_breaker(p->health), .retry = &p->retry};
     memcpy(proto.today, today, sizeof proto.today);
-    rc = run_mappings(p, &proto, &run, 0, err);
-    if (rc == 0 && full)
-        rc = run_mappings(p, &proto, &run, 1, err);
-    if (rc == 0)
-        trim_changes(p, pair, src->inst);
+    if (strcmp(mode, "replay") == 0) {
+        rc = tfs_pipeline_replay(p, &proto, &run, err);
+    } else if (strcmp(mode, "resolve") == 0) {
+        rc = tfs_pipeline_resolve(p, &proto, &run, err);
+    } else if (strcmp(mode, "validate") == 0) {
+        rc = tfs_pipeline_validate(p, &proto, &run, err);
+    } else {
+        rc = run_mappings(p, &proto, &run, 0, err);
+        if (rc == 0 && full)
+            rc = run_mappings(p, &proto, &run, 1, err);
+        if (rc == 0)
+            trim_changes(p, pair, src->inst);
+    }
 dropped:
     if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
         /* Drop the instances: a broken connection must not serve the next run. */
         if (src)
-            drop_system(src);
+            tfs_pipeline_drop_system(src);
         if (tgt)
-            drop_system(tgt);
+            tfs_pipeline_drop_system(tgt);
     }
     if (rc == TFS_ELIMIT && cancel && atomic_load(cancel)) {
         cancelled = 1;
@@ -556,7 +555,13 @@ finish:
         goto out;
     }
     {
-        const char *state = cancelled ? "cancelled" : rc ? "failed" : "succeeded";
+        const char *state = cancelled ? "cancelled"
+                            : rc      ? "failed"
+                            : p->outcome.state ? p->outcome.state
+                                               : "succeeded";
+        /* A job's answer first: whoever waits on the run reads it once the state ends. */
+        if (p->outcome.result && !cancelled)
+            record_result(p, run_id, p->outcome.result, stop);
         if (ended_rc)
             *ended_rc = cancelled ? 0 : rc;
         if (record_end(p, run_id, state, rc && !cancelled ? err->message : NULL, &run, stop) ==
@@ -571,7 +576,7 @@ finish:
         else if (rc)
             tfs_log_error("pipeline", "run %" PRId64 ": failed: %s", run_id, err->message);
         else
-            tfs_log_info("pipeline", "run %" PRId64 ": succeeded", run_id);
+            tfs_log_info("pipeline", "run %" PRId64 ": %s", run_id, state);
         rc = 0;
     }
 out:

@@ -751,6 +751,13 @@ static int enqueue(tfs_runner *r, int64_t run_id, const char *pair, const char *
 int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
                       const char *actor, int64_t *run_id, tfs_error *err)
 {
+    return tfs_runner_submit_job(r, s, pair, mode, actor, NULL, run_id, err);
+}
+
+int tfs_runner_submit_job(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
+                          const char *actor, const json_t *params, int64_t *run_id,
+                          tfs_error *err)
+{
     tfs_config *cfg = tfs_config_slot_get(r->slot);
     if (!tfs_config_pair_get(cfg, pair)) {
         tfs_error_set(err, TFS_ENOTFOUND, "unknown pair \"%s\"", pair);
@@ -765,7 +772,11 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
         return TFS_ENOTFOUND;
     }
     tfs_config_free(cfg);
-    int rc = tfs_store_run_create(s, pair, mode, actor, run_id, err);
+    char *text = params ? json_dumps(params, JSON_COMPACT) : NULL;
+    if (params && !text)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    int rc = tfs_store_run_create(s, pair, mode, actor, text, run_id, err);
+    free(text);
     if (rc)
         return rc;
     if (enqueue(r, *run_id, pair, mode) != 0) {
@@ -773,8 +784,8 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
                                 NULL);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
-    tfs_log_info("runner", "run %" PRId64 ": %s sync of %s queued by %s", *run_id, mode, pair,
-                 actor);
+    tfs_log_info("runner", "run %" PRId64 ": %s %s of %s queued by %s", *run_id, mode,
+                 params ? "job" : "sync", pair, actor);
     return 0;
 }
 

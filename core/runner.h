@@ -52,6 +52,12 @@ int tfs_runner_stop_within(tfs_runner *r, long long grace_ms);
  * already has a queued, running or waiting run, whose id is put in *run_id. */
 int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
                       const char *actor, int64_t *run_id, tfs_error *err);
+/* The same for a job of the pair (mode "replay", "resolve" or "validate") with its
+ * parameters (borrowed; NULL: none), which the pipeline reads from the run. A job holds
+ * its pair as a run does: TFS_ECONFLICT while a run of the pair is under way. */
+int tfs_runner_submit_job(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
+                          const char *actor, const json_t *params, int64_t *run_id,
+                          tfs_error *err);
 /* When the scheduler next starts an incremental run of the pair (ms since the epoch), or 0
  * when the pair has no schedule. */
 int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair);

@@ -607,8 +607,8 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
         tfs_stage_rec *r = &jb->rs[i];
         if (r->stage) {
             cr->failed[cr->n_failed++] = (tfs_failed_row){
-                r->key, r->stage, r->reasons,
-                jb->batch.recs ? tfs_record_to_json(jb->batch.recs[i]) : NULL};
+                .source_key = r->key, .stage = r->stage, .reasons = r->reasons,
+                .record = jb->batch.recs ? tfs_record_to_json(jb->batch.recs[i]) : NULL};
             if (b->full && !r->deleted)
                 cr->mark[cr->n_mark++] = r->key; /* it exists: the sweep must not take it */
             continue;

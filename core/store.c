@@ -110,6 +110,89 @@ static const char *const migrations[] = {
     "DROP INDEX tfsync.runs_one_active_per_pair;"
     "CREATE UNIQUE INDEX runs_one_active_per_pair ON tfsync.runs (pair)"
     "  WHERE state IN ('queued', 'running', 'waiting');",
+    /* 5: nothing silently lost or overwritten. Runs: the jobs of a pair (replay, resolve,
+     * validate) with their parameters and answer; partial and held outcomes, a held run
+     * keeping its pair until it is confirmed. Conflicts, one open per source key. Dead
+     * letters with their error class, script version, attempts and status, one open per
+     * source key. Deletions an incremental run sets aside until the guard has seen their
+     * total. Audit entries for decisions (conflicts, resolves, replays, discards). */
+    "ALTER TABLE tfsync.runs DROP CONSTRAINT runs_mode_check;"
+    "ALTER TABLE tfsync.runs ADD CONSTRAINT runs_mode_check CHECK (mode IN"
+    "  ('full', 'incremental', 'replay', 'resolve', 'validate'));"
+    "ALTER TABLE tfsync.runs DROP CONSTRAINT runs_state_check;"
+    "ALTER TABLE tfsync.runs ADD CONSTRAINT runs_state_check CHECK (state IN ('queued',"
+    "  'running', 'waiting', 'held', 'succeeded', 'partial', 'failed', 'cancelled'));"
+    "ALTER TABLE tfsync.runs ADD COLUMN params jsonb,"
+    "  ADD COLUMN result jsonb,"
+    "  ADD COLUMN held_reason text,"
+    "  ADD COLUMN held_deletes jsonb,"
+    "  ADD COLUMN confirmed_deletes bigint;"
+    "DROP INDEX tfsync.runs_one_active_per_pair;"
+    "CREATE UNIQUE INDEX runs_one_active_per_pair ON tfsync.runs (pair)"
+    "  WHERE state IN ('queued', 'running', 'waiting', 'held');"
+    "CREATE TABLE tfsync.conflicts ("
+    "  id bigserial PRIMARY KEY,"
+    "  pair text NOT NULL,"
+    "  entity text NOT NULL,"
+    "  source_key text NOT NULL,"
+    "  status text NOT NULL DEFAULT 'open'"
+    "    CHECK (status IN ('open', 'resolved', 'superseded')),"
+    "  policy text NOT NULL,"
+    "  run_id bigint NOT NULL,"
+    "  source_record jsonb,"          /* the source record as read */
+    "  source jsonb NOT NULL,"        /* {entity: [records]}: what the mapping produced */
+    "  target jsonb NOT NULL,"        /* {entity: [records]}: what the target held */
+    "  base jsonb,"                   /* {entity: [records]}: last written; NULL: none */
+    "  source_hash text,"
+    "  target_hash text,"             /* of target: a resolve checks it still holds */
+    "  fields jsonb NOT NULL DEFAULT '[]',"
+    "  resolution text,"
+    "  resolved_by text,"
+    "  resolved_run bigint,"
+    "  superseded_by bigint,"
+    "  created_at timestamptz NOT NULL DEFAULT now(),"
+    "  updated_at timestamptz NOT NULL DEFAULT now(),"
+    "  resolved_at timestamptz);"
+    "CREATE UNIQUE INDEX conflicts_one_open ON tfsync.conflicts (pair, entity, source_key)"
+    "  WHERE status = 'open';"
+    "CREATE INDEX conflicts_pair_status ON tfsync.conflicts (pair, status, id);"
+    "CREATE TABLE tfsync.drift ("
+    "  pair text NOT NULL,"
+    "  entity text NOT NULL,"
+    "  source_key text NOT NULL,"
+    "  run_id bigint NOT NULL,"
+    "  target jsonb,"
+    "  detected_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (pair, entity, source_key));"
+    "ALTER TABLE tfsync.failed_records"
+    "  ADD COLUMN error_class text NOT NULL DEFAULT 'permanent',"
+    "  ADD COLUMN script_version text,"
+    "  ADD COLUMN attempts int NOT NULL DEFAULT 1,"
+    "  ADD COLUMN status text NOT NULL DEFAULT 'open',"
+    "  ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();"
+    "ALTER TABLE tfsync.failed_records DROP CONSTRAINT failed_records_stage_check;"
+    "ALTER TABLE tfsync.failed_records ADD CONSTRAINT failed_records_stage_check CHECK"
+    "  (stage IN ('read', 'transform', 'validate', 'conflict', 'write'));"
+    "ALTER TABLE tfsync.failed_records ADD CONSTRAINT failed_records_status_check CHECK"
+    "  (status IN ('open', 'replayed', 'resolved', 'discarded', 'superseded'));"
+    /* Older stores kept a row per failure; the latest of each key stays open. */
+    "UPDATE tfsync.failed_records f SET status = 'superseded' WHERE EXISTS"
+    "  (SELECT 1 FROM tfsync.failed_records g WHERE g.pair = f.pair"
+    "   AND g.entity = f.entity AND g.source_key = f.source_key AND g.id > f.id);"
+    "UPDATE tfsync.failed_records SET status = 'resolved' WHERE resolved_at IS NOT NULL"
+    "  AND status = 'open';"
+    "CREATE UNIQUE INDEX failed_records_one_open ON tfsync.failed_records"
+    "  (pair, entity, source_key) WHERE status = 'open';"
+    "CREATE INDEX failed_records_pair_status ON tfsync.failed_records (pair, status, id);"
+    "CREATE TABLE tfsync.pending_deletes ("
+    "  run_id bigint NOT NULL,"
+    "  entity text NOT NULL,"
+    "  source_key text NOT NULL,"
+    "  PRIMARY KEY (run_id, entity, source_key));"
+    "ALTER TABLE tfsync.audit DROP CONSTRAINT audit_op_check;"
+    "ALTER TABLE tfsync.audit ADD CONSTRAINT audit_op_check CHECK (op IN ('insert', 'update',"
+    "  'delete', 'deactivate', 'conflict', 'resolve', 'replay', 'discard', 'confirm'));"
+    "ALTER TABLE tfsync.audit ADD COLUMN detail json;",
 };
 
 static atomic_int connect_timeout_s = TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT;
@@ -214,16 +297,16 @@ fail:
 }
 
 int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const char *actor,
-                         int64_t *run_id, tfs_error *err)
+                         const char *job_params, int64_t *run_id, tfs_error *err)
 {
-    const char *params[] = {pair, mode, actor};
+    const char *params[] = {pair, mode, actor, job_params};
     /* The unique index refuses a second active run of the pair. The run holding it may end
      * between our INSERT and the SELECT that names it; then the INSERT is tried again. */
     for (int attempt = 0; attempt < 5; attempt++) {
         PGresult *r = PQexecParams(s->conn,
-                                   "INSERT INTO tfsync.runs (pair, mode, state, actor)"
-                                   " VALUES ($1, $2, 'queued', $3) RETURNING run_id",
-                                   3, NULL, params, NULL, NULL, 0);
+                                   "INSERT INTO tfsync.runs (pair, mode, state, actor, params)"
+                                   " VALUES ($1, $2, 'queued', $3, $4::jsonb) RETURNING run_id",
+                                   4, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
             *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
             PQclear(r);
@@ -235,7 +318,7 @@ int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const
         PQclear(r);
         r = PQexecParams(s->conn,
                          "SELECT run_id FROM tfsync.runs WHERE pair = $1"
-                         " AND state IN ('queued', 'running', 'waiting')",
+                         " AND state IN ('queued', 'running', 'waiting', 'held')",
                          1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK)
             return tfs_store_fail(s, r, err, "find the running run");
@@ -258,7 +341,7 @@ int tfs_store_run_cancel(tfs_store *s, int64_t run_id, char state[16], tfs_error
     PGresult *r = PQexecParams(s->conn,
                                "WITH asked AS (UPDATE tfsync.runs SET cancel_requested = true,"
                                "  updated_at = now() WHERE run_id = $1"
-                               "  AND state IN ('queued', 'running', 'waiting') RETURNING state)"
+                               "  AND state IN ('queued', 'running', 'waiting', 'held') RETURNING state)"
                                " SELECT (SELECT state FROM asked),"
                                " (SELECT state FROM tfsync.runs WHERE run_id = $1)",
                                1, NULL, params, NULL, NULL, 0);
@@ -319,7 +402,8 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
         " counts = coalesce($4::jsonb, counts), updated_at = now(),"
         " started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now())"
         "              ELSE started_at END,"
-        " finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN now() END"
+        " finished_at = CASE WHEN $2 IN ('succeeded', 'partial', 'failed', 'cancelled')"
+        "               THEN now() END"
         " WHERE run_id = $1",
         4, NULL, params, NULL, NULL, 0);
     tfs_buf_free(&cb);
@@ -472,8 +556,8 @@ int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_erro
     snprintf(id, sizeof id, "%" PRId64, run_id);
     const char *params[] = {id};
     PGresult *r = PQexecParams(s->conn,
-                               "SELECT pair, mode, state, actor FROM tfsync.runs"
-                               " WHERE run_id = $1",
+                               "SELECT pair, mode, state, actor, params::text, result::text"
+                               " FROM tfsync.runs WHERE run_id = $1",
                                1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "read a run");
@@ -486,6 +570,14 @@ int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_erro
     snprintf(out->mode, sizeof out->mode, "%s", PQgetvalue(r, 0, 1));
     snprintf(out->state, sizeof out->state, "%s", PQgetvalue(r, 0, 2));
     snprintf(out->actor, sizeof out->actor, "%s", PQgetvalue(r, 0, 3));
+    for (int c = 4; c <= 5; c++) {
+        json_t **dst = c == 4 ? &out->params : &out->result;
+        if (!PQgetisnull(r, 0, c) && !(*dst = json_loads(PQgetvalue(r, 0, c), 0, NULL))) {
+            PQclear(r);
+            tfs_store_run_clear(out);
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory reading run %" PRId64, run_id);
+        }
+    }
     PQclear(r);
     int rc = run_counts(s, id, out, err);
     if (rc)
@@ -500,4 +592,54 @@ void tfs_store_run_clear(tfs_store_run *r)
     free(r->counts);
     r->counts = NULL;
     r->n_counts = 0;
+    json_decref(r->params);
+    json_decref(r->result);
+    r->params = r->result = NULL;
+}
+
+int tfs_store_run_set_result(tfs_store *s, int64_t run_id, const json_t *result,
+                             tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    char *text = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    if (result && !text)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    const char *params[] = {id, text};
+    PGresult *r = PQexecParams(s->conn,
+                               "UPDATE tfsync.runs SET result = $2::jsonb, updated_at = now()"
+                               " WHERE run_id = $1",
+                               2, NULL, params, NULL, NULL, 0);
+    free(text);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "record a run's result");
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_run_ended(tfs_store *s, int64_t run_id, char state[16], tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *params[] = {id};
+    PGresult *r = PQexecParams(s->conn, "SELECT state FROM tfsync.runs WHERE run_id = $1", 1,
+                               NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read a run");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);
+    }
+    snprintf(state, 16, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return tfs_store_state_is_final(state);
+}
+
+int tfs_store_state_is_final(const char *state)
+{
+    static const char *const finals[] = {"succeeded", "partial", "failed", "cancelled"};
+    for (size_t i = 0; i < sizeof finals / sizeof finals[0]; i++)
+        if (strcmp(state, finals[i]) == 0)
+            return 1;
+    return 0;
 }

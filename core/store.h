@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "error.h"
 
 typedef struct tfs_store tfs_store;
@@ -44,16 +46,30 @@ typedef struct tfs_store_run {
     char pair[128], mode[16], state[16], actor[128];
     tfs_store_counts *counts; /* n_counts entities, each started */
     size_t n_counts;
+    json_t *params; /* a job's parameters (replay, resolve, validate), or NULL; owned */
+    json_t *result; /* a job's answer once it ended, or NULL; owned */
 } tfs_store_run;
 
 /* The libpq connect_timeout of every connection opened after this call (state.connect_timeout;
  * 0: none), unless the conninfo names its own. */
 void tfs_store_set_connect_timeout(long long seconds);
 
-/* Runs. States: queued, running, waiting (for a system or the store; the text given is
- * why, and the run keeps its pair), succeeded, failed, cancelled. */
+/* Runs, and the jobs of a pair, which are runs too (modes full, incremental, replay,
+ * resolve, validate). States: queued, running, waiting (for a system or the store; the
+ * text given is why, and the run keeps its pair), held (a guard stopped it until an
+ * operator confirms; it keeps its pair), and the final ones: succeeded, partial (done,
+ * with dead letters or parked conflicts), failed, cancelled. job_params: JSON text of a
+ * job's parameters, or NULL. */
 int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const char *actor,
-                         int64_t *run_id, tfs_error *err);
+                         const char *job_params, int64_t *run_id, tfs_error *err);
+/* Records a job's answer (NULL: none), which the request that started it serves. */
+int tfs_store_run_set_result(tfs_store *s, int64_t run_id, const json_t *result,
+                             tfs_error *err);
+/* The run's state in state: 1 when it is final, 0 when not yet, or an error
+ * (TFS_ENOTFOUND: no such run). */
+int tfs_store_run_ended(tfs_store *s, int64_t run_id, char state[16], tfs_error *err);
+/* 1 for succeeded, partial, failed and cancelled. */
+int tfs_store_state_is_final(const char *state);
 /* TFS_ECONFLICT from run_create sets *run_id to the run that holds the pair. counts: the
  * n_counts entities' counts to store (those started), or NULL to leave them. */
 int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,

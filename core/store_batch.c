@@ -411,12 +411,22 @@ static int write_failed(tfs_store *s, const tfs_batch_commit *bc, const char *id
             free(rec);
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         }
-        const char *params[] = {bc->pair, bc->entity, f->source_key, id, f->stage, reasons, rec};
-        PGresult *r = PQexecParams(s->conn,
-                                   "INSERT INTO tfsync.failed_records (pair, entity, source_key,"
-                                   " run_id, stage, reasons, record)"
-                                   " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                                   7, NULL, params, NULL, NULL, 0);
+        const char *params[] = {bc->pair,  bc->entity, f->source_key,     id,
+                                f->stage,  reasons,    rec,               f->error_class,
+                                f->script_version};
+        /* One open dead letter per key: failing again counts an attempt and keeps the
+         * newest reasons (and the stored record when none was read). */
+        PGresult *r = PQexecParams(
+            s->conn,
+            "INSERT INTO tfsync.failed_records (pair, entity, source_key, run_id, stage,"
+            " reasons, record, error_class, script_version)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'permanent'), $9)"
+            " ON CONFLICT (pair, entity, source_key) WHERE status = 'open' DO UPDATE SET"
+            " run_id = EXCLUDED.run_id, stage = EXCLUDED.stage, reasons = EXCLUDED.reasons,"
+            " record = coalesce(EXCLUDED.record, failed_records.record),"
+            " error_class = EXCLUDED.error_class, script_version = EXCLUDED.script_version,"
+            " attempts = failed_records.attempts + 1, updated_at = now()",
+            9, NULL, params, NULL, NULL, 0);
         free(reasons);
         free(rec);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)

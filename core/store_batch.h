@@ -68,6 +68,8 @@ typedef struct tfs_failed_row {
     const char *stage; /* "transform", "validate", "write" */
     json_t *reasons;   /* borrowed: array of strings */
     json_t *record;    /* borrowed: the source record */
+    const char *error_class;    /* "permanent" (NULL), "transient", ... */
+    const char *script_version; /* of the mapping script that ran, or NULL */
 } tfs_failed_row;
 
 typedef struct tfs_audit_row {

@@ -39,6 +39,9 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     " 'waiting', CASE WHEN state = 'waiting' THEN json_build_object('reason', waiting_reason,"  \
     " 'since', waiting_since, 'for_ms', (extract(epoch FROM now() - waiting_since) * 1000)"     \
     "::int8) END, 'cancel_requested', cancel_requested,"                                       \
+    " 'held', CASE WHEN state = 'held' THEN json_build_object('reason', held_reason,"          \
+    " 'deletes', held_deletes) END, 'confirmed_deletes', confirmed_deletes,"                   \
+    " 'params', params, 'result', result,"                                                     \
     " 'node', node, 'lease', (SELECT json_build_object('node', l.node, 'epoch', l.epoch,"        \
     " 'expires_at', l.expires_at, 'held', NOT l.released AND l.expires_at > now(),"             \
     " 'deaths', l.deaths) FROM tfsync.leases l WHERE l.unit = 'run:' || runs.run_id),"          \

@@ -86,4 +86,11 @@ typedef struct tfs_lua_limits {
 #define TFS_HEALTH_STUCK_MS_DEFAULT 2000LL   /* a check running longer shows its system down */
 #define TFS_DURATION_MS_MAX (1LL << 40)
 
+/* Guards (a pair's max_failed_ratio, max_delete_ratio) and how long a request waits for
+ * the job it started (jobs.wait) before answering 202. */
+#define TFS_MAX_FAILED_RATIO_DEFAULT 0.05
+#define TFS_MAX_DELETE_RATIO_DEFAULT 0.10
+#define TFS_JOB_WAIT_MS_DEFAULT 5000LL
+#define TFS_JOB_WAIT_MS_MAX 600000LL
+
 #endif

@@ -442,7 +442,7 @@ Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 300)
     cr_assert_eq(tfs_store_open(conninfo, &s, &err), 0, "%s", err.message);
     cr_assert_eq(tfs_store_migrate(s, &err), 0, "%s", err.message);
     int64_t run_id = 0;
-    cr_assert_eq(tfs_store_run_create(s, "p", "full", "test", &run_id, &err), 0, "%s",
+    cr_assert_eq(tfs_store_run_create(s, "p", "full", "test", NULL, &run_id, &err), 0, "%s",
                  err.message);
     tfs_syncmap_row row = {.source_key = "k1", .source_hash = "0000000000000001",
                            .target_hash = "00000000000000aa", .target_keys = "[]",
