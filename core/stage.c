@@ -516,6 +516,9 @@ static void counts_add(tfs_stage_counts *c, const tfs_stage_counts *d)
     c->validate_failed += d->validate_failed;
     c->write_failed += d->write_failed;
     c->unchanged += d->unchanged;
+    c->skipped += d->skipped;
+    c->conflicts += d->conflicts;
+    c->drift += d->drift;
     c->read_ms += d->read_ms;
     c->transform_ms += d->transform_ms;
     c->compare_ms += d->compare_ms;

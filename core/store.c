@@ -492,6 +492,10 @@ int tfs_store_counts_json(tfs_buf *b, const tfs_store_counts *counts, size_t n)
                        c->transform_failed + c->validate_failed + c->write_failed,
                        c->transform_failed, c->validate_failed, c->write_failed);
         tfs_buf_printf(b,
+                       ",\"skipped\":%" PRId64 ",\"conflicts\":%" PRId64 ",\"drift\":%" PRId64
+                       ",\"swept\":%" PRId64,
+                       c->skipped, c->conflicts, c->drift, c->swept);
+        tfs_buf_printf(b,
                        ",\"timings_ms\":{\"read\":%" PRId64 ",\"transform\":%" PRId64
                        ",\"compare\":%" PRId64 ",\"write\":%" PRId64 ",\"commit\":%" PRId64
                        "}}",
@@ -514,7 +518,9 @@ static int run_counts(tfs_store *s, const char *id, tfs_store_run *out, tfs_erro
         " (e.value->>'write_failed')::int8, (e.value->'timings_ms'->>'read')::int8,"
         " (e.value->'timings_ms'->>'transform')::int8,"
         " (e.value->'timings_ms'->>'compare')::int8,"
-        " (e.value->'timings_ms'->>'write')::int8, (e.value->'timings_ms'->>'commit')::int8"
+        " (e.value->'timings_ms'->>'write')::int8, (e.value->'timings_ms'->>'commit')::int8,"
+        " (e.value->>'skipped')::int8, (e.value->>'conflicts')::int8,"
+        " (e.value->>'drift')::int8, (e.value->>'swept')::int8"
         " FROM tfsync.runs r CROSS JOIN LATERAL jsonb_each(CASE WHEN"
         " jsonb_typeof(r.counts) = 'object' THEN r.counts ELSE '{}' END) e"
         " WHERE r.run_id = $1 AND jsonb_typeof(e.value) = 'object' ORDER BY e.key",
@@ -543,6 +549,10 @@ static int run_counts(tfs_store *s, const char *id, tfs_store_run *out, tfs_erro
         c->compare_ms = (double)int8_at(r, i, 10);
         c->write_ms = (double)int8_at(r, i, 11);
         c->commit_ms = (double)int8_at(r, i, 12);
+        c->skipped = int8_at(r, i, 13);
+        c->conflicts = int8_at(r, i, 14);
+        c->drift = int8_at(r, i, 15);
+        c->swept = int8_at(r, i, 16);
     }
     out->n_counts = (size_t)rows;
     PQclear(r);

@@ -31,12 +31,17 @@ int tfs_store_ensure(tfs_store *s, tfs_error *err);
 
 /* One entity's counts in a run, and where its time went per stage (ms). Stored as the
  * run's counts {entity: {"read", "written", "unchanged", "deleted", "failed",
- * "transform_failed", "validate_failed", "write_failed", "timings_ms": {...}}}. */
+ * "transform_failed", "validate_failed", "write_failed", "skipped", "conflicts", "drift",
+ * "swept", "timings_ms": {...}}}. Of the records read: read = written + unchanged +
+ * skipped (mapped to nothing) + conflicts (parked) + failed + deleted (deletions that came
+ * with the changes); swept counts the deletions of a full run's sweep, apart; drift the
+ * target-side edits of records whose source did not change (reported, left alone). */
 typedef struct tfs_store_counts {
     char entity[128];
     int started; /* has counts to store: the entity's first batch was committed */
     int64_t read, written, unchanged, deleted, transform_failed, validate_failed,
         write_failed;
+    int64_t skipped, conflicts, drift, swept;
     double read_ms, transform_ms, compare_ms, write_ms, commit_ms;
 } tfs_store_counts;
 
