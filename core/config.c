@@ -442,6 +442,7 @@ void tfs_config_free(tfs_config *cfg)
         free(p->deactivate_field);
         free(p->incremental_every);
         json_decref(p->conflicts);
+        free(p->conflict.rules);
         json_decref(p->rules);
         for (size_t j = 0; j < p->n_entities; j++) {
             tfs_config_entity *e = &p->entities[j];

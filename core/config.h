@@ -31,6 +31,46 @@ typedef enum tfs_delete_action {
     TFS_DELETE_DEACTIVATE, /* "deactivate": they stay, their deactivate field set */
 } tfs_delete_action;
 
+/* What a pair does when a target record changed since it was last written (a conflict):
+ * the "conflicts" object of a pair, checked at load (config_pair.c). */
+typedef enum tfs_conflict_policy {
+    TFS_POLICY_SOURCE_WINS = 0, /* the default: the source overwrites the target's edit */
+    TFS_POLICY_TARGET_WINS,     /* the target's record is kept */
+    TFS_POLICY_NEWEST_WINS,     /* the side whose named timestamp field is later wins */
+    TFS_POLICY_MERGE,           /* field by field against the last written record */
+    TFS_POLICY_MANUAL,          /* parked, not written, until an operator resolves it */
+} tfs_conflict_policy;
+
+typedef enum tfs_drift_action {
+    TFS_DRIFT_REPORT = 0, /* count and keep the keys, leave the target alone */
+    TFS_DRIFT_REPAIR,     /* write the mapped record again over the target's edit */
+    TFS_DRIFT_IGNORE,     /* do not look: records the source did not change are not fetched */
+} tfs_drift_action;
+
+/* A policy of one target entity, or of one field of it. Names are borrowed from the pair's
+ * conflicts object. */
+typedef struct tfs_config_conflict_rule {
+    const char *entity;
+    const char *field; /* NULL: the entity's policy */
+    tfs_conflict_policy policy;
+    tfs_conflict_policy fallback; /* merge of an entity: a field both sides changed */
+} tfs_config_conflict_rule;
+
+typedef struct tfs_config_conflicts {
+    int detect;                   /* 0: "detect": false, the target is never fetched */
+    tfs_conflict_policy policy;   /* the pair's */
+    tfs_conflict_policy fallback; /* merge: a field changed on both sides; never merge */
+    tfs_config_conflict_rule *rules; /* per target entity and per field (malloc'd) */
+    size_t n_rules;
+    const char *newest_source; /* newest_wins: a timestamp or date field of the source */
+    const char *newest_target; /* ... and of the target records (CAMA: "wen") */
+    tfs_drift_action drift;
+} tfs_config_conflicts;
+
+const char *tfs_conflict_policy_name(tfs_conflict_policy p);
+/* The policy of a name, or -1. */
+int tfs_conflict_policy_from_name(const char *name);
+
 typedef struct tfs_config_pair {
     char *name;
     char *source; /* system names */
@@ -47,6 +87,7 @@ typedef struct tfs_config_pair {
     double max_failed_ratio;
     double max_delete_ratio;
     json_t *conflicts; /* owned: the pair's "conflicts" object as written, or NULL */
+    tfs_config_conflicts conflict; /* the same, checked and typed (names borrowed from it) */
     json_t *rules;     /* owned: the pair's "rules" object as written, or NULL */
     tfs_config_entity *entities;
     size_t n_entities;

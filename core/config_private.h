@@ -50,4 +50,9 @@ int tfs_config_is_name(const char *s);
 /* The "pairs" array into cfg->pairs; systems and transform_dir must be known. */
 int tfs_config_parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err);
 
+/* The pair's "conflicts" object (pair->conflicts, may be NULL) into pair->conflict; the
+ * pair's entity mappings must be parsed. ip is the pair's path. */
+int tfs_config_parse_conflicts(const tfs_config_path *ip, tfs_config_pair *pair,
+                               tfs_error *err);
+
 #endif
