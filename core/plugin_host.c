@@ -19,6 +19,7 @@
 static const size_t desc_size_of_minor[] = {
     offsetof(tfs_sdk_plugin, cb_health) + sizeof(void (*)(void)),        /* 1.0 */
     offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.1 */
+    offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.2: a flag */
 };
 _Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
                    TFS_SDK_VERSION_MINOR + 1,
@@ -47,8 +48,12 @@ static const char *check_descriptor(const tfs_sdk_plugin *d, char *buf, size_t l
         return "descriptor declares neither the source nor the target capability";
     if ((d->capabilities & TFS_SDK_CAP_SOURCE) && !d->cb_read)
         return "descriptor declares the source capability without cb_read";
-    if ((d->capabilities & TFS_SDK_CAP_TARGET) && (!d->cb_write || !d->cb_fetch))
-        return "descriptor declares the target capability without cb_write and cb_fetch";
+    if ((d->capabilities & TFS_SDK_CAP_NO_FETCH) && d->sdk_minor < 2)
+        return "descriptor declares the no-fetch capability, which needs SDK 1.2";
+    if ((d->capabilities & TFS_SDK_CAP_TARGET) &&
+        (!d->cb_write || (!d->cb_fetch && !(d->capabilities & TFS_SDK_CAP_NO_FETCH))))
+        return "descriptor declares the target capability without cb_write and cb_fetch "
+               "(a target that cannot fetch declares TFS_SDK_CAP_NO_FETCH, SDK 1.2)";
     if ((d->capabilities & TFS_SDK_CAP_CHANGES) &&
         (d->sdk_minor < 1 || !d->cb_read || !d->cb_changes_start))
         return "descriptor declares the changes capability without cb_changes_start (SDK 1.1)";
@@ -538,6 +543,12 @@ int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *cons
     if (out->oom)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory fetching from %s", inst->system);
     return map_status(inst, rc, &e, "could not fetch", err);
+}
+
+int tfs_instance_can_fetch(const tfs_instance *inst)
+{
+    return inst->plugin->desc.cb_fetch &&
+           !(inst->plugin->desc.capabilities & TFS_SDK_CAP_NO_FETCH);
 }
 
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,

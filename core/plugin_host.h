@@ -104,6 +104,9 @@ int tfs_instance_read(tfs_instance *inst, size_t entity, tfs_sdk_read_mode mode,
                       tfs_error *err);
 int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *const *keys,
                        size_t n, tfs_batch *out, tfs_error *err);
+/* 1 when the target can fetch its current records (conflict detection), 0 when its
+ * plugin declares TFS_SDK_CAP_NO_FETCH or has no cb_fetch. */
+int tfs_instance_can_fetch(const tfs_instance *inst);
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
                        tfs_results *results, tfs_error *err);
 int tfs_instance_health(tfs_instance *inst, tfs_error *err);

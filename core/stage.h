@@ -46,6 +46,14 @@ typedef struct tfs_stage_rec {
     const char *old; /* the sync map's last written target record (JSON), in the arena */
     tfs_record **orphans; /* last written target records the mapping no longer produces */
     size_t n_orphans;
+    /* conflict detection (tfs_stage_resolve); JSON texts in the arena */
+    int checked;         /* the target was fetched for it */
+    int parked;          /* a conflict the manual policy parks: not written */
+    int drifted;         /* the target changed though the source did not */
+    const char *detail;  /* for the write's audit entry: the decision taken, or NULL */
+    const char *target;  /* what the target held: {entity: [records]} */
+    const char *fields;  /* parked: the fields in dispute */
+    uint64_t target_hash; /* of what the target held */
 } tfs_stage_rec;
 
 /* One batch and its arena. */

@@ -372,17 +372,20 @@ static int copy_audit(tfs_store *s, const tfs_batch_commit *bc, const char *run_
     const char *actor = bc->actor ? bc->actor : "?";
     for (size_t i = 0; i < bc->n_audit; i++) {
         const tfs_audit_row *a = &bc->audit[i];
-        const char *fields[] = {bc->pair, run_id, bc->entity, a->source_key, a->op, a->changes,
-                                actor};
-        for (int f = 0; f < 7; f++) {
+        const char *fields[] = {bc->pair, run_id,  bc->entity, a->source_key,
+                                a->op,    a->changes, actor,   a->detail};
+        for (int f = 0; f < 8; f++) {
             if (f)
                 tfs_buf_putc(b, '\t');
-            tfs_pg_copy_escape(b, fields[f], strlen(fields[f]));
+            if (fields[f])
+                tfs_pg_copy_escape(b, fields[f], strlen(fields[f]));
+            else
+                tfs_buf_puts(b, "\\N");
         }
         tfs_buf_putc(b, '\n');
     }
-    return copy_in(s, "COPY tfsync.audit (pair, run_id, entity, source_key, op, changes, actor)"
-                      " FROM STDIN", "write the audit trail", err);
+    return copy_in(s, "COPY tfsync.audit (pair, run_id, entity, source_key, op, changes, actor,"
+                      " detail) FROM STDIN", "write the audit trail", err);
 }
 
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
@@ -563,6 +566,7 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
         (bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
         (rc = write_failed(s, bc, id, err)) || (rc = mark_and_forget(s, bc, id, err)) ||
         (bc->n_audit && (rc = copy_audit(s, bc, id, err))) ||
+        (rc = tfs_store_conflicts_commit(s, bc, id, err)) ||
         (bc->cursor_kind && (rc = save_cursor(s, bc, id, err))) ||
         (bc->counts && (rc = save_counts(s, bc, id, err))))
         goto fail;

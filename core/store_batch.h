@@ -76,7 +76,28 @@ typedef struct tfs_audit_row {
     const char *source_key;
     const char *op;      /* "insert", "update", "delete", "deactivate" */
     const char *changes; /* JSON text: {target entity: {field: {"before", "after"}}} */
+    const char *detail;  /* JSON text or NULL: a decision taken on the way (a conflict) */
 } tfs_audit_row;
+
+/* A record parked by the manual policy: an open conflict, one per (pair, entity, key). The
+ * JSON texts are {target entity: [records]}. */
+typedef struct tfs_conflict_row {
+    const char *source_key;
+    const char *policy;
+    json_t *source_record; /* borrowed: the source record as read, or NULL */
+    const char *source;    /* what the mapping produced */
+    const char *target;    /* what the target holds */
+    const char *base;      /* what was last written; NULL: nothing */
+    const char *fields;    /* JSON array of the fields in dispute */
+    char source_hash[17];  /* of the mapped records: the sync map's target hash */
+    char target_hash[17];  /* of target: a resolve checks the target still holds it */
+} tfs_conflict_row;
+
+/* A target record edited while its source did not change. */
+typedef struct tfs_drift_row {
+    const char *source_key;
+    const char *target; /* JSON text {target entity: [records]} as the target holds it */
+} tfs_drift_row;
 
 typedef struct tfs_batch_commit {
     const char *pair;
@@ -101,6 +122,16 @@ typedef struct tfs_batch_commit {
     size_t n_audit;
     const char *actor;
     const tfs_lease *lease; /* the run's lease, checked in the transaction; NULL: none */
+    /* conflict detection (store_conflicts.c) */
+    const tfs_conflict_row *conflicts; /* parked: opened, or updated when already open */
+    size_t n_conflicts;
+    const tfs_drift_row *drift; /* kept in tfsync.drift */
+    size_t n_drift;
+    const char *const *settled_keys; /* written or found in step: their drift rows go,
+                                      * an open conflict of theirs is superseded */
+    size_t n_settled;
+    int64_t resolve_id;     /* a resolve job: this open conflict becomes resolved */
+    const char *resolution; /* "source", "target", "record" */
 } tfs_batch_commit;
 
 /* Commits a batch's bookkeeping in one transaction. With a lease, the transaction first

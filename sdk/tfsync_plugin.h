@@ -20,6 +20,9 @@
  *   callbacks, never as new members.
  *
  * CHANGELOG
+ *   1.2  conflict detection: TFS_SDK_CAP_NO_FETCH, declared by a target that cannot fetch
+ *        its current records (a file outbox); cb_fetch may then be NULL, and its pairs skip
+ *        conflict detection. A 1.0 or 1.1 target always has cb_fetch and is fetched.
  *   1.1  change data: TFS_SDK_CAP_CHANGES; host function batch_add_delete (a record that no
  *        longer exists, by key); callbacks cb_changes_start (the change cursor of "now",
  *        taken when a full run begins), cb_changes_lag (how many changes wait, how old the
@@ -46,7 +49,7 @@ extern "C" {
 #endif
 
 #define TFS_SDK_VERSION_MAJOR 1
-#define TFS_SDK_VERSION_MINOR 1
+#define TFS_SDK_VERSION_MINOR 2
 
 #if defined(__GNUC__)
 #define TFS_SDK_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -209,6 +212,9 @@ typedef struct tfs_sdk_host {
 #define TFS_SDK_CAP_SOURCE 0x1u /* cb_read */
 #define TFS_SDK_CAP_TARGET 0x2u /* cb_fetch, cb_write */
 #define TFS_SDK_CAP_CHANGES 0x4u /* cb_read with TFS_SDK_READ_CHANGES, cb_changes_start (1.1) */
+/* A target that cannot fetch its current records (1.2): cb_fetch may be NULL; the host
+ * never fetches from it, so its pairs have no conflict detection. */
+#define TFS_SDK_CAP_NO_FETCH 0x8u
 
 /* The descriptor a plugin returns. Static storage in the plugin; the host copies it. */
 typedef struct tfs_sdk_plugin {
@@ -242,7 +248,10 @@ typedef struct tfs_sdk_plugin {
     int (*cb_read)(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
                    size_t cursor_len, size_t max_records, tfs_sdk_batch *out,
                    tfs_sdk_error *err);
-    /* Adds to out the current record of each key that exists (keys hold the key fields). */
+    /* Adds to out the current record of each key that exists (keys hold the key fields), in
+     * any order; bookkeeping fields as the system holds them. The host calls it before
+     * each batch it writes, for the records it is about to write, to find edits made on
+     * the target side (conflicts); NULL only with TFS_SDK_CAP_NO_FETCH (1.2). */
     int (*cb_fetch)(void *instance, size_t entity, const tfs_sdk_record *const *keys,
                     size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err);
     /* Applies a batch of operations in one transaction, idempotent by key. A failing
