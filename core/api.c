@@ -399,6 +399,27 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
 
 /* ---- GET /pairs, GET /plugins, GET /dead-letters ------------------------------------- */
 
+/* Whether the pair detects conflicts, and why not: its config, or a target that cannot
+ * fetch (TFS_SDK_CAP_NO_FETCH). */
+static void pair_conflicts_json(tfs_api *api, const tfs_config_pair *p, json_t *o)
+{
+    const tfs_config_system *sys = tfs_config_system_get(api->cfg, p->target);
+    const tfs_plugin *pl = sys ? tfs_plugin_host_get(api->plugins, sys->plugin) : NULL;
+    uint32_t caps = pl ? tfs_plugin_get_info(pl).capabilities : 0;
+    const char *why = !p->conflict.detect ? "the pair's conflicts.detect is false"
+                      : !pl ? "the target's plugin is not loaded"
+                      : (caps & TFS_SDK_CAP_NO_FETCH)
+                          ? "the target's plugin cannot fetch its records (TFS_SDK_CAP_NO_FETCH)"
+                          : NULL;
+    json_object_set_new(o, "conflict_detection", json_boolean(!why));
+    if (why)
+        json_object_set_new(o, "conflict_detection_reason", json_string(why));
+    json_object_set_new(o, "conflict_policy",
+                        json_string(tfs_conflict_policy_name(p->conflict.policy)));
+    static const char *const drift[] = {"report", "repair", "ignore"};
+    json_object_set_new(o, "drift", json_string(drift[p->conflict.drift]));
+}
+
 static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
     (void)req;
@@ -415,9 +436,11 @@ static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, v
                                                   "targets", targets, "script",
                                                   p->entities[j].script));
         }
-        json_array_append_new(arr, json_pack("{sssssssIso}", "name", p->name, "source",
-                                             p->source, "target", p->target, "batch_size",
-                                             (json_int_t)p->batch_size, "entities", ents));
+        json_t *o = json_pack("{sssssssIso}", "name", p->name, "source", p->source, "target",
+                              p->target, "batch_size", (json_int_t)p->batch_size, "entities",
+                              ents);
+        pair_conflicts_json(api, p, o);
+        json_array_append_new(arr, o);
     }
     tfs_http_json(resp, 200, json_pack("{so}", "pairs", arr));
 }
@@ -651,7 +674,10 @@ static const tfs_http_route routes[] = {
     {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},
     {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
     {"GET", "/dead-letters", TFS_ROLE_READ, handle_dead_letters},
+    {"GET", "/sync/conflicts", TFS_ROLE_READ, tfs_api_conflicts_list},
+    {"GET", "/sync/conflicts/{id}", TFS_ROLE_READ, tfs_api_conflict_get},
     /* jobs of a pair, answered by a worker (api_jobs.c) */
+    {"POST", "/sync/conflicts/{id}/resolve", TFS_ROLE_OPERATE, tfs_api_conflict_resolve},
 };
 
 const tfs_http_route *tfs_api_routes(size_t *n)

@@ -44,4 +44,9 @@ json_t *tfs_api_body(const tfs_http_request *req, tfs_http_response *resp,
 void tfs_api_run_job(tfs_api *api, const tfs_http_request *req, tfs_http_response *resp,
                      const char *pair, const char *mode, const json_t *params);
 
+/* The conflicts' handlers (api_conflicts.c), ctx the tfs_api. */
+void tfs_api_conflicts_list(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+void tfs_api_conflict_get(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+void tfs_api_conflict_resolve(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+
 #endif

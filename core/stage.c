@@ -992,6 +992,12 @@ static int syncmap_row(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a, tfs_syn
     return kb->oom || !row->target_keys || !row->target_record ? TFS_ENOMEM : 0;
 }
 
+int tfs_stage_syncmap_row(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a,
+                          tfs_syncmap_row *row)
+{
+    return syncmap_row(b, r, a, row);
+}
+
 /* What the transaction of one batch holds, gathered from its records. */
 typedef struct commit_rows {
     tfs_syncmap_row *rows;

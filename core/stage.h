@@ -118,6 +118,10 @@ int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
  * run's counts (its delta added first) in one state store transaction, retried while
  * transient. */
 int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+/* The sync map row of r as written (r->out), in the arena, with b's commit scratch
+ * buffers: for a resolve job, which commits one record outside a batch. */
+int tfs_stage_syncmap_row(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a,
+                          tfs_syncmap_row *row);
 /* The hashes of the job's source keys, in its arena; -1 when out of memory. */
 int tfs_stage_key_hashes(tfs_stage_job *jb, uint64_t **keys, size_t *n);
 /* Drops what the job's records own outside the arena (their failure reasons); the arena
