@@ -54,5 +54,6 @@ void cli_parse_filters(int argc, char **argv, const char *const *names, char *pa
 
 /* The commands, each (argc, argv) after the command's name; they return the exit code. */
 int cli_cmd_dead_letters(const cli *c, int argc, char **argv);
+int cli_cmd_conflicts(const cli *c, int argc, char **argv);
 
 #endif

@@ -102,6 +102,10 @@ answer cli_request(const cli *c, const char *method, const char *path, const cha
             fprintf(stderr, "tfsync: %s: %s\n", title, detail ? detail : "");
         else
             fprintf(stderr, "tfsync: HTTP %ld from %s %s\n", a.status, method, path);
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(a.json, "reasons"), i, r) /* e.g. a 422's */
+            fprintf(stderr, "  %s\n", json_string_value(r) ? json_string_value(r) : "?");
         exit(EXIT_API);
     }
     if (!a.json) {

@@ -28,6 +28,11 @@ void cli_usage(FILE *to)
           "  audit [--pair P] [--key K] [--run N] [--limit N]\n"
           "                                        applied changes, oldest first\n"
           "  dead-letters [--pair P] [--run N]     records that failed, newest first\n"
+          "  conflicts list [--pair P] [--status S] [--entity E] [--after ID]\n"
+          "                                        conflicts, oldest first\n"
+          "  conflicts show ID                     its source, target and base versions\n"
+          "  conflicts resolve ID source|target|--record FILE\n"
+          "                                        decide an open conflict\n"
           "  cancel RUN_ID                         end a queued, waiting or running run as\n"
           "                                        cancelled at its next batch boundary\n"
           "  health                                the daemon, its state store and systems\n"
@@ -322,6 +327,7 @@ static const struct {
     {"status", cmd_status},
     {"audit", cmd_audit},
     {"dead-letters", cli_cmd_dead_letters},
+    {"conflicts", cli_cmd_conflicts},
     {"cancel", cmd_cancel},
     {"health", cmd_health},
 };
