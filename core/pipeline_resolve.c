@@ -40,7 +40,7 @@ static int refuse(tfs_pipeline *p, int code, int status, const char *type, const
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    json_t *prob = json_pack("{sisssssss}", "status", status, "type", type, "title", title,
+    json_t *prob = json_pack("{sissssss}", "status", status, "type", type, "title", title,
                              "detail", detail);
     if (prob && extra)
         json_object_update(prob, extra);
@@ -449,13 +449,8 @@ int tfs_pipeline_resolve(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_
     int rc = load(p, proto, &j, err);
     if (rc == 0) {
         /* Does the target still hold what the conflict recorded? */
-        const tfs_record **held = tfs_arena_alloc(j.a, (j.n_src ? j.n_src : 1) * sizeof *held);
-        size_t m = 0;
         uint64_t h = 0;
-        for (size_t k = 0; held && k < j.n_src; k++)
-            if (j.held[k])
-                held[m++] = j.held[k];
-        if (!held || tfs_canonical_hash(&p->wscratch, held, m, &h, err) != 0)
+        if (tfs_stage_target_hash(&j.b, j.held, j.n_src, j.a, &p->wscratch, &h) != 0)
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         char hex[17];
         tfs_hash_hex(h, hex);

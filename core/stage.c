@@ -464,19 +464,50 @@ static const tfs_record *same_record(tfs_record *const *recs, size_t n, const tf
     return NULL;
 }
 
-/* The hash of the target's records that exist, in the order of the mapped ones: what a
- * resolve checks the target still holds. */
-static int target_hash(tfs_buf *sb, const tfs_record **tgt, size_t n, tfs_arena *a,
-                       uint64_t *h)
+/* Orders records by their entity's place among the mapping's targets, then by key. */
+typedef struct held_rec {
+    size_t entity;
+    const char *key;
+    const tfs_record *rec;
+} held_rec;
+
+static int held_cmp(const void *x, const void *y)
 {
-    const tfs_record **held = tfs_arena_alloc(a, (n ? n : 1) * sizeof *held);
+    const held_rec *a = x, *b = y;
+    if (a->entity != b->entity)
+        return a->entity < b->entity ? -1 : 1;
+    return strcmp(a->key, b->key);
+}
+
+int tfs_stage_target_hash(const tfs_stage_ctx *b, const tfs_record *const *recs, size_t n,
+                          tfs_arena *a, tfs_buf *scratch, uint64_t *h)
+{
+    held_rec *hr = tfs_arena_alloc(a, (n ? n : 1) * sizeof *hr);
+    const tfs_record **sorted = tfs_arena_alloc(a, (n ? n : 1) * sizeof *sorted);
     size_t m = 0;
-    if (!held)
+    if (!hr || !sorted)
         return TFS_ENOMEM;
-    for (size_t j = 0; j < n; j++)
-        if (tgt[j])
-            held[m++] = tgt[j];
-    return tfs_canonical_hash(sb, held, m, h, NULL);
+    for (size_t j = 0; j < n; j++) {
+        if (!recs[j])
+            continue;
+        size_t e = 0;
+        while (e < b->n_targets && b->targets[e] != recs[j]->entity)
+            e++;
+        if (!(hr[m].key = tfs_record_key(a, recs[j])))
+            return TFS_ENOMEM;
+        hr[m].entity = e;
+        hr[m++].rec = recs[j];
+    }
+    qsort(hr, m, sizeof *hr, held_cmp);
+    for (size_t j = 0; j < m; j++)
+        sorted[j] = hr[j].rec;
+    return tfs_canonical_hash(scratch, sorted, m, h, NULL);
+}
+
+static int target_hash(const tfs_stage_ctx *b, tfs_buf *sb, const tfs_record **tgt, size_t n,
+                       tfs_arena *a, uint64_t *h)
+{
+    return tfs_stage_target_hash(b, tgt, n, a, sb, h);
 }
 
 /* The text of a timestamp or date field by name, or NULL. */
@@ -606,7 +637,10 @@ static int resolve_write(tfs_stage_ctx *b, tfs_stage_job *jb, size_t i,
         const tfs_record *res = s;
         tfs_conflict_outcome o = TFS_CONFLICT_SOURCE;
         if ((d && changed) || (tgt[j] && merges_always(c, s->entity))) {
-            tfs_conflict_sides sides = {s, tgt[j], bj, time_text(src, c->newest_source),
+            /* The source's time: a field of the source record, else one the mapping
+             * set on the target record (a bookkeeping field such as wen, never written). */
+            const char *st = time_text(src, c->newest_source);
+            tfs_conflict_sides sides = {s, tgt[j], bj, st ? st : time_text(s, c->newest_source),
                                         time_text(tgt[j], c->newest_target)};
             if (tfs_conflict_decide(c, &sides, a, sb, &res, &o, disputes) != 0)
                 rc = tfs_error_set(err, TFS_ENOMEM, "out of memory deciding a conflict");
@@ -625,7 +659,7 @@ static int resolve_write(tfs_stage_ctx *b, tfs_stage_job *jb, size_t i,
     }
     r->checked = 1;
     r->target = records_json(sb, tgt, r->out.n, a);
-    if (!r->target || target_hash(sb, tgt, r->out.n, a, &r->target_hash) != 0) {
+    if (!r->target || target_hash(b, sb, tgt, r->out.n, a, &r->target_hash) != 0) {
         free(fields);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }

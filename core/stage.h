@@ -122,6 +122,11 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
  * buffers: for a resolve job, which commits one record outside a batch. */
 int tfs_stage_syncmap_row(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a,
                           tfs_syncmap_row *row);
+/* The hash of what a target holds for a record: recs (NULL entries skipped) ordered by
+ * their entity's place among b's targets, then by key, so that it never depends on the
+ * order they were fetched or stored in. A conflict keeps it; a resolve checks it. */
+int tfs_stage_target_hash(const tfs_stage_ctx *b, const tfs_record *const *recs, size_t n,
+                          tfs_arena *a, tfs_buf *scratch, uint64_t *h);
 /* The hashes of the job's source keys, in its arena; -1 when out of memory. */
 int tfs_stage_key_hashes(tfs_stage_job *jb, uint64_t **keys, size_t *n);
 /* Drops what the job's records own outside the arena (their failure reasons); the arena

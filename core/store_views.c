@@ -97,7 +97,7 @@ int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,
         s,
         "SELECT json_build_object('entries', coalesce(json_agg(json_build_object("
         " 'id', id, 'pair', pair, 'run_id', run_id, 'entity', entity, 'key',"
-        " source_key, 'op', op, 'changes', changes, 'actor', actor, 'at', at)"
+        " source_key, 'op', op, 'changes', changes, 'detail', detail, 'actor', actor, 'at', at)"
         " ORDER BY id), '[]'), 'next_after_id', CASE WHEN count(*) = $8::int8"
         " THEN max(id) END) FROM (SELECT * FROM tfsync.audit"
         " WHERE ($1::text IS NULL OR pair = $1)"
