@@ -48,7 +48,7 @@ Test(loader, other_major_version)
 
 Test(loader, newer_minor_version)
 {
-    expect_refused("minor", "needs SDK 1.2, this host provides 1.1");
+    expect_refused("minor", "needs SDK 1.3, this host provides 1.2");
 }
 
 Test(loader, older_minor_with_its_own_size_loads)
@@ -59,6 +59,17 @@ Test(loader, older_minor_with_its_own_size_loads)
     cr_assert_eq(p->desc.sdk_minor, 0);
     cr_assert_null(p->desc.cb_changes_start, "fields past a 1.0 descriptor read as NULL");
     tfs_plugin_free(p, true);
+}
+
+Test(loader, target_without_fetch_declares_it)
+{
+    tfs_plugin *p = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_plugin_load(path_of("no_fetch"), 2026, &p, &err), 0, "%s", err.message);
+    cr_assert(tfs_plugin_get_info(p).capabilities & TFS_SDK_CAP_NO_FETCH);
+    tfs_plugin_free(p, true);
+    /* the flag is 1.2's: a 1.1 plugin cannot have meant it */
+    expect_refused("no_fetch_old", "needs SDK 1.2");
 }
 
 Test(loader, bad_struct_size)
@@ -95,9 +106,9 @@ Test(loader, directory_loads_good_and_lists_refused)
     tfs_error err = {0};
     cr_assert_eq(tfs_plugin_host_load_dir(TFS_TEST_PLUGIN_DIR, 2026, &h, &err), 0, "%s",
                  err.message);
-    cr_assert_eq(h->n, 2, "only the good and the 1.0 plugins load, got %zu", h->n);
+    cr_assert_eq(h->n, 3, "only the good, the 1.0 and the no-fetch plugins load, got %zu", h->n);
     cr_assert_not_null(tfs_plugin_host_get(h, "good"));
-    cr_assert_eq(h->n_refused, 6, "six refused, got %zu", h->n_refused);
+    cr_assert_eq(h->n_refused, 7, "seven refused, got %zu", h->n_refused);
     tfs_plugin_host_free(h);
 }
 

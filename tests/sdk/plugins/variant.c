@@ -1,6 +1,7 @@
 /* tests/sdk/plugins/variant.c — one small plugin built several ways (by -D flags) to make
  * the loader refuse each kind of bad plugin: VARIANT_NO_ENTRY, VARIANT_MAJOR,
- * VARIANT_MINOR, VARIANT_SIZE, VARIANT_NO_NAME, VARIANT_NULL; none of them: a good plugin. */
+ * VARIANT_MINOR, VARIANT_SIZE, VARIANT_NO_NAME, VARIANT_NULL, VARIANT_NO_FETCH_OLD; none of
+ * them: a good plugin. VARIANT_NO_FETCH is a good target that cannot fetch (SDK 1.2). */
 #include "tfsync_plugin.h"
 
 #include <stdlib.h>
@@ -47,6 +48,15 @@ static int v_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const v
     return TFS_SDK_OK;
 }
 
+#if defined(VARIANT_NO_FETCH) || defined(VARIANT_NO_FETCH_OLD)
+static int v_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
+                   tfs_sdk_results *results, tfs_sdk_error *err)
+{
+    (void)instance, (void)ops, (void)n_ops, (void)results, (void)err;
+    return TFS_SDK_OK;
+}
+#endif
+
 static tfs_sdk_plugin desc = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -77,6 +87,13 @@ TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *host)
     desc.name = NULL;
 #elif defined(VARIANT_NULL)
     return NULL;
+#elif defined(VARIANT_NO_FETCH) || defined(VARIANT_NO_FETCH_OLD)
+    /* A target without cb_fetch: it says so with TFS_SDK_CAP_NO_FETCH, which 1.2 added. */
+    desc.capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET | TFS_SDK_CAP_NO_FETCH;
+    desc.cb_write = v_write;
+#if defined(VARIANT_NO_FETCH_OLD)
+    desc.sdk_minor = 1;
+#endif
 #elif defined(VARIANT_OLD_MINOR)
     /* Built against 1.0: the 1.0 descriptor ends at cb_health. */
     desc.sdk_minor = 0;
