@@ -269,3 +269,73 @@ Test(config, breaker_retry_and_max_wait)
                         json_string("forever"));
     expect(c, "pairs[0].max_wait: \"forever\" is not a duration");
 }
+
+/* A pair's conflicts object: typed at load, every mistake refused with its path. */
+static json_t *with_conflicts(const char *text)
+{
+    json_t *c = good();
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    cr_assert_not_null(o, "%s", je.text);
+    json_object_set_new(json_array_get(json_object_get(c, "pairs"), 0), "conflicts", o);
+    return c;
+}
+
+Test(config, conflicts_policies_typed)
+{
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    json_t *c = good();
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    const tfs_config_conflicts *k = &cfg->pairs[0].conflict;
+    cr_assert(k->detect && k->policy == TFS_POLICY_SOURCE_WINS && k->drift == TFS_DRIFT_REPORT,
+              "no conflicts object: today's behaviour");
+    tfs_config_free(cfg);
+    json_decref(c);
+
+    c = with_conflicts("{\"policy\": \"merge\", \"fallback\": \"target_wins\","
+                       " \"fields\": {\"pardat\": {\"zoning\": \"target_wins\"}},"
+                       " \"entities\": {\"pardat\": {\"fallback\": \"manual\"}},"
+                       " \"newest_fields\": {\"source\": \"a\", \"target\": \"wen\"},"
+                       " \"drift\": \"repair\"}");
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    k = &cfg->pairs[0].conflict;
+    cr_assert_eq(k->policy, TFS_POLICY_MERGE);
+    cr_assert_eq(k->fallback, TFS_POLICY_TARGET_WINS);
+    cr_assert_eq(k->drift, TFS_DRIFT_REPAIR);
+    cr_assert_eq(k->n_rules, 2);
+    cr_assert_str_eq(k->newest_target, "wen");
+    int found_entity = 0, found_field = 0;
+    for (size_t i = 0; i < k->n_rules; i++) {
+        if (!k->rules[i].field)
+            found_entity = k->rules[i].policy == TFS_POLICY_MERGE &&
+                           k->rules[i].fallback == TFS_POLICY_MANUAL;
+        else
+            found_field = !strcmp(k->rules[i].field, "zoning") &&
+                          k->rules[i].policy == TFS_POLICY_TARGET_WINS;
+    }
+    cr_assert(found_entity && found_field);
+    tfs_config_free(cfg);
+    json_decref(c);
+}
+
+Test(config, conflicts_mistakes_refused_with_path)
+{
+    expect(with_conflicts("{\"policy\": \"sourcewins\"}"),
+           "pairs[0].conflicts.policy: unknown policy \"sourcewins\"");
+    expect(with_conflicts("{\"fallback\": \"merge\"}"),
+           "pairs[0].conflicts.fallback: unknown policy \"merge\"");
+    expect(with_conflicts("{\"polcy\": \"merge\"}"), "pairs[0].conflicts.polcy: unknown key");
+    expect(with_conflicts("{\"fields\": {\"parcels\": {\"zoning\": \"target_wins\"}}}"),
+           "pairs[0].conflicts.fields.parcels: \"parcels\" is not a target entity");
+    expect(with_conflicts("{\"fields\": {\"pardat\": {\"zoning\": 1}}}"),
+           "pairs[0].conflicts.fields.pardat.zoning: must be a policy name");
+    expect(with_conflicts("{\"drift\": \"fix\"}"),
+           "pairs[0].conflicts.drift: unknown drift action \"fix\"");
+    expect(with_conflicts("{\"policy\": \"newest_wins\"}"),
+           "pairs[0].conflicts: newest_wins needs newest_fields");
+    expect(with_conflicts("{\"newest_fields\": {\"source\": \"a\"}}"),
+           "pairs[0].conflicts.newest_fields.target: must be a field name");
+    expect(with_conflicts("{\"detect\": \"no\"}"),
+           "pairs[0].conflicts.detect: must be true or false");
+}
