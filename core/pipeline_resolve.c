@@ -301,22 +301,42 @@ static int apply(tfs_pipeline *p, tfs_store_run *run, resolve_job *j, tfs_error 
         r.out.recs = kept;
         r.out.n = m;
     } else {
-        r.out.recs = strcmp(j->choose, "source") == 0 ? j->src : j->chosen;
-        r.out.n = strcmp(j->choose, "source") == 0 ? j->n_src : j->n_chosen;
-        tfs_sdk_write_op *ops = tfs_arena_alloc(j->a, (r.out.n ? r.out.n : 1) * sizeof *ops);
+        int source = strcmp(j->choose, "source") == 0;
+        size_t n_write = source ? j->n_src : j->n_chosen;
+        /* The sync map's records: those written, then, for a record that leaves out some
+         * of the conflict's target records, the target's own version of those. */
+        tfs_record **all = tfs_arena_calloc(j->a, n_write + j->n_src + 1, sizeof *all);
+        if (!all)
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        memcpy(all, source ? j->src : j->chosen, n_write * sizeof *all);
+        r.out.recs = all;
+        r.out.n = n_write;
+        for (size_t k = 0; !source && k < j->n_src; k++) {
+            const char *sk = tfs_record_key(j->a, j->src[k]);
+            int given = 0;
+            for (size_t c = 0; sk && c < j->n_chosen && !given; c++) {
+                const char *ck = j->chosen[c]->entity == j->src[k]->entity
+                                     ? tfs_record_key(j->a, j->chosen[c])
+                                     : NULL;
+                given = ck && strcmp(ck, sk) == 0;
+            }
+            if (!given && j->held[k])
+                all[r.out.n++] = (tfs_record *)j->held[k];
+        }
+        tfs_sdk_write_op *ops = tfs_arena_alloc(j->a, (n_write ? n_write : 1) * sizeof *ops);
         if (!ops)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         const tfs_sdk_entity *first = tfs_instance_entity_get(b->tgt, 0);
-        for (size_t k = 0; k < r.out.n; k++)
-            ops[k] = (tfs_sdk_write_op){(size_t)(r.out.recs[k]->entity - first),
-                                        TFS_SDK_OP_UPSERT, r.out.recs[k]};
+        for (size_t k = 0; k < n_write; k++)
+            ops[k] = (tfs_sdk_write_op){(size_t)(all[k]->entity - first), TFS_SDK_OP_UPSERT,
+                                        all[k]};
         tfs_results res;
-        if (tfs_results_init(&res, r.out.n) != 0)
+        if (tfs_results_init(&res, n_write) != 0)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         if ((rc = tfs_lease_check(p->store, b->lease, err)) == 0)
-            rc = tfs_instance_write(b->tgt, ops, r.out.n, &res, err);
+            rc = tfs_instance_write(b->tgt, ops, n_write, &res, err);
         json_t *refused = json_array();
-        for (size_t k = 0; rc == 0 && k < r.out.n; k++)
+        for (size_t k = 0; rc == 0 && k < n_write; k++)
             if (res.status[k] != TFS_SDK_OK)
                 json_array_append_new(refused, json_string(res.message[k] ? res.message[k]
                                                                           : "refused"));
@@ -374,7 +394,10 @@ static int apply(tfs_pipeline *p, tfs_store_run *run, resolve_job *j, tfs_error 
     json_decref(p->outcome.result);
     p->outcome.result = json_pack("{sIsssIso*}", "conflict_id", (json_int_t)j->id,
                                   "resolution", j->choose, "written",
-                                  (json_int_t)(strcmp(j->choose, "target") ? r.out.n : 0),
+                                  (json_int_t)(strcmp(j->choose, "target") == 0 ? 0
+                                               : strcmp(j->choose, "source") == 0
+                                                   ? j->n_src
+                                                   : j->n_chosen),
                                   "conflict", now);
     return 0;
 }
