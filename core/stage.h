@@ -54,6 +54,7 @@ typedef struct tfs_stage_rec {
     const char *target;  /* what the target held: {entity: [records]} */
     const char *fields;  /* parked: the fields in dispute */
     uint64_t target_hash; /* of what the target held */
+    uint64_t stored_hash; /* the sync map's target hash (0: no row), set by the compare */
 } tfs_stage_rec;
 
 /* One batch and its arena. */
