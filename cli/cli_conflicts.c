@@ -70,7 +70,8 @@ static int show(const cli *c, int argc, char **argv)
         print_fields(json_object_get(a.json, "fields"));
         const char *versions[] = {"source", "target", "base"};
         for (int v = 0; v < 3; v++) {
-            char *s = json_dumps(json_object_get(a.json, versions[v]), JSON_ENCODE_ANY | JSON_COMPACT);
+            char *s = json_dumps(json_object_get(a.json, versions[v]),
+                                 JSON_ENCODE_ANY | JSON_COMPACT);
             printf("%s: %s\n", versions[v], s ? s : "null");
             free(s);
         }

@@ -88,7 +88,10 @@ static int parse_rules(const json_t *o, const tfs_config_path *cp, const tfs_con
     size_t cap = ents ? json_object_size(ents) : 0;
     const char *name;
     const json_t *v, *f;
-    json_object_foreach((json_t *)fields, name, v) cap += json_is_object(v) ? json_object_size(v) : 0;
+    json_object_foreach((json_t *)fields, name, v) {
+        if (json_is_object(v))
+            cap += json_object_size(v);
+    }
     tfs_config_path ep = tfs_config_path_key(cp, "entities");
     json_object_foreach((json_t *)ents, name, v) {
         tfs_config_path np = tfs_config_path_key(&ep, name);
