@@ -869,3 +869,82 @@ Test(conflict, first_sync_into_a_populated_target)
     tfs_test_db_drop(fresh);
     free(fresh);
 }
+
+/* A replay after a crash is not a conflict: the target already holds what the batch wrote,
+ * but the state store lost the batch's commit (its sync map row is the one before). Under
+ * manual, which parks any conflict, the record is written as any, with its audit entry, and
+ * its sync map row completed. */
+Test(conflict, a_replay_after_a_lost_commit_is_not_a_conflict)
+{
+    env e;
+    env_init(&e, "{\"policy\": \"manual\"}");
+    env_start(&e);
+    json_decref(sync_run(&e, "full"));
+    parcel p = pick(&e, 50);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE saved_row AS SELECT * FROM tfsync.sync_map WHERE source_key = '%s'",
+             p.key);
+    tfs_test_pg_exec(e.state, sql);
+    pacs_street(&e, &p, "Replay Road");
+    json_decref(sync_run(&e, "incremental"));
+    assert_pardat(&e, &p, "adrstr", "REPLAY ROAD");
+    /* the commit lost: the row as it was before the batch */
+    tfs_test_pg_exec(e.state,
+                     "UPDATE tfsync.sync_map m SET source_hash = s.source_hash,"
+                     " target_hash = s.target_hash, target_keys = s.target_keys,"
+                     " target_record = s.target_record FROM saved_row s"
+                     " WHERE m.pair = s.pair AND m.entity = s.entity"
+                     " AND m.source_key = s.source_key");
+    json_t *run = sync_run(&e, "full");
+    cr_assert_eq(count_of(run, "conflicts"), 0, "not a conflict");
+    cr_assert_eq(count_of(run, "written"), 1, "written again, as the replay would");
+    json_t *entries = audit_of(&e, &p, json_integer_value(json_object_get(run, "run_id")));
+    cr_assert_eq(json_array_size(entries), 1, "its audit entry");
+    json_t *detail = json_object_get(json_array_get(entries, 0), "detail");
+    cr_assert(!detail || json_is_null(detail), "no decision was needed: %s",
+              json_dumps(detail, JSON_COMPACT));
+    json_decref(entries);
+    json_decref(run);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM tfsync.sync_map m JOIN saved_row s USING (pair, entity,"
+             " source_key) WHERE m.target_hash <> s.target_hash");
+    cr_assert_eq(scalar_int(e.state, sql), 1, "the sync map row completed");
+    run = sync_run(&e, "full");
+    cr_assert_eq(count_of(run, "written") + count_of(run, "conflicts") + count_of(run, "drift"),
+                 0);
+    json_decref(run);
+    env_down(&e);
+}
+
+/* "detect": false: the target is never fetched, the source wins as before conflict
+ * detection, and GET /pairs says why there is none. */
+Test(conflict, detection_off_says_so_and_writes_as_before)
+{
+    env e;
+    env_init(&e, "{\"detect\": false, \"policy\": \"manual\"}");
+    env_start(&e);
+    tfs_test_response r = tfs_test_http(e.d, "GET", "/pairs", TFS_TEST_KEY_READ, NULL);
+    json_t *pair = json_array_get(json_object_get(r.json, "pairs"), 0);
+    cr_assert(json_is_false(json_object_get(pair, "conflict_detection")), "%s", r.body);
+    cr_assert_not_null(strstr(json_string_value(json_object_get(pair,
+                                                                "conflict_detection_reason")),
+                              "detect"), "%s", r.body);
+    tfs_test_response_free(&r);
+    json_decref(sync_run(&e, "full"));
+    parcel p = pick(&e, 60);
+    cama_zoning(&e, &p, "APPR1");
+    pacs_street(&e, &p, "Unseen Street");
+    json_t *run = sync_run(&e, "incremental");
+    cr_assert_eq(count_of(run, "conflicts"), 0);
+    cr_assert_eq(count_of(run, "written"), 1);
+    json_decref(run);
+    assert_pardat(&e, &p, "adrstr", "UNSEEN STREET");
+    char *z = pardat(&e, &p, "coalesce(zoning, '(none)')");
+    cr_assert_str_neq(z, "APPR1", "overwritten, as before conflict detection");
+    free(z);
+    run = sync_run(&e, "full");
+    cr_assert_eq(count_of(run, "drift"), 0, "not looked for");
+    json_decref(run);
+    env_down(&e);
+}
