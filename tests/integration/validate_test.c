@@ -1,0 +1,2 @@
+/* tests/integration/validate_test.c — POST /sync/validate and POST /transforms/{name}/test. */
+#include <criterion/criterion.h>
