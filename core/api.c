@@ -738,6 +738,8 @@ static const tfs_http_route routes[] = {
     {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
     {"GET", "/dead-letters", TFS_ROLE_READ, handle_dead_letters},
     /* jobs of a pair, answered by a worker (api_jobs.c) */
+    {"POST", "/sync/validate", TFS_ROLE_OPERATE, tfs_api_handle_validate},
+    {"POST", "/transforms/{name}/test", TFS_ROLE_OPERATE, tfs_api_handle_transform_test},
 };
 
 const tfs_http_route *tfs_api_routes(size_t *n)

@@ -355,7 +355,8 @@ int tfs_store_run_cancel(tfs_store *s, int64_t run_id, char state[16], tfs_error
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "cancel a run");
     int asked = !PQgetisnull(r, 0, 0), known = !PQgetisnull(r, 0, 1);
-    snprintf(state, 16, "%s", known ? PQgetvalue(r, 0, 1) : "");
+    /* The state after the update when it applied (a held run is cancelled now). */
+    snprintf(state, 16, "%s", asked ? PQgetvalue(r, 0, 0) : known ? PQgetvalue(r, 0, 1) : "");
     PQclear(r);
     if (!known)
         return tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);

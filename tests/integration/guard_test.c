@@ -270,7 +270,7 @@ Test(guard, full_run_on_an_emptied_source_is_held_until_confirmed)
     /* A run that is not held cannot be confirmed. */
     tfs_test_response r = confirm(&e, first_id, 0);
     cr_assert_eq(r.status, 409, "confirm of a succeeded run: %ld %s", r.status, r.body);
-    cr_assert_str_eq(json_string_value(json_object_get(r.json, "type")), "run-not-held");
+    cr_assert(strstr(json_string_value(json_object_get(r.json, "type")), "run-not-held"), "%s", r.body);
     tfs_test_response_free(&r);
 
     /* Cancelled, it ends cancelled at once, nothing deleted, and the pair is free. */
@@ -300,7 +300,7 @@ Test(guard, full_run_on_an_emptied_source_is_held_until_confirmed)
 
     r = confirm(&e, id, synced);
     cr_assert_eq(r.status, 409, "a wrong count: %ld %s", r.status, r.body);
-    cr_assert_str_eq(json_string_value(json_object_get(r.json, "type")), "wrong-count");
+    cr_assert(strstr(json_string_value(json_object_get(r.json, "type")), "wrong-count"), "%s", r.body);
     cr_assert_eq(json_integer_value(json_object_get(r.json, "held_deletes")), synced - 1,
                  "%s", r.body);
     tfs_test_response_free(&r);
@@ -350,7 +350,7 @@ Test(guard, incremental_mass_retirement_is_held_until_confirmed)
     json_decref(run_expect(&e, "full", "succeeded"));
     json_int_t synced = synced_keys(&e);
     json_int_t n = synced * 15 / 100;
-    char sql[1024];
+    char sql[4096];
     snprintf(sql, sizeof sql,
              "CREATE TABLE retired AS SELECT prop_id, parid FROM " TFS_TEST_ACTIVE_PROPS
              " a ORDER BY prop_id LIMIT %lld;"
@@ -431,7 +431,7 @@ Test(guard, dead_letters_make_a_run_partial_and_past_the_ratio_failed)
 
     /* 1% fail, 3 vanish: partial, and the 3 are swept. */
     json_int_t few = synced / 100;
-    char sql[1024];
+    char sql[4096];
     snprintf(sql, sizeof sql,
              "UPDATE property SET zoning = 'FAILME' WHERE prop_id IN (SELECT prop_id FROM "
              TFS_TEST_ACTIVE_PROPS " a ORDER BY prop_id LIMIT %lld);"
