@@ -517,3 +517,72 @@ Test(guard, a_record_mapped_to_nothing_is_skipped_not_written)
     json_decref(run);
     env_down(&e);
 }
+
+/* The state a run reaches first among want (a NULL-terminated list), polled; owned. */
+static json_t *wait_state(env *e, json_int_t id, const char *const *want, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 50; i++) {
+        json_t *run = run_status(e, id);
+        for (const char *const *w = want; *w; w++)
+            if (strcmp(state_of(run), *w) == 0)
+                return run;
+        json_decref(run);
+        usleep(20 * 1000); /* a polling interval, not an ordering */
+    }
+    cr_assert_fail("run %lld did not reach the state wanted in %d s", (long long)id, timeout_s);
+    return NULL;
+}
+
+/* ====================================================================================
+ * A full read that returns nothing from a source whose keys are all synced is held, and
+ * a source that cannot be read at all is an error (the run waits or fails), never an
+ * empty read: nothing is deleted either way.
+ * ==================================================================================== */
+Test(guard, an_empty_or_unreadable_source_deletes_nothing)
+{
+    env e;
+    env_init(&e);
+    e.d = tfs_test_daemon_start(e.cfg);
+    json_decref(run_expect(&e, "full", "succeeded"));
+    json_int_t synced = synced_keys(&e);
+    char *before = cama_checksum(&e);
+
+    tfs_test_pg_exec(e.pacs, "DELETE FROM property");
+    json_t *run = run_expect(&e, "full", "held");
+    json_int_t id = json_integer_value(json_object_get(run, "run_id"));
+    cr_assert_eq(count_of(run, "property", "read"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(
+                     json_object_get(json_object_get(run, "held"), "deletes"), "property")),
+                 synced, "an empty read must be held for every synced key");
+    json_decref(run);
+    char path[96];
+    snprintf(path, sizeof path, "/sync/runs/%lld/cancel", (long long)id);
+    tfs_test_response r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, "");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    tfs_test_response_free(&r);
+
+    /* The source database goes away: a read error, not an empty read. */
+    tfs_test_db_drop(e.pacs);
+    id = start_run(&e, "full");
+    static const char *const stops[] = {"waiting", "failed", "succeeded", "held", "partial",
+                                        NULL};
+    run = wait_state(&e, id, stops, 120);
+    cr_assert(strcmp(state_of(run), "waiting") == 0 || strcmp(state_of(run), "failed") == 0,
+              "a run of an unreadable source ended %s", state_of(run));
+    int waiting = strcmp(state_of(run), "waiting") == 0;
+    json_decref(run);
+    if (waiting) {
+        snprintf(path, sizeof path, "/sync/runs/%lld/cancel", (long long)id);
+        r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, "");
+        cr_assert_eq(r.status, 202, "%s", r.body);
+        tfs_test_response_free(&r);
+        static const char *const ended[] = {"cancelled", NULL};
+        json_decref(wait_state(&e, id, ended, 60));
+    }
+    char *now = cama_checksum(&e);
+    cr_assert_str_eq(now, before, "CAMA changed");
+    cr_assert_eq(synced_keys(&e), synced);
+    free(now);
+    free(before);
+    env_down(&e);
+}
