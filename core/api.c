@@ -599,8 +599,8 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
     }
     if (rc == TFS_ECONFLICT) {
         tfs_http_problem(resp, 409, "run-ended", "Run already ended",
-                         "run %" PRId64 " has already ended (%s); only a queued, waiting or "
-                         "running run can be cancelled",
+                         "run %" PRId64 " has already ended (%s); only a queued, waiting, "
+                         "running or held run can be cancelled",
                          id, state);
         json_object_set_new(resp->json, "state", json_string(state));
         return;
