@@ -288,11 +288,11 @@ Test(guard, full_run_on_an_emptied_source_is_held_until_confirmed)
     free(now);
     cr_assert_eq(synced_keys(&e), synced);
 
-    /* Held again; the daemon restarts; still held and confirmable. */
+    /* Held again; the daemon is killed and started again; still held and confirmable. */
     json_t *again = run_expect(&e, "full", "held");
     id = json_integer_value(json_object_get(again, "run_id"));
     json_decref(again);
-    tfs_test_daemon_stop(e.d);
+    tfs_test_daemon_kill9(e.d);
     e.d = tfs_test_daemon_start(e.cfg);
     run = run_status(&e, id);
     cr_assert_str_eq(state_of(run), "held", "after a restart the run is %s", state_of(run));
@@ -388,6 +388,9 @@ Test(guard, incremental_mass_retirement_is_held_until_confirmed)
     r = confirm(&e, id, n);
     cr_assert_eq(r.status, 202, "confirm: %ld %s", r.status, r.body);
     tfs_test_response_free(&r);
+    /* Killed wherever its deletions are, the run resumes and still ends exactly. */
+    tfs_test_daemon_kill9(e.d);
+    e.d = tfs_test_daemon_start(e.cfg);
     run = tfs_test_wait_run(e.d, id, 240);
     cr_assert_str_eq(state_of(run), "succeeded", "confirmed run: %s",
                      json_string_value(json_object_get(run, "error")));
