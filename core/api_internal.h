@@ -44,6 +44,11 @@ json_t *tfs_api_body(const tfs_http_request *req, tfs_http_response *resp,
 void tfs_api_run_job(tfs_api *api, const tfs_http_request *req, tfs_http_response *resp,
                      const char *pair, const char *mode, const json_t *params);
 
+/* The dry runs (api_transforms.c): POST /sync/validate and POST /transforms/{name}/test. */
+void tfs_api_handle_validate(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+void tfs_api_handle_transform_test(const tfs_http_request *req, tfs_http_response *resp,
+                                   void *ctx);
+
 /* The conflicts' handlers (api_conflicts.c), ctx the tfs_api. */
 void tfs_api_conflicts_list(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
 void tfs_api_conflict_get(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
