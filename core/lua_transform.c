@@ -226,6 +226,11 @@ int tfs_lua_map(tfs_lua *rt, const char *name, const tfs_record *src, const char
     return 0;
 }
 
+int tfs_lua_roll_year(const tfs_lua *rt)
+{
+    return rt ? rt->roll_year : 0;
+}
+
 int tfs_lua_script_version(tfs_lua *rt, const char *name, char out[13], tfs_error *err)
 {
     tfs_lua_script *s;

@@ -66,6 +66,9 @@ int tfs_lua_map(tfs_lua *L, const char *script, const tfs_record *src, const cha
                 const tfs_sdk_entity *const *targets, size_t n_targets, tfs_arena *arena,
                 tfs_lua_output *out, tfs_error *err);
 
+/* The roll year the runtime was made with (tf.roll_year). */
+int tfs_lua_roll_year(const tfs_lua *L);
+
 /* The version of a script as loaded (loading it when needed): 12 hex digits of a hash of
  * its text and of the modules it required, so a dead letter says which edit of the
  * mapping refused it. 0, or the script's load error. */

@@ -500,6 +500,11 @@ uint32_t tfs_instance_capabilities(const tfs_instance *inst)
     return inst->plugin->desc.capabilities;
 }
 
+int tfs_instance_can_fetch(const tfs_instance *inst)
+{
+    return inst->plugin->desc.cb_fetch != NULL;
+}
+
 tfs_plugin_info tfs_plugin_get_info(const tfs_plugin *p)
 {
     return (tfs_plugin_info){.name = p->name,

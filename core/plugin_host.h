@@ -96,6 +96,9 @@ const tfs_sdk_entity *tfs_instance_entity_get(const tfs_instance *inst, size_t e
 /* The system's name in the config, and the plugin's capabilities (TFS_SDK_CAP_*). */
 const char *tfs_instance_system(const tfs_instance *inst);
 uint32_t tfs_instance_capabilities(const tfs_instance *inst);
+/* Whether the plugin fetches records by key (cb_fetch): a replay reads dead letters again
+ * from a source that can. */
+int tfs_instance_can_fetch(const tfs_instance *inst);
 
 /* The calls, with the plugin's status mapped to TFS_ETRANSIENT/TFS_EPERMANENT and its
  * message in err prefixed with the system's name. */
