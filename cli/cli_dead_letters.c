@@ -10,12 +10,18 @@
 /* A replay in which some dead letters failed again exits like a partial run. */
 #define EXIT_FAILED_AGAIN 4
 
+/* The reasons on one line: the first line of each; a Lua traceback is left to --json. */
 static void print_reasons(const json_t *d)
 {
     size_t j;
     json_t *r;
-    json_array_foreach(json_object_get(d, "reasons"), j, r)
-        printf("%s%s", j ? "; " : " ", json_string_value(r) ? json_string_value(r) : "?");
+    int n = 0;
+    json_array_foreach(json_object_get(d, "reasons"), j, r) {
+        const char *s = json_string_value(r) ? json_string_value(r) : "?";
+        if (strncmp(s, "stack traceback:", 16) == 0)
+            continue;
+        printf("%s%.*s", n++ ? "; " : " ", (int)strcspn(s, "\n"), s);
+    }
     putchar('\n');
 }
 
