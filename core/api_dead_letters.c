@@ -161,7 +161,7 @@ void tfs_api_dead_letter_replay(const tfs_http_request *req, tfs_http_response *
                          "dead letter %" PRId64 " is %s, not open: only open dead letters are "
                          "replayed",
                          id, status ? status : "?");
-        json_object_set_new(resp->json, "status", json_string(status ? status : "?"));
+        json_object_set_new(resp->json, "dead_letter_status", json_string(status ? status : "?"));
     } else {
         json_t *params = json_pack("{s[I]}", "ids", (json_int_t)id);
         tfs_api_run_job(api, req, resp, pair, "replay", params);
@@ -268,7 +268,7 @@ void tfs_api_dead_letter_discard(const tfs_http_request *req, tfs_http_response 
                          "dead letter %" PRId64 " is %s, not open: only an open dead letter "
                          "can be discarded",
                          id, status);
-        json_object_set_new(resp->json, "status", json_string(status));
+        json_object_set_new(resp->json, "dead_letter_status", json_string(status));
     } else if (rc) {
         tfs_api_store_problem(resp, &err);
     } else {

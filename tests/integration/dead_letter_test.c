@@ -482,7 +482,8 @@ Test(dead_letters, discard_needs_admin_and_is_audited_and_a_run_resolves_the_res
     tfs_test_response_free(&r);
     r = tfs_test_http(e.d, "DELETE", path, TFS_TEST_KEY_ADMIN, NULL);
     cr_assert_eq(r.status, 409, "a second discard: %ld %s", r.status, r.body);
-    cr_assert_str_eq(str_of(r.json, "status"), "discarded");
+    cr_assert_str_eq(str_of(r.json, "dead_letter_status"), "discarded");
+    cr_assert_eq(int_of(r.json, "status"), 409, "problem+json keeps its status");
     tfs_test_response_free(&r);
     r = tfs_test_http(e.d, "DELETE", "/dead-letters/999999", TFS_TEST_KEY_ADMIN, NULL);
     cr_assert_eq(r.status, 404, "%ld %s", r.status, r.body);

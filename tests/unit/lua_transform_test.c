@@ -639,7 +639,9 @@ Test(lua, validate_returns_the_problems_with_the_output)
     write_script("v.lua", "function map(rec) return { out = { a = rec.id, b = rec.name } } end\n"
                           "function validate(rec, out)\n"
                           "  local p = {}\n"
-                          "  if out.out.b ~= 'Bob' then p[#p + 1] = 'out.b: ' .. out.out.b .. ' is not Bob' end\n"
+                          "  if out.out.b ~= 'Bob' then\n"
+                          "    p[#p + 1] = 'out.b: ' .. out.out.b .. ' is not Bob'\n"
+                          "  end\n"
                           "  if rec.id ~= 8 then p[#p + 1] = 'src.id: ' .. rec.id .. ' is not 8' end\n"
                           "  return p\n"
                           "end\n");
