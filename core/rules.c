@@ -250,6 +250,32 @@ int tfs_rules_check(const tfs_config_rules *rules, const tfs_record *rec,
     return found;
 }
 
+int tfs_rules_check_all(const tfs_config_rules *rules, tfs_record *const *recs,
+                        const unsigned char *typed, size_t n, const char *script,
+                        const char *const *problems, size_t n_problems,
+                        const tfs_rules_env *env, json_t *reasons)
+{
+    int found = 0;
+    for (size_t j = 0; rules && rules->n && j < n; j++) {
+        if (typed && !typed[j])
+            continue; /* the schema's reasons say why; rules would only repeat them */
+        int k = tfs_rules_check(rules, recs[j], env, reasons);
+        if (k < 0)
+            return TFS_ENOMEM;
+        found += k;
+    }
+    for (size_t k = 0; k < n_problems; k++) {
+        char msg[640];
+        snprintf(msg, sizeof msg, "%s validate(): %s", script ? script : "script",
+                 problems[k]);
+        json_t *s = json_string(msg);
+        if (!s || json_array_append_new(reasons, s) != 0)
+            return TFS_ENOMEM;
+        found++;
+    }
+    return found;
+}
+
 static int has_field(const tfs_sdk_entity *e, const char *name)
 {
     return tfs_entity_field_index(e, name) >= 0;

@@ -45,4 +45,15 @@ int tfs_rules_verify(const tfs_config_rules *rules, const tfs_sdk_entity *const 
 int tfs_rules_check(const tfs_config_rules *rules, const tfs_record *rec,
                     const tfs_rules_env *env, json_t *reasons);
 
+/* Everything a run checks after the schema, in its order, for the n target records one
+ * source record mapped to: the rules on each record the schema accepted (typed[i] set:
+ * tfs_validate_record found nothing), then the problems the script's validate() returned
+ * (tfs_lua_output.problems), each a reason "<script> validate(): <problem>". The one call
+ * for whoever checks a mapping as a run would (the stages, a transform's test). Returns the
+ * reasons added, or TFS_ENOMEM. */
+int tfs_rules_check_all(const tfs_config_rules *rules, tfs_record *const *recs,
+                        const unsigned char *typed, size_t n, const char *script,
+                        const char *const *problems, size_t n_problems,
+                        const tfs_rules_env *env, json_t *reasons);
+
 #endif

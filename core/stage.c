@@ -109,31 +109,6 @@ static const char *script_version(tfs_stage_ctx *b, tfs_arena *a)
                : NULL;
 }
 
-/* What the schema cannot say: the pair's rules on each record the schema accepted, then
- * the problems the script's validate() returned. Returns the problems found (each a
- * reason of r), or TFS_ENOMEM. */
-static int check_beyond_schema(tfs_stage_ctx *b, tfs_stage_rec *r, const unsigned char *typed)
-{
-    tfs_rules_env env = {tfs_lua_roll_year(b->lua), tfs_lua_lookup_has, b->lua};
-    int found = 0;
-    for (size_t j = 0; b->pair->validation.n && j < r->out.n; j++) {
-        if (!typed[j])
-            continue; /* the schema's reasons say why; rules would only repeat them */
-        int n = tfs_rules_check(&b->pair->validation, r->out.recs[j], &env, r->reasons);
-        if (n < 0)
-            return TFS_ENOMEM;
-        found += n;
-    }
-    for (size_t k = 0; k < r->out.n_problems; k++) {
-        char msg[640];
-        snprintf(msg, sizeof msg, "%s validate(): %s", b->em->script, r->out.problems[k]);
-        if (json_array_append_new(r->reasons, json_string(msg)) != 0)
-            return TFS_ENOMEM;
-        found++;
-    }
-    return found;
-}
-
 /* Transform and validate every record, and hash what would be written. Counts go to the
  * job's delta: this runs on the reading side. */
 static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
@@ -180,7 +155,11 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
         }
         if (!r->reasons && !(r->reasons = json_array()))
             return TFS_ENOMEM;
-        int beyond = check_beyond_schema(b, r, typed);
+        /* What the schema cannot say: the pair's rules, then the script's validate(). */
+        tfs_rules_env env = {tfs_lua_roll_year(b->lua), tfs_lua_lookup_has, b->lua};
+        int beyond = tfs_rules_check_all(&b->pair->validation, r->out.recs, typed, r->out.n,
+                                         b->em->script, r->out.problems, r->out.n_problems,
+                                         &env, r->reasons);
         if (beyond < 0)
             return TFS_ENOMEM;
         if (beyond > 0)

@@ -1,6 +1,6 @@
 /* tests/integration/dead_letter_test.c — dead letters end to end (issue 8, items 4 and 5):
- * a broken script line and a rule violation land in dead letters with every reason; a
- * replay that fails again keeps the record with its attempt count; the script and the
+ * a broken script line, a rule violation and a problem the script's validate() finds land
+ * in dead letters with every reason; a replay that fails again keeps the record with its attempt count; the script and the
  * source fixed, a replay takes them through to CAMA, which then equals the SQL twin; a
  * discard needs the admin role and is audited; an ordinary run that gets a key through
  * closes its dead letter; the CLI's dead-letters commands.
@@ -131,9 +131,9 @@ static int shipped_lines(void)
     return n;
 }
 
-/* Breaks the copy of pacs_to_cama.lua: one line fails on properties a and b. Returns the
- * line that fails. */
-static int break_script(env *e, const char *a, const char *b)
+/* Breaks the copy of pacs_to_cama.lua: one line fails on properties a and b; with c, a
+ * validate() finds a problem with property c. Returns the line that fails. */
+static int break_script(env *e, const char *a, const char *b, const char *c)
 {
     char path[160];
     snprintf(path, sizeof path, "%s/pacs_to_cama.lua", e->tdir);
@@ -147,6 +147,13 @@ static int break_script(env *e, const char *a, const char *b)
                "  return shipped_map(rec)\n"
                "end\n",
             a, b);
+    if (c)
+        fprintf(f, "function validate(rec, out)\n"
+                   "  if rec.prop_id == %s then\n"
+                   "    return { 'pardat.luc: ' .. tostring(out.pardat.luc) .. ' is not for sale' }\n"
+                   "  end\n"
+                   "end\n",
+                c);
     cr_assert_eq(fclose(f), 0);
     return shipped_lines() + 5;
 }
@@ -312,7 +319,9 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
     snprintf(ka, sizeof ka, "%s|2026", a);
     snprintf(kb, sizeof kb, "%s|2026", b);
     snprintf(kv, sizeof kv, "%s|2026", v);
-    int line = break_script(&e, a, b);
+    char *w = nth_prop(&e, 40), kw[64];
+    snprintf(kw, sizeof kw, "%s|2026", w);
+    int line = break_script(&e, a, b, w);
     /* Property v is assessed above its appraised total: the rule refuses it. */
     snprintf(sql, sizeof sql,
              "CREATE TABLE saved AS SELECT prop_id, prop_val_yr, sup_num, assessed_val FROM"
@@ -335,14 +344,20 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
     json_t *run = full_run(&e);
     json_t *pc = counts_add_up(run);
     cr_assert_eq(int_of(pc, "transform_failed"), 2, "the broken line fails two properties");
-    cr_assert_eq(int_of(pc, "validate_failed"), 1, "the rule refuses one; every other parcel "
-                                                   "passes the shipped rules");
+    cr_assert_eq(int_of(pc, "validate_failed"), 2, "the rule refuses one and validate()"
+                 " one; every other parcel passes the shipped rules");
     json_decref(run);
 
     /* Three open dead letters, each with what it keeps. */
     json_t *list = get_json(&e, "/dead-letters?pair=" PAIR);
-    cr_assert_eq(json_array_size(json_object_get(list, "dead_letters")), 3, "%s",
+    cr_assert_eq(json_array_size(json_object_get(list, "dead_letters")), 4, "%s",
                  json_dumps(list, JSON_COMPACT));
+    json_t *dw = letter_of(list, kw);
+    cr_assert_not_null(dw, "no dead letter for what validate() refused");
+    cr_expect_str_eq(str_of(dw, "stage"), "validate");
+    cr_expect(has_reason(dw, "pacs_to_cama.lua validate(): pardat.luc: ") &&
+                  has_reason(dw, " is not for sale"),
+              "%s", json_dumps(json_object_get(dw, "reasons"), 0));
     char at_line[64];
     snprintf(at_line, sizeof at_line, "pacs_to_cama.lua:%d: ", line);
     const char *keys[] = {ka, kb};
@@ -379,7 +394,7 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
     json_int_t id_v = int_of(dv, "id");
     json_decref(list);
     snprintf(sql, sizeof sql, "SELECT string_agg(quote_literal(simple_geo_id), ',') FROM"
-                              " property WHERE prop_id IN (%s, %s, %s)", a, b, v);
+                              " property WHERE prop_id IN (%s, %s, %s, %s)", a, b, v, w);
     char *parids = tfs_test_pg_scalar(e.pacs, sql);
     cr_assert_not_null(parids);
     snprintf(sql, sizeof sql, "SELECT (SELECT count(*) FROM pardat WHERE parid IN (%s)) +"
@@ -409,18 +424,18 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
     cr_assert_str_eq(str_of(one, "status"), "open");
     json_decref(one);
 
-    /* The script and the source fixed, all three replayed: read again from PACS. */
+    /* The script and the source fixed, all four replayed: read again from PACS. */
     fix_script(&e);
     tfs_test_pg_exec(e.pacs, "UPDATE property_val p SET assessed_val = s.assessed_val FROM"
                              " saved s WHERE p.prop_id = s.prop_id AND p.prop_val_yr ="
                              " s.prop_val_yr AND p.sup_num = s.sup_num; DROP TABLE saved");
     res = replay(&e, "/dead-letters/replay", "{\"pair\": \"" PAIR "\", \"entity\": \"property\"}");
     cr_assert_str_eq(str_of(res, "state"), "succeeded", "%s", json_dumps(res, JSON_COMPACT));
-    cr_assert_eq(int_of(res, "replayed"), 3);
+    cr_assert_eq(int_of(res, "replayed"), 4);
     cr_assert_eq(int_of(res, "failed_again"), 0);
     json_int_t replay_run = int_of(res, "run_id");
     rc = json_object_get(json_object_get(json_object_get(res, "run"), "counts"), "property");
-    cr_assert_eq(int_of(rc, "written"), 3, "%s", json_dumps(rc, JSON_COMPACT));
+    cr_assert_eq(int_of(rc, "written"), 4, "%s", json_dumps(rc, JSON_COMPACT));
     json_decref(res);
 
     /* Gone from the list; kept as replayed, and audited. */
@@ -429,15 +444,15 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
                  json_dumps(list, JSON_COMPACT));
     json_decref(list);
     list = get_json(&e, "/dead-letters?pair=" PAIR "&status=replayed");
-    cr_assert_eq(json_array_size(json_object_get(list, "dead_letters")), 3);
+    cr_assert_eq(json_array_size(json_object_get(list, "dead_letters")), 4);
     cr_assert_eq(int_of(letter_of(list, kv), "attempts"), 2);
     json_decref(list);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM tfsync.audit WHERE run_id = %lld AND op = 'replay' AND"
-             " actor = 'operator' AND source_key IN ('%s', '%s', '%s')"
+             " actor = 'operator' AND source_key IN ('%s', '%s', '%s', '%s')"
              " AND (detail->>'dead_letter') IS NOT NULL",
-             (long long)replay_run, ka, kb, kv);
-    cr_assert_eq(scalar_ll(e.state, sql), 3, "each replay is on the audit trail");
+             (long long)replay_run, ka, kb, kv, kw);
+    cr_assert_eq(scalar_ll(e.state, sql), 4, "each replay is on the audit trail");
 
     /* CAMA is what the SQL twin computes from PACS. */
     char *pacs_ci = tfs_test_pg_conninfo(e.pacs);
@@ -449,6 +464,7 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
     free(a);
     free(b);
     free(v);
+    free(w);
     env_down(&e);
 }
 
@@ -460,7 +476,7 @@ Test(dead_letters, discard_needs_admin_and_is_audited_and_a_run_resolves_the_res
     char ka[64], kb[64], sql[512], path[96];
     snprintf(ka, sizeof ka, "%s|2026", a);
     snprintf(kb, sizeof kb, "%s|2026", b);
-    break_script(&e, a, b);
+    break_script(&e, a, b, NULL);
     env_start(&e);
     json_decref(full_run(&e));
     json_t *list = get_json(&e, "/dead-letters?pair=" PAIR "&stage=transform");
@@ -603,7 +619,7 @@ Test(dead_letters, cli_lists_replays_and_discards)
     char ka[64], kb[64], args[256];
     snprintf(ka, sizeof ka, "%s|2026", a);
     snprintf(kb, sizeof kb, "%s|2026", b);
-    break_script(&e, a, b);
+    break_script(&e, a, b, NULL);
     env_start(&e);
     json_decref(full_run(&e));
 

@@ -318,3 +318,29 @@ Test(rules, bad_rules_are_refused_with_their_path)
             "pairs[0].rules.asmt[0].required: must be true or false");
     refused("[]", "pairs[0].rules");
 }
+
+Test(rules, check_all_skips_what_the_schema_refused_and_adds_the_scripts_problems)
+{
+    tfs_config *cfg = load(demo_rules);
+    tfs_arena *a = tfs_arena_new();
+    tfs_record *recs[2] = {good_asmt(a), good_asmt(a)};
+    tfs_record_set_text(recs[0], 7, TFS_SDK_TEXT, "tx", 2);
+    tfs_record_set_text(recs[1], 7, TFS_SDK_TEXT, "tx", 2);
+    const unsigned char typed[2] = {1, 0}; /* the schema refused the second */
+    const char *problems[] = {"asmt.valclass: HS without an exemption"};
+    static int calls;
+    tfs_rules_env env = {cfg->roll_year, fake_lookup, &calls};
+    json_t *reasons = json_array();
+    int n = tfs_rules_check_all(&cfg->pairs[0].validation, recs, typed, 2, "m.lua", problems,
+                                1, &env, reasons);
+    char *text = json_dumps(reasons, 0);
+    cr_assert_eq(n, 2, "%s", text);
+    cr_expect(strstr(json_string_value(json_array_get(reasons, 0)), "asmt.statecode: \"tx\""),
+              "%s", text);
+    cr_expect_str_eq(json_string_value(json_array_get(reasons, 1)),
+                     "m.lua validate(): asmt.valclass: HS without an exemption");
+    free(text);
+    json_decref(reasons);
+    tfs_arena_free(a);
+    tfs_config_free(cfg);
+}
