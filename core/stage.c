@@ -829,6 +829,18 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     int rc = gather(b, jb, &cr, err);
     if (rc == 0)
         rc = dead_letter_parts(jb, &cr, &ok, &n_ok, err);
+    /* One run of a pair at a time: only this committer opens the entity's dead letters, so
+     * once the store said there were none, none exist until it commits a failure. */
+    if (rc == 0 && !b->dead_letters_known && n_ok) {
+        /* Not answered: close them anyway, the commit will say what the store can do. */
+        b->dead_letters_known = tfs_store_batch_dead_letters_open(
+                                    b->commit_store, b->pair->name, b->em->source,
+                                    &b->dead_letters_open, NULL) == 0;
+        if (!b->dead_letters_known)
+            b->dead_letters_open = 1;
+    }
+    if (!b->dead_letters_open)
+        n_ok = 0;
     tfs_batch_commit bc = {
         .pair = b->pair->name,
         .entity = b->em->source,
@@ -870,6 +882,8 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         else if (b->store_breaker && rc == TFS_ETRANSIENT)
             tfs_breaker_failure(b->store_breaker, err->message, tfs_health_now_ms());
     }
+    if (rc == 0 && cr.n_failed)
+        b->dead_letters_open = 1; /* their keys may go through in a later batch */
     for (size_t i = 0; i < cr.n_failed; i++)
         json_decref(cr.failed[i].record);
     b->c->commit_ms += now_ms() - t4;

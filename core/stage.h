@@ -98,6 +98,10 @@ typedef struct tfs_stage_ctx {
     /* replaying dead letters: no cursor moves, and the keys that go through close their
      * dead letters as replayed (in any other run: as resolved) */
     int replaying;
+    /* the committing side's: whether the entity may have open dead letters for the keys
+     * that go through to close (asked of the store at the first commit; a failed record
+     * sets it), so a run with none pays nothing for closing them */
+    int dead_letters_known, dead_letters_open;
 } tfs_stage_ctx;
 
 /* Reading side: reads the batch after cursor (NULL: from the start) into the job (its

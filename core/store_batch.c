@@ -619,6 +619,21 @@ static int ids_literal(tfs_store *s, const int64_t *ids, size_t n, tfs_error *er
     return s->buf.oom ? tfs_error_set(err, TFS_ENOMEM, "out of memory") : 0;
 }
 
+int tfs_store_batch_dead_letters_open(tfs_store *s, const char *pair, const char *entity,
+                                      int *open, tfs_error *err)
+{
+    const char *params[] = {pair, entity};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT EXISTS (SELECT 1 FROM tfsync.failed_records WHERE"
+                               " pair = $1 AND entity = $2 AND status = 'open')",
+                               2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "look for open dead letters");
+    *open = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return 0;
+}
+
 void tfs_store_dead_letters_free(tfs_dead_letter *d, size_t n)
 {
     for (size_t i = 0; d && i < n; i++) {

@@ -135,6 +135,10 @@ typedef struct tfs_replay_filter {
     size_t n_ids;
 } tfs_replay_filter;
 
+/* Whether (pair, entity) has any open dead letter, into *open. */
+int tfs_store_batch_dead_letters_open(tfs_store *s, const char *pair, const char *entity,
+                                      int *open, tfs_error *err);
+
 /* Up to limit open dead letters matching f with an id above after_id, oldest first, into
  * *out (n; in the arena, each record owned: tfs_store_dead_letters_free). */
 int tfs_store_batch_dead_letters(tfs_store *s, const tfs_replay_filter *f, int64_t after_id,
