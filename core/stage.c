@@ -153,8 +153,8 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
                 r->stage = "validate";
             typed[j] = probs == 0;
         }
-        if (!r->reasons && !(r->reasons = json_array()))
-            return TFS_ENOMEM;
+        if (!r->reasons && r->out.n_problems && !(r->reasons = json_array()))
+            return TFS_ENOMEM; /* a record mapped to nothing that validate() refused */
         /* What the schema cannot say: the pair's rules, then the script's validate(). */
         tfs_rules_env env = {tfs_lua_roll_year(b->lua), tfs_lua_lookup_has, b->lua};
         int beyond = tfs_rules_check_all(&b->pair->validation, r->out.recs, typed, r->out.n,
@@ -805,11 +805,13 @@ static int dead_letter_parts(tfs_stage_job *jb, commit_rows *cr, const char ***o
             (*ok)[(*n_ok)++] = r->key;
             continue;
         }
-        while (k < cr->n_failed && cr->failed[k].source_key != r->key)
-            k++;
-        if (k == cr->n_failed)
-            break;
-        tfs_failed_row *f = &cr->failed[k++];
+        size_t j = k; /* gather() keeps the records' order */
+        while (j < cr->n_failed && cr->failed[j].source_key != r->key)
+            j++;
+        if (j == cr->n_failed)
+            continue;
+        k = j + 1;
+        tfs_failed_row *f = &cr->failed[j];
         f->error_class = r->error_class;
         f->script_version = r->script_version ? r->script_version
                             : jb->script_version[0] ? jb->script_version
