@@ -1,9 +1,10 @@
 /* tests/integration/dead_letter_test.c — dead letters end to end (issue 8, items 4 and 5):
  * a broken script line, a rule violation and a problem the script's validate() finds land
- * in dead letters with every reason; a replay that fails again keeps the record with its attempt count; the script and the
- * source fixed, a replay takes them through to CAMA, which then equals the SQL twin; a
- * discard needs the admin role and is audited; an ordinary run that gets a key through
- * closes its dead letter; the CLI's dead-letters commands.
+ * in dead letters with every reason; a replay that fails again keeps the record with its
+ * attempt count; the script and the source fixed, a replay takes them through to CAMA,
+ * which then equals the SQL twin; a discard needs the admin role and is audited; an
+ * ordinary run that gets a key through closes its dead letter; a source that cannot fetch
+ * replays the stored record; the CLI's dead-letters commands.
  *
  * A real PostgreSQL, the real daemon with the real pacs and cama plugins, called over HTTP
  * (and through the built tfsync). Each test clones its own databases and copies the
@@ -562,6 +563,52 @@ Test(dead_letters, discard_needs_admin_and_is_audited_and_a_run_resolves_the_res
     one = get_json(&e, path);
     cr_assert_str_eq(str_of(one, "status"), "discarded");
     json_decref(one);
+    free(a);
+    free(b);
+    env_down(&e);
+}
+
+Test(dead_letters, a_source_that_cannot_fetch_replays_the_stored_record)
+{
+    env e;
+    env_up(&e, 0);
+    /* The shipped plugins and the PACS adapter without fetch, in a folder of their own. */
+    char pdir[128], cmd[1024];
+    snprintf(pdir, sizeof pdir, "%s/plugins", e.tdir);
+    snprintf(cmd, sizeof cmd, "mkdir '%s' && cp '%s/cama.so' '%s' '%s/'", pdir,
+             TFS_PLUGIN_DIR, TFS_TEST_NOFETCH_SO, pdir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    json_object_set_new(e.cfg, "plugin_dir", json_string(pdir));
+    json_object_set_new(json_object_get(json_object_get(e.cfg, "systems"), "pacs"), "plugin",
+                        json_string("pacs_nofetch"));
+    char *a = nth_prop(&e, 7), *b = nth_prop(&e, 8), ka[64], sql[512];
+    snprintf(ka, sizeof ka, "%s|2026", a);
+    break_script(&e, a, b, NULL);
+    snprintf(sql, sizeof sql, "SELECT coalesce(zoning, '(null)') FROM property WHERE prop_id = %s",
+             a);
+    char *zoning = tfs_test_pg_scalar(e.pacs, sql);
+    env_start(&e);
+    json_decref(full_run(&e));
+
+    /* PACS changes after the failure; the replay cannot read it again, so it maps the
+     * record as it was read when it failed, and says nothing is wrong with that. */
+    snprintf(sql, sizeof sql, "UPDATE property SET zoning = 'ZZ-REPLAY' WHERE prop_id = %s", a);
+    tfs_test_pg_exec(e.pacs, sql);
+    fix_script(&e);
+    json_t *res = replay(&e, "/dead-letters/replay", "{\"pair\": \"" PAIR "\"}");
+    cr_assert_str_eq(str_of(res, "state"), "succeeded", "%s", json_dumps(res, JSON_COMPACT));
+    cr_assert_eq(int_of(res, "replayed"), 2);
+    json_decref(res);
+    snprintf(sql, sizeof sql, "SELECT simple_geo_id FROM property WHERE prop_id = %s", a);
+    char *parid = tfs_test_pg_scalar(e.pacs, sql);
+    snprintf(sql, sizeof sql, "SELECT coalesce(zoning, '(null)') FROM pardat WHERE parid = '%s'",
+             parid);
+    char *written = tfs_test_pg_scalar(e.cama, sql);
+    cr_assert_not_null(written, "the replay wrote pardat %s", parid);
+    cr_assert_str_eq(written, zoning, "the stored record's zoning, not PACS's new one");
+    free(written);
+    free(parid);
+    free(zoning);
     free(a);
     free(b);
     env_down(&e);
