@@ -534,6 +534,18 @@ Test(dead_letters, discard_needs_admin_and_is_audited_and_a_run_resolves_the_res
     r = tfs_test_http(e.d, "GET", "/dead-letters?status=lost", TFS_TEST_KEY_READ, NULL);
     cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
     tfs_test_response_free(&r);
+    r = tfs_test_http(e.d, "GET", "/dead-letters/abc", TFS_TEST_KEY_READ, NULL);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    tfs_test_response_free(&r);
+    /* Replays need the operate role. */
+    snprintf(path, sizeof path, "/dead-letters/%lld/replay", (long long)id_b);
+    r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_READ, NULL);
+    cr_assert_eq(r.status, 403, "%ld %s", r.status, r.body);
+    tfs_test_response_free(&r);
+    r = tfs_test_http(e.d, "POST", "/dead-letters/replay", TFS_TEST_KEY_READ,
+                      "{\"pair\": \"" PAIR "\"}");
+    cr_assert_eq(r.status, 403, "%ld %s", r.status, r.body);
+    tfs_test_response_free(&r);
 
     /* The script fixed, an ordinary full run writes both keys: the open dead letter is
      * resolved in that batch; the discarded one stays discarded. */
