@@ -11,6 +11,8 @@
 #define EXIT_RUN_FAILED 1
 #define EXIT_API 2
 #define EXIT_UNREACHABLE 3
+#define EXIT_RUN_PARTIAL 4 /* done, with dead letters or parked conflicts */
+#define EXIT_RUN_HELD 5    /* a guard holds it until an operator confirms */
 #define EXIT_USAGE 64
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
@@ -54,5 +56,6 @@ void cli_parse_filters(int argc, char **argv, const char *const *names, char *pa
 
 /* The commands, each (argc, argv) after the command's name; they return the exit code. */
 int cli_cmd_dead_letters(const cli *c, int argc, char **argv);
+int cli_cmd_transform(const cli *c, int argc, char **argv);
 
 #endif

@@ -5,9 +5,11 @@
  *   tfsync [--url URL] [--key KEY] [--json] COMMAND ...
  *
  * URL defaults to $TFSYNC_URL or http://127.0.0.1:8080, KEY to $TFSYNC_KEY; the key is
- * sent as "Authorization: Bearer <key>" and never printed. Exit codes: 0 success, 1 a run
- * that failed (sync --wait) or a health that is not ok, 2 an error answer of the API
- * (problem+json), 3 the daemon could not be reached, 64 a usage error.
+ * sent as "Authorization: Bearer <key>" and never printed. Exit codes: 0 success (sync
+ * --wait: the run succeeded), 1 a run that failed or was cancelled (sync --wait) or a
+ * health that is not ok, 2 an error answer of the API (problem+json), 3 the daemon could
+ * not be reached, 4 a run that ended partial (dead letters or parked conflicts), 5 a run
+ * held by a guard (confirm or cancel it), 64 a usage error.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -36,22 +38,39 @@ void cli_usage(FILE *to)
           "                                        and rules; exits 4 when some fail again\n"
           "  dead-letters discard ID               drop one (role admin), audited\n"
           "  cancel RUN_ID                         end a queued, waiting or running run as\n"
-          "                                        cancelled at its next batch boundary\n"
+          "                                        cancelled at its next batch boundary (a\n"
+          "                                        held one at once, nothing deleted)\n"
+          "  confirm RUN_ID N                      let a held run apply its N deletions\n"
+          "  transform test NAME FILE [--pair P] [--entity E] [--source SCRIPT.lua]\n"
+          "                                        run a script (or an unsaved edit) over\n"
+          "                                        the JSON records of FILE, nothing written\n"
           "  health                                the daemon, its state store and systems\n"
           "\n"
           "URL defaults to $TFSYNC_URL or " DEFAULT_URL ", KEY to $TFSYNC_KEY.\n"
-          "exit codes: 0 ok, 1 run failed or not healthy, 2 API error, 3 unreachable,\n"
-          "64 usage\n",
+          "exit codes: 0 ok (sync --wait: succeeded), 1 run failed or cancelled, or not\n"
+          "healthy, 2 API error, 3 unreachable, 4 run partial (dead letters or parked\n"
+          "conflicts), 5 run held by a guard (tfsync confirm or cancel), 64 usage\n",
           to);
 }
 
-/* "read 10 written 9 unchanged 1 deleted 0 failed 0" for one entity's counts. */
+/* "read 10 written 8 unchanged 1 skipped 1 conflicts 0 failed 0 deleted 0" for one
+ * entity's counts (the terms of read, in the rule's order), then what is apart from the
+ * records read: the sweep's deletions, deletions set aside for the guard, drift. */
 static void format_counts(const json_t *n, char *out, size_t size)
 {
-    snprintf(out, size, "read %lld written %lld unchanged %lld deleted %lld failed %lld",
-             (long long)cli_int_of(n, "read"), (long long)cli_int_of(n, "written"),
-             (long long)cli_int_of(n, "unchanged"), (long long)cli_int_of(n, "deleted"),
-             (long long)cli_int_of(n, "failed"));
+    int w = snprintf(out, size,
+                     "read %lld written %lld unchanged %lld skipped %lld conflicts %lld "
+                     "failed %lld deleted %lld",
+                     (long long)cli_int_of(n, "read"), (long long)cli_int_of(n, "written"),
+                     (long long)cli_int_of(n, "unchanged"), (long long)cli_int_of(n, "skipped"),
+                     (long long)cli_int_of(n, "conflicts"), (long long)cli_int_of(n, "failed"),
+                     (long long)cli_int_of(n, "deleted"));
+    static const char *const extra[] = {"set_aside", "swept", "drift"};
+    for (size_t i = 0; i < 3 && w > 0 && (size_t)w < size; i++) {
+        json_int_t v = cli_int_of(n, extra[i]);
+        if (v)
+            w += snprintf(out + w, size - (size_t)w, " %s %lld", extra[i], (long long)v);
+    }
 }
 
 /* Every entity's counts on one line: "property: read ... ; other: ...". */
@@ -94,9 +113,43 @@ static void print_run(const json_t *run, const char *indent, const char *label)
     if (json_is_object(w))
         printf("%s  waiting since %s: %s\n", indent, cli_str_of(w, "since", "?"),
                cli_str_of(w, "reason", "?"));
+    const json_t *h = json_object_get(run, "held");
+    if (json_is_object(h))
+        printf("%s  held: %s\n", indent, cli_str_of(h, "reason", "?"));
     const char *fin = json_string_value(json_object_get(run, "finished_at"));
     printf("%s  created %s, finished %s\n", indent, cli_str_of(run, "created_at", "?"),
            fin ? fin : "-");
+}
+
+/* sync --wait's exit code for the state a run stopped in. */
+static int run_exit_code(const char *state)
+{
+    if (strcmp(state, "succeeded") == 0)
+        return 0;
+    if (strcmp(state, "partial") == 0)
+        return EXIT_RUN_PARTIAL;
+    if (strcmp(state, "held") == 0)
+        return EXIT_RUN_HELD;
+    return EXIT_RUN_FAILED;
+}
+
+static void print_end(const json_t *run, json_int_t id, const char *state)
+{
+    if (strcmp(state, "succeeded") == 0) {
+        printf("run %lld succeeded in %lld ms\n", (long long)id,
+               (long long)cli_int_of(run, "elapsed_ms"));
+    } else if (strcmp(state, "partial") == 0) {
+        printf("run %lld partial: done, with dead letters or parked conflicts (tfsync "
+               "dead-letters --run %lld)\n",
+               (long long)id, (long long)id);
+    } else if (strcmp(state, "held") == 0) {
+        const json_t *h = json_object_get(run, "held");
+        printf("run %lld held: %s\n", (long long)id, cli_str_of(h, "reason", "?"));
+    } else if (strcmp(state, "cancelled") == 0) {
+        printf("run %lld cancelled\n", (long long)id);
+    } else {
+        printf("run %lld failed: %s\n", (long long)id, cli_str_of(run, "error", "?"));
+    }
 }
 
 static int cmd_sync(const cli *c, int argc, char **argv)
@@ -148,8 +201,10 @@ static int cmd_sync(const cli *c, int argc, char **argv)
             cli_sleep_ms(POLL_MS);
             continue;
         }
+        /* Held is where --wait stops too: the run goes on only when someone confirms. */
         int done = strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
-                   strcmp(state, "cancelled") == 0;
+                   strcmp(state, "cancelled") == 0 || strcmp(state, "partial") == 0 ||
+                   strcmp(state, "held") == 0;
         if (!c->json) {
             char counts[3800], line[4096];
             format_all_counts(json_object_get(s.json, "counts"), counts, sizeof counts);
@@ -166,18 +221,13 @@ static int cmd_sync(const cli *c, int argc, char **argv)
             }
         }
         if (done) {
-            int failed = strcmp(state, "succeeded") != 0;
+            int code = run_exit_code(state);
             if (c->json)
                 cli_print_json(s.json);
-            else if (strcmp(state, "cancelled") == 0)
-                printf("run %lld cancelled\n", (long long)id);
-            else if (failed)
-                printf("run %lld failed: %s\n", (long long)id, cli_str_of(s.json, "error", "?"));
             else
-                printf("run %lld succeeded in %lld ms\n", (long long)id,
-                       (long long)cli_int_of(s.json, "elapsed_ms"));
+                print_end(s.json, id, state);
             cli_answer_free(&s);
-            return failed ? EXIT_RUN_FAILED : 0;
+            return code;
         }
         cli_answer_free(&s);
         cli_sleep_ms(POLL_MS);
@@ -283,10 +333,37 @@ static int cmd_cancel(const cli *c, int argc, char **argv)
     answer a = cli_request(c, "POST", path, "", 0);
     if (c->json)
         cli_print_json(a.json);
+    else if (strcmp(cli_str_of(a.json, "state", "?"), "cancelled") == 0)
+        printf("run %lld: cancelled (it was held); nothing was deleted\n",
+               (long long)cli_int_of(a.json, "run_id"));
     else
         printf("run %lld: cancel asked (it was %s); it ends cancelled at its next batch "
                "boundary\n",
                (long long)cli_int_of(a.json, "run_id"), cli_str_of(a.json, "state", "?"));
+    cli_answer_free(&a);
+    return 0;
+}
+
+static int cmd_confirm(const cli *c, int argc, char **argv)
+{
+    if (argc != 2)
+        cli_usage_error("confirm needs a run id and the number of deletions it is held "
+                        "for%s", "");
+    long id = cli_parse_id(argv[0], "run id \"%s\" is not a positive integer");
+    char *end = NULL;
+    long long n = strtoll(argv[1], &end, 10);
+    if (!*argv[1] || *end || n < 0)
+        cli_usage_error("the number of deletions \"%s\" is not a non-negative integer",
+                        argv[1]);
+    char path[96], body[64];
+    snprintf(path, sizeof path, "/sync/runs/%ld/confirm", id);
+    snprintf(body, sizeof body, "{\"deletes\": %lld}", n);
+    answer a = cli_request(c, "POST", path, body, 0);
+    if (c->json)
+        cli_print_json(a.json);
+    else
+        printf("run %ld: %lld deletions confirmed; it goes on (tfsync status %ld)\n", id, n,
+               id);
     cli_answer_free(&a);
     return 0;
 }
@@ -330,6 +407,8 @@ static const struct {
     {"audit", cmd_audit},
     {"dead-letters", cli_cmd_dead_letters},
     {"cancel", cmd_cancel},
+    {"confirm", cmd_confirm},
+    {"transform", cli_cmd_transform},
     {"health", cmd_health},
 };
 

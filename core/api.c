@@ -578,8 +578,8 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
     }
     if (rc == TFS_ECONFLICT) {
         tfs_http_problem(resp, 409, "run-ended", "Run already ended",
-                         "run %" PRId64 " has already ended (%s); only a queued, waiting or "
-                         "running run can be cancelled",
+                         "run %" PRId64 " has already ended (%s); only a queued, waiting, "
+                         "running or held run can be cancelled",
                          id, state);
         json_object_set_new(resp->json, "state", json_string(state));
         return;
@@ -588,12 +588,97 @@ static void handle_cancel(const tfs_http_request *req, tfs_http_response *resp, 
         tfs_api_store_problem(resp, &err);
         return;
     }
+    if (strcmp(state, "cancelled") == 0) {
+        /* It was held: nobody executes it, so the store ended it at once. */
+        tfs_log_info("api", "run %" PRId64 ": held run cancelled by %s, nothing deleted", id,
+                     req->actor ? req->actor : "?");
+        snprintf(resp->location, sizeof resp->location, "/sync/status/%" PRId64, id);
+        tfs_http_json(resp, 200, json_pack("{sIssss}", "run_id", (json_int_t)id, "state",
+                                           state, "status_url", resp->location));
+        return;
+    }
     tfs_runner_cancel(api->runner, id);
     tfs_log_info("api", "run %" PRId64 ": cancel asked by %s (it was %s)", id,
                  req->actor ? req->actor : "?", state);
     snprintf(resp->location, sizeof resp->location, "/sync/status/%" PRId64, id);
     tfs_http_json(resp, 202, json_pack("{sIsssbss}", "run_id", (json_int_t)id, "state", state,
                                        "cancel_requested", 1, "status_url", resp->location));
+}
+
+/* ---- POST /sync/runs/{run_id}/confirm ----------------------------------------------- */
+
+/* An operator lets a held run delete what its guard stopped: the body names the held
+ * count, so a confirm given for another count (the run read again, a typo) deletes
+ * nothing. The same run goes on, queued again, from its deletion step. */
+static void handle_confirm(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    int64_t id;
+    if (tfs_api_run_id_param(req, resp, &id) != 0)
+        return;
+    static const char *const allowed[] = {"deletes", NULL};
+    json_t *body = tfs_api_body(req, resp, allowed, "{\"deletes\": 9000}", 0);
+    if (!body)
+        return;
+    json_t *n = json_object_get(body, "deletes");
+    json_int_t deletes = json_is_integer(n) ? json_integer_value(n) : -1;
+    json_decref(body);
+    if (deletes < 0) {
+        tfs_http_problem(resp, 400, "invalid-field", "Invalid field",
+                         "deletes must be the number of deletions the run is held for, a "
+                         "non-negative integer (GET /sync/status/%" PRId64 " shows it as "
+                         "held.deletes)",
+                         id);
+        return;
+    }
+    tfs_store *s = tfs_api_store_get(api, resp);
+    if (!s)
+        return;
+    tfs_error err = {0};
+    char pair[128] = "", mode[16] = "", state[16] = "";
+    int64_t total = 0;
+    int rc = tfs_store_run_confirm(s, id, deletes, req->actor ? req->actor : "?", pair, mode,
+                                   &total, state, &err);
+    tfs_api_store_put(api, s);
+    if (rc == TFS_ENOTFOUND) {
+        tfs_http_problem(resp, 404, "unknown-run", "Unknown run",
+                         "there is no run %" PRId64 "; GET /sync/status lists the last run of "
+                         "each pair",
+                         id);
+        return;
+    }
+    if (rc == TFS_ECONFLICT && strcmp(state, "held") != 0) {
+        tfs_http_problem(resp, 409, "run-not-held", "Run not held",
+                         "run %" PRId64 " is %s, not held: only a run a guard held waits for "
+                         "a confirm",
+                         id, state);
+        json_object_set_new(resp->json, "state", json_string(state));
+        return;
+    }
+    if (rc == TFS_ECONFLICT) {
+        tfs_http_problem(resp, 409, "wrong-count", "Wrong count",
+                         "run %" PRId64 " is held for %" PRId64 " deletions, not %" PRId64
+                         "; confirm with {\"deletes\": %" PRId64 "} once you have checked "
+                         "them, or cancel the run",
+                         id, total, (int64_t)deletes, total);
+        json_object_set_new(resp->json, "held_deletes", json_integer(total));
+        json_object_set_new(resp->json, "state", json_string(state));
+        return;
+    }
+    if (rc) {
+        tfs_api_store_problem(resp, &err);
+        return;
+    }
+    /* Queued in the store already: should this fail, any node's lease poll takes it. */
+    if (tfs_runner_requeue(api->runner, id, pair, mode) != 0)
+        tfs_log_warn("api", "run %" PRId64 ": out of memory queueing it here; the lease poll "
+                     "takes it", id);
+    tfs_log_info("api", "run %" PRId64 ": %" PRId64 " deletions confirmed by %s; queued again",
+                 id, (int64_t)deletes, req->actor ? req->actor : "?");
+    snprintf(resp->location, sizeof resp->location, "/sync/status/%" PRId64, id);
+    tfs_http_json(resp, 202, json_pack("{sIsssIss}", "run_id", (json_int_t)id, "state",
+                                       "queued", "confirmed_deletes", deletes, "status_url",
+                                       resp->location));
 }
 
 /* ---- POST /admin/reload ------------------------------------------------------------ */
@@ -627,6 +712,7 @@ static const tfs_http_route routes[] = {
     {"GET", "/sync/status", TFS_ROLE_READ, handle_status},
     {"GET", "/sync/status/{run_id}", TFS_ROLE_READ, handle_run_status},
     {"POST", "/sync/runs/{run_id}/cancel", TFS_ROLE_OPERATE, handle_cancel},
+    {"POST", "/sync/runs/{run_id}/confirm", TFS_ROLE_OPERATE, handle_confirm},
     {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},
     {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
     /* dead letters (api_dead_letters.c); the replay of a filter before the {id} routes */
@@ -636,6 +722,8 @@ static const tfs_http_route routes[] = {
     {"DELETE", "/dead-letters/{id}", TFS_ROLE_ADMIN, tfs_api_dead_letter_discard},
     {"POST", "/dead-letters/{id}/replay", TFS_ROLE_OPERATE, tfs_api_dead_letter_replay},
     /* jobs of a pair, answered by a worker (api_jobs.c) */
+    {"POST", "/sync/validate", TFS_ROLE_OPERATE, tfs_api_handle_validate},
+    {"POST", "/transforms/{name}/test", TFS_ROLE_OPERATE, tfs_api_handle_transform_test},
 };
 
 const tfs_http_route *tfs_api_routes(size_t *n)

@@ -56,4 +56,9 @@ void tfs_api_dead_letters_replay(const tfs_http_request *req, tfs_http_response 
 void tfs_api_dead_letter_discard(const tfs_http_request *req, tfs_http_response *resp,
                                  void *ctx);
 
+/* The dry runs (api_transforms.c): POST /sync/validate and POST /transforms/{name}/test. */
+void tfs_api_handle_validate(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+void tfs_api_handle_transform_test(const tfs_http_request *req, tfs_http_response *resp,
+                                   void *ctx);
+
 #endif

@@ -65,6 +65,8 @@ typedef struct tfs_lua_script {
     int rec_ref;
     const tfs_sdk_entity *rec_entity;
     bool rec_dirty; /* the script added a key to it: build a fresh one */
+    bool pinned;    /* loaded from text given by a caller (an unsaved edit): never
+                     * reloaded from its file */
 } tfs_lua_script;
 
 /* Per entity: a table holding the field names at 1..n (interned once) and name -> index,
@@ -244,6 +246,11 @@ int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script
 void tfs_lua_push_lookup(tfs_lua *rt, lua_State *L, const char *name, size_t nlen);
 /* Frees every script and lookup entry (their Lua references go with the state). */
 void tfs_lua_scripts_free(tfs_lua *rt);
+/* Loads the script name from text (len bytes, copied) instead of its file and pins it
+ * there: errors name the script and its line as for the file, require() still finds the
+ * transform directory's modules. */
+int tfs_lua_script_set_text(tfs_lua *rt, const char *name, const char *text, size_t len,
+                            tfs_error *err);
 
 /* ---- lua_convert.c ------------------------------------------------------------------- */
 

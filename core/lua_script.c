@@ -533,7 +533,8 @@ static void script_unref(tfs_lua *rt, tfs_lua_script *s)
  * by every call until one of its files changes; except running out of memory, which is
  * not the script's fault: then nothing is kept, the error goes to err, and the next call
  * loads the script again. */
-static int script_reload(tfs_lua *rt, tfs_lua_script *s, tfs_error *err)
+static int script_reload(tfs_lua *rt, tfs_lua_script *s, const char *text, size_t text_len,
+                         tfs_error *err)
 {
     char *data = NULL;
     size_t len = 0;
@@ -545,13 +546,23 @@ static int script_reload(tfs_lua *rt, tfs_lua_script *s, tfs_error *err)
     script_clear_error(s);
     free_deps(s->deps);
     s->deps = NULL;
-    rc = read_file_malloc(s->path, &data, &len, &st, &e, "script");
-    if (rc != 0) {
-        s->have_st = false;
-        goto failed;
+    if (text) { /* the caller's text: a copy, freed as a file's would be */
+        if (!(data = tfs_malloc(text_len ? text_len : 1))) {
+            rc = tfs_error_set(&e, TFS_ENOMEM, "could not load script \"%s\": out of memory",
+                               s->name);
+            goto failed;
+        }
+        memcpy(data, text, text_len);
+        len = text_len;
+    } else {
+        rc = read_file_malloc(s->path, &data, &len, &st, &e, "script");
+        if (rc != 0) {
+            s->have_st = false;
+            goto failed;
+        }
+        s->st = st;
+        s->have_st = true;
     }
-    s->st = st;
-    s->have_st = true;
     s->text_hash = tfs_hash_bytes(TFS_HASH_SEED, data, len);
 
     rt->cur = s;
@@ -596,11 +607,10 @@ static bool script_changed(const tfs_lua_script *s)
     return false;
 }
 
-int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script **out,
-                       tfs_error *err)
+/* The runtime's entry for a script name, made (not loaded) on first use. */
+static int script_entry(tfs_lua *rt, const char *name, tfs_lua_script **out, tfs_error *err)
 {
     tfs_lua_script *s;
-    *out = NULL;
     for (s = rt->scripts; s; s = s->next)
         if (strcmp(s->name, name) == 0)
             break;
@@ -625,12 +635,39 @@ int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script
         s->next = rt->scripts;
         rt->scripts = s;
     }
+    *out = s;
+    return 0;
+}
+
+int tfs_lua_script_set_text(tfs_lua *rt, const char *name, const char *text, size_t len,
+                            tfs_error *err)
+{
+    tfs_lua_script *s;
+    int rc = script_entry(rt, name, &s, err);
+    if (rc)
+        return rc;
+    s->pinned = true;
+    s->checked = now_ns();
+    rc = script_reload(rt, s, text, len, err);
+    if (rc == TFS_ENOMEM && !s->load_msg)
+        return rc;
+    return 0; /* a load error is kept in the script: tfs_lua_script_get answers it */
+}
+
+int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script **out,
+                       tfs_error *err)
+{
+    tfs_lua_script *s;
+    *out = NULL;
+    int rc0 = script_entry(rt, name, &s, err);
+    if (rc0)
+        return rc0;
     int64_t now = now_ns();
     if (force || s->checked == 0 || now - s->checked >= RECHECK_NS) {
         s->checked = now;
         check_lookups(rt);
-        if (script_changed(s) || (s->map_ref == LUA_NOREF && !s->load_msg)) {
-            int rc = script_reload(rt, s, err);
+        if (!s->pinned && (script_changed(s) || (s->map_ref == LUA_NOREF && !s->load_msg))) {
+            int rc = script_reload(rt, s, NULL, 0, err);
             if (rc != 0 && !s->load_msg)
                 return rc; /* not kept: the next call tries again */
         }

@@ -108,6 +108,16 @@ int tfs_lua_load(tfs_lua *rt, const char *name, tfs_error *err)
     return tfs_lua_script_get(rt, name, true, &s, err);
 }
 
+int tfs_lua_load_text(tfs_lua *rt, const char *name, const char *text, size_t len,
+                      tfs_error *err)
+{
+    tfs_lua_script *s;
+    if (!rt || rt->magic != TFS_LUA_MAGIC || !name || !text)
+        return tfs_error_set(err, TFS_EINVAL, "could not load script: invalid arguments");
+    int rc = tfs_lua_script_set_text(rt, name, text, len, err);
+    return rc ? rc : tfs_lua_script_get(rt, name, false, &s, err);
+}
+
 /* ---- mapping a record ----------------------------------------------------------------- */
 
 /* validate()'s answer at index res into rt->out->problems (copied to the arena). */

@@ -52,6 +52,14 @@ void tfs_lua_free(tfs_lua *L);
  * transform directory, and checks that it defines map(). Errors carry the file and line. */
 int tfs_lua_load(tfs_lua *L, const char *script, tfs_error *err);
 
+/* Loads the script from text (len bytes) instead of its file, as a fresh runtime does
+ * to try an analyst's unsaved edit: the same sandbox and limits, errors with the script's
+ * name and line, require() and lookups from the transform directory; the file is never
+ * read or written, and this runtime keeps the text for the name (it does not reload it).
+ * Returns what tfs_lua_load returns. */
+int tfs_lua_load_text(tfs_lua *L, const char *script, const char *text, size_t len,
+                      tfs_error *err);
+
 /* Maps one source record with the script. targets are the entities the script may produce;
  * output records are allocated in arena and typed loosely from Lua (integer -> INT64,
  * float -> FLOAT64, string -> TEXT, boolean -> BOOL, table -> JSON, nil/tf.null -> NULL)

@@ -61,6 +61,14 @@ void tfs_pipeline_drop_system(tfs_open_system *s)
     s->inst = NULL;
 }
 
+static void outcome_clear(tfs_run_outcome *o)
+{
+    json_decref(o->result);
+    json_decref(o->held_deletes);
+    free(o->held_reason);
+    *o = (tfs_run_outcome){0};
+}
+
 void tfs_pipeline_free(tfs_pipeline *p)
 {
     if (!p)
@@ -75,7 +83,7 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_store_close(p->store);
     tfs_store_close(p->cstore);
     tfs_lua_free(p->lua);
-    json_decref(p->outcome.result);
+    outcome_clear(&p->outcome);
     for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
         tfs_stage_job_clear(&p->jobs[i]);
         tfs_arena_free(p->jobs[i].arena);
@@ -276,9 +284,10 @@ out:
     return rc;
 }
 
-/* After a full run has read every entity: the keys its sync map still holds but the run
- * did not see have vanished from the source, and get the pair's delete action, batch by
- * batch on this thread. */
+/* After a run has read every entity (and the guard let its deletions through), batch by
+ * batch on this thread: a full run's vanished keys (those its sync map still holds but
+ * the run did not see) get the pair's delete action; an incremental run's set-aside
+ * deletions are applied, each batch taking its keys out of the set. */
 static int sweep_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
 {
     /* The keys of a page live in a second arena: the job's is reset when it takes them.
@@ -293,9 +302,13 @@ static int sweep_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
         const char **keys;
         size_t n;
         tfs_arena_reset(ka);
-        if ((rc = tfs_store_batch_sweep_keys(p->store, b->pair->name, b->em->source, b->run_id,
-                                             after, b->pair->batch_size, ka, &keys, &n, err)) ||
-            n == 0)
+        if (b->full)
+            rc = tfs_store_batch_sweep_keys(p->store, b->pair->name, b->em->source, b->run_id,
+                                            after, b->pair->batch_size, ka, &keys, &n, err);
+        else
+            rc = tfs_store_batch_pending_keys(p->store, b->run_id, b->em->source, after,
+                                              b->pair->batch_size, ka, &keys, &n, err);
+        if (rc || n == 0)
             break;
         if ((rc = tfs_stage_of_keys(b, jb, keys, n, err)))
             break;
@@ -409,6 +422,135 @@ static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_r
     return rc;
 }
 
+/* ---- the guards and the outcome -------------------------------------------------- */
+
+static int64_t failed_of(const tfs_store_counts *c)
+{
+    return c->transform_failed + c->validate_failed + c->write_failed;
+}
+
+/* Past the pair's max_failed_ratio of an entity's records read failing, the run fails
+ * once its reads end, before any deletion: its writes and dead letters stay, its sweep
+ * or set-aside deletions are not applied. Per entity, so that a small entity failing
+ * whole is not hidden by a large one that went well. */
+static int check_failures(const tfs_config_pair *pair, const tfs_store_run *run,
+                          tfs_error *err)
+{
+    for (size_t k = 0; k < run->n_counts; k++) {
+        const tfs_store_counts *c = &run->counts[k];
+        int64_t failed = failed_of(c);
+        if (c->read == 0 || (double)failed <= pair->max_failed_ratio * (double)c->read)
+            continue;
+        tfs_error_set(err, TFS_EPERMANENT,
+                      "%" PRId64 " of the %" PRId64 " %s records read failed (%.1f%%), more "
+                      "than the pair's max_failed_ratio (%.1f%%): the run applied no deletion",
+                      failed, c->read, c->entity, 100.0 * (double)failed / (double)c->read,
+                      100.0 * pair->max_failed_ratio);
+        tfs_error_hint(err, "GET /dead-letters?run_id=%" PRId64 " lists the reasons; fix the "
+                       "script or the data and replay them, or raise the pair's "
+                       "max_failed_ratio", run->run_id);
+        return TFS_EPERMANENT;
+    }
+    return 0;
+}
+
+/* The mass-deletion guard, once the reads end: when an entity's deletions would be more
+ * than the pair's max_delete_ratio of its live synced keys, nothing is deleted and the
+ * run is held (*held) with the count of every entity's deletions, until an operator
+ * confirms that total (confirmed_deletes: a confirmed run goes on, and so does one that
+ * resumes after a crash in its deletions, which only lowers the count). */
+static int guard_deletions(tfs_pipeline *p, const tfs_stage_ctx *proto,
+                           const tfs_store_run *run, int *held, tfs_error *err)
+{
+    const tfs_config_pair *pair = proto->pair;
+    *held = 0;
+    json_t *deletes = json_object();
+    tfs_buf why = TFS_BUF_INIT;
+    int64_t total = 0;
+    int rc = deletes ? 0 : tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < pair->n_entities; i++) {
+        const char *entity = pair->entities[i].source;
+        int64_t would, synced;
+        if ((rc = tfs_store_batch_deletion_counts(p->store, pair->name, entity, run->run_id,
+                                                  proto->full, &would, &synced, err)))
+            break;
+        if (would == 0)
+            continue;
+        json_object_set_new(deletes, entity, json_integer(would));
+        total += would;
+        if ((double)would > pair->max_delete_ratio * (double)synced)
+            tfs_buf_printf(&why, "%s%s: %" PRId64 " of %" PRId64 " synced keys (%.1f%%)",
+                           why.len ? ", " : "", entity, would, synced,
+                           100.0 * (double)would / (double)(synced ? synced : 1));
+    }
+    if (rc == 0 && why.oom)
+        rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if (rc || why.len == 0 ||
+        (run->confirmed_deletes >= 0 && total <= run->confirmed_deletes)) {
+        json_decref(deletes);
+        tfs_buf_free(&why);
+        return rc;
+    }
+    tfs_buf msg = TFS_BUF_INIT;
+    tfs_buf_printf(&msg, "the %s would delete more than the pair's max_delete_ratio (%.1f%%) "
+                   "of an entity's synced keys (%s); nothing was deleted: confirm the %" PRId64
+                   " deletions with POST /sync/runs/%" PRId64 "/confirm {\"deletes\": %" PRId64
+                   "} (tfsync confirm %" PRId64 " %" PRId64 "), or cancel the run",
+                   proto->full ? "full run's sweep" : "incremental run",
+                   100.0 * pair->max_delete_ratio, tfs_buf_str(&why), total, run->run_id,
+                   total, run->run_id, total);
+    tfs_buf_free(&why);
+    if (msg.oom || !(p->outcome.held_reason = strdup(tfs_buf_str(&msg)))) {
+        tfs_buf_free(&msg);
+        json_decref(deletes);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    tfs_buf_free(&msg);
+    p->outcome.held_deletes = deletes;
+    p->outcome.state = "held";
+    *held = 1;
+    return 0;
+}
+
+/* Succeeded, or partial when records of the run are dead letters or parked conflicts. */
+static void settle_outcome(tfs_pipeline *p, const tfs_store_run *run)
+{
+    for (size_t k = 0; !p->outcome.state && k < run->n_counts; k++)
+        if (failed_of(&run->counts[k]) + run->counts[k].conflicts > 0)
+            p->outcome.state = "partial";
+}
+
+/* A sync: every entity read (not again for a confirmed incremental run, whose reads
+ * ended before it was held; a full run skips the entities it read already), the failure
+ * ratio, the deletion guard, then the deletions (a full run's sweep, an incremental
+ * run's set-aside ones) and the outcome. */
+static int run_sync(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_run *run,
+                    tfs_error *err)
+{
+    int rc = 0, held = 0;
+    if (proto->full || run->confirmed_deletes < 0)
+        rc = run_mappings(p, proto, run, 0, err);
+    if (rc == 0)
+        rc = check_failures(proto->pair, run, err);
+    if (rc == 0 && (proto->full || proto->changes)) {
+        rc = guard_deletions(p, proto, run, &held, err);
+        if (rc == 0 && !held)
+            rc = run_mappings(p, proto, run, 1, err);
+    }
+    if (rc == 0 && !held)
+        settle_outcome(p, run);
+    return rc;
+}
+
+/* A run that ended without applying its set-aside deletions forgets them (best effort:
+ * nothing reads a finished run's). */
+static void drop_set_aside(tfs_pipeline *p, int64_t run_id)
+{
+    tfs_error e2 = {0};
+    if (p->store && tfs_store_batch_pending_drop(p->store, run_id, &e2) != 0)
+        tfs_log_debug("pipeline", "run %" PRId64 ": %s", run_id, e2.message);
+}
+
 /* Writes a run's final state, again and again (reconnecting, backing off) until the store
  * answers or *stop is set: a run that ends leaves a record. 0, or TFS_ELIMIT when stopped. */
 static int record_end(tfs_pipeline *p, int64_t run_id, const char *state, const char *text,
@@ -419,9 +561,13 @@ static int record_end(tfs_pipeline *p, int64_t run_id, const char *state, const 
         tfs_error e2 = {0};
         int rc = tfs_pipeline_store_ready(p, &e2);
         /* No counts when none were read (the pair is gone): the stored ones stay. */
-        if (rc == 0 && (rc = tfs_store_run_set_state(p->store, run_id, state, text,
-                                                    run->counts ? run->counts : NULL,
-                                                    run->n_counts, &e2)) == 0) {
+        if (rc == 0 && strcmp(state, "held") == 0)
+            rc = tfs_store_run_hold(p->store, run_id, p->outcome.held_reason,
+                                    p->outcome.held_deletes, run->counts, run->n_counts, &e2);
+        else if (rc == 0)
+            rc = tfs_store_run_set_state(p->store, run_id, state, text,
+                                         run->counts ? run->counts : NULL, run->n_counts, &e2);
+        if (rc == 0) {
             tfs_breaker_success(tfs_health_store_breaker(p->health), tfs_health_now_ms());
             return 0;
         }
@@ -468,8 +614,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     int rc, cancelled = 0;
     if (ended_rc)
         *ended_rc = 0;
-    json_decref(p->outcome.result);
-    p->outcome = (tfs_run_outcome){0};
+    outcome_clear(&p->outcome);
     if ((rc = tfs_pipeline_store_ready(p, err)))
         return rc == TFS_ETRANSIENT ? rc : TFS_ETRANSIENT;
     if (!pair) {
@@ -521,9 +666,7 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     } else if (strcmp(mode, "validate") == 0) {
         rc = tfs_pipeline_validate(p, &proto, &run, err);
     } else {
-        rc = run_mappings(p, &proto, &run, 0, err);
-        if (rc == 0 && full)
-            rc = run_mappings(p, &proto, &run, 1, err);
+        rc = run_sync(p, &proto, &run, err);
         if (rc == 0)
             trim_changes(p, pair, src->inst);
     }
@@ -564,6 +707,8 @@ finish:
             record_result(p, run_id, p->outcome.result, stop);
         if (ended_rc)
             *ended_rc = cancelled ? 0 : rc;
+        if (cancelled || rc)
+            drop_set_aside(p, run_id);
         if (record_end(p, run_id, state, rc && !cancelled ? err->message : NULL, &run, stop) ==
             TFS_ELIMIT) {
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
@@ -575,6 +720,9 @@ finish:
             tfs_log_info("pipeline", "run %" PRId64 ": cancelled", run_id);
         else if (rc)
             tfs_log_error("pipeline", "run %" PRId64 ": failed: %s", run_id, err->message);
+        else if (p->outcome.held_reason)
+            tfs_log_warn("pipeline", "run %" PRId64 ": held: %s", run_id,
+                         p->outcome.held_reason);
         else
             tfs_log_info("pipeline", "run %" PRId64 ": %s", run_id, state);
         rc = 0;

@@ -22,6 +22,9 @@
 typedef struct tfs_run_outcome {
     const char *state; /* static text; NULL: succeeded, or failed on an error */
     json_t *result;    /* owned; NULL: none */
+    /* state "held": why, and {entity: deletions} the confirm must name the total of */
+    char *held_reason;    /* owned */
+    json_t *held_deletes; /* owned */
 } tfs_run_outcome;
 
 /* Batches in flight: one being read, one being written, one being committed and one

@@ -173,6 +173,7 @@ int tfs_pipeline_replay(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_r
         if (only && strcmp(only, b.em->source) != 0)
             continue;
         b.replaying = 1;
+        b.changes = 0; /* read by key, not for changes: its deletions apply at once */
         b.commit_store = p->store; /* one thread: the worker's connection */
         b.c = tfs_pipeline_counts_of(run, b.em->source);
         b.counts = run->counts;

@@ -748,6 +748,14 @@ static int enqueue(tfs_runner *r, int64_t run_id, const char *pair, const char *
     return 0;
 }
 
+int tfs_runner_requeue(tfs_runner *r, int64_t run_id, const char *pair, const char *mode)
+{
+    pthread_mutex_lock(&r->lock);
+    int here = is_local(r, run_id);
+    pthread_mutex_unlock(&r->lock);
+    return here ? 0 : enqueue(r, run_id, pair, mode);
+}
+
 int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
                       const char *actor, int64_t *run_id, tfs_error *err)
 {

@@ -58,6 +58,10 @@ int tfs_runner_submit(tfs_runner *r, tfs_store *s, const char *pair, const char 
 int tfs_runner_submit_job(tfs_runner *r, tfs_store *s, const char *pair, const char *mode,
                           const char *actor, const json_t *params, int64_t *run_id,
                           tfs_error *err);
+/* Queues here a run the store has just queued again (a held run an operator
+ * confirmed), unless this daemon has it already; a worker takes its lease as for any
+ * queued run (the lease thread of any node would find it too). 0, or TFS_ENOMEM. */
+int tfs_runner_requeue(tfs_runner *r, int64_t run_id, const char *pair, const char *mode);
 /* When the scheduler next starts an incremental run of the pair (ms since the epoch), or 0
  * when the pair has no schedule. */
 int64_t tfs_runner_next_run_ms(tfs_runner *r, const char *pair);

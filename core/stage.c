@@ -632,12 +632,34 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     return rc;
 }
 
+/* Between the compare and the write: a record mapped to nothing that leaves nothing to
+ * remove (a confidential sale) is skipped, neither written nor audited nor in the sync
+ * map; an incremental run's deletions wait in the store until its reads end and the
+ * deletion guard has weighed their total (pipeline.c applies them). */
+static void skip_and_set_aside(tfs_stage_ctx *b, tfs_stage_job *jb)
+{
+    for (size_t i = 0; i < jb->batch.n; i++) {
+        tfs_stage_rec *r = &jb->rs[i];
+        if (r->stage || !r->write)
+            continue;
+        if (r->deleted && b->changes && !b->sweeping) {
+            r->write = 0;
+            r->set_aside = 1;
+        } else if (!r->deleted && r->out.n == 0 && r->n_orphans == 0) {
+            r->write = 0;
+            r->skipped = 1;
+            jb->delta.skipped++;
+        }
+    }
+}
+
 int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
 {
     double t2 = now_ms();
     int rc = tfs_stage_compare(b, jb, err);
     if (rc)
         return rc;
+    skip_and_set_aside(b, jb);
     double t3 = now_ms();
     jb->delta.compare_ms += t3 - t2;
     if ((rc = tfs_stage_resolve(b, jb, err)))
@@ -729,9 +751,9 @@ static int syncmap_row(tfs_stage_ctx *b, tfs_stage_rec *r, tfs_arena *a, tfs_syn
 typedef struct commit_rows {
     tfs_syncmap_row *rows;
     tfs_failed_row *failed;
-    const char **mark, **forget;
+    const char **mark, **forget, **set_aside;
     tfs_audit_row *audit;
-    size_t n_rows, n_failed, n_mark, n_forget, n_audit;
+    size_t n_rows, n_failed, n_mark, n_forget, n_audit, n_set_aside;
 } commit_rows;
 
 /* Sorts each record of the batch into the transaction's parts and counts what was
@@ -745,7 +767,8 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
     cr->mark = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->mark);
     cr->forget = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->forget);
     cr->audit = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->audit);
-    if (!cr->rows || !cr->failed || !cr->mark || !cr->forget || !cr->audit)
+    cr->set_aside = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->set_aside);
+    if (!cr->rows || !cr->failed || !cr->mark || !cr->forget || !cr->audit || !cr->set_aside)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         tfs_stage_rec *r = &jb->rs[i];
@@ -757,9 +780,18 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
                 cr->mark[cr->n_mark++] = r->key; /* it exists: the sweep must not take it */
             continue;
         }
+        if (r->set_aside) {
+            cr->set_aside[cr->n_set_aside++] = r->key;
+            b->c->set_aside++;
+            continue;
+        }
         if (!r->write) {
             if (b->full && !r->deleted && !r->is_new)
                 cr->mark[cr->n_mark++] = r->key;
+            /* A deletion with nothing left to do (already deactivated) leaves the target
+             * as it is; a sweep's such keys are not records read. */
+            if (r->deleted && !r->is_new && !b->full)
+                b->c->unchanged++;
             continue;
         }
         const char *op = r->deleted ? (r->kind == TFS_SDK_OP_DELETE ? "delete" : "deactivate")
@@ -775,7 +807,10 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
         cr->audit[cr->n_audit++] = (tfs_audit_row){r->key, op, changes};
         if (r->deleted) {
-            b->c->deleted++;
+            if (b->sweeping && b->full)
+                b->c->swept++; /* not among the records read */
+            else
+                b->c->deleted++;
             if (r->kind == TFS_SDK_OP_DELETE) {
                 cr->forget[cr->n_forget++] = r->key;
                 continue;
@@ -802,7 +837,8 @@ static int dead_letter_parts(tfs_stage_job *jb, commit_rows *cr, const char ***o
     for (size_t i = 0; i < n; i++) {
         tfs_stage_rec *r = &jb->rs[i];
         if (!r->stage) {
-            (*ok)[(*n_ok)++] = r->key;
+            if (!r->set_aside) /* a deletion not applied yet goes through when it is */
+                (*ok)[(*n_ok)++] = r->key;
             continue;
         }
         size_t j = k; /* gather() keeps the records' order */
@@ -818,6 +854,15 @@ static int dead_letter_parts(tfs_stage_job *jb, commit_rows *cr, const char ***o
                                                     : NULL;
     }
     return 0;
+}
+
+/* The source keys of a job, in its arena; NULL when out of memory. */
+static const char **keys_of(tfs_stage_job *jb)
+{
+    const char **k = tfs_arena_calloc(jb->arena, jb->batch.n ? jb->batch.n : 1, sizeof *k);
+    for (size_t i = 0; k && i < jb->batch.n; i++)
+        k[i] = jb->rs[i].key;
+    return k;
 }
 
 int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
@@ -868,7 +913,16 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         .ok_keys = ok,
         .n_ok = n_ok,
         .replayed = b->replaying,
+        .set_aside_keys = cr.set_aside,
+        .n_set_aside = cr.n_set_aside,
     };
+    if (b->sweeping && !b->full) { /* applying set-aside deletions: every key of the job */
+        bc.applied_keys = (const char *const *)keys_of(jb);
+        bc.n_applied = jb->batch.n;
+        b->c->set_aside -= (int64_t)jb->batch.n; /* now deleted, unchanged or failed */
+        if (!bc.applied_keys && rc == 0)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
     if (b->sweeping || b->replaying) /* no cursor moves */
         bc.cursor_kind = NULL;
     else if (!jb->batch.cursor_set)

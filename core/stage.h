@@ -42,6 +42,8 @@ typedef struct tfs_stage_rec {
     int write;   /* needs writing */
     int is_new;  /* no sync map row yet */
     int deleted; /* gone from the source: the pair's delete action applies */
+    int set_aside; /* a deletion an incremental run keeps for after its reads (the guard) */
+    int skipped;   /* mapped to nothing, with nothing to remove: not written */
     tfs_sdk_op_kind kind; /* of the operations in out */
     const char *old; /* the sync map's last written target record (JSON), in the arena */
     tfs_record **orphans; /* last written target records the mapping no longer produces */
@@ -73,7 +75,8 @@ typedef struct tfs_stage_ctx {
     const tfs_lease *lease; /* the run's: checked before each write and in each commit */
     int changes;  /* reading changes (an incremental run), else everything */
     int full;     /* a full run: mark what it sees, sweep what it did not */
-    int sweeping; /* applying deletions of vanished keys after a full run */
+    int sweeping; /* applying deletions after the reads: a full run's vanished keys
+                   * (counted swept), an incremental run's set-aside ones (deleted) */
     /* the reading side */
     tfs_instance *src;
     size_t src_entity;

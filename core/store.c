@@ -339,16 +339,24 @@ int tfs_store_run_cancel(tfs_store *s, int64_t run_id, char state[16], tfs_error
     snprintf(id, sizeof id, "%" PRId64, run_id);
     const char *params[] = {id};
     PGresult *r = PQexecParams(s->conn,
+                               /* Nobody executes a held run: it ends here, and what
+                                * it set aside is never applied. */
                                "WITH asked AS (UPDATE tfsync.runs SET cancel_requested = true,"
-                               "  updated_at = now() WHERE run_id = $1"
-                               "  AND state IN ('queued', 'running', 'waiting', 'held') RETURNING state)"
+                               "  state = CASE WHEN state = 'held' THEN 'cancelled' ELSE state"
+                               "  END, finished_at = CASE WHEN state = 'held' THEN now() ELSE"
+                               "  finished_at END, updated_at = now() WHERE run_id = $1"
+                               "  AND state IN ('queued', 'running', 'waiting', 'held')"
+                               "  RETURNING state),"
+                               " dropped AS (DELETE FROM tfsync.pending_deletes WHERE"
+                               "  run_id = $1 AND (SELECT state FROM asked) = 'cancelled')"
                                " SELECT (SELECT state FROM asked),"
                                " (SELECT state FROM tfsync.runs WHERE run_id = $1)",
                                1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "cancel a run");
     int asked = !PQgetisnull(r, 0, 0), known = !PQgetisnull(r, 0, 1);
-    snprintf(state, 16, "%s", known ? PQgetvalue(r, 0, 1) : "");
+    /* The state after the update when it applied (a held run is cancelled now). */
+    snprintf(state, 16, "%s", asked ? PQgetvalue(r, 0, 0) : known ? PQgetvalue(r, 0, 1) : "");
     PQclear(r);
     if (!known)
         return tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);
@@ -493,8 +501,8 @@ int tfs_store_counts_json(tfs_buf *b, const tfs_store_counts *counts, size_t n)
                        c->transform_failed, c->validate_failed, c->write_failed);
         tfs_buf_printf(b,
                        ",\"skipped\":%" PRId64 ",\"conflicts\":%" PRId64 ",\"drift\":%" PRId64
-                       ",\"swept\":%" PRId64,
-                       c->skipped, c->conflicts, c->drift, c->swept);
+                       ",\"swept\":%" PRId64 ",\"set_aside\":%" PRId64,
+                       c->skipped, c->conflicts, c->drift, c->swept, c->set_aside);
         tfs_buf_printf(b,
                        ",\"timings_ms\":{\"read\":%" PRId64 ",\"transform\":%" PRId64
                        ",\"compare\":%" PRId64 ",\"write\":%" PRId64 ",\"commit\":%" PRId64
@@ -520,7 +528,8 @@ static int run_counts(tfs_store *s, const char *id, tfs_store_run *out, tfs_erro
         " (e.value->'timings_ms'->>'compare')::int8,"
         " (e.value->'timings_ms'->>'write')::int8, (e.value->'timings_ms'->>'commit')::int8,"
         " (e.value->>'skipped')::int8, (e.value->>'conflicts')::int8,"
-        " (e.value->>'drift')::int8, (e.value->>'swept')::int8"
+        " (e.value->>'drift')::int8, (e.value->>'swept')::int8,"
+        " (e.value->>'set_aside')::int8"
         " FROM tfsync.runs r CROSS JOIN LATERAL jsonb_each(CASE WHEN"
         " jsonb_typeof(r.counts) = 'object' THEN r.counts ELSE '{}' END) e"
         " WHERE r.run_id = $1 AND jsonb_typeof(e.value) = 'object' ORDER BY e.key",
@@ -553,6 +562,7 @@ static int run_counts(tfs_store *s, const char *id, tfs_store_run *out, tfs_erro
         c->conflicts = int8_at(r, i, 14);
         c->drift = int8_at(r, i, 15);
         c->swept = int8_at(r, i, 16);
+        c->set_aside = int8_at(r, i, 17);
     }
     out->n_counts = (size_t)rows;
     PQclear(r);
@@ -566,8 +576,8 @@ int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_erro
     snprintf(id, sizeof id, "%" PRId64, run_id);
     const char *params[] = {id};
     PGresult *r = PQexecParams(s->conn,
-                               "SELECT pair, mode, state, actor, params::text, result::text"
-                               " FROM tfsync.runs WHERE run_id = $1",
+                               "SELECT pair, mode, state, actor, params::text, result::text,"
+                               " confirmed_deletes FROM tfsync.runs WHERE run_id = $1",
                                1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "read a run");
@@ -580,6 +590,7 @@ int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_erro
     snprintf(out->mode, sizeof out->mode, "%s", PQgetvalue(r, 0, 1));
     snprintf(out->state, sizeof out->state, "%s", PQgetvalue(r, 0, 2));
     snprintf(out->actor, sizeof out->actor, "%s", PQgetvalue(r, 0, 3));
+    out->confirmed_deletes = PQgetisnull(r, 0, 6) ? -1 : int8_at(r, 0, 6);
     for (int c = 4; c <= 5; c++) {
         json_t **dst = c == 4 ? &out->params : &out->result;
         if (!PQgetisnull(r, 0, c) && !(*dst = json_loads(PQgetvalue(r, 0, c), 0, NULL))) {
@@ -652,4 +663,82 @@ int tfs_store_state_is_final(const char *state)
         if (strcmp(state, finals[i]) == 0)
             return 1;
     return 0;
+}
+
+int tfs_store_run_hold(tfs_store *s, int64_t run_id, const char *reason,
+                       const json_t *held_deletes, const tfs_store_counts *counts,
+                       size_t n_counts, tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    char *deletes = json_dumps(held_deletes, JSON_COMPACT);
+    tfs_buf cb = TFS_BUF_INIT;
+    if (!deletes || (counts && tfs_store_counts_json(&cb, counts, n_counts) != 0)) {
+        free(deletes);
+        tfs_buf_free(&cb);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    const char *params[] = {id, reason, deletes, counts ? tfs_buf_str(&cb) : NULL};
+    PGresult *r = PQexecParams(s->conn,
+                               "UPDATE tfsync.runs SET state = 'held', held_reason = $2,"
+                               " held_deletes = $3::jsonb, counts = coalesce($4::jsonb, counts),"
+                               " waiting_reason = NULL, waiting_since = NULL,"
+                               " updated_at = now() WHERE run_id = $1",
+                               4, NULL, params, NULL, NULL, 0);
+    free(deletes);
+    tfs_buf_free(&cb);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "hold a run");
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const char *actor,
+                          char *pair, char *mode, int64_t *held_total, char state[16],
+                          tfs_error *err)
+{
+    char id[32], n[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    snprintf(n, sizeof n, "%" PRId64, deletes);
+    const char *params[] = {id, n, actor};
+    /* One statement: the run is locked, checked, queued again and the confirmation
+     * audited together, so two confirms (or a confirm and a cancel) cannot both pass. */
+    PGresult *r = PQexecParams(
+        s->conn,
+        "WITH r AS (SELECT run_id, pair, mode, state, held_reason, held_deletes,"
+        "   (SELECT coalesce(sum(e.value::int8), 0) FROM jsonb_each_text("
+        "    coalesce(held_deletes, '{}')) e) AS total"
+        "  FROM tfsync.runs WHERE run_id = $1 FOR UPDATE),"
+        " ok AS (UPDATE tfsync.runs u SET state = 'queued', confirmed_deletes = $2::int8,"
+        "   updated_at = now() FROM r WHERE u.run_id = r.run_id AND r.state = 'held'"
+        "   AND r.total = $2::int8 RETURNING u.run_id),"
+        " aud AS (INSERT INTO tfsync.audit (pair, run_id, entity, source_key, op, changes,"
+        "   actor, detail) SELECT r.pair, r.run_id, e.key, '*', 'confirm', '{}'::json, $3,"
+        "   json_build_object('deletes', e.value::int8, 'confirmed', $2::int8, 'reason',"
+        "   r.held_reason) FROM r CROSS JOIN LATERAL jsonb_each_text(r.held_deletes) e"
+        "   WHERE EXISTS (SELECT 1 FROM ok))"
+        " SELECT pair, mode, state, total, EXISTS (SELECT 1 FROM ok) FROM r",
+        3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "confirm a held run");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);
+    }
+    snprintf(pair, 128, "%s", PQgetvalue(r, 0, 0));
+    snprintf(mode, 16, "%s", PQgetvalue(r, 0, 1));
+    snprintf(state, 16, "%s", PQgetvalue(r, 0, 2));
+    *held_total = int8_at(r, 0, 3);
+    int done = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
+    PQclear(r);
+    if (done) {
+        snprintf(state, 16, "queued");
+        return 0;
+    }
+    if (strcmp(state, "held") != 0)
+        return tfs_error_set(err, TFS_ECONFLICT, "run %" PRId64 " is not held (it is %s)",
+                             run_id, state);
+    return tfs_error_set(err, TFS_ECONFLICT,
+                         "run %" PRId64 " is held for %" PRId64 " deletions, not %" PRId64,
+                         run_id, *held_total, deletes);
 }

@@ -34,7 +34,7 @@ int tfs_store_ensure(tfs_store *s, tfs_error *err);
  * "transform_failed", "validate_failed", "write_failed", "skipped", "conflicts", "drift",
  * "swept", "timings_ms": {...}}}. Of the records read: read = written + unchanged +
  * skipped (mapped to nothing) + conflicts (parked) + failed + deleted (deletions that came
- * with the changes); swept counts the deletions of a full run's sweep, apart; drift the
+ * with the changes) + set_aside (those deletions while they wait for the guard); swept counts the deletions of a full run's sweep, apart; drift the
  * target-side edits of records whose source did not change (reported, left alone). */
 typedef struct tfs_store_counts {
     char entity[128];
@@ -42,6 +42,8 @@ typedef struct tfs_store_counts {
     int64_t read, written, unchanged, deleted, transform_failed, validate_failed,
         write_failed;
     int64_t skipped, conflicts, drift, swept;
+    int64_t set_aside; /* an incremental run's deletions waiting for the guard; they move
+                        * to deleted as they are applied */
     double read_ms, transform_ms, compare_ms, write_ms, commit_ms;
 } tfs_store_counts;
 
@@ -53,6 +55,7 @@ typedef struct tfs_store_run {
     size_t n_counts;
     json_t *params; /* a job's parameters (replay, resolve, validate), or NULL; owned */
     json_t *result; /* a job's answer once it ended, or NULL; owned */
+    int64_t confirmed_deletes; /* what an operator confirmed of a held run; -1: none */
 } tfs_store_run;
 
 /* The libpq connect_timeout of every connection opened after this call (state.connect_timeout;
@@ -84,12 +87,27 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
 int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_error *err);
 void tfs_store_run_clear(tfs_store_run *r);
 /* Asks that a queued, waiting or running run be cancelled (whoever runs it ends it as
- * cancelled at its next batch boundary); state gets its state. TFS_ENOTFOUND for an
+ * cancelled at its next batch boundary); a held run, which nobody executes, is ended
+ * cancelled at once, its set-aside deletions dropped. state gets its state after the call. TFS_ENOTFOUND for an
  * unknown run, TFS_ECONFLICT for a run that has ended. */
 int tfs_store_run_cancel(tfs_store *s, int64_t run_id, char state[16], tfs_error *err);
 /* Whether a cancel of the run was asked for. */
 int tfs_store_run_cancel_requested(tfs_store *s, int64_t run_id, int *requested,
                                    tfs_error *err);
+/* Holds a run (a guard stopped it before deleting): state held with the reason,
+ * held_deletes ({entity: count}, borrowed) and the counts so far (NULL: leave them). The
+ * run keeps its pair; nobody takes it until tfs_store_run_confirm queues it again. */
+int tfs_store_run_hold(tfs_store *s, int64_t run_id, const char *reason,
+                       const json_t *held_deletes, const tfs_store_counts *counts,
+                       size_t n_counts, tfs_error *err);
+/* An operator confirms the deletions of a held run: when deletes equals the held total,
+ * the run is queued again with confirmed_deletes set (and one audit entry "confirm" per
+ * entity, by actor); pair and mode (128 and 16 bytes) get the run's. *held_total gets the
+ * held total, state the run's state. TFS_ENOTFOUND: no such run; TFS_ECONFLICT: it is not
+ * held (state says what it is), or deletes is not the held total. */
+int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const char *actor,
+                          char *pair, char *mode, int64_t *held_total, char state[16],
+                          tfs_error *err);
 /* Runs left queued, running or waiting (by a crash or a stop), oldest first: *runs is a malloc'd array of *n
  * runs (free it), without counts. */
 int tfs_store_unfinished_runs(tfs_store *s, tfs_store_run **runs, size_t *n, tfs_error *err);

@@ -584,6 +584,33 @@ static int fence(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
     return TFS_ECONFLICT;
 }
 
+/* The guard's set-aside deletions: those read by this batch join the run's, those it
+ * applied leave them, in the batch's transaction. */
+static int pending_deletes(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                           tfs_error *err)
+{
+    const char *const *keys[] = {bc->set_aside_keys, bc->applied_keys};
+    size_t counts[] = {bc->n_set_aside, bc->n_applied};
+    static const char *const sql[] = {
+        "INSERT INTO tfsync.pending_deletes (run_id, entity, source_key)"
+        " SELECT $1::int8, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+        "DELETE FROM tfsync.pending_deletes WHERE run_id = $1::int8 AND entity = $2"
+        " AND source_key = ANY($3::text[])"};
+    for (int k = 0; k < 2; k++) {
+        if (!counts[k])
+            continue;
+        int rc = tfs_store_keys_literal(s, keys[k], counts[k], err);
+        if (rc)
+            return rc;
+        const char *params[] = {id, bc->entity, tfs_buf_str(&s->buf)};
+        PGresult *r = PQexecParams(s->conn, sql[k], 3, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return tfs_store_fail(s, r, err, "set deletions aside");
+        PQclear(r);
+    }
+    return 0;
+}
+
 static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
                        tfs_error *err)
 {
@@ -595,7 +622,7 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
     if ((rc = fence(s, bc, err)) ||
         (bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
         (rc = write_failed(s, bc, id, err)) || (rc = close_dead_letters(s, bc, id, err)) ||
-        (rc = mark_and_forget(s, bc, id, err)) ||
+        (rc = mark_and_forget(s, bc, id, err)) || (rc = pending_deletes(s, bc, id, err)) ||
         (bc->n_audit && (rc = copy_audit(s, bc, id, err))) ||
         (bc->cursor_kind && (rc = save_cursor(s, bc, id, err))) ||
         (bc->counts && (rc = save_counts(s, bc, id, err))))
@@ -604,6 +631,79 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
 fail:
     PQclear(PQexec(s->conn, "ROLLBACK"));
     return rc;
+}
+
+/* A deactivated record's source hash is zero (stage.c): it is no longer a live key. */
+#define DEACTIVATED_HASH "0000000000000000"
+
+int tfs_store_batch_deletion_counts(tfs_store *s, const char *pair, const char *entity,
+                                    int64_t run_id, int full, int64_t *would, int64_t *synced,
+                                    tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *params[] = {pair, entity, id, full ? "t" : "f"};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "SELECT CASE WHEN $4::bool THEN (SELECT count(*) FROM tfsync.sync_map WHERE pair = $1"
+        "   AND entity = $2 AND generation < $3::int8 AND source_hash <> '" DEACTIVATED_HASH "')"
+        "  ELSE (SELECT count(*) FROM tfsync.pending_deletes WHERE run_id = $3::int8"
+        "   AND entity = $2) END,"
+        " (SELECT count(*) FROM tfsync.sync_map WHERE pair = $1 AND entity = $2"
+        "   AND source_hash <> '" DEACTIVATED_HASH "')",
+        4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "count the deletions of a run");
+    *would = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *synced = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_batch_pending_keys(tfs_store *s, int64_t run_id, const char *entity,
+                                 const char *after, size_t limit, tfs_arena *a,
+                                 const char ***keys, size_t *n, tfs_error *err)
+{
+    char id[32], lim[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    snprintf(lim, sizeof lim, "%zu", limit);
+    const char *params[] = {id, entity, after, lim};
+    *keys = NULL;
+    *n = 0;
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT source_key FROM tfsync.pending_deletes"
+                               " WHERE run_id = $1::int8 AND entity = $2"
+                               " AND ($3::text IS NULL OR source_key > $3)"
+                               " ORDER BY source_key LIMIT $4::int8",
+                               4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read the deletions set aside");
+    int rows = PQntuples(r);
+    const char **k = tfs_arena_calloc(a, (size_t)rows + 1, sizeof *k);
+    int rc = k ? 0 : TFS_ENOMEM;
+    for (int i = 0; rc == 0 && i < rows; i++)
+        if (!(k[i] = tfs_arena_strdup(a, PQgetvalue(r, i, 0))))
+            rc = TFS_ENOMEM;
+    PQclear(r);
+    if (rc)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    *keys = k;
+    *n = (size_t)rows;
+    return 0;
+}
+
+int tfs_store_batch_pending_drop(tfs_store *s, int64_t run_id, tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *params[] = {id};
+    PGresult *r = PQexecParams(s->conn,
+                               "DELETE FROM tfsync.pending_deletes WHERE run_id = $1::int8", 1,
+                               NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "drop the deletions set aside");
+    PQclear(r);
+    return 0;
 }
 
 /* ---- dead letters ------------------------------------------------------------------ */

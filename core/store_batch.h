@@ -48,6 +48,20 @@ int tfs_store_batch_records(tfs_store *s, const char *pair, const char *entity,
 int tfs_store_batch_sweep_keys(tfs_store *s, const char *pair, const char *entity,
                                int64_t generation, const char *after, size_t limit,
                                tfs_arena *a, const char ***keys, size_t *n, tfs_error *err);
+/* What the deletion guard weighs for an entity of a run: *would, the deletions it is
+ * about to apply (a full run: the live keys of the sync map it did not see; an
+ * incremental run: the keys it set aside), and *synced, the entity's live keys in the
+ * sync map (a deactivated key is not live). */
+int tfs_store_batch_deletion_counts(tfs_store *s, const char *pair, const char *entity,
+                                    int64_t run_id, int full, int64_t *would, int64_t *synced,
+                                    tfs_error *err);
+/* Up to limit keys the run set aside for the entity (after `after`, NULL: from the
+ * first), in key order, in the arena. */
+int tfs_store_batch_pending_keys(tfs_store *s, int64_t run_id, const char *entity,
+                                 const char *after, size_t limit, tfs_arena *a,
+                                 const char ***keys, size_t *n, tfs_error *err);
+/* Forgets what the run set aside (a run that ended without applying it). */
+int tfs_store_batch_pending_drop(tfs_store *s, int64_t run_id, tfs_error *err);
 /* The "changes" checkpoints of the pairs, and the pending ones of full runs still
  * reading: *n cursors as bytes ((*cursors)[i], (*lens)[i]), all in the arena. */
 int tfs_store_batch_checkpoints(tfs_store *s, const char *const *pairs, size_t n_pairs,
@@ -107,6 +121,13 @@ typedef struct tfs_batch_commit {
     const char *const *ok_keys;
     size_t n_ok;
     int replayed;
+    /* the deletion guard: keys an incremental run read as deleted, set aside in
+     * tfsync.pending_deletes (so a crash keeps them) until the run's window is read; and
+     * set-aside keys applied by this batch, which leave it */
+    const char *const *set_aside_keys;
+    size_t n_set_aside;
+    const char *const *applied_keys;
+    size_t n_applied;
 } tfs_batch_commit;
 
 /* Commits a batch's bookkeeping in one transaction. With a lease, the transaction first

@@ -92,5 +92,10 @@ typedef struct tfs_lua_limits {
 #define TFS_MAX_DELETE_RATIO_DEFAULT 0.10
 #define TFS_JOB_WAIT_MS_DEFAULT 5000LL
 #define TFS_JOB_WAIT_MS_MAX 600000LL
+/* Dry runs: records of a pair's source POST /sync/validate maps (its "sample"), and
+ * records one POST /transforms/{name}/test may carry. */
+#define TFS_VALIDATE_SAMPLE_DEFAULT 20
+#define TFS_VALIDATE_SAMPLE_MAX 1000
+#define TFS_TRANSFORM_TEST_MAX_RECORDS 1000
 
 #endif

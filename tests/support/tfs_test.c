@@ -838,8 +838,11 @@ json_t *tfs_test_wait_run(const tfs_test_daemon *d, json_int_t run_id, int timeo
     for (;;) {
         tfs_test_response r = tfs_test_http(d, "GET", path, TFS_TEST_KEY_READ, NULL);
         const char *state = json_string_value(json_object_get(r.json, "state"));
+        /* Where a run stops: its final states, and held (it waits for an operator). */
         if (r.status == 200 && state &&
-            (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0)) {
+            (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
+             strcmp(state, "partial") == 0 || strcmp(state, "cancelled") == 0 ||
+             strcmp(state, "held") == 0)) {
             json_t *out = json_incref(r.json);
             tfs_test_response_free(&r);
             return out;

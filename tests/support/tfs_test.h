@@ -177,7 +177,7 @@ tfs_test_response tfs_test_http_port(int port, const char *method, const char *p
 void tfs_test_response_free(tfs_test_response *r);
 
 /* Polls GET /sync/status/{run_id} with "read-key" every 20 ms until the state is
- * "succeeded" or "failed" and returns that status (owned, json_decref). Fails the test
+ * final ("succeeded", "partial", "failed", "cancelled") or "held" and returns that status (owned, json_decref). Fails the test
  * after timeout_s seconds, or at once if the daemon dies, with the last answer and the
  * log's tail. */
 json_t *tfs_test_wait_run(const tfs_test_daemon *d, json_int_t run_id, int timeout_s);
