@@ -626,6 +626,60 @@ Test(dead_letters, a_source_that_cannot_fetch_replays_the_stored_record)
     env_down(&e);
 }
 
+Test(dead_letters, a_transform_test_reports_the_rules_and_validate_problems)
+{
+    env e;
+    env_up(&e, 1);
+    env_start(&e);
+    char *shipped = tfs_test_read_file(TFS_SOURCE_DIR "/transforms/pacs_to_cama.lua");
+    size_t len = strlen(shipped) + 256;
+    char *edit = malloc(len);
+    snprintf(edit, len, "%s\nfunction validate(rec, out)\n"
+                        "  return { 'asmt.valclass: ' .. out.asmt.valclass .. ' checked' }\nend\n",
+             shipped);
+    /* Assessed 150000 above its appraised 100000 (land 10000 + building 90000). */
+    json_t *rec_in = json_loads(
+        "{\"prop_id\": 900001, \"prop_val_yr\": 2026, \"sup_num\": 0, \"prop_type_cd\": \"R\","
+        " \"geo_id\": \"90-0001\", \"simple_geo_id\": \"900001\", \"state_cd\": \"A1\","
+        " \"land_hstd_val\": 10000, \"imprv_hstd_val\": 90000, \"assessed_val\": 150000,"
+        " \"legal_acreage\": 0.25, \"situs_num\": \"12\", \"situs_street\": \"MAIN\","
+        " \"situs_city\": \"TOWN\", \"situs_state\": \"TX\", \"situs_zip\": \"75001\","
+        " \"exemptions\": []}",
+        0, NULL);
+    cr_assert_not_null(rec_in);
+    json_t *body = json_pack("{ss ss s[o] ss}", "pair", PAIR, "entity", "property", "records",
+                             rec_in, "source", edit);
+    cr_assert_not_null(body);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    tfs_test_response r = tfs_test_http(e.d, "POST", "/transforms/pacs_to_cama.lua/test",
+                                        TFS_TEST_KEY_OPERATE, text);
+    free(text);
+    cr_assert(r.status == 200 || r.status == 202, "%ld %s", r.status, r.body);
+    json_t *ans = r.status == 200 ? json_incref(r.json) : NULL;
+    if (!ans) {
+        json_t *run = wait_final(&e, int_of(r.json, "run_id"));
+        ans = json_incref(json_object_get(run, "result"));
+        json_decref(run);
+    }
+    tfs_test_response_free(&r);
+    json_t *rec = json_array_get(json_object_get(ans, "records"), 0);
+    char *dump = json_dumps(rec, JSON_COMPACT);
+    cr_assert_str_eq(str_of(rec, "status"), "would_fail", "%s", dump);
+    json_t *problems = json_pack("{sO}", "reasons", json_object_get(rec, "problems"));
+    cr_assert(has_reason(problems, "asmt.valasm3: 150000 is above valapr3 = 100000 (rule "
+                                   "\"assessed not above appraised\")"),
+              "the rule's reason: %s", dump);
+    cr_assert(has_reason(problems, "pacs_to_cama.lua validate(): asmt.valclass: "),
+              "validate()'s problem: %s", dump);
+    json_decref(problems);
+    free(dump);
+    json_decref(ans);
+    free(edit);
+    free(shipped);
+    env_down(&e);
+}
+
 /* ---- the CLI ---- */
 
 typedef struct ran {
