@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A replay in which some dead letters failed again exits like a partial run. */
-#define EXIT_FAILED_AGAIN 4
-
 /* The reasons on one line: the first line of each; a Lua traceback is left to --json. */
 static void print_reasons(const json_t *d)
 {
@@ -147,8 +144,9 @@ static int replay(const cli *c, int argc, char **argv)
     }
     const char *state = cli_str_of(res, "state", "");
     int code = !strcmp(state, "failed") || !strcmp(state, "cancelled") ? EXIT_RUN_FAILED
-               : cli_int_of(res, "failed_again") > 0                 ? EXIT_FAILED_AGAIN
-                                                                      : 0;
+               /* some failed again: the replay run ended partial */
+               : cli_int_of(res, "failed_again") > 0 ? EXIT_RUN_PARTIAL
+                                                     : 0;
     json_decref(res);
     return code;
 }
