@@ -401,6 +401,13 @@ static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
     }
     if (rc)
         goto fail;
+    /* A rule naming a field the target lacks fails a run at its first batch: say so. */
+    tfs_error re = {0};
+    if (tfs_rules_verify(&b.pair->validation, b.targets, b.n_targets, b.pair->name, &re)) {
+        json_object_set_new(res, "rules_error", json_pack("{ssss}", "message", re.message,
+                                                          "hint", re.hint));
+        json_object_set_new(res, "ok", json_false());
+    }
     tfs_record **recs;
     size_t n;
     if ((rc = read_sample(&b, sample, a, &recs, &n, err)))
@@ -434,7 +441,8 @@ static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
         goto fail;
     json_t *schema = tally_json(&tally);
     json_object_set_new(res, "ok", json_boolean(json_is_true(json_object_get(schema, "ok")) &&
-                                                !json_object_get(totals, "would_fail")));
+                                                !json_object_get(totals, "would_fail") &&
+                                                !json_object_get(res, "rules_error")));
     json_object_set_new(res, "schema", schema);
     tally_free(&tally);
     free(b.targets);

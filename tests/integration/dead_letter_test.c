@@ -680,6 +680,40 @@ Test(dead_letters, a_transform_test_reports_the_rules_and_validate_problems)
     env_down(&e);
 }
 
+Test(dead_letters, a_rule_naming_a_field_the_target_lacks_fails_the_run_and_the_dry_run_says_so)
+{
+    env e;
+    env_up(&e, 0);
+    json_object_set_new(json_array_get(json_object_get(e.cfg, "pairs"), 0), "rules",
+                        json_pack("{s[{sssssi}]}", "asmt", "name", "typo", "field", "valasm9",
+                                  "min", 0));
+    env_start(&e);
+    const char *want = "rule \"typo\" names field \"valasm9\", which the target entity asmt "
+                       "does not have";
+    json_int_t id = tfs_test_start_full(e.d, PAIR);
+    json_t *run = wait_final(&e, id);
+    cr_assert_str_eq(str_of(run, "state"), "failed");
+    cr_assert(strstr(str_of(run, "error"), want), "%s", str_of(run, "error"));
+    cr_assert_eq(scalar_ll(e.cama, "SELECT count(*) FROM pardat"), 0, "nothing written");
+    json_decref(run);
+    tfs_test_response r = tfs_test_http(e.d, "POST", "/sync/validate", TFS_TEST_KEY_OPERATE,
+                                        "{\"pair\": \"" PAIR "\", \"sample\": 3}");
+    cr_assert(r.status == 200 || r.status == 202, "%ld %s", r.status, r.body);
+    json_t *ans = r.status == 200 ? json_incref(r.json) : NULL;
+    if (!ans) {
+        json_t *v = wait_final(&e, int_of(r.json, "run_id"));
+        ans = json_incref(json_object_get(v, "result"));
+        json_decref(v);
+    }
+    tfs_test_response_free(&r);
+    json_t *ent = json_array_get(json_object_get(ans, "entities"), 0);
+    cr_assert(strstr(str_of(json_object_get(ent, "rules_error"), "message"), want), "%s",
+              json_dumps(ent, JSON_COMPACT));
+    cr_assert(json_is_false(json_object_get(ent, "ok")));
+    json_decref(ans);
+    env_down(&e);
+}
+
 /* ---- the CLI ---- */
 
 typedef struct ran {
