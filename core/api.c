@@ -397,7 +397,7 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
         tfs_http_json(resp, 200, run);
 }
 
-/* ---- GET /pairs, GET /plugins, GET /dead-letters ------------------------------------- */
+/* ---- GET /pairs, GET /plugins ------------------------------------------------------ */
 
 /* Whether the pair detects conflicts, and why not: its config, or a target that cannot
  * fetch (TFS_SDK_CAP_NO_FETCH). */
@@ -501,27 +501,6 @@ int tfs_api_parse_run_and_limit(const tfs_http_request *req, tfs_http_response *
         return -1;
     }
     return 0;
-}
-
-static void handle_dead_letters(const tfs_http_request *req, tfs_http_response *resp,
-                                void *ctx)
-{
-    tfs_api *api = ctx;
-    const char *pair = tfs_http_query(req, "pair");
-    int64_t run_id = 0, lim = 100;
-    if (tfs_api_parse_run_and_limit(req, resp, &run_id, &lim) != 0)
-        return;
-    tfs_store *s = tfs_api_store_get(api, resp);
-    if (!s)
-        return;
-    tfs_error err = {0};
-    json_t *rows = NULL;
-    int rc = tfs_store_views_failed(s, pair, run_id, (long)lim, &rows, &err);
-    tfs_api_store_put(api, s);
-    if (rc)
-        tfs_api_store_problem(resp, &err);
-    else
-        tfs_http_json(resp, 200, json_pack("{so}", "dead_letters", rows));
 }
 
 /* ---- GET /audit ------------------------------------------------------------------- */
@@ -759,7 +738,12 @@ static const tfs_http_route routes[] = {
     {"POST", "/sync/runs/{run_id}/confirm", TFS_ROLE_OPERATE, handle_confirm},
     {"GET", "/pairs", TFS_ROLE_READ, handle_pairs},
     {"GET", "/plugins", TFS_ROLE_READ, handle_plugins},
-    {"GET", "/dead-letters", TFS_ROLE_READ, handle_dead_letters},
+    /* dead letters (api_dead_letters.c); the replay of a filter before the {id} routes */
+    {"GET", "/dead-letters", TFS_ROLE_READ, tfs_api_dead_letters_list},
+    {"POST", "/dead-letters/replay", TFS_ROLE_OPERATE, tfs_api_dead_letters_replay},
+    {"GET", "/dead-letters/{id}", TFS_ROLE_READ, tfs_api_dead_letter_get},
+    {"DELETE", "/dead-letters/{id}", TFS_ROLE_ADMIN, tfs_api_dead_letter_discard},
+    {"POST", "/dead-letters/{id}/replay", TFS_ROLE_OPERATE, tfs_api_dead_letter_replay},
     {"GET", "/sync/conflicts", TFS_ROLE_READ, tfs_api_conflicts_list},
     {"GET", "/sync/conflicts/{id}", TFS_ROLE_READ, tfs_api_conflict_get},
     /* jobs of a pair, answered by a worker (api_jobs.c) */

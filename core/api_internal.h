@@ -44,6 +44,18 @@ json_t *tfs_api_body(const tfs_http_request *req, tfs_http_response *resp,
 void tfs_api_run_job(tfs_api *api, const tfs_http_request *req, tfs_http_response *resp,
                      const char *pair, const char *mode, const json_t *params);
 
+/* The dead letters' handlers (api_dead_letters.c): GET /dead-letters, GET and DELETE
+ * /dead-letters/{id}, POST /dead-letters/{id}/replay, POST /dead-letters/replay. */
+void tfs_api_dead_letters_list(const tfs_http_request *req, tfs_http_response *resp,
+                               void *ctx);
+void tfs_api_dead_letter_get(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+void tfs_api_dead_letter_replay(const tfs_http_request *req, tfs_http_response *resp,
+                                void *ctx);
+void tfs_api_dead_letters_replay(const tfs_http_request *req, tfs_http_response *resp,
+                                 void *ctx);
+void tfs_api_dead_letter_discard(const tfs_http_request *req, tfs_http_response *resp,
+                                 void *ctx);
+
 /* The dry runs (api_transforms.c): POST /sync/validate and POST /transforms/{name}/test. */
 void tfs_api_handle_validate(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
 void tfs_api_handle_transform_test(const tfs_http_request *req, tfs_http_response *resp,

@@ -444,6 +444,7 @@ void tfs_config_free(tfs_config *cfg)
         json_decref(p->conflicts);
         free(p->conflict.rules);
         json_decref(p->rules);
+        tfs_config_rules_free(&p->validation);
         for (size_t j = 0; j < p->n_entities; j++) {
             tfs_config_entity *e = &p->entities[j];
             free(e->source);

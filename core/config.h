@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <regex.h>
 
 #include "auth.h"
 #include "error.h"
@@ -25,6 +26,36 @@ typedef struct tfs_config_entity {
     size_t n_targets;
     char *script;   /* file name in the transform directory */
 } tfs_config_entity;
+
+/* A bound of a validation rule: a number, or a field of the same record or the roll year
+ * plus an offset ("valapr3", "taxyr + 1", "roll_year - 1"). */
+typedef struct tfs_config_bound {
+    int set;
+    char *field;  /* NULL: value alone; "roll_year" is the config's roll year */
+    double value; /* the number, or the offset added to the field */
+    char *text;   /* as written, for reasons */
+} tfs_config_bound;
+
+/* One validation rule of a pair's "rules" (core/config_rules.c parses them, core/rules.c
+ * checks records against them). Null values pass every check but required. */
+typedef struct tfs_config_rule {
+    char *entity; /* the target entity it checks */
+    char *field;
+    char *name;   /* the rule's name as written, or its place ("asmt[2]") */
+    int required; /* the value may not be null */
+    tfs_config_bound min, max;
+    char *pattern; /* POSIX extended regular expression the value's text must match */
+    regex_t re;    /* pattern compiled (when pattern is set) */
+    char *lookup;  /* the value must be a code of lookups/<lookup>.csv */
+    char **sum_of; /* the value equals the sum of these fields, within tolerance */
+    size_t n_sum_of;
+    double tolerance;
+} tfs_config_rule;
+
+typedef struct tfs_config_rules {
+    tfs_config_rule *items;
+    size_t n;
+} tfs_config_rules;
 
 typedef enum tfs_delete_action {
     TFS_DELETE_ROWS = 0,   /* "delete": the target rows go */
@@ -89,6 +120,7 @@ typedef struct tfs_config_pair {
     json_t *conflicts; /* owned: the pair's "conflicts" object as written, or NULL */
     tfs_config_conflicts conflict; /* the same, checked and typed (names borrowed from it) */
     json_t *rules;     /* owned: the pair's "rules" object as written, or NULL */
+    tfs_config_rules validation; /* rules, parsed (config_rules.c) */
     tfs_config_entity *entities;
     size_t n_entities;
 } tfs_config_pair;

@@ -190,6 +190,8 @@ int tfs_config_parse_pairs(const json_t *root, tfs_config *cfg, tfs_error *err)
             if ((rc = parse_entity(e, &jp, cfg, &pair->entities[j], err)))
                 return rc;
         }
+        if ((rc = tfs_config_parse_rules(cfg, &ip, pair, err)))
+            return rc;
         if ((rc = tfs_config_parse_conflicts(&ip, pair, err)))
             return rc;
     }

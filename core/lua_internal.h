@@ -42,6 +42,7 @@ typedef struct tfs_lua_dep {
     struct tfs_lua_dep *next;
     char *path;
     tfs_lua_stamp st;
+    uint64_t hash; /* of the text loaded, for the script's version */
 } tfs_lua_dep;
 
 typedef struct tfs_lua_script {
@@ -53,6 +54,8 @@ typedef struct tfs_lua_script {
     int64_t checked;  /* monotonic ns of the last stat, 0 = never */
     int env_ref;      /* the script's globals */
     int map_ref;      /* its map() */
+    int validate_ref; /* its validate(rec, out), or LUA_NOREF: it has none */
+    uint64_t text_hash; /* of the script's text as loaded, for its version */
     int loaded_ref;   /* require()'s cache for this script */
     tfs_lua_dep *deps;
     /* The last load error, returned by every call until the file changes. */
@@ -135,6 +138,10 @@ struct tfs_lua {
     tfs_lua_output *out;
     const char *load_buf;
     size_t load_len;
+    /* the lookup asked by tfs_lua_lookup_has */
+    const char *lk_table, *lk_code;
+    size_t lk_code_len;
+    int lk_found;
     tfs_lua_srcdec *decs; /* tfs_malloc'd, grown to the widest source entity */
     size_t n_decs, cap_decs;
 
@@ -226,9 +233,10 @@ bool tfs_lua_plain_name(const char *s, size_t len);
  * it); *data points into it. Returns 0 (one value pushed) or an errno value (none). */
 int tfs_lua_read_file(lua_State *L, const char *path, const char **data, size_t *len,
                       tfs_lua_stamp *st);
-/* Records that s required the module at path (in this version), so that a change of it
- * reloads s. Returns 0 or TFS_ENOMEM. */
-int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_stamp *st);
+/* Records that s required the module at path (in this version, whose text has hash), so
+ * that a change of it reloads s and changes its version. Returns 0 or TFS_ENOMEM. */
+int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_stamp *st,
+                           uint64_t hash);
 /* Finds or creates the entry of script name, (re)loading it when force is set or when its
  * files have not been checked for a second and changed. *out is borrowed from rt. */
 int tfs_lua_script_get(tfs_lua *rt, const char *name, bool force, tfs_lua_script **out,

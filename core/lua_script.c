@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 
 #include "alloc.h"
+#include "canonical.h"
 #include "log.h"
 
 #define MAX_SOURCE_FILE ((size_t)16 << 20) /* scripts, modules, lookup tables */
@@ -394,7 +395,8 @@ static void script_clear_error(tfs_lua_script *s)
     s->load_code = 0;
 }
 
-int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_stamp *st)
+int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_stamp *st,
+                           uint64_t hash)
 {
     tfs_lua_dep *d;
     for (d = s->deps; d; d = d->next)
@@ -412,6 +414,7 @@ int tfs_lua_script_add_dep(tfs_lua_script *s, const char *path, const tfs_lua_st
         s->deps = d;
     }
     d->st = *st;
+    d->hash = hash;
     return 0;
 }
 
@@ -452,7 +455,7 @@ static int script_require(lua_State *L)
                           name, name, strerror(e));
     /* Record the dependency first, so that fixing a broken module reloads the script
      * (once per path: a script may retry a broken module on every record). */
-    if (tfs_lua_script_add_dep(s, path, &st) != 0)
+    if (tfs_lua_script_add_dep(s, path, &st, tfs_hash_bytes(TFS_HASH_SEED, data, len)) != 0)
         return tfs_lua_raise_oom(rt, L);
 
     const char *chunkname = lua_pushfstring(L, "@%s.lua", name); /* 4 */
@@ -497,6 +500,20 @@ static int protected_load(lua_State *L)
         return 0;
     }
     s->map_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* validate(rec, out) is optional; anything else by that name is a mistake. */
+    int vt = lua_getfield(L, 1, "validate");
+    if (vt != LUA_TFUNCTION && vt != LUA_TNIL) {
+        tfs_lua_conv_error(rt, TFS_EINVAL, "validate is %s, not a function",
+                           lua_typename(L, vt));
+        snprintf(rt->conv_hint, sizeof rt->conv_hint,
+                 "define `function validate(rec, out) return { \"problem\", ... } end`, or "
+                 "leave validate undefined");
+        return 0;
+    }
+    if (vt == LUA_TFUNCTION)
+        s->validate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
     s->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
@@ -505,9 +522,10 @@ static void script_unref(tfs_lua *rt, tfs_lua_script *s)
 {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, s->env_ref);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, s->map_ref);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, s->validate_ref);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, s->loaded_ref);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, s->rec_ref);
-    s->env_ref = s->map_ref = s->loaded_ref = s->rec_ref = LUA_NOREF;
+    s->env_ref = s->map_ref = s->validate_ref = s->loaded_ref = s->rec_ref = LUA_NOREF;
     s->rec_entity = NULL;
 }
 
@@ -545,6 +563,7 @@ static int script_reload(tfs_lua *rt, tfs_lua_script *s, const char *text, size_
         s->st = st;
         s->have_st = true;
     }
+    s->text_hash = tfs_hash_bytes(TFS_HASH_SEED, data, len);
 
     rt->cur = s;
     rt->load_buf = data;
@@ -612,7 +631,7 @@ static int script_entry(tfs_lua *rt, const char *name, tfs_lua_script **out, tfs
                                                   "memory",
                                  name);
         }
-        s->env_ref = s->map_ref = s->loaded_ref = s->rec_ref = LUA_NOREF;
+        s->env_ref = s->map_ref = s->validate_ref = s->loaded_ref = s->rec_ref = LUA_NOREF;
         s->next = rt->scripts;
         rt->scripts = s;
     }

@@ -12,6 +12,11 @@
  * have no fractional part); one the script copies unchanged to a decimal or text field
  * leaves with its source text. JSON values arrive as tables; arrays keep an array marker so
  * an empty array stays an array.
+ *
+ * A script may also define validate(rec, out): called after map() with the source record
+ * and what map() returned, under the same sandbox and instruction budget, it returns the
+ * list of problems it finds (a table of strings; nil or {} for none). The problems come
+ * back with the output; the record is then refused with them (stage "validate").
  */
 #ifndef TFS_LUA_TRANSFORM_H
 #define TFS_LUA_TRANSFORM_H
@@ -29,7 +34,12 @@ typedef struct tfs_lua tfs_lua;
 typedef struct tfs_lua_output {
     tfs_record **recs; /* in the arena passed to tfs_lua_map, positional against targets */
     size_t n;
+    const char **problems; /* what validate(rec, out) returned, in the arena; NULL: none */
+    size_t n_problems;
 } tfs_lua_output;
+
+/* At most this many problems of one validate() call are kept (the count says how many). */
+#define TFS_LUA_MAX_PROBLEMS 100
 
 /* Creates a runtime over the transform directory (scripts, lookups/). limits may be NULL
  * for the defaults. Returns 0 or TFS_ENOMEM/TFS_EINVAL. */
@@ -63,5 +73,20 @@ int tfs_lua_load_text(tfs_lua *L, const char *script, const char *text, size_t l
 int tfs_lua_map(tfs_lua *L, const char *script, const tfs_record *src, const char *key,
                 const tfs_sdk_entity *const *targets, size_t n_targets, tfs_arena *arena,
                 tfs_lua_output *out, tfs_error *err);
+
+/* The roll year the runtime was made with (tf.roll_year). */
+int tfs_lua_roll_year(const tfs_lua *L);
+
+/* The version of a script as loaded (loading it when needed): 12 hex digits of a hash of
+ * its text and of the modules it required, so a dead letter says which edit of the
+ * mapping refused it. 0, or the script's load error. */
+int tfs_lua_script_version(tfs_lua *L, const char *script, char out[13], tfs_error *err);
+
+/* Whether code (len bytes) is listed in lookups/<table>.csv of the transform directory,
+ * read as tf.lookup reads it (once, then again when the file changes): 1 yes, 0 no, or
+ * TFS_EINVAL/TFS_EIO (the table cannot be read or parsed, with file and line), TFS_ENOMEM.
+ * L is a tfs_lua (void * so it is a tfs_rules_lookup_fn). */
+int tfs_lua_lookup_has(void *L, const char *table, const char *code, size_t len,
+                       tfs_error *err);
 
 #endif

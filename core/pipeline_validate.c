@@ -12,8 +12,8 @@
  * - {"test": {"script", "entity", "records", "source"}} (POST /transforms/{name}/test):
  *   the given source records through the script (the saved one, or the unsaved text in
  *   source, loaded into a fresh Lua runtime of the same sandbox and limits, so the live
- *   script is untouched) and the validator: each record's output, problems or Lua error
- *   with its line.
+ *   script is untouched), the validator, the pair's rules and the script's validate():
+ *   each record's output, problems or Lua error with its line.
  * Both run here rather than on the request thread because the schemas come from the
  * pair's adapters, which only workers call (request threads never call a system).
  */
@@ -28,6 +28,7 @@
 #include "canonical.h"
 #include "lua_transform.h"
 #include "record.h"
+#include "rules.h"
 #include "store_batch.h"
 #include "tfs_limits.h"
 #include "validator.h"
@@ -74,10 +75,10 @@ static json_t *outputs_json(const tfs_lua_output *out)
     return o;
 }
 
-/* Every check a mapped record goes through before it is written: the target's schema
- * (tfs_validate_record coerces it in place). Declarative rules and the script's
- * validate(rec) join here once they exist (tfs_rules_check): this dry run and the runs
- * then answer alike. Problems go to reasons; -1 when out of memory. */
+/* The first check a mapped record goes through before it is written: the target's schema
+ * (tfs_validate_record coerces it in place); dry_record then adds the pair's rules and
+ * the script's validate() as the runs do (tfs_rules_check_all), so this dry run and the
+ * runs answer alike. Problems go to reasons; -1 when out of memory. */
 static int check_record(const tfs_stage_ctx *b, tfs_record *rec, json_t *reasons)
 {
     (void)b;
@@ -254,6 +255,12 @@ static json_t *dry_record(const tfs_stage_ctx *b, tfs_lua *lua, const char *scri
         return r;
     }
     json_t *reasons = json_array();
+    unsigned char *typed = tfs_arena_alloc(a, out.n ? out.n : 1);
+    if (!typed) {
+        json_decref(reasons);
+        json_decref(r);
+        return NULL;
+    }
     for (size_t j = 0; j < out.n; j++) {
         if (t)
             tally_output(t, out.recs[j]);
@@ -263,8 +270,16 @@ static json_t *dry_record(const tfs_stage_ctx *b, tfs_lua *lua, const char *scri
             json_decref(r);
             return NULL;
         }
+        typed[j] = json_array_size(reasons) == before;
         if (t)
             tally_problems(t, reasons, before);
+    }
+    tfs_rules_env env = {tfs_lua_roll_year(lua), tfs_lua_lookup_has, lua};
+    if (tfs_rules_check_all(&b->pair->validation, out.recs, typed, out.n, script, out.problems,
+                            out.n_problems, &env, reasons) < 0) {
+        json_decref(reasons);
+        json_decref(r);
+        return NULL;
     }
     json_object_set_new(r, "output", outputs_json(&out));
     if (json_array_size(reasons)) {
@@ -386,6 +401,13 @@ static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
     }
     if (rc)
         goto fail;
+    /* A rule naming a field the target lacks fails a run at its first batch: say so. */
+    tfs_error re = {0};
+    if (tfs_rules_verify(&b.pair->validation, b.targets, b.n_targets, b.pair->name, &re)) {
+        json_object_set_new(res, "rules_error", json_pack("{ssss}", "message", re.message,
+                                                          "hint", re.hint));
+        json_object_set_new(res, "ok", json_false());
+    }
     tfs_record **recs;
     size_t n;
     if ((rc = read_sample(&b, sample, a, &recs, &n, err)))
@@ -419,7 +441,8 @@ static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
         goto fail;
     json_t *schema = tally_json(&tally);
     json_object_set_new(res, "ok", json_boolean(json_is_true(json_object_get(schema, "ok")) &&
-                                                !json_object_get(totals, "would_fail")));
+                                                !json_object_get(totals, "would_fail") &&
+                                                !json_object_get(res, "rules_error")));
     json_object_set_new(res, "schema", schema);
     tally_free(&tally);
     free(b.targets);

@@ -505,6 +505,12 @@ uint32_t tfs_instance_capabilities(const tfs_instance *inst)
     return inst->plugin->desc.capabilities;
 }
 
+int tfs_instance_can_fetch(const tfs_instance *inst)
+{
+    return inst->plugin->desc.cb_fetch &&
+           !(inst->plugin->desc.capabilities & TFS_SDK_CAP_NO_FETCH);
+}
+
 tfs_plugin_info tfs_plugin_get_info(const tfs_plugin *p)
 {
     return (tfs_plugin_info){.name = p->name,
@@ -543,12 +549,6 @@ int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *cons
     if (out->oom)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory fetching from %s", inst->system);
     return map_status(inst, rc, &e, "could not fetch", err);
-}
-
-int tfs_instance_can_fetch(const tfs_instance *inst)
-{
-    return inst->plugin->desc.cb_fetch &&
-           !(inst->plugin->desc.capabilities & TFS_SDK_CAP_NO_FETCH);
 }
 
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,

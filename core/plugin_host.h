@@ -96,6 +96,10 @@ const tfs_sdk_entity *tfs_instance_entity_get(const tfs_instance *inst, size_t e
 /* The system's name in the config, and the plugin's capabilities (TFS_SDK_CAP_*). */
 const char *tfs_instance_system(const tfs_instance *inst);
 uint32_t tfs_instance_capabilities(const tfs_instance *inst);
+/* Whether the plugin fetches records by key (cb_fetch, and not TFS_SDK_CAP_NO_FETCH of
+ * SDK 1.2): a replay reads dead letters again from a source that can, and conflict
+ * detection reads a target's current records from a target that can. */
+int tfs_instance_can_fetch(const tfs_instance *inst);
 
 /* The calls, with the plugin's status mapped to TFS_ETRANSIENT/TFS_EPERMANENT and its
  * message in err prefixed with the system's name. */
@@ -104,9 +108,6 @@ int tfs_instance_read(tfs_instance *inst, size_t entity, tfs_sdk_read_mode mode,
                       tfs_error *err);
 int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *const *keys,
                        size_t n, tfs_batch *out, tfs_error *err);
-/* 1 when the target can fetch its current records (conflict detection), 0 when its
- * plugin declares TFS_SDK_CAP_NO_FETCH or has no cb_fetch. */
-int tfs_instance_can_fetch(const tfs_instance *inst);
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
                        tfs_results *results, tfs_error *err);
 int tfs_instance_health(tfs_instance *inst, tfs_error *err);

@@ -19,6 +19,7 @@
 #include "health.h"
 #include "log.h"
 #include "retry.h"
+#include "rules.h"
 #include "stage_private.h"
 #include "tfs_limits.h"
 #include "validator.h"
@@ -100,6 +101,15 @@ static int read_source(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char 
     return rc;
 }
 
+/* The version of the mapping's script now, in the arena (NULL when it does not load). */
+static const char *script_version(tfs_stage_ctx *b, tfs_arena *a)
+{
+    char v[13];
+    return tfs_lua_script_version(b->lua, b->em->script, v, NULL) == 0
+               ? tfs_arena_strdup(a, v)
+               : NULL;
+}
+
 /* Transform and validate every record, and hash what would be written. Counts go to the
  * job's delta: this runs on the reading side. */
 static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
@@ -120,14 +130,20 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
         if (tfs_canonical_hash(b->read_scratch, &src, 1, &r->src_hash, NULL) != 0)
             return TFS_ENOMEM;
         tfs_error e = {0};
-        if (tfs_lua_map(b->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
-                        &r->out, &e) != 0) {
+        int mrc = tfs_lua_map(b->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
+                              &r->out, &e);
+        if (mrc != 0) {
             fail_rec(r, "transform", e.message);
             if (e.detail[0]) /* the Lua traceback */
                 json_array_append_new(r->reasons, json_string(e.detail));
+            r->error_class = mrc == TFS_ELIMIT ? "limit" : NULL;
+            r->script_version = script_version(b, a);
             delta->transform_failed++;
             continue;
         }
+        unsigned char *typed = tfs_arena_alloc(a, r->out.n ? r->out.n : 1);
+        if (!typed)
+            return TFS_ENOMEM;
         for (size_t j = 0; j < r->out.n; j++) {
             if (!r->reasons)
                 r->reasons = json_array();
@@ -136,8 +152,21 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
                 return TFS_ENOMEM;
             if (probs > 0)
                 r->stage = "validate";
+            typed[j] = probs == 0;
         }
+        if (!r->reasons && r->out.n_problems && !(r->reasons = json_array()))
+            return TFS_ENOMEM; /* a record mapped to nothing that validate() refused */
+        /* What the schema cannot say: the pair's rules, then the script's validate(). */
+        tfs_rules_env env = {tfs_lua_roll_year(b->lua), tfs_lua_lookup_has, b->lua};
+        int beyond = tfs_rules_check_all(&b->pair->validation, r->out.recs, typed, r->out.n,
+                                         b->em->script, r->out.problems, r->out.n_problems,
+                                         &env, r->reasons);
+        if (beyond < 0)
+            return TFS_ENOMEM;
+        if (beyond > 0)
+            r->stage = "validate";
         if (r->stage) {
+            r->script_version = script_version(b, a);
             delta->validate_failed++;
             continue;
         }
@@ -147,6 +176,24 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
                                r->out.n, &r->tgt_hash, NULL) != 0)
             return TFS_ENOMEM;
     }
+    return 0;
+}
+
+/* The job's records through transform(), its rules checked against the targets first
+ * (a rule naming a field the target lacks fails the run, not every record). */
+static int transform_job(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
+{
+    int rc = tfs_rules_verify(&b->pair->validation, b->targets, b->n_targets, b->pair->name,
+                              err);
+    if (rc)
+        return rc == TFS_EINVAL ? TFS_EPERMANENT : rc;
+    if ((rc = transform(b, jb)))
+        return tfs_error_set(err, rc, "out of memory transforming a batch");
+    char v[13];
+    if (tfs_lua_script_version(b->lua, b->em->script, v, NULL) == 0)
+        memcpy(jb->script_version, v, sizeof v);
+    else
+        jb->script_version[0] = '\0';
     return 0;
 }
 
@@ -177,8 +224,8 @@ int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cur
     jb->delta.read_ms = t1 - t0;
     if (!(jb->rs = tfs_arena_calloc(a, jb->batch.n ? jb->batch.n : 1, sizeof *jb->rs)))
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    if ((rc = transform(b, jb)))
-        return tfs_error_set(err, rc, "out of memory transforming a batch");
+    if ((rc = transform_job(b, jb, err)))
+        return rc;
     if (!jb->batch.done && jb->batch.n > 0 && !jb->batch.cursor_set) {
         rc = tfs_error_set(err, TFS_EPERMANENT, "%s returned a batch without a cursor",
                            tfs_instance_system(b->src));
@@ -187,6 +234,98 @@ int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cur
     }
     jb->delta.transform_ms = now_ms() - t1;
     return 0;
+}
+
+/* A record of the source entity holding only the key fields of key (the text
+ * tfs_record_key makes: values joined by '|', '|' and '\\' escaped), as text. */
+static tfs_record *key_record(tfs_stage_ctx *b, tfs_arena *a, const char *key)
+{
+    const tfs_sdk_entity *e = tfs_instance_entity_get(b->src, b->src_entity);
+    tfs_record *r = tfs_record_new(a, e);
+    char *part = r ? tfs_arena_alloc(a, strlen(key) + 1) : NULL;
+    if (!part)
+        return NULL;
+    const char *p = key;
+    for (size_t f = 0; f < e->n_fields; f++) {
+        if (!(e->fields[f].flags & TFS_SDK_FIELD_KEY))
+            continue;
+        size_t len = 0;
+        for (; *p && *p != '|'; p++)
+            part[len++] = *p == '\\' && p[1] ? *++p : *p;
+        if (tfs_record_set_text(r, f, TFS_SDK_TEXT, part, len) < 0)
+            return NULL;
+        if (*p == '|')
+            p++;
+    }
+    return r;
+}
+
+/* The current source records of keys into got (in the job's arena), where the source can
+ * fetch them; retried with backoff while transient. */
+static int fetch_source(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_record **keyrecs, size_t n,
+                        tfs_batch *got, tfs_error *err)
+{
+    unsigned attempt = 0;
+    int rc;
+    do {
+        tfs_batch_init(got, jb->arena, tfs_instance_entity_get(b->src, b->src_entity));
+        rc = tfs_instance_fetch(b->src, b->src_entity, (const tfs_record *const *)keyrecs, n,
+                                got, err);
+    } while (retry_after(b, b->src_breaker, NULL, &rc, &attempt, "a fetch", err));
+    return rc;
+}
+
+int tfs_stage_fetch(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys,
+                    json_t *const *stored, size_t n, tfs_error *err)
+{
+    tfs_stage_job_clear(jb);
+    memset(&jb->delta, 0, sizeof jb->delta);
+    jb->rs = NULL;
+    tfs_arena_reset(jb->arena);
+    tfs_arena *a = jb->arena;
+    const tfs_sdk_entity *e = tfs_instance_entity_get(b->src, b->src_entity);
+    tfs_batch_init(&jb->batch, a, e);
+    tfs_record **recs = tfs_arena_calloc(a, n ? n : 1, sizeof *recs);
+    if (!recs)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    double t0 = now_ms();
+    int fetch = tfs_instance_can_fetch(b->src);
+    for (size_t i = 0; i < n; i++) {
+        /* The stored record as it was read; a key alone where none was kept. */
+        recs[i] = !fetch && stored[i] ? tfs_record_from_json(a, e, stored[i])
+                                      : key_record(b, a, keys[i]);
+        if (!recs[i])
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        recs[i]->deleted = fetch || !stored[i];
+    }
+    if (fetch && n) {
+        tfs_batch got;
+        int rc = fetch_source(b, jb, recs, n, &got, err);
+        if (rc)
+            return rc;
+        /* Matched back by key; a key the source no longer has stays a deletion. */
+        for (size_t g = 0; g < got.n; g++) {
+            const char *gk = tfs_record_key(a, got.recs[g]);
+            if (!gk)
+                return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            for (size_t i = 0; i < n; i++)
+                if (recs[i]->deleted && strcmp(keys[i], gk) == 0) {
+                    recs[i] = got.recs[g];
+                    break;
+                }
+        }
+    }
+    jb->batch.recs = recs;
+    jb->batch.n = jb->batch.cap = n;
+    jb->batch.done = true;
+    jb->delta.read = (json_int_t)n;
+    jb->delta.read_ms = now_ms() - t0;
+    if (!(jb->rs = tfs_arena_calloc(a, n ? n : 1, sizeof *jb->rs)))
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    double t1 = now_ms();
+    int rc = transform_job(b, jb, err);
+    jb->delta.transform_ms = now_ms() - t1;
+    return rc;
 }
 
 int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys, size_t n,
@@ -474,6 +613,8 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
                 jb->delta.write_failed++;
             }
             fail_rec(r, "write", res.message[o] ? res.message[o] : "the target refused it");
+            if (res.status[o] == TFS_SDK_ETRANSIENT)
+                r->error_class = "transient";
         }
     }
     tfs_results_free(&res);
@@ -679,6 +820,37 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
     return 0;
 }
 
+/* What the dead letters of the batch keep beyond gather()'s rows (their error class and
+ * the script's version), and the keys that went through, whose open dead letters close. */
+static int dead_letter_parts(tfs_stage_job *jb, commit_rows *cr, const char ***ok,
+                             size_t *n_ok, tfs_error *err)
+{
+    size_t n = jb->batch.n, k = 0;
+    *n_ok = 0;
+    if (!(*ok = tfs_arena_calloc(jb->arena, n ? n : 1, sizeof **ok)))
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        tfs_stage_rec *r = &jb->rs[i];
+        if (!r->stage) {
+            if (!r->set_aside) /* a deletion not applied yet goes through when it is */
+                (*ok)[(*n_ok)++] = r->key;
+            continue;
+        }
+        size_t j = k; /* gather() keeps the records' order */
+        while (j < cr->n_failed && cr->failed[j].source_key != r->key)
+            j++;
+        if (j == cr->n_failed)
+            continue;
+        k = j + 1;
+        tfs_failed_row *f = &cr->failed[j];
+        f->error_class = r->error_class;
+        f->script_version = r->script_version ? r->script_version
+                            : jb->script_version[0] ? jb->script_version
+                                                    : NULL;
+    }
+    return 0;
+}
+
 /* The source keys of a job, in its arena; NULL when out of memory. */
 static const char **keys_of(tfs_stage_job *jb)
 {
@@ -693,8 +865,24 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     double t4 = now_ms();
     counts_add(b->c, &jb->delta);
     commit_rows cr = {0};
+    const char **ok = NULL;
+    size_t n_ok = 0;
     /* The counts committed hold the time of the commits before this one. */
     int rc = gather(b, jb, &cr, err);
+    if (rc == 0)
+        rc = dead_letter_parts(jb, &cr, &ok, &n_ok, err);
+    /* One run of a pair at a time: only this committer opens the entity's dead letters, so
+     * once the store said there were none, none exist until it commits a failure. */
+    if (rc == 0 && !b->dead_letters_known && n_ok) {
+        /* Not answered: close them anyway, the commit will say what the store can do. */
+        b->dead_letters_known = tfs_store_batch_dead_letters_open(
+                                    b->commit_store, b->pair->name, b->em->source,
+                                    &b->dead_letters_open, NULL) == 0;
+        if (!b->dead_letters_known)
+            b->dead_letters_open = 1;
+    }
+    if (!b->dead_letters_open)
+        n_ok = 0;
     tfs_batch_commit bc = {
         .pair = b->pair->name,
         .entity = b->em->source,
@@ -717,6 +905,9 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         .n_audit = cr.n_audit,
         .actor = b->actor,
         .lease = b->lease,
+        .ok_keys = ok,
+        .n_ok = n_ok,
+        .replayed = b->replaying,
         .set_aside_keys = cr.set_aside,
         .n_set_aside = cr.n_set_aside,
     };
@@ -729,7 +920,7 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         if (!bc.applied_keys && rc == 0)
             rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
-    if (b->sweeping) /* no cursor moves */
+    if (b->sweeping || b->replaying) /* no cursor moves */
         bc.cursor_kind = NULL;
     else if (!jb->batch.cursor_set)
         bc.cursor = NULL; /* a first read that returned nothing */
@@ -744,6 +935,8 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         else if (b->store_breaker && rc == TFS_ETRANSIENT)
             tfs_breaker_failure(b->store_breaker, err->message, tfs_health_now_ms());
     }
+    if (rc == 0 && cr.n_failed)
+        b->dead_letters_open = 1; /* their keys may go through in a later batch */
     for (size_t i = 0; i < cr.n_failed; i++)
         json_decref(cr.failed[i].record);
     for (size_t i = 0; i < bc.n_conflicts; i++)

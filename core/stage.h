@@ -48,6 +48,10 @@ typedef struct tfs_stage_rec {
     const char *old; /* the sync map's last written target record (JSON), in the arena */
     tfs_record **orphans; /* last written target records the mapping no longer produces */
     size_t n_orphans;
+    /* a failed record's dead letter: "permanent" (NULL), "limit" (a Lua limit),
+     * "transient"; the version of the script that refused it (in the arena, or NULL) */
+    const char *error_class;
+    const char *script_version;
     /* conflict detection (tfs_stage_resolve); JSON texts in the arena */
     int checked;         /* the target was fetched for it */
     int parked;          /* a conflict the manual policy parks: not written */
@@ -66,6 +70,7 @@ typedef struct tfs_stage_job {
     tfs_stage_rec *rs; /* batch.n entries, in the arena */
     size_t n_rs;       /* entries of rs that hold something to clear */
     tfs_stage_counts delta; /* what the reading and writing sides counted for this batch */
+    char script_version[13]; /* of the mapping when the batch was transformed; "": unknown */
 } tfs_stage_job;
 
 /* What the stages of one entity mapping share, and each side's own resources. */
@@ -102,6 +107,13 @@ typedef struct tfs_stage_ctx {
      * retried after the policy's waits until it opens */
     tfs_breaker *src_breaker, *tgt_breaker, *store_breaker;
     const tfs_retry_policy *retry;
+    /* replaying dead letters: no cursor moves, and the keys that go through close their
+     * dead letters as replayed (in any other run: as resolved) */
+    int replaying;
+    /* the committing side's: whether the entity may have open dead letters for the keys
+     * that go through to close (asked of the store at the first commit; a failed record
+     * sets it), so a run with none pays nothing for closing them */
+    int dead_letters_known, dead_letters_open;
 } tfs_stage_ctx;
 
 /* Reading side: reads the batch after cursor (NULL: from the start) into the job (its
@@ -109,6 +121,13 @@ typedef struct tfs_stage_ctx {
  * every record. A batch that moved nothing keeps cursor as its position. */
 int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cursor,
                    size_t cursor_len, tfs_error *err);
+/* Reading side of a replay: a job of the records of keys (n, with their dead letters'
+ * stored source records, NULL where none) read again from the source where it can fetch
+ * them (a key it no longer has is a deletion), else the stored records (none: a deletion,
+ * which is what a dead letter without a record was); then mapped, validated and hashed
+ * as tfs_stage_read does. keys and stored must not live in the job's arena. */
+int tfs_stage_fetch(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys,
+                    json_t *const *stored, size_t n, tfs_error *err);
 /* A job of keys only, each deleted from the source (the sweep), in the job's arena. */
 int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys, size_t n,
                       tfs_error *err);

@@ -439,6 +439,39 @@ static int write_failed(tfs_store *s, const tfs_batch_commit *bc, const char *id
     return 0;
 }
 
+/* The open dead letters of the keys that went through close: 'resolved' by any run, or
+ * 'replayed' by a replay, which audits each as op 'replay' with the dead letter it was.
+ * In the batch's transaction, so a dead letter never stays open for a key the target has
+ * right, nor closes for one whose batch did not commit. */
+static int close_dead_letters(tfs_store *s, const tfs_batch_commit *bc, const char *id,
+                              tfs_error *err)
+{
+    if (!bc->n_ok)
+        return 0;
+    int rc = tfs_store_keys_literal(s, bc->ok_keys, bc->n_ok, err);
+    if (rc)
+        return rc;
+    const char *params[] = {bc->pair, bc->entity, tfs_buf_str(&s->buf), id,
+                            bc->replayed ? "replayed" : "resolved",
+                            bc->actor ? bc->actor : "?"};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "WITH closed AS (UPDATE tfsync.failed_records SET status = $5, updated_at = now()"
+        " WHERE pair = $1 AND entity = $2 AND status = 'open'"
+        " AND source_key = ANY($3::text[])"
+        " RETURNING id, source_key, stage, attempts, run_id, reasons)"
+        " INSERT INTO tfsync.audit (pair, run_id, entity, source_key, op, changes, actor,"
+        " detail) SELECT $1, $4::int8, $2, source_key, 'replay', '{}', $6,"
+        " json_build_object('dead_letter', id, 'stage', stage, 'attempts', attempts,"
+        " 'failed_in_run', run_id, 'reasons', reasons)"
+        " FROM closed WHERE $5 = 'replayed'",
+        6, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "close dead letters");
+    PQclear(r);
+    return 0;
+}
+
 /* Keys this full run saw though it did not write them get its generation; keys deleted
  * from the target leave the map. */
 static int mark_and_forget(tfs_store *s, const tfs_batch_commit *bc, const char *id,
@@ -591,8 +624,8 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
         return rc;
     if ((rc = fence(s, bc, err)) ||
         (bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
-        (rc = write_failed(s, bc, id, err)) || (rc = mark_and_forget(s, bc, id, err)) ||
-        (rc = pending_deletes(s, bc, id, err)) ||
+        (rc = write_failed(s, bc, id, err)) || (rc = close_dead_letters(s, bc, id, err)) ||
+        (rc = mark_and_forget(s, bc, id, err)) || (rc = pending_deletes(s, bc, id, err)) ||
         (bc->n_audit && (rc = copy_audit(s, bc, id, err))) ||
         (rc = tfs_store_conflicts_commit(s, bc, id, err)) ||
         (bc->cursor_kind && (rc = save_cursor(s, bc, id, err))) ||
@@ -674,5 +707,131 @@ int tfs_store_batch_pending_drop(tfs_store *s, int64_t run_id, tfs_error *err)
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "drop the deletions set aside");
     PQclear(r);
+    return 0;
+}
+
+/* ---- dead letters ------------------------------------------------------------------ */
+
+/* ids as a PostgreSQL int8[] literal into s->buf ("{}" for none). */
+static int ids_literal(tfs_store *s, const int64_t *ids, size_t n, tfs_error *err)
+{
+    tfs_buf_reset(&s->buf);
+    tfs_buf_putc(&s->buf, '{');
+    for (size_t i = 0; i < n; i++)
+        tfs_buf_printf(&s->buf, "%s%" PRId64, i ? "," : "", ids[i]);
+    tfs_buf_putc(&s->buf, '}');
+    return s->buf.oom ? tfs_error_set(err, TFS_ENOMEM, "out of memory") : 0;
+}
+
+int tfs_store_batch_dead_letters_open(tfs_store *s, const char *pair, const char *entity,
+                                      int *open, tfs_error *err)
+{
+    const char *params[] = {pair, entity};
+    PGresult *r = PQexecParams(s->conn,
+                               "SELECT EXISTS (SELECT 1 FROM tfsync.failed_records WHERE"
+                               " pair = $1 AND entity = $2 AND status = 'open')",
+                               2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "look for open dead letters");
+    *open = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return 0;
+}
+
+void tfs_store_dead_letters_free(tfs_dead_letter *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++) {
+        json_decref(d[i].record);
+        d[i].record = NULL;
+    }
+}
+
+int tfs_store_batch_dead_letters(tfs_store *s, const tfs_replay_filter *f, int64_t after_id,
+                                 size_t limit, tfs_arena *a, tfs_dead_letter **out, size_t *n,
+                                 tfs_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = ids_literal(s, f->ids, f->n_ids, err);
+    if (rc)
+        return rc;
+    char run[32], after[32], lim[32];
+    snprintf(run, sizeof run, "%" PRId64, f->run_id);
+    snprintf(after, sizeof after, "%" PRId64, after_id);
+    snprintf(lim, sizeof lim, "%zu", limit);
+    const char *params[] = {f->pair, f->entity, run, f->stage, tfs_buf_str(&s->buf), after,
+                            lim};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "SELECT id, source_key, record, stage, attempts FROM tfsync.failed_records"
+        " WHERE pair = $1 AND entity = $2 AND status = 'open'"
+        " AND ($3::int8 = 0 OR run_id = $3::int8) AND ($4::text IS NULL OR stage = $4)"
+        " AND (cardinality($5::int8[]) = 0 OR id = ANY($5::int8[]))"
+        " AND id > $6::int8 ORDER BY id LIMIT $7::int8",
+        7, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read dead letters");
+    size_t rows = (size_t)PQntuples(r);
+    tfs_dead_letter *d = tfs_arena_calloc(a, rows ? rows : 1, sizeof *d);
+    rc = d ? 0 : TFS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < rows; i++) {
+        d[i].id = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        d[i].source_key = tfs_arena_strdup(a, PQgetvalue(r, (int)i, 1));
+        d[i].stage = tfs_arena_strdup(a, PQgetvalue(r, (int)i, 3));
+        d[i].attempts = atoi(PQgetvalue(r, (int)i, 4));
+        if (!PQgetisnull(r, (int)i, 2) &&
+            !(d[i].record = json_loads(PQgetvalue(r, (int)i, 2), 0, NULL)))
+            rc = TFS_ENOMEM;
+        if (!d[i].source_key || !d[i].stage)
+            rc = TFS_ENOMEM;
+        *n = i + 1;
+    }
+    PQclear(r);
+    if (rc) {
+        tfs_store_dead_letters_free(d, *n);
+        *n = 0;
+        return tfs_error_set(err, rc, "out of memory reading dead letters");
+    }
+    *out = d;
+    return 0;
+}
+
+int tfs_store_dead_letter_discard(tfs_store *s, int64_t id, const char *actor,
+                                  char status[16], json_t **out, tfs_error *err)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%" PRId64, id);
+    status[0] = '\0';
+    if (out)
+        *out = NULL;
+    /* The row locked first, so a replay committing it at the same time either closed it
+     * before (not open: refused) or waits for the discard. */
+    const char *params[] = {text, actor ? actor : "?"};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "WITH d AS (SELECT * FROM tfsync.failed_records WHERE id = $1::int8 FOR UPDATE),"
+        " gone AS (UPDATE tfsync.failed_records f SET status = 'discarded', updated_at = now()"
+        " FROM d WHERE f.id = d.id AND d.status = 'open' RETURNING f.*),"
+        " audited AS (INSERT INTO tfsync.audit (pair, run_id, entity, source_key, op, changes,"
+        " actor, detail) SELECT pair, run_id, entity, source_key, 'discard', '{}', $2,"
+        " json_build_object('dead_letter', id, 'stage', stage, 'attempts', attempts,"
+        " 'reasons', reasons) FROM gone)"
+        " SELECT d.status, json_build_object('id', d.id, 'pair', d.pair, 'entity', d.entity,"
+        " 'source_key', d.source_key, 'stage', d.stage, 'attempts', d.attempts,"
+        " 'status', coalesce((SELECT status FROM gone), d.status))::text FROM d",
+        2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "discard a dead letter");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOTFOUND, "no dead letter %" PRId64, id);
+    }
+    snprintf(status, 16, "%s", PQgetvalue(r, 0, 0));
+    if (out)
+        *out = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+    PQclear(r);
+    if (strcmp(status, "open") != 0)
+        return tfs_error_set(err, TFS_ECONFLICT, "dead letter %" PRId64 " is %s, not open", id,
+                             status);
     return 0;
 }

@@ -79,7 +79,7 @@ typedef struct tfs_syncmap_row {
 
 typedef struct tfs_failed_row {
     const char *source_key;
-    const char *stage; /* "transform", "validate", "write" */
+    const char *stage; /* "read", "transform", "validate", "conflict", "write" */
     json_t *reasons;   /* borrowed: array of strings */
     json_t *record;    /* borrowed: the source record */
     const char *error_class;    /* "permanent" (NULL), "transient", ... */
@@ -136,6 +136,12 @@ typedef struct tfs_batch_commit {
     size_t n_audit;
     const char *actor;
     const tfs_lease *lease; /* the run's lease, checked in the transaction; NULL: none */
+    /* Keys that went through (written, unchanged, deleted, mapped to nothing): their open
+     * dead letters close, as 'resolved', or with replayed (a replay run) as 'replayed'
+     * with an audit entry 'replay' each. */
+    const char *const *ok_keys;
+    size_t n_ok;
+    int replayed;
     /* the deletion guard: keys an incremental run read as deleted, set aside in
      * tfsync.pending_deletes (so a crash keeps them) until the run's window is read; and
      * set-aside keys applied by this batch, which leave it */
@@ -160,5 +166,44 @@ typedef struct tfs_batch_commit {
  * has its epoch: a node that lost its lease cannot commit. A key taken for new that turns out to
  * have a row (unique violation of the sync map's key) is retried as an update. */
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err);
+
+/* ---- dead letters (failed records) ---- */
+
+/* An open dead letter as a replay takes it. */
+typedef struct tfs_dead_letter {
+    int64_t id;
+    const char *source_key; /* in the arena */
+    json_t *record;         /* owned: the source record as it was read, or NULL */
+    const char *stage;      /* in the arena */
+    int attempts;
+} tfs_dead_letter;
+
+/* Which open dead letters a replay takes: of the pair, and of entity, run_id (0: any),
+ * stage (NULL: any) and ids (n_ids; 0: any) as given. */
+typedef struct tfs_replay_filter {
+    const char *pair, *entity, *stage;
+    int64_t run_id;
+    const int64_t *ids;
+    size_t n_ids;
+} tfs_replay_filter;
+
+/* Whether (pair, entity) has any open dead letter, into *open. */
+int tfs_store_batch_dead_letters_open(tfs_store *s, const char *pair, const char *entity,
+                                      int *open, tfs_error *err);
+
+/* Up to limit open dead letters matching f with an id above after_id, oldest first, into
+ * *out (n; in the arena, each record owned: tfs_store_dead_letters_free). */
+int tfs_store_batch_dead_letters(tfs_store *s, const tfs_replay_filter *f, int64_t after_id,
+                                 size_t limit, tfs_arena *a, tfs_dead_letter **out, size_t *n,
+                                 tfs_error *err);
+/* Drops the records of n dead letters. */
+void tfs_store_dead_letters_free(tfs_dead_letter *d, size_t n);
+
+/* Discards an open dead letter: status 'discarded', and an audit entry 'discard' with
+ * actor (the API key's name) and the reasons it had. *status gets the dead letter's status
+ * before (TFS_ECONFLICT when it was not open); TFS_ENOTFOUND when there is none. *out
+ * (new reference, may be NULL) gets the dead letter as it is now. */
+int tfs_store_dead_letter_discard(tfs_store *s, int64_t id, const char *actor,
+                                  char status[16], json_t **out, tfs_error *err);
 
 #endif

@@ -111,23 +111,44 @@ int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,
     return rc;
 }
 
-int tfs_store_views_failed(tfs_store *s, const char *pair, int64_t run_id, long limit,
-                           json_t **out, tfs_error *err)
+/* A dead letter's columns as JSON. */
+#define FAILED_JSON                                                                             \
+    "json_build_object('id', id, 'pair', pair, 'entity', entity, 'source_key', source_key,"    \
+    " 'run_id', run_id, 'stage', stage, 'error_class', error_class, 'reasons', reasons,"       \
+    " 'record', record, 'script_version', script_version, 'attempts', attempts,"              \
+    " 'status', status, 'created_at', created_at, 'updated_at', updated_at)"
+
+int tfs_store_views_failed(tfs_store *s, const tfs_dead_letter_filter *f, json_t **out,
+                           tfs_error *err)
 {
-    char id[32], lim[32];
-    snprintf(id, sizeof id, "%" PRId64, run_id);
-    snprintf(lim, sizeof lim, "%ld", limit);
-    const char *params[] = {pair, id, lim};
-    int rc = json_query(
+    char run[32], after[32], lim[32];
+    snprintf(run, sizeof run, "%" PRId64, f->run_id);
+    snprintf(after, sizeof after, "%" PRId64, f->after_id);
+    snprintf(lim, sizeof lim, "%ld", f->limit);
+    const char *params[] = {f->pair, f->entity, f->stage, f->status ? f->status : "open",
+                            run, after, lim};
+    return json_query(
         s,
-        "SELECT coalesce(json_agg(json_build_object('id', id, 'pair', pair,"
-        " 'entity', entity, 'source_key', source_key, 'run_id', run_id,"
-        " 'stage', stage, 'reasons', reasons, 'record', record,"
-        " 'created_at', created_at) ORDER BY id DESC), '[]') FROM ("
-        " SELECT * FROM tfsync.failed_records"
+        "SELECT json_build_object('dead_letters', coalesce(json_agg(" FAILED_JSON
+        " ORDER BY id), '[]'), 'next_after_id', CASE WHEN count(*) = $7::int8"
+        " THEN max(id) END) FROM (SELECT * FROM tfsync.failed_records"
         " WHERE ($1::text IS NULL OR pair = $1)"
-        " AND ($2::int8 = 0 OR run_id = $2::int8)"
-        " ORDER BY id DESC LIMIT $3::int8) f",
-        3, params, out, "read failed records", err);
-    return rc == TFS_ENOTFOUND ? ((*out = json_array()) ? 0 : TFS_ENOMEM) : rc;
+        " AND ($2::text IS NULL OR entity = $2)"
+        " AND ($3::text IS NULL OR stage = $3)"
+        " AND ($4 = 'all' OR status = $4)"
+        " AND ($5::int8 = 0 OR run_id = $5::int8)"
+        " AND id > $6::int8 ORDER BY id LIMIT $7::int8) f",
+        7, params, out, "read dead letters", err);
+}
+
+int tfs_store_views_failed_one(tfs_store *s, int64_t id, json_t **out, tfs_error *err)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%" PRId64, id);
+    const char *params[] = {text};
+    int rc = json_query(s, "SELECT " FAILED_JSON " FROM tfsync.failed_records WHERE id = $1",
+                        1, params, out, "read a dead letter", err);
+    if (rc == TFS_ENOTFOUND)
+        tfs_error_set(err, rc, "no dead letter %" PRId64, id);
+    return rc;
 }

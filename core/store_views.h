@@ -30,8 +30,20 @@ typedef struct tfs_audit_filter {
 int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,
                           tfs_error *err);
 
-/* Failed records, newest first, filtered by pair/run (NULL/0 for any), at most limit. */
-int tfs_store_views_failed(tfs_store *s, const char *pair, int64_t run_id, long limit,
-                           json_t **out, tfs_error *err);
+/* Which dead letters a listing shows. */
+typedef struct tfs_dead_letter_filter {
+    const char *pair, *entity, *stage; /* NULL: any */
+    const char *status; /* NULL: "open"; "all": any status */
+    int64_t run_id;     /* 0: any (the run that last failed the key) */
+    int64_t after_id;   /* paging: dead letters after this id */
+    long limit;
+} tfs_dead_letter_filter;
+/* Dead letters, oldest first: {"dead_letters": [{"id", "pair", "entity", "source_key",
+ * "run_id", "stage", "error_class", "reasons", "record", "script_version", "attempts",
+ * "status", "created_at", "updated_at"}], "next_after_id": id or null}. */
+int tfs_store_views_failed(tfs_store *s, const tfs_dead_letter_filter *f, json_t **out,
+                           tfs_error *err);
+/* One dead letter (the fields above), TFS_ENOTFOUND when there is none. */
+int tfs_store_views_failed_one(tfs_store *s, int64_t id, json_t **out, tfs_error *err);
 
 #endif

@@ -64,7 +64,8 @@ psql_ -d pacs -c "SELECT pacs_generate($N, 42, $ROLL_YEAR)" >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-demo.XXXXXX")
 tfs_new_key
-tfs_write_config "$work/tfsyncd.json" "$build" pacs cama tfsync "$TFS_KEY_SHA256"
+tfs_write_config "$work/tfsyncd.json" "$build" pacs cama tfsync "$TFS_KEY_SHA256" 1000 \
+    "$TFS_ROOT/transforms/pacs_to_cama.rules.json"
 tfs_say "starting tfsyncd"
 tfs_daemon_start "$build" "$work/tfsyncd.json"
 tfs_say "tfsyncd listening on $TFS_BASE_URL; starting a full sync of pacs-to-cama"

@@ -25,9 +25,13 @@ conninfo() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE]
+# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES]]
+# RULES: a JSON file of the pair's validation rules (transforms/pacs_to_cama.rules.json).
 tfs_write_config() {
-    local file=$1 build=$2 pacs=$3 cama=$4 state=$5 key_sha=$6 batch=${7:-1000}
+    local file=$1 build=$2 pacs=$3 cama=$4 state=$5 key_sha=$6 batch=${7:-1000} rules="{}"
+    if [[ -n "${8:-}" ]]; then
+        rules=$(cat "$8")
+    fi
     cat >"$file" <<EOF
 {
   "listen": {"address": "127.0.0.1", "port": 0, "ready_file": "tfsyncd.ready"},
@@ -43,7 +47,8 @@ tfs_write_config() {
   },
   "pairs": [{"name": "pacs-to-cama", "source": "pacs", "target": "cama", "batch_size": $batch,
              "entities": [{"source": "property", "targets": ["pardat", "asmt"],
-                           "script": "pacs_to_cama.lua"}]}]
+                           "script": "pacs_to_cama.lua"}],
+             "rules": $rules}]
 }
 EOF
 }

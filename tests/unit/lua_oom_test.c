@@ -2,8 +2,8 @@
  * 3, ... the nth allocation fails (once, or from then on), through tfs_alloc_fail_at, which
  * both the Lua state's allocator and the runtime's own allocations consult (jansson's too:
  * the test routes them through tfs_malloc). A realistic record (nested tables, lists,
- * decimals, JSON, strings, a module and a lookup table) is mapped through the public API
- * each time; the call must succeed or fail with TFS_ENOMEM and a message saying so, never
+ * decimals, JSON, strings, a module, a lookup table and a validate()) is mapped through
+ * the public API each time; the call must succeed or fail with TFS_ENOMEM and a message saying so, never
  * crash, and the runtime must map correctly right afterwards. The loop ends when a run
  * injected nothing. ASan's leak check covers what the failures leave behind.
  */
@@ -62,6 +62,9 @@ static const char script[] =
     "                             s = string.rep('x', 40) } } },\n"
     "    line = lines,\n"
     "  }\n"
+    "end\n"
+    "function validate(rec, out)\n"
+    "  return { 'out.name: ' .. out.out.name, 'lines: ' .. #out.line }\n"
     "end\n";
 
 static void setup(void)
@@ -171,6 +174,9 @@ static void check_output(const tfs_lua_output *out, unsigned long n)
                      "\"s\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"},\"none\":null,"
                      "\"tags\":[\"HS\",\"OV65\"]}",
                      "n=%lu", n);
+    cr_assert_eq(out->n_problems, 2, "n=%lu: validate()'s problems", n);
+    cr_expect_str_eq(out->problems[0], "out.name: Ann Example (green)", "n=%lu", n);
+    cr_expect_str_eq(out->problems[1], "lines: 3", "n=%lu", n);
     for (size_t i = 1; i <= 3; i++) {
         const tfs_record *l = out->recs[i];
         cr_assert_eq(l->entity, &line_entity);
@@ -276,6 +282,30 @@ Test(lua_oom, create_runtime)
             check_output(&out, n);
             tfs_lua_free(rt);
             if (injected == 0)
+                break;
+        }
+    }
+}
+
+/* The lookups rules ask for: a cold table read under every failure, then a warm one. */
+Test(lua_oom, lookup_has)
+{
+    for (int sticky = 0; sticky < 2; sticky++) {
+        for (unsigned long n = 1;; n++) {
+            tfs_lua *rt = NULL;
+            tfs_error err = {0};
+            cr_assert_eq(tfs_lua_new(tdir, NULL, 2026, &rt, &err), 0, "%s", err.message);
+            tfs_alloc_fail_at(n, sticky);
+            int rc = tfs_lua_lookup_has(rt, "colour", "G", 1, &err);
+            unsigned long injected = tfs_alloc_injected();
+            tfs_alloc_fail_at(0, false);
+            cr_assert(rc == 1 || (rc == TFS_ENOMEM && strstr(err.message, "memory")),
+                      "n=%lu: got %d: %s", n, rc, err.message);
+            cr_assert_eq(tfs_lua_lookup_has(rt, "colour", "G", 1, &err), 1,
+                         "n=%lu: the lookup after the failure: %s", n, err.message);
+            cr_assert_eq(tfs_lua_lookup_has(rt, "colour", "B", 1, &err), 0);
+            tfs_lua_free(rt);
+            if (!injected)
                 break;
         }
     }

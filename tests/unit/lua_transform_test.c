@@ -632,6 +632,111 @@ Test(lua, reload_when_required_module_changes)
     tfs_lua_free(rt);
 }
 
+/* ---- validate(rec, out), versions, lookups for rules ---------------------------------- */
+
+Test(lua, validate_returns_the_problems_with_the_output)
+{
+    write_script("v.lua", "function map(rec) return { out = { a = rec.id, b = rec.name } } end\n"
+                          "function validate(rec, out)\n"
+                          "  local p = {}\n"
+                          "  if out.out.b ~= 'Bob' then\n"
+                          "    p[#p + 1] = 'out.b: ' .. out.out.b .. ' is not Bob'\n"
+                          "  end\n"
+                          "  if rec.id ~= 8 then p[#p + 1] = 'src.id: ' .. rec.id .. ' is not 8' end\n"
+                          "  return p\n"
+                          "end\n");
+    write_script("ok.lua", "function map(rec) return { out = { a = 1 } } end\n"
+                           "function validate(rec, out) return nil end\n");
+    write_script("one.lua", "function map(rec) return { out = { a = 1 } } end\n"
+                            "function validate(rec, out) return 'just one' end\n");
+    write_script("raise.lua", "function map(rec) return { out = { a = 1 } } end\n"
+                              "function validate(rec, out)\n  error('cannot tell')\nend\n");
+    write_script("badret.lua", "function map(rec) return { out = { a = 1 } } end\n"
+                               "function validate(rec, out) return { 'x', {} } end\n");
+    write_script("loop.lua", "function map(rec) return { out = { a = 1 } } end\n"
+                             "function validate(rec, out) while true do end end\n");
+    write_script("notfn.lua", "function map(rec) return {} end\nvalidate = 3\n");
+    tfs_lua_limits lim = {.instructions = 100000};
+    tfs_lua *rt = new_rt(&lim);
+    tfs_lua_output out;
+    tfs_error err;
+    cr_assert_eq(map_out(rt, "v.lua", src_rec("[]"), &out, &err), 0, "%s", err.message);
+    cr_assert_eq(out.n, 1, "the output comes back with the problems");
+    cr_assert_eq(out.n_problems, 2);
+    cr_expect_str_eq(out.problems[0], "out.b: Ann is not Bob");
+    cr_expect_str_eq(out.problems[1], "src.id: 7 is not 8");
+    cr_assert_eq(map_out(rt, "ok.lua", src_rec("[]"), &out, &err), 0, "%s", err.message);
+    cr_expect_eq(out.n_problems, 0);
+    cr_assert_eq(map_out(rt, "one.lua", src_rec("[]"), &out, &err), 0, "%s", err.message);
+    cr_assert_eq(out.n_problems, 1);
+    cr_expect_str_eq(out.problems[0], "just one");
+    /* An error in validate() is the script's, with its line and the record's key. */
+    cr_assert_eq(map_out(rt, "raise.lua", src_rec("[]"), &out, &err), TFS_EINVAL);
+    cr_expect(strncmp(err.message, "raise.lua:3: cannot tell", 24) == 0 &&
+                  strstr(err.message, "(record 7)"),
+              "%s", err.message);
+    cr_expect_eq(out.n, 0, "no output of a refused record");
+    cr_assert_eq(map_out(rt, "badret.lua", src_rec("[]"), &out, &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "validate() returned table as problem 2"), "%s",
+              err.message);
+    /* The instruction budget holds in validate() too. */
+    cr_assert_eq(map_out(rt, "loop.lua", src_rec("[]"), &out, &err), TFS_ELIMIT);
+    cr_expect(strstr(err.message, "instruction budget"), "%s", err.message);
+    cr_assert_eq(tfs_lua_load(rt, "notfn.lua", &err), TFS_EINVAL);
+    cr_expect(strstr(err.message, "validate is number, not a function"), "%s", err.message);
+    tfs_lua_free(rt);
+}
+
+Test(lua, script_version_follows_the_script_and_its_modules)
+{
+    write_script("m.lua", "return { v = 1 }\n");
+    write_script("r.lua", "local m = require('m')\n"
+                          "function map(rec) return { out = { a = m.v } } end\n");
+    tfs_lua *rt = new_rt(NULL);
+    char v1[13], v2[13], v3[13], again[13];
+    tfs_error err = {0};
+    cr_assert_eq(tfs_lua_script_version(rt, "r.lua", v1, &err), 0, "%s", err.message);
+    cr_assert_eq(strlen(v1), 12);
+    cr_assert_eq(tfs_lua_script_version(rt, "r.lua", again, &err), 0);
+    cr_assert_str_eq(v1, again, "the same files, the same version");
+    write_script("m.lua", "return { v = 2 }\n");
+    cr_assert_eq(tfs_lua_load(rt, "r.lua", &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_lua_script_version(rt, "r.lua", v2, &err), 0);
+    cr_assert_str_neq(v1, v2, "a module's edit is a new version");
+    write_script("r.lua", "local m = require('m')\n"
+                          "function map(rec) return { out = { a = m.v + 1 } } end\n");
+    cr_assert_eq(tfs_lua_load(rt, "r.lua", &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_lua_script_version(rt, "r.lua", v3, &err), 0);
+    cr_assert_str_neq(v2, v3, "a script's edit is a new version");
+    write_script("r.lua", "function map(rec) return {\n");
+    cr_assert_eq(tfs_lua_load(rt, "r.lua", &err), TFS_EINVAL);
+    cr_assert_eq(tfs_lua_script_version(rt, "r.lua", v3, &err), TFS_EINVAL,
+                 "a script that does not load has no version");
+    tfs_lua_free(rt);
+}
+
+Test(lua, lookup_has_reads_the_tables_tf_lookup_reads)
+{
+    char lk[PATH_MAX];
+    snprintf(lk, sizeof lk, "%s/lookups", tdir);
+    cr_assert_eq(mkdir(lk, 0700), 0);
+    write_at(lk, "codes.csv", "code,value\nHS,homestead\n\"EX\",exempt\n");
+    write_at(lk, "dup.csv", "code,value\nA,1\nA,2\n");
+    tfs_lua *rt = new_rt(NULL);
+    tfs_error err = {0};
+    cr_assert_eq(tfs_lua_lookup_has(rt, "codes", "HS", 2, &err), 1, "%s", err.message);
+    cr_assert_eq(tfs_lua_lookup_has(rt, "codes", "EX", 2, &err), 1);
+    cr_assert_eq(tfs_lua_lookup_has(rt, "codes", "EXX", 2, &err), 1, "len bytes only");
+    cr_assert_eq(tfs_lua_lookup_has(rt, "codes", "hs", 2, &err), 0, "codes match exactly");
+    cr_assert_eq(tfs_lua_lookup_has(rt, "codes", "value", 5, &err), 0, "not the header");
+    cr_assert_eq(tfs_lua_lookup_has(rt, "dup", "A", 1, &err), TFS_EIO);
+    cr_expect(strstr(err.message, "lookups/dup.csv:3: duplicate code \"A\""), "%s",
+              err.message);
+    cr_assert_eq(tfs_lua_lookup_has(rt, "missing", "A", 1, &err), TFS_EIO);
+    cr_expect(strstr(err.message, "lookups/missing.csv"), "%s", err.message);
+    tfs_lua_free(rt);
+}
+
 /* ---- tf helpers ---------------------------------------------------------------------- */
 
 Test(lua, tf_helpers)
