@@ -365,13 +365,86 @@ static int compare_sample(tfs_pipeline *p, const tfs_stage_ctx *b, json_t *answe
                                                                      : "unchanged";
             json_object_set_new(r, "status", json_string(st)); /* st is static text */
         }
-        /* Conflict detection (the target's current record against the last written) fills
-         * this where it runs; null: not checked by this dry run. */
+        /* Filled by would_conflict() where the pair detects conflicts; null: not checked. */
         json_object_set_new(r, "would_conflict", json_null());
         json_object_set_new(totals, st,
                             json_integer(json_integer_value(json_object_get(totals, st)) + 1));
     }
     return 0;
+}
+
+/* What the conflict stage would decide for the sample, without writing: the sample's keys
+ * go through the stages a replay uses (read again, mapped, compared with the sync map,
+ * the target fetched and the pair's policy applied) in a job of their own, and each
+ * answer gets would_conflict: false, or the decision ({"policy", "decision", "fields"};
+ * decision "park" for manual), and drift: true where the target changed alone. The job's
+ * records never reach a write or a commit. */
+static int would_conflict(tfs_pipeline *p, tfs_stage_ctx *b, json_t *answers,
+                          tfs_record *const *recs, const char **keys, size_t n, json_t *totals,
+                          tfs_error *err)
+{
+    tfs_stage_job *jb = &p->jobs[1]; /* jobs[0]'s arena holds the sample */
+    json_t **stored = calloc(n ? n : 1, sizeof *stored);
+    if (!stored)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!(stored[i] = tfs_record_to_json(recs[i])))
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = tfs_stage_fetch(b, jb, keys, stored, n, err);
+    if (!rc)
+        rc = tfs_stage_compare(b, jb, err);
+    if (!rc)
+        rc = tfs_stage_resolve(b, jb, err);
+    json_int_t n_conflicts = 0, n_drift = 0;
+    for (size_t i = 0; !rc && i < jb->n_rs; i++) {
+        const tfs_stage_rec *r = &jb->rs[i];
+        json_t *ans = NULL;
+        for (size_t k = 0; k < json_array_size(answers) && !ans; k++) {
+            json_t *a = json_array_get(answers, k);
+            if (strcmp(json_string_value(json_object_get(a, "key")), r->key) == 0)
+                ans = a;
+        }
+        if (!ans || r->stage)
+            continue;
+        json_t *verdict = json_false();
+        if (r->parked) {
+            json_t *fields = r->fields ? json_loads(r->fields, 0, NULL) : NULL;
+            verdict = json_pack("{sssssO}", "policy",
+                                tfs_conflict_policy_name(b->pair->conflict.policy),
+                                "decision", "park", "fields",
+                                fields ? fields : json_array());
+            json_decref(fields);
+        } else if (r->detail) {
+            json_t *d = json_loads(r->detail, 0, NULL);
+            json_t *c = json_object_get(d, "conflict");
+            verdict = c ? json_incref(c) : json_false();
+            json_decref(d);
+        }
+        if (!verdict)
+            rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
+        n_conflicts += json_is_object(verdict);
+        n_drift += r->drifted != 0;
+        json_object_set_new(ans, "would_conflict", verdict);
+        if (r->drifted)
+            json_object_set_new(ans, "drift", json_true());
+    }
+    if (!rc) {
+        json_object_set_new(totals, "would_conflict", json_integer(n_conflicts));
+        json_object_set_new(totals, "drift", json_integer(n_drift));
+    }
+    tfs_stage_job_clear(jb);
+    for (size_t i = 0; i < n; i++)
+        json_decref(stored[i]);
+    free(stored);
+    return rc;
+}
+
+/* Whether the pair looks at its target for conflicts (what the conflict stage checks). */
+static int checks_conflicts(const tfs_stage_ctx *b)
+{
+    return b->pair->conflict.detect && tfs_instance_can_fetch(b->tgt);
 }
 
 static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
@@ -439,6 +512,9 @@ static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
     json_object_set_new(res, "counts", totals);
     if ((rc = compare_sample(p, &b, answers, keys, hashes, n, a, totals, err)))
         goto fail;
+    if (checks_conflicts(&b) &&
+        (rc = would_conflict(p, &b, answers, recs, keys, n, totals, err)))
+        goto fail;
     json_t *schema = tally_json(&tally);
     json_object_set_new(res, "ok", json_boolean(json_is_true(json_object_get(schema, "ok")) &&
                                                 !json_object_get(totals, "would_fail") &&
@@ -460,7 +536,7 @@ static int validate_pair(tfs_pipeline *p, const tfs_stage_ctx *proto, size_t sam
                          json_t **out, tfs_error *err)
 {
     json_t *res = json_pack("{ss sI sb}", "pair", proto->pair->name, "sample",
-                            (json_int_t)sample, "conflicts_checked", 0);
+                            (json_int_t)sample, "conflicts_checked", checks_conflicts(proto));
     json_t *list = json_array();
     json_object_set_new(res, "entities", list);
     int ok = 1, rc = 0;

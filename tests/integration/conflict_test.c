@@ -952,3 +952,69 @@ Test(conflict, detection_off_says_so_and_writes_as_before)
     json_decref(run);
     env_down(&e);
 }
+
+/* The answer of the dry run for one source key: the record of entity "property" in
+ * POST /sync/validate's answer, or NULL. Borrowed from v. */
+static json_t *dry_answer(json_t *v, const char *key)
+{
+    size_t i, j;
+    json_t *ent, *rec;
+    json_array_foreach(json_object_get(v, "entities"), i, ent) {
+        if (strcmp(json_string_value(json_object_get(ent, "source")), "property") != 0)
+            continue;
+        json_array_foreach(json_object_get(ent, "records"), j, rec)
+            if (strcmp(json_string_value(json_object_get(rec, "key")), key) == 0)
+                return rec;
+    }
+    return NULL;
+}
+
+/* /sync/validate says what would conflict (and what drifted) as the run would decide it,
+ * and writes nothing: no conflict or drift row, CAMA as it was. */
+Test(conflict, validate_says_what_would_conflict_and_writes_nothing)
+{
+    env e;
+    env_init(&e, "{\"policy\": \"manual\"}");
+    json_object_set_new(e.cfg, "jobs", json_pack("{ss}", "wait", "120s"));
+    env_start(&e);
+    json_decref(sync_run(&e, "full"));
+    parcel both = pick(&e, 0), source_only = pick(&e, 1), target_only = pick(&e, 2);
+    cama_zoning(&e, &both, "APPR9");
+    pacs_street(&e, &both, "Dry Run Way");
+    pacs_street(&e, &source_only, "Source Only Way");
+    cama_zoning(&e, &target_only, "APPR8");
+    char *before = scalar_text(e.cama, "SELECT md5(string_agg(p::text, ',' ORDER BY parid))"
+                                       " FROM pardat p");
+    tfs_test_response r = tfs_test_http(e.d, "POST", "/sync/validate", TFS_TEST_KEY_OPERATE,
+                                        "{\"pair\": \"" PAIR "\", \"sample\": 1000}");
+    cr_assert_eq(r.status, 200, "POST /sync/validate: %ld %s", r.status,
+                 r.body ? r.body : r.error);
+    cr_assert(json_is_true(json_object_get(r.json, "conflicts_checked")), "%s", r.body);
+    json_t *a = dry_answer(r.json, both.key);
+    cr_assert_not_null(a, "%s is in the sample", both.key);
+    json_t *wc = json_object_get(a, "would_conflict");
+    cr_assert(json_is_object(wc), "both sides changed: a conflict, got %s",
+              json_dumps(a, JSON_COMPACT));
+    cr_assert_str_eq(json_string_value(json_object_get(wc, "decision")), "park");
+    cr_assert_geq(json_array_size(json_object_get(wc, "fields")), 2, "zoning and adrstr");
+    a = dry_answer(r.json, source_only.key);
+    cr_assert_not_null(a);
+    cr_assert(json_is_false(json_object_get(a, "would_conflict")), "only the source changed: %s",
+              json_dumps(a, JSON_COMPACT));
+    cr_assert_str_eq(json_string_value(json_object_get(a, "status")), "would_update");
+    a = dry_answer(r.json, target_only.key);
+    cr_assert_not_null(a);
+    cr_assert(json_is_false(json_object_get(a, "would_conflict")));
+    cr_assert(json_is_true(json_object_get(a, "drift")), "the target changed alone: %s",
+              json_dumps(a, JSON_COMPACT));
+    tfs_test_response_free(&r);
+    char *after = scalar_text(e.cama, "SELECT md5(string_agg(p::text, ',' ORDER BY parid))"
+                                      " FROM pardat p");
+    cr_assert_str_eq(after, before, "the dry run wrote nothing to CAMA");
+    cr_assert_eq(scalar_int(e.state, "SELECT count(*) FROM tfsync.conflicts"), 0);
+    cr_assert_eq(scalar_int(e.state, "SELECT count(*) FROM tfsync.drift"), 0);
+    assert_pardat(&e, &both, "zoning", "APPR9");
+    free(before);
+    free(after);
+    env_down(&e);
+}
