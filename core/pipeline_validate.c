@@ -512,9 +512,19 @@ static int validate_mapping(tfs_pipeline *p, const tfs_stage_ctx *proto,
     json_object_set_new(res, "counts", totals);
     if ((rc = compare_sample(p, &b, answers, keys, hashes, n, a, totals, err)))
         goto fail;
-    if (checks_conflicts(&b) &&
-        (rc = would_conflict(p, &b, answers, recs, keys, n, totals, err)))
-        goto fail;
+    /* A rule the target cannot check stops the stages (as it stops a run): said above. */
+    if (checks_conflicts(&b) && !json_object_get(res, "rules_error")) {
+        tfs_error ce = {0};
+        rc = would_conflict(p, &b, answers, recs, keys, n, totals, &ce);
+        if (rc == TFS_EPERMANENT) {
+            json_object_set_new(res, "conflicts_error", json_pack("{ssss}", "message",
+                                                                  ce.message, "hint", ce.hint));
+            rc = 0;
+        } else if (rc) {
+            *err = ce;
+            goto fail;
+        }
+    }
     json_t *schema = tally_json(&tally);
     json_object_set_new(res, "ok", json_boolean(json_is_true(json_object_get(schema, "ok")) &&
                                                 !json_object_get(totals, "would_fail") &&
