@@ -145,6 +145,23 @@ int tfs_store_batch_records(tfs_store *s, const char *pair, const char *entity,
     return rc;
 }
 
+/* The first column of r's rows (source keys) into an array in the arena; clears r. */
+static int key_column(PGresult *r, tfs_arena *a, const char ***keys, size_t *n, tfs_error *err)
+{
+    int rows = PQntuples(r);
+    const char **k = tfs_arena_calloc(a, (size_t)rows + 1, sizeof *k);
+    int rc = k ? 0 : TFS_ENOMEM;
+    for (int i = 0; rc == 0 && i < rows; i++)
+        if (!(k[i] = tfs_arena_strdup(a, PQgetvalue(r, i, 0))))
+            rc = TFS_ENOMEM;
+    PQclear(r);
+    if (rc)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    *keys = k;
+    *n = (size_t)rows;
+    return 0;
+}
+
 int tfs_store_batch_sweep_keys(tfs_store *s, const char *pair, const char *entity,
                                int64_t generation, const char *after, size_t limit,
                                tfs_arena *a, const char ***keys, size_t *n, tfs_error *err)
@@ -163,18 +180,7 @@ int tfs_store_batch_sweep_keys(tfs_store *s, const char *pair, const char *entit
                                5, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "find keys that vanished from the source");
-    int rows = PQntuples(r);
-    const char **k = tfs_arena_calloc(a, (size_t)rows + 1, sizeof *k);
-    int rc = k ? 0 : TFS_ENOMEM;
-    for (int i = 0; rc == 0 && i < rows; i++)
-        if (!(k[i] = tfs_arena_strdup(a, PQgetvalue(r, i, 0))))
-            rc = TFS_ENOMEM;
-    PQclear(r);
-    if (rc)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    *keys = k;
-    *n = (size_t)rows;
-    return 0;
+    return key_column(r, a, keys, n, err);
 }
 
 int tfs_store_batch_checkpoints(tfs_store *s, const char *const *pairs, size_t n_pairs,
@@ -682,18 +688,7 @@ int tfs_store_batch_pending_keys(tfs_store *s, int64_t run_id, const char *entit
                                4, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "read the deletions set aside");
-    int rows = PQntuples(r);
-    const char **k = tfs_arena_calloc(a, (size_t)rows + 1, sizeof *k);
-    int rc = k ? 0 : TFS_ENOMEM;
-    for (int i = 0; rc == 0 && i < rows; i++)
-        if (!(k[i] = tfs_arena_strdup(a, PQgetvalue(r, i, 0))))
-            rc = TFS_ENOMEM;
-    PQclear(r);
-    if (rc)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    *keys = k;
-    *n = (size_t)rows;
-    return 0;
+    return key_column(r, a, keys, n, err);
 }
 
 int tfs_store_batch_pending_drop(tfs_store *s, int64_t run_id, tfs_error *err)
