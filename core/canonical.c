@@ -176,9 +176,17 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
         put_timestamp(out, v->u.s, v->len);
         return tfs_buf_putc(out, ';');
     case TFS_SDK_JSON:
+    case TFS_SDK_GEOMETRY: /* the same encoding: a GeoJSON text */
         if (!tfs_type_is_text(v->type))
             break;
         snprintf(tmp, sizeof tmp, "j%u:", (unsigned)v->len);
+        tfs_buf_puts(out, tmp);
+        tfs_buf_append(out, v->u.s, v->len);
+        return tfs_buf_putc(out, ';');
+    case TFS_SDK_BYTES: /* byte for byte, trailing spaces kept (SDK 1.3) */
+        if (!tfs_type_is_text(v->type))
+            break;
+        snprintf(tmp, sizeof tmp, "x%u:", (unsigned)v->len);
         tfs_buf_puts(out, tmp);
         tfs_buf_append(out, v->u.s, v->len);
         return tfs_buf_putc(out, ';');

@@ -115,7 +115,8 @@ static int check(prober *pr, tfs_instance **inst, tfs_store **store, tfs_error *
         return tfs_error_set(err, TFS_EPERMANENT, "plugin \"%s\" is not loaded", pr->cs->plugin);
     int rc = 0;
     if (!*inst)
-        rc = tfs_instance_open(pl, pr->cs->name, pr->cs->settings, inst, err);
+        rc = tfs_instance_open(pl, pr->cs->name, pr->cs->settings, pr->h->cfg->dir, inst,
+                               err);
     if (rc == 0)
         rc = tfs_instance_health(*inst, err);
     if (rc && *inst) {

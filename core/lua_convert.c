@@ -150,6 +150,7 @@ int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_
             tfs_lua_push_decimal(rt, L, v->u.s, v->len);
             break;
         case TFS_SDK_JSON:
+        case TFS_SDK_GEOMETRY:
             if (v->len == 2 && v->u.s[0] == '[' && v->u.s[1] == ']') {
                 lua_newtable(L);
                 lua_rawgeti(L, LUA_REGISTRYINDEX, rt->array_mt_ref);

@@ -156,7 +156,7 @@ int tfs_pipeline_get_system(tfs_pipeline *p, const char *name, int role,
         tfs_error_hint(err, "see GET /plugins for the plugins loaded and the ones refused");
         return TFS_EPERMANENT;
     }
-    int rc = tfs_instance_open(pl, name, cs->settings, &s->inst, err);
+    int rc = tfs_instance_open(pl, name, cs->settings, p->cfg->dir, &s->inst, err);
     tfs_breaker *br = tfs_health_breaker(p->health, name);
     if (rc == TFS_ETRANSIENT && br)
         tfs_breaker_failure(br, err->message, tfs_health_now_ms());

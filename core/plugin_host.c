@@ -20,6 +20,7 @@ static const size_t desc_size_of_minor[] = {
     offsetof(tfs_sdk_plugin, cb_health) + sizeof(void (*)(void)),        /* 1.0 */
     offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.1 */
     offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.2: a flag */
+    offsetof(tfs_sdk_plugin, cb_run_end) + sizeof(void (*)(void)),       /* 1.3 */
 };
 _Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
                    TFS_SDK_VERSION_MINOR + 1,
@@ -54,6 +55,10 @@ static const char *check_descriptor(const tfs_sdk_plugin *d, char *buf, size_t l
         (!d->cb_write || (!d->cb_fetch && !(d->capabilities & TFS_SDK_CAP_NO_FETCH))))
         return "descriptor declares the target capability without cb_write and cb_fetch "
                "(a target that cannot fetch declares TFS_SDK_CAP_NO_FETCH, SDK 1.2)";
+    if ((d->capabilities & (TFS_SDK_CAP_LAZY_OPEN | TFS_SDK_CAP_DELTAS)) && d->sdk_minor < 3)
+        return "descriptor declares the lazy-open or deltas capability, which needs SDK 1.3";
+    if ((d->capabilities & TFS_SDK_CAP_DELTAS) && !(d->capabilities & TFS_SDK_CAP_SOURCE))
+        return "descriptor declares the deltas capability without the source capability";
     if ((d->capabilities & TFS_SDK_CAP_CHANGES) &&
         (d->sdk_minor < 1 || !d->cb_read || !d->cb_changes_start))
         return "descriptor declares the changes capability without cb_changes_start (SDK 1.1)";
@@ -408,7 +413,9 @@ static int check_schema(const tfs_instance *inst, tfs_error *err)
                     snprintf(why, sizeof why, "has the name of field %zu", o);
                     goto fail;
                 }
-            if ((unsigned)f->type < TFS_SDK_BOOL || (unsigned)f->type > TFS_SDK_JSON) {
+            /* A plugin names only the types of the minor it was built for. */
+            unsigned last = inst->plugin->desc.sdk_minor >= 3 ? TFS_SDK_GEOMETRY : TFS_SDK_JSON;
+            if ((unsigned)f->type < TFS_SDK_BOOL || (unsigned)f->type > last) {
                 snprintf(why, sizeof why, "has an unknown type %d", (int)f->type);
                 goto fail;
             }
@@ -433,8 +440,47 @@ fail:
     return TFS_EPERMANENT;
 }
 
+/* Calls the plugin's cb_check on checked values, with the system and folder the config
+ * host functions answer for them. */
+static int run_cb_check(const tfs_plugin *p, const char *system, const char *config_dir,
+                        char **values, tfs_error *err)
+{
+    if (!p->desc.cb_check)
+        return 0;
+    tfs_sdk_error e = {0};
+    tfs_sdk_host_config_enter((const char *const *)values, system, config_dir);
+    int rc = p->desc.cb_check((const char *const *)values, &e);
+    tfs_sdk_host_config_leave();
+    if (rc == TFS_SDK_OK)
+        return 0;
+    tfs_error_set(err, TFS_EINVAL, "%s", e.set ? e.message : "");
+    if (!e.set)
+        snprintf(err->message, sizeof err->message,
+                 "systems.%s.settings: refused by plugin \"%s\" without a message", system,
+                 p->name);
+    return TFS_EINVAL;
+}
+
+int tfs_plugin_check(const tfs_plugin *p, const char *system, const json_t *settings,
+                     const char *config_dir, tfs_error *err)
+{
+    char prefix[256];
+    char **values = NULL;
+    snprintf(prefix, sizeof prefix, "systems.%s.settings", system);
+    int rc = tfs_plugin_check_settings(p, settings, prefix, &values, err);
+    if (!rc)
+        rc = run_cb_check(p, system, config_dir, values, err);
+    tfs_plugin_values_free(p, values);
+    return rc;
+}
+
+bool tfs_plugin_is_lazy(const tfs_plugin *p)
+{
+    return (p->desc.capabilities & TFS_SDK_CAP_LAZY_OPEN) != 0;
+}
+
 int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *settings,
-                      tfs_instance **out, tfs_error *err)
+                      const char *config_dir, tfs_instance **out, tfs_error *err)
 {
     char prefix[256];
     char **values = NULL;
@@ -442,8 +488,12 @@ int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *set
     *out = NULL;
     snprintf(prefix, sizeof prefix, "systems.%s.settings", system);
     int rc = tfs_plugin_check_settings(p, settings, prefix, &values, err);
-    if (rc)
+    if (!rc)
+        rc = run_cb_check(p, system, config_dir, values, err);
+    if (rc) {
+        tfs_plugin_values_free(p, values);
         return rc;
+    }
     tfs_instance *inst = calloc(1, sizeof *inst);
     if (!inst || !(inst->system = strdup(system))) {
         free(inst);
@@ -451,7 +501,9 @@ int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *set
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
     inst->plugin = p;
+    tfs_sdk_host_config_enter((const char *const *)values, system, config_dir);
     rc = p->desc.cb_open((const char *const *)values, &inst->handle, &e);
+    tfs_sdk_host_config_leave();
     tfs_plugin_values_free(p, values);
     if ((rc = map_status(inst, rc, &e, "could not open", err)))
         goto fail;
@@ -460,6 +512,12 @@ int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *set
     if ((rc = map_status(inst, rc, &e, "could not describe its schema", err)) ||
         (rc = check_schema(inst, err)))
         goto fail;
+    if (p->desc.cb_write_limits) {
+        e.set = false;
+        rc = p->desc.cb_write_limits(inst->handle, &inst->max_ops, &inst->max_bytes, &e);
+        if ((rc = map_status(inst, rc, &e, "could not tell its write limits", err)))
+            goto fail;
+    }
     *out = inst;
     return 0;
 fail:
@@ -571,6 +629,37 @@ int tfs_instance_health(tfs_instance *inst, tfs_error *err)
     return map_status(inst, rc, &e, "is unhealthy", err);
 }
 
+void tfs_instance_write_limits(const tfs_instance *inst, size_t *max_ops, size_t *max_bytes)
+{
+    *max_ops = inst->max_ops;
+    *max_bytes = inst->max_bytes;
+}
+
+int tfs_instance_estimate(tfs_instance *inst, size_t entity, int64_t *count, tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    *count = -1;
+    if (!inst->plugin->desc.cb_estimate)
+        return tfs_error_set(err, TFS_ENOTFOUND, "system \"%s\" cannot estimate its size",
+                             inst->system);
+    int rc = inst->plugin->desc.cb_estimate(inst->handle, entity, count, &e);
+    if ((rc = map_status(inst, rc, &e, "could not estimate its size", err)))
+        return rc;
+    if (*count < 0)
+        return tfs_error_set(err, TFS_ENOTFOUND, "system \"%s\" cannot estimate its size",
+                             inst->system);
+    return 0;
+}
+
+int tfs_instance_run_end(tfs_instance *inst, const tfs_sdk_run_end *run, tfs_error *err)
+{
+    tfs_sdk_error e = {0};
+    if (!inst->plugin->desc.cb_run_end)
+        return 0;
+    int rc = inst->plugin->desc.cb_run_end(inst->handle, run, &e);
+    return map_status(inst, rc, &e, "could not end the run", err);
+}
+
 static bool has_changes(const tfs_instance *inst)
 {
     return (inst->plugin->desc.capabilities & TFS_SDK_CAP_CHANGES) != 0;
@@ -617,15 +706,20 @@ int tfs_results_init(tfs_results *r, size_t n)
     r->n = n;
     r->status = calloc(n ? n : 1, sizeof *r->status);
     r->message = calloc(n ? n : 1, sizeof *r->message);
-    if (!r->status || !r->message) {
+    r->source = malloc((n ? n : 1) * sizeof *r->source);
+    if (!r->status || !r->message || !r->source) {
         tfs_results_free(r);
         return TFS_ENOMEM;
     }
+    for (size_t i = 0; i < n; i++)
+        r->source[i] = i;
     return 0;
 }
 
 void tfs_results_free(tfs_results *r)
 {
+    free(r->source);
+    r->source = NULL;
     if (!r->message) {
         free(r->status);
         r->status = NULL;

@@ -30,6 +30,8 @@ struct tfs_sdk_results {
     size_t n;
     tfs_sdk_status *status; /* n entries, TFS_SDK_OK unless set */
     char **message;         /* n entries, NULL or malloc'd; freed by tfs_results_free */
+    size_t *source;         /* n entries: the source record of each op (op_source, SDK 1.3);
+                             * tfs_results_init sets source[i] = i */
 };
 typedef struct tfs_sdk_results tfs_results;
 
@@ -84,9 +86,20 @@ int tfs_plugin_check_settings(const tfs_plugin *p, const json_t *settings, const
                               char ***values, tfs_error *err);
 void tfs_plugin_values_free(const tfs_plugin *p, char **values);
 
-/* Opens an instance with checked settings and reads its described schema. */
+/* Checks a system's settings without connecting: the declared keys and types
+ * (tfs_plugin_check_settings), then the plugin's own cb_check (SDK 1.3), which sees the
+ * system's name and config_dir (the config file's folder) through the host. */
+int tfs_plugin_check(const tfs_plugin *p, const char *system, const json_t *settings,
+                     const char *config_dir, tfs_error *err);
+/* Whether opening and describing an instance never connects (TFS_SDK_CAP_LAZY_OPEN), so
+ * --check may open one offline to read its schema. */
+bool tfs_plugin_is_lazy(const tfs_plugin *p);
+
+/* Opens an instance: checks its settings (tfs_plugin_check), opens it, reads and checks
+ * its described schema and asks its write limits. config_dir is the config file's folder
+ * (what the plugin's config_dir host function answers). */
 int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *settings,
-                      tfs_instance **out, tfs_error *err);
+                      const char *config_dir, tfs_instance **out, tfs_error *err);
 void tfs_instance_close(tfs_instance *inst);
 /* An entity by name: its index, or -1. */
 int tfs_instance_entity(const tfs_instance *inst, const char *name);
@@ -111,6 +124,15 @@ int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *cons
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
                        tfs_results *results, tfs_error *err);
 int tfs_instance_health(tfs_instance *inst, tfs_error *err);
+
+/* SDK 1.3. The most operations and bytes one write takes (0: no limit), as the plugin's
+ * cb_write_limits said at open. */
+void tfs_instance_write_limits(const tfs_instance *inst, size_t *max_ops, size_t *max_bytes);
+/* An entity's estimated record count; TFS_ENOTFOUND when the plugin cannot tell. */
+int tfs_instance_estimate(tfs_instance *inst, size_t entity, int64_t *count, tfs_error *err);
+/* Tells the plugin a run it served has ended (after the state store committed it); does
+ * nothing for a plugin without cb_run_end. */
+int tfs_instance_run_end(tfs_instance *inst, const tfs_sdk_run_end *run, tfs_error *err);
 
 /* Change capture (TFS_SDK_CAP_CHANGES, SDK 1.1). Cursors are bytes the plugin owns the
  * meaning of. changes_start puts the change cursor of "now" into out (out->cursor_set stays

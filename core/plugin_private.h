@@ -24,6 +24,7 @@ struct tfs_instance {
     const tfs_sdk_entity *entities; /* the plugin's, valid until close */
     size_t n_entities;
     char *system; /* the system's name in the config, for messages */
+    size_t max_ops, max_bytes; /* cb_write_limits (SDK 1.3); 0: no limit */
 };
 
 #endif

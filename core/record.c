@@ -17,8 +17,54 @@ static const char *const type_names[] = {
     [TFS_SDK_INT64] = "int64",    [TFS_SDK_FLOAT64] = "float64",
     [TFS_SDK_DECIMAL] = "decimal", [TFS_SDK_TEXT] = "text",
     [TFS_SDK_DATE] = "date",      [TFS_SDK_TIMESTAMP] = "timestamp",
-    [TFS_SDK_JSON] = "json",
+    [TFS_SDK_JSON] = "json",      [TFS_SDK_BYTES] = "bytes",
+    [TFS_SDK_GEOMETRY] = "geometry",
 };
+
+static const char *const geometry_types[] = {
+    "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+};
+
+int tfs_geometry_check(const char *text, size_t len, int *srid, char *why, size_t why_len)
+{
+    unsigned long failed = tfs_alloc_failures();
+    json_error_t jerr;
+    json_t *g = json_loadb(text, len, 0, &jerr);
+    if (!g) {
+        if (tfs_alloc_failures() != failed)
+            return -2;
+        snprintf(why, why_len, "geometry is not JSON: %s", jerr.text);
+        return -1;
+    }
+    int rc = -1;
+    const char *type = json_string_value(json_object_get(g, "type"));
+    const char *crs = json_string_value(
+        json_object_get(json_object_get(json_object_get(g, "crs"), "properties"), "name"));
+    int known = 0;
+    for (size_t i = 0; type && i < sizeof geometry_types / sizeof *geometry_types; i++)
+        known |= strcmp(type, geometry_types[i]) == 0;
+    char *end = NULL;
+    long id = crs && strncmp(crs, "EPSG:", 5) == 0 ? strtol(crs + 5, &end, 10) : 0;
+    if (!json_is_object(g))
+        snprintf(why, why_len, "geometry is not a GeoJSON object");
+    else if (!type || (!known && strcmp(type, "GeometryCollection") != 0))
+        snprintf(why, why_len, "geometry has no GeoJSON geometry \"type\" (Point ... "
+                 "MultiPolygon, GeometryCollection)");
+    else if (known && !json_is_array(json_object_get(g, "coordinates")))
+        snprintf(why, why_len, "%s geometry has no \"coordinates\" array", type);
+    else if (!known && !json_is_array(json_object_get(g, "geometries")))
+        snprintf(why, why_len, "GeometryCollection has no \"geometries\" array");
+    else if (!end || *end || id <= 0 || id > 999999)
+        snprintf(why, why_len, "geometry names no SRID: it needs \"crs\": {\"type\": "
+                 "\"name\", \"properties\": {\"name\": \"EPSG:<srid>\"}}");
+    else {
+        if (srid)
+            *srid = (int)id;
+        rc = 0;
+    }
+    json_decref(g);
+    return rc;
+}
 
 const char *tfs_type_name(tfs_sdk_type t)
 {
@@ -153,7 +199,8 @@ json_t *tfs_record_to_json(const tfs_record *rec)
         case TFS_SDK_BOOL: j = json_boolean(v->u.b); break;
         case TFS_SDK_INT64: j = json_integer(v->u.i); break;
         case TFS_SDK_FLOAT64: j = json_real(v->u.f); break;
-        case TFS_SDK_JSON: {
+        case TFS_SDK_JSON:
+        case TFS_SDK_GEOMETRY: {
             /* Text that does not parse becomes a string; text that did not parse for lack
              * of memory is a failure (jansson reports both as syntax errors). */
             unsigned long failed = tfs_alloc_failures();
@@ -183,9 +230,10 @@ tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, con
         if (!v || json_is_null(v))
             continue;
         int rc = 0;
-        if (f->type == TFS_SDK_JSON || json_is_object(v) || json_is_array(v)) {
+        if (tfs_type_is_json(f->type) || json_is_object(v) || json_is_array(v)) {
             char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            rc = text ? tfs_record_set_text(r, i, TFS_SDK_JSON, text, strlen(text)) : -1;
+            tfs_sdk_type t = f->type == TFS_SDK_GEOMETRY ? TFS_SDK_GEOMETRY : TFS_SDK_JSON;
+            rc = text ? tfs_record_set_text(r, i, t, text, strlen(text)) : -1;
             free(text);
         } else if (json_is_string(v)) {
             tfs_sdk_type t = tfs_type_is_text(f->type) ? f->type : TFS_SDK_TEXT;
@@ -248,7 +296,8 @@ int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
         else
             tfs_buf_append(out, "null", 4); /* JSON has no NaN or infinity */
         break;
-    case TFS_SDK_JSON: {
+    case TFS_SDK_JSON:
+    case TFS_SDK_GEOMETRY: {
         /* Embedded as JSON when it parses, as a string otherwise, like tfs_record_to_json. */
         unsigned long failed = tfs_alloc_failures();
         json_t *j = json_loadb(v->u.s, v->len, JSON_DECODE_ANY, NULL);

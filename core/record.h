@@ -54,10 +54,25 @@ typedef struct tfs_sdk_batch tfs_batch;
 static inline bool tfs_type_is_text(tfs_sdk_type t)
 {
     return t == TFS_SDK_DECIMAL || t == TFS_SDK_TEXT || t == TFS_SDK_DATE ||
-           t == TFS_SDK_TIMESTAMP || t == TFS_SDK_JSON;
+           t == TFS_SDK_TIMESTAMP || t == TFS_SDK_JSON || t == TFS_SDK_BYTES ||
+           t == TFS_SDK_GEOMETRY;
 }
 
-/* "null", "bool", "int64", "float64", "decimal", "text", "date", "timestamp", "json". */
+/* The types whose text is JSON, shown as nested values and given to scripts as tables:
+ * JSON, and GEOMETRY (a GeoJSON geometry object, SDK 1.3). */
+static inline bool tfs_type_is_json(tfs_sdk_type t)
+{
+    return t == TFS_SDK_JSON || t == TFS_SDK_GEOMETRY;
+}
+
+/* Whether text is a geometry as SDK 1.3 states it: a GeoJSON geometry object with a known
+ * "type", its "coordinates" array (a GeometryCollection: its "geometries" array) and a
+ * "crs" naming "EPSG:<srid>". 0, or -1 with the reason in why (TFS_ENOMEM's -2 when
+ * parsing ran out of memory). *srid gets the SRID when not NULL. */
+int tfs_geometry_check(const char *text, size_t len, int *srid, char *why, size_t why_len);
+
+/* "null", "bool", "int64", "float64", "decimal", "text", "date", "timestamp", "json",
+ * "bytes", "geometry". */
 const char *tfs_type_name(tfs_sdk_type t);
 /* The type of a name above, or -1. */
 int tfs_type_from_name(const char *name);

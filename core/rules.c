@@ -62,7 +62,7 @@ static void value_show(const tfs_value *v, char *out, size_t size)
     if (!t)
         snprintf(out, size, "null");
     else if (v->type == TFS_SDK_TEXT || v->type == TFS_SDK_DATE ||
-             v->type == TFS_SDK_TIMESTAMP || v->type == TFS_SDK_JSON)
+             v->type == TFS_SDK_TIMESTAMP || tfs_type_is_json(v->type))
         snprintf(out, size, "\"%.*s%s\"", (int)(len > 60 ? 60 : len), t, len > 60 ? "..." : "");
     else
         snprintf(out, size, "%.*s", (int)(len > 60 ? 60 : len), t);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "plugin_host.h"
 #include "plugin_private.h"
 #include "record.h"
 
@@ -139,6 +140,11 @@ static int host_set_text(tfs_sdk_record *r, size_t f, tfs_sdk_type type, const c
         return -1;
     if (len == (size_t)-1)
         len = strlen(s);
+    /* A geometry must be one as the SDK states it; the plugin's record then fails rather
+     * than carrying something no target can read. */
+    char why[160];
+    if (type == TFS_SDK_GEOMETRY && tfs_geometry_check(s, len, NULL, why, sizeof why) != 0)
+        return -1;
     return tfs_record_set_text(r, f, type, s, len);
 }
 
@@ -230,6 +236,48 @@ static tfs_sdk_record *host_batch_add_delete(tfs_sdk_batch *b)
     return r;
 }
 
+/* ---- 1.3 ------------------------------------------------------------------------------ */
+
+/* The config array of the cb_check or cb_open running on this thread: a thread's own, so
+ * instances opened by two workers at once each see their own, and only that pointer is
+ * answered for (a stale or foreign one reads NULL). */
+static _Thread_local struct {
+    const char *const *config;
+    const char *system, *dir;
+} open_call;
+
+void tfs_sdk_host_config_enter(const char *const *config, const char *system,
+                               const char *config_dir)
+{
+    open_call.config = config;
+    open_call.system = system;
+    open_call.dir = config_dir;
+}
+
+void tfs_sdk_host_config_leave(void)
+{
+    open_call.config = NULL;
+    open_call.system = open_call.dir = NULL;
+}
+
+static const char *host_config_system(const char *const *config)
+{
+    return config && config == open_call.config ? open_call.system : NULL;
+}
+
+static const char *host_config_dir(const char *const *config)
+{
+    return config && config == open_call.config ? open_call.dir : NULL;
+}
+
+/* An op out of range is its own source: the answer never points past the call's ops. */
+static size_t host_op_source(const tfs_sdk_results *r, size_t op)
+{
+    if (!r || op >= r->n || !r->source)
+        return op;
+    return r->source[op];
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 void tfs_sdk_host_fill(tfs_sdk_host *h, int roll_year)
@@ -258,4 +306,8 @@ void tfs_sdk_host_fill(tfs_sdk_host *h, int roll_year)
     h->result_set = host_result_set;
     /* 1.1 */
     h->batch_add_delete = host_batch_add_delete;
+    /* 1.3 */
+    h->config_system = host_config_system;
+    h->config_dir = host_config_dir;
+    h->op_source = host_op_source;
 }

@@ -14,4 +14,10 @@
  * function finds the plugin's name from it for the [plugin:<name>] prefix. */
 void tfs_sdk_host_fill(tfs_sdk_host *h, int roll_year);
 
+/* Around a cb_check or cb_open call on this thread: what config_system and config_dir
+ * answer for that config array (SDK 1.3). The strings are borrowed until leave. */
+void tfs_sdk_host_config_enter(const char *const *config, const char *system,
+                               const char *config_dir);
+void tfs_sdk_host_config_leave(void);
+
 #endif

@@ -189,7 +189,8 @@ static int check_text(tfs_record *rec, size_t f, json_t *reasons)
             snprintf(tmp, sizeof tmp, "%g", v->u.f);
         if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
             return -1;
-    } else if (tfs_type_is_text(v->type) && v->type != TFS_SDK_JSON) {
+    } else if (tfs_type_is_text(v->type) && !tfs_type_is_json(v->type) &&
+               v->type != TFS_SDK_BYTES) {
         v->type = TFS_SDK_TEXT;
     } else {
         return add(reasons, rec, f, "expected text, got %s", tfs_type_name(v->type));
@@ -230,8 +231,10 @@ static int check_timestamp(tfs_record *rec, size_t f, json_t *reasons)
 static int check_json(tfs_record *rec, size_t f, json_t *reasons)
 {
     tfs_value *v = &rec->values[f];
-    if (v->type == TFS_SDK_JSON)
+    if (tfs_type_is_json(v->type)) {
+        v->type = TFS_SDK_JSON;
         return 0;
+    }
     if (v->type != TFS_SDK_TEXT)
         return add(reasons, rec, f, "expected JSON, got %s", tfs_type_name(v->type));
     /* jansson reports an allocation that failed as a syntax error. */
@@ -243,6 +246,22 @@ static int check_json(tfs_record *rec, size_t f, json_t *reasons)
         return add(reasons, rec, f, "expected JSON, got text that does not parse");
     json_decref(j);
     v->type = TFS_SDK_JSON;
+    return 0;
+}
+
+/* A GeoJSON geometry with its SRID (SDK 1.3): a script hands a table (JSON here) or text. */
+static int check_geometry(tfs_record *rec, size_t f, json_t *reasons)
+{
+    tfs_value *v = &rec->values[f];
+    if (v->type != TFS_SDK_GEOMETRY && v->type != TFS_SDK_JSON && v->type != TFS_SDK_TEXT)
+        return add(reasons, rec, f, "expected a geometry, got %s", tfs_type_name(v->type));
+    char why[160];
+    int rc = tfs_geometry_check(v->u.s, v->len, NULL, why, sizeof why);
+    if (rc == -2)
+        return -1;
+    if (rc)
+        return add(reasons, rec, f, "%s", why);
+    v->type = TFS_SDK_GEOMETRY;
     return 0;
 }
 
@@ -278,6 +297,13 @@ static int check_field(tfs_record *rec, size_t f, json_t *reasons)
         return check_timestamp(rec, f, reasons);
     case TFS_SDK_JSON:
         return check_json(rec, f, reasons);
+    case TFS_SDK_GEOMETRY:
+        return check_geometry(rec, f, reasons);
+    case TFS_SDK_BYTES:
+        if (v->type != TFS_SDK_BYTES && v->type != TFS_SDK_TEXT)
+            return add(reasons, rec, f, "expected bytes, got %s", tfs_type_name(v->type));
+        v->type = TFS_SDK_BYTES;
+        return 0;
     case TFS_SDK_NULL:
         break;
     }

@@ -20,6 +20,15 @@
  *   callbacks, never as new members.
  *
  * CHANGELOG
+ *   1.3  what vendors writing the GIS, ERP and CRM adapters found missing: host functions
+ *        config_system and config_dir (a config array's system name and the config's
+ *        folder), op_source (the source record a write operation belongs to); callbacks
+ *        cb_check (settings checked without connecting, for tfsyncd --check),
+ *        cb_write_limits (most operations and bytes per cb_write), cb_estimate (an entity's
+ *        record count, for progress), cb_run_end (a run's outcome, after the state store
+ *        committed it); capabilities TFS_SDK_CAP_LAZY_OPEN (cb_open and cb_describe never
+ *        connect) and TFS_SDK_CAP_DELTAS (a source of deltas only, never swept); value
+ *        types TFS_SDK_BYTES and TFS_SDK_GEOMETRY (GeoJSON with its SRID).
  *   1.2  conflict detection: TFS_SDK_CAP_NO_FETCH, declared by a target that cannot fetch
  *        its current records (a file outbox); cb_fetch may then be NULL, and its pairs skip
  *        conflict detection. A 1.0 or 1.1 target always has cb_fetch and is fetched.
@@ -49,7 +58,7 @@ extern "C" {
 #endif
 
 #define TFS_SDK_VERSION_MAJOR 1
-#define TFS_SDK_VERSION_MINOR 2
+#define TFS_SDK_VERSION_MINOR 3
 
 #if defined(__GNUC__)
 #define TFS_SDK_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -69,8 +78,9 @@ typedef enum tfs_sdk_status {
 } tfs_sdk_status;
 
 /* Value types of record fields. DECIMAL, TEXT, DATE ("YYYY-MM-DD"), TIMESTAMP (ISO 8601,
- * "YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]") and JSON (a JSON text, e.g. GeoJSON geometry)
- * travel as text; DECIMAL text is a plain decimal number ("-12.50"). */
+ * "YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]"), JSON (a JSON text), BYTES and GEOMETRY travel
+ * as text through rec_set_text and rec_get_text (with their length); DECIMAL text is a
+ * plain decimal number ("-12.50"). */
 typedef enum tfs_sdk_type {
     TFS_SDK_NULL = 0,
     TFS_SDK_BOOL,
@@ -81,6 +91,17 @@ typedef enum tfs_sdk_type {
     TFS_SDK_DATE,
     TFS_SDK_TIMESTAMP,
     TFS_SDK_JSON,
+    /* ---- 1.3 ---- */
+    /* Raw bytes, NUL allowed: set with an explicit len. A Lua string in scripts; base64
+     * text wherever the host shows records as JSON (audit, dead letters). */
+    TFS_SDK_BYTES,
+    /* A geometry as a GeoJSON geometry object (RFC 7946 types: Point ... MultiPolygon,
+     * GeometryCollection) naming its spatial reference in a "crs" member,
+     *   {"type":"MultiPolygon","crs":{"type":"name","properties":{"name":"EPSG:2277"}},
+     *    "coordinates":[...]}
+     * which is what PostGIS's ST_AsGeoJSON(geom, 15, 2) writes. The host refuses text that
+     * is not such an object; scripts see a nested table, as for JSON. */
+    TFS_SDK_GEOMETRY,
 } tfs_sdk_type;
 
 /* Field flags. */
@@ -136,6 +157,31 @@ typedef enum tfs_sdk_op_kind {
     TFS_SDK_OP_UPSERT = 0,
     TFS_SDK_OP_DELETE = 1, /* only the key fields of the record are meaningful */
 } tfs_sdk_op_kind;
+
+/* How a run ended (1.3, cb_run_end). */
+typedef enum tfs_sdk_run_outcome {
+    TFS_SDK_RUN_SUCCEEDED = 0,
+    TFS_SDK_RUN_PARTIAL = 1,   /* some records failed or conflict: see dead letters */
+    TFS_SDK_RUN_FAILED = 2,
+    TFS_SDK_RUN_CANCELLED = 3,
+} tfs_sdk_run_outcome;
+
+/* The part an instance played in a run (1.3, cb_run_end). */
+typedef enum tfs_sdk_run_role {
+    TFS_SDK_RUN_AS_SOURCE = 0,
+    TFS_SDK_RUN_AS_TARGET = 1,
+} tfs_sdk_run_role;
+
+/* What cb_run_end is told (1.3). Members are appended in later minors; struct_size says
+ * how many this host filled. Strings are borrowed for the call. */
+typedef struct tfs_sdk_run_end {
+    uint32_t struct_size;
+    int64_t run_id;
+    const char *pair;
+    const char *mode; /* "full", "incremental", "replay", "resolve" or "validate" */
+    tfs_sdk_run_outcome outcome;
+    tfs_sdk_run_role role;
+} tfs_sdk_run_end;
 
 /* Host objects, opaque to plugins. */
 typedef struct tfs_sdk_record tfs_sdk_record;
@@ -201,6 +247,21 @@ typedef struct tfs_sdk_host {
     /* Like batch_add, for a record that no longer exists in the source (hard-deleted, or
      * retired if the plugin reports retirements so): set its key fields only. */
     tfs_sdk_record *(*batch_add_delete)(tfs_sdk_batch *batch);
+
+    /* ---- 1.3 ---- */
+
+    /* Of the config array handed to cb_check or cb_open (and only during that call): the
+     * system's name in the config, so messages can name systems.<name>.settings.<key>,
+     * and the absolute folder of the config file, where relative paths in settings
+     * start. NULL for any other pointer. */
+    const char *(*config_system)(const char *const *config);
+    const char *(*config_dir)(const char *const *config);
+
+    /* Of the results handed to cb_write: the source record operation op belongs to,
+     * counted from 0 in each call. The operations of one source record (its target
+     * entities, upserts and deletes) have the same number and are adjacent, so a target
+     * without transactions can apply them all or none. */
+    size_t (*op_source)(const tfs_sdk_results *results, size_t op);
 } tfs_sdk_host;
 
 /* True when the host table has the member (a host function added in a later minor). */
@@ -215,6 +276,13 @@ typedef struct tfs_sdk_host {
 /* A target that cannot fetch its current records (1.2): cb_fetch may be NULL; the host
  * never fetches from it, so its pairs have no conflict detection. */
 #define TFS_SDK_CAP_NO_FETCH 0x8u
+/* 1.3: cb_open and cb_describe never connect (the connection is made by the first read,
+ * fetch, write or health call), so tfsyncd --check can describe the schema offline and
+ * check the pairs against it. */
+#define TFS_SDK_CAP_LAZY_OPEN 0x10u
+/* 1.3: a source that delivers only deltas (a file drop): a full run reads what is there,
+ * and its pairs never sweep (a key not read is not deleted). */
+#define TFS_SDK_CAP_DELTAS 0x20u
 
 /* The descriptor a plugin returns. Static storage in the plugin; the host copies it. */
 typedef struct tfs_sdk_plugin {
@@ -280,6 +348,34 @@ typedef struct tfs_sdk_plugin {
      * Optional. */
     int (*cb_changes_trim)(void *instance, const void *const *cursors, const size_t *lens,
                            size_t n, tfs_sdk_error *err);
+
+    /* ---- 1.3 ---- */
+
+    /* Checks the settings (text, in declaration order, as cb_open gets them) without
+     * connecting or touching the system: values out of range, files that must exist,
+     * options that exclude each other. Name the key as systems.<config_system>.settings.<key>.
+     * tfsyncd --check calls it offline, and the host calls it before every cb_open.
+     * Optional. */
+    int (*cb_check)(const char *const *config, tfs_sdk_error *err);
+    /* The most operations (*max_ops) and bytes (*max_bytes) one cb_write takes; 0, or left
+     * as the host set it (0), is no limit. Bytes are counted as the operations' records
+     * written as JSON objects ({"field":value,...}, as GET /audit shows them). The host
+     * splits its write batches to fit, never splitting one source record's operations
+     * unless they alone pass a limit. Called once after cb_open. Optional. */
+    int (*cb_write_limits)(void *instance, size_t *max_ops, size_t *max_bytes,
+                           tfs_sdk_error *err);
+    /* A cheap estimate of how many records an entity holds (a catalogue statistic, a count
+     * of files' lines), for progress bars and ETAs: the run status shows it as
+     * estimated_total. *count < 0: cannot tell. Called when a full run starts an entity.
+     * Optional. */
+    int (*cb_estimate)(void *instance, size_t entity, int64_t *count, tfs_sdk_error *err);
+    /* A run of a pair this instance served has ended, and the state store has committed
+     * its outcome and everything it read and wrote: a file target publishes its outbox
+     * here, a file source archives the inbox files it read. A crash between that commit
+     * and this call means the call does not come for that run, so act on everything
+     * committed so far, not only on this run. A failure is logged and shown on the run;
+     * it does not change the run's outcome. Optional. */
+    int (*cb_run_end)(void *instance, const tfs_sdk_run_end *run, tfs_sdk_error *err);
 } tfs_sdk_plugin;
 
 /* The one symbol a plugin exports. Returns the plugin's descriptor, or NULL to refuse

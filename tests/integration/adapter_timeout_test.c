@@ -93,7 +93,7 @@ Test(adapter_timeout, cama_gives_up_after_its_connect_timeout, .timeout = 60)
      * reconnects, and each attempt ends after the 2 s. */
     tfs_instance *inst = NULL;
     long long t0 = now_ms();
-    cr_assert_eq(tfs_instance_open(cama, "cama", settings, &inst, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_instance_open(cama, "cama", settings, NULL, &inst, &err), 0, "%s", err.message);
     long long open_ms = now_ms() - t0;
     t0 = now_ms();
     int rc = tfs_instance_health(inst, &err);
@@ -125,13 +125,13 @@ Test(adapter_timeout, cama_settings_refuse_bad_timeouts)
         cr_assert(p != NULL);
         json_t *settings = json_pack("{s:s, s:i}", "conninfo", "dbname=x", "connect_timeout", 0);
         tfs_instance *inst = NULL;
-        cr_expect_neq(tfs_instance_open(p, plugins[i], settings, &inst, &err), 0);
+        cr_expect_neq(tfs_instance_open(p, plugins[i], settings, NULL, &inst, &err), 0);
         cr_expect(strstr(err.message, "connect_timeout \"0\"") != NULL, "%s", err.message);
         tfs_instance_close(inst);
         json_decref(settings);
         settings = json_pack("{s:s, s:i}", "conninfo", "dbname=x", "statement_timeout", -1);
         inst = NULL;
-        cr_expect_neq(tfs_instance_open(p, plugins[i], settings, &inst, &err), 0);
+        cr_expect_neq(tfs_instance_open(p, plugins[i], settings, NULL, &inst, &err), 0);
         cr_expect(strstr(err.message, "statement_timeout \"-1\"") != NULL, "%s", err.message);
         tfs_instance_close(inst);
         json_decref(settings);

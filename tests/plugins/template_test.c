@@ -35,7 +35,7 @@ static void open_with(const char *settings_json)
     tfs_error err = {0};
     json_t *settings = json_loads(settings_json, 0, NULL);
     cr_assert_not_null(settings);
-    int rc = tfs_instance_open(plugin, "tpl", settings, &inst, &err);
+    int rc = tfs_instance_open(plugin, "tpl", settings, NULL, &inst, &err);
     json_decref(settings);
     cr_assert_eq(rc, 0, "%s", err.message);
     int e = tfs_instance_entity(inst, "item");
@@ -293,7 +293,7 @@ Test(template, unknown_setting_is_refused_with_its_path)
     tfs_error err = {0};
     tfs_instance *other = NULL;
     json_t *s = json_pack("{sisi}", "rows", 25, "colour", 3);
-    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, &other, &err), TFS_EINVAL);
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, NULL, &other, &err), TFS_EINVAL);
     json_decref(s);
     cr_assert_null(other);
     cr_assert(strstr(err.message, "systems.tpl.settings.colour: unknown setting"), "%s",
@@ -307,14 +307,14 @@ Test(template, wrong_type_and_bad_value_are_refused)
     tfs_error err = {0};
     tfs_instance *other = NULL;
     json_t *s = json_pack("{ss}", "rows", "ten");
-    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, &other, &err), TFS_EINVAL);
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, NULL, &other, &err), TFS_EINVAL);
     json_decref(s);
     cr_assert(strstr(err.message, "systems.tpl.settings.rows: must be an integer"), "%s",
               err.message);
 
     /* The right type but a value the plugin cannot use: refused by cb_open, for good. */
     s = json_pack("{si}", "rows", -1);
-    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, &other, &err), TFS_EPERMANENT);
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, NULL, &other, &err), TFS_EPERMANENT);
     json_decref(s);
     cr_assert_null(other);
     cr_assert(strstr(err.message, "tpl could not open"), "%s", err.message);

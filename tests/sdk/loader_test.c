@@ -48,7 +48,7 @@ Test(loader, other_major_version)
 
 Test(loader, newer_minor_version)
 {
-    expect_refused("minor", "needs SDK 1.3, this host provides 1.2");
+    expect_refused("minor", "needs SDK 1.4, this host provides 1.3");
 }
 
 Test(loader, older_minor_with_its_own_size_loads)

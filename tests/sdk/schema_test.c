@@ -24,7 +24,7 @@ static void expect_refused(const char *name, const char *where, const char *why)
     tfs_instance *inst = NULL;
     tfs_error err = {0};
     json_t *settings = json_object();
-    int rc = tfs_instance_open(p, "src", settings, &inst, &err);
+    int rc = tfs_instance_open(p, "src", settings, NULL, &inst, &err);
     json_decref(settings);
     cr_assert_eq(rc, TFS_EPERMANENT, "%s: open should fail permanently (rc %d)", name, rc);
     cr_assert_null(inst);
@@ -44,7 +44,7 @@ Test(schema, good_schema_opens)
     tfs_instance *inst = NULL;
     tfs_error err = {0};
     json_t *settings = json_object();
-    cr_assert_eq(tfs_instance_open(p, "src", settings, &inst, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_instance_open(p, "src", settings, NULL, &inst, &err), 0, "%s", err.message);
     json_decref(settings);
     cr_assert_eq(tfs_instance_n_entities(inst), 2);
     cr_assert_eq(tfs_instance_entity(inst, "value"), 1);

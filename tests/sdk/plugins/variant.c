@@ -93,6 +93,7 @@ TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *host)
     desc.cb_write = v_write;
 #if defined(VARIANT_NO_FETCH_OLD)
     desc.sdk_minor = 1;
+    desc.struct_size = offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof desc.cb_changes_trim;
 #endif
 #elif defined(VARIANT_OLD_MINOR)
     /* Built against 1.0: the 1.0 descriptor ends at cb_health. */
