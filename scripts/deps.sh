@@ -10,7 +10,7 @@ readonly PACKAGES=(
     build-essential cmake pkg-config
     libmicrohttpd-dev libjansson-dev libpq-dev liblua5.4-dev libgnutls28-dev
     libcriterion-dev libcurl4-openssl-dev
-    postgresql postgresql-contrib
+    postgresql postgresql-contrib postgresql-15-postgis-3
     curl ca-certificates
 )
 
