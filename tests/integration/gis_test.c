@@ -196,6 +196,9 @@ Test(gis, full_and_incremental_both_ways_without_ping_pong)
     json_t *run = run_pair(&e, "pacs-to-gis", "full", "succeeded");
     long long attr = written(run, "property"), own = written(run, "owner");
     json_decref(run);
+    /* What PACS wrote is no change of GIS's: its change log saw nothing. */
+    cr_assert_eq(scalar_ll(e.gis, "SELECT count(*) FROM gis_change_log"), 0,
+                 "the attribute sync reached the GIS change log");
     char *pacs_own = scalar(e.pacs, PACS_OWN_MD5);
     run = run_pair(&e, "gis-to-pacs", "full", "succeeded");
     cr_assert_eq(written(run, "taxparcel"), parcels, "gis-to-pacs wrote %lld of %lld parcels",
@@ -205,6 +208,9 @@ Test(gis, full_and_incremental_both_ways_without_ping_pong)
     cr_expect(json_is_integer(est) && json_integer_value(est) == parcels,
               "estimated_total of taxparcel is not %lld", parcels);
     json_decref(run);
+    /* Nor is what GIS wrote a change of PACS's. */
+    cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM change_log"), 0,
+                 "the GIS sync reached the PACS change log");
     cr_assert_gt(attr, 200, "pacs-to-gis wrote %lld parcel attributes", attr);
     cr_assert_gt(own, 200, "pacs-to-gis wrote %lld parcel owners", own);
     assert_twins(&e);
@@ -222,14 +228,18 @@ Test(gis, full_and_incremental_both_ways_without_ping_pong)
     /* Round two, full and incremental: nothing to write either way. */
     const char *modes[] = {"full", "incremental"};
     for (int m = 0; m < 2; m++) {
-        run = run_pair(&e, "pacs-to-gis", modes[m], "succeeded");
-        cr_assert_eq(written(run, "property") + written(run, "owner"), 0,
+        json_t *prev = run_pair(&e, "pacs-to-gis", modes[m], "succeeded");
+        cr_assert_eq(written(prev, "property") + written(prev, "owner"), 0,
                      "a second %s pacs-to-gis wrote %lld", modes[m],
-                     written(run, "property") + written(run, "owner"));
-        json_decref(run);
+                     written(prev, "property") + written(prev, "owner"));
         run = run_pair(&e, "gis-to-pacs", modes[m], "succeeded");
         cr_assert_eq(written(run, "taxparcel"), 0, "a second %s gis-to-pacs wrote %lld",
                      modes[m], written(run, "taxparcel"));
+        if (m == 1) /* nothing even read: neither side's writes came back as changes */
+            cr_assert_eq(count_of(run, "taxparcel", "read") + count_of(prev, "property", "read") +
+                             count_of(prev, "owner", "read"),
+                         0, "a second incremental round read changes");
+        json_decref(prev);
         json_decref(run);
     }
 
