@@ -19,7 +19,7 @@ local null = tf.null
 local isnull, trim, upper, num = tf.isnull, tf.trim, tf.upper, tf.num
 
 -- "123 N MAIN ST UNIT 4": the situs parts that are there, trimmed, upper-cased, one space
--- apart; null when there is none.
+-- apart, the suffix in its USPS abbreviation; null when there is none.
 local function site_address(p)
   local parts = {}
   local function add(v, prefix)
@@ -33,7 +33,9 @@ local function site_address(p)
   add(p.situs_num)
   add(p.situs_street_prefx)
   add(p.situs_street)
-  add(p.situs_street_sufix)
+  if not isnull(p.situs_street_sufix) and trim(p.situs_street_sufix) ~= '' then
+    add(tf.address_suffix(p.situs_street_sufix))  -- STREET -> ST, Trail -> TRL, ...
+  end
   add(p.situs_unit, 'UNIT ')
   if #parts == 0 then
     return null
