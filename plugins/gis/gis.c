@@ -790,6 +790,11 @@ static int gis_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
             continue;
         }
         const tfs_sdk_entity *e = &gis_entities[op->entity];
+        if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE) {
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "could not write %s: unknown operation %d", e->name, (int)op->kind);
+            continue;
+        }
         const char *id = op->record && host->rec_n_fields(op->record) == e->n_fields
                              ? host->rec_get_text(op->record, 0, NULL)
                              : NULL;

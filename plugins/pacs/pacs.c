@@ -1587,6 +1587,11 @@ static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                              op->entity < N_DESCRIBED ? pacs_entities[op->entity].name : "?");
             continue;
         }
+        if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE) {
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "could not write parcel_gis: unknown operation %d", (int)op->kind);
+            continue;
+        }
         const char *id = op->record && host->rec_n_fields(op->record) == e->n_fields &&
                                  host->rec_type(op->record, 0) == TFS_SDK_TEXT
                              ? host->rec_get_text(op->record, 0, NULL)
