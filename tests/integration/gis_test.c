@@ -9,8 +9,10 @@
  * pacs_to_gis_attr.sql, pacs_owner_to_gis.sql, gis_to_pacs.sql) compute, after full and
  * after incremental runs; every shape is byte-identical after the attribute sync; PACS's
  * own tables are untouched by gis-to-pacs; the two pairs run one after the other write
- * nothing the second time (no ping-pong); an unknown parcel and an invalid or empty shape
- * end as dead letters with their reasons while the rest is written.
+ * nothing the second time (no ping-pong); a retired property clears its parcel's attributes
+ * and a parcel deleted in GIS leaves PACS; an unknown parcel and an invalid or empty shape
+ * end as dead letters with their reasons while the rest is written; --check refuses a bad
+ * gis setting without connecting.
  */
 #include <criterion/criterion.h>
 
@@ -279,6 +281,45 @@ Test(gis, full_and_incremental_both_ways_without_ping_pong)
     now = scalar(e.pacs, PACS_OWN_MD5);
     cr_assert_str_eq(now, pacs_own, "incremental gis-to-pacs changed a table PACS owns");
     free(now);
+
+    /* Two PACS properties retire: the first one's parcel keeps its shape and loses the
+     * attributes (GIS owns the parcel); the second one's parcel is also deleted in GIS,
+     * which takes it out of PACS's property_gis. */
+    const char *real = "SELECT p.simple_geo_id FROM property p JOIN property_val v USING (prop_id)"
+                       " WHERE p.prop_type_cd = 'R' AND v.prop_val_yr = 2026 AND"
+                       " v.prop_inactive_dt IS NULL AND p.prop_id > 10 ORDER BY p.prop_id";
+    char sql[768];
+    snprintf(sql, sizeof sql, "%s LIMIT 1", real);
+    char *retired = scalar(e.pacs, sql);
+    snprintf(sql, sizeof sql, "%s OFFSET 1 LIMIT 1", real);
+    char *deleted = scalar(e.pacs, sql);
+    snprintf(sql, sizeof sql,
+             "UPDATE property_val v SET prop_inactive_dt = '2026-03-01' FROM property p"
+             " WHERE p.prop_id = v.prop_id AND v.prop_val_yr = 2026 AND p.simple_geo_id IN"
+             " ('%s', '%s')", retired, deleted);
+    tfs_test_pg_exec(e.pacs, sql);
+    snprintf(sql, sizeof sql, "DELETE FROM taxparcel WHERE \"PARCELID\" = '%s'", deleted);
+    tfs_test_pg_exec(e.gis, sql);
+    run = run_pair(&e, "pacs-to-gis", "incremental", "succeeded");
+    cr_assert_eq(count_of(run, "property", "deleted"), 2);
+    cr_assert_eq(count_of(run, "owner", "deleted"), 2);
+    json_decref(run);
+    run = run_pair(&e, "gis-to-pacs", "incremental", "succeeded");
+    cr_assert_eq(count_of(run, "taxparcel", "deleted"), 1);
+    json_decref(run);
+    snprintf(sql, sizeof sql,
+             "SELECT num_nonnulls(\"SITEADDRESS\", \"CLASSCD\", \"LNDVALUE\", \"OWNERNME1\")"
+             " || ',' || (shape IS NOT NULL) FROM taxparcel WHERE \"PARCELID\" = '%s'",
+             retired);
+    now = scalar(e.gis, sql);
+    cr_assert_str_eq(now, "0,true", "the retired property's parcel %s: %s", retired, now);
+    free(now);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM property_gis WHERE simple_geo_id = '%s'",
+             deleted);
+    cr_assert_eq(scalar_ll(e.pacs, sql), 0, "PACS keeps the deleted GIS parcel %s", deleted);
+    assert_twins(&e);
+    free(retired);
+    free(deleted);
 
     /* And again nothing travels back. */
     run = run_pair(&e, "pacs-to-gis", "incremental", "succeeded");
