@@ -18,6 +18,10 @@
  * within one window, each as its record now or as a deletion when it no longer exists
  * (or is retired, with retired_as_delete).
  *
+ * One target entity, parcel_gis: what GIS computes about a parcel (area, centroid), written
+ * only into property_gis, a table without a change-log trigger, so that PACS's change reads
+ * never see it (docs/decisions.md, "GIS and PACS without ping-pong").
+ *
  * Each instance owns one libpq connection, reconnects with PQreset on the first call after
  * losing it, and classifies errors as transient (connection, server shutdown,
  * serialization, deadlock, timeout) or permanent (everything else).
