@@ -11,8 +11,8 @@
  * own tables are untouched by gis-to-pacs; the two pairs run one after the other write
  * nothing the second time (no ping-pong); a retired property clears its parcel's attributes
  * and a parcel deleted in GIS leaves PACS; an unknown parcel and an invalid or empty shape
- * end as dead letters with their reasons while the rest is written; --check refuses a bad
- * gis setting without connecting.
+ * end as dead letters with their reasons while the rest is written; through the plugin host,
+ * a bad setting is refused offline and an open does not connect.
  */
 #include <criterion/criterion.h>
 
@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
+#include "error.h"
+#include "plugin_host.h"
 #include "tfs_test.h"
 
 TestSuite(gis, .timeout = 240);
@@ -205,10 +207,6 @@ Test(gis, full_and_incremental_both_ways_without_ping_pong)
     run = run_pair(&e, "gis-to-pacs", "full", "succeeded");
     cr_assert_eq(written(run, "taxparcel"), parcels, "gis-to-pacs wrote %lld of %lld parcels",
                  written(run, "taxparcel"), parcels);
-    json_t *est = json_object_get(json_object_get(json_object_get(run, "counts"), "taxparcel"),
-                                  "estimated_total");
-    cr_expect(json_is_integer(est) && json_integer_value(est) == parcels,
-              "estimated_total of taxparcel is not %lld", parcels);
     json_decref(run);
     /* Nor is what GIS wrote a change of PACS's. */
     cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM change_log"), 0,
@@ -438,34 +436,72 @@ Test(gis, unknown_parcel_and_bad_shapes_are_dead_letters)
 }
 
 /* ======================================================================================
- * 3. --check refuses a bad gis setting without connecting, naming it in full.
+ * 3. Through the real plugin host: settings refused offline, naming the key in full; an
+ *    open that does not connect; an estimate from the catalogue.
  * ====================================================================================== */
 
-Test(gis, check_refuses_a_bad_setting_offline)
+static long long ms_since(const struct timespec *t0)
 {
-    env e;
-    env_init(&e);
-    tfs_test_daemon_stop(e.d);
-    e.d = NULL;
-    json_t *gis = json_object_get(json_object_get(e.cfg, "systems"), "gis");
-    /* An unreachable server: a check that connected would fail on it, not on the value. */
-    json_object_set_new(json_object_get(gis, "settings"), "conninfo",
-                        json_string("host=192.0.2.1 port=1 dbname=nowhere connect_timeout=1"));
-    json_object_set_new(json_object_get(gis, "settings"), "fetch_size", json_integer(0));
-    char path[256], cmd[1024];
-    snprintf(path, sizeof path, "%s/gischeck_%d.json", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int)getpid());
-    cr_assert_eq(json_dump_file(e.cfg, path, JSON_INDENT(2)), 0);
-    snprintf(cmd, sizeof cmd, "%s/tfsyncd --check --config '%s' 2>&1", TFS_BINARY_DIR, path);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    char out[8192];
-    size_t len = fread(out, 1, sizeof out - 1, p);
-    out[len] = '\0';
-    int status = pclose(p);
-    unlink(path);
-    cr_assert_neq(status, 0, "--check accepted fetch_size 0:\n%s", out);
-    cr_assert(strstr(out, "systems.gis.settings.fetch_size"), "the key is not named:\n%s", out);
-    cr_assert(!strstr(out, "could not connect"), "--check connected:\n%s", out);
-    env_down(&e);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+Test(gis, checks_offline_opens_lazily_and_estimates)
+{
+    tfs_plugin_host *h = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_plugin_host_load_dir(TFS_PLUGIN_DIR, 2026, &h, &err), 0, "%s", err.message);
+    const tfs_plugin *p = tfs_plugin_host_get(h, "gis");
+    cr_assert_not_null(p, "no gis plugin in " TFS_PLUGIN_DIR);
+    cr_assert(tfs_plugin_is_lazy(p));
+
+    /* An address that never answers (TEST-NET-1): connecting would take connect_timeout. */
+    const char *nowhere = "host=192.0.2.1 port=5432 dbname=gis connect_timeout=3";
+    json_t *bad = json_pack("{s:s, s:i}", "conninfo", nowhere, "fetch_size", 0);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_neq(tfs_plugin_check(p, "parcels", bad, "/", &err), 0, "fetch_size 0 passed");
+    cr_assert(strstr(err.message, "systems.parcels.settings.fetch_size"),
+              "the key is not named in full: %s", err.message);
+    json_decref(bad);
+    bad = json_pack("{s:s}", "conninfo", "host=x port=1 sslmode=bogus-value =");
+    cr_assert_neq(tfs_plugin_check(p, "parcels", bad, "/", &err), 0);
+    cr_assert(strstr(err.message, "systems.parcels.settings.conninfo"), "%s", err.message);
+    json_decref(bad);
+
+    json_t *good = json_pack("{s:s}", "conninfo", nowhere);
+    tfs_instance *inst = NULL;
+    cr_assert_eq(tfs_instance_open(p, "parcels", good, "/", &inst, &err), 0, "%s", err.message);
+    cr_assert_lt(ms_since(&t0), 2000, "checking and opening took %lld ms: they connected",
+                 ms_since(&t0));
+    cr_assert_eq(tfs_instance_n_entities(inst), 3);
+    /* The first call that needs the database is where an outage shows, as transient. */
+    cr_assert_eq(tfs_instance_health(inst, &err), TFS_ETRANSIENT);
+    cr_assert(strstr(err.message, "could not connect to the gis database"), "%s", err.message);
+    tfs_instance_close(inst);
+    json_decref(good);
+
+    char *db = tfs_test_db_clone(TMPL_GIS, "gest");
+    char *conninfo = tfs_test_pg_conninfo(db);
+    good = json_pack("{s:s}", "conninfo", conninfo);
+    cr_assert_eq(tfs_instance_open(p, "gis", good, "/", &inst, &err), 0, "%s", err.message);
+    long long parcels = 0;
+    char *n = tfs_test_pg_scalar(db, "SELECT count(*) FROM taxparcel");
+    parcels = strtoll(n, NULL, 10);
+    free(n);
+    int64_t est = -1;
+    cr_assert_eq(tfs_instance_estimate(inst, (size_t)tfs_instance_entity(inst, "taxparcel"), &est,
+                                       &err),
+                 0, "%s", err.message);
+    cr_assert_eq(est, parcels, "estimate %lld, %lld parcels", (long long)est, parcels);
+    cr_assert_eq(tfs_instance_estimate(inst, (size_t)tfs_instance_entity(inst, "parcel_attr"),
+                                       &est, &err),
+                 TFS_ENOTFOUND, "a target entity has an estimate");
+    tfs_instance_close(inst);
+    json_decref(good);
+    free(conninfo);
+    tfs_test_db_drop(db);
+    free(db);
+    tfs_plugin_host_free(h);
 }
