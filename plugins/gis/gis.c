@@ -521,8 +521,9 @@ static int changes_cursor_parse(gis *g, const void *cursor, size_t len, const ch
     if (!bar1 || !bar2 || bar1 == p)
         return -1;
     *bar1 = *bar2 = '\0';
-    for (const char *c = p; *c; c++)
-        if (!strchr("0123456789:,", *c))
+    /* Snapshot text only ("xmin:xmax:xip,..."); cur may be empty (no window open). */
+    for (const char *c = p; c < bar2; c++)
+        if (*c && !strchr("0123456789:,", *c))
             return -1;
     *prev = p;
     *cur = bar1 + 1;
