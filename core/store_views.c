@@ -31,17 +31,27 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     return 0;
 }
 
+/* Each entity's counts with its estimated_total (a full run's estimate, SDK 1.3) where
+ * the run has one: an entity the run estimated but has not committed a batch of yet shows
+ * the estimate alone. */
+#define RUN_COUNTS                                                                              \
+    "(SELECT coalesce(jsonb_object_agg(k, CASE WHEN estimates ? k THEN"                          \
+    " coalesce(counts -> k, '{}'::jsonb) || jsonb_build_object('estimated_total',"               \
+    " estimates -> k) ELSE counts -> k END), '{}'::jsonb) FROM (SELECT jsonb_object_keys("       \
+    " CASE WHEN jsonb_typeof(counts) = 'object' THEN counts ELSE '{}' END) k UNION"               \
+    " SELECT jsonb_object_keys(coalesce(estimates, '{}'::jsonb))) ks)"
+
 /* The run columns as JSON, built in SQL so the server formats timestamps once. */
 #define RUN_JSON                                                                                \
     "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
-    " 'actor', actor, 'counts', counts, 'error', error, 'created_at', created_at,"             \
+    " 'actor', actor, 'counts', " RUN_COUNTS ", 'error', error, 'created_at', created_at,"    \
     " 'started_at', started_at, 'finished_at', finished_at, 'updated_at', updated_at,"         \
     " 'waiting', CASE WHEN state = 'waiting' THEN json_build_object('reason', waiting_reason,"  \
     " 'since', waiting_since, 'for_ms', (extract(epoch FROM now() - waiting_since) * 1000)"     \
     "::int8) END, 'cancel_requested', cancel_requested,"                                       \
     " 'held', CASE WHEN state = 'held' THEN json_build_object('reason', held_reason,"          \
     " 'deletes', held_deletes) END, 'confirmed_deletes', confirmed_deletes,"                   \
-    " 'params', params, 'result', result,"                                                     \
+    " 'params', params, 'result', result, 'run_end_errors', run_end_errors,"                   \
     " 'node', node, 'lease', (SELECT json_build_object('node', l.node, 'epoch', l.epoch,"        \
     " 'expires_at', l.expires_at, 'held', NOT l.released AND l.expires_at > now(),"             \
     " 'deaths', l.deaths) FROM tfsync.leases l WHERE l.unit = 'run:' || runs.run_id),"          \
