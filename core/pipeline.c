@@ -653,7 +653,7 @@ static void end_run(tfs_pipeline *p, int64_t run_id, const char *pair, const cha
                       run_id, e2.message, role == 0 ? "source" : "target", state);
         if (!errors)
             errors = json_array();
-        json_array_append_new(errors, json_pack("{sssss?}", "system",
+        json_array_append_new(errors, json_pack("{ssssss?}", "system",
                                                 tfs_instance_system(used[role]->inst), "role",
                                                 role == 0 ? "source" : "target", "error",
                                                 e2.message));
