@@ -377,7 +377,7 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
                 int done = (mine && json_is_true(json_object_get(full, "done"))) ||
                            (state && strcmp(state, "succeeded") == 0);
                 /* A full run's estimate of the entity (SDK 1.3), null when none. */
-                json_t *est = json_object_get(c, "estimated_total");
+                json_t *est = json_object_get(json_object_get(run, "estimated_totals"), ent);
                 json_array_append_new(
                     progress, json_pack("{sssIsbsO}", "entity", ent, "records_read",
                                         c ? json_integer_value(json_object_get(c, "read")) : 0,

@@ -32,14 +32,13 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
 }
 
 /* Each entity's counts with its estimated_total (a full run's estimate, SDK 1.3) where
- * the run has one: an entity the run estimated but has not committed a batch of yet shows
- * the estimate alone. */
+ * the run has one; estimated_totals has every estimate, of entities not committed yet
+ * too. */
 #define RUN_COUNTS                                                                              \
-    "(SELECT coalesce(jsonb_object_agg(k, CASE WHEN estimates ? k THEN"                          \
-    " coalesce(counts -> k, '{}'::jsonb) || jsonb_build_object('estimated_total',"               \
-    " estimates -> k) ELSE counts -> k END), '{}'::jsonb) FROM (SELECT jsonb_object_keys("       \
-    " CASE WHEN jsonb_typeof(counts) = 'object' THEN counts ELSE '{}' END) k UNION"               \
-    " SELECT jsonb_object_keys(coalesce(estimates, '{}'::jsonb))) ks)"
+    "(SELECT coalesce(jsonb_object_agg(c.k, CASE WHEN estimates ? c.k THEN c.v ||"               \
+    " jsonb_build_object('estimated_total', estimates -> c.k) ELSE c.v END), '{}'::jsonb)"       \
+    " FROM jsonb_each(CASE WHEN jsonb_typeof(counts) = 'object' THEN counts ELSE '{}' END)"      \
+    " AS c(k, v))"
 
 /* The run columns as JSON, built in SQL so the server formats timestamps once. */
 #define RUN_JSON                                                                                \
@@ -52,6 +51,7 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     " 'held', CASE WHEN state = 'held' THEN json_build_object('reason', held_reason,"          \
     " 'deletes', held_deletes) END, 'confirmed_deletes', confirmed_deletes,"                   \
     " 'params', params, 'result', result, 'run_end_errors', run_end_errors,"                   \
+    " 'estimated_totals', coalesce(estimates, '{}'::jsonb),"                                    \
     " 'node', node, 'lease', (SELECT json_build_object('node', l.node, 'epoch', l.epoch,"        \
     " 'expires_at', l.expires_at, 'held', NOT l.released AND l.expires_at > now(),"             \
     " 'deaths', l.deaths) FROM tfsync.leases l WHERE l.unit = 'run:' || runs.run_id),"          \

@@ -455,8 +455,8 @@ Test(sdk13, estimated_total_shows_during_and_after_a_full_run_and_after_a_restar
     cr_assert_str_eq(json_string_value(json_object_get(st, "state")), "running", "%s", dump);
     cr_assert_eq(json_integer_value(json_object_get(progress_item(st), "estimated_total")), 25,
                  "%s", dump);
-    cr_assert_eq(json_integer_value(json_object_get(
-                     json_object_get(json_object_get(st, "counts"), "item"), "estimated_total")),
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "estimated_totals"),
+                                                    "item")),
                  25, "%s", dump);
     free(dump);
     json_decref(st);

@@ -155,6 +155,8 @@ static int table_save(const probe *pr, size_t entity, const table *t)
 static row *table_find(table *t, int64_t id)
 {
     row key = {.id = id};
+    if (!t->n)
+        return NULL;
     return bsearch(&key, t->rows, t->n, sizeof *t->rows, cmp_row);
 }
 
