@@ -745,3 +745,36 @@ Test(sdk13, a_deltas_source_is_never_swept)
     free(left);
     env_down(&e);
 }
+
+/* A held run is not ended: the one cb_run_end of a run a guard held comes after the
+ * operator's confirm lets it finish. A plain (not deltas) probe source, the contrast to
+ * the test above: its full run would sweep what it no longer reads. */
+Test(sdk13, a_held_run_is_ended_once_after_its_confirm)
+{
+    env e;
+    env_init(&e);
+    add_system(&e, "src", "probe", NULL);
+    add_system(&e, "tgt", "probe", NULL);
+    add_pair(&e, "p", "src", "tgt", 10);
+    write_items(&e, "src", 20, "name");
+    env_start(&e);
+    json_decref(run(&e, "p", "full", "succeeded"));
+    write_items(&e, "src", 3, "name");
+    json_t *st = run(&e, "p", "full", "held");
+    json_int_t id = json_integer_value(json_object_get(st, "run_id"));
+    json_decref(st);
+    char path[80];
+    snprintf(path, sizeof path, "/sync/runs/%lld/confirm", (long long)id);
+    tfs_test_response r =
+        tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, "{\"deletes\": 17}");
+    cr_assert(r.status == 200 || r.status == 202, "POST %s: %ld %s", path, r.status, r.body);
+    tfs_test_response_free(&r);
+    st = tfs_test_wait_run(e.d, id, 60);
+    cr_assert_str_eq(json_string_value(json_object_get(st, "state")), "succeeded");
+    json_t *c = json_object_get(json_object_get(st, "counts"), "item");
+    cr_assert_eq(json_integer_value(json_object_get(c, "swept")), 17);
+    json_decref(st);
+    assert_ended(&e, "p", id, "full", TFS_SDK_RUN_SUCCEEDED);
+    cr_assert_eq(lines_of(&e, "tgt", "left.tsv"), 3);
+    env_down(&e);
+}
