@@ -475,6 +475,18 @@ Test(sdk13, estimated_total_shows_during_and_after_a_full_run_and_after_a_restar
     cr_assert(strstr(dump, "\"estimated_total\":25") != NULL, "GET /sync/status: %s", dump);
     free(dump);
     json_decref(st);
+    /* tfsync status prints it beside the counts. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "env -u TFSYNC_URL -u TFSYNC_KEY %s/tfsync --url http://127.0.0.1:%d --key %s "
+             "status 2>&1", TFS_BINARY_DIR, e.d->port, TFS_TEST_KEY_READ);
+    FILE *cli = popen(cmd, "r");
+    cr_assert_not_null(cli);
+    char out[8192];
+    size_t got = fread(out, 1, sizeof out - 1, cli);
+    out[got] = '\0';
+    cr_assert_eq(pclose(cli), 0, "%s:\n%s", cmd, out);
+    cr_assert(strstr(out, "estimated_total 25") != NULL, "tfsync status:\n%s", out);
     /* Stored with the run: a new daemon on the same store shows it. */
     tfs_test_daemon_stop(e.d);
     e.d = NULL;
