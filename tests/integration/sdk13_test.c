@@ -3,9 +3,10 @@
  * text files that records what it is told): op_source numbers one source record's ops
  * alike and adjacent; max_ops and max_bytes are never passed and every record is still
  * written exactly once, whole in one call unless it alone passes a limit; a full run's
- * estimated_total shows during the run, after it and after a restart; cb_run_end comes
- * once per run and role, after the run's final state is committed, with its outcome
- * (succeeded, partial, failed), and a failing one is shown on the run without changing
+ * estimated_total shows during the run, after it, after a restart and in tfsync status;
+ * cb_run_end comes once per run and role, after the run's final state is committed, with
+ * its mode (full, incremental, validate, replay) and outcome (succeeded, partial, failed),
+ * not while a guard holds the run, and a failing one is shown on the run without changing
  * it; a deltas-only source is never swept.
  *
  * A real PostgreSQL state store and the real daemon, called over HTTP; runs are awaited
@@ -526,6 +527,19 @@ Test(sdk13, estimated_total_is_null_when_the_source_cannot_tell)
 
 /* ---- cb_run_end ---- */
 
+/* Starts a job of a pair (POST path body) and waits for its end; its run id. */
+static json_int_t job(env *e, const char *path, const char *body)
+{
+    tfs_test_response r = tfs_test_http(e->d, "POST", path, TFS_TEST_KEY_OPERATE, body);
+    cr_assert(r.status == 200 || r.status == 202, "POST %s %s: %ld %s", path, body, r.status,
+              r.body);
+    json_int_t id = json_integer_value(json_object_get(r.json, "run_id"));
+    cr_assert_gt(id, 0, "POST %s: no run_id in %s", path, r.body);
+    tfs_test_response_free(&r);
+    json_decref(tfs_test_wait_run(e->d, id, 60));
+    return id;
+}
+
 typedef struct end_line {
     char system[64], pair[64], mode[16];
     long long run, at_us;
@@ -616,6 +630,9 @@ Test(sdk13, run_end_comes_once_after_the_commit_with_the_outcome)
     json_int_t id2 = json_integer_value(json_object_get(st, "run_id"));
     json_decref(st);
     assert_ended(&e, "ok", id2, "incremental", TFS_SDK_RUN_SUCCEEDED);
+    /* A job is a run too: a dry run is ended like a sync. */
+    json_int_t id3 = job(&e, "/sync/validate", "{\"pair\": \"ok\", \"sample\": 5}");
+    assert_ended(&e, "ok", id3, "validate", TFS_SDK_RUN_SUCCEEDED);
     /* Still one call for the first run: each run is ended once. */
     end_line l[4];
     cr_assert_eq(run_end_lines(&e, "src", id, 1, l, 4), 1);
@@ -637,6 +654,9 @@ Test(sdk13, run_end_of_partial_and_failed_runs)
     json_int_t id = json_integer_value(json_object_get(st, "run_id"));
     json_decref(st);
     assert_ended(&e, "partial", id, "full", TFS_SDK_RUN_PARTIAL);
+    /* Replaying the dead letter, which the target still refuses. */
+    json_int_t rid = job(&e, "/dead-letters/replay", "{\"pair\": \"partial\"}");
+    assert_ended(&e, "partial", rid, "replay", TFS_SDK_RUN_PARTIAL);
     env_down(&e);
 
     env_init(&e);
