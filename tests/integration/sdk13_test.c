@@ -389,6 +389,31 @@ Test(sdk13, max_bytes_is_never_passed_and_records_stay_whole)
     env_down(&e);
 }
 
+Test(sdk13, an_op_past_max_bytes_alone_is_written_alone)
+{
+    env e;
+    env_init(&e);
+    add_system(&e, "src", "probe", NULL);
+    /* Every op (25 or 26 bytes) passes 10 bytes alone: it cannot be cut, so it goes in a
+     * call by itself, and nothing is lost. */
+    json_t *lim = json_pack("{si}", "max_bytes", 10);
+    add_system(&e, "tgt", "probe", lim);
+    json_decref(lim);
+    add_pair(&e, "p", "src", "tgt", 10);
+    write_items(&e, "src", 6, "name");
+    env_start(&e);
+    json_decref(run(&e, "p", "full", "succeeded"));
+    size_t n;
+    call *calls = parse_writes(&e, "tgt", &n);
+    cr_assert_eq(n, 12, "6 records of 2 ops, each op alone: %zu calls", n);
+    for (size_t c = 0; c < n; c++)
+        cr_assert_eq(calls[c].n, 1);
+    assert_op_sources(calls, n, 0);
+    assert_each_once(calls, n, 6);
+    free(calls);
+    env_down(&e);
+}
+
 Test(sdk13, per_op_failures_under_write_limits_are_dead_letters_of_their_record)
 {
     env e;
