@@ -6,7 +6,6 @@
  * transactions can apply them all or none (op_source tells it which belong together);
  * only a record whose operations alone pass a limit is cut, by the limit.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "stage_private.h"
@@ -32,31 +31,27 @@ static int fits(size_t n, size_t bytes, size_t max_ops, size_t max_bytes)
  * into calls while they fit; a record that alone passes a limit gets calls of its own, cut
  * by the limits (an op alone past max_bytes is a call by itself: it cannot be cut). */
 static int plan_calls(const tfs_sdk_write_op *ops, const size_t *owner, size_t n_ops,
-                      size_t max_ops, size_t max_bytes, tfs_arena *a, size_t **ends,
-                      size_t *n_calls)
+                      size_t max_ops, size_t max_bytes, tfs_buf *scratch, tfs_arena *a,
+                      size_t **ends, size_t *n_calls)
 {
     size_t *bytes = NULL;
-    tfs_buf scratch = TFS_BUF_INIT;
-    int rc = 0;
     *ends = tfs_arena_alloc(a, (n_ops ? n_ops : 1) * sizeof **ends);
     if (!*ends)
         return -1;
     if (max_bytes) {
-        if (!(bytes = malloc(n_ops * sizeof *bytes)))
+        if (!(bytes = tfs_arena_alloc(a, (n_ops ? n_ops : 1) * sizeof *bytes)))
             return -1;
-        for (size_t i = 0; i < n_ops && rc == 0; i++)
-            rc = op_bytes(&scratch, &ops[i], &bytes[i]);
-        tfs_buf_free(&scratch);
-        if (rc) {
-            free(bytes);
-            return -1;
-        }
+        for (size_t i = 0; i < n_ops; i++)
+            if (op_bytes(scratch, &ops[i], &bytes[i]) != 0)
+                return -1;
     }
     size_t n = 0, call_ops = 0, call_bytes = 0;
     for (size_t g = 0; g < n_ops;) {
-        size_t e = g + 1, g_bytes = bytes ? bytes[g] : 0;
-        while (e < n_ops && owner[e] == owner[g])
-            g_bytes += bytes ? bytes[e++] : (e++, 0);
+        /* ops[g..e) are one source record's */
+        size_t e = g, g_bytes = 0;
+        do
+            g_bytes += bytes ? bytes[e] : 0;
+        while (++e < n_ops && owner[e] == owner[g]);
         size_t g_ops = e - g;
         if (fits(g_ops, g_bytes, max_ops, max_bytes)) {
             if (call_ops && !fits(call_ops + g_ops, call_bytes + g_bytes, max_ops, max_bytes)) {
@@ -87,7 +82,6 @@ static int plan_calls(const tfs_sdk_write_op *ops, const size_t *owner, size_t n
     if (call_ops)
         (*ends)[n++] = n_ops;
     *n_calls = n;
-    free(bytes);
     return 0;
 }
 
@@ -98,7 +92,12 @@ int tfs_stage_write_ops(tfs_stage_ctx *b, const tfs_sdk_write_op *ops, const siz
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     size_t max_ops, max_bytes, *ends, n_calls;
     tfs_instance_write_limits(b->tgt, &max_ops, &max_bytes);
-    if (plan_calls(ops, owner, n_ops, max_ops, max_bytes, a, &ends, &n_calls) != 0) {
+    tfs_buf local = TFS_BUF_INIT;
+    tfs_buf *scratch = b->write_scratch ? b->write_scratch : &local;
+    int planned = plan_calls(ops, owner, n_ops, max_ops, max_bytes, scratch, a, &ends,
+                             &n_calls);
+    tfs_buf_free(&local);
+    if (planned != 0) {
         tfs_results_free(res);
         return tfs_error_set(err, TFS_ENOMEM, "out of memory planning the writes");
     }
