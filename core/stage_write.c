@@ -120,12 +120,12 @@ int tfs_stage_write_ops(tfs_stage_ctx *b, const tfs_sdk_write_op *ops, const siz
                 rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
                 break;
             }
-            /* op_source: the source records of this call, counted from 0. */
+            /* op_source: the source records of this call, counted from 0 (a call is
+             * never empty). */
+            call.source[0] = 0;
             for (size_t i = 1; i < n; i++)
                 call.source[i] =
                     call.source[i - 1] + (owner[start + i] != owner[start + i - 1]);
-            if (n)
-                call.source[0] = 0;
             rc = tfs_instance_write(b->tgt, ops + start, n, &call, err);
             if (!tfs_stage_retry(b, b->tgt_breaker, NULL, &rc, &attempt, "a write", err))
                 break;
