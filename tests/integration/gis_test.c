@@ -207,6 +207,8 @@ Test(gis, full_and_incremental_both_ways_without_ping_pong)
     run = run_pair(&e, "gis-to-pacs", "full", "succeeded");
     cr_assert_eq(written(run, "taxparcel"), parcels, "gis-to-pacs wrote %lld of %lld parcels",
                  written(run, "taxparcel"), parcels);
+    /* cb_estimate, as the run status shows it. */
+    cr_assert_eq(count_of(run, "taxparcel", "estimated_total"), parcels);
     json_decref(run);
     /* Nor is what GIS wrote a change of PACS's. */
     cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM change_log"), 0,
