@@ -202,6 +202,17 @@ static const tfs_sdk_field parcel_gis_fields[] = {
     {"gis_srid", INT},
     {"gis_stated_area", TFS_SDK_TEXT, 0, 25, 0, 0},
 };
+
+/* The mailing address of an account (pair crm-to-pacs): written only into the account's
+ * address row of type 'M', so that nothing else PACS owns is touched through it. */
+static const tfs_sdk_field account_mail_fields[] = {
+    {"acct_id", TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
+    {"addr_line1", TFS_SDK_TEXT, 0, 60, 0, 0},
+    {"addr_line2", TFS_SDK_TEXT, 0, 60, 0, 0},
+    {"addr_city", TFS_SDK_TEXT, 0, 50, 0, 0},
+    {"addr_state", TFS_SDK_TEXT, 0, 50, 0, 0},
+    {"addr_zip", TFS_SDK_TEXT, 0, 10, 0, 0},
+};
 #undef KEY
 #undef INT
 #undef DEC
@@ -213,13 +224,21 @@ static const tfs_sdk_field parcel_gis_fields[] = {
 
 /* The source entities first (every per-entity table below has one row per source
  * entity), then the target one. */
-enum { ENT_PROPERTY, ENT_OWNER, ENT_SALE, N_SOURCE_ENTITIES, ENT_GIS = N_SOURCE_ENTITIES };
+enum {
+    ENT_PROPERTY,
+    ENT_OWNER,
+    ENT_SALE,
+    N_SOURCE_ENTITIES,
+    ENT_GIS = N_SOURCE_ENTITIES,
+    ENT_ACCT_MAIL,
+};
 
 static const tfs_sdk_entity pacs_entities[] = {
     [ENT_PROPERTY] = {"property", property_fields, N_OF(property_fields)},
     [ENT_OWNER] = {"owner", owner_fields, N_OF(owner_fields)},
     [ENT_SALE] = {"sale", sale_fields, N_OF(sale_fields)},
     [ENT_GIS] = {"parcel_gis", parcel_gis_fields, N_OF(parcel_gis_fields)},
+    [ENT_ACCT_MAIL] = {"account_mail", account_mail_fields, N_OF(account_mail_fields)},
 };
 
 /* N_ENTITIES: the entities read (statements, change windows); N_DESCRIBED: all of them. */
@@ -1533,12 +1552,17 @@ oom:
     return TFS_SDK_ETRANSIENT;
 }
 
-/* cb_fetch: parcel_gis here, the source entities in pacs_fetch. */
+static int pacs_mail_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
+                           tfs_sdk_batch *out, tfs_sdk_error *err);
+
+/* cb_fetch: parcel_gis here, account_mail below, the source entities in pacs_fetch. */
 static int pacs_fetch_any(void *instance, size_t entity, const tfs_sdk_record *const *keys,
                           size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
 {
     if (entity == ENT_GIS)
         return pacs_gis_fetch(instance, keys, n_keys, out, err);
+    if (entity == ENT_ACCT_MAIL)
+        return pacs_mail_fetch(instance, keys, n_keys, out, err);
     return pacs_fetch(instance, entity, keys, n_keys, out, err);
 }
 
@@ -1566,6 +1590,121 @@ static int pacs_write_failed(pacs *p, PGresult *res, const char *what, tfs_sdk_e
     return rc;
 }
 
+/* ---- the account_mail target (pair crm-to-pacs) ----------------------------------------
+ *
+ * Writes only the account's address row of type 'M' (inserted when the account has none),
+ * with tfsync.origin = 'sync' set for the transaction: the change-log trigger leaves such
+ * a write out, so PACS's change reads never send it back to the CRM (docs/decisions.md,
+ * "CRM and PACS without ping-pong"). An account PACS does not have is that operation's
+ * failure. */
+
+static const char mail_fetch_sql[] =
+    "SELECT acct_id, addr_line1, addr_line2, addr_city, addr_state, addr_zip FROM address"
+    " WHERE addr_type_cd = 'M' AND acct_id = ANY($1::int8[])";
+/* Only when something differs; answers whether PACS has the account. */
+static const char mail_upsert_sql[] =
+    "WITH u AS (INSERT INTO address AS a (acct_id, addr_type_cd, addr_line1, addr_line2,"
+    " addr_city, addr_state, addr_zip)"
+    " SELECT $1::int, 'M', $2, $3, $4, $5, $6"
+    " WHERE EXISTS (SELECT 1 FROM account WHERE acct_id = $1::int)"
+    " ON CONFLICT (acct_id, addr_type_cd) DO UPDATE SET (addr_line1, addr_line2, addr_city,"
+    " addr_state, addr_zip) = (EXCLUDED.addr_line1, EXCLUDED.addr_line2, EXCLUDED.addr_city,"
+    " EXCLUDED.addr_state, EXCLUDED.addr_zip) WHERE (a.addr_line1, a.addr_line2,"
+    " a.addr_city, a.addr_state, a.addr_zip) IS DISTINCT FROM (EXCLUDED.addr_line1,"
+    " EXCLUDED.addr_line2, EXCLUDED.addr_city, EXCLUDED.addr_state, EXCLUDED.addr_zip)"
+    " RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM account WHERE acct_id = $1::int), (SELECT count(*) FROM u)";
+
+static int pacs_mail_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
+                           tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    pacs_buf *b = &p->keys;
+    char msg[512], num[32];
+    int rc, n = 0;
+    b->len = 0;
+    if (buf_put(b, "{", 1) != 0)
+        goto oom;
+    for (size_t i = 0; i < n_keys; i++) {
+        if (!keys[i] || host->rec_type(keys[i], 0) != TFS_SDK_INT64)
+            continue;
+        int len = snprintf(num, sizeof num, "%s%" PRId64, n++ ? "," : "",
+                           host->rec_get_int(keys[i], 0));
+        if (buf_put(b, num, (size_t)len) != 0)
+            goto oom;
+    }
+    if (buf_put(b, "}", 1) != 0)
+        goto oom;
+    if (n == 0)
+        return 0;
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    const char *params[] = {b->s};
+    PGresult *res = PQexecParams(p->conn, mail_fetch_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = pgp_classify(p->conn, res);
+        host->error_set(err, "could not fetch account_mail: %s%s",
+                        pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+        PQclear(res);
+        return rc;
+    }
+    rc = pg_add_rows(&pacs_entities[ENT_ACCT_MAIL], res, out, err);
+    PQclear(res);
+    return rc;
+oom:
+    host->error_set(err, "could not fetch account_mail: out of memory");
+    return TFS_SDK_ETRANSIENT;
+}
+
+/* One account_mail operation inside pacs_write's transaction: 0, or the batch's failure
+ * (the transaction rolled back). */
+static int pacs_mail_write_one(pacs *p, const tfs_sdk_write_op *op, size_t i,
+                               tfs_sdk_results *results, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[ENT_ACCT_MAIL];
+    char msg[512];
+    PGresult *r;
+    if (op->kind == TFS_SDK_OP_DELETE) {
+        /* A contact gone from the CRM does not take the PACS account's address with it. */
+        return 0;
+    }
+    if (op->kind != TFS_SDK_OP_UPSERT || !op->record ||
+        host->rec_n_fields(op->record) != e->n_fields ||
+        host->rec_type(op->record, 0) != TFS_SDK_INT64) {
+        host->result_set(results, i, TFS_SDK_EPERMANENT,
+                         "could not write account_mail: the record has no acct_id or not "
+                         "its %zu fields", e->n_fields);
+        return 0;
+    }
+    const char *params[N_OF(account_mail_fields)];
+    char tmp[N_OF(account_mail_fields)][40];
+    for (size_t f = 0; f < e->n_fields; f++)
+        params[f] = gis_value_text(op->record, f, tmp[f], sizeof tmp[f]);
+    if ((r = pacs_run(p->conn, "SAVEPOINT tfs_op")) != NULL)
+        return pacs_write_failed(p, r, "savepoint", err);
+    PQclear(PQexec(p->conn, "SELECT set_config('tfsync.origin', 'sync', true)"));
+    PGresult *res =
+        PQexecParams(p->conn, mail_upsert_sql, (int)e->n_fields, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        int missing = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] != 't';
+        PQclear(res);
+        if ((r = pacs_run(p->conn, "RELEASE SAVEPOINT tfs_op")) != NULL)
+            return pacs_write_failed(p, r, "release savepoint", err);
+        if (missing)
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "no such account in PACS: acct_id %s (the CRM contact's id is "
+                             "not a PACS account)", params[0]);
+        return 0;
+    }
+    if (pgp_classify(p->conn, res) == TFS_SDK_ETRANSIENT)
+        return pacs_write_failed(p, res, "account_mail", err);
+    host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write account_mail %s: %s",
+                     params[0], pgp_message(p->conn, res, msg, sizeof msg));
+    PQclear(res);
+    if ((r = pacs_run(p->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
+        return pacs_write_failed(p, r, "rollback to savepoint", err);
+    return 0;
+}
+
 static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                       tfs_sdk_results *results, tfs_sdk_error *err)
 {
@@ -1584,10 +1723,15 @@ static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
         return pacs_write_failed(p, r, "begin", err);
     for (size_t i = 0; i < n_ops; i++) {
         const tfs_sdk_write_op *op = &ops[i];
+        if (op->entity == ENT_ACCT_MAIL) {
+            if ((rc = pacs_mail_write_one(p, op, i, results, err)) != 0)
+                return rc;
+            continue;
+        }
         if (op->entity != ENT_GIS) {
             host->result_set(results, i, TFS_SDK_EPERMANENT,
-                             "could not write %s: pacs is a target of parcel_gis only (PACS "
-                             "owns its properties)",
+                             "could not write %s: pacs is a target of parcel_gis and "
+                             "account_mail only (PACS owns its properties)",
                              op->entity < N_DESCRIBED ? pacs_entities[op->entity].name : "?");
             continue;
         }
@@ -1650,7 +1794,8 @@ static const tfs_sdk_plugin pacs_plugin = {
     .description = "PACS appraisal database (PostgreSQL): properties with values, situs and "
                    "exemptions, owners with mailing addresses, and sales for the roll year; "
                    "change capture through a trigger-maintained change log; a target of "
-                   "what GIS computes about parcels (parcel_gis) only",
+                   "what GIS computes about parcels (parcel_gis) and of accounts' mailing "
+                   "addresses from the CRM (account_mail) only",
     .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_TARGET,
     .config_keys = pacs_config,
     .n_config_keys = N_OF(pacs_config),

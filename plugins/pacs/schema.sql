@@ -171,6 +171,13 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     op char(1) := left(TG_OP, 1);
 BEGIN
+    -- A mailing address the sync itself wrote (the crm-to-pacs pair, through the pacs
+    -- adapter's account_mail entity, which sets tfsync.origin for its transaction) is not
+    -- a change of PACS: logging it would send it straight back to the CRM
+    -- (docs/decisions.md, "CRM and PACS without ping-pong").
+    IF TG_TABLE_NAME = 'address' AND current_setting('tfsync.origin', true) = 'sync' THEN
+        RETURN NULL;
+    END IF;
     -- 'u': an update that left alone every column another entity depends on (owner and
     -- sale records use a property's geo ids, its value row's year, supplement and
     -- retirement, an account's name and confidentiality), so only the property entity

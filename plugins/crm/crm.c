@@ -1,0 +1,732 @@
+/* plugins/crm/crm.c — adapter for the constituent CRM's REST API (JSON over HTTP, libcurl).
+ *
+ * One entity, contact: a property owner as the CRM keeps it, by external id = the PACS
+ * account id, which is also the resource id (GET/PUT/DELETE {base_url}/contacts/{id}).
+ * The API has no upsert: a write GETs the contact and PUTs it when it exists (keeping the
+ * updated_at the CRM holds, so a write of the sync is never a change coming back) or POSTs
+ * it. updated_at is set by the CRM's users (a clerk's edit) and is the change cursor:
+ * change reads list contacts with updated_at at or after the cursor's, sorted by
+ * (updated_at, id), and skip what the cursor already covers.
+ *
+ * Errors: connection errors, timeouts and 5xx are transient (the host retries with
+ * backoff); a 429 is waited out inside the call for its Retry-After when that is at most
+ * retry_after_max_s, then retried (the host's backoff knows nothing of the server's
+ * answer, and a short wait here keeps the run's order), else transient; other 4xx are
+ * permanent with the server's message, per operation in writes. A 401/403 fails the call
+ * as a whole: a wrong token is the config's fault, not a record's.
+ *
+ * JSON is parsed and built with jansson, the JSON library the daemon already uses: the
+ * CRM's wire format is JSON, so it is this system's library as libpq is PACS's.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "tfsync_plugin.h"
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+#define CRM_CURSOR_FULL "f1:"    /* full reads: "f1:<last id>" */
+#define CRM_CURSOR_CHANGES "c1|" /* change reads: "c1|<updated_at>|<last id at it>" */
+#define CRM_FETCH_CHUNK 50
+
+static const tfs_sdk_host *host;
+
+enum {
+    F_ID,
+    F_DISPLAY_NAME,
+    F_FIRST_NAME,
+    F_LAST_NAME,
+    F_EMAIL,
+    F_PHONE,
+    F_DO_NOT_PUBLISH,
+    F_MAIL_LINE1,
+    F_MAIL_LINE2,
+    F_MAIL_CITY,
+    F_MAIL_STATE,
+    F_MAIL_ZIP5,
+    F_MAIL_ZIP4,
+    F_UPDATED_AT,
+};
+
+#define TXT(n) TFS_SDK_TEXT, 0, n, 0, 0
+static const tfs_sdk_field contact_fields[] = {
+    [F_ID] = {"id", TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
+    [F_DISPLAY_NAME] = {"display_name", TXT(100)},
+    [F_FIRST_NAME] = {"first_name", TXT(50)},
+    [F_LAST_NAME] = {"last_name", TXT(50)},
+    [F_EMAIL] = {"email", TXT(100)},
+    [F_PHONE] = {"phone", TXT(30)},
+    [F_DO_NOT_PUBLISH] = {"do_not_publish", TFS_SDK_BOOL, 0, 0, 0, 0},
+    [F_MAIL_LINE1] = {"mail_line1", TXT(60)},
+    [F_MAIL_LINE2] = {"mail_line2", TXT(60)},
+    [F_MAIL_CITY] = {"mail_city", TXT(50)},
+    [F_MAIL_STATE] = {"mail_state", TXT(2)},
+    [F_MAIL_ZIP5] = {"mail_zip5", TXT(5)},
+    [F_MAIL_ZIP4] = {"mail_zip4", TXT(4)},
+    /* Set by the CRM's users, never by this adapter. */
+    [F_UPDATED_AT] = {"updated_at", TFS_SDK_TIMESTAMP, TFS_SDK_FIELD_BOOKKEEPING, 0, 0, 0},
+};
+#undef TXT
+
+static const tfs_sdk_entity crm_entities[] = {
+    {"contact", contact_fields, N_OF(contact_fields)},
+};
+
+enum { K_BASE_URL, K_TOKEN, K_TOKEN_FILE, K_CONNECT_MS, K_TIMEOUT_MS, K_RETRY_MAX_S,
+       K_PAGE, K_MAX_OPS };
+static const tfs_sdk_config_key crm_config[] = {
+    [K_BASE_URL] = {"base_url", TFS_SDK_CONFIG_STRING, NULL,
+                    "the API's root, e.g. https://crm.example.org/api (contacts are "
+                    "{base_url}/contacts)"},
+    [K_TOKEN] = {"token", TFS_SDK_CONFIG_STRING, "", "the bearer token (or token_file)"},
+    [K_TOKEN_FILE] = {"token_file", TFS_SDK_CONFIG_STRING, "",
+                      "a file holding the bearer token, relative to the config's folder"},
+    [K_CONNECT_MS] = {"connect_timeout_ms", TFS_SDK_CONFIG_INT, "5000",
+                      "most milliseconds to connect"},
+    [K_TIMEOUT_MS] = {"timeout_ms", TFS_SDK_CONFIG_INT, "30000",
+                      "most milliseconds one request takes in all"},
+    [K_RETRY_MAX_S] = {"retry_after_max_s", TFS_SDK_CONFIG_INT, "30",
+                       "the longest Retry-After of a 429 waited out inside a call (longer: "
+                       "a transient error, retried by the host)"},
+    [K_PAGE] = {"page_size", TFS_SDK_CONFIG_INT, "500", "most contacts per listing request"},
+    [K_MAX_OPS] = {"max_batch_ops", TFS_SDK_CONFIG_INT, "100",
+                   "most operations per write call (cb_write_limits)"},
+};
+
+typedef struct crm {
+    char *base;  /* without a trailing slash */
+    char *auth;  /* "Authorization: Bearer ..." */
+    long connect_ms, timeout_ms, retry_max_s, page, max_ops;
+    CURL *curl;
+    /* The last response. */
+    char *body;
+    size_t len, cap;
+    long status;
+    long retry_after; /* seconds, -1 when absent */
+    long long total;  /* X-Total-Count, -1 when absent */
+} crm;
+
+/* ---- settings ----------------------------------------------------------------------- */
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* The token: the setting, or the first line of token_file (against the config's folder). */
+static char *read_token(const char *const *config, tfs_sdk_error *err)
+{
+    const char *sys = host->config_system(config);
+    if (config[K_TOKEN][0])
+        return strdup(config[K_TOKEN]);
+    if (!config[K_TOKEN_FILE][0]) {
+        host->error_set(err, "systems.%s.settings: set token or token_file (the CRM's bearer "
+                             "token)", sys ? sys : "?");
+        return NULL;
+    }
+    char path[4096];
+    const char *dir = host->config_dir(config);
+    if (config[K_TOKEN_FILE][0] == '/' || !dir)
+        snprintf(path, sizeof path, "%s", config[K_TOKEN_FILE]);
+    else
+        snprintf(path, sizeof path, "%s/%s", dir, config[K_TOKEN_FILE]);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        host->error_set(err, "systems.%s.settings.token_file: could not open %s: %s",
+                        sys ? sys : "?", path, strerror(errno));
+        return NULL;
+    }
+    char line[4096] = "";
+    if (!fgets(line, sizeof line, f))
+        line[0] = 0;
+    fclose(f);
+    line[strcspn(line, "\r\n")] = 0;
+    if (!line[0]) {
+        host->error_set(err, "systems.%s.settings.token_file: %s is empty", sys ? sys : "?",
+                        path);
+        return NULL;
+    }
+    return strdup(line);
+}
+
+static int crm_check(const char *const *config, tfs_sdk_error *err)
+{
+    const char *sys = host->config_system(config);
+    long v;
+    if (strncmp(config[K_BASE_URL], "http://", 7) != 0 &&
+        strncmp(config[K_BASE_URL], "https://", 8) != 0) {
+        host->error_set(err, "systems.%s.settings.base_url: \"%s\" is not an http:// or "
+                             "https:// URL", sys ? sys : "?", config[K_BASE_URL]);
+        return TFS_SDK_EPERMANENT;
+    }
+    static const struct { int k; long lo, hi; } ranges[] = {
+        {K_CONNECT_MS, 1, 600000}, {K_TIMEOUT_MS, 1, 3600000}, {K_RETRY_MAX_S, 0, 3600},
+        {K_PAGE, 1, 10000},       {K_MAX_OPS, 1, 100000},
+    };
+    for (size_t i = 0; i < N_OF(ranges); i++)
+        if (parse_long(config[ranges[i].k], ranges[i].lo, ranges[i].hi, &v) != 0) {
+            host->error_set(err, "systems.%s.settings.%s: %s is out of range (%ld to %ld)",
+                            sys ? sys : "?", crm_config[ranges[i].k].name,
+                            config[ranges[i].k], ranges[i].lo, ranges[i].hi);
+            return TFS_SDK_EPERMANENT;
+        }
+    if (config[K_TOKEN][0] && config[K_TOKEN_FILE][0]) {
+        host->error_set(err, "systems.%s.settings: token and token_file exclude each other",
+                        sys ? sys : "?");
+        return TFS_SDK_EPERMANENT;
+    }
+    char *tok = read_token(config, err);
+    if (!tok)
+        return TFS_SDK_EPERMANENT;
+    free(tok);
+    return 0;
+}
+
+static void crm_close(void *instance)
+{
+    crm *c = instance;
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    free(c->base);
+    free(c->auth);
+    free(c->body);
+    free(c);
+}
+
+/* Lazy: nothing is connected here. */
+static int crm_open(const char *const *config, void **instance, tfs_sdk_error *err)
+{
+    int rc = crm_check(config, err);
+    if (rc != 0)
+        return rc;
+    crm *c = calloc(1, sizeof *c);
+    char *tok = read_token(config, err);
+    if (!c || !tok) {
+        free(c);
+        free(tok);
+        return TFS_SDK_EPERMANENT;
+    }
+    c->base = strdup(config[K_BASE_URL]);
+    size_t alen = strlen(tok) + 32;
+    c->auth = malloc(alen);
+    if (!c->base || !c->auth) {
+        free(tok);
+        crm_close(c);
+        host->error_set(err, "could not open the crm: out of memory");
+        return TFS_SDK_ETRANSIENT;
+    }
+    snprintf(c->auth, alen, "Authorization: Bearer %s", tok);
+    free(tok);
+    size_t bl = strlen(c->base);
+    while (bl > 0 && c->base[bl - 1] == '/')
+        c->base[--bl] = 0;
+    parse_long(config[K_CONNECT_MS], 1, 600000, &c->connect_ms);
+    parse_long(config[K_TIMEOUT_MS], 1, 3600000, &c->timeout_ms);
+    parse_long(config[K_RETRY_MAX_S], 0, 3600, &c->retry_max_s);
+    parse_long(config[K_PAGE], 1, 10000, &c->page);
+    parse_long(config[K_MAX_OPS], 1, 100000, &c->max_ops);
+    *instance = c;
+    return 0;
+}
+
+static int crm_describe(void *instance, const tfs_sdk_entity **entities, size_t *n,
+                        tfs_sdk_error *err)
+{
+    (void)instance;
+    (void)err;
+    *entities = crm_entities;
+    *n = N_OF(crm_entities);
+    return 0;
+}
+
+/* ---- HTTP ----------------------------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    crm *c = userdata;
+    size_t n = size * nmemb;
+    if (c->len + n + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap < c->len + n + 1)
+            cap *= 2;
+        char *b = realloc(c->body, cap);
+        if (!b)
+            return 0;
+        c->body = b;
+        c->cap = cap;
+    }
+    memcpy(c->body + c->len, data, n);
+    c->len += n;
+    c->body[c->len] = 0;
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    crm *c = userdata;
+    size_t n = size * nmemb;
+    if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+        c->retry_after = strtol(data + 12, NULL, 10);
+    else if (n > 14 && strncasecmp(data, "X-Total-Count:", 14) == 0)
+        c->total = strtoll(data + 14, NULL, 10);
+    return n;
+}
+
+/* The server's message of an error answer: its "error"/"message" member, else the body. */
+static void server_message(const crm *c, char *out, size_t cap)
+{
+    json_t *j = c->body ? json_loads(c->body, 0, NULL) : NULL;
+    const char *m = NULL;
+    if (json_is_object(j)) {
+        m = json_string_value(json_object_get(j, "error"));
+        if (!m)
+            m = json_string_value(json_object_get(j, "message"));
+    }
+    snprintf(out, cap, "%.300s", m ? m : c->body && c->len ? c->body : "(no message)");
+    json_decref(j);
+}
+
+/* One request; body may be NULL. Returns 0 with c->status and c->body set, or a status
+ * with err set for a connection error or an answer the caller cannot act on (429 beyond
+ * the bound, 5xx, 401/403). Other statuses are the caller's to judge. */
+static int http(crm *c, const char *method, const char *url, const char *body,
+                tfs_sdk_error *err)
+{
+    if (!c->curl && !(c->curl = curl_easy_init())) {
+        host->error_set(err, "could not reach the crm: curl_easy_init failed");
+        return TFS_SDK_ETRANSIENT;
+    }
+    for (;;) {
+        CURL *h = c->curl;
+        curl_easy_reset(h);
+        struct curl_slist *hdr = curl_slist_append(NULL, c->auth);
+        hdr = curl_slist_append(hdr, "Accept: application/json");
+        if (body)
+            hdr = curl_slist_append(hdr, "Content-Type: application/json");
+        c->len = 0;
+        if (c->body)
+            c->body[0] = 0;
+        c->retry_after = -1;
+        c->total = -1;
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+        if (body)
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        CURLcode cc = curl_easy_perform(h);
+        curl_slist_free_all(hdr);
+        if (cc != CURLE_OK) {
+            host->error_set(err, "could not %s %s: %s", method, url, curl_easy_strerror(cc));
+            return TFS_SDK_ETRANSIENT;
+        }
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
+        char msg[320];
+        if (c->status == 429) {
+            if (c->retry_after >= 0 && c->retry_after <= c->retry_max_s) {
+                host->log(host, TFS_SDK_LOG_INFO, "%s %s: 429, retrying after %ld s", method,
+                          url, c->retry_after);
+                struct timespec ts = {c->retry_after, 0};
+                while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+                }
+                continue;
+            }
+            server_message(c, msg, sizeof msg);
+            host->error_set(err, "could not %s %s: 429 too many requests (Retry-After %ld s, "
+                                 "more than retry_after_max_s): %s",
+                            method, url, c->retry_after, msg);
+            return TFS_SDK_ETRANSIENT;
+        }
+        if (c->status >= 500) {
+            server_message(c, msg, sizeof msg);
+            host->error_set(err, "could not %s %s: server error %ld: %s", method, url,
+                            c->status, msg);
+            return TFS_SDK_ETRANSIENT;
+        }
+        if (c->status == 401 || c->status == 403) {
+            server_message(c, msg, sizeof msg);
+            host->error_set(err, "could not %s %s: %ld, the crm refused the bearer token "
+                                 "(check systems.<crm>.settings.token or token_file): %s",
+                            method, url, c->status, msg);
+            return TFS_SDK_EPERMANENT;
+        }
+        return 0;
+    }
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+static int add_contact(const json_t *o, tfs_sdk_batch *out)
+{
+    json_t *id = json_object_get(o, "id");
+    if (!json_is_integer(id))
+        return 1; /* not ours: the key is the PACS account id */
+    tfs_sdk_record *r = host->batch_add(out);
+    if (!r)
+        return -1;
+    host->rec_set_int(r, F_ID, json_integer_value(id));
+    for (size_t f = 1; f < N_OF(contact_fields); f++) {
+        json_t *v = json_object_get(o, contact_fields[f].name);
+        if (contact_fields[f].type == TFS_SDK_BOOL) {
+            if (json_is_boolean(v))
+                host->rec_set_bool(r, f, json_is_true(v));
+        } else if (json_is_string(v)) {
+            host->rec_set_text(r, f, contact_fields[f].type, json_string_value(v),
+                               json_string_length(v));
+        }
+    }
+    return 0;
+}
+
+/* The contact of rec as a JSON object, updated_at given (or left out). */
+static json_t *contact_json(const tfs_sdk_record *rec, json_t *updated_at)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(host->rec_get_int(rec, F_ID)));
+    for (size_t f = 1; f < F_UPDATED_AT; f++) {
+        tfs_sdk_type t = host->rec_type(rec, f);
+        if (t == TFS_SDK_NULL)
+            json_object_set_new(o, contact_fields[f].name, json_null());
+        else if (t == TFS_SDK_BOOL)
+            json_object_set_new(o, contact_fields[f].name,
+                                json_boolean(host->rec_get_bool(rec, f)));
+        else
+            json_object_set_new(o, contact_fields[f].name,
+                                json_string(host->rec_get_text(rec, f, NULL)));
+    }
+    json_object_set(o, "updated_at", updated_at ? updated_at : json_null());
+    return o;
+}
+
+static json_t *parse_array(crm *c, const char *what, tfs_sdk_error *err)
+{
+    json_error_t je;
+    json_t *a = json_loads(c->body ? c->body : "", 0, &je);
+    if (!json_is_array(a)) {
+        host->error_set(err, "could not read %s: the crm answered %ld with no JSON array "
+                             "(%s)", what, c->status, je.text);
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* ---- read ---------------------------------------------------------------------------- */
+
+static int crm_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
+                    size_t cursor_len, size_t max_records, tfs_sdk_batch *out,
+                    tfs_sdk_error *err)
+{
+    crm *c = instance;
+    char cur[256] = "", url[2048], ts[128] = "";
+    long long last = 0;
+    size_t limit = max_records < (size_t)c->page ? max_records : (size_t)c->page;
+    int rc;
+    (void)entity;
+    if (cursor_len >= sizeof cur) {
+        host->error_set(err, "could not read contacts: a cursor of %zu bytes is not this "
+                             "adapter's", cursor_len);
+        return TFS_SDK_EPERMANENT;
+    }
+    memcpy(cur, cursor, cursor_len);
+    if (mode == TFS_SDK_READ_FULL) {
+        if (cursor_len && sscanf(cur, CRM_CURSOR_FULL "%lld", &last) != 1) {
+            host->error_set(err, "could not read contacts: bad full-read cursor \"%s\"", cur);
+            return TFS_SDK_EPERMANENT;
+        }
+        int n = snprintf(url, sizeof url, "%s/contacts?_sort=id&_order=asc&_limit=%zu", c->base,
+                         limit);
+        if (cursor_len)
+            snprintf(url + n, sizeof url - (size_t)n, "&id_gte=%lld", last + 1);
+    } else {
+        char *bar = cursor_len > 3 ? strchr(cur + 3, '|') : NULL;
+        if (strncmp(cur, CRM_CURSOR_CHANGES, 3) != 0 || !bar) {
+            host->error_set(err, "could not read contact changes: bad cursor \"%s\"", cur);
+            return TFS_SDK_EPERMANENT;
+        }
+        *bar = 0;
+        snprintf(ts, sizeof ts, "%s", cur + 3);
+        last = strtoll(bar + 1, NULL, 10);
+        /* Those at ts up to last were read: ask for enough to get past them. */
+        char *esc = curl_easy_escape(NULL, ts, 0);
+        snprintf(url, sizeof url,
+                 "%s/contacts?_sort=updated_at,id&_order=asc,asc%s%s&_limit=%zu", c->base,
+                 ts[0] ? "&updated_at_gte=" : "&updated_at_ne=", ts[0] ? esc : "",
+                 limit + (size_t)c->page);
+        curl_free(esc);
+    }
+    if ((rc = http(c, "GET", url, NULL, err)) != 0)
+        return rc;
+    if (c->status != 200) {
+        char msg[320];
+        server_message(c, msg, sizeof msg);
+        host->error_set(err, "could not list contacts: %ld: %s", c->status, msg);
+        return TFS_SDK_EPERMANENT;
+    }
+    json_t *a = parse_array(c, "contacts", err);
+    if (!a)
+        return TFS_SDK_EPERMANENT;
+    size_t added = 0, i;
+    json_t *o;
+    char ncur[256] = "";
+    json_array_foreach(a, i, o) {
+        json_t *jid = json_object_get(o, "id");
+        if (!json_is_integer(jid))
+            continue;
+        long long id = json_integer_value(jid);
+        if (mode == TFS_SDK_READ_CHANGES) {
+            const char *u = json_string_value(json_object_get(o, "updated_at"));
+            if (!u || !u[0])
+                continue; /* never edited in the CRM: written by the sync */
+            if (strcmp(u, ts) < 0 || (strcmp(u, ts) == 0 && id <= last))
+                continue;
+            if (added == limit)
+                break;
+            snprintf(ncur, sizeof ncur, CRM_CURSOR_CHANGES "%.200s|%lld", u, id);
+        } else {
+            snprintf(ncur, sizeof ncur, CRM_CURSOR_FULL "%lld", id);
+        }
+        if (add_contact(o, out) < 0) {
+            json_decref(a);
+            host->error_set(err, "could not read contacts: out of memory");
+            return TFS_SDK_ETRANSIENT;
+        }
+        added++;
+    }
+    size_t got = json_array_size(a);
+    json_decref(a);
+    if (ncur[0])
+        host->batch_set_cursor(out, ncur, strlen(ncur));
+    else if (cursor_len)
+        host->batch_set_cursor(out, cursor, cursor_len);
+    if (mode == TFS_SDK_READ_FULL ? got < limit : added < limit)
+        host->batch_set_done(out);
+    return 0;
+}
+
+/* The cursor of now: the latest updated_at the CRM holds. */
+static int crm_changes_start(void *instance, size_t entity, tfs_sdk_batch *out,
+                             tfs_sdk_error *err)
+{
+    crm *c = instance;
+    char url[2048], cur[256];
+    int rc;
+    (void)entity;
+    snprintf(url, sizeof url, "%s/contacts?_sort=updated_at,id&_order=desc,desc&_limit=1"
+                              "&updated_at_gte=0", c->base);
+    if ((rc = http(c, "GET", url, NULL, err)) != 0)
+        return rc;
+    json_t *a = c->status == 200 ? parse_array(c, "contacts", err) : NULL;
+    if (!a) {
+        if (c->status != 200)
+            host->error_set(err, "could not take the change cursor: %ld", c->status);
+        return TFS_SDK_EPERMANENT;
+    }
+    json_t *o = json_array_get(a, 0);
+    const char *u = o ? json_string_value(json_object_get(o, "updated_at")) : NULL;
+    json_t *jid = o ? json_object_get(o, "id") : NULL;
+    snprintf(cur, sizeof cur, CRM_CURSOR_CHANGES "%.200s|%lld", u ? u : "",
+             json_is_integer(jid) ? (long long)json_integer_value(jid) : 0LL);
+    json_decref(a);
+    host->batch_set_cursor(out, cur, strlen(cur));
+    return 0;
+}
+
+/* ---- fetch and write ------------------------------------------------------------------ */
+
+static int crm_fetch(void *instance, size_t entity, const tfs_sdk_record *const *keys,
+                     size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    crm *c = instance;
+    (void)entity;
+    for (size_t i = 0; i < n_keys; i += CRM_FETCH_CHUNK) {
+        char url[8192];
+        int n = snprintf(url, sizeof url, "%s/contacts?_limit=%d", c->base, CRM_FETCH_CHUNK);
+        for (size_t k = i; k < n_keys && k < i + CRM_FETCH_CHUNK; k++)
+            if (keys[k] && host->rec_type(keys[k], F_ID) == TFS_SDK_INT64)
+                n += snprintf(url + n, sizeof url - (size_t)n, "&id=%" PRId64,
+                              host->rec_get_int(keys[k], F_ID));
+        int rc = http(c, "GET", url, NULL, err);
+        if (rc != 0)
+            return rc;
+        json_t *a = c->status == 200 ? parse_array(c, "contacts", err) : NULL;
+        if (!a) {
+            if (c->status != 200)
+                host->error_set(err, "could not fetch contacts: %ld", c->status);
+            return TFS_SDK_EPERMANENT;
+        }
+        size_t j;
+        json_t *o;
+        json_array_foreach(a, j, o) {
+            if (add_contact(o, out) < 0) {
+                json_decref(a);
+                host->error_set(err, "could not fetch contacts: out of memory");
+                return TFS_SDK_ETRANSIENT;
+            }
+        }
+        json_decref(a);
+    }
+    return 0;
+}
+
+/* One operation: 0 done (or its permanent failure reported), else the call's failure. */
+static int write_one(crm *c, const tfs_sdk_write_op *op, size_t i, tfs_sdk_results *results,
+                     tfs_sdk_error *err)
+{
+    char url[2048], msg[320];
+    int rc;
+    if (!op->record || host->rec_type(op->record, F_ID) != TFS_SDK_INT64) {
+        host->result_set(results, i, TFS_SDK_EPERMANENT,
+                         "could not write contact: the record has no integer id");
+        return 0;
+    }
+    int64_t id = host->rec_get_int(op->record, F_ID);
+    snprintf(url, sizeof url, "%s/contacts/%" PRId64, c->base, id);
+    if (op->kind == TFS_SDK_OP_DELETE) {
+        if ((rc = http(c, "DELETE", url, NULL, err)) != 0)
+            return rc;
+        if (c->status / 100 == 2 || c->status == 404)
+            return 0;
+        server_message(c, msg, sizeof msg);
+        host->result_set(results, i, TFS_SDK_EPERMANENT,
+                         "could not delete contact %" PRId64 ": %ld: %s", id, c->status, msg);
+        return 0;
+    }
+    if ((rc = http(c, "GET", url, NULL, err)) != 0)
+        return rc;
+    int exists = c->status == 200;
+    if (!exists && c->status != 404) {
+        server_message(c, msg, sizeof msg);
+        host->result_set(results, i, TFS_SDK_EPERMANENT,
+                         "could not read contact %" PRId64 ": %ld: %s", id, c->status, msg);
+        return 0;
+    }
+    /* Keep the CRM's updated_at: the sync's write is not a clerk's change. */
+    json_t *old = exists ? json_loads(c->body ? c->body : "", 0, NULL) : NULL;
+    json_t *o = contact_json(op->record, old ? json_object_get(old, "updated_at") : NULL);
+    json_decref(old);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!body) {
+        host->error_set(err, "could not write contact %" PRId64 ": out of memory", id);
+        return TFS_SDK_ETRANSIENT;
+    }
+    if (!exists)
+        snprintf(url, sizeof url, "%s/contacts", c->base);
+    rc = http(c, exists ? "PUT" : "POST", url, body, err);
+    free(body);
+    if (rc != 0)
+        return rc;
+    if (c->status / 100 != 2) {
+        server_message(c, msg, sizeof msg);
+        host->result_set(results, i, TFS_SDK_EPERMANENT,
+                         "could not %s contact %" PRId64 ": the crm answered %ld: %s",
+                         exists ? "update" : "create", id, c->status, msg);
+    }
+    return 0;
+}
+
+/* No transactions over HTTP: each operation stands alone and is idempotent by id, so a
+ * batch retried after a transient failure repeats what was done harmlessly. */
+static int crm_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
+                     tfs_sdk_results *results, tfs_sdk_error *err)
+{
+    crm *c = instance;
+    for (size_t i = 0; i < n_ops; i++) {
+        int rc = write_one(c, &ops[i], i, results, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int crm_health(void *instance, tfs_sdk_error *err)
+{
+    crm *c = instance;
+    char url[2048];
+    snprintf(url, sizeof url, "%s/contacts?_limit=1", c->base);
+    int rc = http(c, "GET", url, NULL, err);
+    if (rc == 0 && c->status != 200) {
+        host->error_set(err, "could not reach the crm: GET %s answered %ld", url, c->status);
+        rc = TFS_SDK_EPERMANENT;
+    }
+    return rc;
+}
+
+/* json-server, like most listing APIs, counts the whole listing in X-Total-Count. */
+static int crm_estimate(void *instance, size_t entity, int64_t *count, tfs_sdk_error *err)
+{
+    crm *c = instance;
+    char url[2048];
+    (void)entity;
+    snprintf(url, sizeof url, "%s/contacts?_limit=1", c->base);
+    int rc = http(c, "GET", url, NULL, err);
+    if (rc != 0)
+        return rc;
+    *count = c->status == 200 ? c->total : -1;
+    return 0;
+}
+
+static int crm_write_limits(void *instance, size_t *max_ops, size_t *max_bytes,
+                            tfs_sdk_error *err)
+{
+    crm *c = instance;
+    (void)max_bytes;
+    (void)err;
+    *max_ops = (size_t)c->max_ops;
+    return 0;
+}
+
+static const tfs_sdk_plugin crm_plugin = {
+    .struct_size = sizeof(tfs_sdk_plugin),
+    .sdk_major = TFS_SDK_VERSION_MAJOR,
+    .sdk_minor = TFS_SDK_VERSION_MINOR,
+    .name = "crm",
+    .version = "0.1.0",
+    .description = "constituent CRM (REST API, JSON over HTTP): contacts of property owners "
+                   "by PACS account id, with mailing addresses; changes by updated_at",
+    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET | TFS_SDK_CAP_CHANGES |
+                    TFS_SDK_CAP_LAZY_OPEN,
+    .config_keys = crm_config,
+    .n_config_keys = N_OF(crm_config),
+    .cb_open = crm_open,
+    .cb_close = crm_close,
+    .cb_describe = crm_describe,
+    .cb_read = crm_read,
+    .cb_fetch = crm_fetch,
+    .cb_write = crm_write,
+    .cb_health = crm_health,
+    .cb_changes_start = crm_changes_start,
+    .cb_check = crm_check,
+    .cb_write_limits = crm_write_limits,
+    .cb_estimate = crm_estimate,
+};
+
+TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
+{
+    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || !TFS_SDK_HOST_HAS(h, op_source))
+        return NULL;
+    host = h;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return &crm_plugin;
+}
