@@ -57,6 +57,12 @@ app.use((req, res, next) => {
   }, rule.delay_ms || 0);
 });
 
+// A test that dies (a Criterion timeout) must not leave its CRM behind.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(0);
+}, 200).unref();
+
 app.use(jsonServer.router(dataFile));
 app.listen(Number(port), '127.0.0.1', () => {
   console.log('crm_server: listening on ' + port);

@@ -1,0 +1,520 @@
+/* tests/integration/crm_test.c — the CRM adapter against a real REST server, end to end
+ * (issue 10): PACS owners -> CRM contacts (pacs-to-crm) and a clerk's mailing-address
+ * edit in the CRM -> the PACS account (crm-to-pacs), through a real tfsyncd over HTTP.
+ *
+ * The CRM is npm's json-server 0.17.4 (tests/tools) behind tests/tools/crm_server.js, a
+ * small proxy that checks the bearer token, injects 429/5xx/4xx/slow answers on demand and
+ * logs every request with its time. Each test starts its own on a free port with an empty
+ * data file and stops it. json-server missing fails the tests: it is part of the set-up.
+ *
+ * What they must show: the CRM holds exactly what the SQL twin (tests/integration/sql/
+ * pacs_to_crm.sql) computes after full and incremental runs, and PACS what
+ * crm_to_pacs.sql computes from the CRM after a clerk's edits; confidential owners never
+ * appear in clear; the pairs run both ways repeatedly with no ping-pong (the second round
+ * writes 0, the sync's own writes are no change on either side); a 429 is retried after
+ * its Retry-After (measured in the proxy's log), a 5xx is retried; a 4xx is a dead letter
+ * while the run goes on; a wrong token fails the run with a clear permanent error.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tfs_test.h"
+
+TestSuite(crm, .timeout = 240);
+
+#define TMPL_PACS "tfs_tmpl_pacs300"
+#define TOKEN "crm-test-token"
+#define TOOLS TFS_SOURCE_DIR "/tests/tools"
+
+/* The contact columns pacs_to_crm.sql computes, in its order. */
+#define CONTACT_COLS                                                                            \
+    "id, display_name, do_not_publish, mail_line1, mail_line2, mail_city, mail_state,"         \
+    " mail_zip5, mail_zip4"
+#define MAIL_COLS "acct_id, addr_line1, addr_line2, addr_city, addr_state, addr_zip"
+
+typedef struct crm_server {
+    pid_t pid;
+    int port;
+    char dir[256], data[300], log[300];
+} crm_server;
+
+typedef struct env {
+    char *pacs, *state;
+    json_t *cfg;
+    tfs_test_daemon *d;
+    crm_server crm;
+} env;
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+              getsockname(s, (struct sockaddr *)&a, &len) == 0);
+    int port = ntohs(a.sin_port);
+    close(s);
+    return port;
+}
+
+static void crm_start(crm_server *c)
+{
+    struct stat st;
+    cr_assert(stat(TOOLS "/node_modules/json-server/package.json", &st) == 0,
+              "json-server is not installed in " TOOLS ": run `npm ci` there (scripts/deps.sh "
+              "does as root); the CRM tests need a real REST server");
+    snprintf(c->dir, sizeof c->dir, "%s/tfs-crm-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    cr_assert_not_null(mkdtemp(c->dir));
+    snprintf(c->data, sizeof c->data, "%s/crm.json", c->dir);
+    snprintf(c->log, sizeof c->log, "%s/requests.log", c->dir);
+    FILE *f = fopen(c->data, "w");
+    cr_assert_not_null(f);
+    fputs("{\"contacts\": []}\n", f);
+    fclose(f);
+    c->port = free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", c->port);
+    c->pid = fork();
+    cr_assert(c->pid >= 0);
+    if (c->pid == 0) {
+        execlp("node", "node", TOOLS "/crm_server.js", port, c->data, TOKEN, c->log,
+               (char *)NULL);
+        _exit(127);
+    }
+    /* Poll until it answers (401 without a token is an answer). */
+    for (int i = 0; i < 1000; i++) {
+        tfs_test_response r = tfs_test_http_port(c->port, "GET", "/contacts?_limit=1", TOKEN,
+                                                 NULL);
+        long s = r.status;
+        tfs_test_response_free(&r);
+        if (s == 200)
+            return;
+        int status;
+        cr_assert(waitpid(c->pid, &status, WNOHANG) == 0,
+                  "the CRM server (node tests/tools/crm_server.js) exited at start");
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_fail("the CRM server did not answer on port %d", c->port);
+}
+
+static void crm_stop(crm_server *c)
+{
+    if (c->pid > 0) {
+        kill(c->pid, SIGTERM);
+        waitpid(c->pid, NULL, 0);
+        c->pid = 0;
+    }
+    unlink(c->data);
+    unlink(c->log);
+    rmdir(c->dir);
+}
+
+/* A request to the CRM as a clerk or the test (with the token); the answer must be 2xx. */
+static json_t *crm_call(env *e, const char *method, const char *path, const char *body)
+{
+    tfs_test_response r = tfs_test_http_port(e->crm.port, method, path, TOKEN, body);
+    cr_assert(r.status / 100 == 2, "%s %s on the CRM: %ld %s", method, path, r.status,
+              r.body ? r.body : r.error);
+    json_t *j = json_incref(r.json);
+    tfs_test_response_free(&r);
+    return j;
+}
+
+static void crm_faults(env *e, const char *rules)
+{
+    json_decref(crm_call(e, "POST", "/__faults", rules));
+}
+
+/* systems.crm.settings overrides: a JSON object or NULL. */
+static void env_init(env *e, const char *token, const char *settings)
+{
+    memset(e, 0, sizeof *e);
+    crm_start(&e->crm);
+    e->pacs = tfs_test_db_clone(TMPL_PACS, "cpacs");
+    e->state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "cstate");
+    e->cfg = tfs_test_config_new(e->pacs, e->pacs, e->state);
+    json_t *systems = json_object_get(e->cfg, "systems");
+    json_object_del(systems, "cama");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", e->crm.port);
+    json_t *s = json_pack("{s:s, s:s, s:i, s:i, s:i}", "base_url", url, "token", token,
+                          "timeout_ms", 5000, "retry_after_max_s", 5, "max_batch_ops", 40);
+    if (settings) {
+        json_t *over = json_loads(settings, 0, NULL);
+        cr_assert_not_null(over);
+        json_object_update(s, over);
+        json_decref(over);
+    }
+    json_object_set_new(systems, "crm", json_pack("{s:s, s:o}", "plugin", "crm", "settings", s));
+    json_object_set_new(
+        e->cfg, "pairs",
+        json_pack("[{s:s, s:s, s:s, s:i, s:[{s:s, s:[s], s:s}]},"
+                  " {s:s, s:s, s:s, s:i, s:[{s:s, s:[s], s:s}]}]",
+                  "name", "pacs-to-crm", "source", "pacs", "target", "crm", "batch_size", 100,
+                  "entities", "source", "owner", "targets", "contact", "script",
+                  "pacs_to_crm.lua",
+                  "name", "crm-to-pacs", "source", "crm", "target", "pacs", "batch_size", 100,
+                  "entities", "source", "contact", "targets", "account_mail", "script",
+                  "crm_to_pacs.lua"));
+    tfs_test_pg_exec(e->pacs,
+                     "CREATE VIEW synced_mail AS SELECT " MAIL_COLS " FROM address"
+                     " WHERE addr_type_cd = 'M'");
+    e->d = tfs_test_daemon_start(e->cfg);
+}
+
+static void env_down(env *e)
+{
+    if (e->d) {
+        char *log = tfs_test_daemon_log(e->d);
+        int status = tfs_test_daemon_stop_status(e->d);
+        cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
+        free(log);
+    }
+    crm_stop(&e->crm);
+    json_decref(e->cfg);
+    tfs_test_db_drop(e->pacs);
+    tfs_test_db_drop(e->state);
+    free(e->pacs);
+    free(e->state);
+}
+
+static long long scalar_ll(const char *db, const char *sql)
+{
+    char *v = tfs_test_pg_scalar(db, sql);
+    long long x = v ? strtoll(v, NULL, 10) : -1;
+    free(v);
+    return x;
+}
+
+static json_t *run_pair(env *e, const char *pair, const char *mode, const char *want)
+{
+    char path[64], body[128];
+    snprintf(path, sizeof path, "/sync/%s", mode);
+    snprintf(body, sizeof body, "{\"pair\": \"%s\"}", pair);
+    tfs_test_response r = tfs_test_http(e->d, "POST", path, TFS_TEST_KEY_OPERATE, body);
+    cr_assert_eq(r.status, 202, "POST %s %s: want 202, got %ld %s%s", path, pair, r.status,
+                 r.error, r.body ? r.body : "");
+    json_int_t id = json_integer_value(json_object_get(r.json, "run_id"));
+    tfs_test_response_free(&r);
+    json_t *run = tfs_test_wait_run(e->d, id, 120);
+    const char *state = json_string_value(json_object_get(run, "state"));
+    if (!state || strcmp(state, want) != 0) {
+        char *s = json_dumps(run, JSON_COMPACT);
+        char *log = tfs_test_daemon_log(e->d);
+        cr_assert_fail("%s run of %s ended %s, not %s: %s\n%s", mode, pair, state, want, s,
+                       log);
+    }
+    return run;
+}
+
+static long long count_of(json_t *run, const char *entity, const char *what)
+{
+    json_t *c = json_object_get(json_object_get(json_object_get(run, "counts"), entity), what);
+    if (!json_is_integer(c)) {
+        char *s = json_dumps(json_object_get(run, "counts"), JSON_COMPACT);
+        cr_assert_fail("the run's counts have no integer %s.%s: %s", entity, what, s);
+    }
+    return json_integer_value(c);
+}
+
+static long long written(json_t *run, const char *entity)
+{
+    return count_of(run, entity, "written") + count_of(run, entity, "deleted");
+}
+
+/* Every contact the CRM holds, loaded into table crm_contact of the PACS database (what
+ * the twins are compared with); returns the CRM's JSON text (owned). */
+static char *load_crm(env *e)
+{
+    json_t *all = crm_call(e, "GET", "/contacts?_sort=id", NULL);
+    char *text = json_dumps(all, JSON_COMPACT);
+    json_decref(all);
+    cr_assert_not_null(text);
+    cr_assert_null(strstr(text, "$crm$"));
+    size_t cap = strlen(text) + 1024;
+    char *sql = malloc(cap);
+    snprintf(sql, cap,
+             "DROP TABLE IF EXISTS crm_contact CASCADE;"
+             "CREATE TABLE crm_contact AS SELECT * FROM json_to_recordset($crm$%s$crm$::json)"
+             " AS x(id bigint, display_name text, first_name text, last_name text, email text,"
+             " phone text, do_not_publish boolean, mail_line1 text, mail_line2 text,"
+             " mail_city text, mail_state text, mail_zip5 text, mail_zip4 text,"
+             " updated_at text)",
+             text);
+    tfs_test_pg_exec(e->pacs, sql);
+    free(sql);
+    return text;
+}
+
+/* The CRM holds what pacs_to_crm.sql computes; PACS what crm_to_pacs.sql computes. */
+static void assert_twins(env *e)
+{
+    char *text = load_crm(e);
+    free(text);
+    char *pacs = tfs_test_pg_conninfo(e->pacs);
+    tfs_test_assert_matches_twin(pacs, e->pacs, "crm_contact", CONTACT_COLS,
+                                 "pacs_to_crm.sql");
+    free(pacs);
+}
+
+/* ======================================================================================
+ * 1. Full and incremental runs both ways, contents against the twins, confidential
+ *    owners never in clear, and no ping-pong.
+ * ====================================================================================== */
+
+Test(crm, full_and_incremental_both_ways_without_ping_pong)
+{
+    env e;
+    env_init(&e, TOKEN, NULL);
+    char *pacs_addr = tfs_test_pg_scalar(
+        e.pacs, "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM address t");
+
+    json_t *run = run_pair(&e, "pacs-to-crm", "full", "succeeded");
+    long long contacts = written(run, "owner");
+    json_decref(run);
+    cr_assert_gt(contacts, 200, "pacs-to-crm wrote %lld contacts", contacts);
+    assert_twins(&e);
+
+    /* Confidential owners: masked, no address, do_not_publish; their names nowhere. */
+    long long conf = scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact c JOIN account a"
+                                       " ON a.acct_id = c.id WHERE a.confidential_flag = 'T'");
+    cr_assert_gt(conf, 0, "no confidential owner among the contacts: the test shows nothing");
+    cr_assert_eq(scalar_ll(e.pacs,
+                           "SELECT count(*) FROM crm_contact c JOIN account a ON a.acct_id ="
+                           " c.id WHERE a.confidential_flag = 'T' AND (c.display_name <>"
+                           " 'CONFIDENTIAL OWNER' OR NOT c.do_not_publish OR num_nonnulls("
+                           "c.mail_line1, c.mail_line2, c.mail_city, c.mail_state,"
+                           " c.mail_zip5, c.mail_zip4) > 0)"),
+                 0, "a confidential owner is in the CRM in clear");
+    char *text = load_crm(&e);
+    char *names = tfs_test_pg_scalar(
+        e.pacs, "SELECT string_agg(file_as_name, '|') FROM account WHERE confidential_flag = 'T'"
+                " AND file_as_name IS NOT NULL");
+    for (char *n = names ? strtok(names, "|") : NULL; n; n = strtok(NULL, "|"))
+        cr_assert_null(strstr(text, n), "the confidential owner %s is in the CRM's data", n);
+    free(names);
+    free(text);
+
+    /* What pacs-to-crm wrote is no clerk's change: no updated_at. */
+    cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact WHERE updated_at IS NOT NULL"),
+                 0);
+
+    /* crm-to-pacs full: every address goes back unchanged, so PACS is the same and its
+     * change log empty. */
+    run = run_pair(&e, "crm-to-pacs", "full", "succeeded");
+    /* cb_estimate: the listing's X-Total-Count, as the run status shows it. */
+    cr_assert_eq(count_of(run, "contact", "estimated_total"),
+                 scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact"));
+    json_decref(run);
+    char *now = tfs_test_pg_scalar(
+        e.pacs, "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM address t");
+    cr_assert_str_eq(now, pacs_addr, "crm-to-pacs changed an address the CRM did not");
+    free(now);
+    free(pacs_addr);
+    cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM change_log"), 0);
+
+    /* Round two, full and incremental: nothing to write either way. */
+    const char *modes[] = {"full", "incremental"};
+    for (int m = 0; m < 2; m++) {
+        json_t *a = run_pair(&e, "pacs-to-crm", modes[m], "succeeded");
+        json_t *b = run_pair(&e, "crm-to-pacs", modes[m], "succeeded");
+        cr_assert_eq(written(a, "owner"), 0, "a second %s pacs-to-crm wrote %lld", modes[m],
+                     written(a, "owner"));
+        cr_assert_eq(written(b, "contact"), 0, "a second %s crm-to-pacs wrote %lld",
+                     modes[m], written(b, "contact"));
+        json_decref(a);
+        json_decref(b);
+    }
+
+    /* A clerk changes two mailing addresses in the CRM (and sets updated_at, as the CRM
+     * does); PACS renames an owner. */
+    char *ids = tfs_test_pg_scalar(
+        e.pacs, "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM crm_contact"
+                " WHERE NOT do_not_publish ORDER BY id LIMIT 2) x");
+    long long id1 = 0, id2 = 0;
+    cr_assert_eq(sscanf(ids, "%lld,%lld", &id1, &id2), 2);
+    free(ids);
+    char path[64];
+    snprintf(path, sizeof path, "/contacts/%lld", id1);
+    json_decref(crm_call(&e, "PATCH", path,
+                         "{\"mail_line1\": \"PO BOX 4411\", \"mail_line2\": null,"
+                         " \"mail_city\": \"GEORGETOWN\", \"mail_state\": \"TX\","
+                         " \"mail_zip5\": \"78627\", \"mail_zip4\": \"4411\","
+                         " \"updated_at\": \"2026-12-01T09:30:00.000Z\"}"));
+    snprintf(path, sizeof path, "/contacts/%lld", id2);
+    json_decref(crm_call(&e, "PATCH", path,
+                         "{\"mail_line1\": \"12 ELM St\", \"mail_city\": \"HUTTO\","
+                         " \"mail_zip5\": \"78634\", \"mail_zip4\": null,"
+                         " \"updated_at\": \"2026-12-01T09:31:00.000Z\"}"));
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE account SET file_as_name = 'CRM TEST OWNER' WHERE acct_id = (SELECT"
+             " min(id) FROM crm_contact WHERE NOT do_not_publish AND id NOT IN (%lld, %lld))",
+             id1, id2);
+    tfs_test_pg_exec(e.pacs, sql);
+
+    run = run_pair(&e, "crm-to-pacs", "incremental", "succeeded");
+    cr_assert_eq(written(run, "contact"), 2, "the clerk's 2 edits: crm-to-pacs wrote %lld",
+                 written(run, "contact"));
+    json_decref(run);
+    snprintf(sql, sizeof sql,
+             "SELECT concat_ws('|', addr_line1, addr_city, addr_zip) FROM address WHERE"
+             " acct_id = %lld AND addr_type_cd = 'M'", id1);
+    char *addr = tfs_test_pg_scalar(e.pacs, sql);
+    cr_assert_str_eq(addr, "PO BOX 4411|GEORGETOWN|78627-4411");
+    free(addr);
+    /* Both sides now agree with their twins: PACS holds the CRM's addresses. */
+    text = load_crm(&e);
+    free(text);
+    char *pacs = tfs_test_pg_conninfo(e.pacs);
+    tfs_test_pg_exec(e.pacs,
+                     "DROP VIEW IF EXISTS crm_mail; CREATE VIEW crm_mail AS SELECT " MAIL_COLS
+                     " FROM synced_mail WHERE acct_id IN (SELECT id FROM crm_contact WHERE NOT"
+                     " do_not_publish)");
+    tfs_test_assert_matches_twin(pacs, e.pacs, "crm_mail", MAIL_COLS, "crm_to_pacs.sql");
+
+    /* The rename flows to the CRM, the address writes do not come back. */
+    run = run_pair(&e, "pacs-to-crm", "incremental", "succeeded");
+    cr_assert_gt(written(run, "owner"), 0);
+    json_decref(run);
+    assert_twins(&e);
+    cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact WHERE display_name ="
+                                   " 'CRM TEST OWNER' AND updated_at IS NULL"),
+                 1, "the rename is not in the CRM, or the sync bumped updated_at");
+
+    for (int round = 0; round < 2; round++) {
+        json_t *a = run_pair(&e, "crm-to-pacs", "incremental", "succeeded");
+        json_t *b = run_pair(&e, "pacs-to-crm", "incremental", "succeeded");
+        cr_assert_eq(written(a, "contact") + written(b, "owner"), 0,
+                     "round %d after the edits wrote %lld + %lld: ping-pong", round,
+                     written(a, "contact"), written(b, "owner"));
+        json_decref(a);
+        json_decref(b);
+    }
+    free(pacs);
+    env_down(&e);
+}
+
+/* The requests of the proxy's log as an array of {t, method, url, status} (owned). */
+static json_t *requests(env *e)
+{
+    char *text = tfs_test_read_file(e->crm.log);
+    json_t *out = json_array();
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        json_array_append_new(out, json_loads(line, 0, NULL));
+    free(text);
+    return out;
+}
+
+/* ======================================================================================
+ * 2. A 429 is retried after its Retry-After, a 503 is retried, a 422 is a dead letter
+ *    while the run goes on.
+ * ====================================================================================== */
+
+Test(crm, retry_after_5xx_and_4xx_dead_letter)
+{
+    env e;
+    env_init(&e, TOKEN, NULL);
+    /* The first POST: 429 Retry-After 1; the second: 503; every POST of one contact: 422. */
+    long long bad = scalar_ll(e.pacs, "SELECT min(owner_id) FROM owner WHERE owner_id > 50"
+                                      " AND owner_id IN (SELECT acct_id FROM account WHERE"
+                                      " confidential_flag = 'F')");
+    char rules[512];
+    snprintf(rules, sizeof rules,
+             "[{\"method\": \"POST\", \"path\": \"/contacts\", \"status\": 429,"
+             " \"retry_after\": 1, \"count\": 1},"
+             " {\"method\": \"GET\", \"path\": \"/contacts/%lld\", \"status\": 422, \"count\": -1,"
+             " \"error\": \"contact %lld is locked by a case\"},"
+             " {\"method\": \"GET\", \"path\": \"/contacts/\", \"status\": 503, \"count\": 1}]",
+             bad, bad);
+    crm_faults(&e, rules);
+    json_t *run = run_pair(&e, "pacs-to-crm", "full", "partial");
+    json_decref(run);
+
+    json_t *reqs = requests(&e);
+    size_t i;
+    json_t *q;
+    long long t429 = -1, tnext = -1;
+    int saw503 = 0;
+    const char *url429 = NULL;
+    json_array_foreach(reqs, i, q) {
+        long st = (long)json_integer_value(json_object_get(q, "status"));
+        const char *url = json_string_value(json_object_get(q, "url"));
+        const char *m = json_string_value(json_object_get(q, "method"));
+        if (st == 429 && t429 < 0) {
+            t429 = json_integer_value(json_object_get(q, "t"));
+            url429 = url;
+        } else if (t429 >= 0 && tnext < 0 && strcmp(m, "POST") == 0 &&
+                   strcmp(url, url429) == 0) {
+            tnext = json_integer_value(json_object_get(q, "t"));
+        }
+        if (st == 503)
+            saw503 = 1;
+    }
+    cr_assert_geq(t429, 0, "the proxy answered no 429");
+    cr_assert_geq(tnext, 0, "the POST answered 429 was never retried");
+    cr_assert_geq(tnext - t429, 1000, "retried %lld ms after a 429 with Retry-After 1",
+                  tnext - t429);
+    cr_assert(saw503, "the proxy answered no 503");
+    json_decref(reqs);
+
+    /* The 422 is the one dead letter, with the server's message; the rest is there. */
+    tfs_test_response r =
+        tfs_test_http(e.d, "GET", "/dead-letters?pair=pacs-to-crm&status=open",
+                      TFS_TEST_KEY_READ, NULL);
+    json_t *list = json_object_get(r.json, "dead_letters");
+    cr_assert_geq(json_array_size(list), 1, "no dead letter: %s", r.body);
+    char *dl = json_dumps(list, JSON_COMPACT);
+    char want[64];
+    snprintf(want, sizeof want, "contact %lld is locked by a case", bad);
+    cr_assert(strstr(dl, want), "the dead letters do not give the CRM's message: %s", dl);
+    cr_assert(strstr(dl, "422"), "the dead letters do not give the status: %s", dl);
+    free(dl);
+    tfs_test_response_free(&r);
+    crm_faults(&e, "[]");
+    char *text = load_crm(&e);
+    free(text);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM crm_contact WHERE id = %lld", bad);
+    cr_assert_eq(scalar_ll(e.pacs, sql), 0);
+    cr_assert_gt(scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact"), 200);
+    env_down(&e);
+}
+
+/* ======================================================================================
+ * 3. A wrong token fails the run with a clear permanent error; the daemon stays up.
+ * ====================================================================================== */
+
+Test(crm, wrong_token_is_a_clear_permanent_error)
+{
+    env e;
+    env_init(&e, "not-the-token", NULL);
+    json_t *run = run_pair(&e, "pacs-to-crm", "full", "failed");
+    const char *err = json_string_value(json_object_get(run, "error"));
+    cr_assert(err && strstr(err, "401") && strstr(err, "bearer token") &&
+                  strstr(err, "invalid bearer token"),
+              "the run's error does not say the token was refused: %s", err ? err : "(null)");
+    json_decref(run);
+    /* Permanent: no retry storm, a handful of requests at most. */
+    json_t *reqs = requests(&e);
+    cr_assert_leq(json_array_size(reqs), 5, "%zu requests with a refused token",
+                  json_array_size(reqs));
+    json_decref(reqs);
+    tfs_test_response h = tfs_test_http(e.d, "GET", "/health", NULL, NULL);
+    cr_assert_eq(h.status, 200);
+    tfs_test_response_free(&h);
+    env_down(&e);
+}
