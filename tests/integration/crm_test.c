@@ -376,6 +376,9 @@ Test(crm, full_and_incremental_both_ways_without_ping_pong)
     char *addr = tfs_test_pg_scalar(e.pacs, sql);
     cr_assert_str_eq(addr, "PO BOX 4411|GEORGETOWN|78627-4411");
     free(addr);
+    /* The sync's write is no change of PACS: its change log never saw it. */
+    cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM change_log WHERE tbl = 'address'"), 0,
+                 "the CRM's address writes reached the PACS change log");
     /* Both sides now agree with their twins: PACS holds the CRM's addresses. */
     text = load_crm(&e);
     free(text);
