@@ -4,6 +4,8 @@
 # As root it installs whatever is missing (CI runs it on a fresh Debian 12 machine, without
 # a terminal); as anyone else it lists what is missing with the command to install it and
 # exits non-zero. A machine that has everything does nothing, without touching the network.
+# Then the npm test tools of tests/tools (json-server, the CRM the crm tests talk to),
+# installed exactly as package-lock.json pins them.
 set -euo pipefail
 
 readonly PACKAGES=(
@@ -14,6 +16,27 @@ readonly PACKAGES=(
     curl ca-certificates
 )
 
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# npm_tools: tests/tools/node_modules as the lock file pins it (npm ci), when missing.
+npm_tools() {
+    [[ -f "$root/tests/tools/node_modules/json-server/package.json" ]] && return 0
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "deps.sh: the test tools in tests/tools are not installed (json-server, for the crm tests)" >&2
+        echo "deps.sh: install them with:" >&2
+        echo "  npm ci --prefix $root/tests/tools --no-audit --no-fund" >&2
+        exit 1
+    fi
+    # npm by command, not by package: a machine with NodeSource's nodejs has it built in
+    # (and Debian's npm package conflicts with that).
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "deps.sh: installing nodejs npm" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >&2
+    fi
+    echo "deps.sh: installing the test tools of tests/tools (npm ci)" >&2
+    npm ci --prefix "$root/tests/tools" --no-audit --no-fund >&2
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -21,6 +44,7 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
+    npm_tools
     exit 0
 fi
 
@@ -36,3 +60,4 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >&2
 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+npm_tools
