@@ -7,8 +7,10 @@
 # same county, starts tfsyncd with a fresh random API key, runs a full sync of
 # pacs-to-cama through the HTTP API and shows a few CAMA parcels, then the GIS pairs:
 # pacs-to-gis and gis-to-pacs full, then both again incrementally (they write nothing:
-# no ping-pong), printing what each run did; and stops everything it started, also on
-# failure or Ctrl-C.
+# no ping-pong), printing what each run did; then, when the npm test tools are installed
+# (tests/tools: json-server), the CRM pairs against a json-server CRM: pacs-to-crm and
+# crm-to-pacs full, a clerk's address edit, both incrementally; and stops everything it
+# started, also on failure or Ctrl-C.
 set -euo pipefail
 
 TFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,10 +27,15 @@ readonly RUN_TIMEOUT_S="${TFS_DEMO_TIMEOUT:-900}"
 
 work=""
 pg_started=0
+crm_pid=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     tfs_daemon_stop
+    if [[ -n "$crm_pid" ]]; then
+        kill "$crm_pid" 2>/dev/null || true
+        wait "$crm_pid" 2>/dev/null || true
+    fi
     # Someone else's PostgreSQL (a test run, another demo) stays up.
     if ((pg_started)); then
         bash scripts/pg.sh stop || true
@@ -69,9 +76,30 @@ tfs_say "generating the GIS parcel layer of those parcels (their real property)"
 psql_ -d gis -c "SELECT gis_generate($N, 42)" >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-demo.XXXXXX")
+
+# The CRM: json-server (tests/tools) behind its token-checking proxy, when installed.
+crm_url=""
+if [[ -f tests/tools/node_modules/json-server/package.json ]] && command -v node >/dev/null; then
+    crm_port="${TFS_DEMO_CRM_PORT:-18930}"
+    echo '{"contacts": []}' >"$work/crm.json"
+    node tests/tools/crm_server.js "$crm_port" "$work/crm.json" demo-crm-token "$work/crm.log" \
+        >"$work/crm.out" 2>&1 &
+    crm_pid=$!
+    for _ in $(seq 1 250); do
+        curl -sf -H 'Authorization: Bearer demo-crm-token' \
+            "http://127.0.0.1:$crm_port/contacts?_limit=1" >/dev/null 2>&1 && break
+        kill -0 "$crm_pid" 2>/dev/null || tfs_fail "the CRM (json-server) did not start: $(cat "$work/crm.out")"
+        sleep 0.1
+    done
+    crm_url="http://127.0.0.1:$crm_port"
+    tfs_say "CRM (json-server) on $crm_url"
+else
+    tfs_say "json-server is not installed (npm ci --prefix tests/tools): skipping the CRM pairs"
+fi
+
 tfs_new_key
 tfs_write_config "$work/tfsyncd.json" "$build" pacs cama tfsync "$TFS_KEY_SHA256" 1000 \
-    "$TFS_ROOT/transforms/pacs_to_cama.rules.json" gis
+    "$TFS_ROOT/transforms/pacs_to_cama.rules.json" gis "$crm_url"
 tfs_say "starting tfsyncd"
 tfs_daemon_start "$build" "$work/tfsyncd.json"
 tfs_say "tfsyncd listening on $TFS_BASE_URL; starting a full sync of pacs-to-cama"
@@ -132,4 +160,26 @@ psql_ -d pacs <<'EOF'
 SELECT simple_geo_id, gis_acres, gis_centroid_lat, gis_centroid_lon, gis_srid, gis_stated_area
 FROM property_gis ORDER BY simple_geo_id LIMIT 5;
 EOF
+
+# PACS <-> CRM: owners become contacts, a clerk changes a mailing address in the CRM, it
+# flows back to PACS, and the incremental rounds after it write nothing.
+if [[ -n "$crm_url" ]]; then
+    gis_run full pacs-to-crm
+    gis_run full crm-to-pacs
+    acct=$(curl -sf -H 'Authorization: Bearer demo-crm-token' \
+        "$crm_url/contacts?do_not_publish=false&_sort=id&_limit=1" | tr -d ' \n' | sed -E 's/.*"id":([0-9]+).*/\1/')
+    curl -sf -X PATCH -H 'Authorization: Bearer demo-crm-token' -H 'Content-Type: application/json' \
+        -d '{"mail_line1": "PO BOX 1", "mail_line2": null, "mail_city": "GEORGETOWN", "mail_state": "TX", "mail_zip5": "78627", "mail_zip4": null, "updated_at": "'"$(date -u +%Y-%m-%dT%H:%M:%S.000Z)"'"}' \
+        "$crm_url/contacts/$acct" >/dev/null
+    echo
+    echo "A clerk changed the mailing address of contact $acct in the CRM."
+    gis_run incremental crm-to-pacs
+    gis_run incremental pacs-to-crm
+    gis_run incremental crm-to-pacs
+    echo "PACS account $acct's mailing address now:"
+    psql_ -d pacs -c "SELECT acct_id, addr_line1, addr_city, addr_state, addr_zip FROM address WHERE acct_id = $acct AND addr_type_cd = 'M'"
+    echo "CRM contacts: $(curl -sf -I -H 'Authorization: Bearer demo-crm-token' "$crm_url/contacts?_limit=1" | tr -d '\r' | sed -n 's/^X-Total-Count: //Ip')," \
+        "of which do_not_publish (confidential owners, no name or address):" \
+        "$(curl -sf -I -H 'Authorization: Bearer demo-crm-token' "$crm_url/contacts?do_not_publish=true&_limit=1" | tr -d '\r' | sed -n 's/^X-Total-Count: //Ip')"
+fi
 tfs_say "done; stopping what the demo started"

@@ -31,6 +31,7 @@ npm_tools() {
     # (and Debian's npm package conflicts with that).
     if ! command -v npm >/dev/null 2>&1; then
         echo "deps.sh: installing nodejs npm" >&2
+        apt-get update -q >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >&2
     fi
     echo "deps.sh: installing the test tools of tests/tools (npm ci)" >&2

@@ -25,14 +25,16 @@ conninfo() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES [GIS_DB]]]
+# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES [GIS_DB [CRM_URL]]]]
 # RULES: a JSON file of the pair's validation rules (transforms/pacs_to_cama.rules.json), or
 # "" for none. GIS_DB: a PostGIS parcel layer (plugins/gis/schema.sql), which adds the
 # system gis and the pairs pacs-to-gis (PACS attributes and owners onto the GIS parcels)
-# and gis-to-pacs (the area and centroid GIS computes into PACS's property_gis).
+# and gis-to-pacs (the area and centroid GIS computes into PACS's property_gis). CRM_URL:
+# the CRM's REST API, which adds the system crm and the pairs pacs-to-crm (owners as
+# contacts) and crm-to-pacs (mailing addresses a clerk changes, back to PACS accounts).
 tfs_write_config() {
     local file=$1 build=$2 pacs=$3 cama=$4 state=$5 key_sha=$6 batch=${7:-1000} rules="{}"
-    local gis=${9:-} gis_system="" gis_pairs=""
+    local gis=${9:-} gis_system="" gis_pairs="" crm=${10:-} crm_system="" crm_pairs=""
     if [[ -n "${8:-}" ]]; then
         rules=$(cat "$8")
     fi
@@ -49,6 +51,18 @@ tfs_write_config() {
              \"entities\": [{\"source\": \"taxparcel\", \"targets\": [\"parcel_gis\"],
                            \"script\": \"gis_to_pacs.lua\"}]}"
     fi
+    # crm: the CRM's base URL (its token is the demo's "demo-crm-token").
+    if [[ -n "$crm" ]]; then
+        crm_system=",
+    \"crm\": {\"plugin\": \"crm\", \"settings\": {\"base_url\": \"$crm\", \"token\": \"demo-crm-token\"}}"
+        crm_pairs=",
+            {\"name\": \"pacs-to-crm\", \"source\": \"pacs\", \"target\": \"crm\", \"batch_size\": $batch,
+             \"entities\": [{\"source\": \"owner\", \"targets\": [\"contact\"],
+                           \"script\": \"pacs_to_crm.lua\"}]},
+            {\"name\": \"crm-to-pacs\", \"source\": \"crm\", \"target\": \"pacs\", \"batch_size\": $batch,
+             \"entities\": [{\"source\": \"contact\", \"targets\": [\"account_mail\"],
+                           \"script\": \"crm_to_pacs.lua\"}]}"
+    fi
     cat >"$file" <<EOF
 {
   "listen": {"address": "127.0.0.1", "port": 0, "ready_file": "tfsyncd.ready"},
@@ -60,12 +74,12 @@ tfs_write_config() {
   "api_keys": [{"name": "${TFS_TAG:-tfsync}", "role": "operate", "sha256": "$key_sha"}],
   "systems": {
     "pacs": {"plugin": "pacs", "settings": {"conninfo": "$(conninfo "$pacs")"}},
-    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$cama")"}}$gis_system
+    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$cama")"}}$gis_system$crm_system
   },
   "pairs": [{"name": "pacs-to-cama", "source": "pacs", "target": "cama", "batch_size": $batch,
              "entities": [{"source": "property", "targets": ["pardat", "asmt"],
                            "script": "pacs_to_cama.lua"}],
-             "rules": $rules}$gis_pairs]
+             "rules": $rules}$gis_pairs$crm_pairs]
 }
 EOF
 }

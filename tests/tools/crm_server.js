@@ -63,7 +63,9 @@ setInterval(() => {
   if (process.ppid !== parent) process.exit(0);
 }, 200).unref();
 
-app.use(jsonServer.router(dataFile));
+// The data file's contents, kept in memory: json-server would rewrite the whole file on
+// every write, which makes a 10,000-contact demo quadratic.
+app.use(jsonServer.router(JSON.parse(fs.readFileSync(dataFile, 'utf8'))));
 app.listen(Number(port), '127.0.0.1', () => {
   console.log('crm_server: listening on ' + port);
 });
