@@ -228,7 +228,7 @@ static void probe_expect(probe_open_arg *a)
 Test(sdk_host, config_functions_through_the_plugin_host, .timeout = 30)
 {
     tfs_error err = {0};
-    cr_assert_eq(tfs_plugin_load(TFS_PROBE_SO, 2026, &probe, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_plugin_load(TFS_CONFIG_PROBE_SO, 2026, &probe, &err), 0, "%s", err.message);
     probe_open_arg one = {.system = "gis", .dir = "/srv/county", .name = "one"};
     probe_open_thread(&one);
     probe_expect(&one);

@@ -1,4 +1,4 @@
-/* tests/sdk/plugins/probe.c — a plugin that reports what the 1.3 host functions
+/* tests/sdk/plugins/config_probe.c — a plugin that reports what the 1.3 host functions
  * config_system and config_dir answered it: during cb_check and cb_open for the config array
  * of the call, for another pointer, and after the call (asked again from cb_describe with
  * the pointer cb_open was given). Its one record (cb_read) holds the answers as text, "-"
@@ -21,7 +21,7 @@ static const tfs_sdk_field fields[N_F] = {
     {"check_system", T}, {"check_dir", T}, {"open_system", T}, {"open_dir", T},
     {"other", T}, {"after", T}, {"name", T},
 };
-static const tfs_sdk_entity entities[] = {{"probe", fields, N_F}};
+static const tfs_sdk_entity entities[] = {{"config_probe", fields, N_F}};
 static const tfs_sdk_config_key keys[] = {
     {"name", TFS_SDK_CONFIG_STRING, "", "echoed in the record"},
     {"wait", TFS_SDK_CONFIG_BOOL, "false", "wait in cb_open for a second open"},
@@ -117,7 +117,7 @@ static const tfs_sdk_plugin desc = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
     .sdk_minor = TFS_SDK_VERSION_MINOR,
-    .name = "probe",
+    .name = "config_probe",
     .version = "1.0.0",
     .description = "reports what config_system and config_dir answered",
     .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_LAZY_OPEN,
