@@ -243,3 +243,20 @@ Test(bytes, lua_gets_a_string_and_returns_it_byte_for_byte)
     cr_expect_eq(memcmp(v->u.s, reversed, sizeof reversed), 0);
     rt_done(rt);
 }
+
+/* The validator: a BYTES field takes bytes and text (a Lua string arrives as text), and
+ * refuses other types with the reason. */
+Test(bytes, validator_types_a_bytes_field)
+{
+    tfs_record *r = doc(raw, sizeof raw);
+    r->values[1].type = TFS_SDK_TEXT; /* as a script's string arrives */
+    json_t *reasons = json_array();
+    cr_assert_eq(tfs_validate_record(r, reasons), 0);
+    cr_expect_eq(r->values[1].type, TFS_SDK_BYTES);
+    cr_expect_eq(r->values[1].len, sizeof raw, "NUL kept: no text check on bytes");
+    r->values[1] = (tfs_value){.type = TFS_SDK_INT64, .u.i = 3};
+    cr_assert_eq(tfs_validate_record(r, reasons), 1);
+    cr_expect(strstr(json_string_value(json_array_get(reasons, 0)), "expected bytes, got int64"),
+              "%s", json_string_value(json_array_get(reasons, 0)));
+    json_decref(reasons);
+}
