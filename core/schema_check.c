@@ -189,8 +189,8 @@ int tfs_schema_check(const tfs_config *cfg, const tfs_plugin_host *plugins,
         const tfs_config_system *s = &cfg->systems[i];
         const tfs_plugin *p = tfs_plugin_host_get(plugins, s->plugin);
         if (!p)
-            rc = add_name(&report->not_loaded, &report->n_not_loaded, s->name);
-        else if (!tfs_plugin_is_lazy(p))
+            continue;
+        if (!tfs_plugin_is_lazy(p))
             rc = add_name(&report->unchecked, &report->n_unchecked, s->name);
         else if (!(rc = tfs_instance_open(p, s->name, s->settings, cfg->dir, &insts[i], err)))
             report->n_checked++;
@@ -225,6 +225,5 @@ void tfs_schema_check_report_free(tfs_schema_check_report *report)
     if (!report)
         return;
     free(report->unchecked);
-    free(report->not_loaded);
     memset(report, 0, sizeof *report);
 }

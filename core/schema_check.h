@@ -3,7 +3,7 @@
  *
  * Only systems whose plugin opens and describes without connecting
  * (TFS_SDK_CAP_LAZY_OPEN) are opened; the others are listed as not checked, never
- * connected to. What a pair names is checked against what the systems describe: each
+ * connected to, and systems whose plugin is not loaded are skipped (the caller says so). What a pair names is checked against what the systems describe: each
  * mapping's source entity in the source system; its target entities, the deactivate field,
  * the conflicts' field policies and newest fields, and the validation rules' fields in the
  * target system. A refusal names the config's JSON path and what exists there.
@@ -22,8 +22,6 @@ typedef struct tfs_schema_check_report {
     size_t n_checked;          /* systems opened offline and their schemas read */
     const char **unchecked;    /* systems whose plugin is not lazy (malloc'd array) */
     size_t n_unchecked;
-    const char **not_loaded;   /* systems whose plugin is not loaded (malloc'd array) */
-    size_t n_not_loaded;
     size_t n_pairs;            /* pairs checked against at least one schema */
 } tfs_schema_check_report;
 

@@ -152,8 +152,8 @@ Test(check, valid_config_reads_the_lazy_schemas_offline, .timeout = 60)
     env_init(&e);
     check_result r = run_check(&e);
     cr_expect_eq(r.status, 0, "exit %d\nstdout: %s\nstderr: %s", r.status, r.out, r.err);
-    cr_expect(strstr(r.out, "is valid: 3 systems (3 schemas checked offline, 0 not checked), "
-                            "1 pairs (1 checked against a schema)"),
+    cr_expect(strstr(r.out, "is valid: 3 systems (3 schemas checked offline, 0 not), 1 pair "
+                            "(1 checked against a schema)"),
               "%s", r.out);
     expect_offline(&r);
     fprintf(stderr, "check: a valid config in %lld ms\n", r.ms);
@@ -263,5 +263,18 @@ Test(check, template_cb_check_refuses_a_bad_setting, .timeout = 60)
     json_object_set_new(settings_of(&e, "tpl"), "rows", json_integer(5));
     json_object_set_new(settings_of(&e, "tpl"), "seed_file", json_string("no-such.csv"));
     expect_refused(&e, "systems.tpl.settings.seed_file: ", "no-such.csv");
+    env_free(&e);
+}
+
+/* The daemon starts without a missing plugin (its systems stay down); --check says the
+ * config would not work. */
+Test(check, a_missing_plugin_fails_the_check, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    json_object_set_new(json_object_get(json_object_get(e.cfg, "systems"), "tpl"), "plugin",
+                        json_string("inventory"));
+    expect_refused(&e, "systems.tpl.plugin: plugin \"inventory\" is not loaded",
+                   "put inventory.so in plugin_dir");
     env_free(&e);
 }
