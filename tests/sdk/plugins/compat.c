@@ -118,6 +118,8 @@ static int by_id(const void *a, const void *b)
 
 static void current(compat *c)
 {
+    if (c->n < 2)
+        return; /* qsort of no array: rows may be NULL */
     qsort(c->rows, c->n, sizeof *c->rows, by_id);
     size_t w = 0;
     for (size_t i = 0; i < c->n; i++)
