@@ -4,7 +4,8 @@
  * a loopback port where a socket listens and never accepts: a connection attempt would
  * stay pending there (and hang until connect_timeout). Each test asserts the exit code,
  * what --check says and that nothing connected: no connection is pending on that socket
- * and the check returned well before the 5 s connect_timeout.
+ * and the check returned well before the 5 s connect_timeout. The daemon's start-up runs
+ * the same settings checks, before it connects to anything.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -97,8 +98,9 @@ static json_t *settings_of(check_env *e, const char *system)
                            "settings");
 }
 
-/* Runs tfsyncd --check on the env's config; the result is owned (check_result_free). */
-static check_result run_check(check_env *e)
+/* Runs tfsyncd on the env's config, with --check or not; the result is owned
+ * (check_result_free). */
+static check_result run_daemon(check_env *e, int check)
 {
     check_result r = {0};
     char cfg_path[128], out_path[128], err_path[128];
@@ -114,8 +116,8 @@ static check_result run_check(check_env *e)
         int x = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(o, 1);
         dup2(x, 2);
-        execl(TFS_BINARY_DIR "/tfsyncd", "tfsyncd", "--config", cfg_path, "--check",
-              (char *)NULL);
+        execl(TFS_BINARY_DIR "/tfsyncd", "tfsyncd", "--config", cfg_path,
+              check ? "--check" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     int st = 0;
@@ -131,6 +133,11 @@ static check_result run_check(check_env *e)
     else
         cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "accept: %s", strerror(errno));
     return r;
+}
+
+static check_result run_check(check_env *e)
+{
+    return run_daemon(e, 1);
 }
 
 static void check_result_free(check_result *r)
@@ -276,5 +283,22 @@ Test(check, a_missing_plugin_fails_the_check, .timeout = 60)
                         json_string("inventory"));
     expect_refused(&e, "systems.tpl.plugin: plugin \"inventory\" is not loaded",
                    "put inventory.so in plugin_dir");
+    env_free(&e);
+}
+
+/* The same cb_check runs when the daemon starts: a setting it refuses stops the start-up
+ * before anything connects (the state store included), with the same message. */
+Test(check, start_up_refuses_what_cb_check_refuses, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    json_object_set_new(settings_of(&e, "pacs"), "fetch_size", json_integer(200000));
+    check_result r = run_daemon(&e, 0);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "systems.pacs.settings.fetch_size: \"200000\" is not a number "
+                            "from 1 to 100000"),
+              "%s", r.err);
+    expect_offline(&r);
+    check_result_free(&r);
     env_free(&e);
 }
