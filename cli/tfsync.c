@@ -76,6 +76,11 @@ static void format_counts(const json_t *n, char *out, size_t size)
         if (v)
             w += snprintf(out + w, size - (size_t)w, " %s %lld", extra[i], (long long)v);
     }
+    /* A full run's estimate of the entity (SDK 1.3), for how far the run has come. */
+    const json_t *est = json_object_get(n, "estimated_total");
+    if (json_is_integer(est) && w > 0 && (size_t)w < size)
+        snprintf(out + w, size - (size_t)w, " estimated_total %lld",
+                 (long long)json_integer_value(est));
 }
 
 /* Every entity's counts on one line: "property: read ... ; other: ...". */

@@ -376,10 +376,13 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
                 const char *state = json_string_value(json_object_get(run, "state"));
                 int done = (mine && json_is_true(json_object_get(full, "done"))) ||
                            (state && strcmp(state, "succeeded") == 0);
+                /* A full run's estimate of the entity (SDK 1.3), null when none. */
+                json_t *est = json_object_get(json_object_get(run, "estimated_totals"), ent);
                 json_array_append_new(
-                    progress, json_pack("{sssIsb}", "entity", ent, "records_read",
+                    progress, json_pack("{sssIsbsO}", "entity", ent, "records_read",
                                         c ? json_integer_value(json_object_get(c, "read")) : 0,
-                                        "done", done));
+                                        "done", done, "estimated_total",
+                                        json_is_integer(est) ? est : json_null()));
             }
             json_object_set_new(run, "progress", progress);
         }
@@ -398,6 +401,21 @@ static void handle_run_status(const tfs_http_request *req, tfs_http_response *re
 }
 
 /* ---- GET /pairs, GET /plugins ------------------------------------------------------ */
+
+/* Whether the pair's full runs sweep (delete what they did not read), and why not: a
+ * source of deltas only (TFS_SDK_CAP_DELTAS, SDK 1.3). */
+static void pair_sweep_json(tfs_api *api, const tfs_config_pair *p, json_t *o)
+{
+    const tfs_config_system *sys = tfs_config_system_get(api->cfg, p->source);
+    const tfs_plugin *pl = sys ? tfs_plugin_host_get(api->plugins, sys->plugin) : NULL;
+    int deltas = pl && (tfs_plugin_get_info(pl).capabilities & TFS_SDK_CAP_DELTAS);
+    json_object_set_new(o, "sweep", json_boolean(!deltas));
+    if (deltas)
+        json_object_set_new(o, "sweep_reason",
+                            json_string("the source's plugin delivers only deltas "
+                                        "(TFS_SDK_CAP_DELTAS): a key a full run does not read "
+                                        "is not deleted"));
+}
 
 /* Whether the pair detects conflicts, and why not: its config, or a target that cannot
  * fetch (TFS_SDK_CAP_NO_FETCH). */
@@ -440,6 +458,7 @@ static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, v
                               p->target, "batch_size", (json_int_t)p->batch_size, "entities",
                               ents);
         pair_conflicts_json(api, p, o);
+        pair_sweep_json(api, p, o);
         json_array_append_new(arr, o);
     }
     tfs_http_json(resp, 200, json_pack("{so}", "pairs", arr));

@@ -215,6 +215,25 @@ static void on_release(void *ctx, void *slot)
     tfs_stage_job_clear(slot);
 }
 
+/* A full run starting an entity asks the source how many records it holds (SDK 1.3
+ * cb_estimate) and records it on the run, where the run's status shows it as the
+ * entity's estimated_total (null: the source cannot tell). Best effort: progress is not
+ * worth failing a run for. */
+static void record_estimate(tfs_pipeline *p, tfs_stage_ctx *b)
+{
+    int64_t count = -1;
+    tfs_error e2 = {0};
+    int rc = tfs_instance_estimate(b->src, b->src_entity, &count, &e2);
+    if (rc && rc != TFS_ENOTFOUND)
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s (no estimated_total for %s)", b->run_id,
+                     e2.message, b->em->source);
+    if (rc)
+        count = -1;
+    tfs_error e3 = {0};
+    if (tfs_store_run_set_estimate(p->store, b->run_id, b->em->source, count, &e3) != 0)
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s", b->run_id, e3.message);
+}
+
 /* Where a run's read of the entity starts: a changes read from the checkpoint; a full read
  * from its own progress when resumed, else from the start (recording the source's change
  * cursor of now). *skip when this run had read it all before it stopped. */
@@ -254,6 +273,8 @@ static int start_position(tfs_pipeline *p, tfs_stage_ctx *b, unsigned char **cur
     tfs_batch_init(&start, a, tfs_instance_entity_get(b->src, b->src_entity));
     if ((rc = tfs_instance_changes_start(b->src, b->src_entity, &start, err)))
         return rc;
+    if (b->full)
+        record_estimate(p, b);
     return tfs_store_batch_full_start(p->store, b->pair->name, b->em->source, b->run_id,
                                       start.cursor_set ? start.cursor : NULL, start.cursor_len,
                                       err);
@@ -532,7 +553,10 @@ static int run_sync(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_run *
         rc = run_mappings(p, proto, run, 0, err);
     if (rc == 0)
         rc = check_failures(proto->pair, run, err);
-    if (rc == 0 && (proto->full || proto->changes)) {
+    /* A source of deltas only (TFS_SDK_CAP_DELTAS) is never swept: a key a full run did
+     * not read is not gone, so neither the sweep nor its guard runs. */
+    int sweeps = proto->full && !(tfs_instance_capabilities(proto->src) & TFS_SDK_CAP_DELTAS);
+    if (rc == 0 && (sweeps || proto->changes)) {
         rc = guard_deletions(p, proto, run, &held, err);
         if (rc == 0 && !held)
             rc = run_mappings(p, proto, run, 1, err);
@@ -603,6 +627,45 @@ static void record_result(tfs_pipeline *p, int64_t run_id, const json_t *result,
     }
 }
 
+/* Tells the source and the target instances the run used that it has ended (SDK 1.3
+ * cb_run_end), once the store has committed its final state, so a file target may publish
+ * its outbox and a file source archive its inbox. A failure is logged and recorded on the
+ * run (run_end_errors); the outcome stays. */
+static void end_run(tfs_pipeline *p, int64_t run_id, const char *pair, const char *mode,
+                    const char *state, tfs_open_system *src, tfs_open_system *tgt)
+{
+    static const char *const states[] = {"succeeded", "partial", "failed", "cancelled"};
+    tfs_sdk_run_end end = {.struct_size = sizeof end, .run_id = run_id, .pair = pair,
+                           .mode = mode, .outcome = TFS_SDK_RUN_FAILED};
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+        if (strcmp(state, states[i]) == 0)
+            end.outcome = (tfs_sdk_run_outcome)i;
+    tfs_open_system *used[] = {src, tgt};
+    json_t *errors = NULL;
+    for (int role = 0; role < 2; role++) {
+        if (!used[role] || !used[role]->inst)
+            continue;
+        end.role = role == 0 ? TFS_SDK_RUN_AS_SOURCE : TFS_SDK_RUN_AS_TARGET;
+        tfs_error e2 = {0};
+        if (tfs_instance_run_end(used[role]->inst, &end, &e2) == 0)
+            continue;
+        tfs_log_error("pipeline", "run %" PRId64 ": %s (as the run's %s; its outcome stays %s)",
+                      run_id, e2.message, role == 0 ? "source" : "target", state);
+        if (!errors)
+            errors = json_array();
+        json_array_append_new(errors, json_pack("{ssssss?}", "system",
+                                                tfs_instance_system(used[role]->inst), "role",
+                                                role == 0 ? "source" : "target", "error",
+                                                e2.message));
+    }
+    tfs_error e3 = {0};
+    if (errors && (tfs_pipeline_store_ready(p, &e3) != 0 ||
+                   tfs_store_run_set_run_end_errors(p->store, run_id, errors, &e3) != 0))
+        tfs_log_warn("pipeline", "run %" PRId64 ": could not record its run-end errors: %s",
+                     run_id, e3.message);
+    json_decref(errors);
+}
+
 /* Kept whole: every way out of a run (done, failed, cancelled, stopped, waiting, its
  * lease lost) is decided here, in one place, so that each records exactly one end. */
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
@@ -611,7 +674,8 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
 {
     const tfs_config_pair *pair = tfs_config_pair_get(p->cfg, pair_name);
     tfs_store_run run = {0};
-    int rc, cancelled = 0;
+    tfs_open_system *src = NULL, *tgt = NULL;
+    int rc, cancelled = 0, drop = 0;
     if (ended_rc)
         *ended_rc = 0;
     outcome_clear(&p->outcome);
@@ -640,7 +704,6 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     if ((rc = tfs_store_run_set_state(p->store, run_id, "running", NULL, NULL, 0, err)))
         goto out;
     tfs_log_info("pipeline", "run %" PRId64 ": %s sync of %s running", run_id, mode, pair_name);
-    tfs_open_system *src = NULL, *tgt = NULL;
     if ((rc = tfs_pipeline_get_system(p, pair->source, TFS_SIDE_SOURCE, &src, err)) ||
         (rc = tfs_pipeline_get_system(p, pair->target, TFS_SIDE_TARGET, &tgt, err)))
         goto dropped;
@@ -671,13 +734,9 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
             trim_changes(p, pair, src->inst);
     }
 dropped:
-    if (rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT) {
-        /* Drop the instances: a broken connection must not serve the next run. */
-        if (src)
-            tfs_pipeline_drop_system(src);
-        if (tgt)
-            tfs_pipeline_drop_system(tgt);
-    }
+    /* Drop the instances once the run is over (after cb_run_end): a broken connection
+     * must not serve the next run. */
+    drop = rc == TFS_ETRANSIENT || rc == TFS_EPERMANENT;
     if (rc == TFS_ELIMIT && cancel && atomic_load(cancel)) {
         cancelled = 1;
         goto finish;
@@ -714,6 +773,8 @@ finish:
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
             goto out;
         }
+        if (strcmp(state, "held") != 0)
+            end_run(p, run_id, pair_name, mode, state, src, tgt);
         if (pair)
             tfs_health_poke(p->health, pair->source); /* its lag changed */
         if (cancelled)
@@ -728,6 +789,12 @@ finish:
         rc = 0;
     }
 out:
+    if (drop) {
+        if (src)
+            tfs_pipeline_drop_system(src);
+        if (tgt)
+            tfs_pipeline_drop_system(tgt);
+    }
     tfs_store_run_clear(&run);
     return rc;
 }

@@ -330,11 +330,12 @@ static int apply(tfs_pipeline *p, tfs_store_run *run, resolve_job *j, tfs_error 
         for (size_t k = 0; k < n_write; k++)
             ops[k] = (tfs_sdk_write_op){(size_t)(all[k]->entity - first), TFS_SDK_OP_UPSERT,
                                         all[k]};
-        tfs_results res;
-        if (tfs_results_init(&res, n_write) != 0)
+        /* One source record: every op is its (op_source 0), cut only by write limits. */
+        size_t *owner = tfs_arena_calloc(j->a, n_write ? n_write : 1, sizeof *owner);
+        if (!owner)
             return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-        if ((rc = tfs_lease_check(p->store, b->lease, err)) == 0)
-            rc = tfs_instance_write(b->tgt, ops, n_write, &res, err);
+        tfs_results res;
+        rc = tfs_stage_write_ops(b, ops, owner, n_write, j->a, &res, err);
         json_t *refused = json_array();
         for (size_t k = 0; rc == 0 && k < n_write; k++)
             if (res.status[k] != TFS_SDK_OK)

@@ -547,8 +547,9 @@ int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     return rc;
 }
 
-/* Writes every record to write (and deletes its orphans) in one plugin call, retried with
- * backoff while transient; per-operation refusals fail their record alone. */
+/* Writes every record to write (and deletes its orphans), each record's operations
+ * adjacent, in the plugin calls the target's write limits allow (tfs_stage_write_ops);
+ * per-operation refusals fail their record alone. */
 int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
 {
     tfs_stage_rec *rs = jb->rs;
@@ -584,25 +585,7 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         }
     }
     tfs_results res;
-    /* A node that lost the run's lease writes nothing more (a write already under way when
-     * the lease is taken over is the window docs/decisions.md describes). */
-    int rc;
-    unsigned attempt = 0;
-    do
-        rc = tfs_lease_check(b->write_store, b->lease, err);
-    while (retry_after(b, b->store_breaker, b->write_store, &rc, &attempt, "a lease check",
-                       err));
-    if (rc)
-        return rc;
-    attempt = 0;
-    for (;;) {
-        if (tfs_results_init(&res, n_ops) != 0)
-            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-        rc = tfs_instance_write(b->tgt, ops, n_ops, &res, err);
-        if (!retry_after(b, b->tgt_breaker, NULL, &rc, &attempt, "a write", err))
-            break;
-        tfs_results_free(&res);
-    }
+    int rc = tfs_stage_write_ops(b, ops, owner, n_ops, jb->arena, &res, err);
     if (rc == 0) {
         for (size_t o = 0; o < n_ops; o++) {
             if (res.status[o] == TFS_SDK_OK)

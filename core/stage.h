@@ -135,6 +135,17 @@ int tfs_stage_of_keys(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *ke
 int tfs_stage_compare(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
 int tfs_stage_resolve(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
 int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
+/* Writes n_ops operations (the ops of one source record adjacent, owner[i] the source
+ * record of op i: any numbers, equal for one record) in as many target writes as the
+ * target's write limits need (tfs_instance_write_limits, SDK 1.3): source records whole
+ * into each call while they fit, a record whose ops alone pass a limit cut by the limit.
+ * Each call is told its ops' source records (op_source, from 0 per call), checks the
+ * run's lease first and is retried with backoff while transient. On success *res holds
+ * one result per op, in the order of ops (tfs_results_free it); on a failure nothing is
+ * left to free, and the calls before the failing one have written (writes are idempotent
+ * by key, so the batch is written again whole). Planning memory is in the arena. */
+int tfs_stage_write_ops(tfs_stage_ctx *b, const tfs_sdk_write_op *ops, const size_t *owner,
+                        size_t n_ops, tfs_arena *a, tfs_results *res, tfs_error *err);
 /* The three above in order, with their timings. */
 int tfs_stage_process(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err);
 /* Committing side: the job's sync map rows, failed records, audit entries, cursor and the

@@ -193,6 +193,11 @@ static const char *const migrations[] = {
     "ALTER TABLE tfsync.audit ADD CONSTRAINT audit_op_check CHECK (op IN ('insert', 'update',"
     "  'delete', 'deactivate', 'conflict', 'resolve', 'replay', 'discard', 'confirm'));"
     "ALTER TABLE tfsync.audit ADD COLUMN detail json;",
+    /* 6: SDK 1.3. A full run's estimate of each entity's record count ({entity: count or
+     * null}, the source's cb_estimate), and what the plugins' cb_run_end answered when it
+     * failed ([{system, role, error}]): both shown on the run, on any node. */
+    "ALTER TABLE tfsync.runs ADD COLUMN estimates jsonb,"
+    "  ADD COLUMN run_end_errors jsonb;",
 };
 
 static atomic_int connect_timeout_s = TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT;
@@ -417,6 +422,43 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
     tfs_buf_free(&cb);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "update a run");
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_run_set_estimate(tfs_store *s, int64_t run_id, const char *entity,
+                               int64_t count, tfs_error *err)
+{
+    char id[32], n[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    snprintf(n, sizeof n, "%" PRId64, count);
+    const char *params[] = {id, entity, count >= 0 ? n : NULL};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "UPDATE tfsync.runs SET estimates = coalesce(estimates, '{}'::jsonb) ||"
+        " jsonb_build_object($2::text, $3::int8), updated_at = now() WHERE run_id = $1",
+        3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "record a run's estimate");
+    PQclear(r);
+    return 0;
+}
+
+int tfs_store_run_set_run_end_errors(tfs_store *s, int64_t run_id, const json_t *errors,
+                                     tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    char *text = json_dumps(errors, JSON_COMPACT);
+    if (!text)
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    const char *params[] = {id, text};
+    PGresult *r = PQexecParams(s->conn,
+                               "UPDATE tfsync.runs SET run_end_errors = $2::jsonb WHERE run_id = $1",
+                               2, NULL, params, NULL, NULL, 0);
+    free(text);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return tfs_store_fail(s, r, err, "record a run's run-end errors");
     PQclear(r);
     return 0;
 }

@@ -83,6 +83,14 @@ int tfs_store_state_is_final(const char *state);
 int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
                             const char *error_text, const tfs_store_counts *counts,
                             size_t n_counts, tfs_error *err);
+/* A full run's estimate of an entity's record count (SDK 1.3 cb_estimate; count < 0:
+ * the source cannot tell, shown as null), shown as the entity's estimated_total. */
+int tfs_store_run_set_estimate(tfs_store *s, int64_t run_id, const char *entity,
+                               int64_t count, tfs_error *err);
+/* What went wrong telling the plugins that the run ended (SDK 1.3 cb_run_end): a JSON
+ * array of {system, role, error} (borrowed), shown as the run's run_end_errors. */
+int tfs_store_run_set_run_end_errors(tfs_store *s, int64_t run_id, const json_t *errors,
+                                     tfs_error *err);
 /* One run into *out (tfs_store_run_clear it), TFS_ENOTFOUND when there is none. */
 int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_error *err);
 void tfs_store_run_clear(tfs_store_run *r);

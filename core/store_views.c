@@ -31,17 +31,27 @@ static int json_query(tfs_store *s, const char *sql, int n, const char *const *p
     return 0;
 }
 
+/* Each entity's counts with its estimated_total (a full run's estimate, SDK 1.3) where
+ * the run has one; estimated_totals has every estimate, of entities not committed yet
+ * too. */
+#define RUN_COUNTS                                                                              \
+    "(SELECT coalesce(jsonb_object_agg(c.k, CASE WHEN estimates ? c.k THEN c.v ||"               \
+    " jsonb_build_object('estimated_total', estimates -> c.k) ELSE c.v END), '{}'::jsonb)"       \
+    " FROM jsonb_each(CASE WHEN jsonb_typeof(counts) = 'object' THEN counts ELSE '{}' END)"      \
+    " AS c(k, v))"
+
 /* The run columns as JSON, built in SQL so the server formats timestamps once. */
 #define RUN_JSON                                                                                \
     "json_build_object('run_id', run_id, 'pair', pair, 'mode', mode, 'state', state,"           \
-    " 'actor', actor, 'counts', counts, 'error', error, 'created_at', created_at,"             \
+    " 'actor', actor, 'counts', " RUN_COUNTS ", 'error', error, 'created_at', created_at,"    \
     " 'started_at', started_at, 'finished_at', finished_at, 'updated_at', updated_at,"         \
     " 'waiting', CASE WHEN state = 'waiting' THEN json_build_object('reason', waiting_reason,"  \
     " 'since', waiting_since, 'for_ms', (extract(epoch FROM now() - waiting_since) * 1000)"     \
     "::int8) END, 'cancel_requested', cancel_requested,"                                       \
     " 'held', CASE WHEN state = 'held' THEN json_build_object('reason', held_reason,"          \
     " 'deletes', held_deletes) END, 'confirmed_deletes', confirmed_deletes,"                   \
-    " 'params', params, 'result', result,"                                                     \
+    " 'params', params, 'result', result, 'run_end_errors', run_end_errors,"                   \
+    " 'estimated_totals', coalesce(estimates, '{}'::jsonb),"                                    \
     " 'node', node, 'lease', (SELECT json_build_object('node', l.node, 'epoch', l.epoch,"        \
     " 'expires_at', l.expires_at, 'held', NOT l.released AND l.expires_at > now(),"             \
     " 'deaths', l.deaths) FROM tfsync.leases l WHERE l.unit = 'run:' || runs.run_id),"          \
