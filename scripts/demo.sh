@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# scripts/demo.sh — the README's first command: a PACS -> CAMA sync end to end.
+# scripts/demo.sh — the README's first command: PACS -> CAMA and PACS <-> GIS end to end.
 #
 # Installs what is missing (as root), builds, starts the private PostgreSQL of pg.sh,
-# (re)creates the demo databases pacs, cama and tfsync, fills PACS with N parcels (default
-# 10000: `N=100000 scripts/demo.sh`), starts tfsyncd with a fresh random API key, runs a
-# full sync through the HTTP API, shows the run's counts and a few CAMA parcels, and stops
-# everything it started, also on failure or Ctrl-C.
+# (re)creates the demo databases pacs, cama, gis (PostGIS) and tfsync, fills PACS with N
+# parcels (default 10000: `N=100000 scripts/demo.sh`) and GIS with the parcel layer of the
+# same county, starts tfsyncd with a fresh random API key, runs a full sync of
+# pacs-to-cama through the HTTP API and shows a few CAMA parcels, then the GIS pairs:
+# pacs-to-gis and gis-to-pacs full, then both again incrementally (they write nothing:
+# no ping-pong), printing what each run did; and stops everything it started, also on
+# failure or Ctrl-C.
 set -euo pipefail
 
 TFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,25 +50,28 @@ bash scripts/deps.sh
 tfs_say "building $build"
 TFS_BUILD_DIR="$build" bash scripts/build.sh
 [[ -x "$build/tfsyncd" ]] || tfs_fail "no $build/tfsyncd after the build"
-[[ -f "$build/plugins/pacs.so" && -f "$build/plugins/cama.so" ]] ||
-    tfs_fail "the pacs and cama plugins were not built into $build/plugins"
+[[ -f "$build/plugins/pacs.so" && -f "$build/plugins/cama.so" && -f "$build/plugins/gis.so" ]] ||
+    tfs_fail "the pacs, cama and gis plugins were not built into $build/plugins"
 
 bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
 
-tfs_say "creating the databases pacs, cama and tfsync"
-for db in pacs cama tfsync; do
+tfs_say "creating the databases pacs, cama, gis and tfsync"
+for db in pacs cama gis tfsync; do
     psql_ -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 done
 psql_ -d pacs -v roll_year="$ROLL_YEAR" -f plugins/pacs/schema.sql -f plugins/pacs/generate.sql
 psql_ -d cama -v roll_year="$ROLL_YEAR" -f plugins/cama/schema.sql
+psql_ -d gis -f plugins/gis/schema.sql -f plugins/gis/generate.sql
 tfs_say "generating $N PACS parcels (seed 42, roll year $ROLL_YEAR)"
 psql_ -d pacs -c "SELECT pacs_generate($N, 42, $ROLL_YEAR)" >/dev/null
+tfs_say "generating the GIS parcel layer of those parcels (their real property)"
+psql_ -d gis -c "SELECT gis_generate($N, 42)" >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-demo.XXXXXX")
 tfs_new_key
 tfs_write_config "$work/tfsyncd.json" "$build" pacs cama tfsync "$TFS_KEY_SHA256" 1000 \
-    "$TFS_ROOT/transforms/pacs_to_cama.rules.json"
+    "$TFS_ROOT/transforms/pacs_to_cama.rules.json" gis
 tfs_say "starting tfsyncd"
 tfs_daemon_start "$build" "$work/tfsyncd.json"
 tfs_say "tfsyncd listening on $TFS_BASE_URL; starting a full sync of pacs-to-cama"
@@ -96,5 +102,34 @@ JOIN asmt a ON a.parid = p.parid AND a.taxyr = p.taxyr
 ORDER BY p.parid
 LIMIT 5;
 SELECT (SELECT count(*) FROM pardat) AS pardat_rows, (SELECT count(*) FROM asmt) AS asmt_rows;
+EOF
+
+# PACS <-> GIS: attributes onto the parcels, computed area and centroid back, then the
+# same again incrementally, which must find nothing to send either way.
+gis_run() {
+    local mode=$1 pair=$2 st
+    st=$(tfs_sync "$mode" "$pair" "$RUN_TIMEOUT_S")
+    echo
+    printf '%s %s: run %s %s\n' "$pair" "$mode" "$(json_get "$st" run_id)" "$(json_get "$st" state)"
+    tfs_print_counts "$st"
+    [[ "$(json_get "$st" state)" == succeeded ]] || tfs_fail "the $mode run of $pair did not succeed: $st"
+}
+shapes_before=$(psql_ -At -d gis -c "SELECT md5(string_agg(md5(ST_AsBinary(shape)), ',' ORDER BY \"PARCELID\")) FROM taxparcel")
+gis_run full pacs-to-gis
+gis_run full gis-to-pacs
+gis_run incremental pacs-to-gis
+gis_run incremental gis-to-pacs
+shapes_after=$(psql_ -At -d gis -c "SELECT md5(string_agg(md5(ST_AsBinary(shape)), ',' ORDER BY \"PARCELID\")) FROM taxparcel")
+[[ "$shapes_before" == "$shapes_after" ]] || tfs_fail "a GIS shape changed during the attribute sync"
+echo
+echo "Every GIS shape is byte-identical after the sync (md5 $shapes_after). A few parcels:"
+psql_ -d gis <<'EOF'
+SELECT "PARCELID", "SITEADDRESS", "OWNERNME1", "USECD", "NGHBRHDCD", "LNDVALUE", "IMPVALUE"
+FROM taxparcel ORDER BY "PARCELID" LIMIT 5;
+EOF
+echo "What PACS keeps of them (property_gis):"
+psql_ -d pacs <<'EOF'
+SELECT simple_geo_id, gis_acres, gis_centroid_lat, gis_centroid_lon, gis_srid, gis_stated_area
+FROM property_gis ORDER BY simple_geo_id LIMIT 5;
 EOF
 tfs_say "done; stopping what the demo started"

@@ -25,12 +25,29 @@ conninfo() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES]]
-# RULES: a JSON file of the pair's validation rules (transforms/pacs_to_cama.rules.json).
+# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES [GIS_DB]]]
+# RULES: a JSON file of the pair's validation rules (transforms/pacs_to_cama.rules.json), or
+# "" for none. GIS_DB: a PostGIS parcel layer (plugins/gis/schema.sql), which adds the
+# system gis and the pairs pacs-to-gis (PACS attributes and owners onto the GIS parcels)
+# and gis-to-pacs (the area and centroid GIS computes into PACS's property_gis).
 tfs_write_config() {
     local file=$1 build=$2 pacs=$3 cama=$4 state=$5 key_sha=$6 batch=${7:-1000} rules="{}"
+    local gis=${9:-} gis_system="" gis_pairs=""
     if [[ -n "${8:-}" ]]; then
         rules=$(cat "$8")
+    fi
+    if [[ -n "$gis" ]]; then
+        gis_system=",
+    \"gis\": {\"plugin\": \"gis\", \"settings\": {\"conninfo\": \"$(conninfo "$gis")\"}}"
+        gis_pairs=",
+            {\"name\": \"pacs-to-gis\", \"source\": \"pacs\", \"target\": \"gis\", \"batch_size\": $batch,
+             \"entities\": [{\"source\": \"property\", \"targets\": [\"parcel_attr\"],
+                           \"script\": \"pacs_to_gis.lua\"},
+                          {\"source\": \"owner\", \"targets\": [\"parcel_owner\"],
+                           \"script\": \"pacs_owner_to_gis.lua\"}]},
+            {\"name\": \"gis-to-pacs\", \"source\": \"gis\", \"target\": \"pacs\", \"batch_size\": $batch,
+             \"entities\": [{\"source\": \"taxparcel\", \"targets\": [\"parcel_gis\"],
+                           \"script\": \"gis_to_pacs.lua\"}]}"
     fi
     cat >"$file" <<EOF
 {
@@ -43,12 +60,12 @@ tfs_write_config() {
   "api_keys": [{"name": "${TFS_TAG:-tfsync}", "role": "operate", "sha256": "$key_sha"}],
   "systems": {
     "pacs": {"plugin": "pacs", "settings": {"conninfo": "$(conninfo "$pacs")"}},
-    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$cama")"}}
+    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$cama")"}}$gis_system
   },
   "pairs": [{"name": "pacs-to-cama", "source": "pacs", "target": "cama", "batch_size": $batch,
              "entities": [{"source": "property", "targets": ["pardat", "asmt"],
                            "script": "pacs_to_cama.lua"}],
-             "rules": $rules}]
+             "rules": $rules}$gis_pairs]
 }
 EOF
 }
@@ -148,23 +165,28 @@ tfs_api() {
     rm -f "$out"
 }
 
-# tfs_full_sync PAIR TIMEOUT_S: starts a full run and polls it until it ends; prints the
-# final status JSON. Fails if it does not end in time or the daemon dies.
-tfs_full_sync() {
-    local pair=$1 timeout=$2 answer run_id status state deadline
-    answer=$(tfs_api POST /sync/full "{\"pair\": \"$pair\"}")
+# tfs_sync MODE PAIR TIMEOUT_S: starts a run (full or incremental) and polls it until it
+# ends; prints the final status JSON. Fails if it does not end in time or the daemon dies.
+tfs_sync() {
+    local mode=$1 pair=$2 timeout=$3 answer run_id status state deadline
+    answer=$(tfs_api POST "/sync/$mode" "{\"pair\": \"$pair\"}")
     run_id=$(json_get "$answer" run_id)
-    [[ "$run_id" =~ ^[0-9]+$ ]] || tfs_fail "POST /sync/full gave no run_id: $answer"
+    [[ "$run_id" =~ ^[0-9]+$ ]] || tfs_fail "POST /sync/$mode gave no run_id: $answer"
     deadline=$((SECONDS + timeout))
     while :; do
         status=$(tfs_api GET "/sync/status/$run_id")
         state=$(json_get "$status" state)
-        [[ "$state" == succeeded || "$state" == failed ]] && break
+        case "$state" in succeeded | partial | failed | cancelled | held) break ;; esac
         ((SECONDS < deadline)) || tfs_fail "run $run_id still $state after $timeout s"
         kill -0 "$TFS_DAEMON_PID" 2>/dev/null || tfs_fail "tfsyncd died during run $run_id"
         sleep 0.05
     done
     printf '%s\n' "$status"
+}
+
+# tfs_full_sync PAIR TIMEOUT_S: tfs_sync full PAIR TIMEOUT_S.
+tfs_full_sync() {
+    tfs_sync full "$1" "$2"
 }
 
 # tfs_print_counts STATUS_JSON: the run's counts per entity, as a table.

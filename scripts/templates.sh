@@ -44,6 +44,16 @@ EOF
         -c "COMMENT ON DATABASE \"$name\" IS '$hash'"
 }
 
+# make_gis_templates: the small PACS and GIS pair the GIS tests clone: 300 PACS parcels
+# and the parcel layer of the same county (gis_generate makes a shape for each of their
+# real properties, PARCELID = simple_geo_id), seed 42. PostGIS comes with schema.sql.
+make_gis_templates() {
+    make_template tfs_tmpl_pacs300 "SELECT pacs_generate(300, 42, $ROLL_YEAR)" \
+        plugins/pacs/schema.sql plugins/pacs/generate.sql
+    make_template tfs_tmpl_gis300 "SELECT gis_generate(300, 42)" \
+        plugins/gis/schema.sql plugins/gis/generate.sql
+}
+
 # Databases tfs_test_db_clone made for tests that crashed before their clean-up: the name
 # ends in _<pid>_<counter>_<hex>, and a pid that no longer runs will never drop it.
 sweep_stale_clones() {

@@ -83,6 +83,7 @@ make_template tfs_tmpl_pacs10k "SELECT pacs_generate(10000, 42, $ROLL_YEAR)" "${
 make_template tfs_tmpl_pacs_empty "" "${pacs[@]}"
 make_template tfs_tmpl_cama "" plugins/cama/schema.sql
 make_template tfs_tmpl_state ""
+make_gis_templates
 exec 8>&-
 
 # run_suite LABEL BUILD: ctest in BUILD; puts ctest's own tally into the summary.

@@ -156,7 +156,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', trg.rel, trg.tgname);
     END LOOP;
     TRUNCATE property, property_val, situs, account, address, owner, property_exemption,
-             sale, chg_of_owner_prop_assoc, change_log;
+             sale, chg_of_owner_prop_assoc, property_gis, change_log;
     IF to_regclass('pg_temp.pacs_gen_p') IS NOT NULL THEN
         DROP TABLE pg_temp.pacs_gen_p;
     END IF;

@@ -18,6 +18,10 @@
  * within one window, each as its record now or as a deletion when it no longer exists
  * (or is retired, with retired_as_delete).
  *
+ * One target entity, parcel_gis: what GIS computes about a parcel (area, centroid), written
+ * only into property_gis, a table without a change-log trigger, so that PACS's change reads
+ * never see it (docs/decisions.md, "GIS and PACS without ping-pong").
+ *
  * Each instance owns one libpq connection, reconnects with PQreset on the first call after
  * losing it, and classifies errors as transient (connection, server shutdown,
  * serialization, deadlock, timeout) or permanent (everything else).
@@ -171,6 +175,8 @@ static const tfs_sdk_field owner_fields[] = {
     {"addr_city", TXT},
     {"addr_state", TXT},
     {"addr_zip", TXT},
+    /* GIS maps only real property ('R'): pacs_owner_to_gis.lua skips the others. */
+    {"prop_type_cd", TXT},
 };
 
 static const tfs_sdk_field sale_fields[] = {
@@ -186,6 +192,18 @@ static const tfs_sdk_field sale_fields[] = {
     {"buyer_confidential", BOOL},
     {"seller_name", TXT},
 };
+
+/* The one entity PACS is a target of (pair gis-to-pacs): what GIS computes about a parcel,
+ * kept in property_gis (schema.sql) by simple_geo_id = GIS PARCELID. Nothing PACS owns is
+ * ever written through it. */
+static const tfs_sdk_field parcel_gis_fields[] = {
+    {"simple_geo_id", TFS_SDK_TEXT, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 50, 0, 0},
+    {"gis_acres", DEC(14, 4)},
+    {"gis_centroid_lat", DEC(10, 7)},
+    {"gis_centroid_lon", DEC(11, 7)},
+    {"gis_srid", INT},
+    {"gis_stated_area", TFS_SDK_TEXT, 0, 25, 0, 0},
+};
 #undef KEY
 #undef INT
 #undef DEC
@@ -195,15 +213,20 @@ static const tfs_sdk_field sale_fields[] = {
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-enum { ENT_PROPERTY, ENT_OWNER, ENT_SALE };
+/* The source entities first (every per-entity table below has one row per source
+ * entity), then the target one. */
+enum { ENT_PROPERTY, ENT_OWNER, ENT_SALE, N_SOURCE_ENTITIES, ENT_GIS = N_SOURCE_ENTITIES };
 
 static const tfs_sdk_entity pacs_entities[] = {
     [ENT_PROPERTY] = {"property", property_fields, N_OF(property_fields)},
     [ENT_OWNER] = {"owner", owner_fields, N_OF(owner_fields)},
     [ENT_SALE] = {"sale", sale_fields, N_OF(sale_fields)},
+    [ENT_GIS] = {"parcel_gis", parcel_gis_fields, N_OF(parcel_gis_fields)},
 };
 
-#define N_ENTITIES N_OF(pacs_entities)
+/* N_ENTITIES: the entities read (statements, change windows); N_DESCRIBED: all of them. */
+#define N_ENTITIES ((size_t)N_SOURCE_ENTITIES)
+#define N_DESCRIBED N_OF(pacs_entities)
 
 _Static_assert(N_ENTITIES == sizeof(((pacs *)0)->windows) / sizeof(pacs_window),
                "one change window cache per entity");
@@ -257,7 +280,7 @@ _Static_assert(N_ENTITIES == sizeof(((pacs *)0)->windows) / sizeof(pacs_window),
     "SELECT p.prop_id, v.prop_val_yr, v.sup_num, p.geo_id, p.simple_geo_id,"                   \
     " v.prop_inactive_dt, os.n, os.ids[1], a1.file_as_name, a1.confidential_flag = 'T',"       \
     " os.pcts[1], os.ids[2], a2.file_as_name, a2.confidential_flag = 'T', ma.addr_line1,"      \
-    " ma.addr_line2, ma.addr_city, ma.addr_state, ma.addr_zip"
+    " ma.addr_line2, ma.addr_city, ma.addr_state, ma.addr_zip, p.prop_type_cd"
 #define OWNER_LATERALS(year)                                                                    \
     VAL_LATERAL(year)                                                                           \
     " CROSS JOIN LATERAL (SELECT count(*) AS n,"                                                \
@@ -773,7 +796,7 @@ static int pacs_describe(void *instance, const tfs_sdk_entity **entities, size_t
     (void)instance;
     (void)err;
     *entities = pacs_entities;
-    *n_entities = N_ENTITIES;
+    *n_entities = N_DESCRIBED;
     return 0;
 }
 
@@ -1394,6 +1417,209 @@ oom:
     return TFS_SDK_ETRANSIENT;
 }
 
+/* ---- the parcel_gis target (pair gis-to-pacs) ------------------------------------------
+ *
+ * Writes only property_gis, one operation at a time under its own savepoint in one
+ * transaction per cb_write: a parcel GIS has and PACS does not is that operation's
+ * failure, never a new property. property_gis has no change-log trigger, so these writes
+ * never reach PACS's change reads (docs/decisions.md, "GIS and PACS without ping-pong"). */
+
+static const char gis_fetch_sql[] =
+    "SELECT simple_geo_id, gis_acres, gis_centroid_lat, gis_centroid_lon, gis_srid,"
+    " gis_stated_area FROM property_gis WHERE simple_geo_id = ANY($1::text[])";
+/* Only when something differs, so that an unchanged upsert keeps gis_updated_at; answers
+ * whether PACS has the parcel. */
+static const char gis_upsert_sql[] =
+    "WITH u AS (INSERT INTO property_gis AS g (simple_geo_id, gis_acres, gis_centroid_lat,"
+    " gis_centroid_lon, gis_srid, gis_stated_area)"
+    " SELECT $1::text, $2::numeric, $3::numeric, $4::numeric, $5::integer, $6::text"
+    " WHERE EXISTS (SELECT 1 FROM property WHERE simple_geo_id = $1::text)"
+    " ON CONFLICT (simple_geo_id) DO UPDATE SET (gis_acres, gis_centroid_lat,"
+    " gis_centroid_lon, gis_srid, gis_stated_area, gis_updated_at) = (EXCLUDED.gis_acres,"
+    " EXCLUDED.gis_centroid_lat, EXCLUDED.gis_centroid_lon, EXCLUDED.gis_srid,"
+    " EXCLUDED.gis_stated_area, now()) WHERE (g.gis_acres, g.gis_centroid_lat,"
+    " g.gis_centroid_lon, g.gis_srid, g.gis_stated_area) IS DISTINCT FROM (EXCLUDED.gis_acres,"
+    " EXCLUDED.gis_centroid_lat, EXCLUDED.gis_centroid_lon, EXCLUDED.gis_srid,"
+    " EXCLUDED.gis_stated_area) RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM property WHERE simple_geo_id = $1::text)";
+static const char gis_delete_sql[] = "DELETE FROM property_gis WHERE simple_geo_id = $1";
+
+/* The text of field f of rec (NULL for null), formatted into tmp when it is a number. */
+static const char *gis_value_text(const tfs_sdk_record *rec, size_t f, char *tmp, size_t cap)
+{
+    switch (host->rec_type(rec, f)) {
+    case TFS_SDK_NULL:
+        return NULL;
+    case TFS_SDK_BOOL:
+        return host->rec_get_bool(rec, f) ? "true" : "false";
+    case TFS_SDK_INT64:
+        snprintf(tmp, cap, "%" PRId64, host->rec_get_int(rec, f));
+        return tmp;
+    case TFS_SDK_FLOAT64:
+        snprintf(tmp, cap, "%.17g", host->rec_get_float(rec, f));
+        return tmp;
+    default:
+        return host->rec_get_text(rec, f, NULL);
+    }
+}
+
+static int pacs_gis_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
+                          tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[ENT_GIS];
+    pacs_buf *b = &p->keys;
+    char msg[512];
+    int rc, n = 0;
+    b->len = 0;
+    if (buf_put(b, "{", 1) != 0)
+        goto oom;
+    for (size_t i = 0; i < n_keys; i++) {
+        const char *k = keys[i] && host->rec_type(keys[i], 0) == TFS_SDK_TEXT
+                            ? host->rec_get_text(keys[i], 0, NULL)
+                            : NULL;
+        if (!k)
+            continue;
+        if ((n++ && buf_put(b, ",", 1) != 0) || buf_put(b, "\"", 1) != 0)
+            goto oom;
+        for (const char *c = k; *c; c++) {
+            int esc = *c == '"' || *c == '\\';
+            if ((esc && buf_put(b, "\\", 1) != 0) || buf_put(b, c, 1) != 0)
+                goto oom;
+        }
+        if (buf_put(b, "\"", 1) != 0)
+            goto oom;
+    }
+    if (buf_put(b, "}", 1) != 0)
+        goto oom;
+    if (n == 0)
+        return 0;
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    const char *params[] = {b->s};
+    PGresult *res = PQexecParams(p->conn, gis_fetch_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = pgp_classify(p->conn, res);
+        host->error_set(err, "could not fetch parcel_gis: %s%s",
+                        pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+        PQclear(res);
+        return rc;
+    }
+    rc = pg_add_rows(e, res, out, err);
+    PQclear(res);
+    return rc;
+oom:
+    host->error_set(err, "could not fetch parcel_gis: out of memory");
+    return TFS_SDK_ETRANSIENT;
+}
+
+/* cb_fetch: parcel_gis here, the source entities in pacs_fetch. */
+static int pacs_fetch_any(void *instance, size_t entity, const tfs_sdk_record *const *keys,
+                          size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    if (entity == ENT_GIS)
+        return pacs_gis_fetch(instance, keys, n_keys, out, err);
+    return pacs_fetch(instance, entity, keys, n_keys, out, err);
+}
+
+/* A command that must succeed: NULL, or its failed result (owned). */
+static PGresult *pacs_run(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* Ends a write that failed as a whole: rolls back, sets err. */
+static int pacs_write_failed(pacs *p, PGresult *res, const char *what, tfs_sdk_error *err)
+{
+    char msg[512];
+    int rc = pgp_classify(p->conn, res);
+    host->error_set(err, "could not write parcel_gis to pacs (%s): %s%s", what,
+                    pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+    PQclear(res);
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
+    return rc;
+}
+
+static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
+                      tfs_sdk_results *results, tfs_sdk_error *err)
+{
+    pacs *p = instance;
+    const tfs_sdk_entity *e = &pacs_entities[ENT_GIS];
+    char msg[512];
+    PGresult *r;
+    int rc;
+    if (n_ops == 0)
+        return 0;
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
+    if ((r = pacs_run(p->conn, "BEGIN")) != NULL)
+        return pacs_write_failed(p, r, "begin", err);
+    for (size_t i = 0; i < n_ops; i++) {
+        const tfs_sdk_write_op *op = &ops[i];
+        if (op->entity != ENT_GIS) {
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "could not write %s: pacs is a target of parcel_gis only (PACS "
+                             "owns its properties)",
+                             op->entity < N_DESCRIBED ? pacs_entities[op->entity].name : "?");
+            continue;
+        }
+        if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE) {
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "could not write parcel_gis: unknown operation %d", (int)op->kind);
+            continue;
+        }
+        const char *id = op->record && host->rec_n_fields(op->record) == e->n_fields &&
+                                 host->rec_type(op->record, 0) == TFS_SDK_TEXT
+                             ? host->rec_get_text(op->record, 0, NULL)
+                             : NULL;
+        if (!id) {
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "could not write parcel_gis: the record has no simple_geo_id or "
+                             "not its %zu fields", e->n_fields);
+            continue;
+        }
+        const char *params[N_OF(parcel_gis_fields)];
+        char tmp[N_OF(parcel_gis_fields)][40];
+        for (size_t f = 0; f < e->n_fields; f++)
+            params[f] = gis_value_text(op->record, f, tmp[f], sizeof tmp[f]);
+        int del = op->kind == TFS_SDK_OP_DELETE;
+        if ((r = pacs_run(p->conn, "SAVEPOINT tfs_op")) != NULL)
+            return pacs_write_failed(p, r, "savepoint", err);
+        PGresult *res = PQexecParams(p->conn, del ? gis_delete_sql : gis_upsert_sql,
+                                     del ? 1 : (int)e->n_fields, NULL, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            int missing = st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                          PQgetvalue(res, 0, 0)[0] != 't';
+            PQclear(res);
+            if ((r = pacs_run(p->conn, "RELEASE SAVEPOINT tfs_op")) != NULL)
+                return pacs_write_failed(p, r, "release savepoint", err);
+            if (missing)
+                host->result_set(results, i, TFS_SDK_EPERMANENT,
+                                 "no such property in PACS: simple_geo_id %s (GIS maps a "
+                                 "parcel PACS does not have)", id);
+            continue;
+        }
+        if (pgp_classify(p->conn, res) == TFS_SDK_ETRANSIENT)
+            return pacs_write_failed(p, res, "parcel_gis", err);
+        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write parcel_gis %s: %s",
+                         id, pgp_message(p->conn, res, msg, sizeof msg));
+        PQclear(res);
+        if ((r = pacs_run(p->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
+            return pacs_write_failed(p, r, "rollback to savepoint", err);
+    }
+    if ((r = pacs_run(p->conn, "COMMIT")) != NULL)
+        return pacs_write_failed(p, r, "commit", err);
+    return 0;
+}
+
 static const tfs_sdk_plugin pacs_plugin = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -1402,16 +1628,18 @@ static const tfs_sdk_plugin pacs_plugin = {
     .version = "0.2.0",
     .description = "PACS appraisal database (PostgreSQL): properties with values, situs and "
                    "exemptions, owners with mailing addresses, and sales for the roll year; "
-                   "change capture through a trigger-maintained change log",
-    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_LAZY_OPEN,
+                   "change capture through a trigger-maintained change log; a target of "
+                   "what GIS computes about parcels (parcel_gis) only",
+    .capabilities =
+        TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_TARGET | TFS_SDK_CAP_LAZY_OPEN,
     .config_keys = pacs_config,
     .n_config_keys = N_OF(pacs_config),
     .cb_open = pacs_open,
     .cb_close = pacs_close,
     .cb_describe = pacs_describe,
     .cb_read = pacs_read,
-    .cb_fetch = pacs_fetch,
-    .cb_write = NULL,
+    .cb_fetch = pacs_fetch_any,
+    .cb_write = pacs_write,
     .cb_health = pacs_health,
     .cb_changes_start = pacs_changes_start,
     .cb_changes_lag = pacs_changes_lag,

@@ -121,6 +121,23 @@ CREATE TABLE IF NOT EXISTS chg_of_owner_prop_assoc (
 CREATE INDEX IF NOT EXISTS chg_of_owner_prop_assoc_prop_id_idx
     ON chg_of_owner_prop_assoc (prop_id);
 
+-- What GIS tells PACS about a parcel, kept apart from what PACS owns: the area computed
+-- from the mapped shape, its centroid, the SRID the shape was in and GIS's stated area,
+-- written only by tfsync's gis-to-pacs pair (the pacs adapter's parcel_gis entity), by
+-- PACS's simple_geo_id (= GIS PARCELID). A table of its own, not columns on property, so
+-- that writing it can never touch a PACS field, and so that change capture (below) does
+-- not see it at all: no trigger logs it, and a GIS write is never read back by the pairs
+-- that send PACS properties out (pacs-to-cama, pacs-to-gis).
+CREATE TABLE IF NOT EXISTS property_gis (
+    simple_geo_id      varchar(50)   NOT NULL PRIMARY KEY,
+    gis_acres          numeric(14,4),
+    gis_centroid_lat   numeric(10,7),
+    gis_centroid_lon   numeric(11,7),
+    gis_srid           integer,
+    gis_stated_area    varchar(25),
+    gis_updated_at     timestamptz   NOT NULL DEFAULT now()
+);
+
 -- ---- Change capture ----------------------------------------------------------------------
 --
 -- Every table behind a tfsync entity logs its changes here, the way PgQ does: one row per

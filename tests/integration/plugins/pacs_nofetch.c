@@ -20,5 +20,8 @@ TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
     nofetch_descriptor.name = "pacs_nofetch";
     nofetch_descriptor.description = "the pacs adapter without fetch by key (a test plugin)";
     nofetch_descriptor.cb_fetch = NULL;
+    /* A source only: a target must fetch (or say TFS_SDK_CAP_NO_FETCH). */
+    nofetch_descriptor.capabilities &= ~(unsigned)TFS_SDK_CAP_TARGET;
+    nofetch_descriptor.cb_write = NULL;
     return &nofetch_descriptor;
 }
