@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error.h"
+#include "plugin_host.h"
 #include "tfs_test.h"
 
 TestSuite(crm, .timeout = 240);
@@ -430,8 +432,9 @@ static json_t *requests(env *e)
 Test(crm, retry_after_5xx_and_4xx_dead_letter)
 {
     env e;
-    env_init(&e, TOKEN, NULL);
-    /* The first POST: 429 Retry-After 1; the second: 503; every POST of one contact: 422. */
+    env_init(&e, TOKEN, "{\"timeout_ms\": 1000}");
+    /* The first POST: 429 Retry-After 1; every GET of one contact: 422; the first GET of
+     * another: 503, the next one answered after 2.5 s (past timeout_ms). */
     long long bad = scalar_ll(e.pacs, "SELECT min(owner_id) FROM owner WHERE owner_id > 50"
                                       " AND owner_id IN (SELECT acct_id FROM account WHERE"
                                       " confidential_flag = 'F')");
@@ -441,7 +444,9 @@ Test(crm, retry_after_5xx_and_4xx_dead_letter)
              " \"retry_after\": 1, \"count\": 1},"
              " {\"method\": \"GET\", \"path\": \"/contacts/%lld\", \"status\": 422, \"count\": -1,"
              " \"error\": \"contact %lld is locked by a case\"},"
-             " {\"method\": \"GET\", \"path\": \"/contacts/\", \"status\": 503, \"count\": 1}]",
+             " {\"method\": \"GET\", \"path\": \"/contacts/\", \"status\": 503, \"count\": 1},"
+             " {\"method\": \"GET\", \"path\": \"/contacts/\", \"status\": 0, \"delay_ms\": 2500,"
+             " \"count\": 1}]",
              bad, bad);
     crm_faults(&e, rules);
     json_t *run = run_pair(&e, "pacs-to-crm", "full", "partial");
@@ -473,6 +478,10 @@ Test(crm, retry_after_5xx_and_4xx_dead_letter)
                   tnext - t429);
     cr_assert(saw503, "the proxy answered no 503");
     json_decref(reqs);
+    /* The slow answer was given up after timeout_ms and retried. */
+    char *log = tfs_test_daemon_log(e.d);
+    cr_assert(strstr(log, "Timeout was reached"), "no timeout in the daemon's log:\n%s", log);
+    free(log);
 
     /* The 422 is the one dead letter, with the server's message; the rest is there. */
     tfs_test_response r =
@@ -520,4 +529,83 @@ Test(crm, wrong_token_is_a_clear_permanent_error)
     cr_assert_eq(h.status, 200);
     tfs_test_response_free(&h);
     env_down(&e);
+}
+
+/* ======================================================================================
+ * 4. Through the plugin host: bad settings refused offline, naming the key; the token from
+ *    a file beside the config; an open does not connect; the write limit is the setting.
+ * ====================================================================================== */
+
+static long long ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000LL + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+Test(crm, checks_offline_token_file_lazy_open_and_limits)
+{
+    tfs_plugin_host *h = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_plugin_host_load_dir(TFS_PLUGIN_DIR, 2026, &h, &err), 0, "%s", err.message);
+    const tfs_plugin *p = tfs_plugin_host_get(h, "crm");
+    cr_assert_not_null(p, "no crm plugin in " TFS_PLUGIN_DIR);
+    cr_assert(tfs_plugin_is_lazy(p));
+
+    json_t *bad = json_pack("{s:s, s:s}", "base_url", "ftp://crm", "token", "x");
+    cr_assert_neq(tfs_plugin_check(p, "crm", bad, "/", &err), 0, "an ftp URL passed");
+    cr_assert(strstr(err.message, "systems.crm.settings.base_url"), "%s", err.message);
+    json_decref(bad);
+    bad = json_pack("{s:s, s:s, s:s}", "base_url", "http://crm", "token", "x", "token_file",
+                    "t");
+    cr_assert_neq(tfs_plugin_check(p, "crm", bad, "/", &err), 0);
+    cr_assert(strstr(err.message, "exclude each other"), "%s", err.message);
+    json_decref(bad);
+    bad = json_pack("{s:s}", "base_url", "http://crm");
+    cr_assert_neq(tfs_plugin_check(p, "crm", bad, "/", &err), 0, "no token passed");
+    cr_assert(strstr(err.message, "token or token_file"), "%s", err.message);
+    json_decref(bad);
+
+    crm_server c = {0};
+    crm_start(&c);
+    bad = json_pack("{s:s, s:s}", "base_url", "http://crm", "token_file", "no-such-token");
+    cr_assert_neq(tfs_plugin_check(p, "crm", bad, c.dir, &err), 0);
+    cr_assert(strstr(err.message, "systems.crm.settings.token_file") &&
+                  strstr(err.message, "no-such-token"),
+              "%s", err.message);
+    json_decref(bad);
+    char tokfile[400];
+    snprintf(tokfile, sizeof tokfile, "%s/crm.token", c.dir);
+    FILE *f = fopen(tokfile, "w");
+    cr_assert_not_null(f);
+    fputs(TOKEN "\n", f);
+    fclose(f);
+
+    /* An address that never answers (TEST-NET-1): opening must not try. */
+    json_t *s = json_pack("{s:s, s:s, s:i, s:i}", "base_url", "http://192.0.2.1:9",
+                          "token_file", "crm.token", "connect_timeout_ms", 300,
+                          "max_batch_ops", 7);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    tfs_instance *inst = NULL;
+    cr_assert_eq(tfs_instance_open(p, "crm", s, c.dir, &inst, &err), 0, "%s", err.message);
+    cr_assert_lt(ms_since(&t0), 200, "opening took %lld ms: it connected", ms_since(&t0));
+    size_t ops = 0, bytes = 0;
+    tfs_instance_write_limits(inst, &ops, &bytes);
+    cr_assert_eq(ops, 7, "write limit %zu, max_batch_ops 7", ops);
+    cr_assert_eq(tfs_instance_health(inst, &err), TFS_ETRANSIENT, "an unreachable CRM");
+    tfs_instance_close(inst);
+    json_decref(s);
+
+    /* The token read from the file is the one the CRM takes. */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", c.port);
+    s = json_pack("{s:s, s:s}", "base_url", url, "token_file", "crm.token");
+    cr_assert_eq(tfs_instance_open(p, "crm", s, c.dir, &inst, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_instance_health(inst, &err), 0, "%s", err.message);
+    tfs_instance_close(inst);
+    json_decref(s);
+    unlink(tokfile);
+    crm_stop(&c);
+    tfs_plugin_host_free(h);
 }
