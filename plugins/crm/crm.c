@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -34,6 +35,7 @@
 #define CRM_CURSOR_FULL "f1:"    /* full reads: "f1:<last id>" */
 #define CRM_CURSOR_CHANGES "c1|" /* change reads: "c1|<updated_at>|<last id at it>" */
 #define CRM_FETCH_CHUNK 50
+#define CRM_429_WAITS 3 /* most Retry-After waits inside one call */
 
 static const tfs_sdk_host *host;
 
@@ -279,8 +281,15 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
 {
     crm *c = userdata;
     size_t n = size * nmemb;
-    if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
-        c->retry_after = strtol(data + 12, NULL, 10);
+    if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+        /* Seconds only: an HTTP date is left to the host's backoff. */
+        char *end;
+        long v = strtol(data + 12, &end, 10);
+        c->retry_after = end != data + 12 && v >= 0 && (*end == '\r' || *end == '\n' ||
+                                                        *end == ' ' || *end == 0)
+                             ? v
+                             : -1;
+    }
     else if (n > 14 && strncasecmp(data, "X-Total-Count:", 14) == 0)
         c->total = strtoll(data + 14, NULL, 10);
     return n;
@@ -310,7 +319,7 @@ static int http(crm *c, const char *method, const char *url, const char *body,
         host->error_set(err, "could not reach the crm: curl_easy_init failed");
         return TFS_SDK_ETRANSIENT;
     }
-    for (;;) {
+    for (int waits = 0;; waits++) {
         CURL *h = c->curl;
         curl_easy_reset(h);
         struct curl_slist *hdr = curl_slist_append(NULL, c->auth);
@@ -343,7 +352,8 @@ static int http(crm *c, const char *method, const char *url, const char *body,
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
         char msg[320];
         if (c->status == 429) {
-            if (c->retry_after >= 0 && c->retry_after <= c->retry_max_s) {
+            if (c->retry_after >= 0 && c->retry_after <= c->retry_max_s &&
+                waits < CRM_429_WAITS) {
                 host->log(host, TFS_SDK_LOG_INFO, "%s %s: 429, retrying after %ld s", method,
                           url, c->retry_after);
                 struct timespec ts = {c->retry_after, 0};
@@ -352,9 +362,9 @@ static int http(crm *c, const char *method, const char *url, const char *body,
                 continue;
             }
             server_message(c, msg, sizeof msg);
-            host->error_set(err, "could not %s %s: 429 too many requests (Retry-After %ld s, "
-                                 "more than retry_after_max_s): %s",
-                            method, url, c->retry_after, msg);
+            host->error_set(err, "could not %s %s: 429 too many requests (Retry-After %ld s; "
+                                 "waited %d times, at most %ld s each): %s",
+                            method, url, c->retry_after, waits, c->retry_max_s, msg);
             return TFS_SDK_ETRANSIENT;
         }
         if (c->status >= 500) {
