@@ -458,7 +458,8 @@ static int crm_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
                              "adapter's", cursor_len);
         return TFS_SDK_EPERMANENT;
     }
-    memcpy(cur, cursor, cursor_len);
+    if (cursor_len)
+        memcpy(cur, cursor, cursor_len);
     if (mode == TFS_SDK_READ_FULL) {
         if (cursor_len && sscanf(cur, CRM_CURSOR_FULL "%lld", &last) != 1) {
             host->error_set(err, "could not read contacts: bad full-read cursor \"%s\"", cur);
