@@ -15,8 +15,8 @@
  *
  * Source (pair erp-to-pacs, deltas: never swept): entity payment, from the inbox's *.csv files, read
  * in name order, each with a header line naming the columns. The cursor is "<file>\n<row>".
- * A malformed row (wrong field count, bad number, bad date, unterminated quote) is logged
- * with its file and line and skipped; the rest of the file is read. Files read to their end
+ * A malformed row (wrong field count, bad number, bad date, unterminated quote) is a dead
+ * letter keyed "<file>:<line>" (rec_fail) with its reason; the rest of the file is read. Files read to their end
  * are moved to <archive> in cb_run_end when the run committed (succeeded or partial), never
  * before. A missing inbox is an error, at check and at read.
  *
@@ -58,7 +58,7 @@ static const tfs_sdk_field value_fields[] = {
     TXT("exemption_codes", 200),
 };
 static const tfs_sdk_field payment_fields[] = {
-    {"bill_id", TFS_SDK_TEXT, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 30, 0, 0},
+    {"bill_id", TFS_SDK_TEXT, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 300, 0, 0},
     {"prop_id", TFS_SDK_INT64, TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
     {"tax_year", TFS_SDK_INT64, TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
     {"amount_due_cents", TFS_SDK_INT64, 0, 0, 0, 0},
@@ -66,6 +66,7 @@ static const tfs_sdk_field payment_fields[] = {
     TXT("payment_status_type_cd", 10),
     {"last_modified", TFS_SDK_DATE, 0, 0, 0, 0},
 };
+enum { P_BILL_ID };
 enum { E_OWNER, E_VALUE, E_PAYMENT, N_ENTITIES };
 static const tfs_sdk_entity entities[N_ENTITIES] = {
     [E_OWNER] = {"roll_owner", owner_fields, N_OF(owner_fields)},
@@ -720,6 +721,23 @@ static const char *payment_row(const csv_row *r, const int *col, tfs_sdk_record 
     return NULL;
 }
 
+/* A malformed line: a record keyed "<file>:<line>" that the host makes a dead letter
+ * (rec_fail, SDK 1.3), or a logged warning on an older host. 0, or -1 out of memory. */
+static int dead_letter(tfs_sdk_batch *out, const char *file, long line, const char *reason)
+{
+    if (!TFS_SDK_HOST_HAS(host, rec_fail)) {
+        host->log(host, TFS_SDK_LOG_WARN, "skipped %s line %ld: %s", file, line, reason);
+        return 0;
+    }
+    tfs_sdk_record *rec = host->batch_add(out);
+    if (!rec)
+        return -1;
+    char key[300];
+    snprintf(key, sizeof key, "%s:%ld", file, line);
+    host->rec_set_text(rec, P_BILL_ID, TFS_SDK_TEXT, key, (size_t)-1);
+    return host->rec_fail(rec, "%s line %ld: %s", file, line, reason);
+}
+
 /* Reads one file's rows from row index `from` (0: the first after the header) into out,
  * at most *room. Sets *next to the index after the last row consumed and *eof. */
 static int read_file(erp *e, const char *name, size_t from, size_t *room, tfs_sdk_batch *out,
@@ -766,15 +784,20 @@ static int read_file(erp *e, const char *name, size_t from, size_t *room, tfs_sd
         if (r->n == 1 && r->f[0][0] == '\0')
             continue; /* a blank line */
         char why[256];
+        const char *reason = NULL;
         if (r->n != d.rows[0].n) {
-            host->log(host, TFS_SDK_LOG_WARN, "dead letter: %s line %ld: %zu fields, the header "
-                      "has %zu", name, r->line, r->n, d.rows[0].n);
-            continue;
+            snprintf(why, sizeof why, "%zu fields where the header has %zu", r->n, d.rows[0].n);
+            reason = why;
+        } else {
+            reason = payment_row(r, col, NULL, why, sizeof why);
         }
-        const char *reason = payment_row(r, col, NULL, why, sizeof why);
         if (reason) {
-            host->log(host, TFS_SDK_LOG_WARN, "dead letter: %s line %ld: %s", name, r->line,
-                      reason);
+            if (dead_letter(out, name, r->line, reason) != 0) {
+                doc_free(&d);
+                host->error_set(err, "could not read: out of memory");
+                return TFS_SDK_ETRANSIENT;
+            }
+            (*room)--;
             continue;
         }
         tfs_sdk_record *rec = host->batch_add(out);
@@ -787,9 +810,22 @@ static int read_file(erp *e, const char *name, size_t from, size_t *room, tfs_sd
         (*room)--;
     }
     *eof = i >= d.n;
-    if (*eof && bad)
-        host->log(host, TFS_SDK_LOG_WARN, "dead letter: %s line %ld: unterminated quote; the "
-                  "rest of the file is unreadable", name, bad);
+    /* An unterminated quote ends what can be read: its dead letter is the pseudo-row d.n,
+     * given once (a cursor at d.n is past it). */
+    if (*eof && bad && from < d.n) {
+        if (*room == 0) {
+            *eof = false;
+        } else {
+            if (dead_letter(out, name, bad, "unterminated quote: the file cannot be read from "
+                            "this line on") != 0) {
+                doc_free(&d);
+                host->error_set(err, "could not read: out of memory");
+                return TFS_SDK_ETRANSIENT;
+            }
+            (*room)--;
+            i = d.n + 1;
+        }
+    }
     *next = i - 1;
     doc_free(&d);
     return TFS_SDK_OK;
