@@ -397,6 +397,11 @@ int tfs_config_load(const char *file, tfs_config **out, tfs_error *err)
         if (dir[0] == '\0')
             snprintf(dir, sizeof dir, "/");
     }
+    /* Absolute, as plugins are promised (SDK config_dir): a relative path a plugin resolves
+     * must not depend on the daemon's working directory later. */
+    char abs[PATH_MAX];
+    if (dir[0] != '/' && realpath(dir, abs))
+        snprintf(dir, sizeof dir, "%s", abs);
     int rc = tfs_config_parse(root, dir, out, err);
     if (rc)
         tfs_error_prefix(err, "invalid config \"%s\"", file);

@@ -163,6 +163,9 @@ int tfs_lua_push_source(tfs_lua *rt, lua_State *L, tfs_lua_script *s, const tfs_
                                               e->fields[i].name, why);
             }
             break;
+        case TFS_SDK_BYTES:
+            /* A Lua string holds any bytes, NUL included: the script gets them as they are,
+             * and a string it returns into a BYTES field is kept byte for byte. */
         default:
             lua_pushlstring(L, v->u.s, v->len);
             break;

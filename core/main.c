@@ -21,13 +21,15 @@
 #include "log.h"
 #include "plugin_host.h"
 #include "runner.h"
+#include "schema_check.h"
 #include "store.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tfsyncd --config FILE [--check]\n"
                "  -c, --config FILE  the daemon's JSON config\n"
-               "      --check        check the config and the plugins, then exit\n"
+               "      --check        check the config, the plugins' settings and the pairs against\n"
+               "                     the schemas of lazy plugins, offline; then exit (0: valid)\n"
                "  -h, --help         this help\n"
                "environment: TFS_LOG=debug|info|warn|error\n");
 }
@@ -50,8 +52,9 @@ static int write_ready_file(const char *path, unsigned port, tfs_error *err)
     return 0;
 }
 
-/* Every system whose plugin is loaded must have settings the plugin declares; a system
- * whose plugin was refused is reported and left down, the daemon goes on. */
+/* Every system whose plugin is loaded must have settings the plugin declares and its
+ * cb_check accepts (tfs_plugin_check: offline, nothing connects); a system whose plugin
+ * was refused is reported and left down, the daemon goes on. */
 static int check_systems(const tfs_config *cfg, const tfs_plugin_host *plugins,
                          tfs_error *err)
 {
@@ -64,15 +67,48 @@ static int check_systems(const tfs_config *cfg, const tfs_plugin_host *plugins,
                           s->name, s->plugin, s->name);
             continue;
         }
-        char prefix[256];
-        char **values;
-        snprintf(prefix, sizeof prefix, "systems.%s.settings", s->name);
-        int rc = tfs_plugin_check_settings(p, s->settings, prefix, &values, err);
+        int rc = tfs_plugin_check(p, s->name, s->settings, cfg->dir, err);
         if (rc)
             return rc;
-        tfs_plugin_values_free(p, values);
     }
     return 0;
+}
+
+static void print_names(const char *what, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("system \"%s\": %s\n", names[i], what);
+}
+
+/* --check: the settings (check_systems, done), then every pair against the schemas of the
+ * systems whose plugins describe without connecting. Nothing connects to any system or
+ * the state store. 0 valid; otherwise the reason is on stderr. */
+static int check_offline(const char *config_path, const tfs_config *cfg,
+                         const tfs_plugin_host *plugins, tfs_error *err)
+{
+    tfs_schema_check_report rep;
+    int rc = tfs_schema_check(cfg, plugins, &rep, err);
+    /* The daemon starts without a plugin that is missing; a config check says it fails. */
+    for (size_t i = 0; rc == 0 && i < cfg->n_systems; i++)
+        if (!tfs_plugin_host_get(plugins, cfg->systems[i].plugin)) {
+            rc = tfs_error_set(err, TFS_EINVAL, "systems.%s.plugin: plugin \"%s\" is not "
+                               "loaded", cfg->systems[i].name, cfg->systems[i].plugin);
+            tfs_error_hint(err, "put %s.so in plugin_dir \"%s\"; a plugin that is there "
+                           "but refused is logged above with the reason",
+                           cfg->systems[i].plugin, cfg->plugin_dir);
+        }
+    if (rc == 0) {
+        print_names("schema not checked offline (its plugin connects to describe it: no "
+                    "TFS_SDK_CAP_LAZY_OPEN)", rep.unchecked, rep.n_unchecked);
+        printf("config \"%s\" is valid: %zu system%s (%zu schema%s checked offline, %zu "
+               "not), %zu pair%s (%zu checked against a schema); %zu plugin%s loaded, %zu "
+               "refused\n", config_path, cfg->n_systems, cfg->n_systems == 1 ? "" : "s",
+               rep.n_checked, rep.n_checked == 1 ? "" : "s", rep.n_unchecked, cfg->n_pairs,
+               cfg->n_pairs == 1 ? "" : "s", rep.n_pairs, plugins->n,
+               plugins->n == 1 ? "" : "s", plugins->n_refused);
+    }
+    tfs_schema_check_report_free(&rep);
+    return rc;
 }
 
 /* What a reload needs; the lock serialises SIGHUP and POST /admin/reload. */
@@ -360,8 +396,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
-        printf("config \"%s\" is valid; %zu plugins loaded, %zu refused\n", config_path,
-               plugins->n, plugins->n_refused);
+        if (check_offline(config_path, cfg, plugins, &err) != 0) {
+            tfs_log_error("core", "%s", err.message);
+            if (err.hint[0])
+                tfs_log_error("core", "hint: %s", err.hint);
+            goto out;
+        }
         status = 0;
         goto out;
     }

@@ -187,6 +187,92 @@ char *tfs_record_key(tfs_arena *a, const tfs_record *rec)
     return out;
 }
 
+/* ---- BYTES as base64 (RFC 4648, padded): how JSON shows raw bytes (SDK 1.3) ---------- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Encodes n bytes (a multiple of 3, or the last group) into out, 4 characters per 3 bytes;
+ * returns the characters written. */
+static size_t b64_encode(const unsigned char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= s[i + 2];
+        out[o++] = b64_alphabet[(v >> 18) & 63];
+        out[o++] = b64_alphabet[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
+    }
+    return o;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int tfs_base64_decode(const char *s, size_t n, char *out, size_t *out_len, char *why,
+                      size_t why_len)
+{
+    size_t o = 0;
+    if (n % 4) {
+        snprintf(why, why_len, "not base64: its length %zu is not a multiple of 4", n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)s[i + k];
+            /* '=' only as the last one or two characters of the text. */
+            if (c == '=' && i + 4 == n && k >= 2 && (k == 3 || s[i + 3] == '=')) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if ((v[k] = b64_value(c)) < 0) {
+                if (c >= 0x20 && c < 0x7f)
+                    snprintf(why, why_len, "not base64: '%c' at offset %zu", c, i + (size_t)k);
+                else
+                    snprintf(why, why_len, "not base64: byte 0x%02x at offset %zu", c,
+                             i + (size_t)k);
+                return -1;
+            }
+        }
+        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                     (uint32_t)v[3];
+        out[o++] = (char)(x >> 16);
+        if (pad < 2)
+            out[o++] = (char)(x >> 8 & 0xff);
+        if (pad < 1)
+            out[o++] = (char)(x & 0xff);
+    }
+    *out_len = o;
+    return 0;
+}
+
+/* base64 text of len bytes, malloc'd (NUL-terminated, *n its length), or NULL. */
+static char *b64_new(const char *s, size_t len, size_t *n)
+{
+    char *out = malloc(len / 3 * 4 + 5);
+    if (out) {
+        *n = b64_encode((const unsigned char *)s, len, out);
+        out[*n] = '\0';
+    }
+    return out;
+}
+
 json_t *tfs_record_to_json(const tfs_record *rec)
 {
     json_t *o = json_object();
@@ -210,6 +296,13 @@ json_t *tfs_record_to_json(const tfs_record *rec)
                 j = json_stringn(v->u.s, v->len);
             break;
         }
+        case TFS_SDK_BYTES: {
+            size_t n;
+            char *text = b64_new(v->u.s, v->len, &n);
+            j = text ? json_stringn(text, n) : NULL;
+            free(text);
+            break;
+        }
         default: j = json_stringn(v->u.s, v->len); break;
         }
         if (!j || json_object_set_new(o, rec->entity->fields[i].name, j) < 0) {
@@ -220,18 +313,35 @@ json_t *tfs_record_to_json(const tfs_record *rec)
     return o;
 }
 
-tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj)
+int tfs_record_from_json_checked(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj,
+                                 tfs_record **out, tfs_error *err)
 {
+    *out = NULL;
     tfs_record *r = tfs_record_new(a, entity);
     if (!r)
-        return NULL;
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     for (size_t i = 0; i < entity->n_fields; i++) {
         const tfs_sdk_field *f = &entity->fields[i];
         const json_t *v = json_object_get(obj, f->name);
         if (!v || json_is_null(v))
             continue;
         int rc = 0;
-        if (tfs_type_is_json(f->type) || json_is_object(v) || json_is_array(v)) {
+        if (f->type == TFS_SDK_BYTES && json_is_string(v)) {
+            /* A BYTES field's JSON is its base64 text, as tfs_record_to_json writes it. */
+            size_t n = json_string_length(v), len;
+            char why[96];
+            char *bytes = tfs_arena_alloc(a, n / 4 * 3 + 1);
+            if (!bytes)
+                return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            if (tfs_base64_decode(json_string_value(v), n, bytes, &len, why, sizeof why) != 0) {
+                tfs_error_set(err, TFS_EINVAL, "field \"%s\" (bytes): %s", f->name, why);
+                tfs_error_hint(err, "a bytes value is written in JSON as base64 text "
+                               "(RFC 4648, with its = padding)");
+                return TFS_EINVAL;
+            }
+            bytes[len] = '\0';
+            r->values[i] = (tfs_value){.type = TFS_SDK_BYTES, .len = (uint32_t)len, .u.s = bytes};
+        } else if (tfs_type_is_json(f->type) || json_is_object(v) || json_is_array(v)) {
             char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             tfs_sdk_type t = f->type == TFS_SDK_GEOMETRY ? TFS_SDK_GEOMETRY : TFS_SDK_JSON;
             rc = text ? tfs_record_set_text(r, i, t, text, strlen(text)) : -1;
@@ -247,9 +357,17 @@ tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, con
             r->values[i] = (tfs_value){.type = TFS_SDK_BOOL, .u.b = json_is_true(v)};
         }
         if (rc < 0)
-            return NULL;
+            return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
-    return r;
+    *out = r;
+    return 0;
+}
+
+tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj)
+{
+    tfs_record *r;
+    tfs_error err = {0};
+    return tfs_record_from_json_checked(a, entity, obj, &r, &err) == 0 ? r : NULL;
 }
 
 int tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
@@ -310,6 +428,18 @@ int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
         } else {
             tfs_json_string_append(out, v->u.s, v->len);
         }
+        break;
+    }
+    case TFS_SDK_BYTES: {
+        /* base64 needs no escaping: encoded straight into the buffer, a chunk at a time. */
+        char chunk[1024];
+        tfs_buf_putc(out, '"');
+        for (size_t at = 0; at < v->len; at += 768) {
+            size_t n = v->len - at < 768 ? v->len - at : 768;
+            tfs_buf_append(out, chunk,
+                           b64_encode((const unsigned char *)v->u.s + at, n, chunk));
+        }
+        tfs_buf_putc(out, '"');
         break;
     }
     default: tfs_json_string_append(out, v->u.s, v->len); break;

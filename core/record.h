@@ -23,7 +23,8 @@ typedef struct tfs_value {
         int b;
         int64_t i;
         double f;
-        const char *s; /* DECIMAL, TEXT, DATE, TIMESTAMP, JSON */
+        const char *s; /* DECIMAL, TEXT, DATE, TIMESTAMP, JSON, BYTES (NUL allowed within
+                        * len), GEOMETRY */
     } u;
 } tfs_value;
 
@@ -105,19 +106,32 @@ int tfs_value_to_int64(const tfs_value *v, int64_t *out, tfs_error *err);
 
 #include <jansson.h>
 /* The record as a JSON object {field: value} (new reference; NULL when out of memory).
- * DECIMAL stays a string so that no digit is lost; JSON values are embedded parsed. */
+ * DECIMAL stays a string so that no digit is lost; JSON values are embedded parsed; BYTES
+ * are base64 text (RFC 4648, padded). */
 json_t *tfs_record_to_json(const tfs_record *rec);
 
 /* A record of entity from a JSON object as tfs_record_to_json makes it (fields missing
- * from the object are null), in the arena; NULL when out of memory. */
+ * from the object are null; a BYTES field's string is base64-decoded), in the arena.
+ * Returns 0 with *out set, TFS_EINVAL with the reason (a BYTES field that is not base64,
+ * naming the field and the offset) or TFS_ENOMEM. */
+int tfs_record_from_json_checked(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj,
+                                 tfs_record **out, tfs_error *err);
+/* The same for JSON the host wrote itself (stored records): NULL when out of memory or,
+ * which the host never writes, a BYTES field that is not base64. */
 tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, const json_t *obj);
+
+/* Decodes base64 text (RFC 4648, padded, no white space) of n characters into out (room
+ * for n / 4 * 3 bytes). 0 with *out_len, or -1 with the reason in why ("not base64: '!'
+ * at offset 3"). */
+int tfs_base64_decode(const char *s, size_t n, char *out, size_t *out_len, char *why,
+                      size_t why_len);
 
 struct tfs_buf;
 /* Appends the same JSON object as text, without building a jansson tree: this runs for
  * every record written, to keep the sync map's last-written record. Returns 0 or -1. */
 int tfs_record_json_append(struct tfs_buf *out, const tfs_record *rec);
-/* Appends one value as JSON (DECIMAL and text types as strings). Returns 0, or -1 when out
- * of memory (out->oom set). */
+/* Appends one value as JSON (DECIMAL and text types as strings, BYTES as base64 text).
+ * Returns 0, or -1 when out of memory (out->oom set). */
 int tfs_value_json_append(struct tfs_buf *out, const tfs_value *v);
 /* Appends s as a JSON string literal (quoted, escaped). Returns 0, or -1 when out of
  * memory (out->oom set). */

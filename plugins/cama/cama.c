@@ -61,7 +61,9 @@ typedef struct cama_sql {
 } cama_sql;
 
 typedef struct cama {
-    PGconn *conn;
+    PGconn *conn;   /* NULL until the first call that needs the database (lazy open) */
+    char *conninfo; /* what that call connects with */
+    pgp_timeouts timeouts;
     char who[CAMA_WHO_MAX + 1];
     int session_ready; /* session settings applied, temp tables made, statements prepared */
     int up;            /* the last call found the connection working: log its loss once */
@@ -635,13 +637,15 @@ out:
     return rc;
 }
 
-/* Makes sure the connection is up, set up and outside a transaction: reconnects after a
- * lost connection. */
+static int cama_check_tables(cama *c, tfs_sdk_error *err);
+
+/* Makes sure the connection is up, set up and outside a transaction: connects at the first
+ * call (lazy open) and reconnects after a lost connection. */
 static int cama_ensure(cama *c, tfs_sdk_error *err)
 {
     if (PQstatus(c->conn) != CONNECTION_OK && c->up)
         host->log(host, TFS_SDK_LOG_WARN, "lost the cama database, reconnecting");
-    int re = pgp_reconnect(c->conn, host, "cama", err);
+    int re = pgp_ensure(&c->conn, c->conninfo, "tfsync-cama", &c->timeouts, host, "cama", err);
     if (re != 0) {
         c->up = 0;
         c->session_ready = 0;
@@ -650,7 +654,10 @@ static int cama_ensure(cama *c, tfs_sdk_error *err)
     }
     if (PQtransactionStatus(c->conn) != PQTRANS_IDLE)
         PQclear(PQexec(c->conn, "ROLLBACK"));
-    int rc = c->session_ready ? 0 : cama_session(c, err);
+    /* Missing tables are a bad config (permanent), said before preparing on them. */
+    int rc = c->session_ready ? 0 : cama_check_tables(c, err);
+    if (!rc && !c->session_ready)
+        rc = cama_session(c, err);
     c->up = rc == 0;
     return rc;
 }
@@ -663,6 +670,7 @@ static void cama_close(void *instance)
     if (!c)
         return;
     PQfinish(c->conn);
+    free(c->conninfo);
     for (size_t e = 0; e < N_ENTITIES; e++)
         cama_sql_free(&c->sql[e]);
     free(c->buf);
@@ -689,7 +697,7 @@ static int cama_check_tables(cama *c, tfs_sdk_error *err)
         int exists = PQgetvalue(res, 0, 0)[0] == 't';
         PQclear(res);
         if (!exists) {
-            host->error_set(err, "could not open cama: table \"%s\" does not exist; load "
+            host->error_set(err, "could not use cama: table \"%s\" does not exist; load "
                             "plugins/cama/schema.sql into the database", cama_entities[e].name);
             return TFS_SDK_EPERMANENT;
         }
@@ -697,72 +705,55 @@ static int cama_check_tables(cama *c, tfs_sdk_error *err)
     return 0;
 }
 
+/* The settings, checked without connecting (tfsyncd --check, and before every open). */
+static int cama_check(const char *const *config, tfs_sdk_error *err)
+{
+    char path[192];
+    int rc = pgp_check_settings(host, config, 0, 2, 3, err);
+    if (rc)
+        return rc;
+    const char *who = config[1];
+    if (!who || !*who || strlen(who) > CAMA_WHO_MAX) {
+        host->error_set(err, "%s.who: \"%s\" must have 1 to %d characters",
+                        pgp_settings_path(host, config, path, sizeof path), who ? who : "",
+                        CAMA_WHO_MAX);
+        return TFS_SDK_EPERMANENT;
+    }
+    return 0;
+}
+
+/* Never connects (TFS_SDK_CAP_LAZY_OPEN): the first call that needs the database does and
+ * checks the tables then, so a database that is down is an outage of that call
+ * (transient), and --check can describe the schema offline. */
 static int cama_open(const char *const *config, void **instance, tfs_sdk_error *err)
 {
     char msg[512];
-    char *perr = NULL;
-    PQconninfoOption *opts = NULL;
-    cama *c = NULL;
-    int rc = TFS_SDK_EPERMANENT;
-
     *instance = NULL;
-    const char *conninfo = config[0];
-    const char *who = config[1] ? config[1] : "tfsync";
-    if (!conninfo) {
-        host->error_set(err, "could not open cama: conninfo is required");
-        goto out;
-    }
-    opts = PQconninfoParse(conninfo, &perr);
-    if (!opts) {
-        host->error_set(err, "could not open cama: invalid conninfo: %s",
-                        perr ? pgp_oneline(perr, msg, sizeof msg) : "out of memory");
-        goto out;
-    }
-    pgp_timeouts timeouts;
-    if (pgp_timeouts_parse(config[2], config[3], &timeouts, msg, sizeof msg) != 0) {
-        host->error_set(err, "could not open cama: %s", msg);
-        goto out;
-    }
-    if (strlen(who) > CAMA_WHO_MAX || !*who) {
-        host->error_set(err, "could not open cama: who \"%s\" must have 1 to %d characters",
-                        who, CAMA_WHO_MAX);
-        goto out;
-    }
-    c = calloc(1, sizeof *c);
-    if (!c) {
+    int rc = cama_check(config, err);
+    if (rc)
+        return rc;
+    cama *c = calloc(1, sizeof *c);
+    if (!c || !(c->conninfo = strdup(config[0]))) {
+        free(c);
         host->error_set(err, "could not open cama: out of memory");
-        rc = TFS_SDK_ETRANSIENT;
-        goto out;
+        return TFS_SDK_ETRANSIENT;
     }
-    memcpy(c->who, who, strlen(who) + 1);
+    rc = TFS_SDK_ETRANSIENT;
+    if (pgp_timeouts_parse(config[2], config[3], &c->timeouts, msg, sizeof msg) != 0) {
+        host->error_set(err, "could not open cama: %s", msg); /* cama_check refused it */
+        rc = TFS_SDK_EPERMANENT;
+        goto fail;
+    }
+    memcpy(c->who, config[1], strlen(config[1]) + 1);
     for (size_t e = 0; e < N_ENTITIES; e++)
         if (cama_sql_build(&c->sql[e], &cama_tables[e]) != 0) {
             host->error_set(err, "could not open cama: out of memory");
-            rc = TFS_SDK_ETRANSIENT;
-            goto out;
+            goto fail;
         }
-
-    c->conn = pgp_connect(conninfo, "tfsync-cama", &timeouts);
-    if (!c->conn) {
-        host->error_set(err, "could not open cama: out of memory");
-        rc = TFS_SDK_ETRANSIENT;
-        goto out;
-    }
-    PQsetNoticeProcessor(c->conn, pgp_notice, (void *)host);
-    /* A database that is down now is not a bad config: keep the instance, and let every
-     * call (health first) reconnect and report it as transient until it is back. */
-    if (PQstatus(c->conn) != CONNECTION_OK)
-        host->log(host, TFS_SDK_LOG_WARN, "could not connect to the cama database: %s",
-                  pgp_message(c->conn, NULL, msg, sizeof msg));
-    else if (cama_check_tables(c, err) != 0)
-        goto out; /* the CAMA tables are missing: a bad config, not an outage */
     *instance = c;
-    c = NULL;
-    rc = 0;
-out:
+    return 0;
+fail:
     cama_close(c);
-    PQconninfoFree(opts);
-    PQfreemem(perr);
     return rc;
 }
 
@@ -1349,7 +1340,7 @@ static int cama_health(void *instance, tfs_sdk_error *err)
     int rc = 0;
     /* Only the connection, not the session: preparing statements takes locks on the
      * tables, and a health check must answer even while a writer holds them. */
-    int re = pgp_reconnect(c->conn, host, "cama", err);
+    int re = pgp_ensure(&c->conn, c->conninfo, "tfsync-cama", &c->timeouts, host, "cama", err);
     if (re != 0) {
         c->session_ready = 0;
         if (re < 0)
@@ -1373,7 +1364,7 @@ static const tfs_sdk_plugin cama_plugin = {
     .version = "0.2.0",
     .description = "CAMA mass-appraisal database (PostgreSQL, iasWorld-flavoured): writes "
                    "parcels (pardat), assessments (asmt), owners (owndat) and sales",
-    .capabilities = TFS_SDK_CAP_TARGET | TFS_SDK_CAP_SOURCE,
+    .capabilities = TFS_SDK_CAP_TARGET | TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_LAZY_OPEN,
     .config_keys = cama_config,
     .n_config_keys = N_OF(cama_config),
     .cb_open = cama_open,
@@ -1383,12 +1374,14 @@ static const tfs_sdk_plugin cama_plugin = {
     .cb_fetch = cama_fetch,
     .cb_write = cama_write,
     .cb_health = cama_health,
+    .cb_check = cama_check,
 };
 
 TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
 {
-    /* Every host function used here is in SDK 1.0, so a 1.x host table has them all. */
-    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || h->struct_size < sizeof(tfs_sdk_host))
+    /* Built against SDK 1.3 (config_system names settings in errors); a host of an older
+     * minor refuses this plugin anyway (its minor is newer). */
+    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || !TFS_SDK_HOST_HAS(h, config_system))
         return NULL;
     host = h;
     return &cama_plugin;

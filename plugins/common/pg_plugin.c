@@ -1,6 +1,7 @@
 /* plugins/common/pg_plugin.c — libpq helpers our PostgreSQL adapters share, compiled into
  * each of them (a plugin links nothing of the core): how a failure is classified, its
- * message on one line, and notices routed to the host's log. */
+ * message on one line, notices routed to the host's log, the connection made by the first
+ * call rather than by cb_open (lazy open), and the settings checked without connecting. */
 #include "pg_plugin.h"
 
 #include <errno.h>
@@ -80,8 +81,7 @@ int pgp_reconnect(PGconn *conn, const tfs_sdk_host *host, const char *system,
     return 1;
 }
 
-/* A whole number in [lo, hi], or -1. */
-static long long number_in(const char *s, long long lo, long long hi)
+long long pgp_number_in(const char *s, long long lo, long long hi)
 {
     char *end;
     if (!s || !*s)
@@ -94,8 +94,8 @@ static long long number_in(const char *s, long long lo, long long hi)
 int pgp_timeouts_parse(const char *connect_timeout, const char *statement_timeout,
                        pgp_timeouts *out, char *why, size_t cap)
 {
-    long long c = number_in(connect_timeout, 1, 3600);
-    long long st = number_in(statement_timeout, 0, 2147483647LL);
+    long long c = pgp_number_in(connect_timeout, 1, 3600);
+    long long st = pgp_number_in(statement_timeout, 0, 2147483647LL);
     if (c < 0) {
         snprintf(why, cap, "connect_timeout \"%s\" is not a number of seconds from 1 to 3600",
                  connect_timeout ? connect_timeout : "");
@@ -124,4 +124,70 @@ PGconn *pgp_connect(const char *conninfo, const char *app, const pgp_timeouts *t
         values[3] = t->options;
     }
     return PQconnectdbParams(keys, values, 1);
+}
+
+int pgp_ensure(PGconn **conn, const char *conninfo, const char *app, const pgp_timeouts *t,
+               const tfs_sdk_host *host, const char *system, tfs_sdk_error *err)
+{
+    char msg[512];
+    if (*conn)
+        return pgp_reconnect(*conn, host, system, err);
+    if (!(*conn = pgp_connect(conninfo, app, t))) {
+        host->error_set(err, "could not connect to the %s database: out of memory", system);
+        return TFS_SDK_ETRANSIENT;
+    }
+    PQsetNoticeProcessor(*conn, pgp_notice, (void *)host);
+    if (PQstatus(*conn) != CONNECTION_OK) {
+        host->error_set(err, "could not connect to the %s database: %s", system,
+                        pgp_message(*conn, NULL, msg, sizeof msg));
+        return TFS_SDK_ETRANSIENT;
+    }
+    return 1;
+}
+
+const char *pgp_settings_path(const tfs_sdk_host *host, const char *const *config, char *out,
+                              size_t cap)
+{
+    const char *system = TFS_SDK_HOST_HAS(host, config_system) ? host->config_system(config)
+                                                               : NULL;
+    if (system)
+        snprintf(out, cap, "systems.%s.settings", system);
+    else
+        snprintf(out, cap, "settings");
+    return out;
+}
+
+int pgp_check_settings(const tfs_sdk_host *host, const char *const *config, size_t conninfo,
+                       size_t connect_timeout, size_t statement_timeout, tfs_sdk_error *err)
+{
+    char path[192], msg[512];
+    char *perr = NULL;
+    pgp_settings_path(host, config, path, sizeof path);
+    const char *ci = config[conninfo];
+    if (!ci) {
+        host->error_set(err, "%s.conninfo: missing (a libpq connection string is required)",
+                        path);
+        return TFS_SDK_EPERMANENT;
+    }
+    /* The text itself is not repeated: it may hold a password. */
+    PQconninfoOption *opts = PQconninfoParse(ci, &perr);
+    if (!opts) {
+        host->error_set(err, "%s.conninfo: not a valid libpq connection string or URI: %s",
+                        path, perr ? pgp_oneline(perr, msg, sizeof msg) : "out of memory");
+        PQfreemem(perr);
+        return TFS_SDK_EPERMANENT;
+    }
+    PQconninfoFree(opts);
+    const char *c = config[connect_timeout], *st = config[statement_timeout];
+    if (pgp_number_in(c, 1, 3600) < 0) {
+        host->error_set(err, "%s.connect_timeout: \"%s\" is not a number of seconds from 1 "
+                        "to 3600", path, c ? c : "");
+        return TFS_SDK_EPERMANENT;
+    }
+    if (pgp_number_in(st, 0, 2147483647LL) < 0) {
+        host->error_set(err, "%s.statement_timeout: \"%s\" is not a number of milliseconds "
+                        "from 0 to 2147483647", path, st ? st : "");
+        return TFS_SDK_EPERMANENT;
+    }
+    return 0;
 }

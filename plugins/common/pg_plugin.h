@@ -40,4 +40,27 @@ PGconn *pgp_connect(const char *conninfo, const char *app, const pgp_timeouts *t
 /* A libpq notice processor: arg is the plugin's host table; notices go to its log. */
 void pgp_notice(void *arg, const char *message);
 
+/* Lazy open (TFS_SDK_CAP_LAZY_OPEN): cb_open keeps what a connection needs and the first
+ * read, fetch, write, health or changes call connects. *conn NULL: connects now (notices
+ * to the host's log), else pgp_reconnect. Returns 1 when the session is new (the caller
+ * sets it up), 0 when it was up, or TFS_SDK_ETRANSIENT with err set ("could not connect to
+ * the <system> database: ..."; an out-of-memory too). A failed first connection is kept
+ * in *conn, so the next call resets it. */
+int pgp_ensure(PGconn **conn, const char *conninfo, const char *app, const pgp_timeouts *t,
+               const tfs_sdk_host *host, const char *system, tfs_sdk_error *err);
+
+/* For a cb_check: the settings every adapter connection has, checked without connecting.
+ * config[conninfo] must parse as a libpq connection string or URI (PQconninfoParse),
+ * config[connect_timeout] and config[statement_timeout] must be in range. A failure sets
+ * err naming systems.<system>.settings.<key> (the system from host->config_system) and
+ * returns TFS_SDK_EPERMANENT; 0 otherwise. */
+int pgp_check_settings(const tfs_sdk_host *host, const char *const *config, size_t conninfo,
+                       size_t connect_timeout, size_t statement_timeout, tfs_sdk_error *err);
+/* "systems.<system>.settings" of a config array being checked or opened, in out ("settings"
+ * when the host cannot tell the system). */
+const char *pgp_settings_path(const tfs_sdk_host *host, const char *const *config, char *out,
+                              size_t cap);
+/* A whole number in [lo, hi], or -1. */
+long long pgp_number_in(const char *s, long long lo, long long hi);
+
 #endif

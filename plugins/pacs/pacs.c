@@ -75,7 +75,9 @@ typedef struct pacs_window {
 } pacs_window;
 
 typedef struct pacs {
-    PGconn *conn;
+    PGconn *conn;        /* NULL until the first call that needs the database (lazy open) */
+    char *conninfo;      /* what that call connects with */
+    pgp_timeouts timeouts;
     int fetch_size;
     int include_retired; /* retired_as_delete is false: retired properties are records */
     int session_ready;   /* session settings applied and statements prepared */
@@ -687,7 +689,7 @@ static int pacs_ensure(pacs *p, tfs_sdk_error *err)
 {
     if (PQstatus(p->conn) != CONNECTION_OK && p->up)
         host->log(host, TFS_SDK_LOG_WARN, "lost the pacs database, reconnecting");
-    int re = pgp_reconnect(p->conn, host, "pacs", err);
+    int re = pgp_ensure(&p->conn, p->conninfo, "tfsync-pacs", &p->timeouts, host, "pacs", err);
     if (re != 0) {
         p->up = 0;
         p->session_ready = 0;
@@ -745,6 +747,7 @@ static void pacs_close(void *instance)
     if (!p)
         return;
     PQfinish(p->conn);
+    free(p->conninfo);
     for (size_t e = 0; e < N_ENTITIES; e++)
         window_clear(&p->windows[e]);
     buf_free(&p->keys);
@@ -753,76 +756,52 @@ static void pacs_close(void *instance)
     free(p);
 }
 
+/* The settings, checked without connecting (tfsyncd --check, and before every open). */
+static int pacs_check(const char *const *config, tfs_sdk_error *err)
+{
+    char path[192];
+    int rc = pgp_check_settings(host, config, 0, 3, 4, err);
+    if (rc)
+        return rc;
+    pgp_settings_path(host, config, path, sizeof path);
+    if (pgp_number_in(config[1], 1, PACS_FETCH_SIZE_MAX) < 0) {
+        host->error_set(err, "%s.fetch_size: \"%s\" is not a number from 1 to %d", path,
+                        config[1] ? config[1] : "", PACS_FETCH_SIZE_MAX);
+        return TFS_SDK_EPERMANENT;
+    }
+    if (!config[2] || (strcmp(config[2], "true") != 0 && strcmp(config[2], "false") != 0)) {
+        host->error_set(err, "%s.retired_as_delete: \"%s\" is not true or false", path,
+                        config[2] ? config[2] : "");
+        return TFS_SDK_EPERMANENT;
+    }
+    return 0;
+}
+
+/* Never connects (TFS_SDK_CAP_LAZY_OPEN): the first call that needs the database does, so
+ * a database that is down is an outage of that call (transient), and --check can describe
+ * the schema offline. */
 static int pacs_open(const char *const *config, void **instance, tfs_sdk_error *err)
 {
     char msg[512];
-    char *perr = NULL;
-    PQconninfoOption *opts = NULL;
-    pacs *p = NULL;
-    int rc = TFS_SDK_EPERMANENT;
-
     *instance = NULL;
-    const char *conninfo = config[0];
-    if (!conninfo) {
-        host->error_set(err, "could not open pacs: conninfo is required");
-        goto out;
-    }
-    opts = PQconninfoParse(conninfo, &perr);
-    if (!opts) {
-        host->error_set(err, "could not open pacs: invalid conninfo: %s",
-                        perr ? pgp_oneline(perr, msg, sizeof msg) : "out of memory");
-        goto out;
-    }
-    char *end;
-    errno = 0;
-    long fetch_size = strtol(config[1] ? config[1] : "1000", &end, 10);
-    if (errno || *end || fetch_size < 1 || fetch_size > PACS_FETCH_SIZE_MAX) {
-        host->error_set(err, "could not open pacs: fetch_size \"%s\" is not between 1 and %d",
-                        config[1], PACS_FETCH_SIZE_MAX);
-        goto out;
-    }
-    const char *retired = config[2] ? config[2] : "true";
-    if (strcmp(retired, "true") != 0 && strcmp(retired, "false") != 0) {
-        host->error_set(err, "could not open pacs: retired_as_delete \"%s\" is not true or "
-                        "false", retired);
-        goto out;
-    }
-    pgp_timeouts timeouts;
-    if (pgp_timeouts_parse(config[3], config[4], &timeouts, msg, sizeof msg) != 0) {
-        host->error_set(err, "could not open pacs: %s", msg);
-        goto out;
-    }
-    p = calloc(1, sizeof *p);
-    if (!p) {
+    int rc = pacs_check(config, err);
+    if (rc)
+        return rc;
+    pacs *p = calloc(1, sizeof *p);
+    if (!p || !(p->conninfo = strdup(config[0]))) {
+        free(p);
         host->error_set(err, "could not open pacs: out of memory");
-        rc = TFS_SDK_ETRANSIENT;
-        goto out;
+        return TFS_SDK_ETRANSIENT;
     }
-    p->fetch_size = (int)fetch_size;
-    p->include_retired = strcmp(retired, "false") == 0;
-
-    p->conn = pgp_connect(conninfo, "tfsync-pacs", &timeouts);
-    if (!p->conn) {
-        host->error_set(err, "could not open pacs: out of memory");
-        rc = TFS_SDK_ETRANSIENT;
-        goto out;
+    if (pgp_timeouts_parse(config[3], config[4], &p->timeouts, msg, sizeof msg) != 0) {
+        host->error_set(err, "could not open pacs: %s", msg); /* pacs_check refused it */
+        pacs_close(p);
+        return TFS_SDK_EPERMANENT;
     }
-    PQsetNoticeProcessor(p->conn, pgp_notice, (void *)host);
-    /* A database that is down now is not a bad config: keep the instance, and let every
-     * call (health first) reconnect and report it as transient until it is back. */
-    if (PQstatus(p->conn) != CONNECTION_OK)
-        host->log(host, TFS_SDK_LOG_WARN, "could not connect to the pacs database: %s",
-                  pgp_message(p->conn, NULL, msg, sizeof msg));
-    else if (pacs_ensure(p, err) == TFS_SDK_EPERMANENT)
-        goto out; /* e.g. the PACS tables are missing */
+    p->fetch_size = (int)pgp_number_in(config[1], 1, PACS_FETCH_SIZE_MAX);
+    p->include_retired = strcmp(config[2], "false") == 0;
     *instance = p;
-    p = NULL;
-    rc = 0;
-out:
-    pacs_close(p);
-    PQconninfoFree(opts);
-    PQfreemem(perr);
-    return rc;
+    return 0;
 }
 
 static int pacs_describe(void *instance, const tfs_sdk_entity **entities, size_t *n_entities,
@@ -1820,7 +1799,8 @@ static const tfs_sdk_plugin pacs_plugin = {
                    "exemptions, owners with mailing addresses, and sales for the roll year; "
                    "change capture through a trigger-maintained change log; a target of "
                    "what GIS computes about parcels (parcel_gis) only",
-    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_TARGET,
+    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_TARGET |
+                    TFS_SDK_CAP_LAZY_OPEN,
     .config_keys = pacs_config,
     .n_config_keys = N_OF(pacs_config),
     .cb_open = pacs_open,
@@ -1833,13 +1813,15 @@ static const tfs_sdk_plugin pacs_plugin = {
     .cb_changes_start = pacs_changes_start,
     .cb_changes_lag = pacs_changes_lag,
     .cb_changes_trim = pacs_changes_trim,
+    .cb_check = pacs_check,
 };
 
 TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
 {
-    /* Built against SDK 1.1: the host table must have batch_add_delete. A host of an older
-     * minor refuses this plugin anyway (its minor is newer). */
-    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || !TFS_SDK_HOST_HAS(h, batch_add_delete))
+    /* Built against SDK 1.3: the host table must have batch_add_delete and config_system.
+     * A host of an older minor refuses this plugin anyway (its minor is newer). */
+    if (!h || h->sdk_major != TFS_SDK_VERSION_MAJOR || !TFS_SDK_HOST_HAS(h, batch_add_delete) ||
+        !TFS_SDK_HOST_HAS(h, config_system))
         return NULL;
     host = h;
     return &pacs_plugin;

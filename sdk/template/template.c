@@ -2,8 +2,11 @@
  *
  * It is a complete source AND target over an in-memory table, so that it builds and runs
  * with nothing but sdk/tfsync_plugin.h: one entity, `item` (id INT64 key, name TEXT(40),
- * price DECIMAL(12,2), updated DATE), filled at cb_open with `rows` generated items. Every
- * callback of SDK 1.0 is here and does what the contract asks, with a comment for the
+ * price DECIMAL(12,2), updated DATE), filled at its first use with `rows` generated items
+ * (or the lines of `seed_file`). Every
+ * callback of SDK 1.0 is here and does what the contract asks, and of 1.3 the settings
+ * check (cb_check), the lazy open (TFS_SDK_CAP_LAZY_OPEN) and the system's name and config
+ * folder (config_system, config_dir) in messages and paths, with a comment for the
  * vendor on what a real system adapter does at the same place (a connection instead of the
  * array, a SELECT instead of the loop, one transaction around cb_write).
  *
@@ -57,7 +60,7 @@ static const tfs_sdk_entity entities[N_ENTITIES] = {
  * fills in the defaults, and hands cb_open the values as text in this order. A NULL
  * default makes a key required (a real adapter's "dsn" or "url" would be). The
  * descriptions are shown by GET /plugins, so write them for the operator. */
-enum { C_ROWS, C_NAME_PREFIX, C_LOG_BATCHES, N_CONFIG_KEYS };
+enum { C_ROWS, C_NAME_PREFIX, C_LOG_BATCHES, C_SEED_FILE, N_CONFIG_KEYS };
 
 #define ROWS_MAX 1000000
 #define PREFIX_MAX_BYTES 32 /* prefix + "-" + 7 digits stays within NAME_MAX_CHARS */
@@ -69,6 +72,9 @@ static const tfs_sdk_config_key config_keys[N_CONFIG_KEYS] = {
                        "the generated items are named <name_prefix>-<id> (at most 32 bytes)"},
     [C_LOG_BATCHES] = {"log_batches", TFS_SDK_CONFIG_BOOL, "false",
                        "log one line per batch read or written"},
+    [C_SEED_FILE] = {"seed_file", TFS_SDK_CONFIG_STRING, "",
+                     "a file of \"id,name,price\" lines the table starts with instead of "
+                     "generated rows; a relative path starts at the config file's folder"},
 };
 
 /* ---- the instance ----------------------------------------------------------------------
@@ -89,6 +95,13 @@ typedef struct store {
     item *items; /* sorted by id: the keyset cursor is the last id read */
     size_t n, cap;
     bool log_batches;
+    /* Lazy open (TFS_SDK_CAP_LAZY_OPEN): cb_open only keeps what "connecting" needs; the
+     * first read, fetch, write or health call fills the table (tpl_connect), as a real
+     * adapter would connect there. */
+    bool connected;
+    int64_t rows;
+    char prefix[PREFIX_MAX_BYTES + 1];
+    char *seed_path; /* absolute, or NULL: generated rows */
 } store;
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -233,47 +246,164 @@ static int record_id(const tfs_sdk_record *rec, int64_t *id)
 
 /* ---- callbacks -------------------------------------------------------------------------- */
 
-/* cb_open: parse the config (already checked against config_keys by the host, defaults
- * filled in, values as text in declaration order) and connect. The strings are borrowed for
- * this call only: copy what you keep. A system that is down is TFS_SDK_ETRANSIENT (worth
- * trying again later); a value your system can never accept is TFS_SDK_EPERMANENT with a
- * message that names the key and what to put there instead. */
-static int tpl_open(const char *const *config, void **instance, tfs_sdk_error *err)
+/* "systems.<name>.settings" of the config array in hand (cb_check and cb_open only), so
+ * that an operator reads the very path of the config file to fix. config_system is SDK 1.3:
+ * an older host has no such function, and the message says "settings". */
+static const char *settings_path(const char *const *config, char *out, size_t len)
 {
+    const char *system = TFS_SDK_HOST_HAS(host, config_system) ? host->config_system(config)
+                                                               : NULL;
+    snprintf(out, len, system ? "systems.%s.settings" : "settings", system);
+    return out;
+}
+
+/* A relative path setting resolved against the config file's folder (config_dir, SDK 1.3),
+ * as the README promises operators; malloc'd, or NULL when out of memory. */
+static char *resolve_path(const char *const *config, const char *path)
+{
+    const char *dir = TFS_SDK_HOST_HAS(host, config_dir) ? host->config_dir(config) : NULL;
+    size_t n = strlen(path) + (dir ? strlen(dir) : 0) + 2;
+    char *full = malloc(n);
+    if (full)
+        snprintf(full, n, "%s%s%s", path[0] == '/' || !dir ? "" : dir,
+                 path[0] == '/' || !dir ? "" : "/", path);
+    return full;
+}
+
+/* cb_check: every setting checked without connecting or touching the system (SDK 1.3).
+ * tfsyncd --check calls it offline, and the host calls it before every cb_open, so cb_open
+ * may rely on what it accepts. Values are as cb_open gets them (text, declaration order);
+ * name the key as systems.<name>.settings.<key> and say what to put there. */
+static int tpl_check(const char *const *config, tfs_sdk_error *err)
+{
+    char path[160];
     int64_t rows;
     if (parse_int64(config[C_ROWS], strlen(config[C_ROWS]), &rows) != 0 || rows < 0 ||
         rows > ROWS_MAX) {
-        host->error_set(err, "could not open: rows is %s, it must be from 0 to %d",
-                        config[C_ROWS], ROWS_MAX);
+        host->error_set(err, "%s.rows: %s is out of range, it must be from 0 to %d",
+                        settings_path(config, path, sizeof path), config[C_ROWS], ROWS_MAX);
         return TFS_SDK_EPERMANENT;
     }
-    const char *prefix = config[C_NAME_PREFIX];
-    if (strlen(prefix) > PREFIX_MAX_BYTES) {
-        host->error_set(err, "could not open: name_prefix \"%s\" is longer than %d bytes",
-                        prefix, PREFIX_MAX_BYTES);
+    if (strlen(config[C_NAME_PREFIX]) > PREFIX_MAX_BYTES) {
+        host->error_set(err, "%s.name_prefix: \"%s\" is longer than %d bytes",
+                        settings_path(config, path, sizeof path), config[C_NAME_PREFIX],
+                        PREFIX_MAX_BYTES);
         return TFS_SDK_EPERMANENT;
     }
+    if (config[C_SEED_FILE][0]) {
+        /* A file that must exist is checked here: the operator learns it from --check. */
+        char *full = resolve_path(config, config[C_SEED_FILE]);
+        FILE *f = full ? fopen(full, "r") : NULL;
+        if (!f) {
+            host->error_set(err, "%s.seed_file: could not read \"%s\": %s",
+                            settings_path(config, path, sizeof path), full ? full : "",
+                            full ? strerror(errno) : "out of memory");
+            free(full);
+            return TFS_SDK_EPERMANENT;
+        }
+        fclose(f);
+        free(full);
+    }
+    return TFS_SDK_OK;
+}
+
+/* cb_open: keep what the instance needs (the host checked the config against config_keys,
+ * filled in defaults, and called tpl_check). The strings are borrowed for this call only:
+ * copy what you keep. With TFS_SDK_CAP_LAZY_OPEN, cb_open and cb_describe must not
+ * connect: keep the connection settings and connect at the first call that needs the
+ * system (tpl_connect here), so --check reads the schema offline and a system that is down
+ * is an outage of that call (TFS_SDK_ETRANSIENT), not a failed open. */
+static int tpl_open(const char *const *config, void **instance, tfs_sdk_error *err)
+{
     store *st = calloc(1, sizeof *st);
-    if (!st || reserve(st, (size_t)rows) != 0) {
-        free(st);
-        host->error_set(err, "could not open: out of memory for %" PRId64 " items", rows);
+    if (!st) {
+        host->error_set(err, "could not open: out of memory");
         return TFS_SDK_ETRANSIENT;
     }
+    parse_int64(config[C_ROWS], strlen(config[C_ROWS]), &st->rows); /* tpl_check passed */
+    snprintf(st->prefix, sizeof st->prefix, "%s", config[C_NAME_PREFIX]);
     st->log_batches = strcmp(config[C_LOG_BATCHES], "true") == 0;
-    /* The generated table. Dates come from the roll year of the deployment (host->roll_year,
-     * from the config, never the clock), so every run and test sees the same data. */
-    for (int64_t i = 1; i <= rows; i++) {
-        item *it = &st->items[st->n++];
-        it->id = i;
-        snprintf(it->name, sizeof it->name, "%s-%" PRId64, prefix, i);
-        it->has_price = true;
-        it->price_cents = i * 125; /* 1.25 per id */
-        it->has_updated = true;
-        snprintf(it->updated, sizeof it->updated, "%04d-01-%02d", (int)host->roll_year,
-                 (int)(i % 28) + 1);
+    if (config[C_SEED_FILE][0] && !(st->seed_path = resolve_path(config, config[C_SEED_FILE]))) {
+        free(st);
+        host->error_set(err, "could not open: out of memory");
+        return TFS_SDK_ETRANSIENT;
     }
-    host->log(host, TFS_SDK_LOG_DEBUG, "opened with %zu items", st->n);
     *instance = st;
+    return TFS_SDK_OK;
+}
+
+/* Reads the seed file's "id,name,price" lines (sorted by id there). */
+static int load_seed(store *st, tfs_sdk_error *err)
+{
+    FILE *f = fopen(st->seed_path, "r");
+    if (!f) {
+        /* It was there at cb_check: gone now is an outage, worth a retry. */
+        host->error_set(err, "could not read \"%s\": %s", st->seed_path, strerror(errno));
+        return TFS_SDK_ETRANSIENT;
+    }
+    char line[256];
+    int rc = TFS_SDK_OK;
+    for (unsigned n = 1; fgets(line, sizeof line, f); n++) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *name = strchr(line, ','), *price = name ? strchr(name + 1, ',') : NULL;
+        if (!price) {
+            host->error_set(err, "could not read \"%s\": line %u is not id,name,price",
+                            st->seed_path, n);
+            rc = TFS_SDK_EPERMANENT;
+            break;
+        }
+        *name++ = '\0';
+        *price++ = '\0';
+        item it = {.has_price = *price != '\0'};
+        if (parse_int64(line, strlen(line), &it.id) != 0 ||
+            (it.has_price && parse_cents(price, &it.price_cents) != 0) ||
+            utf8_chars(name, strlen(name)) > NAME_MAX_CHARS || reserve(st, 1) != 0) {
+            host->error_set(err, "could not read \"%s\": line %u has a bad id, name or price",
+                            st->seed_path, n);
+            rc = TFS_SDK_EPERMANENT;
+            break;
+        }
+        snprintf(it.name, sizeof it.name, "%s", name);
+        st->items[st->n++] = it;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* The "connection": made by the first call that needs the system, once. A real adapter
+ * connects here and answers TFS_SDK_ETRANSIENT while its system is down. */
+static int tpl_connect(store *st, tfs_sdk_error *err)
+{
+    if (st->connected)
+        return TFS_SDK_OK;
+    if (st->seed_path) {
+        int rc = load_seed(st, err);
+        if (rc) {
+            st->n = 0;
+            return rc;
+        }
+    } else {
+        if (reserve(st, (size_t)st->rows) != 0) {
+            host->error_set(err, "could not open: out of memory for %" PRId64 " items",
+                            st->rows);
+            return TFS_SDK_ETRANSIENT;
+        }
+        /* The generated table. Dates come from the roll year of the deployment
+         * (host->roll_year, from the config, never the clock), so every run and test sees
+         * the same data. */
+        for (int64_t i = 1; i <= st->rows; i++) {
+            item *it = &st->items[st->n++];
+            it->id = i;
+            snprintf(it->name, sizeof it->name, "%s-%" PRId64, st->prefix, i);
+            it->has_price = true;
+            it->price_cents = i * 125; /* 1.25 per id */
+            it->has_updated = true;
+            snprintf(it->updated, sizeof it->updated, "%04d-01-%02d", (int)host->roll_year,
+                     (int)(i % 28) + 1);
+        }
+    }
+    st->connected = true;
+    host->log(host, TFS_SDK_LOG_DEBUG, "connected: %zu items", st->n);
     return TFS_SDK_OK;
 }
 
@@ -285,6 +415,7 @@ static void tpl_close(void *instance)
     if (!st)
         return;
     free(st->items);
+    free(st->seed_path);
     free(st);
 }
 
@@ -326,6 +457,9 @@ static int tpl_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
                         entity, N_ENTITIES);
         return TFS_SDK_EPERMANENT;
     }
+    int rc = tpl_connect(st, err);
+    if (rc)
+        return rc;
     if (mode != TFS_SDK_READ_FULL) {
         host->error_set(err, "could not read changes of item: this system keeps no change "
                              "log; run full syncs of it instead");
@@ -354,7 +488,6 @@ static int tpl_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
     /* The cursor after the last record added (copied by the host); when nothing was added
      * the read was already at the end, and the incoming cursor stays the position. */
     char next[32];
-    int rc;
     if (added > 0) {
         int len = snprintf(next, sizeof next, "%" PRId64, st->items[i - 1].id);
         rc = host->batch_set_cursor(out, next, (size_t)len);
@@ -388,6 +521,9 @@ static int tpl_fetch(void *instance, size_t entity, const tfs_sdk_record *const 
                         entity, N_ENTITIES);
         return TFS_SDK_EPERMANENT;
     }
+    int rc = tpl_connect(st, err);
+    if (rc)
+        return rc;
     for (size_t k = 0; k < n_keys; k++) {
         int64_t id;
         if (record_id(keys[k], &id) != 0) {
@@ -485,6 +621,9 @@ static int tpl_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                      tfs_sdk_results *results, tfs_sdk_error *err)
 {
     store *st = instance;
+    int rc = tpl_connect(st, err);
+    if (rc)
+        return rc;
     /* "BEGIN": take everything the batch can need before changing anything, so an
      * allocation failure cannot leave half a batch applied. */
     if (reserve(st, n_ops) != 0) {
@@ -549,12 +688,10 @@ static int tpl_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
 /* cb_health: a cheap liveness check of the system behind the instance (SELECT 1, a HEAD
  * request), answered fast and without retrying: GET /health calls it while an operator
  * waits, and the circuit breaker uses it to probe a system that is down. Unreachable is
- * TFS_SDK_ETRANSIENT. An in-memory table is always there. */
+ * TFS_SDK_ETRANSIENT. With a lazy open, it connects first if nothing did yet. */
 static int tpl_health(void *instance, tfs_sdk_error *err)
 {
-    (void)instance;
-    (void)err;
-    return TFS_SDK_OK;
+    return tpl_connect(instance, err);
 }
 
 /* ---- the descriptor and the entry point ------------------------------------------------ */
@@ -569,7 +706,7 @@ static const tfs_sdk_plugin descriptor = {
     .name = "template", /* [a-z][a-z0-9_]*, unique among the loaded plugins */
     .version = "1.0.0",
     .description = "template adapter: an in-memory item table, source and target",
-    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET,
+    .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET | TFS_SDK_CAP_LAZY_OPEN,
     .config_keys = config_keys,
     .n_config_keys = N_CONFIG_KEYS,
     .cb_open = tpl_open,
@@ -579,6 +716,7 @@ static const tfs_sdk_plugin descriptor = {
     .cb_fetch = tpl_fetch,
     .cb_write = tpl_write,
     .cb_health = tpl_health,
+    .cb_check = tpl_check,
 };
 
 /* The one exported symbol. It runs once, at load time, on the daemon's main thread: keep it
@@ -593,7 +731,8 @@ static const tfs_sdk_plugin descriptor = {
  *     if (TFS_SDK_HOST_HAS(host, batch_add_delete))
  *         rec = host->batch_add_delete(out);
  *
- * Every member used in this file is part of SDK 1.0, which every 1.x host provides. */
+ * config_system and config_dir (SDK 1.3) are tested so, in settings_path and resolve_path;
+ * a host older than 1.3 refuses this file anyway, since it was built for 1.3. */
 TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)
 {
     host = h;

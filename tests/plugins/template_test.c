@@ -1,10 +1,14 @@
 /* tests/plugins/template_test.c — the SDK's template plugin (sdk/template) works through the
  * real plugin host: it loads, opens with checked settings, reads a whole entity in keyset
  * batches, writes upserts and deletes with one result per operation (a bad row fails
- * alone), fetches by key, and an unknown setting is refused with its path. */
+ * alone), fetches by key, and an unknown setting is refused with its path; its cb_check
+ * names a bad setting's path, a relative seed_file starts at the config's folder, and its
+ * open is lazy (SDK 1.3). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "plugin_host.h"
@@ -109,8 +113,9 @@ Test(template, descriptor)
     tfs_plugin_info info = tfs_plugin_get_info(plugin);
     cr_assert_str_eq(info.name, "template");
     cr_assert_eq(info.sdk_major, TFS_SDK_VERSION_MAJOR);
-    cr_assert_eq(info.capabilities, TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET);
-    cr_assert_eq(info.n_config_keys, 3);
+    cr_assert_eq(info.capabilities,
+                 TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET | TFS_SDK_CAP_LAZY_OPEN);
+    cr_assert_eq(info.n_config_keys, 4);
     cr_assert_str_eq(info.config_keys[0].name, "rows");
     cr_assert_str_eq(info.config_keys[1].name, "name_prefix");
     const tfs_sdk_entity *e = tfs_instance_entity_get(inst, item);
@@ -312,11 +317,90 @@ Test(template, wrong_type_and_bad_value_are_refused)
     cr_assert(strstr(err.message, "systems.tpl.settings.rows: must be an integer"), "%s",
               err.message);
 
-    /* The right type but a value the plugin cannot use: refused by cb_open, for good. */
+    /* The right type but a value the plugin cannot use: refused by its cb_check, which
+     * names the setting's path (config_system), before anything is opened. */
     s = json_pack("{si}", "rows", -1);
-    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, NULL, &other, &err), TFS_EPERMANENT);
-    json_decref(s);
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, NULL, &other, &err), TFS_EINVAL);
     cr_assert_null(other);
-    cr_assert(strstr(err.message, "tpl could not open"), "%s", err.message);
-    cr_assert(strstr(err.message, "rows"), "%s", err.message);
+    cr_assert(strstr(err.message, "systems.tpl.settings.rows: -1 is out of range"), "%s",
+              err.message);
+    /* The same check offline, as tfsyncd --check makes it, under another system's name. */
+    cr_assert_eq(tfs_plugin_check(plugin, "inventory", s, NULL, &err), TFS_EINVAL);
+    cr_assert(strstr(err.message, "systems.inventory.settings.rows: -1"), "%s", err.message);
+    json_decref(s);
+}
+
+/* A folder holding seed.csv, as a config's folder would. */
+static void seed_dir(char *dir, size_t cap, const char *lines)
+{
+    snprintf(dir, cap, "/tmp/tfs-tpl-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/seed.csv", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(lines, f);
+    fclose(f);
+}
+
+static void seed_dir_remove(const char *dir)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/seed.csv", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A relative seed_file starts at the config's folder (config_dir), not the daemon's
+ * working directory. */
+Test(template, relative_seed_file_is_read_from_the_config_dir)
+{
+    char dir[64];
+    seed_dir(dir, sizeof dir, "7,seven,7.70\n9,nine,\n");
+    tfs_error err = {0};
+    tfs_instance *other = NULL;
+    json_t *s = json_pack("{ss}", "seed_file", "seed.csv");
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, dir, &other, &err), 0, "%s", err.message);
+    tfs_batch b;
+    tfs_batch_init(&b, arena, tfs_instance_entity_get(other, item));
+    cr_assert_eq(tfs_instance_read(other, item, TFS_SDK_READ_FULL, NULL, 0, 10, &b, &err), 0,
+                 "%s", err.message);
+    cr_assert_eq(b.n, 2);
+    cr_expect_eq(b.recs[0]->values[F_ID].u.i, 7);
+    cr_expect_str_eq(text_of(b.recs[0], F_NAME), "seven");
+    cr_expect_str_eq(text_of(b.recs[0], F_PRICE), "7.70");
+    cr_expect_eq(b.recs[1]->values[F_PRICE].type, TFS_SDK_NULL);
+    tfs_instance_close(other);
+    /* Without the folder, the same relative name is looked for elsewhere and refused with
+     * its path; a missing file is refused by cb_check, naming the setting. */
+    json_object_set_new(s, "seed_file", json_string("absent.csv"));
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, dir, &other, &err), TFS_EINVAL);
+    cr_assert(strstr(err.message, "systems.tpl.settings.seed_file: could not read"), "%s",
+              err.message);
+    cr_assert(strstr(err.message, dir), "the message names the resolved path: %s",
+              err.message);
+    json_decref(s);
+    seed_dir_remove(dir);
+}
+
+/* Lazy open: cb_open and cb_describe do not touch the "system" (the seed file); the first
+ * read does. The file removed after the open is an outage of that read, not of the open. */
+Test(template, open_is_lazy)
+{
+    char dir[64];
+    seed_dir(dir, sizeof dir, "1,one,1.00\n");
+    tfs_error err = {0};
+    tfs_instance *other = NULL;
+    json_t *s = json_pack("{ss}", "seed_file", "seed.csv");
+    cr_assert_eq(tfs_instance_open(plugin, "tpl", s, dir, &other, &err), 0, "%s", err.message);
+    seed_dir_remove(dir);
+    cr_assert_eq(tfs_instance_n_entities(other), 1, "described without reading the file");
+    tfs_batch b;
+    tfs_batch_init(&b, arena, tfs_instance_entity_get(other, item));
+    cr_assert_eq(tfs_instance_read(other, item, TFS_SDK_READ_FULL, NULL, 0, 10, &b, &err),
+                 TFS_ETRANSIENT, "%s", err.message);
+    cr_assert(strstr(err.message, "seed.csv"), "%s", err.message);
+    cr_assert_eq(tfs_instance_health(other, &err), TFS_ETRANSIENT);
+    tfs_instance_close(other);
+    json_decref(s);
 }

@@ -1,11 +1,16 @@
 /* tests/sdk/sdk_host_test.c — the host functions of the SDK table (sdk_host.c) as a plugin
- * calls them: batches, cursors, record setters and getters, their range checks, and the
- * defined results of reading a float as an integer. */
+ * calls them: batches, cursors, record setters and getters, their range checks, the
+ * defined results of reading a float as an integer, and the 1.3 additions: config_system
+ * and config_dir (only for the config array of the cb_check or cb_open under way, each
+ * thread its own) and op_source (an op out of range is its own source). */
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "plugin_host.h"
 #include "sdk_host.h"
@@ -151,4 +156,109 @@ Test(sdk_host, results_and_errors)
     cr_assert(e.set);
     cr_assert_str_eq(e.message, "could not read");
     host.error_set(NULL, "ignored");
+}
+
+/* ---- 1.3: config_system, config_dir, op_source ---- */
+
+Test(sdk_host, config_functions_answer_only_the_pointer_of_the_call)
+{
+    const char *config[] = {"a", "b"}, *other[] = {"a", "b"};
+    cr_assert(TFS_SDK_HOST_HAS(&host, config_system));
+    cr_assert(TFS_SDK_HOST_HAS(&host, config_dir));
+    cr_expect_null(host.config_system(config), "no call under way");
+    tfs_sdk_host_config_enter(config, "cama", "/etc/tfsync");
+    cr_expect_str_eq(host.config_system(config), "cama");
+    cr_expect_str_eq(host.config_dir(config), "/etc/tfsync");
+    cr_expect_null(host.config_system(other), "an equal array at another address");
+    cr_expect_null(host.config_dir(other));
+    cr_expect_null(host.config_system(NULL));
+    tfs_sdk_host_config_leave();
+    cr_expect_null(host.config_system(config), "after the call");
+    cr_expect_null(host.config_dir(config), "after the call");
+}
+
+static tfs_plugin *probe;
+
+/* The probe's one record, read as name -> text. */
+static const char *probe_field(const tfs_batch *b, const char *name)
+{
+    int f = tfs_entity_field_index(b->entity, name);
+    cr_assert_geq(f, 0);
+    return b->recs[0]->values[f].u.s;
+}
+
+typedef struct probe_open_arg {
+    const char *system, *dir, *name;
+    int wait;
+    tfs_instance *inst;
+    int rc;
+    tfs_error err;
+} probe_open_arg;
+
+static void *probe_open_thread(void *arg)
+{
+    probe_open_arg *a = arg;
+    json_t *s = json_pack("{sssb}", "name", a->name, "wait", a->wait);
+    a->rc = tfs_instance_open(probe, a->system, s, a->dir, &a->inst, &a->err);
+    json_decref(s);
+    return NULL;
+}
+
+static void probe_expect(probe_open_arg *a)
+{
+    cr_assert_eq(a->rc, 0, "%s", a->err.message);
+    tfs_batch b;
+    tfs_batch_init(&b, arena, tfs_instance_entity_get(a->inst, 0));
+    tfs_error err = {0};
+    cr_assert_eq(tfs_instance_read(a->inst, 0, TFS_SDK_READ_FULL, NULL, 0, 1, &b, &err), 0,
+                 "%s", err.message);
+    cr_assert_eq(b.n, 1);
+    cr_expect_str_eq(probe_field(&b, "name"), a->name);
+    cr_expect_str_eq(probe_field(&b, "check_system"), a->system, "cb_check of %s", a->name);
+    cr_expect_str_eq(probe_field(&b, "check_dir"), a->dir);
+    cr_expect_str_eq(probe_field(&b, "open_system"), a->system, "cb_open of %s", a->name);
+    cr_expect_str_eq(probe_field(&b, "open_dir"), a->dir);
+    cr_expect_str_eq(probe_field(&b, "other"), "-", "another pointer reads NULL");
+    cr_expect_str_eq(probe_field(&b, "after"), "-", "the open's array after the call");
+    tfs_instance_close(a->inst);
+}
+
+/* Through the plugin host: cb_check and cb_open see their system and folder, nothing else,
+ * and two threads opening at once each see their own. */
+Test(sdk_host, config_functions_through_the_plugin_host, .timeout = 30)
+{
+    tfs_error err = {0};
+    cr_assert_eq(tfs_plugin_load(TFS_CONFIG_PROBE_SO, 2026, &probe, &err), 0, "%s", err.message);
+    probe_open_arg one = {.system = "gis", .dir = "/srv/county", .name = "one"};
+    probe_open_thread(&one);
+    probe_expect(&one);
+
+    probe_open_arg a = {.system = "crm", .dir = "/srv/a", .name = "a", .wait = 1};
+    probe_open_arg b = {.system = "erp", .dir = "/srv/b", .name = "b", .wait = 1};
+    pthread_t ta, tb;
+    cr_assert_eq(pthread_create(&ta, NULL, probe_open_thread, &a), 0);
+    cr_assert_eq(pthread_create(&tb, NULL, probe_open_thread, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    probe_expect(&a);
+    probe_expect(&b);
+    tfs_plugin_free(probe, true);
+}
+
+Test(sdk_host, op_source_answers_each_op_and_itself_out_of_range)
+{
+    cr_assert(TFS_SDK_HOST_HAS(&host, op_source));
+    tfs_results r;
+    cr_assert_eq(tfs_results_init(&r, 5), 0);
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_eq(host.op_source(&r, i), i, "tfs_results_init: each op its own source");
+    /* Two source records: ops 0-2 of the first, 3-4 of the second. */
+    size_t src[] = {0, 0, 0, 1, 1};
+    memcpy(r.source, src, sizeof src);
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_eq(host.op_source(&r, i), src[i]);
+    cr_expect_eq(host.op_source(&r, 5), 5, "out of range: the op itself");
+    cr_expect_eq(host.op_source(&r, SIZE_MAX), SIZE_MAX);
+    cr_expect_eq(host.op_source(NULL, 3), 3);
+    tfs_results_free(&r);
 }
