@@ -5,8 +5,8 @@
  *   roll_owner  prop_id, tax_year | account, owner_name, mail_line1, mail_line2, mail_city,
  *               mail_state, mail_zip
  *   roll_value  prop_id, tax_year | taxable_value (whole dollars), exemption_codes
- * cb_write appends each operation to <outbox>/.pending/<entity>.csv and fsyncs it before
- * returning OK. cb_run_end (as target) publishes every pending file: the last row per key
+ * cb_write writes its operations to a new <outbox>/.pending/<entity>.<stamp>.csv (a .tmp
+ * file fsync'd, then renamed) before returning OK. cb_run_end (as target) publishes every pending file: the last row per key
  * wins (a batch written again after a crash, before the state commit, adds no duplicate),
  * and the file and its manifest (row count, SHA-256 of the file) are built in a hidden
  * folder, fsync'd, and renamed at once into <outbox>/<entity>-<run_id>/ (then the outbox is
@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sha256.h"
@@ -360,11 +361,23 @@ static void write_field(FILE *f, const tfs_sdk_record *rec, size_t i, const tfs_
         csv_fwrite(f, s, len);
 }
 
+/* A name for a new pending file that sorts after every earlier one of this process and
+ * of the ones before it: the wall clock in ns, then a counter. */
+static void pending_stamp(char *out, size_t size)
+{
+    static unsigned counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+    snprintf(out, size, "%020lld-%08u",
+             (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec, n);
+}
+
 static int erp_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                      tfs_sdk_results *results, tfs_sdk_error *err)
 {
     erp *e = instance;
-    char dir[1100], path[1200];
+    char dir[1100], tmp[N_ENTITIES][1300], stamp[64];
     FILE *files[N_ENTITIES] = {NULL};
     int rc = TFS_SDK_OK;
     if (!e->outbox[0]) {
@@ -377,6 +390,10 @@ static int erp_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
         host->error_set(err, "could not write: cannot create \"%s\": %s", dir, strerror(errno));
         return TFS_SDK_EPERMANENT;
     }
+    /* Each call writes files of its own, renamed into place once whole: a crash leaves
+     * a .tmp file (never OK'd, ignored) or a whole one, never a torn row in one that a
+     * later call appends to. */
+    pending_stamp(stamp, sizeof stamp);
     for (size_t i = 0; i < n_ops; i++) {
         size_t ent = ops[i].entity;
         if (ent != E_OWNER && ent != E_VALUE) {
@@ -386,17 +403,12 @@ static int erp_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
             continue;
         }
         if (!files[ent]) {
-            snprintf(path, sizeof path, "%s/%s.csv", dir, entities[ent].name);
-            bool fresh = access(path, F_OK) != 0;
-            files[ent] = fopen(path, "ab");
+            snprintf(tmp[ent], sizeof tmp[ent], "%s/%s.%s.csv.tmp", dir, entities[ent].name,
+                     stamp);
+            files[ent] = fopen(tmp[ent], "wb");
             if (!files[ent]) {
-                host->error_set(err, "could not write: cannot open \"%s\": %s", path,
+                host->error_set(err, "could not write: cannot create \"%s\": %s", tmp[ent],
                                 strerror(errno));
-                rc = TFS_SDK_ETRANSIENT;
-                goto out;
-            }
-            if (fresh && fsync_path(dir) != 0) {
-                host->error_set(err, "could not write: fsync \"%s\": %s", dir, strerror(errno));
                 rc = TFS_SDK_ETRANSIENT;
                 goto out;
             }
@@ -413,16 +425,28 @@ static int erp_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
         fputs("\r\n", f);
     }
     /* Durable before OK: the sync map will say these were written. */
-    for (size_t k = 0; k < N_ENTITIES; k++)
-        if (files[k] && (fflush(files[k]) != 0 || fsync(fileno(files[k])) != 0)) {
+    for (size_t k = 0; k < N_ENTITIES && rc == TFS_SDK_OK; k++) {
+        if (!files[k])
+            continue;
+        int bad = fflush(files[k]) != 0 || fsync(fileno(files[k])) != 0;
+        bad |= fclose(files[k]) != 0;
+        files[k] = NULL;
+        char final[1300];
+        snprintf(final, sizeof final, "%.*s", (int)(strlen(tmp[k]) - 4), tmp[k]);
+        if (bad || rename(tmp[k], final) != 0) {
             host->error_set(err, "could not write %s: %s", entities[k].name, strerror(errno));
             rc = TFS_SDK_ETRANSIENT;
         }
+    }
+    if (rc == TFS_SDK_OK && fsync_path(dir) != 0) {
+        host->error_set(err, "could not write: fsync \"%s\": %s", dir, strerror(errno));
+        rc = TFS_SDK_ETRANSIENT;
+    }
 out:
     for (size_t k = 0; k < N_ENTITIES; k++)
-        if (files[k] && fclose(files[k]) != 0 && rc == TFS_SDK_OK) {
-            host->error_set(err, "could not write %s: %s", entities[k].name, strerror(errno));
-            rc = TFS_SDK_ETRANSIENT;
+        if (files[k]) {
+            fclose(files[k]);
+            unlink(tmp[k]);
         }
     return rc;
 }
@@ -507,24 +531,90 @@ static size_t n_keys_of(const tfs_sdk_entity *en)
     return n;
 }
 
+static int cmp_str(const void *a, const void *b);
+static void names_free(char **names, size_t n);
+
+/* The whole pending files of an entity (<entity>.<stamp>.csv), in name order, i.e. in the
+ * order they were written. A .tmp file (a write that never returned OK) is removed. */
+static int list_pending(const char *pdir, const char *entity, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(pdir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    size_t el = strlen(entity), cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *nm = de->d_name;
+        size_t l = strlen(nm);
+        if (strncmp(nm, entity, el) != 0 || nm[el] != '.')
+            continue;
+        if (l > 8 && strcmp(nm + l - 8, ".csv.tmp") == 0) {
+            char path[1400];
+            snprintf(path, sizeof path, "%s/%s", pdir, nm);
+            unlink(path);
+            continue;
+        }
+        if (l < 5 || strcmp(nm + l - 4, ".csv") != 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = realloc(*out, cap * sizeof *p);
+            if (!p)
+                break;
+            *out = p;
+        }
+        if (((*out)[*n] = strdup(nm)))
+            (*n)++;
+    }
+    closedir(d);
+    if (*n)
+        qsort(*out, *n, sizeof **out, cmp_str);
+    return 0;
+}
+
 /* Publishes one entity's pending file as <outbox>/<entity>-<run>/ holding <entity>.csv and
  * manifest.json. 0, or -1 with err set. */
 static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
 {
     const tfs_sdk_entity *en = &entities[ent];
-    char pending[1200], tmpdir[1200], final[1200], path[1400];
-    snprintf(pending, sizeof pending, "%s/.pending/%s.csv", e->outbox, en->name);
-    size_t len = 0;
-    char *buf = slurp(pending, &len);
-    if (!buf)
-        return errno == ENOENT ? 0 : (host->error_set(err, "could not publish %s: read \"%s\": "
-                                                      "%s", en->name, pending, strerror(errno)),
-                                      -1);
+    char pdir[1200], tmpdir[1200], final[1300], path[1400];
+    snprintf(pdir, sizeof pdir, "%s/.pending", e->outbox);
+    char **names;
+    size_t n_names, len = 0;
+    if (list_pending(pdir, en->name, &names, &n_names) != 0) {
+        host->error_set(err, "could not publish %s: list \"%s\": %s", en->name, pdir,
+                        strerror(errno));
+        return -1;
+    }
+    if (n_names == 0)
+        return 0;
+    char *buf = NULL;
+    for (size_t i = 0; i < n_names; i++) {
+        size_t l;
+        snprintf(path, sizeof path, "%s/%s", pdir, names[i]);
+        char *one = slurp(path, &l);
+        char *grown = one ? realloc(buf, len + l + 1) : NULL;
+        if (!grown) {
+            host->error_set(err, "could not publish %s: read \"%s\": %s", en->name, path,
+                            strerror(errno));
+            free(one);
+            free(buf);
+            names_free(names, n_names);
+            return -1;
+        }
+        buf = grown;
+        memcpy(buf + len, one, l);
+        len += l;
+        free(one);
+    }
     csv_doc d;
     long bad;
     int rc = csv_doc_parse(buf, len, &d, &bad);
     free(buf);
     if (rc != 0) {
+        names_free(names, n_names);
         host->error_set(err, "could not publish %s: out of memory", en->name);
         return -1;
     }
@@ -564,6 +654,7 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
     doc_free(&d);
     if (out.oom) {
         free(out.p);
+        names_free(names, n_names);
         host->error_set(err, "could not publish %s: out of memory", en->name);
         return -1;
     }
@@ -587,20 +678,31 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
     if (write_file_synced(path, manifest, (size_t)mlen) != 0 || fsync_path(tmpdir) != 0)
         goto fail;
     step = "rename";
-    if (rename(tmpdir, final) != 0 || fsync_path(e->outbox) != 0)
+    /* A run published before (a crash after the rename, before the pending files went):
+     * the same run's next folder is <entity>-<run>.<k>, its rows once more. */
+    for (int k = 2; rename(tmpdir, final) != 0; k++) {
+        if ((errno != EEXIST && errno != ENOTEMPTY) || k > 99)
+            goto fail;
+        snprintf(final, sizeof final, "%s/%s-%" PRId64 ".%d", e->outbox, en->name, run_id, k);
+    }
+    if (fsync_path(e->outbox) != 0)
         goto fail;
     /* Published: only now may the pending rows go. */
     step = "clear";
-    if (unlink(pending) != 0 && errno != ENOENT)
-        goto fail;
-    snprintf(path, sizeof path, "%s/.pending", e->outbox);
-    fsync_path(path);
+    for (size_t i = 0; i < n_names; i++) {
+        snprintf(path, sizeof path, "%s/%s", pdir, names[i]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            goto fail;
+    }
+    fsync_path(pdir);
+    names_free(names, n_names);
     free(out.p);
     host->log(host, TFS_SDK_LOG_INFO, "published %s: %zu rows, sha256 %s", final, rows, digest);
     return 0;
 fail:
     host->error_set(err, "could not publish %s (%s \"%s\"): %s", en->name, step, final,
                     strerror(errno));
+    names_free(names, n_names);
     free(out.p);
     return -1;
 }
