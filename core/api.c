@@ -482,13 +482,17 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
                                                       : json_null(),
                                                   "description", ck->description));
         }
+        /* Every capability flag by its name, so an operator sees why a pair has no
+         * conflict detection (no_fetch) or no sweep (deltas). */
+        static const struct { uint32_t flag; const char *name; } cap_names[] = {
+            {TFS_SDK_CAP_SOURCE, "source"},       {TFS_SDK_CAP_TARGET, "target"},
+            {TFS_SDK_CAP_CHANGES, "changes"},     {TFS_SDK_CAP_NO_FETCH, "no_fetch"},
+            {TFS_SDK_CAP_LAZY_OPEN, "lazy_open"}, {TFS_SDK_CAP_DELTAS, "deltas"},
+        };
         json_t *caps = json_array();
-        if (p.capabilities & TFS_SDK_CAP_SOURCE)
-            json_array_append_new(caps, json_string("source"));
-        if (p.capabilities & TFS_SDK_CAP_TARGET)
-            json_array_append_new(caps, json_string("target"));
-        if (p.capabilities & TFS_SDK_CAP_CHANGES)
-            json_array_append_new(caps, json_string("changes"));
+        for (size_t c = 0; c < sizeof cap_names / sizeof cap_names[0]; c++)
+            if (p.capabilities & cap_names[c].flag)
+                json_array_append_new(caps, json_string(cap_names[c].name));
         char sdk[32];
         snprintf(sdk, sizeof sdk, "%u.%u", (unsigned)p.sdk_major,
                  (unsigned)p.sdk_minor);

@@ -625,7 +625,17 @@ static int transform_test(tfs_pipeline *p, const tfs_stage_ctx *proto, const jso
     size_t i;
     json_t *obj;
     json_array_foreach(records, i, obj) {
-        tfs_record *src = tfs_record_from_json(a, se, obj);
+        tfs_record *src = NULL;
+        tfs_error je = {0};
+        int jrc = tfs_record_from_json_checked(a, se, obj, &src, &je);
+        if (jrc == TFS_EINVAL) {
+            /* A value the source entity cannot hold (bytes that are not base64): this
+             * record's problem, said as the reader would fix it; the others go on. */
+            json_array_append_new(answers, json_pack("{ss s[s]}", "status", "invalid",
+                                                     "problems", je.message));
+            ok = 0;
+            continue;
+        }
         const char *key = src ? tfs_record_key(a, src) : NULL;
         json_t *r = src && key ? dry_record(&b, lua, script, src, key, a, &p->scratch, NULL, NULL)
                                : NULL;

@@ -771,6 +771,30 @@ Test(sdk13, a_deltas_source_is_never_swept)
     }
     json_decref(pairs);
 
+    /* GET /plugins names every capability: the deltas build says deltas, the other not,
+     * and both say they cannot fetch. */
+    json_t *plugins = get_json(&e, "/plugins");
+    json_t *loaded = json_object_get(plugins, "plugins");
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(loaded); i++) {
+        json_t *p = json_array_get(loaded, i);
+        const char *name = json_string_value(json_object_get(p, "name"));
+        if (strcmp(name, "probe") != 0 && strcmp(name, "probe_deltas") != 0)
+            continue;
+        seen++;
+        int deltas = 0, no_fetch = 0;
+        json_t *c;
+        size_t j;
+        json_array_foreach(json_object_get(p, "capabilities"), j, c) {
+            deltas |= strcmp(json_string_value(c), "deltas") == 0;
+            no_fetch |= strcmp(json_string_value(c), "no_fetch") == 0;
+        }
+        cr_assert_eq(deltas, strcmp(name, "probe_deltas") == 0, "%s capabilities", name);
+        cr_assert(no_fetch, "%s is a target that cannot fetch", name);
+    }
+    cr_assert_eq(seen, 2);
+    json_decref(plugins);
+
     json_decref(run(&e, "deltas", "full", "succeeded"));
     cr_assert_eq(lines_of(&e, "tgt", "left.tsv"), 20);
     /* The next drop holds 3 records, one changed: a full run writes it and deletes none
