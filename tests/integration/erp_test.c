@@ -204,6 +204,30 @@ static size_t published(const env *e, const char *entity, char out[][64], size_t
     return n;
 }
 
+/* cb_run_end comes after the store committed the run's final state, so a client can see
+ * the run ended before the outbox is published: wait (at most 20 s) for the pending rows
+ * to go. Returns whether they went. */
+static int wait_published(const env *e)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (pending_bytes(e, "roll_owner") + pending_bytes(e, "roll_value") == 0)
+            return 1;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    return 0;
+}
+
+/* The same for the archive: wait for path to exist. */
+static int wait_exists(const char *path)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (access(path, F_OK) == 0)
+            return 1;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    return 0;
+}
+
 static void sha256_hex(const char *buf, size_t len, char hex[65])
 {
     unsigned char dig[32];
@@ -378,6 +402,7 @@ Test(erp, roll_full_and_incremental_match_the_twins_and_are_never_seen_partial)
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, poll_outbox, &p), 0);
     json_t *run = run_pair(&e, "pacs-to-erp", "full", "succeeded");
+    cr_assert(wait_published(&e), "the full run's rows were never published");
     atomic_store(&p.stop, 1);
     pthread_join(t, NULL);
     cr_assert_eq(p.bad[0], '\0', "a reader saw a partial outbox: %s", p.bad);
@@ -415,6 +440,7 @@ Test(erp, roll_full_and_incremental_match_the_twins_and_are_never_seen_partial)
                      " (SELECT owner_id FROM owner WHERE owner_tax_yr = 2026 ORDER BY prop_id"
                      " DESC, pct_ownership DESC, owner_id LIMIT 1)");
     run = run_pair(&e, "pacs-to-erp", "incremental", "succeeded");
+    cr_assert(wait_published(&e), "the incremental run's rows were never published");
     long long w = count_of(run, "owner", "written") + count_of(run, "property", "written");
     json_decref(run);
     cr_assert_geq(w, 3, "the incremental run wrote %lld", w);
@@ -458,7 +484,7 @@ Test(erp, kill9_while_rows_pending_neither_loses_nor_duplicates)
     if (!resumed)
         json_decref(run_pair(&e, "pacs-to-erp", "full", "succeeded"));
     cr_assert_eq(early, 0, "the killed run had already published");
-    cr_assert_eq(pending_bytes(&e, "roll_owner"), 0, "rows are still pending after the run");
+    cr_assert(wait_published(&e), "rows are still pending after the run");
     assert_roll_twins(&e);
     env_down(&e);
 }
@@ -570,9 +596,9 @@ Test(erp, payments_reach_pacs_bad_lines_are_dead_letters_and_files_archive_after
     tfs_test_response_free(&r);
     /* Archived after the run, the inbox empty. */
     snprintf(path, sizeof path, "%s/pay-20261105-01.csv", e.archive);
-    cr_assert_eq(access(path, F_OK), 0, "the first file was not archived");
+    cr_assert(wait_exists(path), "the first file was not archived");
     snprintf(path, sizeof path, "%s/pay-20261105-02.csv", e.archive);
-    cr_assert_eq(access(path, F_OK), 0, "the second file was not archived");
+    cr_assert(wait_exists(path), "the second file was not archived");
     snprintf(path, sizeof path, "%s/pay-20261105-01.csv", e.inbox);
     cr_assert_neq(access(path, F_OK), 0, "an archived file is still in the inbox");
 
@@ -599,6 +625,8 @@ Test(erp, payments_reach_pacs_bad_lines_are_dead_letters_and_files_archive_after
     /* What erp-to-pacs wrote is no change of PACS's. */
     cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM change_log"), 0);
 
+    snprintf(path, sizeof path, "%s/pay-20261109-01.csv", e.archive);
+    cr_assert(wait_exists(path), "the third file was not archived");
     /* A missing inbox fails the run, naming the folder and the setting. */
     cr_assert_eq(rmdir(e.inbox), 0, "%s", strerror(errno));
     run = run_pair(&e, "erp-to-pacs", "incremental", "failed");
