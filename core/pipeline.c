@@ -447,7 +447,7 @@ static int run_mappings(tfs_pipeline *p, const tfs_stage_ctx *proto, tfs_store_r
 
 static int64_t failed_of(const tfs_store_counts *c)
 {
-    return c->transform_failed + c->validate_failed + c->write_failed;
+    return c->read_failed + c->transform_failed + c->validate_failed + c->write_failed;
 }
 
 /* Past the pair's max_failed_ratio of an entity's records read failing, the run fails

@@ -89,6 +89,7 @@ tfs_record *tfs_record_new(tfs_arena *a, const tfs_sdk_entity *entity)
     r->entity = entity;
     r->arena = a;
     r->deleted = false;
+    r->fail_reason = NULL;
     r->n = entity->n_fields;
     r->values = tfs_arena_calloc(a, r->n ? r->n : 1, sizeof(tfs_value));
     return r->values ? r : NULL;

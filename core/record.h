@@ -33,6 +33,7 @@ struct tfs_sdk_record {
     const tfs_sdk_entity *entity;
     tfs_arena *arena; /* where its text lives and where setters copy to */
     bool deleted;     /* from batch_add_delete: only the key fields mean anything */
+    const char *fail_reason; /* from rec_fail (1.3): a dead letter at stage "read" */
     size_t n;
     tfs_value *values;
 };

@@ -278,6 +278,26 @@ static size_t host_op_source(const tfs_sdk_results *r, size_t op)
     return r->source[op];
 }
 
+/* The reason lives in the record's arena, as its text does. */
+static int host_rec_fail(tfs_sdk_record *r, const char *fmt, ...) TFS_PRINTF(2, 3);
+static int host_rec_fail(tfs_sdk_record *r, const char *fmt, ...)
+{
+    if (!r)
+        return -1;
+    char msg[512] = "could not read the record";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
+    const char *s = tfs_arena_strdup(r->arena, msg);
+    if (!s)
+        return -1;
+    r->fail_reason = s;
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 void tfs_sdk_host_fill(tfs_sdk_host *h, int roll_year)
@@ -310,4 +330,5 @@ void tfs_sdk_host_fill(tfs_sdk_host *h, int roll_year)
     h->config_system = host_config_system;
     h->config_dir = host_config_dir;
     h->op_source = host_op_source;
+    h->rec_fail = host_rec_fail;
 }

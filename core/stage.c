@@ -129,6 +129,11 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
         }
         if (tfs_canonical_hash(b->read_scratch, &src, 1, &r->src_hash, NULL) != 0)
             return TFS_ENOMEM;
+        if (src->fail_reason) { /* rec_fail: the source could not read it */
+            fail_rec(r, "read", src->fail_reason);
+            delta->read_failed++;
+            continue;
+        }
         tfs_error e = {0};
         int mrc = tfs_lua_map(b->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
                               &r->out, &e);
@@ -647,6 +652,7 @@ static void counts_add(tfs_stage_counts *c, const tfs_stage_counts *d)
 {
     c->started = 1;
     c->read += d->read;
+    c->read_failed += d->read_failed;
     c->transform_failed += d->transform_failed;
     c->validate_failed += d->validate_failed;
     c->write_failed += d->write_failed;

@@ -536,11 +536,13 @@ int tfs_store_counts_json(tfs_buf *b, const tfs_store_counts *counts, size_t n)
         tfs_buf_printf(b,
                        ":{\"read\":%" PRId64 ",\"written\":%" PRId64 ",\"unchanged\":%" PRId64
                        ",\"deleted\":%" PRId64 ",\"failed\":%" PRId64
+                       ",\"read_failed\":%" PRId64
                        ",\"transform_failed\":%" PRId64 ",\"validate_failed\":%" PRId64
                        ",\"write_failed\":%" PRId64,
                        c->read, c->written, c->unchanged, c->deleted,
-                       c->transform_failed + c->validate_failed + c->write_failed,
-                       c->transform_failed, c->validate_failed, c->write_failed);
+                       c->read_failed + c->transform_failed + c->validate_failed +
+                           c->write_failed,
+                       c->read_failed, c->transform_failed, c->validate_failed, c->write_failed);
         tfs_buf_printf(b,
                        ",\"skipped\":%" PRId64 ",\"conflicts\":%" PRId64 ",\"drift\":%" PRId64
                        ",\"swept\":%" PRId64 ",\"set_aside\":%" PRId64,
@@ -571,7 +573,7 @@ static int run_counts(tfs_store *s, const char *id, tfs_store_run *out, tfs_erro
         " (e.value->'timings_ms'->>'write')::int8, (e.value->'timings_ms'->>'commit')::int8,"
         " (e.value->>'skipped')::int8, (e.value->>'conflicts')::int8,"
         " (e.value->>'drift')::int8, (e.value->>'swept')::int8,"
-        " (e.value->>'set_aside')::int8"
+        " (e.value->>'set_aside')::int8, (e.value->>'read_failed')::int8"
         " FROM tfsync.runs r CROSS JOIN LATERAL jsonb_each(CASE WHEN"
         " jsonb_typeof(r.counts) = 'object' THEN r.counts ELSE '{}' END) e"
         " WHERE r.run_id = $1 AND jsonb_typeof(e.value) = 'object' ORDER BY e.key",
@@ -605,6 +607,7 @@ static int run_counts(tfs_store *s, const char *id, tfs_store_run *out, tfs_erro
         c->drift = int8_at(r, i, 15);
         c->swept = int8_at(r, i, 16);
         c->set_aside = int8_at(r, i, 17);
+        c->read_failed = int8_at(r, i, 18);
     }
     out->n_counts = (size_t)rows;
     PQclear(r);

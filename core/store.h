@@ -31,7 +31,7 @@ int tfs_store_ensure(tfs_store *s, tfs_error *err);
 
 /* One entity's counts in a run, and where its time went per stage (ms). Stored as the
  * run's counts {entity: {"read", "written", "unchanged", "deleted", "failed",
- * "transform_failed", "validate_failed", "write_failed", "skipped", "conflicts", "drift",
+ * "read_failed", "transform_failed", "validate_failed", "write_failed", "skipped", "conflicts", "drift",
  * "swept", "timings_ms": {...}}}. Of the records read: read = written + unchanged +
  * skipped (mapped to nothing) + conflicts (parked) + failed + deleted (deletions that came
  * with the changes) + set_aside (those deletions while they wait for the guard); swept counts the deletions of a full run's sweep, apart; drift the
@@ -41,6 +41,7 @@ typedef struct tfs_store_counts {
     int started; /* has counts to store: the entity's first batch was committed */
     int64_t read, written, unchanged, deleted, transform_failed, validate_failed,
         write_failed;
+    int64_t read_failed; /* rec_fail (SDK 1.3): records the source could not read */
     int64_t skipped, conflicts, drift, swept;
     int64_t set_aside; /* an incremental run's deletions waiting for the guard; they move
                         * to deleted as they are applied */

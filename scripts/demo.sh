@@ -7,10 +7,12 @@
 # same county, starts tfsyncd with a fresh random API key, runs a full sync of
 # pacs-to-cama through the HTTP API and shows a few CAMA parcels, then the GIS pairs:
 # pacs-to-gis and gis-to-pacs full, then both again incrementally (they write nothing:
-# no ping-pong), printing what each run did; then, when the npm test tools are installed
-# (tests/tools: json-server), the CRM pairs against a json-server CRM: pacs-to-crm and
-# crm-to-pacs full, a clerk's address edit, both incrementally; and stops everything it
-# started, also on failure or Ctrl-C.
+# no ping-pong), then the ERP pairs: pacs-to-erp (the billing roll published to an outbox
+# folder as CSV with manifests) and erp-to-pacs (a dropped payment-status file, one line of
+# it malformed, into PACS), then, when the npm test tools are installed (tests/tools:
+# json-server), the CRM pairs against a json-server CRM: pacs-to-crm and crm-to-pacs full,
+# a clerk's address edit, both incrementally; printing what each run did; and stops
+# everything it started, also on failure or Ctrl-C.
 set -euo pipefail
 
 TFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,8 +59,9 @@ bash scripts/deps.sh
 tfs_say "building $build"
 TFS_BUILD_DIR="$build" bash scripts/build.sh
 [[ -x "$build/tfsyncd" ]] || tfs_fail "no $build/tfsyncd after the build"
-[[ -f "$build/plugins/pacs.so" && -f "$build/plugins/cama.so" && -f "$build/plugins/gis.so" ]] ||
-    tfs_fail "the pacs, cama and gis plugins were not built into $build/plugins"
+[[ -f "$build/plugins/pacs.so" && -f "$build/plugins/cama.so" && -f "$build/plugins/gis.so" &&
+   -f "$build/plugins/erp.so" ]] ||
+    tfs_fail "the pacs, cama, gis and erp plugins were not built into $build/plugins"
 
 bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
@@ -98,8 +101,9 @@ else
 fi
 
 tfs_new_key
+mkdir -p "$work/erp/outbox" "$work/erp/inbox" "$work/erp/archive"
 tfs_write_config "$work/tfsyncd.json" "$build" pacs cama tfsync "$TFS_KEY_SHA256" 1000 \
-    "$TFS_ROOT/transforms/pacs_to_cama.rules.json" gis "$crm_url"
+    "$TFS_ROOT/transforms/pacs_to_cama.rules.json" gis "$work/erp" "$crm_url"
 tfs_say "starting tfsyncd"
 tfs_daemon_start "$build" "$work/tfsyncd.json"
 tfs_say "tfsyncd listening on $TFS_BASE_URL; starting a full sync of pacs-to-cama"
@@ -159,6 +163,28 @@ echo "What PACS keeps of them (property_gis):"
 psql_ -d pacs <<'EOF'
 SELECT simple_geo_id, gis_acres, gis_centroid_lat, gis_centroid_lon, gis_srid, gis_stated_area
 FROM property_gis ORDER BY simple_geo_id LIMIT 5;
+EOF
+
+# PACS <-> ERP: the billing roll out as CSV files with manifests, payment statuses back from
+# a file the billing system drops (one malformed line: a dead letter naming file and line).
+gis_run full pacs-to-erp
+echo "Published to the ERP outbox (one folder per entity and run, file and manifest):"
+for m in "$work"/erp/outbox/*/manifest.json; do cat "$m"; done
+first=$(psql_ -At -d pacs -c "SELECT min(prop_id) FROM property")
+last=$(psql_ -At -d pacs -c "SELECT max(prop_id) FROM property")
+printf 'bill_id,prop_id,tax_year,amount_due_cents,amount_paid_cents,payment_status_type_cd,last_modified\r\n%s\r\n%s\r\n%s\r\n' \
+    "B-0001,$first,$ROLL_YEAR,123456,123456,PD,$ROLL_YEAR-11-02" \
+    "\"B-0002\",$last,$ROLL_YEAR,50000,25000,PP,$ROLL_YEAR-11-03" \
+    "B-0003,$last,$ROLL_YEAR,12x,0,DU,$ROLL_YEAR-11-04" >"$work/erp/inbox/pay-0001.csv"
+st=$(tfs_sync full erp-to-pacs "$RUN_TIMEOUT_S")
+echo
+printf 'erp-to-pacs full: run %s %s (one malformed line)\n' "$(json_get "$st" run_id)" "$(json_get "$st" state)"
+tfs_print_counts "$st"
+[[ "$(json_get "$st" state)" == partial ]] || tfs_fail "erp-to-pacs did not end partial: $st"
+echo "What PACS keeps (property_bill_status); the file is now in the archive: $(ls "$work/erp/archive")"
+psql_ -d pacs <<'EOF'
+SELECT bill_id, prop_id, tax_year, amount_due, amount_paid, payment_status, erp_modified
+FROM property_bill_status ORDER BY bill_id;
 EOF
 
 # PACS <-> CRM: owners become contacts, a clerk changes a mailing address in the CRM, it

@@ -11,7 +11,7 @@ set -euo pipefail
 readonly PACKAGES=(
     build-essential cmake pkg-config
     libmicrohttpd-dev libjansson-dev libpq-dev liblua5.4-dev libgnutls28-dev
-    libcriterion-dev libcurl4-openssl-dev
+    libcriterion-dev libcurl4-openssl-dev libcsv-dev
     postgresql postgresql-contrib postgresql-15-postgis-3
     curl ca-certificates
 )

@@ -25,16 +25,36 @@ conninfo() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES [GIS_DB [CRM_URL]]]]
+# tfs_write_config FILE BUILD_DIR PACS_DB CAMA_DB STATE_DB KEY_SHA256 [BATCH_SIZE [RULES [GIS_DB [ERP_DIR [CRM_URL]]]]]
 # RULES: a JSON file of the pair's validation rules (transforms/pacs_to_cama.rules.json), or
 # "" for none. GIS_DB: a PostGIS parcel layer (plugins/gis/schema.sql), which adds the
 # system gis and the pairs pacs-to-gis (PACS attributes and owners onto the GIS parcels)
-# and gis-to-pacs (the area and centroid GIS computes into PACS's property_gis). CRM_URL:
-# the CRM's REST API, which adds the system crm and the pairs pacs-to-crm (owners as
-# contacts) and crm-to-pacs (mailing addresses a clerk changes, back to PACS accounts).
+# and gis-to-pacs (the area and centroid GIS computes into PACS's property_gis). ERP_DIR: a
+# folder holding outbox, inbox and archive, which adds the system erp (the billing system's
+# CSV files) and the pairs pacs-to-erp (the billing roll) and erp-to-pacs (payment
+# statuses into PACS's property_bill_status). CRM_URL: the CRM's REST API, which adds the
+# system crm and the pairs pacs-to-crm (owners as contacts) and crm-to-pacs (mailing
+# addresses a clerk changes, back to PACS accounts).
 tfs_write_config() {
     local file=$1 build=$2 pacs=$3 cama=$4 state=$5 key_sha=$6 batch=${7:-1000} rules="{}"
-    local gis=${9:-} gis_system="" gis_pairs="" crm=${10:-} crm_system="" crm_pairs=""
+    local gis=${9:-} gis_system="" gis_pairs=""
+    local erp=${10:-} erp_system="" erp_pairs=""
+    local crm=${11:-} crm_system="" crm_pairs=""
+    if [[ -n "$erp" ]]; then
+        erp_system=",
+    \"erp\": {\"plugin\": \"erp\", \"settings\": {\"outbox\": \"$erp/outbox\", \"inbox\": \"$erp/inbox\",
+                                            \"archive\": \"$erp/archive\"}}"
+        erp_pairs=",
+            {\"name\": \"pacs-to-erp\", \"source\": \"pacs\", \"target\": \"erp\", \"batch_size\": $batch,
+             \"entities\": [{\"source\": \"owner\", \"targets\": [\"roll_owner\"],
+                           \"script\": \"pacs_to_erp.lua\"},
+                          {\"source\": \"property\", \"targets\": [\"roll_value\"],
+                           \"script\": \"pacs_value_to_erp.lua\"}]},
+            {\"name\": \"erp-to-pacs\", \"source\": \"erp\", \"target\": \"pacs\", \"batch_size\": $batch,
+             \"max_failed_ratio\": 0.5,
+             \"entities\": [{\"source\": \"payment\", \"targets\": [\"bill_status\"],
+                           \"script\": \"erp_to_pacs.lua\"}]}"
+    fi
     if [[ -n "${8:-}" ]]; then
         rules=$(cat "$8")
     fi
@@ -74,12 +94,12 @@ tfs_write_config() {
   "api_keys": [{"name": "${TFS_TAG:-tfsync}", "role": "operate", "sha256": "$key_sha"}],
   "systems": {
     "pacs": {"plugin": "pacs", "settings": {"conninfo": "$(conninfo "$pacs")"}},
-    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$cama")"}}$gis_system$crm_system
+    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$cama")"}}$gis_system$erp_system$crm_system
   },
   "pairs": [{"name": "pacs-to-cama", "source": "pacs", "target": "cama", "batch_size": $batch,
              "entities": [{"source": "property", "targets": ["pardat", "asmt"],
                            "script": "pacs_to_cama.lua"}],
-             "rules": $rules}$gis_pairs$crm_pairs]
+             "rules": $rules}$gis_pairs$erp_pairs$crm_pairs]
 }
 EOF
 }

@@ -22,7 +22,8 @@
  * CHANGELOG
  *   1.3  what vendors writing the GIS, ERP and CRM adapters found missing: host functions
  *        config_system and config_dir (a config array's system name and the config's
- *        folder), op_source (the source record a write operation belongs to); callbacks
+ *        folder), op_source (the source record a write operation belongs to), rec_fail (a
+ *        record a source could not read becomes a dead letter at stage "read"); callbacks
  *        cb_check (settings checked without connecting, for tfsyncd --check),
  *        cb_write_limits (most operations and bytes per cb_write), cb_estimate (an entity's
  *        record count, for progress), cb_run_end (a run's outcome, after the state store
@@ -262,6 +263,12 @@ typedef struct tfs_sdk_host {
      * entities, upserts and deletes) have the same number and are adjacent, so a target
      * without transactions can apply them all or none. */
     size_t (*op_source)(const tfs_sdk_results *results, size_t op);
+
+    /* Of a record cb_read added: it could not be read as a record (a malformed line of a
+     * file). It becomes a dead letter at stage "read" with this reason, counted as
+     * read_failed, and the run goes on. Set its key fields when known (a file source: the
+     * file and line, in a key of its own) so that the dead letter names it. 0, or -1. */
+    int (*rec_fail)(tfs_sdk_record *rec, const char *fmt, ...) TFS_SDK_PRINTF(2, 3);
 } tfs_sdk_host;
 
 /* True when the host table has the member (a host function added in a later minor). */

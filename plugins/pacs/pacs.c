@@ -215,6 +215,19 @@ static const tfs_sdk_field account_mail_fields[] = {
     {"addr_state", TFS_SDK_TEXT, 0, 50, 0, 0},
     {"addr_zip", TFS_SDK_TEXT, 0, 10, 0, 0},
 };
+
+/* What the billing system (ERP) says about a tax bill (pair erp-to-pacs), kept in
+ * property_bill_status (schema.sql) by bill_id, for a PACS property. Nothing PACS owns is
+ * written through it. */
+static const tfs_sdk_field bill_status_fields[] = {
+    {"bill_id", TFS_SDK_TEXT, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 30, 0, 0},
+    {"prop_id", TFS_SDK_INT64, TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
+    {"tax_year", TFS_SDK_INT64, TFS_SDK_FIELD_REQUIRED, 0, 0, 0},
+    {"amount_due", DEC(14, 2)},
+    {"amount_paid", DEC(14, 2)},
+    {"payment_status", TFS_SDK_TEXT, 0, 12, 0, 0},
+    {"erp_modified", DATE},
+};
 #undef KEY
 #undef INT
 #undef DEC
@@ -232,6 +245,7 @@ enum {
     ENT_SALE,
     N_SOURCE_ENTITIES,
     ENT_GIS = N_SOURCE_ENTITIES,
+    ENT_BILL,
     ENT_ACCT_MAIL,
 };
 
@@ -240,6 +254,7 @@ static const tfs_sdk_entity pacs_entities[] = {
     [ENT_OWNER] = {"owner", owner_fields, N_OF(owner_fields)},
     [ENT_SALE] = {"sale", sale_fields, N_OF(sale_fields)},
     [ENT_GIS] = {"parcel_gis", parcel_gis_fields, N_OF(parcel_gis_fields)},
+    [ENT_BILL] = {"bill_status", bill_status_fields, N_OF(bill_status_fields)},
     [ENT_ACCT_MAIL] = {"account_mail", account_mail_fields, N_OF(account_mail_fields)},
 };
 
@@ -1531,15 +1546,20 @@ oom:
     return TFS_SDK_ETRANSIENT;
 }
 
+static int pacs_bill_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
+                           tfs_sdk_batch *out, tfs_sdk_error *err);
 static int pacs_mail_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
                            tfs_sdk_batch *out, tfs_sdk_error *err);
 
-/* cb_fetch: parcel_gis here, account_mail below, the source entities in pacs_fetch. */
+/* cb_fetch: parcel_gis and bill_status here, account_mail below, the source entities in
+ * pacs_fetch. */
 static int pacs_fetch_any(void *instance, size_t entity, const tfs_sdk_record *const *keys,
                           size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
 {
     if (entity == ENT_GIS)
         return pacs_gis_fetch(instance, keys, n_keys, out, err);
+    if (entity == ENT_BILL)
+        return pacs_bill_fetch(instance, keys, n_keys, out, err);
     if (entity == ENT_ACCT_MAIL)
         return pacs_mail_fetch(instance, keys, n_keys, out, err);
     return pacs_fetch(instance, entity, keys, n_keys, out, err);
@@ -1764,6 +1784,156 @@ static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
     return 0;
 }
 
+/* ---- the bill_status target (pair erp-to-pacs) -----------------------------------------
+ *
+ * Writes only property_bill_status, like parcel_gis: one savepoint per operation in one
+ * transaction per cb_write, a bill for a property PACS does not have is that operation's
+ * failure, and the table has no change-log trigger, so payment statuses never come back
+ * out of PACS's change reads. */
+
+static const char bill_fetch_sql[] =
+    "SELECT bill_id, prop_id, tax_year, amount_due, amount_paid, payment_status, erp_modified"
+    " FROM property_bill_status WHERE bill_id = ANY($1::text[])";
+static const char bill_upsert_sql[] =
+    "WITH u AS (INSERT INTO property_bill_status AS b (bill_id, prop_id, tax_year, amount_due,"
+    " amount_paid, payment_status, erp_modified)"
+    " SELECT $1::text, $2::integer, $3::integer, $4::numeric, $5::numeric, $6::text, $7::date"
+    " WHERE EXISTS (SELECT 1 FROM property WHERE prop_id = $2::integer)"
+    " ON CONFLICT (bill_id) DO UPDATE SET (prop_id, tax_year, amount_due, amount_paid,"
+    " payment_status, erp_modified, erp_updated_at) = (EXCLUDED.prop_id, EXCLUDED.tax_year,"
+    " EXCLUDED.amount_due, EXCLUDED.amount_paid, EXCLUDED.payment_status,"
+    " EXCLUDED.erp_modified, now()) WHERE (b.prop_id, b.tax_year, b.amount_due, b.amount_paid,"
+    " b.payment_status, b.erp_modified) IS DISTINCT FROM (EXCLUDED.prop_id, EXCLUDED.tax_year,"
+    " EXCLUDED.amount_due, EXCLUDED.amount_paid, EXCLUDED.payment_status,"
+    " EXCLUDED.erp_modified) RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM property WHERE prop_id = $2::integer)";
+static const char bill_delete_sql[] = "DELETE FROM property_bill_status WHERE bill_id = $1";
+
+static int pacs_bill_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
+                           tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    pacs_buf *b = &p->keys;
+    char msg[512];
+    int rc, n = 0;
+    b->len = 0;
+    if (buf_put(b, "{", 1) != 0)
+        goto oom;
+    for (size_t i = 0; i < n_keys; i++) {
+        const char *k = keys[i] && host->rec_type(keys[i], 0) == TFS_SDK_TEXT
+                            ? host->rec_get_text(keys[i], 0, NULL)
+                            : NULL;
+        if (!k)
+            continue;
+        if ((n++ && buf_put(b, ",", 1) != 0) || buf_put(b, "\"", 1) != 0)
+            goto oom;
+        for (const char *c = k; *c; c++) {
+            int esc = *c == '"' || *c == '\\';
+            if ((esc && buf_put(b, "\\", 1) != 0) || buf_put(b, c, 1) != 0)
+                goto oom;
+        }
+        if (buf_put(b, "\"", 1) != 0)
+            goto oom;
+    }
+    if (buf_put(b, "}", 1) != 0)
+        goto oom;
+    if (n == 0)
+        return 0;
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    const char *params[] = {b->s};
+    PGresult *res = PQexecParams(p->conn, bill_fetch_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = pgp_classify(p->conn, res);
+        host->error_set(err, "could not fetch bill_status: %s%s",
+                        pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
+        PQclear(res);
+        return rc;
+    }
+    rc = pg_add_rows(&pacs_entities[ENT_BILL], res, out, err);
+    PQclear(res);
+    return rc;
+oom:
+    host->error_set(err, "could not fetch bill_status: out of memory");
+    return TFS_SDK_ETRANSIENT;
+}
+
+static int pacs_bill_write(pacs *p, const tfs_sdk_write_op *ops, size_t n_ops,
+                           tfs_sdk_results *results, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[ENT_BILL];
+    char msg[512];
+    PGresult *r;
+    int rc;
+    if ((rc = pacs_ensure(p, err)) != 0)
+        return rc;
+    if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
+    if ((r = pacs_run(p->conn, "BEGIN")) != NULL)
+        return pacs_write_failed(p, r, "begin", err);
+    for (size_t i = 0; i < n_ops; i++) {
+        const tfs_sdk_write_op *op = &ops[i];
+        const char *id = op->record && host->rec_n_fields(op->record) == e->n_fields &&
+                                 host->rec_type(op->record, 0) == TFS_SDK_TEXT
+                             ? host->rec_get_text(op->record, 0, NULL)
+                             : NULL;
+        if (!id) {
+            host->result_set(results, i, TFS_SDK_EPERMANENT,
+                             "could not write bill_status: the record has no bill_id or not "
+                             "its %zu fields", e->n_fields);
+            continue;
+        }
+        const char *params[N_OF(bill_status_fields)];
+        char tmp[N_OF(bill_status_fields)][40];
+        for (size_t f = 0; f < e->n_fields; f++)
+            params[f] = gis_value_text(op->record, f, tmp[f], sizeof tmp[f]);
+        int del = op->kind == TFS_SDK_OP_DELETE;
+        if ((r = pacs_run(p->conn, "SAVEPOINT tfs_op")) != NULL)
+            return pacs_write_failed(p, r, "savepoint", err);
+        PGresult *res = PQexecParams(p->conn, del ? bill_delete_sql : bill_upsert_sql,
+                                     del ? 1 : (int)e->n_fields, NULL, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            int missing = st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                          PQgetvalue(res, 0, 0)[0] != 't';
+            PQclear(res);
+            if ((r = pacs_run(p->conn, "RELEASE SAVEPOINT tfs_op")) != NULL)
+                return pacs_write_failed(p, r, "release savepoint", err);
+            if (missing)
+                host->result_set(results, i, TFS_SDK_EPERMANENT,
+                                 "no such property in PACS: prop_id %s (bill %s of the billing "
+                                 "system)", params[1] ? params[1] : "(null)", id);
+            continue;
+        }
+        if (pgp_classify(p->conn, res) == TFS_SDK_ETRANSIENT)
+            return pacs_write_failed(p, res, "bill_status", err);
+        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write bill_status %s: %s",
+                         id, pgp_message(p->conn, res, msg, sizeof msg));
+        PQclear(res);
+        if ((r = pacs_run(p->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
+            return pacs_write_failed(p, r, "rollback to savepoint", err);
+    }
+    if ((r = pacs_run(p->conn, "COMMIT")) != NULL)
+        return pacs_write_failed(p, r, "commit", err);
+    return 0;
+}
+
+/* cb_write: a batch of bill_status operations here, everything else in pacs_write. A pair
+ * has one target entity in PACS, so a batch never mixes them. */
+static int pacs_write_any(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
+                          tfs_sdk_results *results, tfs_sdk_error *err)
+{
+    if (n_ops && ops[0].entity == ENT_BILL) {
+        for (size_t i = 1; i < n_ops; i++)
+            if (ops[i].entity != ENT_BILL) {
+                host->error_set(err, "could not write: a batch mixes bill_status with other "
+                                "entities");
+                return TFS_SDK_EPERMANENT;
+            }
+        return pacs_bill_write(instance, ops, n_ops, results, err);
+    }
+    return pacs_write(instance, ops, n_ops, results, err);
+}
+
 static const tfs_sdk_plugin pacs_plugin = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -1773,8 +1943,9 @@ static const tfs_sdk_plugin pacs_plugin = {
     .description = "PACS appraisal database (PostgreSQL): properties with values, situs and "
                    "exemptions, owners with mailing addresses, and sales for the roll year; "
                    "change capture through a trigger-maintained change log; a target of "
-                   "what GIS computes about parcels (parcel_gis) and of accounts' mailing "
-                   "addresses from the CRM (account_mail) only",
+                   "what GIS computes about parcels (parcel_gis), of ERP bill statuses "
+                   "(bill_status) and of accounts' mailing addresses from the CRM "
+                   "(account_mail) only",
     .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_TARGET |
                     TFS_SDK_CAP_LAZY_OPEN,
     .config_keys = pacs_config,
@@ -1784,7 +1955,7 @@ static const tfs_sdk_plugin pacs_plugin = {
     .cb_describe = pacs_describe,
     .cb_read = pacs_read,
     .cb_fetch = pacs_fetch_any,
-    .cb_write = pacs_write,
+    .cb_write = pacs_write_any,
     .cb_health = pacs_health,
     .cb_changes_start = pacs_changes_start,
     .cb_changes_lag = pacs_changes_lag,

@@ -138,6 +138,21 @@ CREATE TABLE IF NOT EXISTS property_gis (
     gis_updated_at     timestamptz   NOT NULL DEFAULT now()
 );
 
+-- What the billing system (ERP) says about a tax bill: amounts due and paid and the
+-- payment status, written only by tfsync's erp-to-pacs pair (the pacs adapter's
+-- bill_status entity), by the ERP's bill_id, for a PACS property. A table of its own, with
+-- no change-capture trigger, for the reasons property_gis has none.
+CREATE TABLE IF NOT EXISTS property_bill_status (
+    bill_id            varchar(30)   NOT NULL PRIMARY KEY,
+    prop_id            integer       NOT NULL,
+    tax_year           integer       NOT NULL,
+    amount_due         numeric(14,2),
+    amount_paid        numeric(14,2),
+    payment_status     varchar(12),
+    erp_modified       date,
+    erp_updated_at     timestamptz   NOT NULL DEFAULT now()
+);
+
 -- ---- Change capture ----------------------------------------------------------------------
 --
 -- Every table behind a tfsync entity logs its changes here, the way PgQ does: one row per
