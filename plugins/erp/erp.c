@@ -11,7 +11,8 @@
  * and the file and its manifest (row count, SHA-256 of the file) are built in a hidden
  * folder, fsync'd, and renamed at once into <outbox>/<entity>-<run_id>/ (then the outbox is
  * fsync'd), so a reader sees both or neither. What is pending at a crash is published by
- * the next run's end. A delete is a row whose first column, action, is "D" (an upsert: "U").
+ * the next run's end; a journal written before the rename keeps a crash between the rename
+ * and the pending files' removal from publishing them twice. A delete is a row whose first column, action, is "D" (an upsert: "U").
  *
  * Source (pair erp-to-pacs, deltas: never swept): entity payment, from the inbox's *.csv files, read
  * in name order, each with a header line naming the columns. The cursor is "<file>\n<row>".
@@ -574,6 +575,57 @@ static int list_pending(const char *pdir, const char *entity, char ***out, size_
     return 0;
 }
 
+/* The publish journal, <outbox>/.pending/<entity>.journal: the folder a publish renames
+ * into place (first line) and the pending files it holds (one a line), written whole
+ * before the rename. A crash after the rename and before those pending files are gone
+ * leaves it behind: the next publish then removes them instead of publishing their rows
+ * a second time (and drops a journal whose folder never appeared). */
+static int journal_recover(const char *pdir, const char *outbox, const char *entity)
+{
+    char jpath[1300], path[1400];
+    snprintf(jpath, sizeof jpath, "%s/%s.journal", pdir, entity);
+    size_t len;
+    char *text = slurp(jpath, &len);
+    if (!text)
+        return errno == ENOENT ? 0 : -1;
+    char *save = NULL, *line = strtok_r(text, "\n", &save);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", outbox, line ? line : "");
+    int done = line && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    while (done && (line = strtok_r(NULL, "\n", &save))) {
+        snprintf(path, sizeof path, "%s/%s", pdir, line);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            free(text);
+            return -1;
+        }
+    }
+    free(text);
+    if (unlink(jpath) != 0 && errno != ENOENT)
+        return -1;
+    return fsync_path(pdir);
+}
+
+static int journal_write(const char *pdir, const char *entity, const char *final_name,
+                         char **names, size_t n)
+{
+    sbuf j = {0};
+    sb_add(&j, final_name, strlen(final_name));
+    sb_add(&j, "\n", 1);
+    for (size_t i = 0; i < n; i++) {
+        sb_add(&j, names[i], strlen(names[i]));
+        sb_add(&j, "\n", 1);
+    }
+    char tmp[1300], jpath[1300];
+    snprintf(tmp, sizeof tmp, "%s/%s.journal.tmp", pdir, entity);
+    snprintf(jpath, sizeof jpath, "%s/%s.journal", pdir, entity);
+    int rc = j.oom || write_file_synced(tmp, j.p, j.n) != 0 || rename(tmp, jpath) != 0 ||
+                     fsync_path(pdir) != 0
+                 ? -1
+                 : 0;
+    free(j.p);
+    return rc;
+}
+
 /* Publishes one entity's pending file as <outbox>/<entity>-<run>/ holding <entity>.csv and
  * manifest.json. 0, or -1 with err set. */
 static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
@@ -583,6 +635,11 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
     snprintf(pdir, sizeof pdir, "%s/.pending", e->outbox);
     char **names;
     size_t n_names, len = 0;
+    if (journal_recover(pdir, e->outbox, en->name) != 0) {
+        host->error_set(err, "could not publish %s: recover the journal in \"%s\": %s",
+                        en->name, pdir, strerror(errno));
+        return -1;
+    }
     if (list_pending(pdir, en->name, &names, &n_names) != 0) {
         host->error_set(err, "could not publish %s: list \"%s\": %s", en->name, pdir,
                         strerror(errno));
@@ -678,15 +735,27 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
     if (write_file_synced(path, manifest, (size_t)mlen) != 0 || fsync_path(tmpdir) != 0)
         goto fail;
     step = "rename";
-    /* A run published before (a crash after the rename, before the pending files went):
-     * the same run's next folder is <entity>-<run>.<k>, its rows once more. */
-    for (int k = 2; rename(tmpdir, final) != 0; k++) {
-        if ((errno != EEXIST && errno != ENOTEMPTY) || k > 99)
+    /* A folder of this run id already there (a resumed run published before, with other
+     * rows): this one is <entity>-<run>.<k>. The journal names it before the rename. */
+    char fname[300];
+    snprintf(fname, sizeof fname, "%s-%" PRId64, en->name, run_id);
+    struct stat st;
+    for (int k = 2; snprintf(final, sizeof final, "%s/%s", e->outbox, fname),
+             stat(final, &st) == 0;
+         k++) {
+        if (k > 99)
             goto fail;
-        snprintf(final, sizeof final, "%s/%s-%" PRId64 ".%d", e->outbox, en->name, run_id, k);
+        snprintf(fname, sizeof fname, "%s-%" PRId64 ".%d", en->name, run_id, k);
     }
-    if (fsync_path(e->outbox) != 0)
+    step = "journal";
+    if (journal_write(pdir, en->name, fname, names, n_names) != 0)
         goto fail;
+    step = "rename";
+    if (rename(tmpdir, final) != 0 || fsync_path(e->outbox) != 0)
+        goto fail;
+    /* A test's crash at the worst moment: published, its pending files still there. */
+    if (getenv("TFS_ERP_FAULT_AFTER_PUBLISH"))
+        _exit(137);
     /* Published: only now may the pending rows go. */
     step = "clear";
     for (size_t i = 0; i < n_names; i++) {
@@ -694,6 +763,9 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
         if (unlink(path) != 0 && errno != ENOENT)
             goto fail;
     }
+    snprintf(path, sizeof path, "%s/%s.journal", pdir, en->name);
+    if (unlink(path) != 0 && errno != ENOENT)
+        goto fail;
     fsync_path(pdir);
     names_free(names, n_names);
     free(out.p);

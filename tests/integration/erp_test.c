@@ -489,6 +489,45 @@ Test(erp, kill9_while_rows_pending_neither_loses_nor_duplicates)
     env_down(&e);
 }
 
+/* A crash at the worst moment of a publish: its folder renamed into place, its pending
+ * files not yet removed (the plugin's TFS_ERP_FAULT_AFTER_PUBLISH hook exits there). The
+ * next run's end must not publish those rows a second time: the publish journal says they
+ * went out. */
+Test(erp, crash_after_publishing_before_clearing_publishes_nothing_twice)
+{
+    env e;
+    setenv("TFS_ERP_FAULT_AFTER_PUBLISH", "1", 1);
+    env_init(&e, 50);
+    unsetenv("TFS_ERP_FAULT_AFTER_PUBLISH");
+    json_int_t id = start_run(&e, "pacs-to-erp", "full");
+    char names[8][64];
+    size_t n = 0;
+    for (int i = 0; i < 6000 && n == 0; i++) {
+        n = published(&e, "roll_owner", names, 8) + published(&e, "roll_value", names, 8);
+        if (n == 0)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    cr_assert_eq(n, 1, "one entity's folder is published before the crash, got %zu", n);
+    tfs_test_daemon_kill9(e.d); /* reaps the daemon the hook ended */
+    cr_assert_gt(pending_bytes(&e, "roll_owner") + pending_bytes(&e, "roll_value"), 0,
+                 "the hook did not stop the publish before its pending files went");
+    e.d = tfs_test_daemon_start(e.cfg);
+    json_t *run = tfs_test_wait_run(e.d, id, 120);
+    json_decref(run);
+    /* Nothing changed in PACS: the next run writes nothing, and its end publishes what is
+     * still pending, without the rows of the folder already out. */
+    json_decref(run_pair(&e, "pacs-to-erp", "incremental", "succeeded"));
+    cr_assert(wait_published(&e), "rows are still pending after the run");
+    assert_roll_twins(&e);
+    cr_assert_eq(scalar_ll(e.state, "SELECT count(*) - count(DISTINCT (prop_id, tax_year))"
+                                    " FROM raw_owner"),
+                 0, "a roll_owner row was published twice");
+    cr_assert_eq(scalar_ll(e.state, "SELECT count(*) - count(DISTINCT (prop_id, tax_year))"
+                                    " FROM raw_value"),
+                 0, "a roll_value row was published twice");
+    env_down(&e);
+}
+
 /* ======================================================================================
  * 3. erp-to-pacs: inbox files (BOM, CRLF, quoted fields) reach PACS as the twin says;
  *    malformed lines are dead letters naming file and line; files are archived after the
