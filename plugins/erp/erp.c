@@ -575,6 +575,54 @@ static int list_pending(const char *pdir, const char *entity, char ***out, size_
     return 0;
 }
 
+/* The rows of key order for "last row per key wins": pointers to whole rows, sorted by
+ * their key fields and then by position, so the last of each key is the last of its run.
+ * n log n, where comparing each row with every later one was quadratic in a roll. */
+typedef struct keyed_row {
+    const csv_row *row;
+    size_t at;
+} keyed_row;
+
+static _Thread_local size_t sort_keys; /* qsort has no context argument */
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const keyed_row *x = a, *y = b;
+    for (size_t k = 0; k < sort_keys; k++) {
+        int c = strcmp(x->row->f[1 + k], y->row->f[1 + k]);
+        if (c)
+            return c;
+    }
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* keep[i] = whether row i is whole and no later whole row has its key. 0, or -1 when out
+ * of memory. */
+static int last_per_key(const csv_doc *d, size_t nk, size_t width, bool *keep)
+{
+    keyed_row *k = malloc((d->n ? d->n : 1) * sizeof *k);
+    if (!k)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        keep[i] = false;
+        if (d->rows[i].n == width) /* a torn last line of a crashed write is left out */
+            k[n++] = (keyed_row){&d->rows[i], i};
+    }
+    sort_keys = nk;
+    if (n)
+        qsort(k, n, sizeof *k, cmp_keyed);
+    for (size_t i = 0; i < n; i++) {
+        int last = i + 1 == n;
+        for (size_t f = 0; !last && f < nk; f++)
+            last = strcmp(k[i].row->f[1 + f], k[i + 1].row->f[1 + f]) != 0;
+        if (last)
+            keep[k[i].at] = true;
+    }
+    free(k);
+    return 0;
+}
+
 /* The publish journal, <outbox>/.pending/<entity>.journal: the folder a publish renames
  * into place (first line) and the pending files it holds (one a line), written whole
  * before the rename. A crash after the rename and before those pending files are gone
@@ -685,21 +733,13 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
     }
     sb_add(&out, "\r\n", 2);
     size_t rows = 0;
-    for (size_t i = 0; i < d.n; i++) {
+    bool *keep = malloc((d.n ? d.n : 1) * sizeof *keep);
+    if (!keep || last_per_key(&d, nk, width, keep) != 0)
+        out.oom = true;
+    for (size_t i = 0; !out.oom && i < d.n; i++) {
         csv_row *r = &d.rows[i];
-        if (r->n != width)
-            continue; /* a torn last line of a crashed write: its batch is written again */
-        bool later = false;
-        for (size_t j = i + 1; j < d.n && !later; j++) {
-            if (d.rows[j].n != width)
-                continue;
-            size_t k = 0;
-            while (k < nk && strcmp(r->f[1 + k], d.rows[j].f[1 + k]) == 0)
-                k++;
-            later = k == nk;
-        }
-        if (later)
-            continue;
+        if (!keep[i])
+            continue; /* torn (its batch is written again), or a later row has its key */
         for (size_t k = 0; k < width; k++) {
             if (k)
                 sb_add(&out, ",", 1);
@@ -708,6 +748,7 @@ static int publish(erp *e, size_t ent, int64_t run_id, tfs_sdk_error *err)
         sb_add(&out, "\r\n", 2);
         rows++;
     }
+    free(keep);
     doc_free(&d);
     if (out.oom) {
         free(out.p);
