@@ -633,9 +633,15 @@ static int journal_recover(const char *pdir, const char *outbox, const char *ent
     char jpath[1300], path[1400];
     snprintf(jpath, sizeof jpath, "%s/%s.journal", pdir, entity);
     size_t len;
-    char *text = slurp(jpath, &len);
-    if (!text)
+    char *raw = slurp(jpath, &len);
+    if (!raw)
         return errno == ENOENT ? 0 : -1;
+    char *text = realloc(raw, len + 1); /* slurp's bytes have no terminator */
+    if (!text) {
+        free(raw);
+        return -1;
+    }
+    text[len] = '\0';
     char *save = NULL, *line = strtok_r(text, "\n", &save);
     struct stat st;
     snprintf(path, sizeof path, "%s/%s", outbox, line ? line : "");
