@@ -3,12 +3,29 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "decimal.h"
+
+/* A payload that has no length before it runs to the next ';', so one that holds a ';' (or
+ * starts with the '?' that marks a length) gets "?<len>:" first: a text that is not a
+ * decimal, date or timestamp must not be read as several values ("1;n2" then "3" is not
+ * "1" then "2;n3"). Well-formed values never need it, so their encodings are as before. */
+static bool needs_length(const char *s, size_t len)
+{
+    return (len > 0 && s[0] == '?') || memchr(s, ';', len) != NULL;
+}
+
+static int put_free(tfs_buf *out, const char *s, size_t len)
+{
+    if (needs_length(s, len))
+        tfs_buf_printf(out, "?%zu:", len);
+    return tfs_buf_append(out, s, len);
+}
 
 /* Normalises a plain decimal text: no sign for zero, no '+', no leading zeros, no trailing
  * fractional zeros, no trailing point. Text that is not a plain decimal is kept as is. */
@@ -29,7 +46,7 @@ static int put_decimal(tfs_buf *out, const char *s, size_t len)
         frac_end = i;
     }
     if (i != len || (int_end == int_start && frac_end == frac_start))
-        return tfs_buf_append(out, s, len); /* NaN, exponent form: keep */
+        return put_free(out, s, len); /* NaN, exponent form: keep */
     while (int_start < int_end && s[int_start] == '0')
         int_start++;
     while (frac_end > frac_start && s[frac_end - 1] == '0')
@@ -107,14 +124,19 @@ static int put_timestamp(tfs_buf *out, const char *s, size_t len)
 {
     const char *dot = memchr(s, '.', len);
     if (!dot)
-        return tfs_buf_append(out, s, len);
+        return put_free(out, s, len);
     size_t frac_start = (size_t)(dot - s) + 1, end = frac_start;
     while (end < len && s[end] >= '0' && s[end] <= '9')
         end++;
     size_t keep = end;
     while (keep > frac_start && s[keep - 1] == '0')
         keep--;
-    tfs_buf_append(out, s, keep > frac_start ? keep : frac_start - 1);
+    size_t head = keep > frac_start ? keep : frac_start - 1;
+    /* The text written is s[0..head) then s[end..len): it decides the length's need. */
+    bool first_q = head ? s[0] == '?' : (end < len && s[end] == '?');
+    if (first_q || memchr(s, ';', head) || memchr(s + end, ';', len - end))
+        tfs_buf_printf(out, "?%zu:", head + (len - end));
+    tfs_buf_append(out, s, head);
     return tfs_buf_append(out, s + end, len - end);
 }
 
@@ -167,7 +189,7 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
         if (!tfs_type_is_text(v->type))
             break;
         tfs_buf_putc(out, 'D');
-        tfs_buf_append(out, v->u.s, v->len < 10 ? v->len : 10);
+        put_free(out, v->u.s, v->len < 10 ? v->len : 10);
         return tfs_buf_putc(out, ';');
     case TFS_SDK_TIMESTAMP:
         if (!tfs_type_is_text(v->type))
@@ -198,7 +220,7 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
     snprintf(tmp, sizeof tmp, "?%d:", (int)v->type);
     tfs_buf_puts(out, tmp);
     if (tfs_type_is_text(v->type))
-        tfs_buf_append(out, v->u.s, v->len);
+        put_free(out, v->u.s, v->len);
     else if (v->type == TFS_SDK_INT64)
         tfs_buf_printf(out, "%" PRId64, v->u.i);
     else if (v->type == TFS_SDK_FLOAT64)

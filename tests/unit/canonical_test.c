@@ -108,6 +108,43 @@ Test(canonical, field_boundaries_do_not_collide)
     cr_assert_neq(hash(x), hash(y));
 }
 
+/* Found by tests/fuzz/canonical_fuzz.c: a payload without a length ran to the next ';', so
+ * a decimal, date or timestamp text holding one was read as two values. */
+Test(canonical, semicolons_in_unlengthed_payloads_do_not_collide)
+{
+    static const tfs_sdk_field fd[] = {{"a", TFS_SDK_DECIMAL, 0, 0, 14, 2},
+                                       {"b", TFS_SDK_DECIMAL, 0, 0, 14, 2}};
+    static const tfs_sdk_entity ed = {"dd", fd, 2};
+    tfs_record *x = tfs_record_new(arena, &ed), *y = tfs_record_new(arena, &ed);
+    tfs_record_set_text(x, 0, TFS_SDK_DECIMAL, "1;n2", 4);
+    tfs_record_set_text(x, 1, TFS_SDK_DECIMAL, "3", 1);
+    tfs_record_set_text(y, 0, TFS_SDK_DECIMAL, "1", 1);
+    tfs_record_set_text(y, 1, TFS_SDK_DECIMAL, "2;n3", 4);
+    cr_assert_neq(hash(x), hash(y), "\"1;n2\",\"3\" and \"1\",\"2;n3\" share a hash");
+
+    static const tfs_sdk_field ft[] = {{"a", TFS_SDK_TIMESTAMP, 0, 0, 0, 0},
+                                       {"b", TFS_SDK_DATE, 0, 0, 0, 0}};
+    static const tfs_sdk_entity et = {"td", ft, 2};
+    x = tfs_record_new(arena, &et);
+    y = tfs_record_new(arena, &et);
+    tfs_record_set_text(x, 0, TFS_SDK_TIMESTAMP, "x;Dy", 4);
+    tfs_record_set_text(y, 0, TFS_SDK_TIMESTAMP, "x", 1);
+    tfs_record_set_text(y, 1, TFS_SDK_DATE, "y", 1);
+    /* x's date is null: "Tx;Dy;" + "N;" against "Tx;" + "Dy;" + ... must differ too. */
+    cr_assert_neq(hash(x), hash(y));
+
+    /* Well-formed values keep the encoding they had (no stored hash changes). */
+    tfs_buf b = TFS_BUF_INIT;
+    tfs_value v = {.type = TFS_SDK_TIMESTAMP, .len = 23, .u.s = "2026-11-21 08:00:00.500"};
+    tfs_canonical_value(&b, &v, &ft[0]);
+    cr_assert_str_eq(tfs_buf_str(&b), "T2026-11-21 08:00:00.5;");
+    tfs_buf_reset(&b);
+    v = (tfs_value){.type = TFS_SDK_DECIMAL, .len = 4, .u.s = "1;n2"};
+    tfs_canonical_value(&b, &v, &fd[0]);
+    cr_assert_str_eq(tfs_buf_str(&b), "n?4:1;n2;");
+    tfs_buf_free(&b);
+}
+
 Test(canonical, record_key_escapes_separator)
 {
     static const tfs_sdk_field f2[] = {{"a", TFS_SDK_TEXT, TFS_SDK_FIELD_KEY, 0, 0, 0},
