@@ -44,7 +44,10 @@ int tfs_geometry_check(const char *text, size_t len, int *srid, char *why, size_
     for (size_t i = 0; type && i < sizeof geometry_types / sizeof *geometry_types; i++)
         known |= strcmp(type, geometry_types[i]) == 0;
     char *end = NULL;
-    long id = crs && strncmp(crs, "EPSG:", 5) == 0 ? strtol(crs + 5, &end, 10) : 0;
+    /* Digits only: strtol alone would also take "EPSG: 4326" and "EPSG:+4326". */
+    long id = crs && strncmp(crs, "EPSG:", 5) == 0 && crs[5] >= '0' && crs[5] <= '9'
+                  ? strtol(crs + 5, &end, 10)
+                  : 0;
     if (!json_is_object(g))
         snprintf(why, why_len, "geometry is not a GeoJSON object");
     else if (!type || (!known && strcmp(type, "GeometryCollection") != 0))

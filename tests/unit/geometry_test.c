@@ -74,6 +74,13 @@ Test(geometry, what_is_not_one_is_refused_with_the_reason)
         {"{\"type\":\"Point\",\"crs\":{\"type\":\"name\",\"properties\":{\"name\":"
          "\"EPSG:12x\"}},\"coordinates\":[1,2]}",
          "names no SRID"},
+        /* found by tests/fuzz/geojson_fuzz.c: strtol took a sign and blanks */
+        {"{\"type\":\"Point\",\"crs\":{\"type\":\"name\",\"properties\":{\"name\":"
+         "\"EPSG:+4326\"}},\"coordinates\":[1,2]}",
+         "names no SRID"},
+        {"{\"type\":\"Point\",\"crs\":{\"type\":\"name\",\"properties\":{\"name\":"
+         "\"EPSG: 4326\"}},\"coordinates\":[1,2]}",
+         "names no SRID"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char why[160] = "";
