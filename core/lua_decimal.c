@@ -127,7 +127,9 @@ void tfs_lua_push_decimal(tfs_lua *rt, lua_State *L, const char *s, size_t len)
         lua_pushinteger(L, neg ? (lua_Integer)(0 - acc) : (lua_Integer)acc);
         return;
     }
-    if (lua_stringtonumber(L, s) == 0) {
+    /* lua_stringtonumber reads up to a NUL: text with one inside ("1\0abc") is no number,
+     * not the number before the NUL. */
+    if (memchr(s, '\0', len) || lua_stringtonumber(L, s) == 0) {
         lua_pushlstring(L, s, len); /* not a number: let the script see the text */
         return;
     }

@@ -202,3 +202,22 @@ Test(lua_decimal, text_remembered_for_one_call_only)
     expect(r, "e", TFS_SDK_DECIMAL, "1.25");
     tfs_lua_free(rt);
 }
+
+/* Found by tests/fuzz/lua_fuzz.c: lua_stringtonumber reads to the first NUL, so a decimal's
+ * text "1\0abc" reached the script as the number 1 (and left it a valid decimal). */
+Test(lua_decimal, text_with_a_nul_is_no_number)
+{
+    write_script("function map(rec)\n"
+                 "  assert(type(rec.a) == 'string', 'a string, not ' .. type(rec.a))\n"
+                 "  return { out = { t = rec.a } }\n"
+                 "end\n");
+    tfs_lua *rt = new_rt();
+    tfs_record *r = tfs_record_new(arena, &src_entity);
+    cr_assert_not_null(r);
+    r->values[0] = (tfs_value){.type = TFS_SDK_INT64, .u.i = 1};
+    cr_assert_eq(tfs_record_set_text(r, 1, TFS_SDK_DECIMAL, "1\0abc", 5), 0);
+    tfs_record *o = map_one(rt, r);
+    cr_assert_eq(o->values[3].type, TFS_SDK_TEXT);
+    cr_assert_eq(o->values[3].len, 5, "the whole text, NUL and all");
+    tfs_lua_free(rt);
+}
