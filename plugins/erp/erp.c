@@ -158,6 +158,7 @@ typedef struct csv_row {
     char **f;      /* fields, NUL-terminated */
     size_t n, cap;
     long line;     /* physical line the row starts on, from 1 */
+    char bad[96];  /* the first field that is not UTF-8 text without NUL, or "" */
 } csv_row;
 
 typedef struct csv_doc {
@@ -185,6 +186,40 @@ static void doc_free(csv_doc *d)
     *d = (csv_doc){0};
 }
 
+/* The offset of the first byte of s[0..len) that is not part of valid UTF-8 (no overlong
+ * forms, surrogates or code points past U+10FFFF), or len. */
+static size_t utf8_bad_at(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i], cp, min;
+        size_t n;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1, cp = c & 0x1F, min = 0x80;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 2, cp = c & 0x0F, min = 0x800;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 3, cp = c & 0x07, min = 0x10000;
+        else
+            return i;
+        if (len - i <= n)
+            return i;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 static void on_field(void *s, size_t len, void *data)
 {
     csv_doc *d = data;
@@ -207,6 +242,16 @@ static void on_field(void *s, size_t len, void *data)
     }
     memcpy(v, s ? s : "", len);
     v[len] = '\0';
+    /* A NUL would cut the field short where it is used as text (a bill_id "B-2\0x" read
+     * as "B-2"), and bytes that are not UTF-8 (a file saved as Latin-1) fail the whole
+     * batch at a PostgreSQL target: the row is a dead letter instead (read_file). */
+    size_t at;
+    if (!d->cur.bad[0] && memchr(v, '\0', len))
+        snprintf(d->cur.bad, sizeof d->cur.bad, "field %zu holds a NUL byte", d->cur.n + 1);
+    else if (!d->cur.bad[0] && (at = utf8_bad_at((const unsigned char *)v, len)) < len)
+        snprintf(d->cur.bad, sizeof d->cur.bad,
+                 "field %zu is not UTF-8 text (byte %zu); save the file as UTF-8", d->cur.n + 1,
+                 at + 1);
     for (size_t i = 0; i < len; i++) /* embedded newlines move the physical line on */
         if (v[i] == '\n')
             d->line++;
@@ -1009,6 +1054,8 @@ static int read_file(erp *e, const char *name, size_t from, size_t *room, tfs_sd
         if (r->n != d.rows[0].n) {
             snprintf(why, sizeof why, "%zu fields where the header has %zu", r->n, d.rows[0].n);
             reason = why;
+        } else if (r->bad[0]) {
+            reason = r->bad;
         } else {
             reason = payment_row(r, col, NULL, why, sizeof why);
         }
