@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages needed to build, test and demo the project.
+# (clang-14 and libclang-rt-14-dev: the fuzz harnesses, scripts/fuzz.sh; the second holds
+# libFuzzer's runtime, which clang's -fsanitize=fuzzer links, and is only a recommendation
+# of clang's packages, which --no-install-recommends leaves out.)
 #
 # As root it installs whatever is missing (CI runs it on a fresh Debian 12 machine, without
 # a terminal); as anyone else it lists what is missing with the command to install it and
@@ -14,6 +17,7 @@ readonly PACKAGES=(
     libcriterion-dev libcurl4-openssl-dev libcsv-dev
     postgresql postgresql-contrib postgresql-15-postgis-3
     curl ca-certificates
+    clang-14 libclang-rt-14-dev
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

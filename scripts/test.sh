@@ -5,7 +5,9 @@
 # the template databases the integration tests clone, runs ctest (the fault suite among the
 # tests: tests/fault/run.sh starts three servers of its own for it, on ports 55470-55472 or
 # from TFS_FAULT_PORT), then builds and runs the suite again under AddressSanitizer + UBSan
-# (skipped with TFS_SKIP_SANITIZE=1; it runs one fault case). Arguments
+# (skipped with TFS_SKIP_SANITIZE=1; it runs one fault case), and runs each fuzz harness of
+# tests/fuzz for a few seconds (scripts/fuzz.sh 3; TFS_FUZZ_SMOKE=1 with ctest args too).
+# Arguments
 # go to ctest (e.g. `scripts/test.sh -R harness`). TFS_BUILD_DIR and TFS_ASAN_BUILD_DIR
 # choose the build folders; TFS_REBUILD_TEMPLATES=1 reseeds the templates.
 set -euo pipefail
@@ -122,6 +124,22 @@ export CRITERION_OUTPUTS="${CRITERION_OUTPUTS:-tap:-}"
 
 ctest_args=("$@")
 run_suite plain "$build"
+
+# The fuzz harnesses (tests/fuzz): every seed and regression input, then 3 seconds of
+# fuzzing each, in a clang build of their own; scripts/fuzz.sh runs them as long as asked.
+# Not with a ctest filter (-R ...), which asks for some tests only, unless TFS_FUZZ_SMOKE=1.
+if ((${#ctest_args[@]} == 0)) || [[ "${TFS_FUZZ_SMOKE:-0}" == 1 ]]; then
+    say "running the fuzz harnesses for a few seconds each"
+    fuzz_corpora=$(mktemp -d)
+    if TFS_FUZZ_BUILD_DIR="${TFS_FUZZ_BUILD_DIR:-$root/build-fuzz}" \
+        TFS_FUZZ_CORPUS_DIR="$fuzz_corpora" bash scripts/fuzz.sh 3; then
+        summary+=("fuzz: every harness's corpus and 3 s of fuzzing, no finding")
+    else
+        failed=1
+        summary+=("fuzz: FAILED (scripts/fuzz.sh said which input and how to replay it)")
+    fi
+    rm -rf "$fuzz_corpora"
+fi
 
 if [[ "${TFS_SKIP_SANITIZE:-0}" != 1 ]]; then
     say "building $asan_build (AddressSanitizer + UBSan)"
