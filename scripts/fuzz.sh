@@ -62,11 +62,13 @@ sources_of() {
 
 # Options of a harness: those that keep state between inputs (a Lua runtime, a server)
 # skip libFuzzer's leak check per input, which costs more than the input (LeakSanitizer
-# still checks the whole run at exit); the HTTP one gets its dictionary.
+# still checks the whole run at exit); the HTTP and config ones get their dictionaries (the
+# words of the protocol and of the config's keys).
 options_of() {
     case $1 in
     lua | geojson) echo -detect_leaks=0 ;;
     http) echo -detect_leaks=0 "-dict=$root/tests/fuzz/http.dict" ;;
+    config) echo "-dict=$root/tests/fuzz/config.dict" ;;
     esac
 }
 
