@@ -138,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK((long)whole.n <= lines + 1, "%zu records from %ld lines", whole.n, lines);
     read_all(1 + size % 4, &paged, lines);
     FUZZ_CHECK(whole.enc.len == paged.enc.len &&
-                   memcmp(whole.enc.data, paged.enc.data, whole.enc.len) == 0,
+                   memcmp(tfs_buf_str(&whole.enc), tfs_buf_str(&paged.enc), whole.enc.len) == 0,
                "read in pages of %zu the file gives other records:\n%s\n---\n%s", 1 + size % 4,
                tfs_buf_str(&whole.enc), tfs_buf_str(&paged.enc));
     tfs_buf_free(&whole.enc);

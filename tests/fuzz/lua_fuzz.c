@@ -144,6 +144,21 @@ static bool plain(const tfs_value *v)
     return i == v->len && digits > 0;
 }
 
+/* Whether another decimal of the record has another value but the same double: which of
+ * the two a script copied cannot be known, and lua_decimal.c gives the shortest text
+ * (lua_transform.h), so neither text is promised. */
+static bool shares_double(const tfs_record *r, size_t f)
+{
+    double d = strtod(r->values[f].u.s, NULL);
+    for (size_t i = 0; i < r->n; i++) {
+        const tfs_value *v = &r->values[i];
+        if (i != f && v->type == TFS_SDK_DECIMAL && strtod(v->u.s, NULL) == d &&
+            (v->len != r->values[f].len || memcmp(v->u.s, r->values[f].u.s, v->len)))
+            return true;
+    }
+    return false;
+}
+
 /* A decimal written with digits on both sides of its point ("-12.50"): the form whose text
  * a copy must keep (others, "0." or "12", may come back as the same number). */
 static bool fractional(const tfs_value *v)
@@ -184,7 +199,7 @@ static void check_copy(const tfs_record *in, const tfs_record *out)
             continue;
         /* A DECIMAL's text is sign, digits, point, digits; other text ("1e5") is a number
          * Lua reads as it can, not a decimal the promise is about. */
-        if (x->type == TFS_SDK_DECIMAL && !plain(x))
+        if (x->type == TFS_SDK_DECIMAL && (!plain(x) || shares_double(in, i)))
             continue;
         if (tfs_type_is_json(x->type)) {
             json_t *p = json_loadb(x->u.s, x->len, JSON_DECODE_ANY, NULL);
