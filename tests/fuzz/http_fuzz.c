@@ -173,7 +173,8 @@ static unsigned credentials_only(const uint8_t *in, size_t size)
 }
 
 /* Checks the answers in buf[0..n); returns how many. echo_ok: credentials_only's bits;
- * head_request: the request was a HEAD, whose answer has no body. */
+ * head_request: the first request was a HEAD, whose answer has no body (a request after
+ * it, when the inserted "Connection: close" was folded into another header, has one). */
 static int check_answers(const char *buf, size_t n, unsigned echo_ok, bool head_request)
 {
     int answers = 0;
@@ -198,7 +199,7 @@ static int check_answers(const char *buf, size_t n, unsigned echo_ok, bool head_
              * (issue 11, item 2, "Content-Length: -1"): nothing after it is read. */
             break;
         }
-        if (head_request) {
+        if (head_request && answers == 0) {
             body_len = 0; /* the Content-Length of the GET, without its body */
         } else if (cl) {
             body_len = strtoul(cl, NULL, 10);
