@@ -15,7 +15,8 @@
  * and the pending files' removal from publishing them twice. A delete is a row whose first column, action, is "D" (an upsert: "U").
  *
  * Source (pair erp-to-pacs, deltas: never swept): entity payment, from the inbox's *.csv files, read
- * in name order, each with a header line naming the columns. The cursor is "<file>\n<row>".
+ * in name order, each with a header line naming the columns, streamed (csv_stream.h). The
+ * cursor is "<file>\n<row>\n<byte offset>\n<line>", where the next record starts.
  * A malformed row (wrong field count, bad number, bad date, unterminated quote) is a dead
  * letter keyed "<file>:<line>" (rec_fail) with its reason; the rest of the file is read. Files read to their end
  * are moved to <archive> in cb_run_end when the run committed (succeeded or partial), never
