@@ -901,12 +901,14 @@ static void text_add(text *t, const char *fmt, ...)
 #define BIG_HELD "BIG-002000"
 
 /* A payment file of BIG_ROWS rows (about 190 KB: three of the reader's 64 KiB blocks,
- * 80 reads of 50), one of them malformed, with the twin's input rows for the good ones.
+ * 80 reads of 50), one of them malformed and one, across the first block's end, with a
+ * quoted id holding a quote, a comma and a CRLF, with the twin's input rows for the good
+ * ones (the dead letter's line counts the quoted line end).
  * The first read of the run is held at the PACS write of BIG_HELD (the 40th batch) and the
  * daemon killed there; after the restart the run resumes from its cursor in the middle of
  * the file: every good row reaches PACS (the twin), each read once (read counts exactly
  * the file's rows), the malformed one is a dead letter naming its line. The run's
- * estimate is the file's row count. */
+ * estimate is the file's data lines. */
 Test(erp, a_file_larger_than_a_read_is_streamed_and_resumed_mid_file_after_kill9)
 {
     env e;
@@ -916,20 +918,35 @@ Test(erp, a_file_larger_than_a_read_is_streamed_and_resumed_mid_file_after_kill9
     text file = {0}, want = {0};
     text_add(&file, "\xEF\xBB\xBF" "bill_id,prop_id,tax_year,amount_due_cents,amount_paid_cents,"
                     "payment_status_type_cd,last_modified\r\n");
-    for (int i = 1; i <= BIG_ROWS; i++) {
+    int line = 2, quoted = 0;
+    for (int i = 1; i <= BIG_ROWS; i++, line++) {
         long long prop = i % 2 ? lo : hi;
         int due = 1000 + i, paid = i % 3 == 0 ? due : 0;
         const char *st = i % 3 == 0 ? "PD" : "DU";
         if (i == BIG_BAD_ROW) {
             text_add(&file, "BIG-%06d,%lld,2026,%d,%d,%s,2026-13-01\r\n", i, prop, due, paid, st);
+            cr_assert_eq(line, BIG_BAD_ROW + 2, "the bad row's line");
+            continue;
+        }
+        if (!quoted && file.n + 40 > 64 * 1024) {
+            /* Across the first block's end: a quoted id with a quote, a comma and a CRLF
+             * inside, so the record spans two blocks and two lines. */
+            quoted = i;
+            text_add(&file, "\"BIG-%06d \"\"q\"\",\r\nx\",%lld,2026,%d,%d,%s,2026-11-%02d\r\n", i,
+                     prop, due, paid, st, 1 + i % 28);
+            text_add(&want, ",('pay-big.csv', %d, 'BIG-%06d \"q\",' || E'\\r\\n' || 'x',"
+                            " %lld, 2026, %d, %d, '%s', '2026-11-%02d')",
+                     line, i, prop, due, paid, st, 1 + i % 28);
+            line++;
             continue;
         }
         text_add(&file, "BIG-%06d,%lld,2026,%d,%d,%s,2026-11-%02d\r\n", i, prop, due, paid, st,
                  1 + i % 28);
         text_add(&want, "%s('pay-big.csv', %d, 'BIG-%06d', %lld, 2026, %d, %d, '%s',"
                         " '2026-11-%02d')",
-                 want.n ? "," : "", i + 1, i, prop, due, paid, st, 1 + i % 28);
+                 want.n ? "," : "", line, i, prop, due, paid, st, 1 + i % 28);
     }
+    cr_assert_gt(quoted, 1);
     cr_assert_gt(file.n, 2 * 64 * 1024, "the file must cross two read blocks");
     char path[512];
     snprintf(path, sizeof path, "%s/pay-big.csv", e.inbox);
@@ -982,7 +999,8 @@ Test(erp, a_file_larger_than_a_read_is_streamed_and_resumed_mid_file_after_kill9
     cr_assert_eq(count_of(run, "payment", "read"), BIG_ROWS, "each row is read once");
     cr_assert_eq(count_of(run, "payment", "written"), BIG_ROWS - 1);
     cr_assert_eq(count_of(run, "payment", "read_failed"), 1);
-    cr_assert_eq(count_of(run, "payment", "estimated_total"), BIG_ROWS);
+    /* The estimate counts lines: the quoted line end is one more. */
+    cr_assert_eq(count_of(run, "payment", "estimated_total"), BIG_ROWS + 1);
     json_decref(run);
     assert_bill_twin(&e);
     tfs_test_response r =
@@ -990,7 +1008,7 @@ Test(erp, a_file_larger_than_a_read_is_streamed_and_resumed_mid_file_after_kill9
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *dl = json_array_get(json_object_get(r.json, "dead_letters"), 0);
     char key[64];
-    snprintf(key, sizeof key, "pay-big.csv:%d", BIG_BAD_ROW + 1);
+    snprintf(key, sizeof key, "pay-big.csv:%d", BIG_BAD_ROW + 2); /* after the quoted CRLF */
     cr_assert_eq(json_array_size(json_object_get(r.json, "dead_letters")), 1, "%s", r.body);
     cr_assert_str_eq(json_string_value(json_object_get(dl, "source_key")), key, "%s", r.body);
     tfs_test_response_free(&r);
