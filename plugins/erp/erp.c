@@ -1182,16 +1182,22 @@ static int64_t estimate_file(const char *path)
         fclose(f);
         return -1;
     }
-    static _Thread_local char buf[64 * 1024];
+    enum { BLOCK = 64 * 1024 };
+    char *buf = malloc(BLOCK);
+    if (!buf) {
+        fclose(f);
+        return -1;
+    }
     int64_t lines = 0, seen = 0;
     char last = '\n';
     size_t n;
-    while (seen < ESTIMATE_SAMPLE && (n = fread(buf, 1, sizeof buf, f)) > 0) {
+    while (seen < ESTIMATE_SAMPLE && (n = fread(buf, 1, BLOCK, f)) > 0) {
         for (size_t i = 0; i < n; i++)
             lines += buf[i] == '\n';
         last = buf[n - 1];
         seen += (int64_t)n;
     }
+    free(buf);
     fclose(f);
     if (seen == 0)
         return 0;
