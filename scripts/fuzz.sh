@@ -55,7 +55,7 @@ sources_of() {
     http) echo core/http.c core/http_message.c core/auth.c core/api.c core/api_jobs.c core/api_dead_letters.c core/api_conflicts.c core/api_transforms.c ;;
     lua) echo core/lua_convert.c core/lua_json.c core/lua_decimal.c core/record.c ;;
     canonical) echo core/canonical.c core/record.c ;;
-    csv) echo plugins/erp/erp.c ;;
+    csv) echo plugins/erp/erp.c plugins/erp/csv_stream.c ;;
     geojson) echo core/record.c ;;
     esac
 }
@@ -88,7 +88,8 @@ if ((coverage)); then
         [[ -d "$corpus" ]] || corpus="$root/tests/fuzz/corpus/$n"
         rm -f "$cov/$n".*.profraw
         # shellcheck disable=SC2046
-        LLVM_PROFILE_FILE="$cov/$n.%p.profraw" "$cov/fuzz/fuzz_$n" -runs=0 $(options_of "$n") \
+        # %m: a plugin carries its own profile runtime and writes its own file.
+        LLVM_PROFILE_FILE="$cov/$n.%p-%m.profraw" "$cov/fuzz/fuzz_$n" -runs=0 $(options_of "$n") \
             "$corpus" "$root/tests/fuzz/corpus/$n" >/dev/null 2>&1 || true
         "$profdata" merge -sparse "$cov/$n".*.profraw -o "$cov/$n.profdata"
         objects=("$cov/fuzz/fuzz_$n")
@@ -99,6 +100,11 @@ if ((coverage)); then
         # shellcheck disable=SC2046
         (cd "$root" && "$llvmcov" report "${objects[@]}" -instr-profile="$cov/$n.profdata" \
             $(sources_of "$n"))
+        # geojson's target is one function of record.c.
+        if [[ $n == geojson ]]; then
+            (cd "$root" && "$llvmcov" report -show-functions "${objects[@]}" \
+                -instr-profile="$cov/$n.profdata" core/record.c) | grep -E '^tfs_geometry_check' || true
+        fi
     done
     exit 0
 fi
