@@ -259,10 +259,11 @@ static int parse_ground(const json_t *root, const tfs_config_path *top, tfs_conf
 static int parse_lua(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
                      tfs_error *err)
 {
-    static const char *const keys[] = {"memory_bytes", "instructions", "max_string", NULL};
+    static const char *const keys[] = {"memory_bytes", "instructions", "max_string", "record_ms",
+                                       NULL};
     const json_t *lua;
     tfs_config_path up;
-    long long lmem, lins, lstr;
+    long long lmem, lins, lstr, lms;
     int rc;
     if ((rc = section(root, top, "lua", keys, &lua, &up, err)) ||
         (rc = tfs_config_get_int(lua, &up, "memory_bytes", (long long)TFS_LUA_MEMORY_DEFAULT,
@@ -270,9 +271,11 @@ static int parse_lua(const json_t *root, const tfs_config_path *top, tfs_config 
         (rc = tfs_config_get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
                       TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
         (rc = tfs_config_get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
-                      TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)))
+                      TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)) ||
+        (rc = tfs_config_get_int(lua, &up, "record_ms", (long long)TFS_LUA_RECORD_MS_DEFAULT,
+                      TFS_LUA_RECORD_MS_MIN, TFS_LUA_RECORD_MS_MAX, &lms, err)))
         return rc;
-    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr};
+    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr, (unsigned)lms};
     return 0;
 }
 

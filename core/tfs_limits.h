@@ -41,6 +41,9 @@
 #define TFS_LUA_MAX_STRING_DEFAULT ((size_t)1 << 20) /* longest string an output holds */
 #define TFS_LUA_MAX_STRING_MIN 64LL
 #define TFS_LUA_MAX_STRING_MAX (1LL << 30)
+#define TFS_LUA_RECORD_MS_DEFAULT 1000u /* wall clock of one record's calls */
+#define TFS_LUA_RECORD_MS_MIN 10LL
+#define TFS_LUA_RECORD_MS_MAX 600000LL
 
 /* ---- leases and resumption (lease.*, resume.*, node_id in the config; lease.h) ---- */
 
@@ -62,6 +65,7 @@ typedef struct tfs_lua_limits {
     size_t memory_bytes;   /* cap of the state's allocator */
     uint64_t instructions; /* budget per map() call */
     size_t max_string;     /* longest string an output field may hold */
+    unsigned record_ms;    /* wall clock per map() call (map and validate together) */
 } tfs_lua_limits;
 
 /* ---- shutdown (shutdown.* in the config) ---- */
