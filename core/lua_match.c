@@ -72,6 +72,7 @@ static bool in_class(int c, int cl)
     case 'u': r = isupper(c); break;
     case 'w': r = isalnum(c); break;
     case 'x': r = isxdigit(c); break;
+    case 'z': r = c == 0; break; /* deprecated, still in Lua 5.4 */
     default: return cl == c;
     }
     return isupper(cl) ? !r : r;
@@ -149,7 +150,7 @@ static int capture_index(pm_state *m, int digit)
 {
     int i = digit - '1';
     if (i < 0 || i >= m->level || m->cap[i].len == CAP_OPEN)
-        return luaL_error(m->L, "invalid capture index %%%d in pattern", i + 1);
+        return luaL_error(m->L, "invalid capture index %%%d", i + 1);
     return i;
 }
 

@@ -331,6 +331,39 @@ static int sb_rawset(lua_State *L)
     return 1;
 }
 
+/* xpcall's message handler, wrapped: Lua calls a handler for an error raised by the count
+ * hook with hooks off, so once a budget is spent the script's handler is not called (the
+ * error goes on as it is); before, it runs under the budget like any other code.
+ * Upvalue 1: the script's handler. */
+static int xpcall_handler(lua_State *L)
+{
+    if (tfs_lua_rt(L)->budget_hit)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* xpcall(f, msgh, ...), with msgh wrapped (no coroutines here: nothing yields). */
+static int sb_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+    if (lua_pcall(L, n - 2, LUA_MULTRET, 2) != LUA_OK) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - 2;
+}
+
 static int sb_collectgarbage(lua_State *L)
 {
     const char *opt = luaL_optstring(L, 1, "collect");
@@ -454,7 +487,7 @@ void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s,
 
 static const char *const base_allowed[] = {
     "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
-    "rawget", "rawlen", "select", "tonumber", "tostring", "type", "xpcall",
+    "rawget", "rawlen", "select", "tonumber", "tostring", "type",
     "warn", "_VERSION", NULL,
 };
 
@@ -533,6 +566,8 @@ static int init_state(lua_State *L)
     lua_setfield(L, tpl, "setmetatable");
     lua_pushcfunction(L, sb_rawset);
     lua_setfield(L, tpl, "rawset");
+    lua_pushcfunction(L, sb_xpcall);
+    lua_setfield(L, tpl, "xpcall");
     lua_pushcfunction(L, sb_collectgarbage);
     lua_setfield(L, tpl, "collectgarbage");
     static const char *const no_random[] = {"random", "randomseed", NULL};
