@@ -341,14 +341,14 @@ Test(sandbox, tf_and_tf_null_are_read_only)
     write_script("writer.lua",
                  "function map(rec)\n"
                  "  local r = {}\n"
-                 "  r[1] = select(2, pcall(rawset, tf.null, 'x', 1))\n"
-                 "  r[2] = select(2, pcall(function() tf.null.x = 1 end))\n"
-                 "  r[3] = select(2, pcall(rawset, tf, 'upper', print))\n"
-                 "  r[4] = select(2, pcall(function() tf.upper = print end))\n"
-                 "  r[5] = select(2, pcall(function() tf.mine = 1 end))\n"
-                 "  r[6] = select(2, pcall(setmetatable, tf.null, nil))\n"
-                 "  r[7] = select(2, pcall(setmetatable, tf, nil))\n"
-                 "  r[8] = select(2, pcall(table.insert, tf.null, 1))\n"
+                 "  r[1] = tostring((select(2, pcall(rawset, tf.null, 'x', 1))))\n"
+                 "  r[2] = tostring((select(2, pcall(function() tf.null.x = 1 end))))\n"
+                 "  r[3] = tostring((select(2, pcall(rawset, tf, 'upper', print))))\n"
+                 "  r[4] = tostring((select(2, pcall(function() tf.upper = print end))))\n"
+                 "  r[5] = tostring((select(2, pcall(function() tf.mine = 1 end))))\n"
+                 "  r[6] = tostring((select(2, pcall(setmetatable, tf.null, nil))))\n"
+                 "  r[7] = tostring((select(2, pcall(setmetatable, tf, nil))))\n"
+                 "  r[8] = tostring((select(2, pcall(table.insert, tf.null, 1))))\n"
                  "  r[9] = tostring(getmetatable(tf)) .. ' ' .. tostring(getmetatable(tf.null))\n"
                  "  return { out = { a = 1, b = table.concat(r, '\\n') } }\nend\n");
     write_script("reader.lua",
