@@ -187,6 +187,7 @@ Test(config, limits_default_and_bounds_from_one_header)
     cr_assert_eq(cfg->lua.memory_bytes, TFS_LUA_MEMORY_DEFAULT);
     cr_assert_eq(cfg->lua.instructions, TFS_LUA_INSTRUCTIONS_DEFAULT);
     cr_assert_eq(cfg->lua.max_string, TFS_LUA_MAX_STRING_DEFAULT);
+    cr_assert_eq(cfg->lua.record_ms, TFS_LUA_RECORD_MS_DEFAULT);
     tfs_config_free(cfg);
 
     static const struct {
@@ -202,11 +203,13 @@ Test(config, limits_default_and_bounds_from_one_header)
         {"lua", "instructions", TFS_LUA_INSTRUCTIONS_MAX},
         {"lua", "max_string", TFS_LUA_MAX_STRING_MIN},
         {"lua", "max_string", TFS_LUA_MAX_STRING_MAX},
+        {"lua", "record_ms", TFS_LUA_RECORD_MS_MIN},
+        {"lua", "record_ms", TFS_LUA_RECORD_MS_MAX},
     };
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
         for (int past = 0; past < 2; past++) {
             /* The bound itself loads; one past it (below a min, above a max) does not. */
-            int is_min = i == 0 || i == 3 || i == 5 || i == 7;
+            int is_min = i == 0 || i == 3 || i == 5 || i == 7 || i == 9;
             long long v = edges[i].value + (past ? (is_min ? -1 : 1) : 0);
             c = good();
             json_object_set_new(c, edges[i].section,
