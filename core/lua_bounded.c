@@ -1,8 +1,9 @@
 /* core/lua_bounded.c — the library functions whose C loops the count hook cannot stop,
  * bounded by the sizes involved before they start: string.rep (its result against the
  * memory cap, and nothing to repeat costs nothing, so rep('', 1 << 62) returns at once),
- * and table.concat, sort, move, insert, remove, string.upper, lower, reverse and utf8.len
- * charged to the call's budget by the elements or bytes they will touch, so a loop
+ * and table.concat, sort, move, insert and remove at a position, string.upper, lower,
+ * reverse and utf8.len charged to the call's budget by the elements or bytes they will
+ * touch (appending and removing the last element cost nothing more), so a loop
  * calling them on a large input ends at the budget instead of after hours. Pattern
  * matching has its own counter (lua_match.c).
  */
@@ -59,7 +60,7 @@ static int b_rep(lua_State *L)
 
 /* ---- charged wrappers ---------------------------------------------------------------- */
 
-enum { COST_CONCAT, COST_SORT, COST_MOVE, COST_LEN, COST_BYTES };
+enum { COST_CONCAT, COST_SORT, COST_MOVE, COST_INSERT, COST_REMOVE, COST_BYTES };
 
 static uint64_t table_len(lua_State *L, int idx)
 {
@@ -99,8 +100,14 @@ static uint64_t cost_of(lua_State *L, int kind)
             return 0;
         return span(lua_tointeger(L, 2), lua_tointeger(L, 3));
     }
-    case COST_LEN: /* insert and remove shift what follows the position */
-        return lua_type(L, 1) == LUA_TTABLE ? table_len(L, 1) : 0;
+    case COST_INSERT: /* the elements from pos on are shifted; appending costs nothing */
+        if (lua_type(L, 1) != LUA_TTABLE || lua_gettop(L) != 3 || !lua_isinteger(L, 2))
+            return 0;
+        return span(lua_tointeger(L, 2), (lua_Integer)table_len(L, 1));
+    case COST_REMOVE: /* likewise; removing the last costs nothing */
+        if (lua_type(L, 1) != LUA_TTABLE || !lua_isinteger(L, 2))
+            return 0;
+        return span(lua_tointeger(L, 2), (lua_Integer)table_len(L, 1));
     default: {
         size_t len = 0;
         if (lua_type(L, 1) == LUA_TSTRING)
@@ -143,7 +150,7 @@ void tfs_lua_open_bounded(lua_State *L, int strlib, int tablib, int utf8lib)
     wrap(L, tablib, "table", "concat", COST_CONCAT);
     wrap(L, tablib, "table", "sort", COST_SORT);
     wrap(L, tablib, "table", "move", COST_MOVE);
-    wrap(L, tablib, "table", "insert", COST_LEN);
-    wrap(L, tablib, "table", "remove", COST_LEN);
+    wrap(L, tablib, "table", "insert", COST_INSERT);
+    wrap(L, tablib, "table", "remove", COST_REMOVE);
     wrap(L, utf8lib, "utf8", "len", COST_BYTES);
 }

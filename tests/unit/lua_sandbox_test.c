@@ -268,6 +268,34 @@ Test(sandbox, rep_is_bounded_by_its_size_before_it_starts)
     tfs_lua_free(rt);
 }
 
+/* What the charges cost ordinary work: lists built and emptied at their end, joined,
+ * sorted and matched over a 100,000-element list fit the default budget many times over. */
+Test(sandbox, ordinary_library_use_stays_within_the_budget)
+{
+    write_script("busy.lua",
+                 "function map(rec)\n"
+                 "  local t = {}\n"
+                 "  for i = 1, 100000 do table.insert(t, tostring(i % 977)) end\n"
+                 "  local s = table.concat(t, ' ')\n"
+                 "  table.sort(t)\n"
+                 "  local words = 0\n"
+                 "  for w in s:gmatch('%d+') do words = words + 1 end\n"
+                 "  local _, n = s:gsub('9', '*')\n"
+                 "  for i = 1, 100000 do table.remove(t) end\n"
+                 "  table.insert(t, 1, 'x') table.remove(t, 1)\n"
+                 "  return { out = { a = words, b = #t .. ' ' .. n .. ' ' .. #s:upper() } }\n"
+                 "end\n");
+    tfs_lua *rt = new_rt(NULL);
+    tfs_lua_output out;
+    tfs_error err;
+    int rc = map(rt, "busy.lua", &out, &err);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    cr_expect_eq(out.recs[0]->values[0].u.i, 100000);
+    cr_expect(strncmp(out.recs[0]->values[1].u.s, "0 ", 2) == 0, "%s",
+              out.recs[0]->values[1].u.s);
+    tfs_lua_free(rt);
+}
+
 Test(sandbox, gc_metamethods_stay_refused)
 {
     write_script("ok.lua", ok_lua);
