@@ -412,9 +412,10 @@ static int find_or_match(lua_State *L, bool find)
         return 1;
     }
     if (find && (lua_toboolean(L, 4) || !has_specials(p, lp))) {
-        /* plain text: memmem is linear; charged by the length it may scan */
-        tfs_lua_charge(tfs_lua_rt(L), L, (ls - init) / 16, what);
+        /* plain text: memmem is linear; charged by the bytes it scanned */
         const char *at = lp == 0 ? s + init : memmem(s + init, ls - init, p, lp);
+        size_t scanned = at ? (size_t)(at - (s + init)) + lp : ls - init;
+        tfs_lua_charge(tfs_lua_rt(L), L, scanned / 64, what);
         if (at) {
             lua_pushinteger(L, (at - s) + 1);
             lua_pushinteger(L, (at - s) + (lua_Integer)lp);

@@ -125,7 +125,7 @@ static void push_spent_message(tfs_lua *rt, lua_State *L, const char *where, int
 {
     const char *sep = in ? " in " : "", *fn = in ? in : "";
     if (hit == TFS_LUA_HIT_STOP)
-        lua_pushfstring(L, "%sstopped: the daemon is shutting down%s%s", where, sep, fn);
+        lua_pushfstring(L, "%sstopped: the daemon is stopping or the run was cancelled%s%s", where, sep, fn);
     else if (hit == TFS_LUA_HIT_WALL)
         lua_pushfstring(L, "%swall-clock budget exceeded (%d ms per record, lua.record_ms)%s%s",
                         where, (int)rt->limits.record_ms, sep, fn);
