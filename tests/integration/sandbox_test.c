@@ -231,7 +231,9 @@ static void expect_others_written(json_t *run)
 Test(sandbox_daemon, hanging_records_become_dead_letters_and_the_rest_is_written)
 {
     env e;
-    env_up(&e, json_pack("{sI}", "instructions", (json_int_t)1000000));
+    /* the wall clock out of the way (a sanitizer build on a busy machine is slow) */
+    env_up(&e, json_pack("{sI sI}", "instructions", (json_int_t)1000000, "record_ms",
+                         (json_int_t)60000));
     e.d = tfs_test_daemon_start(e.cfg);
     long long t0 = now_ms();
     json_int_t id = tfs_test_start_full(e.d, PAIR);

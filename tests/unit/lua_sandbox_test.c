@@ -198,7 +198,8 @@ Test(sandbox, hangs_end_at_the_instruction_budget_and_the_next_record_maps)
                  hangs[i].body);
         write_script(hangs[i].name, text);
     }
-    tfs_lua_limits lim = {.instructions = 1000000};
+    /* the wall clock out of the way: a sanitizer build on a busy machine is slow */
+    tfs_lua_limits lim = {.instructions = 1000000, .record_ms = 60000};
     tfs_lua *rt = new_rt(&lim);
     for (size_t i = 0; i < sizeof hangs / sizeof hangs[0]; i++) {
         const char *name = hangs[i].name;
@@ -230,7 +231,7 @@ Test(sandbox, budget_errors_name_the_line_and_the_function)
                             "end\n");
     write_script("concat.lua", "function map(rec)\n  local t = setmetatable({}, {__index = "
                                "table.concat})\n  return table.concat(t, '', 1, 1 << 62)\nend\n");
-    tfs_lua_limits lim = {.instructions = 1000000, .memory_bytes = 8u << 20};
+    tfs_lua_limits lim = {.instructions = 1000000, .memory_bytes = 8u << 20, .record_ms = 60000};
     tfs_lua *rt = new_rt(&lim);
     expect_budget(rt, "find.lua", 3, "string.find");
     expect_budget(rt, "concat.lua", 3, "table.concat");
@@ -286,7 +287,8 @@ Test(sandbox, ordinary_library_use_stays_within_the_budget)
                  "  table.insert(t, 1, 'x') table.remove(t, 1)\n"
                  "  return { out = { a = words, b = #t .. ' ' .. n .. ' ' .. #s:upper() } }\n"
                  "end\n");
-    tfs_lua *rt = new_rt(NULL);
+    tfs_lua_limits lim = {.record_ms = 60000}; /* the default instruction budget */
+    tfs_lua *rt = new_rt(&lim);
     tfs_lua_output out;
     tfs_error err;
     int rc = map(rt, "busy.lua", &out, &err);
