@@ -755,6 +755,7 @@ static const tfs_http_route routes[] = {
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
     {"POST", "/sync/incremental", TFS_ROLE_OPERATE, handle_sync_incremental},
     {"GET", "/audit", TFS_ROLE_READ, handle_audit},
+    {"GET", "/audit/verify", TFS_ROLE_READ, tfs_api_audit_verify},
     {"GET", "/sync/status", TFS_ROLE_READ, handle_status},
     {"GET", "/sync/status/{run_id}", TFS_ROLE_READ, handle_run_status},
     {"POST", "/sync/runs/{run_id}/cancel", TFS_ROLE_OPERATE, handle_cancel},

@@ -33,6 +33,39 @@ static int hex_value(char c)
     return -1;
 }
 
+/* The key just parsed (the last of cfg->keys) against those before it: a hash configured
+ * twice would give whichever entry comes first, whatever role the other says, and a name
+ * twice makes two callers one actor in the audit trail. Both entries are named. */
+static int check_key_unique(const tfs_config *cfg, const tfs_config_path *kp, tfs_error *err)
+{
+    size_t last = cfg->n_keys - 1;
+    const tfs_api_key *k = &cfg->keys[last];
+    for (size_t j = 0; j < last; j++) {
+        const tfs_api_key *o = &cfg->keys[j];
+        tfs_config_path ip = tfs_config_path_index(kp, last);
+        tfs_config_path op = tfs_config_path_index(kp, j);
+        if (memcmp(o->sha256, k->sha256, sizeof k->sha256) == 0) {
+            tfs_config_path hp = tfs_config_path_key(&ip, "sha256");
+            tfs_config_path ohp = tfs_config_path_key(&op, "sha256");
+            tfs_config_fail(err, &hp, "the same key as %s (\"%s\", role \"%s\"); this entry "
+                            "is \"%s\", role \"%s\"", ohp.text, o->name, tfs_role_name(o->role),
+                            k->name, tfs_role_name(k->role));
+            tfs_error_hint(err, "give each API key its own secret: remove one of the two "
+                           "entries or give it a new key's SHA-256");
+            return TFS_EINVAL;
+        }
+        if (strcmp(o->name, k->name) == 0) {
+            tfs_config_path np = tfs_config_path_key(&ip, "name");
+            tfs_config_path onp = tfs_config_path_key(&op, "name");
+            tfs_config_fail(err, &np, "\"%s\" is already the name of %s", k->name, onp.text);
+            tfs_error_hint(err, "a key's name is its actor in the audit trail: give each key "
+                           "its own name");
+            return TFS_EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int parse_keys(const json_t *root, tfs_config *cfg, tfs_error *err)
 {
     static const char *const allowed[] = {"name", "role", "sha256", NULL};
@@ -90,6 +123,8 @@ static int parse_keys(const json_t *root, tfs_config *cfg, tfs_error *err)
             tfs_error_hint(err, "store the SHA-256 of the key, e.g. printf %%s KEY | sha256sum");
             return TFS_EINVAL;
         }
+        if ((rc = check_key_unique(cfg, &kp, err)))
+            return rc;
     }
     return 0;
 }

@@ -87,6 +87,9 @@ static int check_offline(const char *config_path, const tfs_config *cfg,
                          const tfs_plugin_host *plugins, tfs_error *err)
 {
     tfs_schema_check_report rep;
+    /* The daemon would start without them; the check names each and why. */
+    for (size_t i = 0; i < plugins->n_refused; i++)
+        printf("plugin refused: %s\n", plugins->refused[i].reason);
     int rc = tfs_schema_check(cfg, plugins, &rep, err);
     /* The daemon starts without a plugin that is missing; a config check says it fails. */
     for (size_t i = 0; rc == 0 && i < cfg->n_systems; i++)

@@ -117,6 +117,28 @@ Test(config, bad_role_and_hash)
     expect(c, "api_keys[0].sha256: must be 64 hexadecimal digits");
 }
 
+/* Two entries with one key: whichever came first would decide the role; two entries with
+ * one name would be one actor in the audit trail. Both refused, naming both entries. */
+Test(config, duplicate_key_hash_or_name_refused_naming_both_entries)
+{
+    json_t *c = good();
+    json_t *keys = json_object_get(c, "api_keys");
+    json_t *twin = json_deep_copy(json_array_get(keys, 0));
+    json_object_set_new(twin, "name", json_string("boss"));
+    json_object_set_new(twin, "role", json_string("admin"));
+    json_array_append_new(keys, twin);
+    expect(c, "api_keys[1].sha256: the same key as api_keys[0].sha256 (\"ops\", role "
+              "\"operate\"); this entry is \"boss\", role \"admin\"");
+
+    c = good();
+    keys = json_object_get(c, "api_keys");
+    twin = json_deep_copy(json_array_get(keys, 0));
+    json_object_set_new(twin, "sha256", json_string("2c26b46b68ffc68ff99b453c1d30413413422d70"
+                                                    "6483bfa0f98a5e886266e7ae"));
+    json_array_append_new(keys, twin);
+    expect(c, "api_keys[1].name: \"ops\" is already the name of api_keys[0].name");
+}
+
 Test(config, missing_roll_year_and_batch_range)
 {
     json_t *c = good();
