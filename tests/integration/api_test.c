@@ -177,3 +177,60 @@ Test(api, status_lists_pairs_and_plugins)
                      "ok", "%s", r.body);
     tfs_test_response_free(&r);
 }
+
+/* Client mistakes are 4xx about the client's own input, never the state store's text:
+ * bytes that are not UTF-8 in a query (PostgreSQL refused them as a 503 before), a date
+ * out of range (its error text reached the client), duplicate body keys (last one won and
+ * started a run); /health without a key shows states only. */
+Test(api, client_errors_are_4xx_and_internals_stay_inside)
+{
+    expect_problem("GET", "/audit?pair=%ff", "read-key", NULL, 400, "invalid-query",
+                   "query parameter \"pair\" is not valid UTF-8");
+    expect_problem("GET", "/audit?entity=pardat&key=%c3%28", "read-key", NULL, 400,
+                   "invalid-query", "\"key\" is not valid UTF-8");
+    const char *bad_times[] = {"/audit?since=2026-13-45T00:00:00Z",
+                               "/audit?since=2026-02-30", "/audit?until=2026-01-01T25:00:00Z",
+                               "/audit?since=99999-01-01", "/audit?since=2026-01-01T00:00:00+99"};
+    for (size_t i = 0; i < sizeof bad_times / sizeof bad_times[0]; i++) {
+        tfs_test_response r = tfs_test_http(d, "GET", bad_times[i], "read-key", NULL);
+        cr_assert_eq(r.status, 400, "%s: %ld %s", bad_times[i], r.status, r.body);
+        const char *detail = json_string_value(json_object_get(r.json, "detail"));
+        cr_assert(detail && strstr(detail, "is not a time: ") && strstr(detail, "ISO 8601"),
+                  "%s: %s", bad_times[i], r.body);
+        cr_assert_null(strstr(r.body, "PostgreSQL"), "%s", r.body);
+        cr_assert_null(strstr(r.body, "ERROR"), "%s", r.body);
+        tfs_test_response_free(&r);
+    }
+    tfs_test_response r =
+        tfs_test_http(d, "GET", "/audit?since=2026-11-21T08:00:00.5-05:00", "read-key", NULL);
+    cr_assert_eq(r.status, 200, "a valid time: %s", r.body);
+    tfs_test_response_free(&r);
+
+    expect_problem("POST", "/sync/full", "operate-key",
+                   "{\"pair\": \"x\", \"pair\": \"pacs-to-cama\"}", 400, "duplicate-key",
+                   "the key \"pair\" appears twice");
+    expect_problem("POST", "/sync/validate", "operate-key",
+                   "{\"pair\": \"pacs-to-cama\", \"sample\": 1, \"sample\": 2}", 400,
+                   "duplicate-key", "\"sample\"");
+    r = tfs_test_http(d, "GET", "/sync/status", "read-key", NULL);
+    json_t *p = json_object_get(json_object_get(r.json, "pairs"), "pacs-to-cama");
+    cr_assert(json_is_null(json_object_get(p, "last_run")), "no run was started: %s", r.body);
+    tfs_test_response_free(&r);
+
+    r = tfs_test_http(d, "GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *store = json_object_get(r.json, "state_store");
+    json_t *cama_h = json_object_get(json_object_get(r.json, "systems"), "cama");
+    cr_assert_not_null(json_object_get(store, "status"), "%s", r.body);
+    cr_assert_not_null(json_object_get(cama_h, "status"), "%s", r.body);
+    cr_assert_null(json_object_get(store, "error"), "an error text without a key: %s", r.body);
+    cr_assert_null(json_object_get(cama_h, "error"), "%s", r.body);
+    cr_assert_null(json_object_get(cama_h, "plugin"), "%s", r.body);
+    tfs_test_response_free(&r);
+    r = tfs_test_http(d, "GET", "/health", "read-key", NULL);
+    cama_h = json_object_get(json_object_get(r.json, "systems"), "cama");
+    cr_assert_str_eq(json_string_value(json_object_get(cama_h, "plugin")), "cama", "%s", r.body);
+    cr_assert(json_object_get(cama_h, "error"), "with a key the error field is there: %s",
+              r.body);
+    tfs_test_response_free(&r);
+}
