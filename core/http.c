@@ -697,7 +697,19 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
             in_tag = true;
         else if (ch == '>' && in_tag)
             in_tag = false;
-        else if (!in_tag && ch != '\n')
+        else if (!in_tag && ch == '&') {
+            /* The few entities of its pages, as text. */
+            static const struct {
+                const char *ent;
+                char ch;
+            } ents[] = {{"&quot;", '"'}, {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}};
+            size_t k = 0;
+            while (k < 4 && strncmp(raw + i, ents[k].ent, strlen(ents[k].ent)) != 0)
+                k++;
+            text[o++] = k < 4 ? ents[k].ch : '&';
+            if (k < 4)
+                i += strlen(ents[k].ent) - 1;
+        } else if (!in_tag && ch != '\n')
             text[o++] = (ch == '\r' || ch == '\t') ? ' ' : ch;
     }
     text[o] = '\0';

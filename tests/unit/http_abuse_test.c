@@ -620,3 +620,45 @@ Test(http_abuse, library_refusals_are_logged_with_the_client_and_no_html)
     cr_assert(strstr(log, "(reading a request from 127.0.0.6)"), "%s", log);
     free(log);
 }
+
+/* What libmicrohttpd answers by itself (docs/security.md says what of it is left): the
+ * status of each protocol error, the connection closed after it, and the server still up.
+ * Its bodies are its own HTML without a Content-Type, and in 0.9.75 a refused header
+ * (Content-Length: -1, a missing Host in strict mode) gets its status line and headers
+ * twice; only the first status line is looked at here. */
+Test(http_abuse, protocol_errors_answered_by_the_library_close_and_the_server_stays_up)
+{
+    start(base_config());
+    static char big_header[80000], long_uri[80000];
+    snprintf(big_header, sizeof big_header, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(big_header + strlen(big_header), 'a', 70000);
+    strcat(big_header, "\r\n\r\n");
+    snprintf(long_uri, sizeof long_uri, "GET /");
+    memset(long_uri + 5, 'a', 70000);
+    strcat(long_uri, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    static const struct {
+        const char *request;
+        const char *status;
+    } cases[] = {
+        {"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", "HTTP/1.1 505 "},
+        {big_header, "HTTP/1.1 431 "},
+        {long_uri, "HTTP/1.1 414 "},
+        {"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+         "HTTP/1.1 400 "},
+        {"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", "HTTP/1.1 400 "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = connect_from(NULL);
+        cr_assert_geq(fd, 0);
+        send_text(fd, cases[i].request);
+        char buf[8192];
+        read_answer(fd, buf, sizeof buf, 2000);
+        cr_assert(strncmp(buf, cases[i].status, strlen(cases[i].status)) == 0,
+                  "case %zu: want %s, got %.200s", i, cases[i].status, buf);
+        cr_assert(closed_within(fd, 2000), "case %zu: the connection stayed open", i);
+        close(fd);
+        result r = call("GET", "/health", NULL, NULL);
+        cr_assert_eq(r.status, 200, "case %zu: the server must still answer", i);
+        free(r.body);
+    }
+}
