@@ -3,7 +3,9 @@
  * libmicrohttpd's largepost example (set up on the first call, buffer on upload calls,
  * answer on the last, free in the completion callback), routing by method and path pattern,
  * and RFC 9457 problem+json errors; who may call a route is auth.c's answer, turned into
- * 401 and 403 here. It knows nothing of syncs: api.c registers its handlers as routes.
+ * 401 and 403 here. Every connection is tracked so a reaper thread can close those whose
+ * request headers are late (libmicrohttpd has only an idle timeout, which a byte a second
+ * resets), and each request gets an access log line. It knows nothing of syncs: api.c registers its handlers as routes.
  */
 #include "http.h"
 #include "http_message.h"

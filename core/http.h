@@ -1,5 +1,6 @@
 /* core/http.h — the HTTP server: libmicrohttpd (epoll, internal thread pool, connection,
- * per-IP, memory and timeout limits), request bodies buffered under a cap, the API-key
+ * per-IP, memory and timeout limits, and a header deadline of our own), request bodies
+ * buffered under a cap, the API-key
  * check of auth.h on every route that needs a role, routing by method and path pattern, and
  * application/problem+json errors (RFC 9457). It knows nothing of syncs: the API's
  * handlers are registered as routes (api.c).
