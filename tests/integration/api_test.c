@@ -3,8 +3,15 @@
  * each; and 409 while a run holds the pair (held deterministically with a table lock). */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "tfs_test.h"
 
@@ -18,6 +25,8 @@ static void setup(void)
     state = tfs_test_db_clone("tfs_tmpl_state", "state");
     json_t *cfg = tfs_test_config_new(pacs, cama, state);
     json_object_set_new(json_object_get(cfg, "listen"), "max_body_bytes", json_integer(4096));
+    /* A short header deadline, so the daemon's wiring of it is tested in a second. */
+    json_object_set_new(json_object_get(cfg, "listen"), "header_timeout", json_string("1s"));
     d = tfs_test_daemon_start(cfg);
     json_decref(cfg);
 }
@@ -233,4 +242,53 @@ Test(api, client_errors_are_4xx_and_internals_stay_inside)
     cr_assert(json_object_get(cama_h, "error"), "with a key the error field is there: %s",
               r.body);
     tfs_test_response_free(&r);
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The daemon's listen.header_timeout (1 s here) reaches its server: a client dripping
+ * header bytes is closed at the deadline and logged with its address, while /health
+ * answers a fresh client meanwhile. */
+Test(api, a_client_dripping_headers_is_closed_at_the_configured_deadline)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    long long t0 = mono_ms();
+    const char *head = "GET /health HTTP/1.1\r\nHost: x\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    int closed = 0;
+    while (!closed && mono_ms() - t0 < 4000) {
+        (void)send(fd, "X", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            char buf[256];
+            ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+            closed = n == 0 || n < 0;
+        }
+        if (!closed && mono_ms() - t0 > 500)
+            still_up();
+    }
+    long long took = mono_ms() - t0;
+    close(fd);
+    cr_assert(closed, "the dripping client was not closed within 4 s");
+    cr_assert(took >= 900 && took <= 2500, "closed after %lld ms with a 1 s deadline", took);
+    long long end = mono_ms() + 3000;
+    char *log = NULL;
+    do {
+        free(log);
+        log = tfs_test_daemon_log(d);
+    } while (!strstr(log, "closed: headers not complete") && mono_ms() < end &&
+             poll(NULL, 0, 20) == 0);
+    cr_assert(strstr(log, "[access] 127.0.0.1 ? /health - - closed: headers not complete by "
+                          "the header deadline"),
+              "%s", log);
+    cr_assert(strstr(log, "headers within 1000 ms"), "the daemon logs its limits: %s", log);
+    free(log);
 }
