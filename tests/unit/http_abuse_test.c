@@ -662,3 +662,38 @@ Test(http_abuse, protocol_errors_answered_by_the_library_close_and_the_server_st
         free(r.body);
     }
 }
+
+/* The server raises the process's open-file limit to fit max_connections, and when the
+ * hard limit is too low it serves fewer connections and says how to raise it. (Each test
+ * runs in its own process, so lowering the limits here touches no other test.) */
+Test(http_abuse, open_file_limit_raised_to_fit_or_connections_lowered)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    cr_assert(rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= 4096 + 256,
+              "the hard limit %llu is too low for this test", (unsigned long long)rl.rlim_max);
+    rl.rlim_cur = 1024;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    start(base_config());
+    getrlimit(RLIMIT_NOFILE, &rl);
+    cr_assert_geq(rl.rlim_cur, 4096 + 256, "soft limit after start: %llu",
+                  (unsigned long long)rl.rlim_cur);
+    tfs_http_stop(srv);
+    srv = NULL;
+
+    log_capture(TFS_LOG_INFO);
+    rl.rlim_cur = 1024;
+    rl.rlim_max = 2048;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    start(base_config());
+    char *log = log_text();
+    log_release();
+    cr_assert(strstr(log, "listen.max_connections lowered from 4096 to 1792: the open-file "
+                          "limit is 2048"),
+              "%s", log);
+    cr_assert(strstr(log, "at most 1792 connections"), "%s", log);
+    free(log);
+    result r = call("GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    free(r.body);
+}
