@@ -5,7 +5,8 @@
  * and RFC 9457 problem+json errors; who may call a route is auth.c's answer, turned into
  * 401 and 403 here. Every connection is tracked so a reaper thread can close those whose
  * request headers are late (libmicrohttpd has only an idle timeout, which a byte a second
- * resets), and each request gets an access log line. It knows nothing of syncs: api.c registers its handlers as routes.
+ * resets), and each request gets an access log line. It knows nothing of syncs: api.c
+ * registers its handlers as routes.
  */
 #include "http.h"
 #include "http_message.h"
@@ -523,8 +524,8 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     free(actor);
     enum MHD_Result ret = tfs_http_send(conn, method, url, &resp,
                                         !route && allow[0] ? allow : NULL, challenge, &status);
-    tfs_http_log_request(hc->client, method, url, status, hc->start_us, key_name[0] ? key_name : NULL,
-                         srv->access_all);
+    tfs_http_log_request(hc->client, method, url, status, hc->start_us,
+                         key_name[0] ? key_name : NULL, srv->access_all);
     return ret;
 }
 
