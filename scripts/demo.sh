@@ -84,7 +84,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-demo.XXXXXX")
 crm_url=""
 if [[ -f tests/tools/node_modules/json-server/package.json ]] && command -v node >/dev/null; then
     crm_port="${TFS_DEMO_CRM_PORT:-18930}"
-    echo '{"contacts": []}' >"$work/crm.json"
+    echo '{"contacts": [], "contact_properties": []}' >"$work/crm.json"
     node tests/tools/crm_server.js "$crm_port" "$work/crm.json" demo-crm-token "$work/crm.log" \
         >"$work/crm.out" 2>&1 &
     crm_pid=$!
@@ -187,7 +187,7 @@ SELECT bill_id, prop_id, tax_year, amount_due, amount_paid, payment_status, erp_
 FROM property_bill_status ORDER BY bill_id;
 EOF
 
-# PACS <-> CRM: owners become contacts, a clerk changes a mailing address in the CRM, it
+# PACS <-> CRM: owner accounts become contacts with their parcels, a clerk changes a mailing address in the CRM, it
 # flows back to PACS, and the incremental rounds after it write nothing.
 if [[ -n "$crm_url" ]]; then
     gis_run full pacs-to-crm
@@ -206,6 +206,7 @@ if [[ -n "$crm_url" ]]; then
     psql_ -d pacs -c "SELECT acct_id, addr_line1, addr_city, addr_state, addr_zip FROM address WHERE acct_id = $acct AND addr_type_cd = 'M'"
     echo "CRM contacts: $(curl -sf -I -H 'Authorization: Bearer demo-crm-token' "$crm_url/contacts?_limit=1" | tr -d '\r' | sed -n 's/^X-Total-Count: //Ip')," \
         "of which do_not_publish (confidential owners, no name or address):" \
-        "$(curl -sf -I -H 'Authorization: Bearer demo-crm-token' "$crm_url/contacts?do_not_publish=true&_limit=1" | tr -d '\r' | sed -n 's/^X-Total-Count: //Ip')"
+        "$(curl -sf -I -H 'Authorization: Bearer demo-crm-token' "$crm_url/contacts?do_not_publish=true&_limit=1" | tr -d '\r' | sed -n 's/^X-Total-Count: //Ip');" \
+        "their parcels: $(curl -sf -I -H 'Authorization: Bearer demo-crm-token' "$crm_url/contact_properties?_limit=1" | tr -d '\r' | sed -n 's/^X-Total-Count: //Ip')"
 fi
 tfs_say "done; stopping what the demo started"

@@ -77,8 +77,10 @@ tfs_write_config() {
     \"crm\": {\"plugin\": \"crm\", \"settings\": {\"base_url\": \"$crm\", \"token\": \"demo-crm-token\"}}"
         crm_pairs=",
             {\"name\": \"pacs-to-crm\", \"source\": \"pacs\", \"target\": \"crm\", \"batch_size\": $batch,
-             \"entities\": [{\"source\": \"owner\", \"targets\": [\"contact\"],
-                           \"script\": \"pacs_to_crm.lua\"}]},
+             \"entities\": [{\"source\": \"account\", \"targets\": [\"contact\"],
+                           \"script\": \"pacs_to_crm.lua\"},
+                          {\"source\": \"owner\", \"targets\": [\"contact_property\"],
+                           \"script\": \"pacs_owner_to_crm.lua\"}]},
             {\"name\": \"crm-to-pacs\", \"source\": \"crm\", \"target\": \"pacs\", \"batch_size\": $batch,
              \"entities\": [{\"source\": \"contact\", \"targets\": [\"account_mail\"],
                            \"script\": \"crm_to_pacs.lua\"}]}"

@@ -1,11 +1,13 @@
--- transforms/pacs_to_crm.lua — PACS owners -> CRM contacts (the crm adapter's contact).
+-- transforms/pacs_to_crm.lua — PACS owner accounts -> CRM contacts (the pacs adapter's
+-- account entity, the crm adapter's contact).
 --
--- For every PACS property of the roll year, its first owner becomes (or refreshes) the CRM
--- contact whose id is the PACS account id: name, mailing address (ZIP split into zip5 and
--- zip4) and do_not_publish. An account that owns several properties is the same contact
--- for each, with the same values. A confidential owner (PACS account.confidential_flag
--- 'T') is never sent in clear: CONFIDENTIAL OWNER, no address, do_not_publish. A property
--- without owners sends nothing. Values go as PACS holds them, so that a contact sent back
+-- Every PACS account that owns a property of the roll year is the CRM contact whose id is
+-- its account id: name, mailing address (ZIP split into zip5 and zip4) and
+-- do_not_publish. The parcels it owns are contact_property records
+-- (pacs_owner_to_crm.lua), so an account that stops owning one property keeps its
+-- contact, and one that owns nothing any more is deleted from the CRM. A confidential
+-- owner (PACS account.confidential_flag 'T') is never sent in clear: CONFIDENTIAL OWNER,
+-- no address, do_not_publish. Values go as PACS holds them, so that a contact sent back
 -- by crm-to-pacs unchanged is no change in PACS. The SQL twin is
 -- tests/integration/sql/pacs_to_crm.sql.
 
@@ -25,20 +27,17 @@ local function split_zip(z)
   return z:match('^(%d%d%d%d%d)$') or null, null
 end
 
-function map(o)
-  if isnull(o.owner_count) or o.owner_count == 0 or isnull(o.own1_id) then
-    return {}
-  end
-  local c = { id = o.own1_id, do_not_publish = pacs.is_confidential(o.own1_confidential) }
+function map(a)
+  local c = { id = a.acct_id, do_not_publish = pacs.is_confidential(a.confidential) }
   if c.do_not_publish then
     c.display_name = pacs.CONFIDENTIAL_OWNER
   else
-    c.display_name = o.own1_name
-    c.mail_line1 = o.addr_line1
-    c.mail_line2 = o.addr_line2
-    c.mail_city = o.addr_city
-    c.mail_state = o.addr_state
-    c.mail_zip5, c.mail_zip4 = split_zip(o.addr_zip)
+    c.display_name = a.file_as_name
+    c.mail_line1 = a.addr_line1
+    c.mail_line2 = a.addr_line2
+    c.mail_city = a.addr_city
+    c.mail_state = a.addr_state
+    c.mail_zip5, c.mail_zip4 = split_zip(a.addr_zip)
   end
   return { contact = c }
 end

@@ -1,12 +1,15 @@
 /* plugins/crm/crm.c — adapter for the constituent CRM's REST API (JSON over HTTP, libcurl).
  *
- * One entity, contact: a property owner as the CRM keeps it, by external id = the PACS
+ * Two entities. contact: a property owner as the CRM keeps it, by external id = the PACS
  * account id, which is also the resource id (GET/PUT/DELETE {base_url}/contacts/{id}).
+ * contact_property: one parcel a contact owns in a tax year, keyed (contact_id, prop_id,
+ * tax_year), whose resource id is "<contact_id>-<prop_id>-<tax_year>"
+ * ({base_url}/contact_properties/{id}); written by the sync only, so never read as a source.
  * The API has no upsert: a write GETs the contact and PUTs it when it exists (keeping the
  * updated_at the CRM holds, so a write of the sync is never a change coming back) or POSTs
  * it. updated_at is set by the CRM's users (a clerk's edit) and is the change cursor:
- * change reads list contacts with updated_at at or after the cursor's, sorted by
- * (updated_at, id), and skip what the cursor already covers.
+ * change reads list the contacts at the cursor's updated_at after its id, then those
+ * after it, sorted by (updated_at, id).
  *
  * Errors: connection errors, timeouts and 5xx are transient (the host retries with
  * backoff); a 429 is waited out inside the call for its Retry-After when that is at most
@@ -76,8 +79,27 @@ static const tfs_sdk_field contact_fields[] = {
 };
 #undef TXT
 
+enum { P_CONTACT_ID, P_PROP_ID, P_TAX_YEAR, P_GEO_ID, P_PRIMARY_OWNER };
+#define KEY TFS_SDK_INT64, TFS_SDK_FIELD_KEY | TFS_SDK_FIELD_REQUIRED, 0, 0, 0
+static const tfs_sdk_field contact_property_fields[] = {
+    [P_CONTACT_ID] = {"contact_id", KEY},
+    [P_PROP_ID] = {"prop_id", KEY},
+    [P_TAX_YEAR] = {"tax_year", KEY},
+    [P_GEO_ID] = {"geo_id", TFS_SDK_TEXT, 0, 50, 0, 0},
+    [P_PRIMARY_OWNER] = {"primary_owner", TFS_SDK_BOOL, 0, 0, 0, 0},
+};
+#undef KEY
+
+enum { E_CONTACT, E_CONTACT_PROPERTY };
 static const tfs_sdk_entity crm_entities[] = {
-    {"contact", contact_fields, N_OF(contact_fields)},
+    [E_CONTACT] = {"contact", contact_fields, N_OF(contact_fields)},
+    [E_CONTACT_PROPERTY] = {"contact_property", contact_property_fields,
+                            N_OF(contact_property_fields)},
+};
+/* Each entity's collection: {base_url}/<collection>. */
+static const char *const crm_collections[] = {
+    [E_CONTACT] = "contacts",
+    [E_CONTACT_PROPERTY] = "contact_properties",
 };
 
 enum { K_BASE_URL, K_TOKEN, K_TOKEN_FILE, K_CONNECT_MS, K_TIMEOUT_MS, K_RETRY_MAX_S,
@@ -282,13 +304,23 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
     crm *c = userdata;
     size_t n = size * nmemb;
     if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
-        /* Seconds only: an HTTP date is left to the host's backoff. */
+        /* Delay-seconds or an HTTP-date (RFC 9110 10.2.3); a date in the past is now. */
+        char v[128];
+        size_t vl = n - 12 < sizeof v - 1 ? n - 12 : sizeof v - 1;
+        memcpy(v, data + 12, vl);
+        v[vl] = 0;
+        char *s = v + strspn(v, " \t");
+        s[strcspn(s, "\r\n")] = 0;
         char *end;
-        long v = strtol(data + 12, &end, 10);
-        c->retry_after = end != data + 12 && v >= 0 && (*end == '\r' || *end == '\n' ||
-                                                        *end == ' ' || *end == 0)
-                             ? v
-                             : -1;
+        errno = 0;
+        long secs = strtol(s, &end, 10);
+        if (*s >= '0' && *s <= '9' && !errno && (*end == 0 || *end == ' ') && secs >= 0) {
+            c->retry_after = secs;
+        } else {
+            time_t at = curl_getdate(s, NULL);
+            time_t now = time(NULL);
+            c->retry_after = at == -1 ? -1 : at > now ? (long)(at - now) : 0;
+        }
     }
     else if (n > 14 && strncasecmp(data, "X-Total-Count:", 14) == 0)
         c->total = strtoll(data + 14, NULL, 10);
@@ -386,45 +418,79 @@ static int http(crm *c, const char *method, const char *url, const char *body,
 
 /* ---- records ------------------------------------------------------------------------- */
 
-static int add_contact(const json_t *o, tfs_sdk_batch *out)
+/* A record of entity from the CRM's JSON object o: 1 when o is not one of ours (a key
+ * missing or not an integer), -1 when out of memory. */
+static int add_record(size_t entity, const json_t *o, tfs_sdk_batch *out)
 {
-    json_t *id = json_object_get(o, "id");
-    if (!json_is_integer(id))
-        return 1; /* not ours: the key is the PACS account id */
+    const tfs_sdk_entity *e = &crm_entities[entity];
+    for (size_t f = 0; f < e->n_fields; f++)
+        if ((e->fields[f].flags & TFS_SDK_FIELD_KEY) &&
+            !json_is_integer(json_object_get(o, e->fields[f].name)))
+            return 1;
     tfs_sdk_record *r = host->batch_add(out);
     if (!r)
         return -1;
-    host->rec_set_int(r, F_ID, json_integer_value(id));
-    for (size_t f = 1; f < N_OF(contact_fields); f++) {
-        json_t *v = json_object_get(o, contact_fields[f].name);
-        if (contact_fields[f].type == TFS_SDK_BOOL) {
+    for (size_t f = 0; f < e->n_fields; f++) {
+        json_t *v = json_object_get(o, e->fields[f].name);
+        if (e->fields[f].type == TFS_SDK_INT64) {
+            if (json_is_integer(v))
+                host->rec_set_int(r, f, json_integer_value(v));
+        } else if (e->fields[f].type == TFS_SDK_BOOL) {
             if (json_is_boolean(v))
                 host->rec_set_bool(r, f, json_is_true(v));
         } else if (json_is_string(v)) {
-            host->rec_set_text(r, f, contact_fields[f].type, json_string_value(v),
+            host->rec_set_text(r, f, e->fields[f].type, json_string_value(v),
                                json_string_length(v));
         }
     }
     return 0;
 }
 
-/* The contact of rec as a JSON object, updated_at given (or left out). */
-static json_t *contact_json(const tfs_sdk_record *rec, json_t *updated_at)
+/* The resource id of rec: the contact's id, or "<contact_id>-<prop_id>-<tax_year>"; -1
+ * when a key part is not an integer. */
+static int resource_id(size_t entity, const tfs_sdk_record *rec, char *out, size_t cap)
 {
+    const tfs_sdk_entity *e = &crm_entities[entity];
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t f = 0; f < e->n_fields; f++) {
+        if (!(e->fields[f].flags & TFS_SDK_FIELD_KEY))
+            continue;
+        if (host->rec_type(rec, f) != TFS_SDK_INT64)
+            return -1;
+        int w = snprintf(out + n, cap - n, "%s%" PRId64, n ? "-" : "", host->rec_get_int(rec, f));
+        if (w < 0 || (size_t)w >= cap - n)
+            return -1;
+        n += (size_t)w;
+    }
+    return 0;
+}
+
+/* rec as the CRM's JSON object: a contact keeps the updated_at given (null when none); a
+ * contact_property carries its resource id, as json-server's string id. */
+static json_t *record_json(size_t entity, const tfs_sdk_record *rec, const char *id,
+                           json_t *updated_at)
+{
+    const tfs_sdk_entity *e = &crm_entities[entity];
     json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(host->rec_get_int(rec, F_ID)));
-    for (size_t f = 1; f < F_UPDATED_AT; f++) {
+    if (entity == E_CONTACT_PROPERTY)
+        json_object_set_new(o, "id", json_string(id));
+    for (size_t f = 0; f < e->n_fields; f++) {
+        const char *name = e->fields[f].name;
+        if (e->fields[f].flags & TFS_SDK_FIELD_BOOKKEEPING)
+            continue;
         tfs_sdk_type t = host->rec_type(rec, f);
         if (t == TFS_SDK_NULL)
-            json_object_set_new(o, contact_fields[f].name, json_null());
+            json_object_set_new(o, name, json_null());
+        else if (t == TFS_SDK_INT64)
+            json_object_set_new(o, name, json_integer(host->rec_get_int(rec, f)));
         else if (t == TFS_SDK_BOOL)
-            json_object_set_new(o, contact_fields[f].name,
-                                json_boolean(host->rec_get_bool(rec, f)));
+            json_object_set_new(o, name, json_boolean(host->rec_get_bool(rec, f)));
         else
-            json_object_set_new(o, contact_fields[f].name,
-                                json_string(host->rec_get_text(rec, f, NULL)));
+            json_object_set_new(o, name, json_string(host->rec_get_text(rec, f, NULL)));
     }
-    json_object_set(o, "updated_at", updated_at ? updated_at : json_null());
+    if (entity == E_CONTACT)
+        json_object_set(o, "updated_at", updated_at ? updated_at : json_null());
     return o;
 }
 
@@ -443,49 +509,14 @@ static json_t *parse_array(crm *c, const char *what, tfs_sdk_error *err)
 
 /* ---- read ---------------------------------------------------------------------------- */
 
-static int crm_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
-                    size_t cursor_len, size_t max_records, tfs_sdk_batch *out,
-                    tfs_sdk_error *err)
+/* GETs a listing url and adds its contacts to out, at most room of them; *got is how many
+ * the CRM answered. In change reads (ts not NULL) only edited contacts count, and ncur
+ * follows the last one added. */
+static int list_into(crm *c, const char *url, const char *ts, size_t room, tfs_sdk_batch *out,
+                     size_t *added, size_t *got, char *ncur, size_t ncap, tfs_sdk_error *err)
 {
-    crm *c = instance;
-    char cur[256] = "", url[2048], ts[128] = "";
-    long long last = 0;
-    size_t limit = max_records < (size_t)c->page ? max_records : (size_t)c->page;
     int rc;
-    (void)entity;
-    if (cursor_len >= sizeof cur) {
-        host->error_set(err, "could not read contacts: a cursor of %zu bytes is not this "
-                             "adapter's", cursor_len);
-        return TFS_SDK_EPERMANENT;
-    }
-    if (cursor_len)
-        memcpy(cur, cursor, cursor_len);
-    if (mode == TFS_SDK_READ_FULL) {
-        if (cursor_len && sscanf(cur, CRM_CURSOR_FULL "%lld", &last) != 1) {
-            host->error_set(err, "could not read contacts: bad full-read cursor \"%s\"", cur);
-            return TFS_SDK_EPERMANENT;
-        }
-        int n = snprintf(url, sizeof url, "%s/contacts?_sort=id&_order=asc&_limit=%zu", c->base,
-                         limit);
-        if (cursor_len)
-            snprintf(url + n, sizeof url - (size_t)n, "&id_gte=%lld", last + 1);
-    } else {
-        char *bar = cursor_len > 3 ? strchr(cur + 3, '|') : NULL;
-        if (strncmp(cur, CRM_CURSOR_CHANGES, 3) != 0 || !bar) {
-            host->error_set(err, "could not read contact changes: bad cursor \"%s\"", cur);
-            return TFS_SDK_EPERMANENT;
-        }
-        *bar = 0;
-        snprintf(ts, sizeof ts, "%s", cur + 3);
-        last = strtoll(bar + 1, NULL, 10);
-        /* Those at ts up to last were read: ask for enough to get past them. */
-        char *esc = curl_easy_escape(NULL, ts, 0);
-        snprintf(url, sizeof url,
-                 "%s/contacts?_sort=updated_at,id&_order=asc,asc%s%s&_limit=%zu", c->base,
-                 ts[0] ? "&updated_at_gte=" : "&updated_at_ne=", ts[0] ? esc : "",
-                 limit + (size_t)c->page);
-        curl_free(esc);
-    }
+    *got = 0;
     if ((rc = http(c, "GET", url, NULL, err)) != 0)
         return rc;
     if (c->status != 200) {
@@ -497,40 +528,122 @@ static int crm_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
     json_t *a = parse_array(c, "contacts", err);
     if (!a)
         return TFS_SDK_EPERMANENT;
-    size_t added = 0, i;
+    size_t i, n = 0;
     json_t *o;
-    char ncur[256] = "";
     json_array_foreach(a, i, o) {
         json_t *jid = json_object_get(o, "id");
-        if (!json_is_integer(jid))
+        if (n == room || !json_is_integer(jid))
             continue;
         long long id = json_integer_value(jid);
-        if (mode == TFS_SDK_READ_CHANGES) {
+        if (ts) {
             const char *u = json_string_value(json_object_get(o, "updated_at"));
             if (!u || !u[0])
                 continue; /* never edited in the CRM: written by the sync */
-            if (strcmp(u, ts) < 0 || (strcmp(u, ts) == 0 && id <= last))
-                continue;
-            if (added == limit)
-                break;
-            snprintf(ncur, sizeof ncur, CRM_CURSOR_CHANGES "%.200s|%lld", u, id);
+            snprintf(ncur, ncap, CRM_CURSOR_CHANGES "%.200s|%lld", u, id);
         } else {
-            snprintf(ncur, sizeof ncur, CRM_CURSOR_FULL "%lld", id);
+            snprintf(ncur, ncap, CRM_CURSOR_FULL "%lld", id);
         }
-        if (add_contact(o, out) < 0) {
+        if (add_record(E_CONTACT, o, out) < 0) {
             json_decref(a);
             host->error_set(err, "could not read contacts: out of memory");
             return TFS_SDK_ETRANSIENT;
         }
-        added++;
+        n++;
     }
-    size_t got = json_array_size(a);
+    *got = json_array_size(a);
+    *added += n;
     json_decref(a);
+    return 0;
+}
+
+/* Change reads, in (updated_at, id) order after the cursor's (ts, last). The API filters
+ * by one field's range at a time, so the contacts at ts after last (any number of them:
+ * a bulk edit gives many the same updated_at) come first by id, then those after ts. */
+static int read_changes(crm *c, char *cur, size_t limit, tfs_sdk_batch *out, size_t *added,
+                        char *ncur, size_t ncap, int *done, tfs_sdk_error *err)
+{
+    char url[2048];
+    size_t got = 0;
+    int rc;
+    char *bar = strlen(cur) > 3 ? strchr(cur + 3, '|') : NULL;
+    if (strncmp(cur, CRM_CURSOR_CHANGES, 3) != 0 || !bar) {
+        host->error_set(err, "could not read contact changes: bad cursor \"%s\"", cur);
+        return TFS_SDK_EPERMANENT;
+    }
+    *bar = 0;
+    const char *ts = cur + 3;
+    long long last = strtoll(bar + 1, NULL, 10);
+    char *esc = curl_easy_escape(NULL, ts, 0);
+    if (!esc) {
+        host->error_set(err, "could not read contact changes: out of memory");
+        return TFS_SDK_ETRANSIENT;
+    }
+    if (ts[0]) {
+        snprintf(url, sizeof url, "%s/contacts?updated_at=%s&id_gte=%lld&_sort=id&_order=asc"
+                                  "&_limit=%zu", c->base, esc, last + 1, limit);
+        rc = list_into(c, url, ts, limit, out, added, &got, ncur, ncap, err);
+        if (rc != 0 || got >= limit) {
+            curl_free(esc);
+            return rc;
+        }
+    }
+    size_t room = limit - *added;
+    snprintf(url, sizeof url,
+             "%s/contacts?updated_at_gte=%s&updated_at_ne=%s&_sort=updated_at,id"
+             "&_order=asc,asc&_limit=%zu", c->base, esc, esc, room);
+    curl_free(esc);
+    rc = list_into(c, url, ts, room, out, added, &got, ncur, ncap, err);
+    if (rc == 0 && got < room)
+        *done = 1;
+    return rc;
+}
+
+static int crm_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
+                    size_t cursor_len, size_t max_records, tfs_sdk_batch *out,
+                    tfs_sdk_error *err)
+{
+    crm *c = instance;
+    char cur[256] = "", url[2048], ncur[256] = "";
+    long long last = 0;
+    size_t limit = max_records < (size_t)c->page ? max_records : (size_t)c->page;
+    size_t added = 0, got = 0;
+    int rc, done = 0;
+    if (entity != E_CONTACT) {
+        host->error_set(err, "could not read %s: the crm adapter reads contacts only (a "
+                             "contact's parcels are written by the sync, not read back)",
+                        entity < N_OF(crm_entities) ? crm_entities[entity].name : "?");
+        return TFS_SDK_EPERMANENT;
+    }
+    if (cursor_len >= sizeof cur || memchr(cursor, 0, cursor_len)) {
+        host->error_set(err, "could not read contacts: a cursor of %zu bytes is not this "
+                             "adapter's", cursor_len);
+        return TFS_SDK_EPERMANENT;
+    }
+    if (cursor_len)
+        memcpy(cur, cursor, cursor_len);
+    if (limit == 0)
+        limit = 1;
+    if (mode == TFS_SDK_READ_FULL) {
+        if (cursor_len && sscanf(cur, CRM_CURSOR_FULL "%lld", &last) != 1) {
+            host->error_set(err, "could not read contacts: bad full-read cursor \"%s\"", cur);
+            return TFS_SDK_EPERMANENT;
+        }
+        int n = snprintf(url, sizeof url, "%s/contacts?_sort=id&_order=asc&_limit=%zu", c->base,
+                         limit);
+        if (cursor_len)
+            snprintf(url + n, sizeof url - (size_t)n, "&id_gte=%lld", last + 1);
+        rc = list_into(c, url, NULL, limit, out, &added, &got, ncur, sizeof ncur, err);
+        done = got < limit;
+    } else {
+        rc = read_changes(c, cur, limit, out, &added, ncur, sizeof ncur, &done, err);
+    }
+    if (rc != 0)
+        return rc;
     if (ncur[0])
         host->batch_set_cursor(out, ncur, strlen(ncur));
     else if (cursor_len)
         host->batch_set_cursor(out, cursor, cursor_len);
-    if (mode == TFS_SDK_READ_FULL ? got < limit : added < limit)
+    if (done)
         host->batch_set_done(out);
     return 0;
 }
@@ -542,7 +655,12 @@ static int crm_changes_start(void *instance, size_t entity, tfs_sdk_batch *out,
     crm *c = instance;
     char url[2048], cur[256];
     int rc;
-    (void)entity;
+    if (entity != E_CONTACT) {
+        host->error_set(err, "could not take the change cursor of %s: the crm adapter reads "
+                             "contacts only",
+                        entity < N_OF(crm_entities) ? crm_entities[entity].name : "?");
+        return TFS_SDK_EPERMANENT;
+    }
     snprintf(url, sizeof url, "%s/contacts?_sort=updated_at,id&_order=desc,desc&_limit=1"
                               "&updated_at_gte=0", c->base);
     if ((rc = http(c, "GET", url, NULL, err)) != 0)
@@ -569,29 +687,33 @@ static int crm_fetch(void *instance, size_t entity, const tfs_sdk_record *const 
                      size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
 {
     crm *c = instance;
-    (void)entity;
+    if (entity >= N_OF(crm_entities)) {
+        host->error_set(err, "could not fetch entity %zu: the crm has contact and "
+                             "contact_property", entity);
+        return TFS_SDK_EPERMANENT;
+    }
+    const char *coll = crm_collections[entity];
     for (size_t i = 0; i < n_keys; i += CRM_FETCH_CHUNK) {
-        char url[8192];
-        int n = snprintf(url, sizeof url, "%s/contacts?_limit=%d", c->base, CRM_FETCH_CHUNK);
+        char url[8192], id[96];
+        int n = snprintf(url, sizeof url, "%s/%s?_limit=%d", c->base, coll, CRM_FETCH_CHUNK);
         for (size_t k = i; k < n_keys && k < i + CRM_FETCH_CHUNK; k++)
-            if (keys[k] && host->rec_type(keys[k], F_ID) == TFS_SDK_INT64)
-                n += snprintf(url + n, sizeof url - (size_t)n, "&id=%" PRId64,
-                              host->rec_get_int(keys[k], F_ID));
+            if (keys[k] && resource_id(entity, keys[k], id, sizeof id) == 0)
+                n += snprintf(url + n, sizeof url - (size_t)n, "&id=%s", id);
         int rc = http(c, "GET", url, NULL, err);
         if (rc != 0)
             return rc;
-        json_t *a = c->status == 200 ? parse_array(c, "contacts", err) : NULL;
+        json_t *a = c->status == 200 ? parse_array(c, coll, err) : NULL;
         if (!a) {
             if (c->status != 200)
-                host->error_set(err, "could not fetch contacts: %ld", c->status);
+                host->error_set(err, "could not fetch %s: %ld", coll, c->status);
             return TFS_SDK_EPERMANENT;
         }
         size_t j;
         json_t *o;
         json_array_foreach(a, j, o) {
-            if (add_contact(o, out) < 0) {
+            if (add_record(entity, o, out) < 0) {
                 json_decref(a);
-                host->error_set(err, "could not fetch contacts: out of memory");
+                host->error_set(err, "could not fetch %s: out of memory", coll);
                 return TFS_SDK_ETRANSIENT;
             }
         }
@@ -604,23 +726,29 @@ static int crm_fetch(void *instance, size_t entity, const tfs_sdk_record *const 
 static int write_one(crm *c, const tfs_sdk_write_op *op, size_t i, tfs_sdk_results *results,
                      tfs_sdk_error *err)
 {
-    char url[2048], msg[320];
+    char url[2048], msg[320], id[96];
     int rc;
-    if (!op->record || host->rec_type(op->record, F_ID) != TFS_SDK_INT64) {
+    if (op->entity >= N_OF(crm_entities)) {
         host->result_set(results, i, TFS_SDK_EPERMANENT,
-                         "could not write contact: the record has no integer id");
+                         "could not write entity %zu: the crm has contact and "
+                         "contact_property", op->entity);
         return 0;
     }
-    int64_t id = host->rec_get_int(op->record, F_ID);
-    snprintf(url, sizeof url, "%s/contacts/%" PRId64, c->base, id);
+    const char *what = crm_entities[op->entity].name, *coll = crm_collections[op->entity];
+    if (!op->record || resource_id(op->entity, op->record, id, sizeof id) != 0) {
+        host->result_set(results, i, TFS_SDK_EPERMANENT,
+                         "could not write %s: a key field is not an integer", what);
+        return 0;
+    }
+    snprintf(url, sizeof url, "%s/%s/%s", c->base, coll, id);
     if (op->kind == TFS_SDK_OP_DELETE) {
         if ((rc = http(c, "DELETE", url, NULL, err)) != 0)
             return rc;
         if (c->status / 100 == 2 || c->status == 404)
             return 0;
         server_message(c, msg, sizeof msg);
-        host->result_set(results, i, TFS_SDK_EPERMANENT,
-                         "could not delete contact %" PRId64 ": %ld: %s", id, c->status, msg);
+        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not delete %s %s: %ld: %s",
+                         what, id, c->status, msg);
         return 0;
     }
     if ((rc = http(c, "GET", url, NULL, err)) != 0)
@@ -628,22 +756,23 @@ static int write_one(crm *c, const tfs_sdk_write_op *op, size_t i, tfs_sdk_resul
     int exists = c->status == 200;
     if (!exists && c->status != 404) {
         server_message(c, msg, sizeof msg);
-        host->result_set(results, i, TFS_SDK_EPERMANENT,
-                         "could not read contact %" PRId64 ": %ld: %s", id, c->status, msg);
+        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not read %s %s: %ld: %s",
+                         what, id, c->status, msg);
         return 0;
     }
     /* Keep the CRM's updated_at: the sync's write is not a clerk's change. */
     json_t *old = exists ? json_loads(c->body ? c->body : "", 0, NULL) : NULL;
-    json_t *o = contact_json(op->record, old ? json_object_get(old, "updated_at") : NULL);
+    json_t *o = record_json(op->entity, op->record, id,
+                            old ? json_object_get(old, "updated_at") : NULL);
     json_decref(old);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!body) {
-        host->error_set(err, "could not write contact %" PRId64 ": out of memory", id);
+        host->error_set(err, "could not write %s %s: out of memory", what, id);
         return TFS_SDK_ETRANSIENT;
     }
     if (!exists)
-        snprintf(url, sizeof url, "%s/contacts", c->base);
+        snprintf(url, sizeof url, "%s/%s", c->base, coll);
     rc = http(c, exists ? "PUT" : "POST", url, body, err);
     free(body);
     if (rc != 0)
@@ -651,8 +780,8 @@ static int write_one(crm *c, const tfs_sdk_write_op *op, size_t i, tfs_sdk_resul
     if (c->status / 100 != 2) {
         server_message(c, msg, sizeof msg);
         host->result_set(results, i, TFS_SDK_EPERMANENT,
-                         "could not %s contact %" PRId64 ": the crm answered %ld: %s",
-                         exists ? "update" : "create", id, c->status, msg);
+                         "could not %s %s %s: the crm answered %ld: %s",
+                         exists ? "update" : "create", what, id, c->status, msg);
     }
     return 0;
 }
@@ -689,8 +818,11 @@ static int crm_estimate(void *instance, size_t entity, int64_t *count, tfs_sdk_e
 {
     crm *c = instance;
     char url[2048];
-    (void)entity;
-    snprintf(url, sizeof url, "%s/contacts?_limit=1", c->base);
+    if (entity >= N_OF(crm_entities)) {
+        *count = -1;
+        return 0;
+    }
+    snprintf(url, sizeof url, "%s/%s?_limit=1", c->base, crm_collections[entity]);
     int rc = http(c, "GET", url, NULL, err);
     if (rc != 0)
         return rc;
@@ -715,7 +847,8 @@ static const tfs_sdk_plugin crm_plugin = {
     .name = "crm",
     .version = "0.1.0",
     .description = "constituent CRM (REST API, JSON over HTTP): contacts of property owners "
-                   "by PACS account id, with mailing addresses; changes by updated_at",
+                   "by PACS account id, with mailing addresses and the parcels they own; "
+                   "changes by updated_at",
     .capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET | TFS_SDK_CAP_CHANGES |
                     TFS_SDK_CAP_LAZY_OPEN,
     .config_keys = crm_config,

@@ -1,11 +1,12 @@
 /* plugins/pacs/pacs.c — source adapter for the PACS appraisal database (PostgreSQL).
  *
- * Three entities. property: a PACS property with its property_val row for the roll year at
- * the highest sup_num (a supplement is an update of the same record), its primary situs
- * address and the sorted list of its exemption codes for that year and supplement. owner:
- * the owners of the same property_val row (the first two by share, the first one's mailing
- * address). sale: one record per sale and property it conveyed, with the property's
- * current first owner as the buyer. Full reads are keyset-paginated, one parameterised
+ * Four source entities. property: a PACS property with its property_val row for the roll
+ * year at the highest sup_num (a supplement is an update of the same record), its primary
+ * situs address and the sorted list of its exemption codes for that year and supplement.
+ * owner: the owners of the same property_val row (the first two by share, the first one's
+ * mailing address, every owner's account id). sale: one record per sale and property it
+ * conveyed, with the property's current first owner as the buyer. account: an account
+ * that owns a property of the roll year, with its mailing address. Full reads are keyset-paginated, one parameterised
  * query per batch; fetch takes keys in one query over unnested arrays.
  *
  * Change reads follow PgQ: triggers (schema.sql) append (transaction id, table, key) to
@@ -18,9 +19,12 @@
  * within one window, each as its record now or as a deletion when it no longer exists
  * (or is retired, with retired_as_delete).
  *
- * One target entity, parcel_gis: what GIS computes about a parcel (area, centroid), written
- * only into property_gis, a table without a change-log trigger, so that PACS's change reads
- * never see it (docs/decisions.md, "GIS and PACS without ping-pong").
+ * Three target entities, each writing only what another system owns: parcel_gis (what
+ * GIS computes about a parcel) into property_gis and bill_status (what the billing system
+ * says of a bill) into property_bill_status, tables without a change-log trigger, so that
+ * PACS's change reads never see them (docs/decisions.md, "GIS and PACS without
+ * ping-pong"); account_mail (a mailing address a CRM clerk changed) into an account's
+ * address row, under tfsync.origin = 'sync', which the trigger skips.
  *
  * Each instance owns one libpq connection, reconnects with PQreset on the first call after
  * losing it, and classifies errors as transient (connection, server shutdown,
@@ -85,7 +89,7 @@ typedef struct pacs {
     pacs_buf keys;       /* fetch key arrays, trim snapshot arrays */
     pacs_buf cursor;     /* the parsed copy of a change cursor */
     pacs_buf next;       /* the cursor being built */
-    pacs_window windows[3]; /* per entity */
+    pacs_window windows[4]; /* per source entity */
 } pacs;
 
 /* A change cursor, parsed: pointers into pacs.cursor. */
@@ -177,6 +181,22 @@ static const tfs_sdk_field owner_fields[] = {
     {"addr_zip", TXT},
     /* GIS maps only real property ('R'): pacs_owner_to_gis.lua skips the others. */
     {"prop_type_cd", TXT},
+    /* Every owner's account id, largest share first: a contact's parcels in the CRM. */
+    {"owner_ids", TFS_SDK_JSON, 0, 0, 0, 0},
+};
+
+/* An account that owns a property of the roll year (a live one, unless retired properties
+ * are records): one CRM contact each, with its name, confidentiality and the mailing
+ * address an owner record shows. */
+static const tfs_sdk_field account_fields[] = {
+    {"acct_id", KEY},
+    {"file_as_name", TXT},
+    {"confidential", BOOL},
+    {"addr_line1", TXT},
+    {"addr_line2", TXT},
+    {"addr_city", TXT},
+    {"addr_state", TXT},
+    {"addr_zip", TXT},
 };
 
 static const tfs_sdk_field sale_fields[] = {
@@ -243,6 +263,7 @@ enum {
     ENT_PROPERTY,
     ENT_OWNER,
     ENT_SALE,
+    ENT_ACCOUNT,
     N_SOURCE_ENTITIES,
     ENT_GIS = N_SOURCE_ENTITIES,
     ENT_BILL,
@@ -253,6 +274,7 @@ static const tfs_sdk_entity pacs_entities[] = {
     [ENT_PROPERTY] = {"property", property_fields, N_OF(property_fields)},
     [ENT_OWNER] = {"owner", owner_fields, N_OF(owner_fields)},
     [ENT_SALE] = {"sale", sale_fields, N_OF(sale_fields)},
+    [ENT_ACCOUNT] = {"account", account_fields, N_OF(account_fields)},
     [ENT_GIS] = {"parcel_gis", parcel_gis_fields, N_OF(parcel_gis_fields)},
     [ENT_BILL] = {"bill_status", bill_status_fields, N_OF(bill_status_fields)},
     [ENT_ACCT_MAIL] = {"account_mail", account_mail_fields, N_OF(account_mail_fields)},
@@ -314,7 +336,8 @@ _Static_assert(N_ENTITIES == sizeof(((pacs *)0)->windows) / sizeof(pacs_window),
     "SELECT p.prop_id, v.prop_val_yr, v.sup_num, p.geo_id, p.simple_geo_id,"                   \
     " v.prop_inactive_dt, os.n, os.ids[1], a1.file_as_name, a1.confidential_flag = 'T',"       \
     " os.pcts[1], os.ids[2], a2.file_as_name, a2.confidential_flag = 'T', ma.addr_line1,"      \
-    " ma.addr_line2, ma.addr_city, ma.addr_state, ma.addr_zip, p.prop_type_cd"
+    " ma.addr_line2, ma.addr_city, ma.addr_state, ma.addr_zip, p.prop_type_cd,"               \
+    " array_to_json(os.ids)"
 #define OWNER_LATERALS(year)                                                                    \
     VAL_LATERAL(year)                                                                           \
     " CROSS JOIN LATERAL (SELECT count(*) AS n,"                                                \
@@ -342,6 +365,22 @@ _Static_assert(N_ENTITIES == sizeof(((pacs *)0)->windows) / sizeof(pacs_window),
     "   AND o.owner_tax_yr = v.prop_val_yr AND o.sup_num = v.sup_num"                          \
     "   ORDER BY o.pct_ownership DESC, o.owner_id LIMIT 1) o1 ON true"                        \
     " LEFT JOIN account b ON b.acct_id = o1.owner_id"
+
+/* account: the select list follows account_fields; ma is the mailing address an owner
+ * record shows (primary first, then type 'M'). An account is a record while it owns a
+ * property of the roll year at the value row's highest sup_num (live, unless retired
+ * properties are records). */
+#define ACCT_SELECT                                                                             \
+    "SELECT a.acct_id, a.file_as_name, a.confidential_flag = 'T', ma.addr_line1,"              \
+    " ma.addr_line2, ma.addr_city, ma.addr_state, ma.addr_zip"
+#define ACCT_JOINS                                                                              \
+    " LEFT JOIN LATERAL (SELECT ad.* FROM address ad WHERE ad.acct_id = a.acct_id"              \
+    "   ORDER BY ad.primary_addr = 'Y' DESC, ad.addr_type_cd = 'M' DESC, ad.addr_type_cd"      \
+    "   LIMIT 1) ma ON true"
+#define ACCT_OWNS(year, live)                                                                   \
+    " EXISTS (SELECT 1 FROM owner o JOIN property p ON p.prop_id = o.prop_id" VAL_LATERAL(year) \
+    "   WHERE o.owner_id = a.acct_id AND o.owner_tax_yr = v.prop_val_yr"                       \
+    "     AND o.sup_num = v.sup_num AND" LIVE(live) ")"
 
 /* Change log rows. In a window: committed after prev (not visible in it; the index finds
  * them from prev's xmin on) and visible in cur. Pending (lag): not visible in prev, with w
@@ -375,7 +414,17 @@ _Static_assert(N_ENTITIES == sizeof(((pacs *)0)->windows) / sizeof(pacs_window),
     " WHERE cl.prop_id IS NOT NULL"                                                             \
     " UNION ALL SELECT o.prop_id, NULL::int8, cl.w, cl.at FROM cl"                              \
     " JOIN owner o ON o.owner_id = cl.acct_id AND o.owner_tax_yr = " year                      \
-    " WHERE cl.acct_id IS NOT NULL)"
+    " WHERE cl.tbl IN ('account', 'address'))"
+/* An account record changes with the account (name, confidentiality), its addresses, and
+ * what it owns: an owner row (logged with its account, so a removed one is found too) or
+ * a property's value row (its supplement or retirement) of a property it owns. */
+#define ACCT_ROWS OWNER_ROWS
+#define ACCT_KEYS(year)                                                                         \
+    ", km AS MATERIALIZED (SELECT cl.acct_id AS k1, NULL::int8 AS k2, cl.w, cl.at FROM cl"     \
+    " WHERE cl.acct_id IS NOT NULL"                                                             \
+    " UNION ALL SELECT o.owner_id, NULL::int8, cl.w, cl.at FROM cl"                             \
+    " JOIN owner o ON o.prop_id = cl.prop_id AND o.owner_tax_yr = " year                       \
+    " WHERE cl.tbl IN ('property', 'property_val'))"
 /* A sale record changes with the sale, its association, the property (geo ids, value row),
  * its owners and their accounts (the buyer's name). */
 #define SALE_ROWS                                                                               \
@@ -466,6 +515,19 @@ static const pacs_sql pacs_sqls[] = {
                     " WHERE a.chg_of_owner_id = k.k1 AND a.prop_id = k.k2 AND" LIVE("$4")),
             LAG(CL_PENDING(SALE_ROWS), SALE_KEYS("$5::int4"), AFTER2),
             2,
+        },
+    [ENT_ACCOUNT] =
+        {
+            ACCT_SELECT " FROM account a" ACCT_JOINS " WHERE a.acct_id > $2::int8 AND"
+            ACCT_OWNS("$1::int4", "$5") " ORDER BY a.acct_id LIMIT $4::int4",
+            ACCT_SELECT " FROM (SELECT DISTINCT unnest($1::int8[]) AS acct_id) k"
+            " JOIN account a ON a.acct_id = k.acct_id" ACCT_JOINS " WHERE"
+            ACCT_OWNS("$3::int4", "$4") " ORDER BY a.acct_id",
+            KEYS(CL_WINDOW(ACCT_ROWS), ACCT_KEYS("$6::int4"), AFTER1),
+            RECORDS(ACCT_SELECT " FROM account a" ACCT_JOINS " WHERE a.acct_id = k.k1 AND"
+                    ACCT_OWNS("$3::int4", "$4")),
+            LAG(CL_PENDING(ACCT_ROWS), ACCT_KEYS("$5::int4"), AFTER1),
+            1,
         },
 };
 
@@ -961,13 +1023,14 @@ static int changes_now(pacs *p, tfs_sdk_batch *out, tfs_sdk_error *err)
 }
 
 /* Adds a deletion of the key (k1, k2) of entity: property and owner are keyed by
- * (prop_id, roll year), sale by (chg_of_owner_id, prop_id). */
+ * (prop_id, roll year), sale by (chg_of_owner_id, prop_id), account by acct_id alone. */
 static int add_delete(size_t entity, int64_t k1, int64_t k2, tfs_sdk_batch *out,
                       tfs_sdk_error *err)
 {
     tfs_sdk_record *rec = host->batch_add_delete(out);
     int64_t second = entity == ENT_SALE ? k2 : (int64_t)host->roll_year;
-    if (!rec || host->rec_set_int(rec, 0, k1) != 0 || host->rec_set_int(rec, 1, second) != 0) {
+    if (!rec || host->rec_set_int(rec, 0, k1) != 0 ||
+        (entity != ENT_ACCOUNT && host->rec_set_int(rec, 1, second) != 0)) {
         host->error_set(err, "could not add a %s deletion: out of memory",
                         pacs_entities[entity].name);
         return TFS_SDK_ETRANSIENT;
@@ -1181,7 +1244,7 @@ static int pacs_read(void *instance, size_t entity, tfs_sdk_read_mode mode, cons
     int rc;
 
     if (entity >= N_ENTITIES) {
-        host->error_set(err, "could not read entity %zu: pacs has property, owner and sale",
+        host->error_set(err, "could not read entity %zu: pacs has property, owner, sale and account",
                         entity);
         return TFS_SDK_EPERMANENT;
     }
@@ -1266,7 +1329,7 @@ static int pacs_fetch(void *instance, size_t entity, const tfs_sdk_record *const
     int rc;
 
     if (entity >= N_ENTITIES) {
-        host->error_set(err, "could not fetch entity %zu: pacs has property, owner and sale",
+        host->error_set(err, "could not fetch entity %zu: pacs has property, owner, sale and account",
                         entity);
         return TFS_SDK_EPERMANENT;
     }
@@ -1288,8 +1351,9 @@ static int pacs_fetch(void *instance, size_t entity, const tfs_sdk_record *const
         for (size_t i = 0; i < n_keys; i++) {
             int64_t a, c;
             /* A key with a null or non-integer part cannot exist in PACS. */
+            c = 0;
             if (!keys[i] || pacs_key_int(keys[i], 0, &a) != 0 ||
-                pacs_key_int(keys[i], 1, &c) != 0)
+                (entity != ENT_ACCOUNT && pacs_key_int(keys[i], 1, &c) != 0))
                 continue;
             if (buf_printf(b, "%s%" PRId64, n_valid ? "," : "", pass == 0 ? a : c) != 0)
                 goto oom;

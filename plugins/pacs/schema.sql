@@ -157,7 +157,8 @@ CREATE TABLE IF NOT EXISTS property_bill_status (
 --
 -- Every table behind a tfsync entity logs its changes here, the way PgQ does: one row per
 -- changed row, with the writing transaction's id, the table and the row's key (prop_id;
--- acct_id for account and address; chg_of_owner_id for sale; both for
+-- acct_id for account and address; both for owner (its owner_id as acct_id);
+-- chg_of_owner_id for sale; both for
 -- chg_of_owner_prop_assoc). The adapter reads the rows committed between two transaction
 -- snapshots (pg_current_snapshot(), pg_visible_in_snapshot()), so a transaction that
 -- commits late is read by a later window, never skipped, and trims what every reader is
@@ -221,6 +222,18 @@ BEGIN
         END IF;
         IF TG_OP = 'INSERT' OR NEW.prop_id IS DISTINCT FROM OLD.prop_id THEN
             INSERT INTO change_log (tbl, prop_id, op) VALUES (TG_TABLE_NAME, NEW.prop_id, op);
+        END IF;
+    ELSIF TG_ARGV[0] = 'prop_id, owner_id' THEN
+        -- owner: its property and its account (acct_id), so that the account entity
+        -- finds an account whose ownership was removed, whose row is gone.
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO change_log (tbl, prop_id, acct_id, op)
+            VALUES (TG_TABLE_NAME, OLD.prop_id, OLD.owner_id, op);
+        END IF;
+        IF TG_OP = 'INSERT' OR (NEW.prop_id, NEW.owner_id)
+                               IS DISTINCT FROM (OLD.prop_id, OLD.owner_id) THEN
+            INSERT INTO change_log (tbl, prop_id, acct_id, op)
+            VALUES (TG_TABLE_NAME, NEW.prop_id, NEW.owner_id, op);
         END IF;
     ELSIF TG_ARGV[0] = 'acct_id' THEN
         IF TG_OP <> 'INSERT' THEN
@@ -287,11 +300,11 @@ CREATE OR REPLACE TRIGGER pacs_cl_del AFTER DELETE ON property_exemption
     FOR EACH ROW EXECUTE FUNCTION pacs_change_log('prop_id');
 
 CREATE OR REPLACE TRIGGER pacs_cl_ins AFTER INSERT ON owner
-    FOR EACH ROW EXECUTE FUNCTION pacs_change_log('prop_id');
+    FOR EACH ROW EXECUTE FUNCTION pacs_change_log('prop_id, owner_id');
 CREATE OR REPLACE TRIGGER pacs_cl_upd AFTER UPDATE ON owner
-    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION pacs_change_log('prop_id');
+    FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) EXECUTE FUNCTION pacs_change_log('prop_id, owner_id');
 CREATE OR REPLACE TRIGGER pacs_cl_del AFTER DELETE ON owner
-    FOR EACH ROW EXECUTE FUNCTION pacs_change_log('prop_id');
+    FOR EACH ROW EXECUTE FUNCTION pacs_change_log('prop_id, owner_id');
 
 CREATE OR REPLACE TRIGGER pacs_cl_ins AFTER INSERT ON account
     FOR EACH ROW EXECUTE FUNCTION pacs_change_log('acct_id');

@@ -45,6 +45,8 @@ TestSuite(crm, .timeout = 240);
     "id, display_name, do_not_publish, mail_line1, mail_line2, mail_city, mail_state,"         \
     " mail_zip5, mail_zip4"
 #define MAIL_COLS "acct_id, addr_line1, addr_line2, addr_city, addr_state, addr_zip"
+/* The contact_property columns pacs_owner_to_crm.sql computes, in its order. */
+#define PARCEL_COLS "contact_id, prop_id, tax_year, geo_id, primary_owner"
 
 typedef struct crm_server {
     pid_t pid;
@@ -83,7 +85,7 @@ static void crm_start(crm_server *c)
     snprintf(c->log, sizeof c->log, "%s/requests.log", c->dir);
     FILE *f = fopen(c->data, "w");
     cr_assert_not_null(f);
-    fputs("{\"contacts\": []}\n", f);
+    fputs("{\"contacts\": [], \"contact_properties\": []}\n", f);
     fclose(f);
     c->port = free_port();
     char port[16];
@@ -163,11 +165,12 @@ static void env_init(env *e, const char *token, const char *settings)
     json_object_set_new(systems, "crm", json_pack("{s:s, s:o}", "plugin", "crm", "settings", s));
     json_object_set_new(
         e->cfg, "pairs",
-        json_pack("[{s:s, s:s, s:s, s:i, s:[{s:s, s:[s], s:s}]},"
+        json_pack("[{s:s, s:s, s:s, s:i, s:[{s:s, s:[s], s:s}, {s:s, s:[s], s:s}]},"
                   " {s:s, s:s, s:s, s:i, s:[{s:s, s:[s], s:s}]}]",
                   "name", "pacs-to-crm", "source", "pacs", "target", "crm", "batch_size", 100,
-                  "entities", "source", "owner", "targets", "contact", "script",
-                  "pacs_to_crm.lua",
+                  "entities", "source", "account", "targets", "contact", "script",
+                  "pacs_to_crm.lua", "source", "owner", "targets", "contact_property",
+                  "script", "pacs_owner_to_crm.lua",
                   "name", "crm-to-pacs", "source", "crm", "target", "pacs", "batch_size", 100,
                   "entities", "source", "contact", "targets", "account_mail", "script",
                   "crm_to_pacs.lua"));
@@ -237,6 +240,12 @@ static long long written(json_t *run, const char *entity)
     return count_of(run, entity, "written") + count_of(run, entity, "deleted");
 }
 
+/* What pacs-to-crm wrote: contacts (from accounts) and their parcels (from owners). */
+static long long written_to_crm(json_t *run)
+{
+    return written(run, "account") + written(run, "owner");
+}
+
 /* Every contact the CRM holds, loaded into table crm_contact of the PACS database (what
  * the twins are compared with); returns the CRM's JSON text (owned). */
 static char *load_crm(env *e)
@@ -258,6 +267,26 @@ static char *load_crm(env *e)
              text);
     tfs_test_pg_exec(e->pacs, sql);
     free(sql);
+    json_t *parcels = crm_call(e, "GET", "/contact_properties?_sort=id", NULL);
+    char *ptext = json_dumps(parcels, JSON_COMPACT);
+    json_decref(parcels);
+    cr_assert_not_null(ptext);
+    cr_assert_null(strstr(ptext, "$crm$"));
+    cap = strlen(ptext) + 1024;
+    sql = malloc(cap);
+    snprintf(sql, cap,
+             "DROP TABLE IF EXISTS crm_contact_property CASCADE;"
+             "CREATE TABLE crm_contact_property AS SELECT * FROM json_to_recordset("
+             "$crm$%s$crm$::json) AS x(id text, contact_id bigint, prop_id bigint,"
+             " tax_year bigint, geo_id text, primary_owner boolean)",
+             ptext);
+    tfs_test_pg_exec(e->pacs, sql);
+    free(sql);
+    free(ptext);
+    /* The resource id is the key, as the adapter promises. */
+    cr_assert_eq(scalar_ll(e->pacs, "SELECT count(*) FROM crm_contact_property WHERE id IS"
+                                    " DISTINCT FROM concat_ws('-', contact_id, prop_id, tax_year)"),
+                 0, "a contact_property's id is not <contact_id>-<prop_id>-<tax_year>");
     return text;
 }
 
@@ -269,6 +298,8 @@ static void assert_twins(env *e)
     char *pacs = tfs_test_pg_conninfo(e->pacs);
     tfs_test_assert_matches_twin(pacs, e->pacs, "crm_contact", CONTACT_COLS,
                                  "pacs_to_crm.sql");
+    tfs_test_assert_matches_twin(pacs, e->pacs, "crm_contact_property", PARCEL_COLS,
+                                 "pacs_owner_to_crm.sql");
     free(pacs);
 }
 
@@ -285,10 +316,15 @@ Test(crm, full_and_incremental_both_ways_without_ping_pong)
         e.pacs, "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM address t");
 
     json_t *run = run_pair(&e, "pacs-to-crm", "full", "succeeded");
-    long long contacts = written(run, "owner");
+    long long contacts = written(run, "account");
     json_decref(run);
     cr_assert_gt(contacts, 200, "pacs-to-crm wrote %lld contacts", contacts);
     assert_twins(&e);
+    /* Some accounts own several parcels: the test shows one contact for all of them. */
+    cr_assert_gt(scalar_ll(e.pacs, "SELECT count(*) FROM (SELECT contact_id FROM"
+                                   " crm_contact_property GROUP BY contact_id HAVING"
+                                   " count(*) > 1) x"),
+                 0, "no contact owns two parcels: the test shows nothing");
 
     /* Confidential owners: masked, no address, do_not_publish; their names nowhere. */
     long long conf = scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact c JOIN account a"
@@ -333,8 +369,8 @@ Test(crm, full_and_incremental_both_ways_without_ping_pong)
     for (int m = 0; m < 2; m++) {
         json_t *a = run_pair(&e, "pacs-to-crm", modes[m], "succeeded");
         json_t *b = run_pair(&e, "crm-to-pacs", modes[m], "succeeded");
-        cr_assert_eq(written(a, "owner"), 0, "a second %s pacs-to-crm wrote %lld", modes[m],
-                     written(a, "owner"));
+        cr_assert_eq(written_to_crm(a), 0, "a second %s pacs-to-crm wrote %lld", modes[m],
+                     written_to_crm(a));
         cr_assert_eq(written(b, "contact"), 0, "a second %s crm-to-pacs wrote %lld",
                      modes[m], written(b, "contact"));
         json_decref(a);
@@ -393,7 +429,7 @@ Test(crm, full_and_incremental_both_ways_without_ping_pong)
 
     /* The rename flows to the CRM, the address writes do not come back. */
     run = run_pair(&e, "pacs-to-crm", "incremental", "succeeded");
-    cr_assert_gt(written(run, "owner"), 0);
+    cr_assert_gt(written(run, "account"), 0);
     json_decref(run);
     assert_twins(&e);
     cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact WHERE display_name ="
@@ -403,13 +439,93 @@ Test(crm, full_and_incremental_both_ways_without_ping_pong)
     for (int round = 0; round < 2; round++) {
         json_t *a = run_pair(&e, "crm-to-pacs", "incremental", "succeeded");
         json_t *b = run_pair(&e, "pacs-to-crm", "incremental", "succeeded");
-        cr_assert_eq(written(a, "contact") + written(b, "owner"), 0,
+        cr_assert_eq(written(a, "contact") + written_to_crm(b), 0,
                      "round %d after the edits wrote %lld + %lld: ping-pong", round,
-                     written(a, "contact"), written(b, "owner"));
+                     written(a, "contact"), written_to_crm(b));
         json_decref(a);
         json_decref(b);
     }
     free(pacs);
+    env_down(&e);
+}
+
+/* ======================================================================================
+ * 1b. Parcels: a contact owns several; retiring one keeps the contact, an account that
+ *     owns nothing any more (its only property retired, or its owner row removed) leaves
+ *     the CRM, and the CRM matches both twins after the incremental run.
+ * ====================================================================================== */
+
+Test(crm, parcels_follow_ownership_and_contacts_outlive_one_retirement)
+{
+    env e;
+    env_init(&e, TOKEN, NULL);
+    json_t *run = run_pair(&e, "pacs-to-crm", "full", "succeeded");
+    json_decref(run);
+    char *text = load_crm(&e);
+    free(text);
+    assert_twins(&e);
+
+    /* A owns several parcels; B is the sole owner of its only one; D co-owns its only
+     * one with someone else. */
+    long long a = scalar_ll(e.pacs, "SELECT min(contact_id) FROM (SELECT contact_id FROM"
+                                    " crm_contact_property GROUP BY contact_id HAVING"
+                                    " count(*) > 1) x");
+    long long pa = 0, b = 0, pb = 0, d = 0, pd = 0;
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT min(prop_id) FROM crm_contact_property WHERE"
+                              " contact_id = %lld", a);
+    pa = scalar_ll(e.pacs, sql);
+    const char *single = "WITH n AS (SELECT contact_id, count(*) AS parcels, min(prop_id) AS"
+                         " prop_id FROM crm_contact_property GROUP BY contact_id),"
+                         " o AS (SELECT prop_id, count(*) AS owners FROM crm_contact_property"
+                         " GROUP BY prop_id)";
+    snprintf(sql, sizeof sql, "%s SELECT min(n.contact_id) FROM n JOIN o USING (prop_id) WHERE"
+                              " n.parcels = 1 AND o.owners = 1 AND n.prop_id <> %lld", single, pa);
+    b = scalar_ll(e.pacs, sql);
+    snprintf(sql, sizeof sql, "SELECT prop_id FROM crm_contact_property WHERE contact_id = %lld",
+             b);
+    pb = scalar_ll(e.pacs, sql);
+    snprintf(sql, sizeof sql, "%s SELECT min(n.contact_id) FROM n JOIN o USING (prop_id) WHERE"
+                              " n.parcels = 1 AND o.owners > 1 AND n.prop_id NOT IN (%lld, %lld)",
+             single, pa, pb);
+    d = scalar_ll(e.pacs, sql);
+    snprintf(sql, sizeof sql, "SELECT prop_id FROM crm_contact_property WHERE contact_id = %lld",
+             d);
+    pd = scalar_ll(e.pacs, sql);
+    cr_assert(a > 0 && pa > 0 && b > 0 && pb > 0 && d > 0 && pd > 0,
+              "the twin data lacks a case: A %lld (%lld), B %lld (%lld), D %lld (%lld)", a, pa,
+              b, pb, d, pd);
+
+    /* PACS retires A's first parcel and B's only one, and takes D off its parcel. */
+    snprintf(sql, sizeof sql,
+             "UPDATE property_val SET prop_inactive_dt = DATE '2026-11-30' WHERE prop_id IN"
+             " (%lld, %lld) AND prop_val_yr = 2026;"
+             "DELETE FROM owner WHERE owner_id = %lld AND prop_id = %lld AND owner_tax_yr = 2026",
+             pa, pb, d, pd);
+    tfs_test_pg_exec(e.pacs, sql);
+    run = run_pair(&e, "pacs-to-crm", "incremental", "succeeded");
+    cr_assert_geq(count_of(run, "account", "deleted"), 2, "B and D were not deleted");
+    cr_assert_geq(count_of(run, "owner", "deleted"), 2, "the retired parcels were not deleted");
+    json_decref(run);
+    text = load_crm(&e);
+    free(text);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM crm_contact WHERE id = %lld", a);
+    cr_assert_eq(scalar_ll(e.pacs, sql), 1, "A (%lld) lost its contact with one of its parcels",
+                 a);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM crm_contact_property WHERE prop_id IN"
+                              " (%lld, %lld)", pa, pb);
+    cr_assert_eq(scalar_ll(e.pacs, sql), 0, "a retired parcel is still in the CRM");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM crm_contact WHERE id IN (%lld, %lld)", b, d);
+    cr_assert_eq(scalar_ll(e.pacs, sql), 0,
+                 "an account owning nothing any more is still a contact (B %lld, D %lld)", b, d);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM crm_contact_property WHERE prop_id = %lld",
+             pd);
+    cr_assert_gt(scalar_ll(e.pacs, sql), 0, "D's co-owners lost their parcel");
+    assert_twins(&e);
+
+    run = run_pair(&e, "pacs-to-crm", "incremental", "succeeded");
+    cr_assert_eq(written_to_crm(run), 0, "the round after wrote %lld", written_to_crm(run));
+    json_decref(run);
     env_down(&e);
 }
 
@@ -503,6 +619,95 @@ Test(crm, retry_after_5xx_and_4xx_dead_letter)
     snprintf(sql, sizeof sql, "SELECT count(*) FROM crm_contact WHERE id = %lld", bad);
     cr_assert_eq(scalar_ll(e.pacs, sql), 0);
     cr_assert_gt(scalar_ll(e.pacs, "SELECT count(*) FROM crm_contact"), 200);
+    env_down(&e);
+}
+
+/* ======================================================================================
+ * 2b. Retry-After as an HTTP-date is waited until that date; one past retry_after_max_s
+ *     is left to the host's backoff and the run still ends; more contacts than a page
+ *     share one updated_at (a bulk edit) and every one of them is read.
+ * ====================================================================================== */
+
+Test(crm, retry_after_date_and_bound_and_a_bulk_edit_larger_than_a_page)
+{
+    env e;
+    env_init(&e, TOKEN, "{\"page_size\": 5}");
+    /* The first POST: 429 until a date 5 s from now; its retry: 429 for an hour. */
+    time_t until = time(NULL) + 5;
+    char date[64], rules[512];
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&until, &tm));
+    snprintf(rules, sizeof rules,
+             "[{\"method\": \"POST\", \"path\": \"/contacts\", \"status\": 429,"
+             " \"retry_after\": \"%s\", \"count\": 1},"
+             " {\"method\": \"POST\", \"path\": \"/contacts\", \"status\": 429,"
+             " \"retry_after\": 3600, \"count\": 1}]",
+             date);
+    crm_faults(&e, rules);
+    json_t *run = run_pair(&e, "pacs-to-crm", "full", "succeeded");
+    json_decref(run);
+    json_t *reqs = requests(&e);
+    size_t i;
+    json_t *q;
+    long long t429 = -1, tnext = -1;
+    const char *url429 = NULL;
+    json_array_foreach(reqs, i, q) {
+        long st = (long)json_integer_value(json_object_get(q, "status"));
+        const char *url = json_string_value(json_object_get(q, "url"));
+        const char *m = json_string_value(json_object_get(q, "method"));
+        if (st == 429 && t429 < 0) {
+            t429 = json_integer_value(json_object_get(q, "t"));
+            url429 = url;
+        } else if (t429 >= 0 && tnext < 0 && strcmp(m, "POST") == 0 &&
+                   strcmp(url, url429) == 0) {
+            tnext = json_integer_value(json_object_get(q, "t"));
+        }
+    }
+    json_decref(reqs);
+    cr_assert_geq(t429, 0, "the proxy answered no 429");
+    cr_assert_lt(t429, (long long)until * 1000 - 1500,
+                 "the first POST came too late for the date to mean a wait: the test shows "
+                 "nothing (429 at %lld, date %lld)", t429, (long long)until * 1000);
+    cr_assert_geq(tnext, 0, "the POST answered 429 was never retried");
+    /* An HTTP-date has whole seconds: the retry comes at that second or after. */
+    cr_assert_geq(tnext, (long long)until * 1000 - 1000,
+                  "retried at %lld, before the Retry-After date %s (%lld)", tnext, date,
+                  (long long)until * 1000);
+    char *log = tfs_test_daemon_log(e.d);
+    cr_assert(strstr(log, "Retry-After 3600 s"),
+              "the hour-long Retry-After was not left to the host's backoff:\n%s", log);
+    free(log);
+
+    /* A clerk's bulk edit: 12 contacts, one updated_at, page_size 5. */
+    run = run_pair(&e, "crm-to-pacs", "full", "succeeded");
+    json_decref(run);
+    char *text = load_crm(&e);
+    free(text);
+    char *ids = tfs_test_pg_scalar(
+        e.pacs, "SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM crm_contact"
+                " WHERE NOT do_not_publish ORDER BY id LIMIT 12) x");
+    int n = 0;
+    for (char *id = strtok(ids, ","); id; id = strtok(NULL, ","), n++) {
+        char path[64];
+        snprintf(path, sizeof path, "/contacts/%s", id);
+        json_decref(crm_call(&e, "PATCH", path,
+                             "{\"mail_line1\": \"1 BULK WAY\","
+                             " \"updated_at\": \"2026-12-01T10:00:00.000Z\"}"));
+    }
+    free(ids);
+    cr_assert_eq(n, 12);
+    run = run_pair(&e, "crm-to-pacs", "incremental", "succeeded");
+    cr_assert_eq(count_of(run, "contact", "read"), 12,
+                 "a bulk edit of 12 contacts with one updated_at, read 5 a page: %lld read",
+                 count_of(run, "contact", "read"));
+    cr_assert_eq(written(run, "contact"), 12);
+    json_decref(run);
+    cr_assert_eq(scalar_ll(e.pacs, "SELECT count(*) FROM address WHERE addr_type_cd = 'M' AND"
+                                   " addr_line1 = '1 BULK WAY'"),
+                 12);
+    run = run_pair(&e, "crm-to-pacs", "incremental", "succeeded");
+    cr_assert_eq(count_of(run, "contact", "read"), 0, "the bulk edit was read again");
+    json_decref(run);
     env_down(&e);
 }
 

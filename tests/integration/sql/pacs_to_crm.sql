@@ -1,5 +1,5 @@
 -- tests/integration/sql/pacs_to_crm.sql — the PACS -> CRM contact mapping of
--- transforms/pacs_to_crm.lua (the pacs adapter's owner entity, the crm adapter's contact
+-- transforms/pacs_to_crm.lua (the pacs adapter's account entity, the crm adapter's contact
 -- entity), written independently as one SELECT over the PACS tables.
 --
 -- Columns exactly the contact fields the script writes, in the crm adapter's order
@@ -7,9 +7,8 @@
 -- ORDER BY, no trailing semicolon, no double dashes outside comments.
 --
 -- Same rules as the script:
---   * every first owner (by pct_ownership descending, then owner_id) of a property's roll
---     year property_val row at the highest sup_num, not retired, is one contact, id = its
---     account id;
+--   * every account that owns (any share) a property at its roll year property_val row of
+--     the highest sup_num, not retired, is one contact, id = its account id;
 --   * a confidential account (confidential_flag 'T') is 'CONFIDENTIAL OWNER' with no
 --     address and do_not_publish true;
 --   * else its name and mailing address (primary first, then type 'M') as PACS keeps
@@ -19,15 +18,11 @@ WITH pv AS (
     FROM property_val
     WHERE prop_val_yr = :roll_year
     ORDER BY prop_id, sup_num DESC
-), ranked AS (
-    SELECT o.prop_id, o.owner_id,
-           row_number() OVER (PARTITION BY o.prop_id
-                              ORDER BY o.pct_ownership DESC, o.owner_id) AS rank
+), owners AS (
+    SELECT DISTINCT o.owner_id AS acct_id
     FROM owner o
     JOIN pv ON pv.prop_id = o.prop_id AND o.sup_num = pv.sup_num
     WHERE o.owner_tax_yr = :roll_year AND pv.prop_inactive_dt IS NULL
-), firsts AS (
-    SELECT DISTINCT owner_id AS acct_id FROM ranked WHERE rank = 1
 ), mail AS (
     SELECT DISTINCT ON (acct_id) *
     FROM address
@@ -46,6 +41,6 @@ SELECT
          ELSE substring(m.addr_zip FROM '^([0-9]{5})(-?[0-9]{4})?$') END AS mail_zip5,
     CASE WHEN a.confidential_flag = 'T' THEN NULL
          ELSE substring(m.addr_zip FROM '^[0-9]{5}-?([0-9]{4})$') END AS mail_zip4
-FROM firsts f
+FROM owners f
 JOIN account a ON a.acct_id = f.acct_id
 LEFT JOIN mail m ON m.acct_id = a.acct_id
