@@ -15,7 +15,8 @@
  * and the pending files' removal from publishing them twice. A delete is a row whose first column, action, is "D" (an upsert: "U").
  *
  * Source (pair erp-to-pacs, deltas: never swept): entity payment, from the inbox's *.csv files, read
- * in name order, each with a header line naming the columns. The cursor is "<file>\n<row>".
+ * in name order, each with a header line naming the columns, streamed (csv_stream.h). The
+ * cursor is "<file>\n<row>\n<byte offset>\n<line>", where the next record starts.
  * A malformed row (wrong field count, bad number, bad date, unterminated quote) is a dead
  * letter keyed "<file>:<line>" (rec_fail) with its reason; the rest of the file is read. Files read to their end
  * are moved to <archive> in cb_run_end when the run committed (succeeded or partial), never
@@ -30,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "csv_stream.h"
 #include "sha256.h"
 
 static const tfs_sdk_host *host;
@@ -907,7 +910,7 @@ static bool parse_date(const char *s)
 
 /* Checks a payment row (columns mapped by the header) and, with rec, sets its fields.
  * NULL, or the reason the row is malformed. */
-static const char *payment_row(const csv_row *r, const int *col, tfs_sdk_record *rec,
+static const char *payment_row(const csv_rec *r, const int *col, tfs_sdk_record *rec,
                                char *why, size_t size)
 {
     for (size_t k = 0; k < N_OF(payment_fields); k++) {
@@ -959,97 +962,129 @@ static int dead_letter(tfs_sdk_batch *out, const char *file, long line, const ch
     return host->rec_fail(rec, "%s line %ld: %s", file, line, reason);
 }
 
-/* Reads one file's rows from row index `from` (0: the first after the header) into out,
- * at most *room. Sets *next to the index after the last row consumed and *eof. */
-static int read_file(erp *e, const char *name, size_t from, size_t *room, tfs_sdk_batch *out,
-                     size_t *next, bool *eof, tfs_sdk_error *err)
+/* Where a read of one inbox file stands: the records read after the header (blank ones
+ * too), and the byte offset and physical line where the next one starts (off 0: right
+ * after the header). An old cursor ("<file>\n<row>") has off -1: its rows are skipped. */
+typedef struct file_pos {
+    size_t row;
+    long long off;
+    long line;
+} file_pos;
+
+/* Reads one file from `from` into out, at most *room records, streaming it (csv_stream.h:
+ * bounded memory whatever the file's size). Sets *next to where it stopped and *eof when
+ * nothing of the file is left. */
+static int read_file(erp *e, const char *name, const file_pos *from, size_t *room,
+                     tfs_sdk_batch *out, file_pos *next, bool *eof, tfs_sdk_error *err)
 {
     char path[1400];
     snprintf(path, sizeof path, "%s/%s", e->inbox, name);
-    size_t len;
-    char *buf = slurp(path, &len);
-    if (!buf) {
+    csv_stream s;
+    if (csv_stream_open(&s, path) != 0) {
         host->error_set(err, "could not read payment file \"%s\": %s", path, strerror(errno));
         return TFS_SDK_ETRANSIENT;
     }
-    csv_doc d;
-    long bad;
-    int rc = csv_doc_parse(buf, len, &d, &bad);
-    free(buf);
-    if (rc != 0) {
-        host->error_set(err, "could not read \"%s\": out of memory", path);
+    const csv_rec *r;
+    long line;
+    const char *why = NULL;
+    int got = csv_stream_next(&s, &r, &line, &why);
+    if (got == -1) {
+        csv_stream_close(&s);
+        host->error_set(err, "could not read payment file \"%s\": %s", path, strerror(errno));
         return TFS_SDK_ETRANSIENT;
     }
-    int col[N_OF(payment_fields)];
-    if (d.n == 0) {
-        doc_free(&d);
-        host->error_set(err, "could not read payment file %s: it has no header line; the first "
-                        "line must name the columns (bill_id,prop_id,...)", name);
+    if (got != 1) {
+        csv_stream_close(&s);
+        host->error_set(err, "could not read payment file %s: %s; the first line must name "
+                        "the columns (bill_id,prop_id,...)",
+                        name, got == 0 ? "it has no header line" : why);
         return TFS_SDK_EPERMANENT;
     }
+    int col[N_OF(payment_fields)];
+    size_t width = r->n;
     for (size_t k = 0; k < N_OF(payment_fields); k++) {
         col[k] = -1;
-        for (size_t c = 0; c < d.rows[0].n; c++)
-            if (strcmp(d.rows[0].f[c], payment_fields[k].name) == 0)
+        for (size_t c = 0; c < r->n; c++)
+            if (strcmp(r->f[c], payment_fields[k].name) == 0)
                 col[k] = (int)c;
         if (col[k] < 0) {
-            doc_free(&d);
+            csv_stream_close(&s);
             host->error_set(err, "could not read payment file %s: its header has no column %s",
                             name, payment_fields[k].name);
             return TFS_SDK_EPERMANENT;
         }
     }
-    size_t i = from + 1;
-    for (; i < d.n && *room > 0; i++) {
-        csv_row *r = &d.rows[i];
+    *next = *from;
+    if (from->off == LLONG_MAX) { /* ended by a record that cannot be parsed */
+        csv_stream_close(&s);
+        *eof = true;
+        return TFS_SDK_OK;
+    }
+    if (from->off > 0 && csv_stream_seek(&s, from->off, from->line) != 0) {
+        csv_stream_close(&s);
+        host->error_set(err, "could not read payment file \"%s\" from byte %lld: %s", path,
+                        from->off, strerror(errno));
+        return TFS_SDK_ETRANSIENT;
+    }
+    size_t skip = from->off < 0 ? from->row : 0;
+    *eof = false;
+    int rc = TFS_SDK_OK;
+    while (*room > 0) {
+        got = csv_stream_next(&s, &r, &line, &why);
+        if (got == 0) {
+            *eof = true;
+            break;
+        }
+        if (got == -1) {
+            host->error_set(err, "could not read payment file \"%s\": %s", path,
+                            strerror(errno));
+            rc = TFS_SDK_ETRANSIENT;
+            break;
+        }
+        if (got == -2) {
+            /* Nothing after it can be read: its dead letter, once (the cursor is past it). */
+            if (dead_letter(out, name, line, why) != 0)
+                goto oom;
+            (*room)--;
+            *eof = true;
+            next->off = LLONG_MAX;
+            break;
+        }
+        next->off = s.off;
+        next->line = s.line_no;
+        next->row++;
+        if (skip) {
+            skip--;
+            continue;
+        }
         if (r->n == 1 && r->f[0][0] == '\0')
             continue; /* a blank line */
-        char why[256];
+        char buf[256];
         const char *reason = NULL;
-        if (r->n != d.rows[0].n) {
-            snprintf(why, sizeof why, "%zu fields where the header has %zu", r->n, d.rows[0].n);
-            reason = why;
+        if (r->n != width) {
+            snprintf(buf, sizeof buf, "%zu fields where the header has %zu", r->n, width);
+            reason = buf;
         } else {
-            reason = payment_row(r, col, NULL, why, sizeof why);
+            reason = payment_row(r, col, NULL, buf, sizeof buf);
         }
         if (reason) {
-            if (dead_letter(out, name, r->line, reason) != 0) {
-                doc_free(&d);
-                host->error_set(err, "could not read: out of memory");
-                return TFS_SDK_ETRANSIENT;
-            }
+            if (dead_letter(out, name, line, reason) != 0)
+                goto oom;
             (*room)--;
             continue;
         }
         tfs_sdk_record *rec = host->batch_add(out);
-        if (!rec) {
-            doc_free(&d);
-            host->error_set(err, "could not read: out of memory");
-            return TFS_SDK_ETRANSIENT;
-        }
-        payment_row(r, col, rec, why, sizeof why);
+        if (!rec)
+            goto oom;
+        payment_row(r, col, rec, buf, sizeof buf);
         (*room)--;
     }
-    *eof = i >= d.n;
-    /* An unterminated quote ends what can be read: its dead letter is the pseudo-row d.n,
-     * given once (a cursor at d.n is past it). */
-    if (*eof && bad && from < d.n) {
-        if (*room == 0) {
-            *eof = false;
-        } else {
-            if (dead_letter(out, name, bad, "unterminated quote: the file cannot be read from "
-                            "this line on") != 0) {
-                doc_free(&d);
-                host->error_set(err, "could not read: out of memory");
-                return TFS_SDK_ETRANSIENT;
-            }
-            (*room)--;
-            i = d.n + 1;
-        }
-    }
-    *next = i - 1;
-    doc_free(&d);
-    return TFS_SDK_OK;
+    csv_stream_close(&s);
+    return rc;
+oom:
+    csv_stream_close(&s);
+    host->error_set(err, "could not read %s: out of memory", name);
+    return TFS_SDK_ETRANSIENT;
 }
 
 static int erp_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const void *cursor,
@@ -1069,8 +1104,9 @@ static int erp_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
         return TFS_SDK_EPERMANENT;
     }
     char cur_file[512] = "";
-    size_t cur_row = 0;
+    file_pos cur = {0, 0, 1};
     if (cursor_len) {
+        /* "<file>\n<row>\n<offset>\n<line>"; an older "<file>\n<row>" skips rows. */
         char buf[600];
         size_t n = cursor_len < sizeof buf - 1 ? cursor_len : sizeof buf - 1;
         memcpy(buf, cursor, n);
@@ -1078,7 +1114,12 @@ static int erp_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
         char *nl = strchr(buf, '\n');
         if (nl) {
             *nl = '\0';
-            cur_row = (size_t)strtoull(nl + 1, NULL, 10);
+            long long off = -1;
+            long line = 1;
+            unsigned long long row = 0;
+            if (sscanf(nl + 1, "%llu\n%lld\n%ld", &row, &off, &line) < 3)
+                off = -1;
+            cur = (file_pos){(size_t)row, off, line};
         }
         snprintf(cur_file, sizeof cur_file, "%s", buf);
     }
@@ -1093,18 +1134,20 @@ static int erp_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
     int rc = TFS_SDK_OK;
     size_t i = 0;
     char last_file[512] = "";
-    size_t last_row = 0;
+    file_pos last = {0};
     bool eof = true;
     while (i < n_names && cur_file[0] && strcmp(names[i], cur_file) < 0)
         i++;
     for (; i < n_names && room > 0; i++) {
-        size_t from = cur_file[0] && strcmp(names[i], cur_file) == 0 ? cur_row : 0;
-        size_t next = from;
-        rc = read_file(e, names[i], from, &room, out, &next, &eof, err);
+        file_pos from = {0, 0, 1};
+        if (cur_file[0] && strcmp(names[i], cur_file) == 0)
+            from = cur;
+        file_pos next;
+        rc = read_file(e, names[i], &from, &room, out, &next, &eof, err);
         if (rc != TFS_SDK_OK)
             break;
         snprintf(last_file, sizeof last_file, "%s", names[i]);
-        last_row = next;
+        last = next;
         if (eof)
             mark_done(e, names[i]);
         else
@@ -1114,8 +1157,9 @@ static int erp_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
         if (i >= n_names || (i == n_names - 1 && eof))
             host->batch_set_done(out);
         if (last_file[0]) {
-            char c[600];
-            int n = snprintf(c, sizeof c, "%s\n%zu", last_file, last_row);
+            char c[700];
+            int n = snprintf(c, sizeof c, "%s\n%zu\n%lld\n%ld", last_file, last.row, last.off,
+                             last.line);
             host->batch_set_cursor(out, c, (size_t)n);
         }
     }
@@ -1123,12 +1167,67 @@ static int erp_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
     return rc;
 }
 
+/* Data lines of one inbox file, counted in its first ESTIMATE_SAMPLE bytes and, for a
+ * larger file, scaled by its size: a read of at most that much per file, for a progress
+ * bar. A quoted newline counts as a line. -1 when the file cannot be read. */
+#define ESTIMATE_SAMPLE (1 << 20)
+
+static int64_t estimate_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return -1;
+    }
+    enum { BLOCK = 64 * 1024 };
+    char *buf = malloc(BLOCK);
+    if (!buf) {
+        fclose(f);
+        return -1;
+    }
+    int64_t lines = 0, seen = 0;
+    char last = '\n';
+    size_t n;
+    while (seen < ESTIMATE_SAMPLE && (n = fread(buf, 1, BLOCK, f)) > 0) {
+        for (size_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+        last = buf[n - 1];
+        seen += (int64_t)n;
+    }
+    free(buf);
+    fclose(f);
+    if (seen == 0)
+        return 0;
+    if (seen >= st.st_size) {
+        lines += last != '\n'; /* a last line without its line end */
+    } else {
+        lines = (int64_t)((double)lines * (double)st.st_size / (double)seen + 0.5);
+    }
+    return lines > 0 ? lines - 1 : 0; /* the header */
+}
+
+/* The data rows of the files waiting in the inbox (cheaply: see estimate_file). */
 static int erp_estimate(void *instance, size_t entity, int64_t *count, tfs_sdk_error *err)
 {
-    (void)instance;
-    (void)entity;
+    erp *e = instance;
     (void)err;
     *count = -1;
+    char **names;
+    size_t n_names;
+    if (entity != E_PAYMENT || !e->inbox[0] || list_inbox(e, &names, &n_names) != 0)
+        return TFS_SDK_OK;
+    int64_t total = 0;
+    for (size_t i = 0; i < n_names && total >= 0; i++) {
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", e->inbox, names[i]);
+        int64_t one = estimate_file(path);
+        total = one < 0 ? -1 : total + one;
+    }
+    names_free(names, n_names);
+    *count = total;
     return TFS_SDK_OK;
 }
 

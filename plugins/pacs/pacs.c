@@ -1515,18 +1515,24 @@ oom:
     return TFS_SDK_ETRANSIENT;
 }
 
-/* ---- the parcel_gis target (pair gis-to-pacs) ------------------------------------------
+/* ---- the target entities ----------------------------------------------------------------
  *
- * Writes only property_gis, one operation at a time under its own savepoint in one
- * transaction per cb_write: a parcel GIS has and PACS does not is that operation's
- * failure, never a new property. property_gis has no change-log trigger, so these writes
- * never reach PACS's change reads (docs/decisions.md, "GIS and PACS without ping-pong"). */
+ * PACS is a target only of what other systems own or keep, each entity into what it alone
+ * may touch, and none of them ever a new property or account:
+ *   parcel_gis (pair gis-to-pacs): property_gis, what GIS computes about a parcel;
+ *   bill_status (pair erp-to-pacs): property_bill_status, what the billing system says;
+ *   account_mail (pair crm-to-pacs): an account's address row of type 'M' (inserted when
+ *     it has none), written with tfsync.origin = 'sync' for the transaction.
+ * property_gis and property_bill_status have no change-log trigger and the trigger skips
+ * address rows written with that origin, so none of these writes comes back out of PACS's
+ * change reads (docs/decisions.md, "GIS and PACS without ping-pong", "CRM and PACS without
+ * ping-pong"). One transaction per cb_write, each operation under its own savepoint, so
+ * one bad record fails alone. */
 
 static const char gis_fetch_sql[] =
     "SELECT simple_geo_id, gis_acres, gis_centroid_lat, gis_centroid_lon, gis_srid,"
     " gis_stated_area FROM property_gis WHERE simple_geo_id = ANY($1::text[])";
-/* Only when something differs, so that an unchanged upsert keeps gis_updated_at; answers
- * whether PACS has the parcel. */
+
 static const char gis_upsert_sql[] =
     "WITH u AS (INSERT INTO property_gis AS g (simple_geo_id, gis_acres, gis_centroid_lat,"
     " gis_centroid_lon, gis_srid, gis_stated_area)"
@@ -1540,10 +1546,101 @@ static const char gis_upsert_sql[] =
     " EXCLUDED.gis_centroid_lat, EXCLUDED.gis_centroid_lon, EXCLUDED.gis_srid,"
     " EXCLUDED.gis_stated_area) RETURNING 1)"
     " SELECT EXISTS (SELECT 1 FROM property WHERE simple_geo_id = $1::text)";
+
 static const char gis_delete_sql[] = "DELETE FROM property_gis WHERE simple_geo_id = $1";
 
+static const char mail_fetch_sql[] =
+    "SELECT acct_id, addr_line1, addr_line2, addr_city, addr_state, addr_zip FROM address"
+    " WHERE addr_type_cd = 'M' AND acct_id = ANY($1::int8[])";
+
+static const char mail_upsert_sql[] =
+    "WITH u AS (INSERT INTO address AS a (acct_id, addr_type_cd, addr_line1, addr_line2,"
+    " addr_city, addr_state, addr_zip)"
+    " SELECT $1::int, 'M', $2, $3, $4, $5, $6"
+    " WHERE EXISTS (SELECT 1 FROM account WHERE acct_id = $1::int)"
+    " ON CONFLICT (acct_id, addr_type_cd) DO UPDATE SET (addr_line1, addr_line2, addr_city,"
+    " addr_state, addr_zip) = (EXCLUDED.addr_line1, EXCLUDED.addr_line2, EXCLUDED.addr_city,"
+    " EXCLUDED.addr_state, EXCLUDED.addr_zip) WHERE (a.addr_line1, a.addr_line2,"
+    " a.addr_city, a.addr_state, a.addr_zip) IS DISTINCT FROM (EXCLUDED.addr_line1,"
+    " EXCLUDED.addr_line2, EXCLUDED.addr_city, EXCLUDED.addr_state, EXCLUDED.addr_zip)"
+    " RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM account WHERE acct_id = $1::int), (SELECT count(*) FROM u)";
+
+static const char bill_fetch_sql[] =
+    "SELECT bill_id, prop_id, tax_year, amount_due, amount_paid, payment_status, erp_modified"
+    " FROM property_bill_status WHERE bill_id = ANY($1::text[])";
+
+static const char bill_upsert_sql[] =
+    "WITH u AS (INSERT INTO property_bill_status AS b (bill_id, prop_id, tax_year, amount_due,"
+    " amount_paid, payment_status, erp_modified)"
+    " SELECT $1::text, $2::integer, $3::integer, $4::numeric, $5::numeric, $6::text, $7::date"
+    " WHERE EXISTS (SELECT 1 FROM property WHERE prop_id = $2::integer)"
+    " ON CONFLICT (bill_id) DO UPDATE SET (prop_id, tax_year, amount_due, amount_paid,"
+    " payment_status, erp_modified, erp_updated_at) = (EXCLUDED.prop_id, EXCLUDED.tax_year,"
+    " EXCLUDED.amount_due, EXCLUDED.amount_paid, EXCLUDED.payment_status,"
+    " EXCLUDED.erp_modified, now()) WHERE (b.prop_id, b.tax_year, b.amount_due, b.amount_paid,"
+    " b.payment_status, b.erp_modified) IS DISTINCT FROM (EXCLUDED.prop_id, EXCLUDED.tax_year,"
+    " EXCLUDED.amount_due, EXCLUDED.amount_paid, EXCLUDED.payment_status,"
+    " EXCLUDED.erp_modified) RETURNING 1)"
+    " SELECT EXISTS (SELECT 1 FROM property WHERE prop_id = $2::integer)";
+
+static const char bill_delete_sql[] = "DELETE FROM property_bill_status WHERE bill_id = $1";
+
+typedef struct pacs_target {
+    size_t entity;
+    int text_key;            /* the key is text (else int8) */
+    const char *fetch_sql;   /* $1 the keys as an array */
+    const char *upsert_sql;  /* every field in order; answers whether the parent exists */
+    const char *delete_sql;  /* $1 the key; NULL: a deletion writes nothing */
+    int origin_sync;         /* write with tfsync.origin = 'sync' (a captured table) */
+    /* The failure of an upsert whose property or account PACS does not have. */
+    void (*missing)(tfs_sdk_results *results, size_t i, const char *const *params);
+} pacs_target;
+
+static void gis_missing(tfs_sdk_results *results, size_t i, const char *const *params)
+{
+    host->result_set(results, i, TFS_SDK_EPERMANENT,
+                     "no such property in PACS: simple_geo_id %s (GIS maps a parcel PACS "
+                     "does not have)", params[0]);
+}
+
+static void bill_missing(tfs_sdk_results *results, size_t i, const char *const *params)
+{
+    host->result_set(results, i, TFS_SDK_EPERMANENT,
+                     "no such property in PACS: prop_id %s (bill %s of the billing system)",
+                     params[1] ? params[1] : "(null)", params[0]);
+}
+
+static void mail_missing(tfs_sdk_results *results, size_t i, const char *const *params)
+{
+    host->result_set(results, i, TFS_SDK_EPERMANENT,
+                     "no such account in PACS: acct_id %s (the CRM contact's id is not a "
+                     "PACS account)", params[0]);
+}
+
+static const pacs_target pacs_targets[] = {
+    {ENT_GIS, 1, gis_fetch_sql, gis_upsert_sql, gis_delete_sql, 0, gis_missing},
+    {ENT_BILL, 1, bill_fetch_sql, bill_upsert_sql, bill_delete_sql, 0, bill_missing},
+    /* A contact gone from the CRM does not take the PACS account's address with it. */
+    {ENT_ACCT_MAIL, 0, mail_fetch_sql, mail_upsert_sql, NULL, 1, mail_missing},
+};
+
+#define TARGET_FIELDS_MAX 8
+_Static_assert(N_OF(parcel_gis_fields) <= TARGET_FIELDS_MAX &&
+                   N_OF(bill_status_fields) <= TARGET_FIELDS_MAX &&
+                   N_OF(account_mail_fields) <= TARGET_FIELDS_MAX,
+               "a target record's parameters fit");
+
+static const pacs_target *target_of(size_t entity)
+{
+    for (size_t t = 0; t < N_OF(pacs_targets); t++)
+        if (pacs_targets[t].entity == entity)
+            return &pacs_targets[t];
+    return NULL;
+}
+
 /* The text of field f of rec (NULL for null), formatted into tmp when it is a number. */
-static const char *gis_value_text(const tfs_sdk_record *rec, size_t f, char *tmp, size_t cap)
+static const char *target_value_text(const tfs_sdk_record *rec, size_t f, char *tmp, size_t cap)
 {
     switch (host->rec_type(rec, f)) {
     case TFS_SDK_NULL:
@@ -1561,43 +1658,59 @@ static const char *gis_value_text(const tfs_sdk_record *rec, size_t f, char *tmp
     }
 }
 
-static int pacs_gis_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
-                          tfs_sdk_batch *out, tfs_sdk_error *err)
+/* The keys of a target entity as a PostgreSQL array literal in p->keys: text keys quoted
+ * and escaped, int8 ones as numbers; keys of the wrong type (which PACS cannot have) left
+ * out. Returns how many, or -1 when out of memory. */
+static int target_keys(pacs *p, const pacs_target *t, const tfs_sdk_record *const *keys,
+                       size_t n_keys)
 {
-    const tfs_sdk_entity *e = &pacs_entities[ENT_GIS];
     pacs_buf *b = &p->keys;
-    char msg[512];
-    int rc, n = 0;
+    int n = 0;
     b->len = 0;
     if (buf_put(b, "{", 1) != 0)
-        goto oom;
+        return -1;
     for (size_t i = 0; i < n_keys; i++) {
-        const char *k = keys[i] && host->rec_type(keys[i], 0) == TFS_SDK_TEXT
-                            ? host->rec_get_text(keys[i], 0, NULL)
-                            : NULL;
-        if (!k)
+        if (!keys[i] || host->rec_type(keys[i], 0) != (t->text_key ? TFS_SDK_TEXT : TFS_SDK_INT64))
             continue;
-        if ((n++ && buf_put(b, ",", 1) != 0) || buf_put(b, "\"", 1) != 0)
-            goto oom;
-        for (const char *c = k; *c; c++) {
-            int esc = *c == '"' || *c == '\\';
-            if ((esc && buf_put(b, "\\", 1) != 0) || buf_put(b, c, 1) != 0)
-                goto oom;
+        if (n++ && buf_put(b, ",", 1) != 0)
+            return -1;
+        if (!t->text_key) {
+            if (buf_printf(b, "%" PRId64, host->rec_get_int(keys[i], 0)) != 0)
+                return -1;
+            continue;
         }
         if (buf_put(b, "\"", 1) != 0)
-            goto oom;
+            return -1;
+        for (const char *c = host->rec_get_text(keys[i], 0, NULL); *c; c++) {
+            int esc = *c == '"' || *c == '\\';
+            if ((esc && buf_put(b, "\\", 1) != 0) || buf_put(b, c, 1) != 0)
+                return -1;
+        }
+        if (buf_put(b, "\"", 1) != 0)
+            return -1;
     }
-    if (buf_put(b, "}", 1) != 0)
-        goto oom;
+    return buf_put(b, "}", 1) != 0 ? -1 : n;
+}
+
+static int target_fetch(pacs *p, const pacs_target *t, const tfs_sdk_record *const *keys,
+                        size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
+{
+    const tfs_sdk_entity *e = &pacs_entities[t->entity];
+    char msg[512];
+    int rc, n = target_keys(p, t, keys, n_keys);
+    if (n < 0) {
+        host->error_set(err, "could not fetch %s: out of memory", e->name);
+        return TFS_SDK_ETRANSIENT;
+    }
     if (n == 0)
         return 0;
     if ((rc = pacs_ensure(p, err)) != 0)
         return rc;
-    const char *params[] = {b->s};
-    PGresult *res = PQexecParams(p->conn, gis_fetch_sql, 1, NULL, params, NULL, NULL, 0);
+    const char *params[] = {p->keys.s};
+    PGresult *res = PQexecParams(p->conn, t->fetch_sql, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = pgp_classify(p->conn, res);
-        host->error_set(err, "could not fetch parcel_gis: %s%s",
+        host->error_set(err, "could not fetch %s: %s%s", e->name,
                         pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
         PQclear(res);
         return rc;
@@ -1605,27 +1718,15 @@ static int pacs_gis_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_k
     rc = pg_add_rows(e, res, out, err);
     PQclear(res);
     return rc;
-oom:
-    host->error_set(err, "could not fetch parcel_gis: out of memory");
-    return TFS_SDK_ETRANSIENT;
 }
 
-static int pacs_bill_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
-                           tfs_sdk_batch *out, tfs_sdk_error *err);
-static int pacs_mail_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
-                           tfs_sdk_batch *out, tfs_sdk_error *err);
-
-/* cb_fetch: parcel_gis and bill_status here, account_mail below, the source entities in
- * pacs_fetch. */
+/* cb_fetch: the target entities here, the source entities in pacs_fetch. */
 static int pacs_fetch_any(void *instance, size_t entity, const tfs_sdk_record *const *keys,
                           size_t n_keys, tfs_sdk_batch *out, tfs_sdk_error *err)
 {
-    if (entity == ENT_GIS)
-        return pacs_gis_fetch(instance, keys, n_keys, out, err);
-    if (entity == ENT_BILL)
-        return pacs_bill_fetch(instance, keys, n_keys, out, err);
-    if (entity == ENT_ACCT_MAIL)
-        return pacs_mail_fetch(instance, keys, n_keys, out, err);
+    const pacs_target *t = target_of(entity);
+    if (t)
+        return target_fetch(instance, t, keys, n_keys, out, err);
     return pacs_fetch(instance, entity, keys, n_keys, out, err);
 }
 
@@ -1645,7 +1746,7 @@ static int pacs_write_failed(pacs *p, PGresult *res, const char *what, tfs_sdk_e
 {
     char msg[512];
     int rc = pgp_classify(p->conn, res);
-    host->error_set(err, "could not write parcel_gis to pacs (%s): %s%s", what,
+    host->error_set(err, "could not write to pacs (%s): %s%s", what,
                     pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
     PQclear(res);
     if (PQstatus(p->conn) == CONNECTION_OK)
@@ -1653,114 +1754,54 @@ static int pacs_write_failed(pacs *p, PGresult *res, const char *what, tfs_sdk_e
     return rc;
 }
 
-/* ---- the account_mail target (pair crm-to-pacs) ----------------------------------------
- *
- * Writes only the account's address row of type 'M' (inserted when the account has none),
- * with tfsync.origin = 'sync' set for the transaction: the change-log trigger leaves such
- * a write out, so PACS's change reads never send it back to the CRM (docs/decisions.md,
- * "CRM and PACS without ping-pong"). An account PACS does not have is that operation's
- * failure. */
-
-static const char mail_fetch_sql[] =
-    "SELECT acct_id, addr_line1, addr_line2, addr_city, addr_state, addr_zip FROM address"
-    " WHERE addr_type_cd = 'M' AND acct_id = ANY($1::int8[])";
-/* Only when something differs; answers whether PACS has the account. */
-static const char mail_upsert_sql[] =
-    "WITH u AS (INSERT INTO address AS a (acct_id, addr_type_cd, addr_line1, addr_line2,"
-    " addr_city, addr_state, addr_zip)"
-    " SELECT $1::int, 'M', $2, $3, $4, $5, $6"
-    " WHERE EXISTS (SELECT 1 FROM account WHERE acct_id = $1::int)"
-    " ON CONFLICT (acct_id, addr_type_cd) DO UPDATE SET (addr_line1, addr_line2, addr_city,"
-    " addr_state, addr_zip) = (EXCLUDED.addr_line1, EXCLUDED.addr_line2, EXCLUDED.addr_city,"
-    " EXCLUDED.addr_state, EXCLUDED.addr_zip) WHERE (a.addr_line1, a.addr_line2,"
-    " a.addr_city, a.addr_state, a.addr_zip) IS DISTINCT FROM (EXCLUDED.addr_line1,"
-    " EXCLUDED.addr_line2, EXCLUDED.addr_city, EXCLUDED.addr_state, EXCLUDED.addr_zip)"
-    " RETURNING 1)"
-    " SELECT EXISTS (SELECT 1 FROM account WHERE acct_id = $1::int), (SELECT count(*) FROM u)";
-
-static int pacs_mail_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
-                           tfs_sdk_batch *out, tfs_sdk_error *err)
+/* One operation inside pacs_write's transaction, under its own savepoint: 0 (done, or its
+ * own failure reported), or the batch's failure (the transaction rolled back). */
+static int target_write_one(pacs *p, const pacs_target *t, const tfs_sdk_write_op *op,
+                            size_t i, tfs_sdk_results *results, tfs_sdk_error *err)
 {
-    pacs_buf *b = &p->keys;
-    char msg[512], num[32];
-    int rc, n = 0;
-    b->len = 0;
-    if (buf_put(b, "{", 1) != 0)
-        goto oom;
-    for (size_t i = 0; i < n_keys; i++) {
-        if (!keys[i] || host->rec_type(keys[i], 0) != TFS_SDK_INT64)
-            continue;
-        int len = snprintf(num, sizeof num, "%s%" PRId64, n++ ? "," : "",
-                           host->rec_get_int(keys[i], 0));
-        if (buf_put(b, num, (size_t)len) != 0)
-            goto oom;
-    }
-    if (buf_put(b, "}", 1) != 0)
-        goto oom;
-    if (n == 0)
-        return 0;
-    if ((rc = pacs_ensure(p, err)) != 0)
-        return rc;
-    const char *params[] = {b->s};
-    PGresult *res = PQexecParams(p->conn, mail_fetch_sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pgp_classify(p->conn, res);
-        host->error_set(err, "could not fetch account_mail: %s%s",
-                        pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
-        PQclear(res);
-        return rc;
-    }
-    rc = pg_add_rows(&pacs_entities[ENT_ACCT_MAIL], res, out, err);
-    PQclear(res);
-    return rc;
-oom:
-    host->error_set(err, "could not fetch account_mail: out of memory");
-    return TFS_SDK_ETRANSIENT;
-}
-
-/* One account_mail operation inside pacs_write's transaction: 0, or the batch's failure
- * (the transaction rolled back). */
-static int pacs_mail_write_one(pacs *p, const tfs_sdk_write_op *op, size_t i,
-                               tfs_sdk_results *results, tfs_sdk_error *err)
-{
-    const tfs_sdk_entity *e = &pacs_entities[ENT_ACCT_MAIL];
+    const tfs_sdk_entity *e = &pacs_entities[t->entity];
     char msg[512];
     PGresult *r;
-    if (op->kind == TFS_SDK_OP_DELETE) {
-        /* A contact gone from the CRM does not take the PACS account's address with it. */
+    if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE) {
+        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write %s: unknown "
+                         "operation %d", e->name, (int)op->kind);
         return 0;
     }
-    if (op->kind != TFS_SDK_OP_UPSERT || !op->record ||
-        host->rec_n_fields(op->record) != e->n_fields ||
-        host->rec_type(op->record, 0) != TFS_SDK_INT64) {
+    int del = op->kind == TFS_SDK_OP_DELETE;
+    if (del && !t->delete_sql)
+        return 0;
+    if (!op->record || host->rec_n_fields(op->record) != e->n_fields ||
+        host->rec_type(op->record, 0) != (t->text_key ? TFS_SDK_TEXT : TFS_SDK_INT64)) {
         host->result_set(results, i, TFS_SDK_EPERMANENT,
-                         "could not write account_mail: the record has no acct_id or not "
-                         "its %zu fields", e->n_fields);
+                         "could not write %s: the record has no %s or not its %zu fields",
+                         e->name, e->fields[0].name, e->n_fields);
         return 0;
     }
-    const char *params[N_OF(account_mail_fields)];
-    char tmp[N_OF(account_mail_fields)][40];
+    const char *params[TARGET_FIELDS_MAX];
+    char tmp[TARGET_FIELDS_MAX][40];
     for (size_t f = 0; f < e->n_fields; f++)
-        params[f] = gis_value_text(op->record, f, tmp[f], sizeof tmp[f]);
+        params[f] = target_value_text(op->record, f, tmp[f], sizeof tmp[f]);
     if ((r = pacs_run(p->conn, "SAVEPOINT tfs_op")) != NULL)
         return pacs_write_failed(p, r, "savepoint", err);
-    PQclear(PQexec(p->conn, "SELECT set_config('tfsync.origin', 'sync', true)"));
-    PGresult *res =
-        PQexecParams(p->conn, mail_upsert_sql, (int)e->n_fields, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        int missing = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] != 't';
+    if (t->origin_sync &&
+        (r = pacs_run(p->conn, "SET LOCAL tfsync.origin = 'sync'")) != NULL)
+        return pacs_write_failed(p, r, "origin", err);
+    PGresult *res = PQexecParams(p->conn, del ? t->delete_sql : t->upsert_sql,
+                                 del ? 1 : (int)e->n_fields, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        int missing = st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                      PQgetvalue(res, 0, 0)[0] != 't';
         PQclear(res);
         if ((r = pacs_run(p->conn, "RELEASE SAVEPOINT tfs_op")) != NULL)
             return pacs_write_failed(p, r, "release savepoint", err);
         if (missing)
-            host->result_set(results, i, TFS_SDK_EPERMANENT,
-                             "no such account in PACS: acct_id %s (the CRM contact's id is "
-                             "not a PACS account)", params[0]);
+            t->missing(results, i, params);
         return 0;
     }
     if (pgp_classify(p->conn, res) == TFS_SDK_ETRANSIENT)
-        return pacs_write_failed(p, res, "account_mail", err);
-    host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write account_mail %s: %s",
+        return pacs_write_failed(p, res, e->name, err);
+    host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write %s %s: %s", e->name,
                      params[0], pgp_message(p->conn, res, msg, sizeof msg));
     PQclear(res);
     if ((r = pacs_run(p->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
@@ -1768,12 +1809,10 @@ static int pacs_mail_write_one(pacs *p, const tfs_sdk_write_op *op, size_t i,
     return 0;
 }
 
-static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
-                      tfs_sdk_results *results, tfs_sdk_error *err)
+static int pacs_write_any(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
+                          tfs_sdk_results *results, tfs_sdk_error *err)
 {
     pacs *p = instance;
-    const tfs_sdk_entity *e = &pacs_entities[ENT_GIS];
-    char msg[512];
     PGresult *r;
     int rc;
     if (n_ops == 0)
@@ -1785,217 +1824,21 @@ static int pacs_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
     if ((r = pacs_run(p->conn, "BEGIN")) != NULL)
         return pacs_write_failed(p, r, "begin", err);
     for (size_t i = 0; i < n_ops; i++) {
-        const tfs_sdk_write_op *op = &ops[i];
-        if (op->entity == ENT_ACCT_MAIL) {
-            if ((rc = pacs_mail_write_one(p, op, i, results, err)) != 0)
-                return rc;
-            continue;
-        }
-        if (op->entity != ENT_GIS) {
+        const pacs_target *t = target_of(ops[i].entity);
+        if (!t) {
             host->result_set(results, i, TFS_SDK_EPERMANENT,
-                             "could not write %s: pacs is a target of parcel_gis and "
-                             "account_mail only (PACS owns its properties)",
-                             op->entity < N_DESCRIBED ? pacs_entities[op->entity].name : "?");
+                             "could not write %s: pacs is a target of parcel_gis, bill_status "
+                             "and account_mail only (PACS owns its properties)",
+                             ops[i].entity < N_DESCRIBED ? pacs_entities[ops[i].entity].name
+                                                         : "?");
             continue;
         }
-        if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE) {
-            host->result_set(results, i, TFS_SDK_EPERMANENT,
-                             "could not write parcel_gis: unknown operation %d", (int)op->kind);
-            continue;
-        }
-        const char *id = op->record && host->rec_n_fields(op->record) == e->n_fields &&
-                                 host->rec_type(op->record, 0) == TFS_SDK_TEXT
-                             ? host->rec_get_text(op->record, 0, NULL)
-                             : NULL;
-        if (!id) {
-            host->result_set(results, i, TFS_SDK_EPERMANENT,
-                             "could not write parcel_gis: the record has no simple_geo_id or "
-                             "not its %zu fields", e->n_fields);
-            continue;
-        }
-        const char *params[N_OF(parcel_gis_fields)];
-        char tmp[N_OF(parcel_gis_fields)][40];
-        for (size_t f = 0; f < e->n_fields; f++)
-            params[f] = gis_value_text(op->record, f, tmp[f], sizeof tmp[f]);
-        int del = op->kind == TFS_SDK_OP_DELETE;
-        if ((r = pacs_run(p->conn, "SAVEPOINT tfs_op")) != NULL)
-            return pacs_write_failed(p, r, "savepoint", err);
-        PGresult *res = PQexecParams(p->conn, del ? gis_delete_sql : gis_upsert_sql,
-                                     del ? 1 : (int)e->n_fields, NULL, params, NULL, NULL, 0);
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-            int missing = st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-                          PQgetvalue(res, 0, 0)[0] != 't';
-            PQclear(res);
-            if ((r = pacs_run(p->conn, "RELEASE SAVEPOINT tfs_op")) != NULL)
-                return pacs_write_failed(p, r, "release savepoint", err);
-            if (missing)
-                host->result_set(results, i, TFS_SDK_EPERMANENT,
-                                 "no such property in PACS: simple_geo_id %s (GIS maps a "
-                                 "parcel PACS does not have)", id);
-            continue;
-        }
-        if (pgp_classify(p->conn, res) == TFS_SDK_ETRANSIENT)
-            return pacs_write_failed(p, res, "parcel_gis", err);
-        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write parcel_gis %s: %s",
-                         id, pgp_message(p->conn, res, msg, sizeof msg));
-        PQclear(res);
-        if ((r = pacs_run(p->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
-            return pacs_write_failed(p, r, "rollback to savepoint", err);
+        if ((rc = target_write_one(p, t, &ops[i], i, results, err)) != 0)
+            return rc;
     }
     if ((r = pacs_run(p->conn, "COMMIT")) != NULL)
         return pacs_write_failed(p, r, "commit", err);
     return 0;
-}
-
-/* ---- the bill_status target (pair erp-to-pacs) -----------------------------------------
- *
- * Writes only property_bill_status, like parcel_gis: one savepoint per operation in one
- * transaction per cb_write, a bill for a property PACS does not have is that operation's
- * failure, and the table has no change-log trigger, so payment statuses never come back
- * out of PACS's change reads. */
-
-static const char bill_fetch_sql[] =
-    "SELECT bill_id, prop_id, tax_year, amount_due, amount_paid, payment_status, erp_modified"
-    " FROM property_bill_status WHERE bill_id = ANY($1::text[])";
-static const char bill_upsert_sql[] =
-    "WITH u AS (INSERT INTO property_bill_status AS b (bill_id, prop_id, tax_year, amount_due,"
-    " amount_paid, payment_status, erp_modified)"
-    " SELECT $1::text, $2::integer, $3::integer, $4::numeric, $5::numeric, $6::text, $7::date"
-    " WHERE EXISTS (SELECT 1 FROM property WHERE prop_id = $2::integer)"
-    " ON CONFLICT (bill_id) DO UPDATE SET (prop_id, tax_year, amount_due, amount_paid,"
-    " payment_status, erp_modified, erp_updated_at) = (EXCLUDED.prop_id, EXCLUDED.tax_year,"
-    " EXCLUDED.amount_due, EXCLUDED.amount_paid, EXCLUDED.payment_status,"
-    " EXCLUDED.erp_modified, now()) WHERE (b.prop_id, b.tax_year, b.amount_due, b.amount_paid,"
-    " b.payment_status, b.erp_modified) IS DISTINCT FROM (EXCLUDED.prop_id, EXCLUDED.tax_year,"
-    " EXCLUDED.amount_due, EXCLUDED.amount_paid, EXCLUDED.payment_status,"
-    " EXCLUDED.erp_modified) RETURNING 1)"
-    " SELECT EXISTS (SELECT 1 FROM property WHERE prop_id = $2::integer)";
-static const char bill_delete_sql[] = "DELETE FROM property_bill_status WHERE bill_id = $1";
-
-static int pacs_bill_fetch(pacs *p, const tfs_sdk_record *const *keys, size_t n_keys,
-                           tfs_sdk_batch *out, tfs_sdk_error *err)
-{
-    pacs_buf *b = &p->keys;
-    char msg[512];
-    int rc, n = 0;
-    b->len = 0;
-    if (buf_put(b, "{", 1) != 0)
-        goto oom;
-    for (size_t i = 0; i < n_keys; i++) {
-        const char *k = keys[i] && host->rec_type(keys[i], 0) == TFS_SDK_TEXT
-                            ? host->rec_get_text(keys[i], 0, NULL)
-                            : NULL;
-        if (!k)
-            continue;
-        if ((n++ && buf_put(b, ",", 1) != 0) || buf_put(b, "\"", 1) != 0)
-            goto oom;
-        for (const char *c = k; *c; c++) {
-            int esc = *c == '"' || *c == '\\';
-            if ((esc && buf_put(b, "\\", 1) != 0) || buf_put(b, c, 1) != 0)
-                goto oom;
-        }
-        if (buf_put(b, "\"", 1) != 0)
-            goto oom;
-    }
-    if (buf_put(b, "}", 1) != 0)
-        goto oom;
-    if (n == 0)
-        return 0;
-    if ((rc = pacs_ensure(p, err)) != 0)
-        return rc;
-    const char *params[] = {b->s};
-    PGresult *res = PQexecParams(p->conn, bill_fetch_sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pgp_classify(p->conn, res);
-        host->error_set(err, "could not fetch bill_status: %s%s",
-                        pgp_message(p->conn, res, msg, sizeof msg), missing_table_hint(res));
-        PQclear(res);
-        return rc;
-    }
-    rc = pg_add_rows(&pacs_entities[ENT_BILL], res, out, err);
-    PQclear(res);
-    return rc;
-oom:
-    host->error_set(err, "could not fetch bill_status: out of memory");
-    return TFS_SDK_ETRANSIENT;
-}
-
-static int pacs_bill_write(pacs *p, const tfs_sdk_write_op *ops, size_t n_ops,
-                           tfs_sdk_results *results, tfs_sdk_error *err)
-{
-    const tfs_sdk_entity *e = &pacs_entities[ENT_BILL];
-    char msg[512];
-    PGresult *r;
-    int rc;
-    if ((rc = pacs_ensure(p, err)) != 0)
-        return rc;
-    if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
-        PQclear(PQexec(p->conn, "ROLLBACK"));
-    if ((r = pacs_run(p->conn, "BEGIN")) != NULL)
-        return pacs_write_failed(p, r, "begin", err);
-    for (size_t i = 0; i < n_ops; i++) {
-        const tfs_sdk_write_op *op = &ops[i];
-        const char *id = op->record && host->rec_n_fields(op->record) == e->n_fields &&
-                                 host->rec_type(op->record, 0) == TFS_SDK_TEXT
-                             ? host->rec_get_text(op->record, 0, NULL)
-                             : NULL;
-        if (!id) {
-            host->result_set(results, i, TFS_SDK_EPERMANENT,
-                             "could not write bill_status: the record has no bill_id or not "
-                             "its %zu fields", e->n_fields);
-            continue;
-        }
-        const char *params[N_OF(bill_status_fields)];
-        char tmp[N_OF(bill_status_fields)][40];
-        for (size_t f = 0; f < e->n_fields; f++)
-            params[f] = gis_value_text(op->record, f, tmp[f], sizeof tmp[f]);
-        int del = op->kind == TFS_SDK_OP_DELETE;
-        if ((r = pacs_run(p->conn, "SAVEPOINT tfs_op")) != NULL)
-            return pacs_write_failed(p, r, "savepoint", err);
-        PGresult *res = PQexecParams(p->conn, del ? bill_delete_sql : bill_upsert_sql,
-                                     del ? 1 : (int)e->n_fields, NULL, params, NULL, NULL, 0);
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-            int missing = st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-                          PQgetvalue(res, 0, 0)[0] != 't';
-            PQclear(res);
-            if ((r = pacs_run(p->conn, "RELEASE SAVEPOINT tfs_op")) != NULL)
-                return pacs_write_failed(p, r, "release savepoint", err);
-            if (missing)
-                host->result_set(results, i, TFS_SDK_EPERMANENT,
-                                 "no such property in PACS: prop_id %s (bill %s of the billing "
-                                 "system)", params[1] ? params[1] : "(null)", id);
-            continue;
-        }
-        if (pgp_classify(p->conn, res) == TFS_SDK_ETRANSIENT)
-            return pacs_write_failed(p, res, "bill_status", err);
-        host->result_set(results, i, TFS_SDK_EPERMANENT, "could not write bill_status %s: %s",
-                         id, pgp_message(p->conn, res, msg, sizeof msg));
-        PQclear(res);
-        if ((r = pacs_run(p->conn, "ROLLBACK TO SAVEPOINT tfs_op")) != NULL)
-            return pacs_write_failed(p, r, "rollback to savepoint", err);
-    }
-    if ((r = pacs_run(p->conn, "COMMIT")) != NULL)
-        return pacs_write_failed(p, r, "commit", err);
-    return 0;
-}
-
-/* cb_write: a batch of bill_status operations here, everything else in pacs_write. A pair
- * has one target entity in PACS, so a batch never mixes them. */
-static int pacs_write_any(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
-                          tfs_sdk_results *results, tfs_sdk_error *err)
-{
-    if (n_ops && ops[0].entity == ENT_BILL) {
-        for (size_t i = 1; i < n_ops; i++)
-            if (ops[i].entity != ENT_BILL) {
-                host->error_set(err, "could not write: a batch mixes bill_status with other "
-                                "entities");
-                return TFS_SDK_EPERMANENT;
-            }
-        return pacs_bill_write(instance, ops, n_ops, results, err);
-    }
-    return pacs_write(instance, ops, n_ops, results, err);
 }
 
 static const tfs_sdk_plugin pacs_plugin = {

@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -673,5 +674,345 @@ Test(erp, payments_reach_pacs_bad_lines_are_dead_letters_and_files_archive_after
     cr_assert(err && strstr(err, e.inbox) && strstr(err, "settings.inbox"),
               "the error does not name the inbox: %s", err ? err : "(none)");
     json_decref(run);
+    env_down(&e);
+}
+
+/* ======================================================================================
+ * 4. Gaps of issue 10: a kill -9 exactly between a batch's target write and its state
+ *    commit; deletions in the outbox; a failed run's files stay in the inbox; the inbox's
+ *    estimate; a file larger than a read, streamed, and resumed mid-file after a kill.
+ * ====================================================================================== */
+
+/* The test's own session holding an advisory lock that a trigger makes one write wait on. */
+#define HOLD_LOCK 610011
+
+static PGconn *connect_db(const char *db)
+{
+    char *ci = tfs_test_pg_conninfo(db);
+    PGconn *c = PQconnectdb(ci);
+    free(ci);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    return c;
+}
+
+static void conn_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+              "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Waits (at most 60 s) until a session of db waits on the test's advisory lock. */
+static void wait_advisory_waiter(const char *db, const char *what)
+{
+    for (int i = 0; i < 6000; i++) {
+        if (scalar_ll(db, "SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                          " current_database() AND wait_event_type = 'Lock' AND wait_event ="
+                          " 'advisory'") > 0)
+            return;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    cr_assert_fail("no session of %s ever waited on the hold (%s)", db, what);
+}
+
+/* Whole pending files of an entity. */
+static int pending_files(const env *e, const char *entity)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/.pending", e->outbox);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    int n = 0;
+    size_t len = strlen(entity);
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        n += strncmp(de->d_name, entity, len) == 0 && de->d_name[len] == '.' && l > 4 &&
+             strcmp(de->d_name + l - 4, ".csv") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The kill lands after the 5th owner batch's cb_write returned (its pending file is on
+ * disk) and before its state commit (the commit's first sync map row waits on the test's
+ * lock), with 4 batches committed but not yet published (publishing is at run end). After
+ * the restart the same run must end succeeded with every owner published exactly once,
+ * the last row per key, nothing lost: an adapter that dropped the pending rows at start
+ * loses the 4 committed batches, and one that published every row repeats the 5th's. */
+Test(erp, kill9_between_target_write_and_state_commit_neither_loses_nor_duplicates)
+{
+    env e;
+    env_init(&e, 5);
+    PGconn *hold = connect_db(e.state);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE SEQUENCE test_hold_seq;"
+             "CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+             " IF NEW.entity = 'owner' AND nextval('test_hold_seq') = 21 THEN"
+             " PERFORM pg_advisory_xact_lock(%d); END IF; RETURN NEW; END $$;"
+             "CREATE TRIGGER test_hold BEFORE INSERT ON tfsync.sync_map FOR EACH ROW"
+             " EXECUTE FUNCTION test_hold();"
+             "SELECT pg_advisory_lock(%d)",
+             HOLD_LOCK, HOLD_LOCK);
+    conn_exec(hold, sql);
+    json_int_t id = start_run(&e, "pacs-to-erp", "full");
+    wait_advisory_waiter(e.state, "the 5th owner batch's commit");
+    /* The batch's target write returned before its commit began. */
+    cr_assert_geq(pending_files(&e, "roll_owner"), 5, "the held batch has no pending file");
+    cr_assert_eq(scalar_ll(e.state, "SELECT count(*) FROM tfsync.sync_map WHERE entity ="
+                                    " 'owner'"),
+                 20, "4 owner batches of 5 committed before the held one");
+    tfs_test_daemon_kill9(e.d);
+    char names[8][64];
+    cr_assert_eq(published(&e, "roll_owner", names, 8), 0, "the killed run had published");
+    conn_exec(hold, "SELECT pg_advisory_unlock_all()");
+    conn_exec(hold, "DROP TRIGGER test_hold ON tfsync.sync_map; DROP FUNCTION test_hold();"
+                    " DROP SEQUENCE test_hold_seq");
+    PQfinish(hold);
+
+    e.d = tfs_test_daemon_start(e.cfg);
+    json_decref(wait_state(&e, id, "succeeded"));
+    cr_assert(wait_published(&e), "rows are still pending after the resumed run");
+    assert_roll_twins(&e);
+    /* Exactly once: no key in two rows of all that was published. */
+    cr_assert_eq(scalar_ll(e.state, "SELECT count(*) - count(DISTINCT (prop_id, tax_year))"
+                                    " FROM raw_owner"),
+                 0, "a roll_owner row was published twice");
+    cr_assert_eq(scalar_ll(e.state, "SELECT count(*) FROM raw_owner"),
+                 scalar_ll(e.state, "SELECT count(*) FROM roll_owner"));
+    env_down(&e);
+}
+
+/* PACS retires a property and drops the owner rows of another: the incremental run
+ * publishes D rows with their keys, and a reader applying the folders in order (load_roll:
+ * last row per key, deletions drop it) ends with the twins' state. */
+Test(erp, retired_property_and_removed_owner_are_published_as_delete_rows)
+{
+    env e;
+    env_init(&e, 25);
+    json_decref(run_pair(&e, "pacs-to-erp", "full", "succeeded"));
+    cr_assert(wait_published(&e), "the full run's rows were never published");
+    long long retired = scalar_ll(e.pacs, "SELECT min(o.prop_id) FROM owner o");
+    long long unowned = scalar_ll(e.pacs, "SELECT max(o.prop_id) FROM owner o");
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE property_val SET prop_inactive_dt = now() WHERE prop_id = %lld;"
+             "DELETE FROM owner WHERE prop_id = %lld",
+             retired, unowned);
+    tfs_test_pg_exec(e.pacs, sql);
+    json_t *run = run_pair(&e, "pacs-to-erp", "incremental", "succeeded");
+    json_decref(run);
+    cr_assert(wait_published(&e), "the incremental run's rows were never published");
+    cr_assert_eq(load_roll(&e), 4, "the incremental run published one folder per entity");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM raw_owner WHERE seq = 1 AND action = 'D' AND prop_id = %lld"
+             " AND tax_year = 2026 AND account IS NULL AND owner_name IS NULL",
+             retired);
+    cr_assert_eq(scalar_ll(e.state, sql), 1, "no D row of the retired property's owner");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM raw_value WHERE seq = 1 AND action = 'D' AND prop_id = %lld"
+             " AND tax_year = 2026 AND taxable_value IS NULL",
+             retired);
+    cr_assert_eq(scalar_ll(e.state, sql), 1, "no D row of the retired property's value");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM raw_owner WHERE seq = 1 AND action = 'D' AND prop_id = %lld",
+             unowned);
+    cr_assert_eq(scalar_ll(e.state, sql), 1, "no D row of the property whose owners went");
+    assert_roll_twins(&e);
+    env_down(&e);
+}
+
+/* A run that fails archives nothing: its files stay in the inbox, and the next good run
+ * reads them again and archives them then. PACS refuses the writes (its bill table gone
+ * for a while). */
+Test(erp, a_failed_run_leaves_its_files_in_the_inbox_for_the_next_run)
+{
+    env e;
+    env_init(&e, 25);
+    long long p1 = scalar_ll(e.pacs, "SELECT min(prop_id) FROM property");
+    char text[1024], path[512];
+    snprintf(text, sizeof text,
+             "bill_id,prop_id,tax_year,amount_due_cents,amount_paid_cents,"
+             "payment_status_type_cd,last_modified\n"
+             "F-0001,%lld,2026,100,100,PD,2026-11-06\n"
+             "F-0002,%lld,2026,200,0,DU,2026-11-06\n",
+             p1, p1);
+    snprintf(path, sizeof path, "%s/pay-20261106-01.csv", e.inbox);
+    write_file(path, text);
+    char v[512];
+    snprintf(v, sizeof v,
+             "('pay-20261106-01.csv', 2, 'F-0001', %lld, 2026, 100, 100, 'PD', '2026-11-06'),"
+             "('pay-20261106-01.csv', 3, 'F-0002', %lld, 2026, 200, 0, 'DU', '2026-11-06')",
+             p1, p1);
+    expect_rows(&e, v);
+    tfs_test_pg_exec(e.pacs, "ALTER TABLE property_bill_status RENAME TO bill_status_away");
+    json_t *run = run_pair(&e, "erp-to-pacs", "full", "failed");
+    json_decref(run);
+    /* The run's end is told after its final state: a stop waits for the worker, so
+     * whatever it archived is archived now. */
+    cr_assert_eq(tfs_test_daemon_stop_status(e.d), 0);
+    e.d = NULL;
+    cr_assert_eq(access(path, F_OK), 0, "the failed run's file left the inbox");
+    snprintf(path, sizeof path, "%s/pay-20261106-01.csv", e.archive);
+    cr_assert_neq(access(path, F_OK), 0, "the failed run archived its file");
+    e.d = tfs_test_daemon_start(e.cfg);
+    tfs_test_pg_exec(e.pacs, "ALTER TABLE bill_status_away RENAME TO property_bill_status");
+    run = run_pair(&e, "erp-to-pacs", "incremental", "succeeded");
+    cr_assert_eq(count_of(run, "payment", "read"), 2, "the next run did not read the file");
+    cr_assert_eq(count_of(run, "payment", "written"), 2);
+    json_decref(run);
+    assert_bill_twin(&e);
+    snprintf(path, sizeof path, "%s/pay-20261106-01.csv", e.archive);
+    cr_assert(wait_exists(path), "the file was not archived after the good run");
+    env_down(&e);
+}
+
+/* A growing text buffer for the big file and its twin's VALUES. */
+typedef struct text {
+    char *p;
+    size_t n, cap;
+} text;
+
+static void text_add(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p ? t->p + t->n : NULL, t->p ? t->cap - t->n : 0, fmt, ap);
+        va_end(ap);
+        cr_assert_geq(k, 0);
+        if (t->p && t->n + (size_t)k < t->cap) {
+            t->n += (size_t)k;
+            return;
+        }
+        t->cap = t->cap ? t->cap * 2 : 1 << 16;
+        while (t->cap < t->n + (size_t)k + 1)
+            t->cap *= 2;
+        t->p = realloc(t->p, t->cap);
+        cr_assert_not_null(t->p);
+    }
+}
+
+#define BIG_ROWS 4000
+#define BIG_BAD_ROW 3200 /* a malformed row, past the kill point and past the first blocks */
+#define BIG_HELD "BIG-002000"
+
+/* A payment file of BIG_ROWS rows (about 190 KB: three of the reader's 64 KiB blocks,
+ * 80 reads of 50), one of them malformed and one, across the first block's end, with a
+ * quoted id holding a quote, a comma and a CRLF, with the twin's input rows for the good
+ * ones (the dead letter's line counts the quoted line end).
+ * The first read of the run is held at the PACS write of BIG_HELD (the 40th batch) and the
+ * daemon killed there; after the restart the run resumes from its cursor in the middle of
+ * the file: every good row reaches PACS (the twin), each read once (read counts exactly
+ * the file's rows), the malformed one is a dead letter naming its line. The run's
+ * estimate is the file's data lines. */
+Test(erp, a_file_larger_than_a_read_is_streamed_and_resumed_mid_file_after_kill9)
+{
+    env e;
+    env_init(&e, 25);
+    long long lo = scalar_ll(e.pacs, "SELECT min(prop_id) FROM property");
+    long long hi = scalar_ll(e.pacs, "SELECT max(prop_id) FROM property");
+    text file = {0}, want = {0};
+    text_add(&file, "\xEF\xBB\xBF" "bill_id,prop_id,tax_year,amount_due_cents,amount_paid_cents,"
+                    "payment_status_type_cd,last_modified\r\n");
+    int line = 2, quoted = 0;
+    for (int i = 1; i <= BIG_ROWS; i++, line++) {
+        long long prop = i % 2 ? lo : hi;
+        int due = 1000 + i, paid = i % 3 == 0 ? due : 0;
+        const char *st = i % 3 == 0 ? "PD" : "DU";
+        if (i == BIG_BAD_ROW) {
+            text_add(&file, "BIG-%06d,%lld,2026,%d,%d,%s,2026-13-01\r\n", i, prop, due, paid, st);
+            cr_assert_eq(line, BIG_BAD_ROW + 2, "the bad row's line");
+            continue;
+        }
+        if (!quoted && file.n + 40 > 64 * 1024) {
+            /* Across the first block's end: a quoted id with a quote, a comma and a CRLF
+             * inside, so the record spans two blocks and two lines. */
+            quoted = i;
+            text_add(&file, "\"BIG-%06d \"\"q\"\",\r\nx\",%lld,2026,%d,%d,%s,2026-11-%02d\r\n", i,
+                     prop, due, paid, st, 1 + i % 28);
+            text_add(&want, ",('pay-big.csv', %d, 'BIG-%06d \"q\",' || E'\\r\\n' || 'x',"
+                            " %lld, 2026, %d, %d, '%s', '2026-11-%02d')",
+                     line, i, prop, due, paid, st, 1 + i % 28);
+            line++;
+            continue;
+        }
+        text_add(&file, "BIG-%06d,%lld,2026,%d,%d,%s,2026-11-%02d\r\n", i, prop, due, paid, st,
+                 1 + i % 28);
+        text_add(&want, "%s('pay-big.csv', %d, 'BIG-%06d', %lld, 2026, %d, %d, '%s',"
+                        " '2026-11-%02d')",
+                 want.n ? "," : "", line, i, prop, due, paid, st, 1 + i % 28);
+    }
+    cr_assert_gt(quoted, 1);
+    cr_assert_gt(file.n, 2 * 64 * 1024, "the file must cross two read blocks");
+    char path[512];
+    snprintf(path, sizeof path, "%s/pay-big.csv", e.inbox);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(file.p, 1, file.n, f), file.n);
+    cr_assert_eq(fclose(f), 0);
+    free(file.p);
+    tfs_test_pg_exec(e.state,
+                     "CREATE TABLE erp_payment_in (file text, line int, bill_id text,"
+                     " prop_id int, tax_year int, amount_due_cents bigint, amount_paid_cents"
+                     " bigint, payment_status_type_cd text, last_modified date)");
+    char *ins = malloc(want.n + 64);
+    sprintf(ins, "INSERT INTO erp_payment_in VALUES %s", want.p);
+    tfs_test_pg_exec(e.state, ins);
+    free(ins);
+    free(want.p);
+
+    PGconn *hold = connect_db(e.pacs);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION test_hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+             " IF NEW.bill_id = '" BIG_HELD "' THEN PERFORM pg_advisory_xact_lock(%d); END IF;"
+             " RETURN NEW; END $$;"
+             "CREATE TRIGGER test_hold BEFORE INSERT OR UPDATE ON property_bill_status FOR"
+             " EACH ROW EXECUTE FUNCTION test_hold();"
+             "SELECT pg_advisory_lock(%d)",
+             HOLD_LOCK, HOLD_LOCK);
+    conn_exec(hold, sql);
+    json_int_t id = start_run(&e, "erp-to-pacs", "full");
+    wait_advisory_waiter(e.pacs, "the PACS write of " BIG_HELD);
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce((counts->'payment'->>'read')::bigint, 0) FROM tfsync.runs"
+             " WHERE run_id = %lld",
+             (long long)id);
+    long long before = 0;
+    for (int i = 0; i < 6000 && (before = scalar_ll(e.state, sql)) < 1000; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    cr_assert_geq(before, 1000, "batches before the held one were not committed");
+    cr_assert_lt(before, BIG_ROWS, "the run read the whole file before the kill");
+    tfs_test_daemon_kill9(e.d);
+    conn_exec(hold, "SELECT pg_advisory_unlock_all()");
+    conn_exec(hold, "DROP TRIGGER test_hold ON property_bill_status; DROP FUNCTION test_hold()");
+    PQfinish(hold);
+    snprintf(path, sizeof path, "%s/pay-big.csv", e.inbox);
+    cr_assert_eq(access(path, F_OK), 0, "the killed run's file left the inbox");
+
+    e.d = tfs_test_daemon_start(e.cfg);
+    json_t *run = wait_state(&e, id, "partial");
+    cr_assert_eq(count_of(run, "payment", "read"), BIG_ROWS, "each row is read once");
+    cr_assert_eq(count_of(run, "payment", "written"), BIG_ROWS - 1);
+    cr_assert_eq(count_of(run, "payment", "read_failed"), 1);
+    /* The estimate counts lines: the quoted line end is one more. */
+    cr_assert_eq(count_of(run, "payment", "estimated_total"), BIG_ROWS + 1);
+    json_decref(run);
+    assert_bill_twin(&e);
+    tfs_test_response r =
+        tfs_test_http(e.d, "GET", "/dead-letters?pair=erp-to-pacs", TFS_TEST_KEY_READ, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *dl = json_array_get(json_object_get(r.json, "dead_letters"), 0);
+    char key[64];
+    snprintf(key, sizeof key, "pay-big.csv:%d", BIG_BAD_ROW + 2); /* after the quoted CRLF */
+    cr_assert_eq(json_array_size(json_object_get(r.json, "dead_letters")), 1, "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(dl, "source_key")), key, "%s", r.body);
+    tfs_test_response_free(&r);
+    snprintf(path, sizeof path, "%s/pay-big.csv", e.archive);
+    cr_assert(wait_exists(path), "the file was not archived after the run");
     env_down(&e);
 }
