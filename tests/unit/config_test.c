@@ -364,3 +364,54 @@ Test(config, conflicts_mistakes_refused_with_path)
     expect(with_conflicts("{\"detect\": \"no\"}"),
            "pairs[0].conflicts.detect: must be true or false");
 }
+
+/* The connection limits of the API (listen.*) and the access log (log.access): defaults
+ * from tfs_limits.h, durations, and mistakes refused naming the key and the fix. */
+Test(config, listen_limits_and_access_log)
+{
+    json_t *c = good();
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->max_connections, TFS_HTTP_MAX_CONNECTIONS_DEFAULT);
+    cr_assert_eq(cfg->max_per_ip, TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT);
+    cr_assert_eq(cfg->header_timeout_ms, 5000);
+    cr_assert_eq(cfg->idle_timeout_s, TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT);
+    cr_assert_eq(cfg->access_log_all, 0);
+    tfs_config_free(cfg);
+
+    c = good();
+    json_object_set_new(c, "listen",
+                        json_pack("{sisiss ss}", "max_connections", 2000, "max_per_ip", 0,
+                                  "header_timeout", "500ms", "idle_timeout", "2m"));
+    json_object_set_new(c, "log", json_pack("{ss}", "access", "all"));
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->max_connections, 2000);
+    cr_assert_eq(cfg->max_per_ip, 0, "0 is no per-address limit");
+    cr_assert_eq(cfg->header_timeout_ms, 500);
+    cr_assert_eq(cfg->idle_timeout_s, 120);
+    cr_assert_eq(cfg->access_log_all, 1);
+    tfs_config_free(cfg);
+
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{sisi}", "max_connections", 100, "max_per_ip",
+                                               200));
+    expect(c, "max_per_ip (200) is larger than max_connections (100)");
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{si}", "max_connections", 8));
+    expect(c, "max_connections");
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{ss}", "header_timeout", "10ms"));
+    expect(c, "header_timeout");
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{ss}", "idle_timeout", "soon"));
+    expect(c, "idle_timeout");
+    c = good();
+    json_object_set_new(c, "log", json_pack("{ss}", "access", "verbose"));
+    expect(c, "\"verbose\" is not an access log setting; use \"errors\"");
+    c = good();
+    json_object_set_new(c, "log", json_pack("{ss}", "level", "debug"));
+    expect(c, "level");
+}
