@@ -29,6 +29,9 @@ void cli_usage(FILE *to)
           "  status [RUN_ID]                       every pair's last run, or one run\n"
           "  audit [--pair P] [--key K] [--run N] [--limit N]\n"
           "                                        applied changes, oldest first\n"
+          "  audit verify [--pair P]               walk the audit trail's hash chain; names\n"
+          "                                        the first entry that does not match and\n"
+          "                                        exits 1 then\n"
           "  dead-letters [list] [--pair P] [--entity E] [--run N] [--stage S]\n"
           "               [--status S] [--limit N] [--after ID]\n"
           "                                        records that failed (open ones unless\n"
@@ -52,9 +55,10 @@ void cli_usage(FILE *to)
           "  health                                the daemon, its state store and systems\n"
           "\n"
           "URL defaults to $TFSYNC_URL or " DEFAULT_URL ", KEY to $TFSYNC_KEY.\n"
-          "exit codes: 0 ok (sync --wait: succeeded), 1 run failed or cancelled, or not\n"
-          "healthy, 2 API error, 3 unreachable, 4 run partial (dead letters or parked\n"
-          "conflicts), 5 run held by a guard (tfsync confirm or cancel), 64 usage\n",
+          "exit codes: 0 ok (sync --wait: succeeded), 1 run failed or cancelled, not\n"
+          "healthy, or an audit chain that does not verify, 2 API error, 3 unreachable,\n"
+          "4 run partial (dead letters or parked conflicts), 5 run held by a guard (tfsync\n"
+          "confirm or cancel), 64 usage\n",
           to);
 }
 
@@ -297,8 +301,51 @@ static int cmd_status(const cli *c, int argc, char **argv)
 }
 
 /* Appends "&name=<value URL-encoded>" (or "?" first) to path. */
+/* tfsync audit verify [--pair P]: each pair's chain, and the first entry that does not
+ * match; exit 1 when one does not. */
+static int cmd_audit_verify(const cli *c, int argc, char **argv)
+{
+    static const char *const names[] = {"--pair", "pair", NULL};
+    char path[2048] = "/audit/verify";
+    cli_parse_filters(argc, argv, names, path, sizeof path);
+    answer a = cli_request(c, "GET", path, NULL, 0);
+    int ok = json_is_true(json_object_get(a.json, "ok"));
+    if (c->json) {
+        cli_print_json(a.json);
+        cli_answer_free(&a);
+        return ok ? 0 : EXIT_RUN_FAILED;
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(a.json, "pairs"), i, p) {
+        const json_t *head = json_object_get(p, "head");
+        const json_t *m = json_object_get(p, "mismatch");
+        printf("%s: %s, %lld entries verified, head seq %lld %.16s, %lld unchained (older "
+               "than the chain)\n",
+               cli_str_of(p, "pair", "?"), m ? "DOES NOT VERIFY" : "ok",
+               (long long)cli_int_of(p, "entries"), (long long)cli_int_of(head, "seq"),
+               cli_str_of(head, "hash", "-"), (long long)cli_int_of(p, "unchained"));
+        if (m && json_object_get(m, "id"))
+            printf("  first mismatch: entry %lld (seq %lld, run %lld, %s key \"%s\", op %s): "
+                   "%s: %s\n",
+                   (long long)cli_int_of(m, "id"), (long long)cli_int_of(m, "seq"),
+                   (long long)cli_int_of(m, "run_id"), cli_str_of(m, "entity", "?"),
+                   cli_str_of(m, "source_key", "?"), cli_str_of(m, "op", "?"),
+                   cli_str_of(m, "what", "?"), cli_str_of(m, "detail", ""));
+        else if (m)
+            printf("  first mismatch: %s: %s\n", cli_str_of(m, "what", "?"),
+                   cli_str_of(m, "detail", ""));
+    }
+    if (json_array_size(json_object_get(a.json, "pairs")) == 0)
+        printf("no audit chain yet\n");
+    cli_answer_free(&a);
+    return ok ? 0 : EXIT_RUN_FAILED;
+}
+
 static int cmd_audit(const cli *c, int argc, char **argv)
 {
+    if (argc > 0 && strcmp(argv[0], "verify") == 0)
+        return cmd_audit_verify(c, argc - 1, argv + 1);
     static const char *const names[] = {"--pair", "pair", "--key", "key", "--run", "run_id",
                                         "--limit", "limit", NULL};
     char path[2048] = "/audit";

@@ -100,8 +100,13 @@ void tfs_api_store_put(tfs_api *api, tfs_store *s)
 
 void tfs_api_store_problem(tfs_http_response *resp, const tfs_error *err)
 {
+    /* PostgreSQL's text names hosts, sockets, databases and SQL: it goes to the log, the
+     * client gets a stable type and what to do. */
+    tfs_log_warn("api", "state store error answered as 503: %s%s%s", err->message,
+                 err->detail[0] ? "; " : "", err->detail);
     tfs_http_problem(resp, 503, "state-store-unavailable", "State store unavailable",
-                     "%s; retry when the state store is back", err->message);
+                     "the state store could not answer; retry later (the daemon's log has "
+                     "the reason)");
 }
 
 /* A state store connection for this request, or NULL after answering 503. */
@@ -116,19 +121,33 @@ tfs_store *tfs_api_store_get(tfs_api *api, tfs_http_response *resp)
 
 /* ---- GET /health ------------------------------------------------------------------ */
 
+static void health_anonymous(json_t *o)
+{
+    if (!json_is_object(o))
+        return;
+    json_object_del(o, "error");
+    json_object_del(o, "plugin");
+}
+
 /* Cached figures only (health.h): a system that does not answer never stalls this. */
 static void handle_health(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
-    (void)req;
     tfs_api *api = ctx;
     json_t *systems = json_object();
     int degraded = 0;
+    /* Without a key, states only: a probe's error text (a socket path, a host, a database
+     * name) and plugin names are for callers with a key. */
+    int named = req->role >= TFS_ROLE_READ;
     json_t *store = tfs_health_json(api->health, NULL);
+    if (!named)
+        health_anonymous(store);
     const char *ss = json_string_value(json_object_get(store, "status"));
     int down = ss && strcmp(ss, "down") == 0;
     for (size_t i = 0; i < api->cfg->n_systems; i++) {
         const tfs_config_system *cs = &api->cfg->systems[i];
         json_t *o = tfs_health_json(api->health, cs->name);
+        if (!named)
+            health_anonymous(o);
         const char *st = json_string_value(json_object_get(o, "status"));
         degraded |= !st || strcmp(st, "ok") != 0;
         json_object_set_new(systems, cs->name, o ? o : json_null());
@@ -146,26 +165,9 @@ static void handle_health(const tfs_http_request *req, tfs_http_response *resp, 
 static json_t *parse_pair_body(const tfs_http_request *req, tfs_http_response *resp,
                                const char **pair)
 {
-    json_error_t je;
-    if (req->body_len == 0) {
-        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
-                         "the body is empty; send {\"pair\": \"<name>\"} as application/json");
+    json_t *body = tfs_http_body_json(req, resp, "{\"pair\": \"<name>\"}");
+    if (!body)
         return NULL;
-    }
-    json_t *body = json_loadb(req->body, req->body_len, 0, &je);
-    if (!body) {
-        tfs_http_problem(resp, 400, "malformed-json", "Malformed JSON",
-                         "the body is not valid JSON: %s at line %d, column %d; send "
-                         "{\"pair\": \"<name>\"}",
-                         je.text, je.line, je.column);
-        return NULL;
-    }
-    if (!json_is_object(body)) {
-        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
-                         "the body must be a JSON object like {\"pair\": \"<name>\"}");
-        json_decref(body);
-        return NULL;
-    }
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {
@@ -539,15 +541,65 @@ static int parse_nonneg(const char *text, int64_t *out)
     return 0;
 }
 
-/* An ISO 8601 time PostgreSQL will take: digits, '-', ':', 'T', ' ', '.', '+', 'Z'. */
-static int plausible_time(const char *s)
+/* Reads n digits of s at *i into *v. */
+static int digits(const char *s, size_t *i, int n, int *v)
 {
-    if (strlen(s) < 10 || strlen(s) > 40)
-        return 0;
-    for (; *s; s++)
-        if (!strchr("0123456789-:T .+Z", *s))
-            return 0;
-    return 1;
+    *v = 0;
+    for (int k = 0; k < n; k++, (*i)++) {
+        if (s[*i] < '0' || s[*i] > '9')
+            return -1;
+        *v = *v * 10 + (s[*i] - '0');
+    }
+    return 0;
+}
+
+/* An ISO 8601 date or time, each field in range, so the state store never refuses it:
+ * YYYY-MM-DD, optionally [T ]HH:MM[:SS[.ffffff]], optionally Z or +HH[:MM] / -HH[:MM].
+ * NULL when valid, else what is wrong. */
+static const char *time_problem(const char *s)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    size_t i = 0;
+    int y, mo, d, h = 0, mi = 0, sec = 0, v;
+    if (digits(s, &i, 4, &y) || s[i++] != '-' || digits(s, &i, 2, &mo) || s[i++] != '-' ||
+        digits(s, &i, 2, &d))
+        return "it does not start with a date YYYY-MM-DD";
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+        (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+        return "the date is not a day of the calendar (year 0001-9999, month 01-12, a day of "
+               "that month)";
+    if (s[i] == 'T' || s[i] == ' ') {
+        i++;
+        if (digits(s, &i, 2, &h) || s[i++] != ':' || digits(s, &i, 2, &mi))
+            return "the time after the date is not HH:MM[:SS]";
+        if (s[i] == ':') {
+            i++;
+            if (digits(s, &i, 2, &sec))
+                return "the seconds are not two digits";
+            if (s[i] == '.') {
+                int n = 0;
+                for (i++; s[i] >= '0' && s[i] <= '9'; i++)
+                    n++;
+                if (n < 1 || n > 6)
+                    return "a fraction of a second has 1 to 6 digits";
+            }
+        }
+        if (h > 23 || mi > 59 || sec > 59)
+            return "the time of day is out of range (00:00:00 to 23:59:59)";
+        if (s[i] == 'Z') {
+            i++;
+        } else if (s[i] == '+' || s[i] == '-') {
+            i++;
+            if (digits(s, &i, 2, &v) || v > 14)
+                return "the offset is not +HH or -HH from 00 to 14";
+            if (s[i] == ':') {
+                i++;
+                if (digits(s, &i, 2, &v) || v > 59)
+                    return "the offset's minutes are not 00 to 59";
+            }
+        }
+    }
+    return s[i] ? "there is more after the time" : NULL;
 }
 
 static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
@@ -571,11 +623,12 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
     f.limit = (long)lim;
     const char *times[] = {f.since, f.until}, *names[] = {"since", "until"};
     for (int i = 0; i < 2; i++) {
-        if (times[i] && !plausible_time(times[i])) {
+        const char *why = times[i] ? time_problem(times[i]) : NULL;
+        if (why) {
             tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
-                             "%s=\"%s\" is not a time; use ISO 8601, e.g. "
+                             "%s=\"%.60s\" is not a time: %s; use ISO 8601, e.g. "
                              "2026-11-21T08:00:00Z",
-                             names[i], times[i]);
+                             names[i], times[i], why);
             return;
         }
     }
@@ -587,11 +640,11 @@ static void handle_audit(const tfs_http_request *req, tfs_http_response *resp, v
     int rc = tfs_store_views_audit(s, &f, &out, &err);
     tfs_api_store_put(api, s);
     if (rc == TFS_EPERMANENT && (f.since || f.until)) {
-        /* The only input the store can refuse here is a time it cannot read. */
+        /* Checked above, so this should not happen; the store's text stays in the log. */
+        tfs_log_warn("api", "the state store refused since/until: %s", err.message);
         tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
-                         "since or until is not a time PostgreSQL understands: %s; use ISO "
-                         "8601, e.g. 2026-11-21T08:00:00Z",
-                         err.message);
+                         "the state store refused since or until as a time; use ISO 8601, "
+                         "e.g. 2026-11-21T08:00:00Z");
         return;
     }
     if (rc)
@@ -755,6 +808,7 @@ static const tfs_http_route routes[] = {
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
     {"POST", "/sync/incremental", TFS_ROLE_OPERATE, handle_sync_incremental},
     {"GET", "/audit", TFS_ROLE_READ, handle_audit},
+    {"GET", "/audit/verify", TFS_ROLE_READ, tfs_api_audit_verify},
     {"GET", "/sync/status", TFS_ROLE_READ, handle_status},
     {"GET", "/sync/status/{run_id}", TFS_ROLE_READ, handle_run_status},
     {"POST", "/sync/runs/{run_id}/cancel", TFS_ROLE_OPERATE, handle_cancel},

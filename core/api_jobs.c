@@ -19,27 +19,11 @@
 json_t *tfs_api_body(const tfs_http_request *req, tfs_http_response *resp,
                      const char *const *allowed, const char *example, int empty_ok)
 {
-    if (req->body_len == 0) {
-        if (empty_ok)
-            return json_object();
-        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
-                         "the body is empty; send %s as application/json", example);
+    if (req->body_len == 0 && empty_ok)
+        return json_object();
+    json_t *body = tfs_http_body_json(req, resp, example);
+    if (!body)
         return NULL;
-    }
-    json_error_t je;
-    json_t *body = json_loadb(req->body, req->body_len, 0, &je);
-    if (!body) {
-        tfs_http_problem(resp, 400, "malformed-json", "Malformed JSON",
-                         "the body is not valid JSON: %s at line %d, column %d; send %s",
-                         je.text, je.line, je.column, example);
-        return NULL;
-    }
-    if (!json_is_object(body)) {
-        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
-                         "the body must be a JSON object like %s", example);
-        json_decref(body);
-        return NULL;
-    }
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v) {

@@ -33,6 +33,39 @@ static int hex_value(char c)
     return -1;
 }
 
+/* The key just parsed (the last of cfg->keys) against those before it: a hash configured
+ * twice would give whichever entry comes first, whatever role the other says, and a name
+ * twice makes two callers one actor in the audit trail. Both entries are named. */
+static int check_key_unique(const tfs_config *cfg, const tfs_config_path *kp, tfs_error *err)
+{
+    size_t last = cfg->n_keys - 1;
+    const tfs_api_key *k = &cfg->keys[last];
+    for (size_t j = 0; j < last; j++) {
+        const tfs_api_key *o = &cfg->keys[j];
+        tfs_config_path ip = tfs_config_path_index(kp, last);
+        tfs_config_path op = tfs_config_path_index(kp, j);
+        if (memcmp(o->sha256, k->sha256, sizeof k->sha256) == 0) {
+            tfs_config_path hp = tfs_config_path_key(&ip, "sha256");
+            tfs_config_path ohp = tfs_config_path_key(&op, "sha256");
+            tfs_config_fail(err, &hp, "the same key as %s (\"%s\", role \"%s\"); this entry "
+                            "is \"%s\", role \"%s\"", ohp.text, o->name, tfs_role_name(o->role),
+                            k->name, tfs_role_name(k->role));
+            tfs_error_hint(err, "give each API key its own secret: remove one of the two "
+                           "entries or give it a new key's SHA-256");
+            return TFS_EINVAL;
+        }
+        if (strcmp(o->name, k->name) == 0) {
+            tfs_config_path np = tfs_config_path_key(&ip, "name");
+            tfs_config_path onp = tfs_config_path_key(&op, "name");
+            tfs_config_fail(err, &np, "\"%s\" is already the name of %s", k->name, onp.text);
+            tfs_error_hint(err, "a key's name is its actor in the audit trail: give each key "
+                           "its own name");
+            return TFS_EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int parse_keys(const json_t *root, tfs_config *cfg, tfs_error *err)
 {
     static const char *const allowed[] = {"name", "role", "sha256", NULL};
@@ -90,6 +123,8 @@ static int parse_keys(const json_t *root, tfs_config *cfg, tfs_error *err)
             tfs_error_hint(err, "store the SHA-256 of the key, e.g. printf %%s KEY | sha256sum");
             return TFS_EINVAL;
         }
+        if ((rc = check_key_unique(cfg, &kp, err)))
+            return rc;
     }
     return 0;
 }
@@ -193,10 +228,11 @@ static int parse_listen(const json_t *root, const tfs_config_path *top, tfs_conf
 {
     static const char *const keys[] = {"address", "port", "ready_file", "threads",
                                        "max_body_bytes", "tls_cert_file", "tls_key_file",
-                                       NULL};
+                                       "max_connections", "max_per_ip", "header_timeout",
+                                       "idle_timeout", NULL};
     const json_t *l;
     tfs_config_path lp;
-    long long port, threads, max_body;
+    long long port, threads, max_body, max_conn, per_ip, header_ms, idle_ms;
     int rc;
     if ((rc = section(root, top, "listen", keys, &l, &lp, err)) ||
         (rc = tfs_config_get_string(l, &lp, "address", 0, "127.0.0.1", &cfg->listen_address,
@@ -211,14 +247,62 @@ static int parse_listen(const json_t *root, const tfs_config_path *top, tfs_conf
                                  err)) ||
         (rc = tfs_config_get_string(l, &lp, "tls_cert_file", 0, NULL, &cfg->tls_cert_file,
                                     err)) ||
-        (rc = tfs_config_get_string(l, &lp, "tls_key_file", 0, NULL, &cfg->tls_key_file, err)))
+        (rc = tfs_config_get_string(l, &lp, "tls_key_file", 0, NULL, &cfg->tls_key_file, err)) ||
+        (rc = tfs_config_get_int(l, &lp, "max_connections", TFS_HTTP_MAX_CONNECTIONS_DEFAULT,
+                                 TFS_HTTP_MAX_CONNECTIONS_MIN, TFS_HTTP_MAX_CONNECTIONS_MAX,
+                                 &max_conn, err)) ||
+        (rc = tfs_config_get_int(l, &lp, "max_per_ip", TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT,
+                                 0, TFS_HTTP_MAX_CONNECTIONS_PER_IP_MAX, &per_ip, err)) ||
+        (rc = tfs_config_get_duration(l, &lp, "header_timeout",
+                                      TFS_HTTP_HEADER_TIMEOUT_MS_DEFAULT,
+                                      TFS_HTTP_HEADER_TIMEOUT_MS_MIN,
+                                      TFS_HTTP_HEADER_TIMEOUT_MS_MAX, &header_ms, err)) ||
+        (rc = tfs_config_get_duration(l, &lp, "idle_timeout",
+                                      TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT * 1000LL,
+                                      TFS_HTTP_IDLE_TIMEOUT_MS_MIN, TFS_HTTP_IDLE_TIMEOUT_MS_MAX,
+                                      &idle_ms, err)))
         return rc;
     if (!!cfg->tls_cert_file != !!cfg->tls_key_file)
         return tfs_config_fail(err, &lp, "tls_cert_file and tls_key_file go together");
+    if (per_ip > max_conn)
+        return tfs_config_fail(err, &lp,
+                               "max_per_ip (%lld) is larger than max_connections (%lld); set "
+                               "max_per_ip to at most max_connections, or 0 for no per-address "
+                               "limit",
+                               per_ip, max_conn);
+    cfg->max_connections = (unsigned)max_conn;
+    cfg->max_per_ip = (unsigned)per_ip;
+    cfg->header_timeout_ms = (unsigned)header_ms;
+    cfg->idle_timeout_s = (unsigned)((idle_ms + 999) / 1000); /* libmicrohttpd's unit */
     cfg->port = (uint16_t)port;
     cfg->http_threads = (unsigned)threads;
     cfg->max_body = (size_t)max_body;
     return 0;
+}
+
+/* log.*: which requests the access log writes at info level. */
+static int parse_log(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
+                     tfs_error *err)
+{
+    static const char *const keys[] = {"access", NULL};
+    const json_t *l;
+    tfs_config_path lp;
+    char *access = NULL;
+    int rc;
+    if ((rc = section(root, top, "log", keys, &l, &lp, err)) ||
+        (rc = tfs_config_get_string(l, &lp, "access", 0, "errors", &access, err)))
+        return rc;
+    if (strcmp(access, "all") == 0 || strcmp(access, "errors") == 0) {
+        cfg->access_log_all = strcmp(access, "all") == 0;
+    } else {
+        tfs_config_path ap = tfs_config_path_key(&lp, "access");
+        rc = tfs_config_fail(err, &ap,
+                             "\"%s\" is not an access log setting; use \"errors\" (4xx and 5xx "
+                             "at info, the rest at debug) or \"all\" (every request at info)",
+                             access);
+    }
+    free(access);
+    return rc;
 }
 
 /* state.*, plugin_dir, transform_dir, roll_year, workers: what the daemon stands on. */
@@ -259,10 +343,11 @@ static int parse_ground(const json_t *root, const tfs_config_path *top, tfs_conf
 static int parse_lua(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
                      tfs_error *err)
 {
-    static const char *const keys[] = {"memory_bytes", "instructions", "max_string", NULL};
+    static const char *const keys[] = {"memory_bytes", "instructions", "max_string", "record_ms",
+                                       NULL};
     const json_t *lua;
     tfs_config_path up;
-    long long lmem, lins, lstr;
+    long long lmem, lins, lstr, lms;
     int rc;
     if ((rc = section(root, top, "lua", keys, &lua, &up, err)) ||
         (rc = tfs_config_get_int(lua, &up, "memory_bytes", (long long)TFS_LUA_MEMORY_DEFAULT,
@@ -270,9 +355,11 @@ static int parse_lua(const json_t *root, const tfs_config_path *top, tfs_config 
         (rc = tfs_config_get_int(lua, &up, "instructions", (long long)TFS_LUA_INSTRUCTIONS_DEFAULT,
                       TFS_LUA_INSTRUCTIONS_MIN, TFS_LUA_INSTRUCTIONS_MAX, &lins, err)) ||
         (rc = tfs_config_get_int(lua, &up, "max_string", (long long)TFS_LUA_MAX_STRING_DEFAULT,
-                      TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)))
+                      TFS_LUA_MAX_STRING_MIN, TFS_LUA_MAX_STRING_MAX, &lstr, err)) ||
+        (rc = tfs_config_get_int(lua, &up, "record_ms", (long long)TFS_LUA_RECORD_MS_DEFAULT,
+                      TFS_LUA_RECORD_MS_MIN, TFS_LUA_RECORD_MS_MAX, &lms, err)))
         return rc;
-    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr};
+    cfg->lua = (tfs_lua_limits){(size_t)lmem, (uint64_t)lins, (size_t)lstr, (unsigned)lms};
     return 0;
 }
 
@@ -347,7 +434,7 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
                                           "systems", "pairs", "node_id", "lease", "resume",
-                                          "shutdown", "breaker", "retry", "jobs", NULL};
+                                          "shutdown", "breaker", "retry", "jobs", "log", NULL};
     tfs_config_path top = {""};
     int rc;
     *out = NULL;
@@ -363,7 +450,7 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
         goto out;
     }
     if ((rc = tfs_config_check_keys(root, &top, allowed, err)) ||
-        (rc = parse_listen(root, &top, cfg, err)) ||
+        (rc = parse_listen(root, &top, cfg, err)) || (rc = parse_log(root, &top, cfg, err)) ||
         (rc = parse_ground(root, &top, cfg, err)) || (rc = parse_lua(root, &top, cfg, err)) ||
         (rc = parse_healing(root, &top, cfg, err)) ||
         (rc = resolve_paths(&top, cfg, err)) || (rc = parse_lease(root, &top, cfg, err)) ||

@@ -139,6 +139,11 @@ typedef struct tfs_config {
     char *ready_file; /* NULL: none */
     unsigned http_threads;
     size_t max_body;
+    unsigned max_connections;        /* listen.max_connections */
+    unsigned max_per_ip;             /* listen.max_per_ip; 0 = no limit */
+    unsigned header_timeout_ms;      /* listen.header_timeout */
+    unsigned idle_timeout_s;         /* listen.idle_timeout */
+    int access_log_all;              /* log.access = "all": 2xx lines at info too */
     char *tls_cert_file, *tls_key_file;
     char *state_conninfo;
     char *plugin_dir;

@@ -3,7 +3,10 @@
  * libmicrohttpd's largepost example (set up on the first call, buffer on upload calls,
  * answer on the last, free in the completion callback), routing by method and path pattern,
  * and RFC 9457 problem+json errors; who may call a route is auth.c's answer, turned into
- * 401 and 403 here. It knows nothing of syncs: api.c registers its handlers as routes.
+ * 401 and 403 here. Every connection is tracked so a reaper thread can close those whose
+ * request headers are late (libmicrohttpd has only an idle timeout, which a byte a second
+ * resets), and each request gets an access log line. It knows nothing of syncs: api.c
+ * registers its handlers as routes.
  */
 #include "http.h"
 #include "http_message.h"
@@ -17,8 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -33,6 +39,22 @@
  * 413; past this the connection is dropped instead. */
 #define HTTP_DISCARD_MAX (8u * 1024 * 1024)
 
+/* A connection as the header-deadline reaper sees it: registered when libmicrohttpd
+ * accepts it (its socket context), unlinked when it notifies the close, which it does before
+ * closing the socket, so a descriptor in the list is always still this connection's. */
+typedef struct http_track {
+    struct http_track *prev, *next;
+    int fd;
+    uint64_t deadline_us; /* the request headers must be in by then; 0: they are */
+    unsigned requests;    /* answered on this connection so far */
+    bool reaped;          /* shut down by the reaper */
+    bool reap_logged;     /* ... and its access line written */
+    bool routed;          /* the current request reached on_request */
+    char client[64];      /* the peer's address, for the log */
+    bool line_seen;       /* the current request's first line was read */
+    char path[160];       /* its path, for the log */
+} http_track;
+
 struct tfs_http_server {
     unsigned magic;
     struct MHD_Daemon *daemon;
@@ -46,6 +68,16 @@ struct tfs_http_server {
      * request keeps a copy of its actor, so a handler may itself swap the keys. */
     pthread_rwlock_t auth_lock;
     atomic_bool draining; /* set at shutdown: every request gets 503 */
+    bool access_all;
+    /* The connection list and the reaper (see http_track). */
+    pthread_mutex_t track_lock;
+    pthread_cond_t track_cond;
+    http_track *tracked;
+    unsigned n_tracked;
+    uint64_t header_timeout_us;
+    uint64_t idle_timeout_us;
+    bool reaper_started, reaper_stop;
+    pthread_t reaper;
     char *tls_cert; /* PEM read from the files, kept until the daemon is stopped */
     char *tls_key;
     size_t tls_key_len;
@@ -62,9 +94,153 @@ typedef struct http_conn {
     bool oom;
     bool answered; /* a response was queued on the first call (Content-Length too big) */
     char *scratch; /* the captured path segments */
+    char client[64]; /* the peer's address, for the access log */
 } http_conn;
 
 /* ---- small helpers ------------------------------------------------------------------- */
+
+/* The client whose request line this thread read last, for libmicrohttpd's own warnings
+ * (they carry no connection); cleared once the request reaches routing or closes. */
+static _Thread_local char mhd_client[64];
+static _Thread_local uint64_t mhd_client_us;
+/* A warning within this long of the request line on the same thread is about that request
+ * (libmicrohttpd parses a request's line and headers in one pass when they arrived
+ * together); later, another client's may be meant, so no address is given. */
+#define HTTP_MHD_CLIENT_WINDOW_US 2000u
+
+static void client_text(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, a, sizeof a);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, a, sizeof a);
+    snprintf(out, cap, "%s", a);
+}
+
+static http_track *track_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* ---- connections and the header deadline --------------------------------------------- */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    tfs_http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        http_track *t = calloc(1, sizeof *t);
+        if (!t)
+            return; /* untracked: only libmicrohttpd's idle timeout applies to it */
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ad =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        t->fd = fd ? fd->connect_fd : -1;
+        client_text(ad ? ad->client_addr : NULL, t->client, sizeof t->client);
+        pthread_mutex_lock(&srv->track_lock);
+        t->deadline_us = tfs_http_now_us() + srv->header_timeout_us;
+        t->next = srv->tracked;
+        if (srv->tracked)
+            srv->tracked->prev = t;
+        srv->tracked = t;
+        srv->n_tracked++;
+        pthread_mutex_unlock(&srv->track_lock);
+        *socket_context = t;
+        return;
+    }
+    http_track *t = *socket_context;
+    mhd_client[0] = '\0';
+    if (!t)
+        return;
+    pthread_mutex_lock(&srv->track_lock);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        srv->tracked = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    srv->n_tracked--;
+    bool reaped = t->reaped;
+    pthread_mutex_unlock(&srv->track_lock);
+    /* A request whose line was read is logged by on_completed; one cut before that only
+     * here. */
+    if (reaped && !t->reap_logged)
+        tfs_log_info(HTTP_ACCESS_COMPONENT, "%s - - - closed: no request line by the header "
+                                            "deadline",
+                     t->client);
+    free(t);
+    *socket_context = NULL;
+}
+
+/* Called by libmicrohttpd once a request line is in: a kept-alive connection's next
+ * request gets its own header deadline from here (the idle timeout covers the wait). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    tfs_http_server *srv = cls;
+    http_track *t = track_of(conn);
+    if (t) {
+        pthread_mutex_lock(&srv->track_lock);
+        if (t->requests > 0)
+            t->deadline_us = tfs_http_now_us() + srv->header_timeout_us;
+        pthread_mutex_unlock(&srv->track_lock);
+        t->routed = false;
+        t->line_seen = true;
+        tfs_http_log_safe(t->path, sizeof t->path, uri);
+        /* The query stays out of the log: only the path up to '?'. */
+        char *q = strchr(t->path, '?');
+        if (q)
+            *q = '\0';
+        snprintf(mhd_client, sizeof mhd_client, "%s", t->client);
+        mhd_client_us = tfs_http_now_us();
+    }
+    return NULL;
+}
+
+/* Shuts down the sockets of connections whose headers are late; libmicrohttpd then sees
+ * the socket closed and cleans the connection up on its own thread. shutdown() (not close)
+ * leaves the descriptor to libmicrohttpd, and track_lock keeps it from being closed and
+ * reused while we hold it (the close notification takes the lock first). */
+static void *reaper_main(void *arg)
+{
+    tfs_http_server *srv = arg;
+    uint64_t tick_us = srv->header_timeout_us / 10;
+    if (tick_us < 20000)
+        tick_us = 20000;
+    if (tick_us > 250000)
+        tick_us = 250000;
+    pthread_mutex_lock(&srv->track_lock);
+    while (!srv->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + tick_us * 1000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&srv->track_cond, &srv->track_lock, &ts);
+        uint64_t now = tfs_http_now_us();
+        for (http_track *t = srv->tracked; t; t = t->next) {
+            if (t->reaped || t->deadline_us == 0 || t->deadline_us > now || t->fd < 0)
+                continue;
+            t->reaped = true;
+            shutdown(t->fd, SHUT_RDWR);
+        }
+    }
+    pthread_mutex_unlock(&srv->track_lock);
+    return NULL;
+}
+
+unsigned tfs_http_open_connections(tfs_http_server *srv)
+{
+    if (!srv || srv->magic != HTTP_MAGIC)
+        return 0;
+    pthread_mutex_lock(&srv->track_lock);
+    unsigned n = srv->n_tracked;
+    pthread_mutex_unlock(&srv->track_lock);
+    return n;
+}
 
 void tfs_http_key_hash(const char *key, unsigned char out[32])
 {
@@ -174,6 +350,15 @@ static int authenticate(tfs_http_server *srv, struct MHD_Connection *conn,
     int rc = -1;
     req->role = TFS_ROLE_NONE;
     pthread_rwlock_rdlock(&srv->auth_lock);
+    if (route->min_role <= TFS_ROLE_NONE) {
+        /* An open route answers everyone; a valid key sent anyway names the caller (and
+         * may see more, as /health does); a wrong one is ignored, not refused. */
+        if (authorization &&
+            tfs_auth_check(srv->auth, authorization, TFS_ROLE_READ, &key) != TFS_AUTH_OK)
+            key = NULL;
+        rc = 0;
+        goto named;
+    }
     switch (tfs_auth_check(srv->auth, authorization, route->min_role, &key)) {
     case TFS_AUTH_OK:
         rc = 0;
@@ -198,6 +383,7 @@ static int authenticate(tfs_http_server *srv, struct MHD_Connection *conn,
                          tfs_role_name(key->role));
         break;
     }
+named:
     if (rc == 0 && key) {
         if ((*actor = strdup(key->name))) {
             req->actor = *actor;
@@ -236,6 +422,49 @@ static int take_params(http_conn *hc, const char *url, size_t len, const span ca
     return 0;
 }
 
+typedef struct query_check {
+    const char *bad_key; /* the first argument that is not UTF-8 */
+    bool key_itself;
+} query_check;
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    query_check *qc = cls;
+    (void)kind;
+    if (key && !tfs_http_utf8_valid(key, strlen(key))) {
+        qc->bad_key = key;
+        qc->key_itself = true;
+        return MHD_NO;
+    }
+    if (value && !tfs_http_utf8_valid(value, strlen(value))) {
+        qc->bad_key = key;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Every query argument, name and value, is UTF-8 before any handler sees it (a handler
+ * hands them to SQL, where PostgreSQL would refuse the bytes as a server error); -1 with
+ * 400 invalid-query naming the argument in resp. */
+static int check_query(struct MHD_Connection *conn, tfs_http_response *resp)
+{
+    query_check qc = {0};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_arg, &qc);
+    if (!qc.bad_key)
+        return 0;
+    if (qc.key_itself)
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "a query parameter's name is not valid UTF-8; percent-encode the "
+                         "UTF-8 bytes of the name");
+    else
+        tfs_http_problem(resp, 400, "invalid-query", "Invalid query",
+                         "query parameter \"%s\" is not valid UTF-8; percent-encode the "
+                         "UTF-8 bytes of its value (e.g. %%C3%%A9 for \u00e9)",
+                         qc.bad_key);
+    return -1;
+}
+
 static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *conn,
                                 http_conn *hc, const char *method, const char *url)
 {
@@ -248,6 +477,7 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     span caps[HTTP_MAX_PARAMS];
     size_t n_caps = 0;
     char *actor = NULL;
+    char key_name[64] = "";
 
     memset(&resp, 0, sizeof resp);
     memset(&req, 0, sizeof req);
@@ -268,6 +498,8 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
                          "no route %s %s; see docs/openapi.yaml for the routes", method, url);
     } else if (authenticate(srv, conn, route, method, url, &req, &actor, &resp,
                             &challenge) == 0) {
+        if (actor)
+            snprintf(key_name, sizeof key_name, "%s", actor);
         if (hc->too_large) {
             tfs_http_problem(&resp, 413, "body-too-large", "request body too large",
                              "the request body is larger than the limit of %zu bytes; "
@@ -276,7 +508,8 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
         } else if (hc->oom) {
             tfs_http_problem(&resp, 503, "unavailable", "service unavailable",
                              "the server is out of memory for request bodies; retry later");
-        } else if (take_params(hc, url, len, caps, n_caps, &req, &resp) == 0) {
+        } else if (check_query(conn, &resp) == 0 &&
+                   take_params(hc, url, len, caps, n_caps, &req, &resp) == 0) {
             req.method = method;
             req.path = url;
             req.body = hc->body ? hc->body : "";
@@ -291,7 +524,8 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
     free(actor);
     enum MHD_Result ret = tfs_http_send(conn, method, url, &resp,
                                         !route && allow[0] ? allow : NULL, challenge, &status);
-    tfs_http_log_request(method, url, status, hc->start_us);
+    tfs_http_log_request(hc->client, method, url, status, hc->start_us,
+                         key_name[0] ? key_name : NULL, srv->access_all);
     return ret;
 }
 
@@ -358,6 +592,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         hc->start_us = tfs_http_now_us();
         *con_cls = hc;
+        /* The headers are in: the deadline is met; the body is under the idle timeout. */
+        http_track *t = track_of(conn);
+        if (t) {
+            pthread_mutex_lock(&srv->track_lock);
+            t->deadline_us = 0;
+            pthread_mutex_unlock(&srv->track_lock);
+            t->routed = true;
+            snprintf(hc->client, sizeof hc->client, "%s", t->client);
+        }
+        mhd_client[0] = '\0';
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
@@ -400,10 +644,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    tfs_http_server *srv = cls;
     http_conn *hc = *con_cls;
-    (void)cls;
-    (void)conn;
     (void)toe;
+    http_track *t = track_of(conn);
+    if (t) {
+        /* A kept-alive connection waits idle (libmicrohttpd's timeout) and then has the
+         * header deadline for its next request line: both bound it from here. */
+        pthread_mutex_lock(&srv->track_lock);
+        bool reaped = t->reaped;
+        t->requests++;
+        t->deadline_us = tfs_http_now_us() + srv->idle_timeout_us + srv->header_timeout_us;
+        pthread_mutex_unlock(&srv->track_lock);
+        if (!hc && t->line_seen) {
+            /* The request never reached routing: libmicrohttpd answered it itself (a
+             * protocol error: its warning is logged before), or it was cut at the header
+             * deadline, or the client left. Said here with the address, which
+             * libmicrohttpd's own warning cannot always carry. */
+            const union MHD_ConnectionInfo *st =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+            unsigned code = st ? st->http_status : 0;
+            char status[8] = "-";
+            if (code >= 100 && code <= 599)
+                snprintf(status, sizeof status, "%u", code);
+            t->reap_logged = reaped;
+            tfs_log_info(HTTP_ACCESS_COMPONENT, "%s ? %s %s - %s", t->client, t->path, status,
+                         reaped ? "closed: headers not complete by the header deadline"
+                         : code ? "answered by the HTTP library before routing (a protocol "
+                                  "error; see its warning)"
+                                : "closed before the request was complete");
+        }
+        t->line_seen = false;
+        t->routed = false;
+    }
     if (!hc)
         return;
     free(hc->body);
@@ -412,10 +685,41 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's own warnings, with the HTML of its canned error pages taken out (a log
+ * line is text) and the client it was reading from when known. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    char raw[1024], text[1024];
     (void)cls;
-    tfs_logv(TFS_LOG_WARN, HTTP_COMPONENT, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    size_t o = 0;
+    bool in_tag = false;
+    for (size_t i = 0; raw[i] && o + 1 < sizeof text; i++) {
+        char ch = raw[i];
+        if (ch == '<')
+            in_tag = true;
+        else if (ch == '>' && in_tag)
+            in_tag = false;
+        else if (!in_tag && ch == '&') {
+            /* The few entities of its pages, as text. */
+            static const struct {
+                const char *ent;
+                char ch;
+            } ents[] = {{"&quot;", '"'}, {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}};
+            size_t k = 0;
+            while (k < 4 && strncmp(raw + i, ents[k].ent, strlen(ents[k].ent)) != 0)
+                k++;
+            text[o++] = k < 4 ? ents[k].ch : '&';
+            if (k < 4)
+                i += strlen(ents[k].ent) - 1;
+        } else if (!in_tag && ch != '\n')
+            text[o++] = (ch == '\r' || ch == '\t') ? ' ' : ch;
+    }
+    text[o] = '\0';
+    if (mhd_client[0] && tfs_http_now_us() - mhd_client_us <= HTTP_MHD_CLIENT_WINDOW_US)
+        tfs_log_warn(HTTP_COMPONENT, "%s (reading a request from %s)", text, mhd_client);
+    else
+        tfs_log_warn(HTTP_COMPONENT, "%s", text);
 }
 
 /* ---- start and stop ------------------------------------------------------------------ */
@@ -489,7 +793,16 @@ static void server_free(tfs_http_server *srv)
     if (!srv)
         return;
     if (srv->daemon)
-        MHD_stop_daemon(srv->daemon);
+        MHD_stop_daemon(srv->daemon); /* notifies every close: the list is empty after */
+    if (srv->reaper_started) {
+        pthread_mutex_lock(&srv->track_lock);
+        srv->reaper_stop = true;
+        pthread_cond_signal(&srv->track_cond);
+        pthread_mutex_unlock(&srv->track_lock);
+        pthread_join(srv->reaper, NULL);
+    }
+    pthread_cond_destroy(&srv->track_cond);
+    pthread_mutex_destroy(&srv->track_lock);
     tfs_auth_free(srv->auth);
     pthread_rwlock_destroy(&srv->auth_lock);
     free(srv->tls_cert);
@@ -577,6 +890,38 @@ static int load_tls(const tfs_http_config *cfg, tfs_http_server *srv,
     return 0;
 }
 
+/* Raises the open-file limit so max_conn connections fit beside the daemon's other
+ * descriptors (as far as the hard limit allows); returns how many connections fit. */
+static unsigned raise_nofile(unsigned max_conn)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_conn + TFS_HTTP_FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return max_conn;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = old;
+        else
+            tfs_log_info(HTTP_COMPONENT, "open-file limit raised from %llu to %llu",
+                         (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        unsigned fit = rl.rlim_cur > 2 * TFS_HTTP_FD_RESERVE
+                           ? (unsigned)(rl.rlim_cur - TFS_HTTP_FD_RESERVE)
+                           : (unsigned)(rl.rlim_cur / 2);
+        tfs_log_warn(HTTP_COMPONENT,
+                     "listen.max_connections lowered from %u to %u: the open-file limit is "
+                     "%llu (hard limit %llu); raise it (ulimit -n, LimitNOFILE= in systemd) "
+                     "to serve more",
+                     max_conn, fit, (unsigned long long)rl.rlim_cur,
+                     (unsigned long long)rl.rlim_max);
+        return fit;
+    }
+    return max_conn;
+}
+
 int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, size_t n_routes,
                    void *ctx, tfs_http_server **out, tfs_error *err)
 {
@@ -609,6 +954,16 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
     srv->ctx = ctx;
     srv->invoke = cfg->invoke;
     srv->max_body = cfg->max_body ? cfg->max_body : TFS_HTTP_MAX_BODY_DEFAULT;
+    srv->access_all = cfg->access_log_all;
+    srv->header_timeout_us = 1000u * (uint64_t)(cfg->header_timeout_ms
+                                                    ? cfg->header_timeout_ms
+                                                    : TFS_HTTP_HEADER_TIMEOUT_MS_DEFAULT);
+    pthread_mutex_init(&srv->track_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->track_cond, &ca);
+    pthread_condattr_destroy(&ca);
 
     unsigned threads = cfg->threads ? cfg->threads : TFS_HTTP_THREADS_DEFAULT;
     unsigned max_conn =
@@ -619,6 +974,12 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
                                                  : TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT;
     size_t conn_mem = cfg->connection_memory ? cfg->connection_memory
                                               : TFS_HTTP_CONNECTION_MEMORY_DEFAULT;
+    if (max_per_ip == UINT_MAX)
+        max_per_ip = 0; /* libmicrohttpd's "no limit" */
+    srv->idle_timeout_us = 1000000u * (uint64_t)timeout;
+    max_conn = raise_nofile(max_conn);
+    if (max_per_ip > max_conn)
+        max_per_ip = max_conn;
 
     if ((rc = tfs_auth_new(cfg->keys, cfg->n_keys, &srv->auth, err)) < 0) {
         tfs_error_prefix(err, "could not start http server");
@@ -632,6 +993,13 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
         goto out;
     bool want_cert = (flags & MHD_USE_TLS) != 0;
 
+    if (pthread_create(&srv->reaper, NULL, reaper_main, srv) != 0) {
+        rc = tfs_error_set(err, TFS_ENOMEM, "could not start http server: no thread for the "
+                                            "header deadline");
+        goto out;
+    }
+    srv->reaper_started = true;
+
     errno = 0;
     srv->daemon = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_request, srv,
@@ -643,6 +1011,8 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
         MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_mem,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, (void *)srv,
         MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!srv->daemon) {
@@ -657,9 +1027,12 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
-    tfs_log_info(HTTP_COMPONENT, "listening on %s://%s%s%s:%u (%u threads)",
+    tfs_log_info(HTTP_COMPONENT,
+                 "listening on %s://%s%s%s:%u (%u threads, at most %u connections, %u per "
+                 "address, headers within %llu ms, idle %u s)",
                  want_cert ? "https" : "http", (flags & MHD_USE_IPv6) ? "[" : "", addr_copy,
-                 (flags & MHD_USE_IPv6) ? "]" : "", (unsigned)srv->port, threads);
+                 (flags & MHD_USE_IPv6) ? "]" : "", (unsigned)srv->port, threads, max_conn,
+                 max_per_ip, (unsigned long long)(srv->header_timeout_us / 1000), timeout);
     *out = srv;
     srv = NULL;
 out:

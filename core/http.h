@@ -1,5 +1,6 @@
 /* core/http.h — the HTTP server: libmicrohttpd (epoll, internal thread pool, connection,
- * per-IP, memory and timeout limits), request bodies buffered under a cap, the API-key
+ * per-IP, memory and timeout limits, and a header deadline of our own), request bodies
+ * buffered under a cap, the API-key
  * check of auth.h on every route that needs a role, routing by method and path pattern, and
  * application/problem+json errors (RFC 9457). It knows nothing of syncs: the API's
  * handlers are registered as routes (api.c).
@@ -7,6 +8,7 @@
 #ifndef TFS_HTTP_H
 #define TFS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,8 +33,12 @@ typedef struct tfs_http_config {
     unsigned threads;                /* thread pool size */
     size_t max_body;                 /* bytes; a larger body gets 413 */
     unsigned max_connections;
-    unsigned max_connections_per_ip;
-    unsigned connection_timeout_s;
+    unsigned max_connections_per_ip; /* UINT_MAX: no per-address limit */
+    unsigned connection_timeout_s;   /* idle seconds before libmicrohttpd closes */
+    /* From accept (or a kept-alive request's first line) to the end of the request
+     * headers, in ms; a connection still sending headers then is closed. */
+    unsigned header_timeout_ms;
+    bool access_log_all; /* every request's access line at info, not only 4xx and 5xx */
     size_t connection_memory;        /* per-connection memory limit */
     const tfs_api_key *keys;
     size_t n_keys;
@@ -113,6 +119,16 @@ int tfs_http_set_keys(tfs_http_server *srv, const tfs_api_key *keys, size_t n, t
 /* From now on every request gets 503 problem+json "shutting-down" (the daemon is
  * stopping); accepts NULL. */
 void tfs_http_drain(tfs_http_server *srv);
+
+/* The connections open now (accepted and not yet closed), for tests and metrics. */
+unsigned tfs_http_open_connections(tfs_http_server *srv);
+
+/* The request body as a JSON value (a new reference), parsed with duplicate keys refused:
+ * NULL after answering resp with 400 invalid-body (empty, or not an object),
+ * malformed-json or duplicate-key (naming the key). example is the body to suggest, e.g.
+ * "{\"pair\": \"<name>\"}". Every handler that reads a JSON body goes through here. */
+json_t *tfs_http_body_json(const tfs_http_request *req, tfs_http_response *resp,
+                           const char *example);
 
 /* A request header (name case-insensitive), borrowed for the request, or NULL. */
 const char *tfs_http_header(const tfs_http_request *req, const char *name);

@@ -233,11 +233,115 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
     return ret;
 }
 
-void tfs_http_log_request(const char *method, const char *path, int status, uint64_t start_us)
+void tfs_http_log_request(const char *client, const char *method, const char *path, int status,
+                          uint64_t start_us, const char *key_name, bool all)
 {
-    char m[16], p[256];
-    tfs_log_debug(HTTP_COMPONENT, "%s %s %d %lluus", tfs_http_log_safe(m, sizeof m, method),
-                  tfs_http_log_safe(p, sizeof p, path), status,
-                  (unsigned long long)(tfs_http_now_us() - start_us));
+    char c[64], m[16], p[256], k[64];
+    uint64_t us = tfs_http_now_us() - start_us;
+    tfs_log_level level = status >= 400 || all ? TFS_LOG_INFO : TFS_LOG_DEBUG;
+    tfs_logf(level, HTTP_ACCESS_COMPONENT, "%s %s %s %d %llu.%03llums key=%s",
+             tfs_http_log_safe(c, sizeof c, client && client[0] ? client : "-"),
+             tfs_http_log_safe(m, sizeof m, method), tfs_http_log_safe(p, sizeof p, path), status,
+             (unsigned long long)(us / 1000), (unsigned long long)(us % 1000),
+             key_name ? tfs_http_log_safe(k, sizeof k, key_name) : "-");
 }
 
+/* ---- request bodies ------------------------------------------------------------------ */
+
+/* The object key that ends at byte end of text (jansson's position on a duplicate key is
+ * just past the key's closing quote), decoded, or NULL. Strings are tracked from the start
+ * so a quote inside a string is never taken for the key's opening quote. */
+static json_t *key_ending_at(const char *text, size_t len, size_t end)
+{
+    size_t start = 0;
+    bool in = false;
+    for (size_t i = 0; i < len && i < end; i++) {
+        if (!in) {
+            if (text[i] == '"') {
+                in = true;
+                start = i;
+            }
+        } else if (text[i] == '\\') {
+            i++;
+        } else if (text[i] == '"') {
+            in = false;
+            if (i + 1 == end)
+                return json_loadb(text + start, i + 1 - start, JSON_DECODE_ANY, NULL);
+        }
+    }
+    return NULL;
+}
+
+json_t *tfs_http_body_json(const tfs_http_request *req, tfs_http_response *resp,
+                           const char *example)
+{
+    json_error_t je;
+    if (req->body_len == 0) {
+        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
+                         "the body is empty; send %s as application/json", example);
+        return NULL;
+    }
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body && json_error_code(&je) == json_error_duplicate_key) {
+        /* A repeated key is ambiguous (which one counts depends on the parser), so it is
+         * refused as the config loader refuses it. */
+        json_t *k = key_ending_at(req->body, req->body_len, (size_t)je.position);
+        char *name = k ? json_dumps(k, JSON_ENCODE_ANY) : NULL; /* quoted and escaped */
+        tfs_http_problem(resp, 400, "duplicate-key", "Duplicate key",
+                         "the key %.200s appears twice in one object of the body (line %d, "
+                         "column %d); send each key once, e.g. %s",
+                         name ? name : "\"?\"", je.line, je.column, example);
+        free_jansson(name);
+        json_decref(k);
+        return NULL;
+    }
+    if (!body) {
+        tfs_http_problem(resp, 400, "malformed-json", "Malformed JSON",
+                         "the body is not valid JSON: %s at line %d, column %d; send %s",
+                         je.text, je.line, je.column, example);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        tfs_http_problem(resp, 400, "invalid-body", "Invalid request body",
+                         "the body must be a JSON object like %s", example);
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* ---- text checks --------------------------------------------------------------------- */
+
+bool tfs_http_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + len;
+    while (p < e) {
+        unsigned c = *p;
+        size_t n;
+        unsigned min;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(e - p) <= n)
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+        /* Overlong forms, UTF-16 surrogates and values past U+10FFFF are not UTF-8. */
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}

@@ -12,6 +12,7 @@
 #include "http.h"
 
 #define HTTP_COMPONENT "http"
+#define HTTP_ACCESS_COMPONENT "access"
 #define HTTP_PROBLEM_BASE "https://terrafusion.dev/problems/"
 #define HTTP_CT_JSON "application/json"
 #define HTTP_CT_PROBLEM "application/problem+json"
@@ -21,8 +22,14 @@
 enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, const char *path,
                               tfs_http_response *resp, const char *allow, bool challenge,
                               int *status_out);
-/* The debug line of an answered request, with its time since start_us. */
-void tfs_http_log_request(const char *method, const char *path, int status, uint64_t start_us);
+/* The access log line of an answered request: client address, method, path, status, time
+ * since start_us and the key's name (never the key); at info for 4xx and 5xx (and for all
+ * when all), else at debug. */
+void tfs_http_log_request(const char *client, const char *method, const char *path, int status,
+                          uint64_t start_us, const char *key_name, bool all);
+/* Whether s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF). */
+bool tfs_http_utf8_valid(const char *s, size_t len);
 /* Microseconds of the monotonic clock. */
 uint64_t tfs_http_now_us(void);
 /* Copies s into dst for a log line, replacing control bytes so a path cannot forge lines. */

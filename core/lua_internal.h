@@ -12,6 +12,7 @@
 #ifndef TFS_LUA_INTERNAL_H
 #define TFS_LUA_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,6 +98,9 @@ typedef struct tfs_lua_srcdec {
     bool ambiguous; /* another source decimal of a different value has this double */
 } tfs_lua_srcdec;
 
+/* Which budget ended a call. */
+enum { TFS_LUA_HIT_NONE, TFS_LUA_HIT_INSTRUCTIONS, TFS_LUA_HIT_WALL, TFS_LUA_HIT_STOP };
+
 /* What the state is doing, for the allocator and the message handler. */
 enum { TFS_LUA_IDLE, TFS_LUA_IN_LUA, TFS_LUA_CONVERT };
 
@@ -113,13 +117,19 @@ struct tfs_lua {
     bool oom_raised; /* our C code raised "not enough memory" in this call */
     char mem_where[192]; /* "script.lua:12" of the first refused allocation of a call */
 
-    /* instruction budget of the current call */
+    /* budgets of the current call: instructions (and the steps C functions charge), the
+     * wall clock, the daemon's stop */
     uint64_t budget_left;
     int hook_count;
-    bool budget_hit;
+    bool budget_hit; /* any of them: from then on every instruction fails */
+    int hit;         /* TFS_LUA_HIT_*: which one */
+    int64_t deadline_ns; /* monotonic */
+    uint64_t since_clock; /* steps charged by C since the clock was last read */
+    const atomic_int *stop; /* set when the daemon stops; may be NULL */
 
     /* registry references and identities */
     int null_ref, array_mt_ref, template_ref;
+    const void *tf_ptr; /* the read-only tf table every script shares */
     void (*open_tf)(tfs_lua *rt, lua_State *L); /* the tf module's opener, for set-up */
     const void *null_ptr, *array_mt_ptr;
 
@@ -215,9 +225,23 @@ int tfs_lua_raise_oom(tfs_lua *rt, lua_State *L);
 /* luaL_checkstack, but a stack that cannot grow (depths here are bounded) is out of
  * memory, not a script's "stack overflow". */
 void tfs_lua_checkstack(tfs_lua *rt, lua_State *L, int n);
+/* Charges steps of work done in C (what) to the call's budget, and every so often reads
+ * the clock and the stop flag; raises a Lua error naming the budget when one is spent. */
+void tfs_lua_charge(tfs_lua *rt, lua_State *L, uint64_t steps, const char *what);
+/* Raises the memory cap's error for an allocation C code knows would not fit (before
+ * trying it), with the script's position. */
+int tfs_lua_raise_cap(tfs_lua *rt, lua_State *L);
 /* Records an error found by C code during a call, prefixed with the script's name; the
  * protected function then returns normally. Returns code. */
 int tfs_lua_conv_error(tfs_lua *rt, int code, const char *fmt, ...) TFS_PRINTF(3, 4);
+
+/* ---- lua_match.c, lua_bounded.c ------------------------------------------------------ */
+
+/* Puts the budgeted find, match, gmatch and gsub into the string library at index strlib. */
+void tfs_lua_open_match(lua_State *L, int strlib);
+/* Puts the bounded string.rep and the charged table, string and utf8 functions into the
+ * libraries at those indices. */
+void tfs_lua_open_bounded(lua_State *L, int strlib, int tablib, int utf8lib);
 
 /* ---- lua_tflib.c --------------------------------------------------------------------- */
 

@@ -3,9 +3,11 @@
  * (no io, os, debug, package, bytecode or __gc), a fresh environment per script with its
  * own print, load and require (the loader of lua_script.c, which reads <name>.lua from the
  * transform directory only), and the protected call every script runs under, with its
- * message handler and the translation of what went wrong into a tfs_error. The
- * instruction hook never fires inside a C function (string.rep, pattern matching), so the
- * allocator bounds what the hook cannot.
+ * message handler and the translation of what went wrong into a tfs_error. The budgets
+ * of a call: instructions (counted by the hook, plus the steps the C loops of lua_match.c
+ * and lua_bounded.c charge, since the hook never fires inside a C function), the wall
+ * clock (lua.record_ms) and the daemon's stop flag, all looked at once per tick; the
+ * hook stays on until the call returns, through error handlers and __close.
  */
 #include "lua_internal.h"
 
@@ -71,40 +73,139 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* How many instructions run between two looks at the budgets: the hook's cost is paid
+ * once per tick (a call and a read of the coarse clock), and the wall clock and the stop
+ * are noticed within a tick. */
+#define TICK 1000
+/* Steps C functions charge between two reads of the clock. */
+#define CLOCK_EVERY 65536
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Which budget is spent now (rt->hit once one was), without raising. */
+static int spent(tfs_lua *rt, bool read_clock)
+{
+    if (rt->hit)
+        return rt->hit;
+    if (rt->stop && atomic_load_explicit(rt->stop, memory_order_relaxed))
+        return TFS_LUA_HIT_STOP;
+    if (rt->budget_left == 0)
+        return TFS_LUA_HIT_INSTRUCTIONS;
+    if (read_clock && mono_ns() >= rt->deadline_ns)
+        return TFS_LUA_HIT_WALL;
+    return TFS_LUA_HIT_NONE;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Marks budget `hit` spent: from now on every instruction fails, so that a pcall in the
+ * script cannot swallow the error and go on, and neither can an error handler, a __close
+ * or a metamethod. */
+static void mark_spent(tfs_lua *rt, lua_State *L, int hit)
+{
+    rt->hit = hit;
+    rt->budget_hit = true;
+    rt->budget_left = 0;
+    rt->hook_count = 1;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+/* Pushes "<where> <what the budget is>" for budget hit; where is "" or "src:line: ". */
+static void push_spent_message(tfs_lua *rt, lua_State *L, const char *where, int hit,
+                               const char *in)
+{
+    const char *sep = in ? " in " : "", *fn = in ? in : "";
+    if (hit == TFS_LUA_HIT_STOP)
+        lua_pushfstring(L, "%sstopped: the daemon is stopping or the run was cancelled%s%s", where, sep, fn);
+    else if (hit == TFS_LUA_HIT_WALL)
+        lua_pushfstring(L, "%swall-clock budget exceeded (%d ms per record, lua.record_ms)%s%s",
+                        where, (int)rt->limits.record_ms, sep, fn);
+    else
+        lua_pushfstring(L, "%sinstruction budget exceeded (%I instructions, lua.instructions)"
+                           "%s%s",
+                        where, (lua_Integer)rt->limits.instructions, sep, fn);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     tfs_lua *rt = tfs_lua_rt(L);
     if (!rt->budget_hit) {
-        rt->budget_left -= (uint64_t)rt->hook_count;
-        if (rt->budget_left > 0) {
-            rt->hook_count = rt->budget_left > INT_MAX ? INT_MAX : (int)rt->budget_left;
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, rt->hook_count);
+        uint64_t n = (uint64_t)rt->hook_count;
+        rt->budget_left = rt->budget_left > n ? rt->budget_left - n : 0;
+        int hit = spent(rt, true);
+        if (hit == TFS_LUA_HIT_NONE) {
+            int next = rt->budget_left < TICK ? (int)rt->budget_left : TICK;
+            if (next != rt->hook_count) {
+                rt->hook_count = next;
+                lua_sethook(L, budget_hook, LUA_MASKCOUNT, next);
+            }
             return;
         }
-        rt->budget_hit = true;
-        /* From now on every instruction fails, so a pcall in the script cannot swallow
-         * the error and go on. */
-        rt->hook_count = 1;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+        mark_spent(rt, L, hit);
     }
     lua_getinfo(L, "Sl", ar);
+    char where[256] = "";
     if (ar->currentline > 0)
-        lua_pushfstring(L, "%s:%d: instruction budget exceeded (%I instructions)",
-                        ar->short_src, ar->currentline, (lua_Integer)rt->limits.instructions);
-    else
-        lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
-                        (lua_Integer)rt->limits.instructions);
+        snprintf(where, sizeof where, "%s:%d: ", ar->short_src, ar->currentline);
+    push_spent_message(rt, L, where, rt->hit, NULL);
     lua_error(L);
+}
+
+void tfs_lua_charge(tfs_lua *rt, lua_State *L, uint64_t steps, const char *what)
+{
+    if (!rt->budget_hit) {
+        rt->budget_left = rt->budget_left > steps ? rt->budget_left - steps : 0;
+        rt->since_clock += steps;
+        bool clock = rt->since_clock >= CLOCK_EVERY;
+        if (clock)
+            rt->since_clock = 0;
+        int hit = spent(rt, clock);
+        if (hit == TFS_LUA_HIT_NONE)
+            return;
+        mark_spent(rt, L, hit);
+    }
+    luaL_where(L, 1);
+    push_spent_message(rt, L, lua_tostring(L, -1), rt->hit, what);
+    lua_error(L);
+}
+
+int tfs_lua_raise_cap(tfs_lua *rt, lua_State *L)
+{
+    rt->mem_hit = true;
+    if (!rt->mem_where[0]) {
+        lua_Debug ar;
+        for (int level = 1; lua_getstack(L, level, &ar); level++) {
+            if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+                snprintf(rt->mem_where, sizeof rt->mem_where, "%s:%d", ar.short_src,
+                         ar.currentline);
+                break;
+            }
+        }
+    }
+    lua_pushliteral(L, "not enough memory");
+    return lua_error(L);
 }
 
 static void arm_budget(tfs_lua *rt)
 {
     rt->budget_hit = false;
+    rt->hit = TFS_LUA_HIT_NONE;
     rt->mem_hit = false;
     rt->oom_raised = false;
     rt->mem_where[0] = '\0';
     rt->budget_left = rt->limits.instructions;
-    rt->hook_count = rt->budget_left > INT_MAX ? INT_MAX : (int)rt->budget_left;
+    rt->since_clock = 0;
+    rt->deadline_ns = mono_ns() + (int64_t)rt->limits.record_ms * 1000000;
+    rt->hook_count = rt->budget_left < TICK ? (int)rt->budget_left : TICK;
     lua_sethook(rt->L, budget_hook, LUA_MASKCOUNT, rt->hook_count);
 }
 
@@ -157,13 +258,13 @@ static bool has_position(const char *msg)
     return p[0] == ':' && p[1] == ' ';
 }
 
-/* Adds the position of the innermost Lua function to a message without one, keeps the
- * traceback for the error's detail, and turns off the budget hook: an error that reaches
- * this handler is on its way out of the call, and a __tostring must not run here. */
+/* Adds the position of the innermost Lua function to a message without one and keeps the
+ * traceback for the error's detail. It runs no Lua code (no __tostring of the error
+ * object) and leaves the budget hook on: the __close handlers still pending run after it,
+ * and they are as bounded as the rest of the call. */
 static int msg_handler(lua_State *L)
 {
     tfs_lua *rt = tfs_lua_rt(L);
-    disarm_budget(rt);
     if (rt->phase == TFS_LUA_CONVERT)
         return 1;
     const char *msg;
@@ -212,6 +313,55 @@ static int sb_setmetatable(lua_State *L)
     lua_settop(L, 2);
     lua_setmetatable(L, 1);
     return 1;
+}
+
+/* rawset, except on tf and tf.null: they are shared by every script of the state. */
+static int sb_rawset(lua_State *L)
+{
+    tfs_lua *rt = tfs_lua_rt(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    const void *t = lua_topointer(L, 1);
+    if (t == rt->null_ptr || t == rt->tf_ptr)
+        return luaL_error(L, "%s is read-only: it is shared by every script",
+                          t == rt->null_ptr ? "tf.null" : "tf");
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* xpcall's message handler, wrapped: Lua calls a handler for an error raised by the count
+ * hook with hooks off, so once a budget is spent the script's handler is not called (the
+ * error goes on as it is); before, it runs under the budget like any other code.
+ * Upvalue 1: the script's handler. */
+static int xpcall_handler(lua_State *L)
+{
+    if (tfs_lua_rt(L)->budget_hit)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* xpcall(f, msgh, ...), with msgh wrapped (no coroutines here: nothing yields). */
+static int sb_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+    if (lua_pcall(L, n - 2, LUA_MULTRET, 2) != LUA_OK) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - 2;
 }
 
 static int sb_collectgarbage(lua_State *L)
@@ -286,8 +436,9 @@ static int sb_load(lua_State *L)
 }
 
 /* A fresh environment for a script or module: copies of the sandbox's globals (library
- * tables copied too, so that one script changing string.x does not change another's),
- * and its own print, load and require. */
+ * tables copied too, so that one script changing string.x does not change another's;
+ * tf, which has a metatable, is shared as it is: it is read-only), and its own print,
+ * load and require. */
 void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s,
                       lua_CFunction require_fn)
 {
@@ -298,7 +449,9 @@ void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s,
     int tpl = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, tpl)) {
-        if (lua_type(L, -1) == LUA_TTABLE) {
+        if (lua_type(L, -1) == LUA_TTABLE && lua_getmetatable(L, -1)) {
+            lua_pop(L, 1);
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
             int lib = lua_gettop(L);
             lua_createtable(L, 0, 32);
             lua_pushnil(L);
@@ -334,7 +487,7 @@ void tfs_lua_push_env(tfs_lua *rt, lua_State *L, tfs_lua_script *s,
 
 static const char *const base_allowed[] = {
     "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
-    "rawget", "rawlen", "rawset", "select", "tonumber", "tostring", "type", "xpcall",
+    "rawget", "rawlen", "select", "tonumber", "tostring", "type",
     "warn", "_VERSION", NULL,
 };
 
@@ -371,6 +524,15 @@ static int init_state(lua_State *L)
     luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
     lua_settop(L, 0);
 
+    /* The C loops the count hook cannot stop, bounded (the string metatable's __index is
+     * this same string table, so ("x"):rep is the bounded one too). */
+    lua_getglobal(L, "string");
+    lua_getglobal(L, "table");
+    lua_getglobal(L, "utf8");
+    tfs_lua_open_match(L, 1);
+    tfs_lua_open_bounded(L, 1, 2, 3);
+    lua_settop(L, 0);
+
     /* Gone from the state's own globals too, even though no script ever sees them. */
     static const char *const gone[] = {"dofile", "loadfile", "load", "print",
                                        "collectgarbage", NULL};
@@ -402,6 +564,10 @@ static int init_state(lua_State *L)
     }
     lua_pushcfunction(L, sb_setmetatable);
     lua_setfield(L, tpl, "setmetatable");
+    lua_pushcfunction(L, sb_rawset);
+    lua_setfield(L, tpl, "rawset");
+    lua_pushcfunction(L, sb_xpcall);
+    lua_setfield(L, tpl, "xpcall");
     lua_pushcfunction(L, sb_collectgarbage);
     lua_setfield(L, tpl, "collectgarbage");
     static const char *const no_random[] = {"random", "randomseed", NULL};

@@ -1,5 +1,6 @@
-/* core/lua_tflib.c — the tf module every script gets: tf.null (a frozen table standing for
- * a source null, so that a null field stays a field), tf.array (the marker that keeps an
+/* core/lua_tflib.c — the tf module every script gets, read-only (a view whose writes fail,
+ * shared by every script): tf.null (a frozen table standing for a source null, so that a
+ * null field stays a field; rawset on it is refused by the sandbox), tf.array (the marker that keeps an
  * empty JSON array an array), and the helpers an analyst's mapping needs: null-safe string
  * and number handling, dates, unit conversions and lookups in the CSV tables of the
  * transform directory. Helpers take nil and tf.null alike and pass nulls through.
@@ -33,6 +34,32 @@ static int null_newindex(lua_State *L)
 static int null_len(lua_State *L)
 {
     return luaL_error(L, "attempt to get the length of tf.null (a null value)");
+}
+
+/* ---- tf itself: a read-only view of the module ---------------------------------------- */
+
+static int tf_newindex(lua_State *L)
+{
+    return luaL_error(L, "tf is read-only: it is shared by every script (keep your own "
+                         "helpers in a local table or a module)");
+}
+
+/* pairs(tf): the module's own keys, without handing out the table. Upvalue 1: it. */
+static int tf_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_next(L, lua_upvalueindex(1)))
+        return 2;
+    return 0;
+}
+
+static int tf_pairs(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, tf_next, 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 3;
 }
 
 /* ---- the helpers ---------------------------------------------------------------------- */
@@ -438,4 +465,22 @@ void tfs_lua_open_tf(tfs_lua *rt, lua_State *L)
     lua_setfield(L, -2, "null");
     lua_pushinteger(L, rt->roll_year);
     lua_setfield(L, -2, "roll_year");
+
+    /* What scripts get: an empty table reading through to the module, which writes,
+     * rawset (the sandbox's refuses it) and setmetatable cannot change. */
+    int real = lua_gettop(L);
+    lua_newtable(L);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, real);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tf_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, real);
+    lua_pushcclosure(L, tf_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "tf");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    rt->tf_ptr = lua_topointer(L, -1);
+    lua_remove(L, real);
 }

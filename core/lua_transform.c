@@ -7,9 +7,10 @@
  * Hot path (tfs_lua_map, once per source record): no malloc of our own; the source table
  * is reused per script, field names are interned once per entity and reached by index,
  * and output values are written straight into records in the caller's arena. The Lua
- * side is guarded three ways, since the instruction hook never fires inside a C function
- * (string.rep, pattern matching): the hook bounds Lua code, the allocator bounds memory,
- * and output strings are bounded by limits.max_string.
+ * side is guarded four ways: the count hook bounds Lua code (instructions, the wall clock,
+ * the stop flag), the C loops it cannot see charge the same budget (lua_match.c,
+ * lua_bounded.c), the allocator bounds memory, and output strings are bounded by
+ * limits.max_string.
  */
 #include "lua_internal.h"
 
@@ -59,6 +60,8 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
                                                              : TFS_LUA_INSTRUCTIONS_DEFAULT;
     rt->limits.max_string = limits && limits->max_string ? limits->max_string
                                                          : TFS_LUA_MAX_STRING_DEFAULT;
+    rt->limits.record_ms = limits && limits->record_ms ? limits->record_ms
+                                                       : TFS_LUA_RECORD_MS_DEFAULT;
     if (rt->limits.max_string > UINT32_MAX)
         rt->limits.max_string = UINT32_MAX;
     rt->roll_year = roll_year;
@@ -234,6 +237,17 @@ int tfs_lua_map(tfs_lua *rt, const char *name, const tfs_record *src, const char
     }
     lua_settop(rt->L, 0);
     return 0;
+}
+
+void tfs_lua_set_stop(tfs_lua *rt, const atomic_int *stop)
+{
+    if (rt)
+        rt->stop = stop;
+}
+
+bool tfs_lua_stopped(const tfs_lua *rt)
+{
+    return rt && rt->hit == TFS_LUA_HIT_STOP;
 }
 
 int tfs_lua_roll_year(const tfs_lua *rt)

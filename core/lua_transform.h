@@ -21,6 +21,8 @@
 #ifndef TFS_LUA_TRANSFORM_H
 #define TFS_LUA_TRANSFORM_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,11 +70,20 @@ int tfs_lua_load_text(tfs_lua *L, const char *script, const char *text, size_t l
  * unchanged, else the float's shortest round-trip text (for DECIMAL without an exponent).
  * key is the source record's key, put into error messages. An unknown entity or field name,
  * a script error, the instruction budget or the memory cap fail the call with TFS_EINVAL or
- * TFS_ELIMIT, running out of memory with TFS_ENOMEM, and a message like
+ * TFS_ELIMIT (so do the wall clock, lua.record_ms, and the stop flag), running out of
+ * memory with TFS_ENOMEM, and a message like
  * `pacs_to_cama.lua:42: attempt to index a nil value (field 'x') (record 10042|2026)`. */
 int tfs_lua_map(tfs_lua *L, const char *script, const tfs_record *src, const char *key,
                 const tfs_sdk_entity *const *targets, size_t n_targets, tfs_arena *arena,
                 tfs_lua_output *out, tfs_error *err);
+
+/* The flag the daemon sets to stop (NULL: none): a call running when it is set ends at the
+ * next budget check (within a thousand instructions or a few thousand matcher steps) with
+ * TFS_ELIMIT and a message saying so; tfs_lua_stopped then says it was the stop, so the
+ * caller abandons the batch instead of dead-lettering the record. */
+void tfs_lua_set_stop(tfs_lua *L, const atomic_int *stop);
+/* Whether the last failed call ended because the stop flag was set. */
+bool tfs_lua_stopped(const tfs_lua *L);
 
 /* The roll year the runtime was made with (tf.roll_year). */
 int tfs_lua_roll_year(const tfs_lua *L);

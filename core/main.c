@@ -6,6 +6,7 @@
  * SIGHUP (and POST /admin/reload) re-reads the config file: a config that does not load
  * is refused with the reason in the log and the one in use is kept. */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -87,6 +88,9 @@ static int check_offline(const char *config_path, const tfs_config *cfg,
                          const tfs_plugin_host *plugins, tfs_error *err)
 {
     tfs_schema_check_report rep;
+    /* The daemon would start without them; the check names each and why. */
+    for (size_t i = 0; i < plugins->n_refused; i++)
+        printf("plugin refused: %s\n", plugins->refused[i].reason);
     int rc = tfs_schema_check(cfg, plugins, &rep, err);
     /* The daemon starts without a plugin that is missing; a config check says it fails. */
     for (size_t i = 0; rc == 0 && i < cfg->n_systems; i++)
@@ -133,6 +137,12 @@ static int check_fixed(const tfs_config *old, const tfs_config *cfg, tfs_error *
                        : old->port != cfg->port                            ? "listen.port"
                        : old->http_threads != cfg->http_threads           ? "listen.threads"
                        : old->max_body != cfg->max_body ? "listen.max_body_bytes"
+                       : old->max_connections != cfg->max_connections ? "listen.max_connections"
+                       : old->max_per_ip != cfg->max_per_ip           ? "listen.max_per_ip"
+                       : old->header_timeout_ms != cfg->header_timeout_ms
+                           ? "listen.header_timeout"
+                       : old->idle_timeout_s != cfg->idle_timeout_s ? "listen.idle_timeout"
+                       : old->access_log_all != cfg->access_log_all ? "log.access"
                        : !same_str(old->ready_file, cfg->ready_file) ? "listen.ready_file"
                        : !same_str(old->tls_cert_file, cfg->tls_cert_file) ||
                                !same_str(old->tls_key_file, cfg->tls_key_file)
@@ -332,6 +342,11 @@ static int start_http(const tfs_config *cfg, tfs_api *api, tfs_http_server **htt
         .port = cfg->port,
         .threads = cfg->http_threads,
         .max_body = cfg->max_body,
+        .max_connections = cfg->max_connections,
+        .max_connections_per_ip = cfg->max_per_ip ? cfg->max_per_ip : UINT_MAX,
+        .connection_timeout_s = cfg->idle_timeout_s,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .access_log_all = cfg->access_log_all != 0,
         .keys = cfg->keys,
         .n_keys = cfg->n_keys,
         .tls_cert_file = cfg->tls_cert_file,

@@ -76,7 +76,7 @@ static const char *check_descriptor(const tfs_sdk_plugin *d, char *buf, size_t l
 
 int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error *err)
 {
-    char why[256];
+    char why[4400];
     const char *reason = NULL;
     *out = NULL;
     tfs_plugin *p = calloc(1, sizeof *p);
@@ -85,6 +85,10 @@ int tfs_plugin_load(const char *path, int roll_year, tfs_plugin **out, tfs_error
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     }
     tfs_sdk_host_fill(&p->host, roll_year);
+    /* Before dlopen: it runs the file's constructors, and maps a truncated file whose first
+     * touch past its end is a SIGBUS. */
+    if ((reason = tfs_plugin_file_check(path, why, sizeof why)))
+        goto out;
     /* Logged before dlopen: a plugin whose constructor crashes the daemon is then named
      * by the last line of the log. */
     tfs_log_info("plugins", "loading %s", path);
@@ -178,12 +182,15 @@ int tfs_plugin_host_load_dir(const char *dir, int roll_year, tfs_plugin_host **o
                              tfs_error *err)
 {
     *out = NULL;
+    /* A folder others can write is refused whole: any file in it may be theirs. */
+    int rc = tfs_plugin_dir_check(dir, err);
+    if (rc)
+        return rc;
     DIR *d = opendir(dir);
     if (!d)
         return tfs_error_set(err, TFS_EIO, "could not open plugin directory \"%s\": %m", dir);
     char **names = NULL;
     size_t n = 0, cap = 0;
-    int rc = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);

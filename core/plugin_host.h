@@ -1,8 +1,10 @@
 /* core/plugin_host.h — loading adapter plugins and calling them.
  *
  * Plugins are loaded from the configured plugin directory only, with
- * dlopen(RTLD_NOW | RTLD_LOCAL), and never unloaded while the daemon runs. A plugin that
- * cannot be used (no tfs_sdk_entry, another SDK major, a newer minor, a bad struct_size, a
+ * dlopen(RTLD_NOW | RTLD_LOCAL), and never unloaded while the daemon runs. A plugin_dir
+ * that others than the daemon's user and root can write (or a folder above it) is refused
+ * whole. A plugin that cannot be used (a file others can write or someone else owns, not an
+ * ELF shared object of this host, truncated, no tfs_sdk_entry, another SDK major, a newer minor, a bad struct_size, a
  * malformed descriptor, a duplicate name) is refused with a message naming the file and the
  * reason, remembered for GET /plugins, and the daemon goes on without it.
  */
@@ -71,7 +73,8 @@ typedef struct tfs_plugin_host {
 } tfs_plugin_host;
 
 /* Loads every *.so of dir (in name order). Refused files are logged and listed in
- * host->refused; only an unreadable directory fails. */
+ * host->refused; only an unreadable directory, or one others can write (TFS_EINVAL, the
+ * message says what to chmod or chown), fails. */
 int tfs_plugin_host_load_dir(const char *dir, int roll_year, tfs_plugin_host **out,
                              tfs_error *err);
 void tfs_plugin_host_free(tfs_plugin_host *h);

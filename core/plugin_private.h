@@ -27,4 +27,15 @@ struct tfs_instance {
     size_t max_ops, max_bytes; /* cb_write_limits (SDK 1.3); 0: no limit */
 };
 
+/* plugin_file.c: the checks made before dlopen (which runs a file's constructors and maps
+ * it). plugin_dir, resolved, and every folder above it: owned by the daemon's user or root
+ * and writable by nobody else (a sticky folder above is allowed). 0, or TFS_EINVAL with a
+ * message naming the folder and what to chmod or chown (TFS_EIO if it cannot be read). */
+int tfs_plugin_dir_check(const char *dir, tfs_error *err);
+/* One file: a regular file owned by the daemon's user or root, writable by nobody else (and
+ * the folder a symbolic link leads to checked like plugin_dir), an ELF shared object of the
+ * host's class, byte order and machine whose headers and segments fit in its size. NULL,
+ * or the reason (static or written into why). */
+const char *tfs_plugin_file_check(const char *path, char *why, size_t len);
+
 #endif

@@ -117,6 +117,7 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
     tfs_batch *batch = &jb->batch;
     tfs_arena *a = jb->arena;
     tfs_stage_counts *delta = &jb->delta;
+    tfs_lua_set_stop(b->lua, b->stop); /* a script stuck in a loop notices the stop */
     for (size_t i = 0; i < batch->n; i++) {
         tfs_stage_rec *r = &jb->rs[i];
         const tfs_record *src = batch->recs[i];
@@ -137,6 +138,8 @@ static int transform(tfs_stage_ctx *b, tfs_stage_job *jb)
         tfs_error e = {0};
         int mrc = tfs_lua_map(b->lua, b->em->script, src, r->key, b->targets, b->n_targets, a,
                               &r->out, &e);
+        if (mrc != 0 && tfs_lua_stopped(b->lua))
+            return TFS_ELIMIT; /* the batch is abandoned: the run resumes at the next start */
         if (mrc != 0) {
             fail_rec(r, "transform", e.message);
             if (e.detail[0]) /* the Lua traceback */
@@ -193,7 +196,8 @@ static int transform_job(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     if (rc)
         return rc == TFS_EINVAL ? TFS_EPERMANENT : rc;
     if ((rc = transform(b, jb)))
-        return tfs_error_set(err, rc, "out of memory transforming a batch");
+        return rc == TFS_ELIMIT ? tfs_error_set(err, rc, "stopped while transforming a batch")
+                                : tfs_error_set(err, rc, "out of memory transforming a batch");
     char v[13];
     if (tfs_lua_script_version(b->lua, b->em->script, v, NULL) == 0)
         memcpy(jb->script_version, v, sizeof v);

@@ -1,6 +1,7 @@
 /* core/store.c — the state store's connection, migrations and runs over libpq; see
  * store.h. The helpers the store's other files share (store_private.h) are here too.
  */
+#include "store_audit.h"
 #include "store_private.h"
 
 #include <inttypes.h>
@@ -198,6 +199,23 @@ static const char *const migrations[] = {
      * failed ([{system, role, error}]): both shown on the run, on any node. */
     "ALTER TABLE tfsync.runs ADD COLUMN estimates jsonb,"
     "  ADD COLUMN run_end_errors jsonb;",
+    /* 7: the audit trail hash-chained per pair (store_audit.h): each entry's place in its
+     * pair's chain, the hash of the entry before it and its own; the head of each chain,
+     * locked by every transaction that writes entries; the head each run ended at. Entries
+     * already there keep no seq: verify counts them as unchained, those up to
+     * last_unchained_id. */
+    "ALTER TABLE tfsync.audit ADD COLUMN seq bigint, ADD COLUMN prev_hash bytea,"
+    "  ADD COLUMN hash bytea;"
+    "CREATE UNIQUE INDEX audit_chain ON tfsync.audit (pair, seq) WHERE seq IS NOT NULL;"
+    "CREATE INDEX audit_unchained ON tfsync.audit (pair, id) WHERE seq IS NULL;"
+    "CREATE TABLE tfsync.audit_heads ("
+    "  pair text PRIMARY KEY,"
+    "  seq bigint NOT NULL DEFAULT 0,"
+    "  hash bytea NOT NULL DEFAULT decode(repeat('0', 64), 'hex'),"
+    "  updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE tfsync.audit_chain_start (last_unchained_id bigint NOT NULL);"
+    "INSERT INTO tfsync.audit_chain_start SELECT coalesce(max(id), 0) FROM tfsync.audit;"
+    "ALTER TABLE tfsync.runs ADD COLUMN audit_seq bigint, ADD COLUMN audit_hash bytea;",
 };
 
 static atomic_int connect_timeout_s = TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT;
@@ -746,9 +764,28 @@ int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const c
     snprintf(id, sizeof id, "%" PRId64, run_id);
     snprintf(n, sizeof n, "%" PRId64, deletes);
     const char *params[] = {id, n, actor};
-    /* One statement: the run is locked, checked, queued again and the confirmation
-     * audited together, so two confirms (or a confirm and a cancel) cannot both pass. */
-    PGresult *r = PQexecParams(
+    /* The pair's audit head is locked first, as every writer of its entries does (so no two
+     * lock it and a run the other way round), then one statement: the run is locked,
+     * checked, queued again and the confirmation audited together, so two confirms (or a
+     * confirm and a cancel) cannot both pass; the entries chained before COMMIT. */
+    char run_pair[128] = "";
+    PGresult *r = PQexecParams(s->conn, "SELECT pair FROM tfsync.runs WHERE run_id = $1", 1,
+                               NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "confirm a held run");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);
+    }
+    snprintf(run_pair, sizeof run_pair, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    tfs_audit_head head;
+    int rc;
+    if ((rc = tfs_pg_exec(s->conn, "BEGIN", err)))
+        return rc;
+    if ((rc = tfs_store_audit_lock(s, run_pair, &head, err)))
+        goto rollback;
+    r = PQexecParams(
         s->conn,
         "WITH r AS (SELECT run_id, pair, mode, state, held_reason, held_deletes,"
         "   (SELECT coalesce(sum(e.value::int8), 0) FROM jsonb_each_text("
@@ -764,11 +801,14 @@ int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const c
         "   WHERE EXISTS (SELECT 1 FROM ok))"
         " SELECT pair, mode, state, total, EXISTS (SELECT 1 FROM ok) FROM r",
         3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return tfs_store_fail(s, r, err, "confirm a held run");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = tfs_store_fail(s, r, err, "confirm a held run");
+        goto rollback;
+    }
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);
+        rc = tfs_error_set(err, TFS_ENOTFOUND, "no run %" PRId64, run_id);
+        goto rollback;
     }
     snprintf(pair, 128, "%s", PQgetvalue(r, 0, 0));
     snprintf(mode, 16, "%s", PQgetvalue(r, 0, 1));
@@ -776,6 +816,9 @@ int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const c
     *held_total = int8_at(r, 0, 3);
     int done = strcmp(PQgetvalue(r, 0, 4), "t") == 0;
     PQclear(r);
+    if ((done && (rc = tfs_store_audit_finish(s, &head, 0, err))) ||
+        (rc = tfs_pg_exec(s->conn, "COMMIT", err)))
+        goto rollback;
     if (done) {
         snprintf(state, 16, "queued");
         return 0;
@@ -786,4 +829,7 @@ int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const c
     return tfs_error_set(err, TFS_ECONFLICT,
                          "run %" PRId64 " is held for %" PRId64 " deletions, not %" PRId64,
                          run_id, *held_total, deletes);
+rollback:
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "pg.h"
+#include "store_audit.h"
 #include "store_private.h"
 
 /* At most this many bytes per PQputCopyData call, so no length is ever near INT_MAX. */
@@ -370,14 +371,33 @@ static int write_sync_map(tfs_store *s, const tfs_batch_commit *bc, const char *
 static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts,
                        tfs_error *err);
 
+/* The batch's audit entries by COPY, each chained after the head as its row is built: its
+ * SHA-256 is computed here, in the commit, with no round trip per entry. `at` is left to
+ * its default, now(), the transaction's time that the head lock read (h->now_us). */
 static int copy_audit(tfs_store *s, const tfs_batch_commit *bc, const char *run_id,
-                      tfs_error *err)
+                      tfs_audit_head *h, tfs_error *err)
 {
     tfs_buf *b = &s->buf;
     tfs_buf_reset(b);
     const char *actor = bc->actor ? bc->actor : "?";
+    tfs_audit_hasher *hs = NULL;
+    int rc = tfs_audit_hasher_new(&hs);
+    if (rc)
+        return tfs_error_set(err, rc, "could not start a SHA-256");
     for (size_t i = 0; i < bc->n_audit; i++) {
         const tfs_audit_row *a = &bc->audit[i];
+        tfs_audit_entry e = {.seq = h->seq + 1, .pair = bc->pair, .run_id = bc->run_id,
+                             .entity = bc->entity, .source_key = a->source_key, .op = a->op,
+                             .actor = actor, .at_us = h->now_us, .changes = a->changes,
+                             .detail = a->detail};
+        unsigned char hash[TFS_AUDIT_HASH_LEN];
+        if ((rc = tfs_audit_hash(hs, &e, h->hash, hash))) {
+            tfs_audit_hasher_free(hs);
+            return tfs_error_set(err, rc, "could not hash an audit entry");
+        }
+        char prev_hex[65], hex[65];
+        tfs_audit_hex(h->hash, prev_hex);
+        tfs_audit_hex(hash, hex);
         const char *fields[] = {bc->pair, run_id,  bc->entity, a->source_key,
                                 a->op,    a->changes, actor,   a->detail};
         for (int f = 0; f < 8; f++) {
@@ -388,10 +408,14 @@ static int copy_audit(tfs_store *s, const tfs_batch_commit *bc, const char *run_
             else
                 tfs_buf_puts(b, "\\N");
         }
-        tfs_buf_putc(b, '\n');
+        /* bytea in COPY's text form: \x and hex, the backslash doubled for COPY. */
+        tfs_buf_printf(b, "\t%" PRId64 "\t\\\\x%s\t\\\\x%s\n", e.seq, prev_hex, hex);
+        h->seq = e.seq;
+        memcpy(h->hash, hash, sizeof hash);
     }
+    tfs_audit_hasher_free(hs);
     return copy_in(s, "COPY tfsync.audit (pair, run_id, entity, source_key, op, changes, actor,"
-                      " detail) FROM STDIN", "write the audit trail", err);
+                      " detail, seq, prev_hash, hash) FROM STDIN", "write the audit trail", err);
 }
 
 int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *err)
@@ -628,12 +652,17 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
     snprintf(id, sizeof id, "%" PRId64, bc->run_id);
     if ((rc = prepare_temp(s, err)) || (rc = tfs_pg_exec(s->conn, "BEGIN", err)))
         return rc;
-    if ((rc = fence(s, bc, err)) ||
+    /* The pair's audit head is locked right after the fence and before any other row, as
+     * every writer of audit entries does, so two of them never wait on each other. */
+    tfs_audit_head head;
+    if ((rc = fence(s, bc, err)) || (rc = tfs_store_audit_lock(s, bc->pair, &head, err)) ||
         (bc->n_rows && (rc = write_sync_map(s, bc, id, all_upserts, err))) ||
-        (rc = write_failed(s, bc, id, err)) || (rc = close_dead_letters(s, bc, id, err)) ||
+        (rc = write_failed(s, bc, id, err)) ||
+        (bc->n_audit && (rc = copy_audit(s, bc, id, &head, err))) ||
+        (rc = close_dead_letters(s, bc, id, err)) ||
         (rc = mark_and_forget(s, bc, id, err)) || (rc = pending_deletes(s, bc, id, err)) ||
-        (bc->n_audit && (rc = copy_audit(s, bc, id, err))) ||
         (rc = tfs_store_conflicts_commit(s, bc, id, err)) ||
+        (rc = tfs_store_audit_finish(s, &head, bc->run_id, err)) ||
         (bc->cursor_kind && (rc = save_cursor(s, bc, id, err))) ||
         (bc->counts && (rc = save_counts(s, bc, id, err))))
         goto fail;
@@ -799,10 +828,28 @@ int tfs_store_dead_letter_discard(tfs_store *s, int64_t id, const char *actor,
     status[0] = '\0';
     if (out)
         *out = NULL;
-    /* The row locked first, so a replay committing it at the same time either closed it
-     * before (not open: refused) or waits for the discard. */
+    /* The pair's audit head locked first (as a batch commit does, so neither waits on the
+     * other's rows), then the row, so a replay committing it at the same time either
+     * closed it before (not open: refused) or waits for the discard. */
     const char *params[] = {text, actor ? actor : "?"};
-    PGresult *r = PQexecParams(
+    PGresult *r = PQexecParams(s->conn, "SELECT pair FROM tfsync.failed_records WHERE id = $1",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "discard a dead letter");
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return tfs_error_set(err, TFS_ENOTFOUND, "no dead letter %" PRId64, id);
+    }
+    char pair[256];
+    snprintf(pair, sizeof pair, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    tfs_audit_head head;
+    int rc = tfs_pg_exec(s->conn, "BEGIN", err);
+    if (rc)
+        return rc;
+    if ((rc = tfs_store_audit_lock(s, pair, &head, err)))
+        goto rollback;
+    r = PQexecParams(
         s->conn,
         "WITH d AS (SELECT * FROM tfsync.failed_records WHERE id = $1::int8 FOR UPDATE),"
         " gone AS (UPDATE tfsync.failed_records f SET status = 'discarded', updated_at = now()"
@@ -815,18 +862,32 @@ int tfs_store_dead_letter_discard(tfs_store *s, int64_t id, const char *actor,
         " 'source_key', d.source_key, 'stage', d.stage, 'attempts', d.attempts,"
         " 'status', coalesce((SELECT status FROM gone), d.status))::text FROM d",
         2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return tfs_store_fail(s, r, err, "discard a dead letter");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = tfs_store_fail(s, r, err, "discard a dead letter");
+        goto rollback;
+    }
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return tfs_error_set(err, TFS_ENOTFOUND, "no dead letter %" PRId64, id);
+        rc = tfs_error_set(err, TFS_ENOTFOUND, "no dead letter %" PRId64, id);
+        goto rollback;
     }
     snprintf(status, 16, "%s", PQgetvalue(r, 0, 0));
     if (out)
         *out = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
     PQclear(r);
+    if ((rc = tfs_store_audit_finish(s, &head, 0, err)) ||
+        (rc = tfs_pg_exec(s->conn, "COMMIT", err))) {
+        if (out) {
+            json_decref(*out);
+            *out = NULL;
+        }
+        goto rollback;
+    }
     if (strcmp(status, "open") != 0)
         return tfs_error_set(err, TFS_ECONFLICT, "dead letter %" PRId64 " is %s, not open", id,
                              status);
     return 0;
+rollback:
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return rc;
 }

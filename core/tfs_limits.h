@@ -25,9 +25,25 @@
 #define TFS_HTTP_MAX_BODY_DEFAULT ((size_t)1 << 20) /* a larger request body gets 413 */
 #define TFS_HTTP_MAX_BODY_MIN 1024LL
 #define TFS_HTTP_MAX_BODY_MAX (64LL << 20)
-#define TFS_HTTP_MAX_CONNECTIONS_DEFAULT 256u
-#define TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT 64u
+/* Enough that 1,000 slow clients leave room for everyone else (each costs a descriptor and
+ * at most TFS_HTTP_CONNECTION_MEMORY_DEFAULT); the daemon raises its open-file limit to fit. */
+#define TFS_HTTP_MAX_CONNECTIONS_DEFAULT 4096u
+#define TFS_HTTP_MAX_CONNECTIONS_MIN 16LL
+#define TFS_HTTP_MAX_CONNECTIONS_MAX 65536LL
+/* Per client address; 0 = no limit. Large, because a county's clients often sit behind one
+ * proxy or NAT; the header deadline is what frees slots held by slow clients. */
+#define TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT 1024u
+#define TFS_HTTP_MAX_CONNECTIONS_PER_IP_MAX 65536LL
 #define TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT 30u   /* idle seconds before a close */
+#define TFS_HTTP_IDLE_TIMEOUT_MS_MIN 1000LL /* libmicrohttpd counts whole seconds */
+#define TFS_HTTP_IDLE_TIMEOUT_MS_MAX 3600000LL
+/* From a connection's accept (or a kept-alive request's first line) to the end of its
+ * request headers; a client still sending headers then is closed. */
+#define TFS_HTTP_HEADER_TIMEOUT_MS_DEFAULT 5000u
+#define TFS_HTTP_HEADER_TIMEOUT_MS_MIN 100LL
+#define TFS_HTTP_HEADER_TIMEOUT_MS_MAX 300000LL
+/* Descriptors kept beyond max_connections for PostgreSQL, plugins, logs and files. */
+#define TFS_HTTP_FD_RESERVE 256u
 #define TFS_HTTP_CONNECTION_MEMORY_DEFAULT ((size_t)64 << 10) /* per connection */
 
 /* ---- Lua transforms (lua.* in the config; tfs_lua_limits) ---- */
@@ -41,6 +57,9 @@
 #define TFS_LUA_MAX_STRING_DEFAULT ((size_t)1 << 20) /* longest string an output holds */
 #define TFS_LUA_MAX_STRING_MIN 64LL
 #define TFS_LUA_MAX_STRING_MAX (1LL << 30)
+#define TFS_LUA_RECORD_MS_DEFAULT 1000u /* wall clock of one record's calls */
+#define TFS_LUA_RECORD_MS_MIN 10LL
+#define TFS_LUA_RECORD_MS_MAX 600000LL
 
 /* ---- leases and resumption (lease.*, resume.*, node_id in the config; lease.h) ---- */
 
@@ -62,6 +81,7 @@ typedef struct tfs_lua_limits {
     size_t memory_bytes;   /* cap of the state's allocator */
     uint64_t instructions; /* budget per map() call */
     size_t max_string;     /* longest string an output field may hold */
+    unsigned record_ms;    /* wall clock per map() call (map and validate together) */
 } tfs_lua_limits;
 
 /* ---- shutdown (shutdown.* in the config) ---- */

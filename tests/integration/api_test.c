@@ -3,8 +3,15 @@
  * each; and 409 while a run holds the pair (held deterministically with a table lock). */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "tfs_test.h"
 
@@ -18,6 +25,8 @@ static void setup(void)
     state = tfs_test_db_clone("tfs_tmpl_state", "state");
     json_t *cfg = tfs_test_config_new(pacs, cama, state);
     json_object_set_new(json_object_get(cfg, "listen"), "max_body_bytes", json_integer(4096));
+    /* A short header deadline, so the daemon's wiring of it is tested in a second. */
+    json_object_set_new(json_object_get(cfg, "listen"), "header_timeout", json_string("1s"));
     d = tfs_test_daemon_start(cfg);
     json_decref(cfg);
 }
@@ -176,4 +185,110 @@ Test(api, status_lists_pairs_and_plugins)
                          json_object_get(json_object_get(r.json, "systems"), "cama"), "status")),
                      "ok", "%s", r.body);
     tfs_test_response_free(&r);
+}
+
+/* Client mistakes are 4xx about the client's own input, never the state store's text:
+ * bytes that are not UTF-8 in a query (PostgreSQL refused them as a 503 before), a date
+ * out of range (its error text reached the client), duplicate body keys (last one won and
+ * started a run); /health without a key shows states only. */
+Test(api, client_errors_are_4xx_and_internals_stay_inside)
+{
+    expect_problem("GET", "/audit?pair=%ff", "read-key", NULL, 400, "invalid-query",
+                   "query parameter \"pair\" is not valid UTF-8");
+    expect_problem("GET", "/audit?entity=pardat&key=%c3%28", "read-key", NULL, 400,
+                   "invalid-query", "\"key\" is not valid UTF-8");
+    const char *bad_times[] = {"/audit?since=2026-13-45T00:00:00Z",
+                               "/audit?since=2026-02-30", "/audit?until=2026-01-01T25:00:00Z",
+                               "/audit?since=99999-01-01", "/audit?since=2026-01-01T00:00:00+99"};
+    for (size_t i = 0; i < sizeof bad_times / sizeof bad_times[0]; i++) {
+        tfs_test_response r = tfs_test_http(d, "GET", bad_times[i], "read-key", NULL);
+        cr_assert_eq(r.status, 400, "%s: %ld %s", bad_times[i], r.status, r.body);
+        const char *detail = json_string_value(json_object_get(r.json, "detail"));
+        cr_assert(detail && strstr(detail, "is not a time: ") && strstr(detail, "ISO 8601"),
+                  "%s: %s", bad_times[i], r.body);
+        cr_assert_null(strstr(r.body, "PostgreSQL"), "%s", r.body);
+        cr_assert_null(strstr(r.body, "ERROR"), "%s", r.body);
+        tfs_test_response_free(&r);
+    }
+    tfs_test_response r =
+        tfs_test_http(d, "GET", "/audit?since=2026-11-21T08:00:00.5-05:00", "read-key", NULL);
+    cr_assert_eq(r.status, 200, "a valid time: %s", r.body);
+    tfs_test_response_free(&r);
+
+    expect_problem("POST", "/sync/full", "operate-key",
+                   "{\"pair\": \"x\", \"pair\": \"pacs-to-cama\"}", 400, "duplicate-key",
+                   "the key \"pair\" appears twice");
+    expect_problem("POST", "/sync/validate", "operate-key",
+                   "{\"pair\": \"pacs-to-cama\", \"sample\": 1, \"sample\": 2}", 400,
+                   "duplicate-key", "\"sample\"");
+    r = tfs_test_http(d, "GET", "/sync/status", "read-key", NULL);
+    json_t *p = json_object_get(json_object_get(r.json, "pairs"), "pacs-to-cama");
+    cr_assert(json_is_null(json_object_get(p, "last_run")), "no run was started: %s", r.body);
+    tfs_test_response_free(&r);
+
+    r = tfs_test_http(d, "GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *store = json_object_get(r.json, "state_store");
+    json_t *cama_h = json_object_get(json_object_get(r.json, "systems"), "cama");
+    cr_assert_not_null(json_object_get(store, "status"), "%s", r.body);
+    cr_assert_not_null(json_object_get(cama_h, "status"), "%s", r.body);
+    cr_assert_null(json_object_get(store, "error"), "an error text without a key: %s", r.body);
+    cr_assert_null(json_object_get(cama_h, "error"), "%s", r.body);
+    cr_assert_null(json_object_get(cama_h, "plugin"), "%s", r.body);
+    tfs_test_response_free(&r);
+    r = tfs_test_http(d, "GET", "/health", "read-key", NULL);
+    cama_h = json_object_get(json_object_get(r.json, "systems"), "cama");
+    cr_assert_str_eq(json_string_value(json_object_get(cama_h, "plugin")), "cama", "%s", r.body);
+    cr_assert(json_object_get(cama_h, "error"), "with a key the error field is there: %s",
+              r.body);
+    tfs_test_response_free(&r);
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The daemon's listen.header_timeout (1 s here) reaches its server: a client dripping
+ * header bytes is closed at the deadline and logged with its address, while /health
+ * answers a fresh client meanwhile. */
+Test(api, a_client_dripping_headers_is_closed_at_the_configured_deadline)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    long long t0 = mono_ms();
+    const char *head = "GET /health HTTP/1.1\r\nHost: x\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    int closed = 0;
+    while (!closed && mono_ms() - t0 < 4000) {
+        (void)send(fd, "X", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            char buf[256];
+            ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+            closed = n == 0 || n < 0;
+        }
+        if (!closed && mono_ms() - t0 > 500)
+            still_up();
+    }
+    long long took = mono_ms() - t0;
+    close(fd);
+    cr_assert(closed, "the dripping client was not closed within 4 s");
+    cr_assert(took >= 900 && took <= 2500, "closed after %lld ms with a 1 s deadline", took);
+    long long end = mono_ms() + 3000;
+    char *log = NULL;
+    do {
+        free(log);
+        log = tfs_test_daemon_log(d);
+    } while (!strstr(log, "closed: headers not complete") && mono_ms() < end &&
+             poll(NULL, 0, 20) == 0);
+    cr_assert(strstr(log, "[access] 127.0.0.1 ? /health - - closed: headers not complete by "
+                          "the header deadline"),
+              "%s", log);
+    cr_assert(strstr(log, "headers within 1000 ms"), "the daemon logs its limits: %s", log);
+    free(log);
 }

@@ -675,6 +675,8 @@ Test(conflict, manual_parks_and_resolves_three_ways)
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM tfsync.audit WHERE op = 'resolve' AND actor = 'operator'");
     cr_assert_eq(scalar_int(e.state, sql), 6);
+    /* The conflicts' and the resolves' entries are in the pair's chain, which verifies. */
+    tfs_test_assert_audit_verifies(e.d, 12);
     /* settled: the next full run writes nothing and parks nothing */
     run = sync_run(&e, "full");
     cr_assert_eq(count_of(run, "conflicts"), 0);

@@ -454,6 +454,8 @@ Test(dead_letters, broken_line_and_rule_land_in_dead_letters_then_replayed_to_th
              " AND (detail->>'dead_letter') IS NOT NULL",
              (long long)replay_run, ka, kb, kv, kw);
     cr_assert_eq(scalar_ll(e.state, sql), 4, "each replay is on the audit trail");
+    /* The replay entries (written by SQL in the batch) are chained after the run's. */
+    tfs_test_assert_audit_verifies(e.d, 4);
 
     /* CAMA is what the SQL twin computes from PACS. */
     char *pacs_ci = tfs_test_pg_conninfo(e.pacs);
@@ -575,6 +577,8 @@ Test(dead_letters, discard_needs_admin_and_is_audited_and_a_run_resolves_the_res
     one = get_json(&e, path);
     cr_assert_str_eq(str_of(one, "status"), "discarded");
     json_decref(one);
+    /* The discard's entry, written from an API thread, is in the pair's one chain. */
+    tfs_test_assert_audit_verifies(e.d, 3);
     free(a);
     free(b);
     env_down(&e);

@@ -330,6 +330,9 @@ Test(guard, full_run_on_an_emptied_source_is_held_until_confirmed)
     snprintf(sql, sizeof sql, "SELECT count(*) FROM tfsync.audit WHERE op = 'confirm' AND "
                               "run_id = %lld", (long long)id);
     cr_assert_eq(scalar_int(e.state, sql), 1, "the confirm is not on the audit trail");
+    /* Its entry, chained from an API thread between the runs' batches, and a kill -9 on
+     * the way: one chain that verifies. */
+    tfs_test_assert_audit_verifies(e.d, synced);
     free(left);
     free(keep);
     free(before);

@@ -1,7 +1,8 @@
 /* tests/integration/reload_test.c — SIGHUP and POST /admin/reload re-read the config file:
  * a schedule added takes effect (runs by actor "scheduler" appear), a key added works and
  * a key removed gets 401, and a broken config is refused with the reason in the log while
- * the daemon keeps answering with the old keys and pairs. Every wait is on a state the
+ * the daemon keeps answering with the old keys and pairs; two entries of one key (or one
+ * name) are refused the same way, naming both entries. Every wait is on a state the
  * daemon shows (its log, the state store, an API answer), never a sleep.
  */
 #include <criterion/criterion.h>
@@ -220,4 +221,38 @@ Test(reload, admin_reload_says_what_changed_or_why_not)
     cr_assert(strstr(r.body, "workers cannot change") != NULL, "%s", r.body);
     tfs_test_response_free(&r);
     cr_assert_eq(status_of("GET", "/pairs", "k2"), 200);
+}
+
+/* A second entry with the admin key's hash and role read: refused naming both entries, and
+ * the admin key keeps its role (a first-wins lookup would have kept it too, a last-wins one
+ * not: the point is that the daemon says so instead of choosing). */
+Test(reload, duplicate_key_hash_or_name_refused_naming_both)
+{
+    json_t *cfg = config_copy();
+    json_t *keys = json_object_get(cfg, "api_keys");
+    size_t n = json_array_size(keys);
+    json_array_append_new(keys, key_entry("twin", "read", TFS_TEST_KEY_ADMIN));
+    config_write(cfg);
+    tfs_test_response r = tfs_test_http(d, "POST", "/admin/reload", TFS_TEST_KEY_ADMIN, NULL);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    char want[160];
+    snprintf(want, sizeof want, "api_keys[%zu].sha256: the same key as api_keys[", n);
+    const char *detail = json_string_value(json_object_get(r.json, "detail"));
+    cr_assert(detail && strstr(detail, want), "%s", r.body);
+    cr_assert(strstr(detail, "this entry is \"twin\", role \"read\"") != NULL, "%s", r.body);
+    tfs_test_response_free(&r);
+    cr_assert_eq(status_of("POST", "/admin/reload", TFS_TEST_KEY_ADMIN), 400);
+
+    json_array_remove(keys, n);
+    json_array_append_new(keys, key_entry("admin", "read", "another-key"));
+    config_write(cfg);
+    json_decref(cfg);
+    r = tfs_test_http(d, "POST", "/admin/reload", TFS_TEST_KEY_ADMIN, NULL);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    snprintf(want, sizeof want, "api_keys[%zu].name: \"admin\" is already the name of "
+             "api_keys[", n);
+    detail = json_string_value(json_object_get(r.json, "detail"));
+    cr_assert(detail && strstr(detail, want), "%s", r.body);
+    tfs_test_response_free(&r);
+    cr_assert_eq(status_of("GET", "/pairs", "another-key"), 401);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -300,5 +301,65 @@ Test(check, start_up_refuses_what_cb_check_refuses, .timeout = 60)
               "%s", r.err);
     expect_offline(&r);
     check_result_free(&r);
+    env_free(&e);
+}
+
+/* plugin_dir as a copy of the shipped plugins the check's config uses, in the env's folder;
+ * its path is owned by the caller. */
+static char *plugins_copy(check_env *e)
+{
+    char *dir = malloc(128), cmd[600];
+    snprintf(dir, 128, "%s/plugins", e->dir);
+    snprintf(cmd, sizeof cmd, "mkdir -m 755 %s && cp %s/pacs.so %s/cama.so %s/template.so %s",
+             dir, TFS_PLUGIN_DIR, TFS_PLUGIN_DIR, TFS_PLUGIN_DIR, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    json_object_set_new(e->cfg, "plugin_dir", json_string(dir));
+    return dir;
+}
+
+/* A plugin_dir everyone can write: the daemon does not start and --check fails, both
+ * saying which folder and what to chmod; nothing in it was loaded (no "loading" line). */
+Test(check, world_writable_plugin_dir_refuses_start_up_and_check, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    char *dir = plugins_copy(&e);
+    cr_assert_eq(chmod(dir, 0777), 0);
+    char want[300];
+    snprintf(want, sizeof want, "refusing to load plugins from \"%s\": plugin_dir \"%s\" is "
+             "writable by everyone (mode 0777); chmod go-w \"%s\"", dir, dir, dir);
+    for (int check = 1; check >= 0; check--) {
+        check_result r = run_daemon(&e, check);
+        cr_expect_eq(r.status, 1, "exit %d with --check %d: %s", r.status, check, r.err);
+        cr_expect(strstr(r.err, want), "stderr lacks '%s':\n%s", want, r.err);
+        cr_expect_not(strstr(r.err, "loading "), "a plugin was opened:\n%s", r.err);
+        cr_expect_not(strstr(r.out, "is valid"), "%s", r.out);
+        expect_offline(&r);
+        check_result_free(&r);
+    }
+    free(dir);
+    env_free(&e);
+}
+
+/* A truncated plugin beside the good ones (the daemon would die of a SIGBUS mapping it):
+ * refused alone with the reason, which --check prints; the config is valid without it. */
+Test(check, truncated_plugin_is_refused_alone_and_named_by_check, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    char *dir = plugins_copy(&e);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "head -c 30000 %s/pacs.so > %s/broken.so", dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    check_result r = run_check(&e);
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    char want[300];
+    snprintf(want, sizeof want, "plugin refused: could not load plugin \"%s/broken.so\": "
+             "truncated: 30000 bytes", dir);
+    cr_expect(strstr(r.out, want), "stdout lacks '%s':\n%s", want, r.out);
+    cr_expect(strstr(r.out, "3 plugins loaded, 1 refused"), "%s", r.out);
+    expect_offline(&r);
+    check_result_free(&r);
+    free(dir);
     env_free(&e);
 }

@@ -889,6 +889,21 @@ json_int_t tfs_test_start_full(const tfs_test_daemon *d, const char *pair)
     return run_id;
 }
 
+void tfs_test_assert_audit_verifies(const tfs_test_daemon *d, long long min_entries)
+{
+    tfs_test_response r = tfs_test_http(d, "GET", "/audit/verify", TFS_TEST_KEY_READ, NULL);
+    cr_assert_eq(r.status, 200, "GET /audit/verify: %ld %s", r.status, r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "ok")), "the audit chain does not verify: %s",
+              r.body);
+    long long n = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(r.json, "pairs"), i, p)
+        n += json_integer_value(json_object_get(p, "entries"));
+    cr_assert_geq(n, min_entries, "only %lld audit entries verified: %s", n, r.body);
+    tfs_test_response_free(&r);
+}
+
 /* ---- files and SQL twins ---- */
 
 char *tfs_test_read_file(const char *path)

@@ -186,4 +186,8 @@ json_t *tfs_test_wait_run(const tfs_test_daemon *d, json_int_t run_id, int timeo
  * returns the run_id. */
 json_int_t tfs_test_start_full(const tfs_test_daemon *d, const char *pair);
 
+/* GET /audit/verify (every pair) with "read-key": fails the test unless every chain
+ * verifies and at least min_entries entries were walked. */
+void tfs_test_assert_audit_verifies(const tfs_test_daemon *d, long long min_entries);
+
 #endif

@@ -117,6 +117,28 @@ Test(config, bad_role_and_hash)
     expect(c, "api_keys[0].sha256: must be 64 hexadecimal digits");
 }
 
+/* Two entries with one key: whichever came first would decide the role; two entries with
+ * one name would be one actor in the audit trail. Both refused, naming both entries. */
+Test(config, duplicate_key_hash_or_name_refused_naming_both_entries)
+{
+    json_t *c = good();
+    json_t *keys = json_object_get(c, "api_keys");
+    json_t *twin = json_deep_copy(json_array_get(keys, 0));
+    json_object_set_new(twin, "name", json_string("boss"));
+    json_object_set_new(twin, "role", json_string("admin"));
+    json_array_append_new(keys, twin);
+    expect(c, "api_keys[1].sha256: the same key as api_keys[0].sha256 (\"ops\", role "
+              "\"operate\"); this entry is \"boss\", role \"admin\"");
+
+    c = good();
+    keys = json_object_get(c, "api_keys");
+    twin = json_deep_copy(json_array_get(keys, 0));
+    json_object_set_new(twin, "sha256", json_string("2c26b46b68ffc68ff99b453c1d30413413422d70"
+                                                    "6483bfa0f98a5e886266e7ae"));
+    json_array_append_new(keys, twin);
+    expect(c, "api_keys[1].name: \"ops\" is already the name of api_keys[0].name");
+}
+
 Test(config, missing_roll_year_and_batch_range)
 {
     json_t *c = good();
@@ -187,6 +209,7 @@ Test(config, limits_default_and_bounds_from_one_header)
     cr_assert_eq(cfg->lua.memory_bytes, TFS_LUA_MEMORY_DEFAULT);
     cr_assert_eq(cfg->lua.instructions, TFS_LUA_INSTRUCTIONS_DEFAULT);
     cr_assert_eq(cfg->lua.max_string, TFS_LUA_MAX_STRING_DEFAULT);
+    cr_assert_eq(cfg->lua.record_ms, TFS_LUA_RECORD_MS_DEFAULT);
     tfs_config_free(cfg);
 
     static const struct {
@@ -202,11 +225,13 @@ Test(config, limits_default_and_bounds_from_one_header)
         {"lua", "instructions", TFS_LUA_INSTRUCTIONS_MAX},
         {"lua", "max_string", TFS_LUA_MAX_STRING_MIN},
         {"lua", "max_string", TFS_LUA_MAX_STRING_MAX},
+        {"lua", "record_ms", TFS_LUA_RECORD_MS_MIN},
+        {"lua", "record_ms", TFS_LUA_RECORD_MS_MAX},
     };
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
         for (int past = 0; past < 2; past++) {
             /* The bound itself loads; one past it (below a min, above a max) does not. */
-            int is_min = i == 0 || i == 3 || i == 5 || i == 7;
+            int is_min = i == 0 || i == 3 || i == 5 || i == 7 || i == 9;
             long long v = edges[i].value + (past ? (is_min ? -1 : 1) : 0);
             c = good();
             json_object_set_new(c, edges[i].section,
@@ -338,4 +363,55 @@ Test(config, conflicts_mistakes_refused_with_path)
            "pairs[0].conflicts.newest_fields.target: must be a field name");
     expect(with_conflicts("{\"detect\": \"no\"}"),
            "pairs[0].conflicts.detect: must be true or false");
+}
+
+/* The connection limits of the API (listen.*) and the access log (log.access): defaults
+ * from tfs_limits.h, durations, and mistakes refused naming the key and the fix. */
+Test(config, listen_limits_and_access_log)
+{
+    json_t *c = good();
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->max_connections, TFS_HTTP_MAX_CONNECTIONS_DEFAULT);
+    cr_assert_eq(cfg->max_per_ip, TFS_HTTP_MAX_CONNECTIONS_PER_IP_DEFAULT);
+    cr_assert_eq(cfg->header_timeout_ms, 5000);
+    cr_assert_eq(cfg->idle_timeout_s, TFS_HTTP_CONNECTION_TIMEOUT_S_DEFAULT);
+    cr_assert_eq(cfg->access_log_all, 0);
+    tfs_config_free(cfg);
+
+    c = good();
+    json_object_set_new(c, "listen",
+                        json_pack("{sisiss ss}", "max_connections", 2000, "max_per_ip", 0,
+                                  "header_timeout", "500ms", "idle_timeout", "2m"));
+    json_object_set_new(c, "log", json_pack("{ss}", "access", "all"));
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    json_decref(c);
+    cr_assert_eq(cfg->max_connections, 2000);
+    cr_assert_eq(cfg->max_per_ip, 0, "0 is no per-address limit");
+    cr_assert_eq(cfg->header_timeout_ms, 500);
+    cr_assert_eq(cfg->idle_timeout_s, 120);
+    cr_assert_eq(cfg->access_log_all, 1);
+    tfs_config_free(cfg);
+
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{sisi}", "max_connections", 100, "max_per_ip",
+                                               200));
+    expect(c, "max_per_ip (200) is larger than max_connections (100)");
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{si}", "max_connections", 8));
+    expect(c, "max_connections");
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{ss}", "header_timeout", "10ms"));
+    expect(c, "header_timeout");
+    c = good();
+    json_object_set_new(c, "listen", json_pack("{ss}", "idle_timeout", "soon"));
+    expect(c, "idle_timeout");
+    c = good();
+    json_object_set_new(c, "log", json_pack("{ss}", "access", "verbose"));
+    expect(c, "\"verbose\" is not an access log setting; use \"errors\"");
+    c = good();
+    json_object_set_new(c, "log", json_pack("{ss}", "level", "debug"));
+    expect(c, "level");
 }

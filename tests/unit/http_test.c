@@ -394,7 +394,8 @@ Test(http, open_route_answers_json)
     result_free(&r);
 }
 
-/* One debug line per request: method, path, status, microseconds. */
+/* One access line per request: client, method, path, status, milliseconds, key name; a
+ * 2xx at debug (the access log's levels are tested in http_abuse_test.c). */
 Test(http, request_is_logged_at_debug)
 {
     char tmpl[] = "/tmp/tfs-http-log-XXXXXX";
@@ -415,9 +416,9 @@ Test(http, request_is_logged_at_debug)
     unlink(tmpl);
     cr_assert_gt(n, 0);
     text[n] = '\0';
-    const char *line = strstr(text, "[http] GET /a/p/b/q 200 ");
+    const char *line = strstr(text, "debug [access] 127.0.0.1 GET /a/p/b/q 200 ");
     cr_assert_not_null(line, "%s", text);
-    cr_assert_not_null(strstr(line, "us\n"), "%s", text);
+    cr_assert_not_null(strstr(line, "ms key=-\n"), "%s", text);
 }
 
 Test(http, captures_one_and_two_segments)
