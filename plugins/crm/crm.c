@@ -614,7 +614,7 @@ static int crm_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const
                         entity < N_OF(crm_entities) ? crm_entities[entity].name : "?");
         return TFS_SDK_EPERMANENT;
     }
-    if (cursor_len >= sizeof cur || memchr(cursor, 0, cursor_len)) {
+    if (cursor_len >= sizeof cur || (cursor_len && memchr(cursor, 0, cursor_len))) {
         host->error_set(err, "could not read contacts: a cursor of %zu bytes is not this "
                              "adapter's", cursor_len);
         return TFS_SDK_EPERMANENT;
