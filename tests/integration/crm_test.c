@@ -204,35 +204,15 @@ static long long scalar_ll(const char *db, const char *sql)
     return x;
 }
 
+/* One run of pair in mode, awaited (tfs_test_run_pair). */
 static json_t *run_pair(env *e, const char *pair, const char *mode, const char *want)
 {
-    char path[64], body[128];
-    snprintf(path, sizeof path, "/sync/%s", mode);
-    snprintf(body, sizeof body, "{\"pair\": \"%s\"}", pair);
-    tfs_test_response r = tfs_test_http(e->d, "POST", path, TFS_TEST_KEY_OPERATE, body);
-    cr_assert_eq(r.status, 202, "POST %s %s: want 202, got %ld %s%s", path, pair, r.status,
-                 r.error, r.body ? r.body : "");
-    json_int_t id = json_integer_value(json_object_get(r.json, "run_id"));
-    tfs_test_response_free(&r);
-    json_t *run = tfs_test_wait_run(e->d, id, 120);
-    const char *state = json_string_value(json_object_get(run, "state"));
-    if (!state || strcmp(state, want) != 0) {
-        char *s = json_dumps(run, JSON_COMPACT);
-        char *log = tfs_test_daemon_log(e->d);
-        cr_assert_fail("%s run of %s ended %s, not %s: %s\n%s", mode, pair, state, want, s,
-                       log);
-    }
-    return run;
+    return tfs_test_run_pair(e->d, pair, mode, want);
 }
 
 static long long count_of(json_t *run, const char *entity, const char *what)
 {
-    json_t *c = json_object_get(json_object_get(json_object_get(run, "counts"), entity), what);
-    if (!json_is_integer(c)) {
-        char *s = json_dumps(json_object_get(run, "counts"), JSON_COMPACT);
-        cr_assert_fail("the run's counts have no integer %s.%s: %s", entity, what, s);
-    }
-    return json_integer_value(c);
+    return tfs_test_count(run, entity, what);
 }
 
 static long long written(json_t *run, const char *entity)

@@ -148,12 +148,7 @@ static json_t *run_pair(env *e, const char *pair, const char *mode, const char *
 
 static long long count_of(json_t *run, const char *entity, const char *what)
 {
-    json_t *c = json_object_get(json_object_get(json_object_get(run, "counts"), entity), what);
-    if (!json_is_integer(c)) {
-        char *s = json_dumps(json_object_get(run, "counts"), JSON_COMPACT);
-        cr_assert_fail("the run's counts have no integer %s.%s: %s", entity, what, s);
-    }
-    return json_integer_value(c);
+    return tfs_test_count(run, entity, what);
 }
 
 /* ---- the outbox ---- */

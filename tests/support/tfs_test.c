@@ -889,6 +889,38 @@ json_int_t tfs_test_start_full(const tfs_test_daemon *d, const char *pair)
     return run_id;
 }
 
+json_t *tfs_test_run_pair(const tfs_test_daemon *d, const char *pair, const char *mode,
+                          const char *want)
+{
+    char path[64], body[256];
+    snprintf(path, sizeof path, "/sync/%s", mode);
+    snprintf(body, sizeof body, "{\"pair\": \"%s\"}", pair);
+    tfs_test_response r = tfs_test_http(d, "POST", path, TFS_TEST_KEY_OPERATE, body);
+    cr_assert_eq(r.status, 202, "POST %s %s: want 202, got %ld %s%s", path, pair, r.status,
+                 r.error, r.body ? r.body : "");
+    json_int_t id = json_integer_value(json_object_get(r.json, "run_id"));
+    tfs_test_response_free(&r);
+    json_t *run = tfs_test_wait_run(d, id, 120);
+    const char *state = json_string_value(json_object_get(run, "state"));
+    if (!state || strcmp(state, want) != 0) {
+        char *st = json_dumps(run, JSON_COMPACT);
+        char *log = tfs_test_daemon_log(d);
+        cr_assert_fail("%s run of %s ended %s, not %s: %s\n%s", mode, pair, state, want, st,
+                       log);
+    }
+    return run;
+}
+
+long long tfs_test_count(json_t *run, const char *entity, const char *what)
+{
+    json_t *c = json_object_get(json_object_get(json_object_get(run, "counts"), entity), what);
+    if (!json_is_integer(c)) {
+        char *st = json_dumps(json_object_get(run, "counts"), JSON_COMPACT);
+        cr_assert_fail("the run's counts have no integer %s.%s: %s", entity, what, st);
+    }
+    return json_integer_value(c);
+}
+
 void tfs_test_assert_audit_verifies(const tfs_test_daemon *d, long long min_entries)
 {
     tfs_test_response r = tfs_test_http(d, "GET", "/audit/verify", TFS_TEST_KEY_READ, NULL);

@@ -186,6 +186,14 @@ json_t *tfs_test_wait_run(const tfs_test_daemon *d, json_int_t run_id, int timeo
  * returns the run_id. */
 json_int_t tfs_test_start_full(const tfs_test_daemon *d, const char *pair);
 
+/* POST /sync/<mode> {"pair": pair} with "operate-key", awaited (120 s): the final status
+ * (owned). Fails the test unless the run ends in state want, with the status and the log. */
+json_t *tfs_test_run_pair(const tfs_test_daemon *d, const char *pair, const char *mode,
+                          const char *want);
+
+/* counts.<entity>.<what> of a run's status; fails the test when it is not an integer. */
+long long tfs_test_count(json_t *run, const char *entity, const char *what);
+
 /* GET /audit/verify (every pair) with "read-key": fails the test unless every chain
  * verifies and at least min_entries entries were walked. */
 void tfs_test_assert_audit_verifies(const tfs_test_daemon *d, long long min_entries);
