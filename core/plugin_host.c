@@ -21,6 +21,7 @@ static const size_t desc_size_of_minor[] = {
     offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.1 */
     offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.2: a flag */
     offsetof(tfs_sdk_plugin, cb_run_end) + sizeof(void (*)(void)),       /* 1.3 */
+    offsetof(tfs_sdk_plugin, cb_entity_roles) + sizeof(void (*)(void)),  /* 1.4 */
 };
 _Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
                    TFS_SDK_VERSION_MINOR + 1,
@@ -548,6 +549,17 @@ int tfs_instance_entity(const tfs_instance *inst, const char *name)
         if (strcmp(inst->entities[i].name, name) == 0)
             return (int)i;
     return -1;
+}
+
+unsigned tfs_instance_entity_roles(const tfs_instance *inst, size_t entity)
+{
+    const unsigned both = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET;
+    unsigned own = inst->plugin->desc.capabilities & both;
+    if (entity >= inst->n_entities)
+        return 0;
+    if (!inst->plugin->desc.cb_entity_roles)
+        return own;
+    return inst->plugin->desc.cb_entity_roles(inst->handle, entity) & own;
 }
 
 size_t tfs_instance_n_entities(const tfs_instance *inst)

@@ -106,6 +106,11 @@ int tfs_instance_open(const tfs_plugin *p, const char *system, const json_t *set
 void tfs_instance_close(tfs_instance *inst);
 /* An entity by name: its index, or -1. */
 int tfs_instance_entity(const tfs_instance *inst, const char *name);
+/* What the system does with described entity `entity` (SDK 1.4 cb_entity_roles, masked
+ * with the plugin's capabilities; a plugin without it: its capabilities):
+ * TFS_SDK_CAP_SOURCE when it reads it, TFS_SDK_CAP_TARGET when it writes it; 0 for an
+ * index out of range. Never connects. */
+unsigned tfs_instance_entity_roles(const tfs_instance *inst, size_t entity);
 /* The described schema: how many entities, and one of them (borrowed until close). */
 size_t tfs_instance_n_entities(const tfs_instance *inst);
 const tfs_sdk_entity *tfs_instance_entity_get(const tfs_instance *inst, size_t entity);

@@ -20,6 +20,9 @@
  *   callbacks, never as new members.
  *
  * CHANGELOG
+ *   1.4  callback cb_entity_roles: which described entities the plugin reads and which it
+ *        writes, so tfsyncd --check refuses a pair that reads an entity its source only
+ *        writes (or writes one its target only reads) before a run fails on it.
  *   1.3  what vendors writing the GIS, ERP and CRM adapters found missing: host functions
  *        config_system and config_dir (a config array's system name and the config's
  *        folder), op_source (the source record a write operation belongs to), rec_fail (a
@@ -59,7 +62,7 @@ extern "C" {
 #endif
 
 #define TFS_SDK_VERSION_MAJOR 1
-#define TFS_SDK_VERSION_MINOR 3
+#define TFS_SDK_VERSION_MINOR 4
 
 #if defined(__GNUC__)
 #define TFS_SDK_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -383,6 +386,16 @@ typedef struct tfs_sdk_plugin {
      * committed so far, not only on this run. A failure is logged and shown on the run;
      * it does not change the run's outcome. Optional. */
     int (*cb_run_end)(void *instance, const tfs_sdk_run_end *run, tfs_sdk_error *err);
+
+    /* ---- 1.4 ---- */
+
+    /* What the plugin does with described entity `entity`: TFS_SDK_CAP_SOURCE (cb_read
+     * serves it), TFS_SDK_CAP_TARGET (cb_write takes it), or both. Called after
+     * cb_describe, like it never connecting; the host masks the answer with the plugin's
+     * capabilities. tfsyncd --check refuses a pair that reads an entity its source does not
+     * read or writes one its target does not write. Optional: NULL means every entity has
+     * the plugin's own SOURCE and TARGET capabilities. */
+    unsigned (*cb_entity_roles)(void *instance, size_t entity);
 } tfs_sdk_plugin;
 
 /* The one symbol a plugin exports. Returns the plugin's descriptor, or NULL to refuse

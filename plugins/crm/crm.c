@@ -840,6 +840,13 @@ static int crm_write_limits(void *instance, size_t *max_ops, size_t *max_bytes,
     return 0;
 }
 
+/* SDK 1.4: contacts are read and written, a contact's parcels only written. */
+static unsigned crm_entity_roles(void *instance, size_t entity)
+{
+    (void)instance;
+    return entity == E_CONTACT ? TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET : TFS_SDK_CAP_TARGET;
+}
+
 static const tfs_sdk_plugin crm_plugin = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -862,6 +869,7 @@ static const tfs_sdk_plugin crm_plugin = {
     .cb_health = crm_health,
     .cb_changes_start = crm_changes_start,
     .cb_check = crm_check,
+    .cb_entity_roles = crm_entity_roles,
     .cb_write_limits = crm_write_limits,
     .cb_estimate = crm_estimate,
 };

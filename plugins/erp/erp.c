@@ -1294,6 +1294,13 @@ static int erp_health(void *instance, tfs_sdk_error *err)
     return TFS_SDK_OK;
 }
 
+/* SDK 1.4: payments are read from the inbox, the roll only written to the outbox. */
+static unsigned erp_entity_roles(void *instance, size_t entity)
+{
+    (void)instance;
+    return entity == E_PAYMENT ? TFS_SDK_CAP_SOURCE : TFS_SDK_CAP_TARGET;
+}
+
 static const tfs_sdk_plugin descriptor = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -1312,6 +1319,7 @@ static const tfs_sdk_plugin descriptor = {
     .cb_write = erp_write,
     .cb_health = erp_health,
     .cb_check = erp_check,
+    .cb_entity_roles = erp_entity_roles,
     .cb_estimate = erp_estimate,
     .cb_run_end = erp_run_end,
 };

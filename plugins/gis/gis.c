@@ -935,6 +935,13 @@ static int gis_estimate(void *instance, size_t entity, int64_t *count, tfs_sdk_e
     return 0;
 }
 
+/* SDK 1.4: the parcel layer is read, the attribute and owner tables only written. */
+static unsigned gis_entity_roles(void *instance, size_t entity)
+{
+    (void)instance;
+    return entity == ENT_PARCEL ? TFS_SDK_CAP_SOURCE : TFS_SDK_CAP_TARGET;
+}
+
 static const tfs_sdk_plugin gis_plugin = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -958,6 +965,7 @@ static const tfs_sdk_plugin gis_plugin = {
     .cb_changes_lag = gis_changes_lag,
     .cb_changes_trim = gis_changes_trim,
     .cb_check = gis_check,
+    .cb_entity_roles = gis_entity_roles,
     .cb_estimate = gis_estimate,
 };
 

@@ -1841,6 +1841,14 @@ static int pacs_write_any(void *instance, const tfs_sdk_write_op *ops, size_t n_
     return 0;
 }
 
+/* SDK 1.4: the first N_ENTITIES are read (PACS owns them), the rest only written (what
+ * GIS, the ERP and the CRM send back). */
+static unsigned pacs_entity_roles(void *instance, size_t entity)
+{
+    (void)instance;
+    return entity < N_ENTITIES ? TFS_SDK_CAP_SOURCE : TFS_SDK_CAP_TARGET;
+}
+
 static const tfs_sdk_plugin pacs_plugin = {
     .struct_size = sizeof(tfs_sdk_plugin),
     .sdk_major = TFS_SDK_VERSION_MAJOR,
@@ -1868,6 +1876,7 @@ static const tfs_sdk_plugin pacs_plugin = {
     .cb_changes_lag = pacs_changes_lag,
     .cb_changes_trim = pacs_changes_trim,
     .cb_check = pacs_check,
+    .cb_entity_roles = pacs_entity_roles,
 };
 
 TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *h)

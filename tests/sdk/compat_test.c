@@ -1,5 +1,5 @@
-/* tests/sdk/compat_test.c — plugins built against the published SDK 1.0, 1.1 and 1.2
- * headers (tests/sdk/v1_*) keep loading and syncing beside a 1.3 build of the same source
+/* tests/sdk/compat_test.c — plugins built against the published SDK 1.0 to 1.3
+ * headers (tests/sdk/v1_*) keep loading and syncing beside a 1.4 build of the same source
  * (tests/sdk/plugins/compat.c).
  *
  * In process: each loads with its own SDK version and capabilities, and the 1.3 calls the
@@ -22,7 +22,7 @@
 #include "record.h"
 #include "tfs_test.h"
 
-#define N_MINORS 4
+#define N_MINORS 5
 
 static const char *so_path(unsigned minor, char *out, size_t cap)
 {
