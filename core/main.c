@@ -22,15 +22,20 @@
 #include "log.h"
 #include "plugin_host.h"
 #include "runner.h"
-#include "schema_check.h"
+#include "config_check.h"
 #include "store.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tfsyncd --config FILE [--check]\n"
+    fprintf(f, "usage: tfsyncd --config FILE [--check [--connect]]\n"
                "  -c, --config FILE  the daemon's JSON config\n"
-               "      --check        check the config, the plugins' settings and the pairs against\n"
-               "                     the schemas of lazy plugins, offline; then exit (0: valid)\n"
+               "      --check        check the config offline, then exit (0: valid): every\n"
+               "                     system's settings, the pairs' entities and fields against\n"
+               "                     the schemas plugins describe without connecting, the\n"
+               "                     scripts (they compile; the fields they set exist in the\n"
+               "                     target); one line per problem: path: what; how to fix\n"
+               "      --connect      with --check: also open every system and the state store\n"
+               "                     and check that they answer\n"
                "  -h, --help         this help\n"
                "environment: TFS_LOG=debug|info|warn|error\n");
 }
@@ -73,46 +78,6 @@ static int check_systems(const tfs_config *cfg, const tfs_plugin_host *plugins,
             return rc;
     }
     return 0;
-}
-
-static void print_names(const char *what, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        printf("system \"%s\": %s\n", names[i], what);
-}
-
-/* --check: the settings (check_systems, done), then every pair against the schemas of the
- * systems whose plugins describe without connecting. Nothing connects to any system or
- * the state store. 0 valid; otherwise the reason is on stderr. */
-static int check_offline(const char *config_path, const tfs_config *cfg,
-                         const tfs_plugin_host *plugins, tfs_error *err)
-{
-    tfs_schema_check_report rep;
-    /* The daemon would start without them; the check names each and why. */
-    for (size_t i = 0; i < plugins->n_refused; i++)
-        printf("plugin refused: %s\n", plugins->refused[i].reason);
-    int rc = tfs_schema_check(cfg, plugins, &rep, err);
-    /* The daemon starts without a plugin that is missing; a config check says it fails. */
-    for (size_t i = 0; rc == 0 && i < cfg->n_systems; i++)
-        if (!tfs_plugin_host_get(plugins, cfg->systems[i].plugin)) {
-            rc = tfs_error_set(err, TFS_EINVAL, "systems.%s.plugin: plugin \"%s\" is not "
-                               "loaded", cfg->systems[i].name, cfg->systems[i].plugin);
-            tfs_error_hint(err, "put %s.so in plugin_dir \"%s\"; a plugin that is there "
-                           "but refused is logged above with the reason",
-                           cfg->systems[i].plugin, cfg->plugin_dir);
-        }
-    if (rc == 0) {
-        print_names("schema not checked offline (its plugin connects to describe it: no "
-                    "TFS_SDK_CAP_LAZY_OPEN)", rep.unchecked, rep.n_unchecked);
-        printf("config \"%s\" is valid: %zu system%s (%zu schema%s checked offline, %zu "
-               "not), %zu pair%s (%zu checked against a schema); %zu plugin%s loaded, %zu "
-               "refused\n", config_path, cfg->n_systems, cfg->n_systems == 1 ? "" : "s",
-               rep.n_checked, rep.n_checked == 1 ? "" : "s", rep.n_unchecked, cfg->n_pairs,
-               cfg->n_pairs == 1 ? "" : "s", rep.n_pairs, plugins->n,
-               plugins->n == 1 ? "" : "s", plugins->n_refused);
-    }
-    tfs_schema_check_report_free(&rep);
-    return rc;
 }
 
 /* What a reload needs; the lock serialises SIGHUP and POST /admin/reload. */
@@ -298,10 +263,12 @@ out:
 }
 
 /* The command line: -1 to go on, or the exit code (after --help or a usage error). */
-static int parse_options(int argc, char **argv, const char **config_path, int *check_only)
+static int parse_options(int argc, char **argv, const char **config_path, int *check_only,
+                         int *connect)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"check", no_argument, NULL, 'k'},
+                                         {"connect", no_argument, NULL, 'n'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -309,11 +276,17 @@ static int parse_options(int argc, char **argv, const char **config_path, int *c
         switch (c) {
         case 'c': *config_path = optarg; break;
         case 'k': *check_only = 1; break;
+        case 'n': *connect = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (!*config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (*connect && !*check_only) {
+        fprintf(stderr, "tfsyncd: --connect goes with --check\n");
         usage(stderr);
         return 2;
     }
@@ -378,11 +351,11 @@ static void wait_for_stop(daemon_ctx *d, const sigset_t *sigs, const char *confi
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
-    int check_only = 0;
+    int check_only = 0, connect = 0;
     /* Before jansson allocates anything: its allocation failures must be told from bad
      * JSON. */
     tfs_alloc_init();
-    int code = parse_options(argc, argv, &config_path, &check_only);
+    int code = parse_options(argc, argv, &config_path, &check_only, &connect);
     if (code >= 0)
         return code;
     tfs_log_init_from_env();
@@ -402,22 +375,23 @@ int main(int argc, char **argv)
     tfs_api api;
     int api_ready = 0, status = 1;
 
+    if (check_only) {
+        /* Every problem on stdout, one a line, and the exit code says whether any. */
+        if (tfs_config_load(config_path, &cfg, &err) != 0 ||
+            tfs_plugin_host_load_dir(cfg->plugin_dir, cfg->roll_year, &plugins, &err) != 0) {
+            tfs_config_check_print(stdout, &err);
+            printf("config \"%s\" is not valid: 1 problem\n", config_path);
+            goto out;
+        }
+        status = tfs_config_check(config_path, cfg, plugins, connect != 0, stdout) ? 1 : 0;
+        goto out;
+    }
     if (tfs_config_load(config_path, &cfg, &err) != 0 ||
         tfs_plugin_host_load_dir(cfg->plugin_dir, cfg->roll_year, &plugins, &err) != 0 ||
         check_systems(cfg, plugins, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         if (err.hint[0])
             tfs_log_error("core", "hint: %s", err.hint);
-        goto out;
-    }
-    if (check_only) {
-        if (check_offline(config_path, cfg, plugins, &err) != 0) {
-            tfs_log_error("core", "%s", err.message);
-            if (err.hint[0])
-                tfs_log_error("core", "hint: %s", err.hint);
-            goto out;
-        }
-        status = 0;
         goto out;
     }
     tfs_store_set_connect_timeout(cfg->state_connect_timeout_s);

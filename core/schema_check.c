@@ -1,6 +1,6 @@
-/* core/schema_check.c — a config's pairs checked against the schemas its lazy systems
- * describe, offline; see schema_check.h. The first problem found is the answer, as the
- * config's own checks do, so the message can name one path and one fix. */
+/* core/schema_check.c — a config's pairs checked against the schemas its systems
+ * describe; see schema_check.h. Every problem is reported (each with one path and one
+ * fix), so one run of --check lists all that is wrong. */
 #include "schema_check.h"
 
 #include <stdio.h>
@@ -30,26 +30,57 @@ static void field_list(const tfs_sdk_entity *e, char *out, size_t cap)
     }
 }
 
-static int no_entity(const char *path, const char *role, const tfs_instance *inst,
-                     const char *name, tfs_error *err)
+static void report(const tfs_schema_sink *sink, tfs_error *err)
 {
-    char list[1024];
-    entity_list(inst, list, sizeof list);
-    tfs_error_set(err, TFS_EINVAL, "%s: %s system \"%s\" has no entity \"%s\"", path, role,
-                  tfs_instance_system(inst), name);
-    tfs_error_hint(err, "system \"%s\" describes: %s", tfs_instance_system(inst), list);
-    return TFS_EINVAL;
+    sink->finding(sink->ctx, err);
+    tfs_error_clear(err);
 }
 
-static int no_field(const char *path, const tfs_instance *inst, const tfs_sdk_entity *e,
-                    const char *name, tfs_error *err)
+static void no_entity(const char *path, const char *role, const tfs_instance *inst,
+                      const char *name, const tfs_schema_sink *sink)
+{
+    char list[1024];
+    tfs_error err = {0};
+    entity_list(inst, list, sizeof list);
+    tfs_error_set(&err, TFS_EINVAL, "%s: %s system \"%s\" has no entity \"%s\"", path, role,
+                  tfs_instance_system(inst), name);
+    tfs_error_hint(&err, "system \"%s\" describes: %s", tfs_instance_system(inst), list);
+    report(sink, &err);
+}
+
+/* An entity the system describes but does not read (a source) or write (a target): PACS
+ * describes what GIS sends back to it, and reading that from PACS fails at the run. */
+static void wrong_role(const char *path, const char *role, const tfs_instance *inst,
+                       const char *name, unsigned want, const tfs_schema_sink *sink)
+{
+    char list[1024];
+    tfs_error err = {0};
+    list[0] = '\0';
+    for (size_t i = 0; i < tfs_instance_n_entities(inst); i++) {
+        if (!(tfs_instance_entity_roles(inst, i) & want))
+            continue;
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "",
+                 tfs_instance_entity_get(inst, i)->name);
+    }
+    const char *verb = want == TFS_SDK_CAP_SOURCE ? "read" : "write";
+    tfs_error_set(&err, TFS_EINVAL, "%s: %s system \"%s\" does not %s entity \"%s\"", path,
+                  role, tfs_instance_system(inst), verb, name);
+    tfs_error_hint(&err, "system \"%s\" can %s: %s", tfs_instance_system(inst), verb,
+                   list[0] ? list : "nothing");
+    report(sink, &err);
+}
+
+static void no_field(const char *path, const tfs_instance *inst, const tfs_sdk_entity *e,
+                     const char *name, const tfs_schema_sink *sink)
 {
     char list[2048];
+    tfs_error err = {0};
     field_list(e, list, sizeof list);
-    tfs_error_set(err, TFS_EINVAL, "%s: entity \"%s\" of system \"%s\" has no field \"%s\"",
+    tfs_error_set(&err, TFS_EINVAL, "%s: entity \"%s\" of system \"%s\" has no field \"%s\"",
                   path, e->name, tfs_instance_system(inst), name);
-    tfs_error_hint(err, "%s has: %s", e->name, list);
-    return TFS_EINVAL;
+    tfs_error_hint(&err, "%s has: %s", e->name, list);
+    report(sink, &err);
 }
 
 static const tfs_sdk_entity *entity_of(const tfs_instance *inst, const char *name)
@@ -58,29 +89,36 @@ static const tfs_sdk_entity *entity_of(const tfs_instance *inst, const char *nam
     return i < 0 ? NULL : tfs_instance_entity_get(inst, (size_t)i);
 }
 
-/* The pair's mappings: source entities in the source system, target entities (and the
- * deactivate field) in the target system. */
-static int check_mappings(const tfs_config_pair *pair, size_t pi, const tfs_instance *src,
-                          const tfs_instance *tgt, tfs_error *err)
+/* The pair's mappings: source entities read by the source system, target entities (and
+ * the deactivate field) written by the target system. */
+static void check_mappings(const tfs_config_pair *pair, size_t pi, const tfs_instance *src,
+                           const tfs_instance *tgt, const tfs_schema_sink *sink)
 {
     char path[320];
     for (size_t j = 0; j < pair->n_entities; j++) {
         const tfs_config_entity *m = &pair->entities[j];
         snprintf(path, sizeof path, "pairs[%zu].entities[%zu].source", pi, j);
-        if (src && !entity_of(src, m->source))
-            return no_entity(path, "source", src, m->source, err);
+        int si = src ? tfs_instance_entity(src, m->source) : 0;
+        if (src && si < 0)
+            no_entity(path, "source", src, m->source, sink);
+        else if (src && !(tfs_instance_entity_roles(src, (size_t)si) & TFS_SDK_CAP_SOURCE))
+            wrong_role(path, "source", src, m->source, TFS_SDK_CAP_SOURCE, sink);
         for (size_t k = 0; tgt && k < m->n_targets; k++) {
             snprintf(path, sizeof path, "pairs[%zu].entities[%zu].targets[%zu]", pi, j, k);
-            const tfs_sdk_entity *e = entity_of(tgt, m->targets[k]);
-            if (!e)
-                return no_entity(path, "target", tgt, m->targets[k], err);
+            int ti = tfs_instance_entity(tgt, m->targets[k]);
+            if (ti < 0) {
+                no_entity(path, "target", tgt, m->targets[k], sink);
+                continue;
+            }
+            if (!(tfs_instance_entity_roles(tgt, (size_t)ti) & TFS_SDK_CAP_TARGET))
+                wrong_role(path, "target", tgt, m->targets[k], TFS_SDK_CAP_TARGET, sink);
+            const tfs_sdk_entity *e = tfs_instance_entity_get(tgt, (size_t)ti);
             snprintf(path, sizeof path, "pairs[%zu].deactivate_field", pi);
             if (pair->delete_action == TFS_DELETE_DEACTIVATE &&
                 tfs_entity_field_index(e, pair->deactivate_field) < 0)
-                return no_field(path, tgt, e, pair->deactivate_field, err);
+                no_field(path, tgt, e, pair->deactivate_field, sink);
         }
     }
-    return 0;
 }
 
 /* Whether some entity of the pair's mappings (its sources, or its targets) has the field. */
@@ -105,8 +143,8 @@ static int pair_has_field(const tfs_config_pair *pair, const tfs_instance *inst,
 }
 
 /* The conflicts object: per-field policies and the newest_wins fields. */
-static int check_conflicts(const tfs_config_pair *pair, size_t pi, const tfs_instance *src,
-                           const tfs_instance *tgt, tfs_error *err)
+static void check_conflicts(const tfs_config_pair *pair, size_t pi, const tfs_instance *src,
+                            const tfs_instance *tgt, const tfs_schema_sink *sink)
 {
     char path[512];
     const tfs_config_conflicts *c = &pair->conflict;
@@ -117,23 +155,22 @@ static int check_conflicts(const tfs_config_pair *pair, size_t pi, const tfs_ins
                  r->field ? "fields" : "entities", r->entity, r->field ? "." : "",
                  r->field ? r->field : "");
         if (!e)
-            return no_entity(path, "target", tgt, r->entity, err);
-        if (r->field && tfs_entity_field_index(e, r->field) < 0)
-            return no_field(path, tgt, e, r->field, err);
+            no_entity(path, "target", tgt, r->entity, sink);
+        else if (r->field && tfs_entity_field_index(e, r->field) < 0)
+            no_field(path, tgt, e, r->field, sink);
     }
     const tfs_sdk_entity *e;
     snprintf(path, sizeof path, "pairs[%zu].conflicts.newest_fields.source", pi);
     if (src && c->newest_source && !pair_has_field(pair, src, 0, c->newest_source, &e) && e)
-        return no_field(path, src, e, c->newest_source, err);
+        no_field(path, src, e, c->newest_source, sink);
     snprintf(path, sizeof path, "pairs[%zu].conflicts.newest_fields.target", pi);
     if (tgt && c->newest_target && !pair_has_field(pair, tgt, 1, c->newest_target, &e) && e)
-        return no_field(path, tgt, e, c->newest_target, err);
-    return 0;
+        no_field(path, tgt, e, c->newest_target, sink);
 }
 
 /* The validation rules' fields, bounds and sums, at rules.<entity>[n]. */
-static int check_rules(const tfs_config_pair *pair, size_t pi, const tfs_instance *tgt,
-                       tfs_error *err)
+static void check_rules(const tfs_config_pair *pair, size_t pi, const tfs_instance *tgt,
+                        const tfs_schema_sink *sink)
 {
     char path[512];
     const tfs_config_rules *rules = &pair->validation;
@@ -145,8 +182,10 @@ static int check_rules(const tfs_config_pair *pair, size_t pi, const tfs_instanc
         int at = snprintf(path, sizeof path, "pairs[%zu].rules.%s[%zu]", pi, r->entity, index);
         size_t rest = sizeof path - (size_t)at;
         const tfs_sdk_entity *e = entity_of(tgt, r->entity);
-        if (!e)
-            return no_entity(path, "target", tgt, r->entity, err);
+        if (!e) {
+            no_entity(path, "target", tgt, r->entity, sink);
+            continue;
+        }
         const char *bad = NULL, *key = NULL;
         if (tfs_entity_field_index(e, r->field) < 0)
             bad = r->field, key = "field";
@@ -161,69 +200,16 @@ static int check_rules(const tfs_config_pair *pair, size_t pi, const tfs_instanc
                 bad = r->sum_of[k], key = "sum_of";
         if (bad) {
             snprintf(path + at, rest, ".%s", key);
-            return no_field(path, tgt, e, bad, err);
+            no_field(path, tgt, e, bad, sink);
         }
     }
-    return 0;
 }
 
-static int add_name(const char ***list, size_t *n, const char *name)
+void tfs_schema_check_pair(const tfs_config *cfg, size_t pi, const tfs_instance *src,
+                           const tfs_instance *tgt, const tfs_schema_sink *sink)
 {
-    const char **l = realloc(*list, (*n + 1) * sizeof *l);
-    if (!l)
-        return TFS_ENOMEM;
-    l[(*n)++] = name;
-    *list = l;
-    return 0;
-}
-
-int tfs_schema_check(const tfs_config *cfg, const tfs_plugin_host *plugins,
-                     tfs_schema_check_report *report, tfs_error *err)
-{
-    int rc = 0;
-    memset(report, 0, sizeof *report);
-    tfs_instance **insts = calloc(cfg->n_systems + 1, sizeof *insts);
-    if (!insts)
-        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    for (size_t i = 0; i < cfg->n_systems && !rc; i++) {
-        const tfs_config_system *s = &cfg->systems[i];
-        const tfs_plugin *p = tfs_plugin_host_get(plugins, s->plugin);
-        if (!p)
-            continue;
-        if (!tfs_plugin_is_lazy(p))
-            rc = add_name(&report->unchecked, &report->n_unchecked, s->name);
-        else if (!(rc = tfs_instance_open(p, s->name, s->settings, cfg->dir, &insts[i], err)))
-            report->n_checked++;
-        if (rc == TFS_ENOMEM && !err->message[0])
-            tfs_error_set(err, rc, "out of memory");
-    }
-    for (size_t pi = 0; pi < cfg->n_pairs && !rc; pi++) {
-        const tfs_config_pair *pair = &cfg->pairs[pi];
-        const tfs_instance *src = NULL, *tgt = NULL;
-        for (size_t i = 0; i < cfg->n_systems; i++) {
-            if (strcmp(cfg->systems[i].name, pair->source) == 0)
-                src = insts[i];
-            if (strcmp(cfg->systems[i].name, pair->target) == 0)
-                tgt = insts[i];
-        }
-        if (!src && !tgt)
-            continue;
-        report->n_pairs++;
-        if ((rc = check_mappings(pair, pi, src, tgt, err)) ||
-            (rc = check_conflicts(pair, pi, src, tgt, err)) ||
-            (rc = check_rules(pair, pi, tgt, err)))
-            break;
-    }
-    for (size_t i = 0; i < cfg->n_systems; i++)
-        tfs_instance_close(insts[i]);
-    free(insts);
-    return rc;
-}
-
-void tfs_schema_check_report_free(tfs_schema_check_report *report)
-{
-    if (!report)
-        return;
-    free(report->unchecked);
-    memset(report, 0, sizeof *report);
+    const tfs_config_pair *pair = &cfg->pairs[pi];
+    check_mappings(pair, pi, src, tgt, sink);
+    check_conflicts(pair, pi, src, tgt, sink);
+    check_rules(pair, pi, tgt, sink);
 }

@@ -1,12 +1,11 @@
-/* core/schema_check.h — a config's pairs checked against its systems' described schemas,
- * offline, for tfsyncd --check.
+/* core/schema_check.h — a config's pairs checked against the schemas its systems describe,
+ * for tfsyncd --check (config_check.c opens the instances).
  *
- * Only systems whose plugin opens and describes without connecting
- * (TFS_SDK_CAP_LAZY_OPEN) are opened; the others are listed as not checked, never
- * connected to, and systems whose plugin is not loaded are skipped (the caller says so). What a pair names is checked against what the systems describe: each
- * mapping's source entity in the source system; its target entities, the deactivate field,
- * the conflicts' field policies and newest fields, and the validation rules' fields in the
- * target system. A refusal names the config's JSON path and what exists there.
+ * What a pair names is checked against what the systems describe: each mapping's source
+ * entity described and read by the source system (SDK 1.4 entity roles); its target
+ * entities described and written by the target system, the deactivate field, the
+ * conflicts' field policies and newest fields, and the validation rules' fields in the
+ * target system. Each refusal names the config's JSON path and what exists there.
  */
 #ifndef TFS_SCHEMA_CHECK_H
 #define TFS_SCHEMA_CHECK_H
@@ -17,21 +16,16 @@
 #include "error.h"
 #include "plugin_host.h"
 
-/* What a check did, for the summary --check prints. Names are borrowed from the config. */
-typedef struct tfs_schema_check_report {
-    size_t n_checked;          /* systems opened offline and their schemas read */
-    const char **unchecked;    /* systems whose plugin is not lazy (malloc'd array) */
-    size_t n_unchecked;
-    size_t n_pairs;            /* pairs checked against at least one schema */
-} tfs_schema_check_report;
+/* Where findings go: called once per problem with its message (path first) and hint; err is
+ * borrowed for the call. */
+typedef struct tfs_schema_sink {
+    void (*finding)(void *ctx, const tfs_error *err);
+    void *ctx;
+} tfs_schema_sink;
 
-/* Opens an instance of every lazy system of cfg (tfs_instance_open: its settings, the
- * plugin's cb_check, cb_open, cb_describe; none connects) and checks every pair against
- * the schemas read. 0, or TFS_EINVAL with err naming the JSON path
- * ("pairs[0].entities[0].targets[1]: ...") and a hint listing what exists, or the open's
- * own error. The report is filled either way; free it with tfs_schema_check_report_free. */
-int tfs_schema_check(const tfs_config *cfg, const tfs_plugin_host *plugins,
-                     tfs_schema_check_report *report, tfs_error *err);
-void tfs_schema_check_report_free(tfs_schema_check_report *report);
+/* Checks pair pi of cfg against the instances of its source and target (either may be NULL:
+ * that side is not checked), reporting every problem to sink. */
+void tfs_schema_check_pair(const tfs_config *cfg, size_t pi, const tfs_instance *src,
+                           const tfs_instance *tgt, const tfs_schema_sink *sink);
 
 #endif

@@ -319,6 +319,21 @@ fail:
     return rc;
 }
 
+int tfs_store_schema_version(tfs_store *s, int *have, int *want, tfs_error *err)
+{
+    *have = 0;
+    *want = (int)(sizeof migrations / sizeof migrations[0]);
+    /* to_regclass: a store never migrated has no table, which is version 0, not an error. */
+    PGresult *r = PQexec(s->conn, "SELECT CASE WHEN to_regclass('tfsync.migrations') IS NULL "
+                                  "THEN 0 ELSE (SELECT coalesce(max(version), 0) FROM "
+                                  "tfsync.migrations) END");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read the state store's migrations");
+    *have = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
 int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const char *actor,
                          const char *job_params, int64_t *run_id, tfs_error *err)
 {

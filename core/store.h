@@ -24,6 +24,9 @@ int tfs_store_open(const char *conninfo, tfs_store **out, tfs_error *err);
 void tfs_store_close(tfs_store *s);
 /* Applies the migrations not applied yet. */
 int tfs_store_migrate(tfs_store *s, tfs_error *err);
+/* The migration the store is at (*have, 0 for a store never migrated) and the one this
+ * daemon brings it to (*want), changing nothing (tfsyncd --check --connect). */
+int tfs_store_schema_version(tfs_store *s, int *have, int *want, tfs_error *err);
 /* A round trip to the server: 0 when the store answers. */
 int tfs_store_ping(tfs_store *s, tfs_error *err);
 /* Reconnects when the connection was lost; 0 when usable. */
