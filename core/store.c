@@ -323,10 +323,15 @@ int tfs_store_schema_version(tfs_store *s, int *have, int *want, tfs_error *err)
 {
     *have = 0;
     *want = (int)(sizeof migrations / sizeof migrations[0]);
-    /* to_regclass: a store never migrated has no table, which is version 0, not an error. */
-    PGresult *r = PQexec(s->conn, "SELECT CASE WHEN to_regclass('tfsync.migrations') IS NULL "
-                                  "THEN 0 ELSE (SELECT coalesce(max(version), 0) FROM "
-                                  "tfsync.migrations) END");
+    /* A store never migrated has no table: version 0, not an error. */
+    PGresult *r = PQexec(s->conn, "SELECT to_regclass('tfsync.migrations') IS NOT NULL");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return tfs_store_fail(s, r, err, "read the state store's migrations");
+    int exists = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!exists)
+        return 0;
+    r = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM tfsync.migrations");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return tfs_store_fail(s, r, err, "read the state store's migrations");
     *have = atoi(PQgetvalue(r, 0, 0));

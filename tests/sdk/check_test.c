@@ -1,11 +1,14 @@
-/* tests/sdk/check_test.c — tfsyncd --check checks offline.
+/* tests/sdk/check_test.c — tfsyncd --check checks offline, and --check --connect checks
+ * that every system and the state store answer.
  *
  * The real daemon is run with --check on a config whose PACS, CAMA and state store point at
  * a loopback port where a socket listens and never accepts: a connection attempt would
- * stay pending there (and hang until connect_timeout). Each test asserts the exit code,
- * what --check says and that nothing connected: no connection is pending on that socket
- * and the check returned well before the 5 s connect_timeout. The daemon's start-up runs
- * the same settings checks, before it connects to anything.
+ * stay pending there (and hang until connect_timeout). Each offline test asserts the exit
+ * code, the lines --check prints (one per problem, "path: what; how to fix", and a
+ * summary) and that nothing connected: no connection is pending on that socket and the
+ * check returned well before the 5 s connect_timeout. The daemon's start-up runs the same
+ * settings checks, before it connects to anything. The --connect tests point the same
+ * config at databases cloned from the test server's templates.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -101,7 +104,7 @@ static json_t *settings_of(check_env *e, const char *system)
 
 /* Runs tfsyncd on the env's config, with --check or not; the result is owned
  * (check_result_free). */
-static check_result run_daemon(check_env *e, int check)
+static check_result run_daemon_args(check_env *e, int check, int connect)
 {
     check_result r = {0};
     char cfg_path[128], out_path[128], err_path[128];
@@ -117,8 +120,13 @@ static check_result run_daemon(check_env *e, int check)
         int x = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(o, 1);
         dup2(x, 2);
-        execl(TFS_BINARY_DIR "/tfsyncd", "tfsyncd", "--config", cfg_path,
-              check ? "--check" : (char *)NULL, (char *)NULL);
+        char *argv[6] = {"tfsyncd", "--config", cfg_path, NULL, NULL, NULL};
+        int argc = 3;
+        if (check)
+            argv[argc++] = "--check";
+        if (connect)
+            argv[argc++] = "--connect";
+        execv(TFS_BINARY_DIR "/tfsyncd", argv);
         _exit(127);
     }
     int st = 0;
@@ -134,6 +142,11 @@ static check_result run_daemon(check_env *e, int check)
     else
         cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "accept: %s", strerror(errno));
     return r;
+}
+
+static check_result run_daemon(check_env *e, int check)
+{
+    return run_daemon_args(e, check, 0);
 }
 
 static check_result run_check(check_env *e)
@@ -174,10 +187,11 @@ Test(check, valid_config_reads_the_lazy_schemas_offline, .timeout = 60)
 static void expect_refused(check_env *e, const char *path_msg, const char *hint)
 {
     check_result r = run_check(e);
-    cr_expect_neq(r.status, 0, "a bad pair passed --check: %s", r.out);
-    cr_expect(strstr(r.err, path_msg), "stderr lacks '%s':\n%s", path_msg, r.err);
+    cr_expect_eq(r.status, 1, "a bad config passed --check (exit %d): %s", r.status, r.out);
+    cr_expect(strstr(r.out, path_msg), "stdout lacks '%s':\n%s", path_msg, r.out);
     if (hint)
-        cr_expect(strstr(r.err, hint), "stderr lacks the hint '%s':\n%s", hint, r.err);
+        cr_expect(strstr(r.out, hint), "stdout lacks the hint '%s':\n%s", hint, r.out);
+    cr_expect(strstr(r.out, "is not valid: "), "no summary line:\n%s", r.out);
     cr_expect_not(strstr(r.out, "is valid"), "%s", r.out);
     expect_offline(&r);
     check_result_free(&r);
@@ -330,8 +344,10 @@ Test(check, world_writable_plugin_dir_refuses_start_up_and_check, .timeout = 60)
              "writable by everyone (mode 0777); chmod go-w \"%s\"", dir, dir, dir);
     for (int check = 1; check >= 0; check--) {
         check_result r = run_daemon(&e, check);
+        /* --check says it on stdout, as one of its problem lines; the daemon in its log. */
+        const char *said = check ? r.out : r.err;
         cr_expect_eq(r.status, 1, "exit %d with --check %d: %s", r.status, check, r.err);
-        cr_expect(strstr(r.err, want), "stderr lacks '%s':\n%s", want, r.err);
+        cr_expect(strstr(said, want), "output lacks '%s':\n%s", want, said);
         cr_expect_not(strstr(r.err, "loading "), "a plugin was opened:\n%s", r.err);
         cr_expect_not(strstr(r.out, "is valid"), "%s", r.out);
         expect_offline(&r);
@@ -361,5 +377,270 @@ Test(check, truncated_plugin_is_refused_alone_and_named_by_check, .timeout = 60)
     expect_offline(&r);
     check_result_free(&r);
     free(dir);
+    env_free(&e);
+}
+
+/* ---- what the schemas' entity roles (SDK 1.4), the scripts and --connect add ---- */
+
+/* PACS describes bill_status (what the ERP sends back) but only writes it: a pair reading
+ * it from PACS failed at its first read, after --check had passed it. */
+Test(check, source_entity_the_source_only_writes_is_refused, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    json_object_set_new(json_array_get(json_object_get(pair0(&e), "entities"), 0), "source",
+                        json_string("bill_status"));
+    expect_refused(&e, "pairs[0].entities[0].source: source system \"pacs\" does not read "
+                       "entity \"bill_status\"; system \"pacs\" can read: property, owner, "
+                       "sale, account\n",
+                   NULL);
+    env_free(&e);
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Every problem is a line of its own, not only the first: two systems' settings, a target
+ * entity and a source entity of another mapping, then the summary that counts them. */
+Test(check, every_problem_is_reported_on_its_own_line, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    json_object_set_new(settings_of(&e, "tpl"), "rows", json_integer(-5));
+    json_object_set_new(settings_of(&e, "cama"), "connect_timeout", json_integer(7200));
+    json_t *ents = json_object_get(pair0(&e), "entities");
+    json_array_set_new(json_object_get(json_array_get(ents, 0), "targets"), 1,
+                       json_string("asmnt"));
+    json_array_append_new(ents, json_pack("{s:s, s:[s], s:s}", "source", "owners", "targets",
+                                          "owndat", "script", "pacs_owner_to_cama.lua"));
+    check_result r = run_check(&e);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.out);
+    /* The cama settings are refused, so cama is not opened: its entities are not checked. */
+    const char *want[] = {
+        "systems.cama.settings.connect_timeout: \"7200\" is not a number of seconds from 1 "
+        "to 3600",
+        "systems.tpl.settings.rows: -5 is out of range",
+        "pairs[0].entities[1].source: source system \"pacs\" has no entity \"owners\"; "
+        "system \"pacs\" describes: property, owner, sale, account, parcel_gis, bill_status, "
+        "account_mail\n",
+        "is not valid: 3 problems\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_expect(strstr(r.out, want[i]), "stdout lacks '%s':\n%s", want[i], r.out);
+    cr_expect_eq(count_lines(r.out), 4, "one line per problem and a summary:\n%s", r.out);
+    expect_offline(&r);
+    check_result_free(&r);
+    env_free(&e);
+}
+
+/* A copy of the shipped transforms in the env's folder, transform_dir pointed at it, and
+ * pacs_to_cama.lua edited: its line that holds `from` gets `to` instead. Returns that
+ * line's number. */
+static int edit_script(check_env *e, const char *from, const char *to)
+{
+    char cmd[600], path[200];
+    snprintf(cmd, sizeof cmd, "cp -r %s/transforms %s/transforms", TFS_SOURCE_DIR, e->dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(path, sizeof path, "%s/transforms/pacs_to_cama.lua", e->dir);
+    json_object_set_new(e->cfg, "transform_dir", json_string("transforms"));
+    char *text = tfs_test_read_file(path);
+    char *at = strstr(text, from);
+    cr_assert_not_null(at, "pacs_to_cama.lua has no '%s'", from);
+    int line = 1;
+    for (const char *p = text; p < at; p++)
+        line += *p == '\n';
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    cr_assert_eq(fclose(f), 0);
+    free(text);
+    return line;
+}
+
+/* The script sets a field CAMA's pardat does not have (a typo an analyst makes): the run
+ * would dead-letter every record; --check names the script's line and pardat's fields. */
+Test(check, script_field_the_target_lacks_is_refused_with_its_line, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    int line = edit_script(&e, "    zoning = p.zoning,", "    zonning = p.zoning,");
+    char want[300];
+    snprintf(want, sizeof want, "pairs[0].entities[0].script: pacs_to_cama.lua:%d: sets field "
+             "\"zonning\" that target entity \"pardat\" of system \"cama\" does not have; "
+             "pardat has: parid, ", line);
+    expect_refused(&e, want, "zoning");
+    env_free(&e);
+}
+
+/* A field added after the constructor (pardat.x = ...) is checked too. */
+Test(check, script_field_assigned_later_is_checked, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    int line = edit_script(&e, "  return { pardat = pardat, asmt = asmt }",
+                           "  asmt.valapr9 = land\n  return { pardat = pardat, asmt = asmt }");
+    char want[300];
+    snprintf(want, sizeof want, "pairs[0].entities[0].script: pacs_to_cama.lua:%d: sets field "
+             "\"valapr9\" that target entity \"asmt\" of system \"cama\"", line);
+    expect_refused(&e, want, NULL);
+    env_free(&e);
+}
+
+/* A script that does not compile: refused with its file and line, before any run. */
+Test(check, script_that_does_not_compile_is_refused_with_its_line, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    int line = edit_script(&e, "  local valclass = class", "  local valclass = = class");
+    char want[200];
+    snprintf(want, sizeof want, "pairs[0].entities[0].script: pacs_to_cama.lua:%d:", line);
+    expect_refused(&e, want, NULL);
+    env_free(&e);
+}
+
+/* ---- --connect, against the test server ---- */
+
+typedef struct live_dbs {
+    char *pacs, *cama, *state;
+} live_dbs;
+
+/* Clones of the PACS, CAMA and state templates, the env's conninfos pointed at them. */
+static void live_init(check_env *e, live_dbs *db)
+{
+    db->pacs = tfs_test_db_clone(TFS_TEST_TMPL_PACS_EMPTY, "check_pacs");
+    db->cama = tfs_test_db_clone(TFS_TEST_TMPL_CAMA, "check_cama");
+    db->state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "check_state");
+    char *ci;
+    json_object_set_new(settings_of(e, "pacs"), "conninfo",
+                        json_string(ci = tfs_test_pg_conninfo(db->pacs)));
+    free(ci);
+    json_object_set_new(settings_of(e, "cama"), "conninfo",
+                        json_string(ci = tfs_test_pg_conninfo(db->cama)));
+    free(ci);
+    json_object_set_new(json_object_get(e->cfg, "state"), "conninfo",
+                        json_string(ci = tfs_test_pg_conninfo(db->state)));
+    free(ci);
+}
+
+static void live_free(live_dbs *db)
+{
+    tfs_test_db_drop(db->pacs);
+    tfs_test_db_drop(db->cama);
+    tfs_test_db_drop(db->state);
+    free(db->pacs);
+    free(db->cama);
+    free(db->state);
+}
+
+Test(check, connect_passes_a_config_whose_systems_and_store_answer, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    live_dbs db;
+    live_init(&e, &db);
+    check_result r = run_daemon_args(&e, 1, 1);
+    cr_expect_eq(r.status, 0, "exit %d\nstdout: %s\nstderr: %s", r.status, r.out, r.err);
+    cr_expect(strstr(r.out, "is valid: 3 systems (3 schemas checked and connected to, 0 not)"),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "; the state store answers\n"), "%s", r.out);
+    /* An empty state store is migrated when the daemon starts, not by the check. */
+    cr_expect(strstr(r.out, "state store: at migration 0 of "), "%s", r.out);
+    char *n = tfs_test_pg_scalar(db.state, "SELECT count(*) FROM pg_namespace WHERE nspname = "
+                                           "'tfsync'");
+    cr_expect_str_eq(n, "0", "--check --connect created the tfsync schema");
+    free(n);
+    check_result_free(&r);
+    /* The same config offline: valid too, and nothing connected. */
+    r = run_check(&e);
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.out);
+    expect_offline(&r);
+    check_result_free(&r);
+    live_free(&db);
+    env_free(&e);
+}
+
+/* A port where nothing listens: a socket bound to a free port, closed again. */
+static int dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* PACS's database is down, and CAMA's conninfo names a role the real server refuses (the
+ * test server trusts local users, so a wrong password would be let in: a role that does
+ * not exist is the credential it refuses). The offline check passes the same config; with
+ * --connect each failure is a line naming the system, and the exit is 1. */
+Test(check, connect_refuses_a_system_that_is_down_or_refuses_the_login, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    live_dbs db;
+    live_init(&e, &db);
+    char ci[200];
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=pacs connect_timeout=5", dead_port());
+    json_object_set_new(settings_of(&e, "pacs"), "conninfo", json_string(ci));
+    char *cama = tfs_test_pg_conninfo(db.cama);
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s user=tfs_check_no_such_role password=wrong", cama);
+    free(cama);
+    json_object_set_new(settings_of(&e, "cama"), "conninfo", json_string(bad));
+
+    check_result r = run_check(&e);
+    cr_expect_eq(r.status, 0, "offline: exit %d: %s", r.status, r.out);
+    expect_offline(&r);
+    check_result_free(&r);
+
+    r = run_daemon_args(&e, 1, 1);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.out);
+    cr_expect(strstr(r.out, "systems.pacs: "), "pacs not named:\n%s", r.out);
+    cr_expect(strstr(r.out, "Connection refused"), "%s", r.out);
+    cr_expect(strstr(r.out, "systems.cama: "), "cama not named:\n%s", r.out);
+    cr_expect(strstr(r.out, "tfs_check_no_such_role"), "%s", r.out);
+    cr_expect(strstr(r.out, "reach it (host, port, credentials)"), "no hint:\n%s", r.out);
+    cr_expect(strstr(r.out, "is not valid: 2 problems\n"), "%s", r.out);
+    check_result_free(&r);
+    live_free(&db);
+    env_free(&e);
+}
+
+/* The state store down: named by its setting, exit 1. */
+Test(check, connect_refuses_a_state_store_that_does_not_answer, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    live_dbs db;
+    live_init(&e, &db);
+    char ci[200];
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=tfsync", dead_port());
+    json_object_set_new(json_object_get(e.cfg, "state"), "conninfo", json_string(ci));
+    check_result r = run_daemon_args(&e, 1, 1);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.out);
+    cr_expect(strstr(r.out, "state.conninfo: "), "%s", r.out);
+    cr_expect(strstr(r.out, "is not valid: 1 problem\n"), "%s", r.out);
+    check_result_free(&r);
+    live_free(&db);
+    env_free(&e);
+}
+
+/* --connect without --check is a usage error, not a daemon start. */
+Test(check, connect_without_check_is_a_usage_error, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    check_result r = run_daemon_args(&e, 0, 1);
+    cr_expect_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "--connect goes with --check"), "%s", r.err);
+    expect_offline(&r);
+    check_result_free(&r);
     env_free(&e);
 }
