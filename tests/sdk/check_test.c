@@ -644,3 +644,50 @@ Test(check, connect_without_check_is_a_usage_error, .timeout = 60)
     check_result_free(&r);
     env_free(&e);
 }
+
+/* A plugin that is not lazy (the SDK 1.2 build of tests/sdk/plugins/compat.c) is never
+ * opened offline: its side of the pair is said to be unchecked and the check passes;
+ * --check --connect opens it and finds the entity it lacks. */
+Test(check, a_system_that_is_not_lazy_is_checked_only_with_connect, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    live_dbs db;
+    live_init(&e, &db);
+    char path[128];
+    snprintf(path, sizeof path, "%s/compat.lua", e.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("function map(rec)\n  return { item = { id = rec.id, name = rec.name } }\nend\n", f);
+    cr_assert_eq(fclose(f), 0);
+    json_object_set_new(e.cfg, "plugin_dir", json_string(TFS_COMPAT_PLUGIN_DIR));
+    json_object_set_new(e.cfg, "transform_dir", json_string(e.dir));
+    json_object_set_new(e.cfg, "systems",
+                        json_pack("{s:{s:s, s:{s:s}}, s:{s:s, s:{s:s}}}", "old", "plugin",
+                                  "compat_v1_2", "settings", "file", "old.tsv", "new",
+                                  "plugin", "compat_v1_4", "settings", "file", "new.tsv"));
+    json_object_set_new(e.cfg, "pairs",
+                        json_pack("[{s:s, s:s, s:s, s:[{s:s, s:[s], s:s}]}]", "name",
+                                  "old-to-new", "source", "old", "target", "new", "entities",
+                                  "source", "itemz", "targets", "item", "script",
+                                  "compat.lua"));
+    check_result r = run_check(&e);
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.out);
+    cr_expect(strstr(r.out, "system \"old\": schema not checked offline (its plugin connects "
+                            "to describe it: no TFS_SDK_CAP_LAZY_OPEN); tfsyncd --check "
+                            "--connect checks it\n"),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "is valid: 2 systems (1 schema checked offline, 1 not)"), "%s",
+              r.out);
+    expect_offline(&r);
+    check_result_free(&r);
+
+    r = run_daemon_args(&e, 1, 1);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.out);
+    cr_expect(strstr(r.out, "pairs[0].entities[0].source: source system \"old\" has no entity "
+                            "\"itemz\"; system \"old\" describes: item\n"),
+              "%s", r.out);
+    check_result_free(&r);
+    live_free(&db);
+    env_free(&e);
+}
