@@ -691,3 +691,31 @@ Test(check, a_system_that_is_not_lazy_is_checked_only_with_connect, .timeout = 6
     live_free(&db);
     env_free(&e);
 }
+
+/* A target table dropped from the live CAMA (a database restored without it): --connect
+ * fetches from each target entity a pair writes, by a key no record has, and names the
+ * entity; nothing is written (the table's twin keeps no rows). */
+Test(check, connect_refuses_a_target_whose_table_is_missing, .timeout = 60)
+{
+    check_env e;
+    env_init(&e);
+    live_dbs db;
+    live_init(&e, &db);
+    tfs_test_pg_exec(db.cama, "DROP TABLE asmt CASCADE");
+    check_result r = run_daemon_args(&e, 1, 1);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.out);
+    /* The adapter checks its tables when it connects, so pardat's fetch says it too. */
+    cr_expect(strstr(r.out, "systems.cama: entity \"asmt\": cama could not fetch: could not "
+                            "use cama: table \"asmt\" does not exist; load "
+                            "plugins/cama/schema.sql into the database; create what plugin \"cama\" "
+                            "needs for entity \"asmt\""),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "is not valid: "), "%s", r.out);
+    cr_expect_not(strstr(r.out, "systems.pacs"), "%s", r.out);
+    char *n = tfs_test_pg_scalar(db.cama, "SELECT count(*) FROM pardat");
+    cr_expect_str_eq(n, "0", "--check --connect wrote into cama");
+    free(n);
+    check_result_free(&r);
+    live_free(&db);
+    env_free(&e);
+}
