@@ -128,8 +128,49 @@ static bool read_by_a_pair(const tfs_config *cfg, const char *system, const char
     return false;
 }
 
-/* --connect: each open system answers its health call, and a first record of each entity
- * a pair reads from it (what a run does first), so a missing table or grant shows now. */
+/* Whether entity is a target of some mapping of a pair writing to system. */
+static bool written_by_a_pair(const tfs_config *cfg, const char *system, const char *entity)
+{
+    for (size_t pi = 0; pi < cfg->n_pairs; pi++) {
+        if (strcmp(cfg->pairs[pi].target, system) != 0)
+            continue;
+        for (size_t j = 0; j < cfg->pairs[pi].n_entities; j++)
+            for (size_t k = 0; k < cfg->pairs[pi].entities[j].n_targets; k++)
+                if (strcmp(cfg->pairs[pi].entities[j].targets[k], entity) == 0)
+                    return true;
+    }
+    return false;
+}
+
+/* A key no record is expected to have, of the entity's key types, for a fetch that shows
+ * the target's table is there (what conflict detection asks before each write). NULL when
+ * out of memory. */
+static tfs_record *probe_key(tfs_arena *a, const tfs_sdk_entity *e)
+{
+    tfs_record *k = tfs_record_new(a, e);
+    for (size_t f = 0; k && f < e->n_fields; f++) {
+        if (!(e->fields[f].flags & TFS_SDK_FIELD_KEY))
+            continue;
+        tfs_value *v = &k->values[f];
+        switch (e->fields[f].type) {
+        case TFS_SDK_BOOL: v->type = TFS_SDK_BOOL, v->u.b = 0; break;
+        case TFS_SDK_INT64: v->type = TFS_SDK_INT64, v->u.i = -1; break;
+        case TFS_SDK_FLOAT64: v->type = TFS_SDK_FLOAT64, v->u.f = -1; break;
+        case TFS_SDK_DECIMAL: tfs_record_set_text(k, f, TFS_SDK_DECIMAL, "-1", 2); break;
+        case TFS_SDK_DATE: tfs_record_set_text(k, f, TFS_SDK_DATE, "1900-01-01", 10); break;
+        case TFS_SDK_TIMESTAMP:
+            tfs_record_set_text(k, f, TFS_SDK_TIMESTAMP, "1900-01-01 00:00:00", 19);
+            break;
+        default: tfs_record_set_text(k, f, TFS_SDK_TEXT, "tfsync-check-probe", 18); break;
+        }
+    }
+    return k;
+}
+
+/* --connect: each open system answers its health call, a first record of each entity a
+ * pair reads from it (what a run does first) and a fetch by key of each entity a pair
+ * writes to it (what a batch does before writing), so a missing table or grant shows
+ * now. Nothing is written. */
 static void probe_systems(checker *c, tfs_instance **insts)
 {
     const tfs_config *cfg = c->cfg;
@@ -149,16 +190,26 @@ static void probe_systems(checker *c, tfs_instance **insts)
         }
         for (size_t e = 0; arena && e < tfs_instance_n_entities(insts[i]); e++) {
             const tfs_sdk_entity *ent = tfs_instance_entity_get(insts[i], e);
-            if (!read_by_a_pair(cfg, name, ent->name))
-                continue;
+            bool read = read_by_a_pair(cfg, name, ent->name);
+            bool fetch = written_by_a_pair(cfg, name, ent->name) &&
+                         tfs_instance_can_fetch(insts[i]);
             tfs_batch b;
+            char at[320], ehint[320];
+            snprintf(at, sizeof at, "systems.%s: entity \"%s\"", name, ent->name);
+            snprintf(ehint, sizeof ehint, "create what plugin \"%s\" needs for entity \"%s\" "
+                     "(its README says) and let the daemon's user read it",
+                     cfg->systems[i].plugin, ent->name);
             tfs_arena_reset(arena);
             tfs_batch_init(&b, arena, ent);
-            if (tfs_instance_read(insts[i], e, TFS_SDK_READ_FULL, NULL, 0, 1, &b, &err) != 0) {
-                char at[320];
-                snprintf(at, sizeof at, "systems.%s: entity \"%s\"", name, ent->name);
-                finding_at(c, at, &err, hint);
+            if (read &&
+                tfs_instance_read(insts[i], e, TFS_SDK_READ_FULL, NULL, 0, 1, &b, &err) != 0) {
+                finding_at(c, at, &err, ehint);
+                continue;
             }
+            const tfs_record *key = fetch ? probe_key(arena, ent) : NULL;
+            tfs_batch_init(&b, arena, ent);
+            if (key && tfs_instance_fetch(insts[i], e, &key, 1, &b, &err) != 0)
+                finding_at(c, at, &err, ehint);
         }
     }
     tfs_arena_free(arena);

@@ -11,8 +11,10 @@
  * plugin is not lazy is listed as not checked offline.
  *
  * With connect: every system is opened through the plugin host (lazy or not), its health
- * call must answer and each source entity a pair reads must give a first record (an empty
- * entity is fine); the state store must connect and be at a migration this daemon knows.
+ * call must answer, each source entity a pair reads must give a first record (an empty
+ * entity is fine) and each target entity a pair writes must answer a fetch by a key no
+ * record has (when the target fetches); nothing is written. The state store must connect
+ * and be at a migration this daemon knows; no migration is applied.
  */
 #ifndef TFS_CONFIG_CHECK_H
 #define TFS_CONFIG_CHECK_H
