@@ -20,17 +20,21 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "plugin_host.h"
 #include "runner.h"
 #include "schema_check.h"
 #include "store.h"
+#include "version.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tfsyncd --config FILE [--check]\n"
+               "       tfsyncd --version\n"
                "  -c, --config FILE  the daemon's JSON config\n"
                "      --check        check the config, the plugins' settings and the pairs against\n"
                "                     the schemas of lazy plugins, offline; then exit (0: valid)\n"
+               "      --version      the version, the SDK version and the libraries' versions\n"
                "  -h, --help         this help\n"
                "environment: TFS_LOG=debug|info|warn|error\n");
 }
@@ -262,6 +266,8 @@ static int daemon_reload(void *arg, json_t **changes, tfs_error *err)
     int rc;
     *changes = NULL;
     pthread_mutex_lock(&d->lock);
+    /* Under systemd, a reload is RELOADING=1 until READY=1, whatever its outcome. */
+    tfs_notify_reloading();
     old = tfs_config_slot_get(d->slot);
     if (!d->http) {
         rc = tfs_error_set(err, TFS_ETRANSIENT, "the daemon is still starting");
@@ -293,6 +299,7 @@ out:
     }
     tfs_config_free(cfg);
     tfs_config_free(old);
+    tfs_notify("READY=1");
     pthread_mutex_unlock(&d->lock);
     return rc;
 }
@@ -302,6 +309,7 @@ static int parse_options(int argc, char **argv, const char **config_path, int *c
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"check", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -310,6 +318,7 @@ static int parse_options(int argc, char **argv, const char **config_path, int *c
         case 'c': *config_path = optarg; break;
         case 'k': *check_only = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'V': return tfs_version_print(stdout) == 0 ? 0 : 1;
         default: usage(stderr); return 2;
         }
     }
@@ -448,9 +457,11 @@ int main(int argc, char **argv)
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
-    tfs_log_info("core", "tfsyncd listening on %s:%u with %u workers", cfg->listen_address,
-                 port, cfg->workers);
+    tfs_log_info("core", "tfsyncd %s listening on %s:%u with %u workers",
+                 tfs_version_string(), cfg->listen_address, port, cfg->workers);
+    tfs_notify_ready(cfg->listen_address, port);
     wait_for_stop(&d, &sigs, config_path);
+    tfs_notify_stopping();
     /* New requests get 503 while the batches in flight get shutdown.grace to finish. */
     tfs_config *now_cfg = tfs_config_slot_get(slot);
     long long grace = now_cfg->shutdown_grace_ms;
