@@ -77,7 +77,9 @@ install(FILES ${CMAKE_SOURCE_DIR}/packaging/sysusers.conf
 # At install time: the unit and the example config from the install's own prefix.
 install(CODE "
   set(TFS_INSTALL_SRC \"${CMAKE_SOURCE_DIR}/packaging\")
-  set(TFS_INSTALL_GEN \"${CMAKE_BINARY_DIR}/packaging/installed\")
+  # One folder per destination: installs to two staging folders may run at once.
+  string(MD5 tfs_dest \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
+  set(TFS_INSTALL_GEN \"${CMAKE_BINARY_DIR}/packaging/installed/\${tfs_dest}\")
   set(TFS_INSTALL_SBINDIR \"${CMAKE_INSTALL_SBINDIR}\")
   set(TFS_INSTALL_PLUGINDIR \"${TFS_INSTALL_PLUGINDIR}\")
   set(TFS_INSTALL_DATADIR \"${TFS_INSTALL_DATADIR}\")
