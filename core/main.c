@@ -125,6 +125,7 @@ typedef struct daemon_ctx {
     tfs_config_slot *slot;
     const tfs_plugin_host *plugins;
     tfs_http_server *http;
+    int notified_ready; /* the start-up's READY=1 is sent: reloads may tell theirs */
     pthread_mutex_t lock;
 } daemon_ctx;
 
@@ -265,13 +266,18 @@ static int daemon_reload(void *arg, json_t **changes, tfs_error *err)
     tfs_config *cfg = NULL, *old = NULL;
     int rc;
     *changes = NULL;
+    int told = 0;
     pthread_mutex_lock(&d->lock);
-    /* Under systemd, a reload is RELOADING=1 until READY=1, whatever its outcome. */
-    tfs_notify_reloading();
     old = tfs_config_slot_get(d->slot);
     if (!d->http) {
         rc = tfs_error_set(err, TFS_ETRANSIENT, "the daemon is still starting");
         goto out;
+    }
+    /* Under systemd, a reload is RELOADING=1 until READY=1, whatever its outcome; not
+     * before the start-up's own READY=1, which a READY=1 here would anticipate. */
+    if (d->notified_ready) {
+        tfs_notify_reloading();
+        told = 1;
     }
     if ((rc = tfs_config_load(d->config_path, &cfg, err)) ||
         (rc = check_systems(cfg, d->plugins, err)) || (rc = check_fixed(old, cfg, err)))
@@ -299,7 +305,8 @@ out:
     }
     tfs_config_free(cfg);
     tfs_config_free(old);
-    tfs_notify("READY=1");
+    if (told)
+        tfs_notify("READY=1");
     pthread_mutex_unlock(&d->lock);
     return rc;
 }
@@ -459,7 +466,10 @@ int main(int argc, char **argv)
     }
     tfs_log_info("core", "tfsyncd %s listening on %s:%u with %u workers",
                  tfs_version_string(), cfg->listen_address, port, cfg->workers);
+    pthread_mutex_lock(&d.lock);
     tfs_notify_ready(cfg->listen_address, port);
+    d.notified_ready = 1;
+    pthread_mutex_unlock(&d.lock);
     wait_for_stop(&d, &sigs, config_path);
     tfs_notify_stopping();
     /* New requests get 503 while the batches in flight get shutdown.grace to finish. */

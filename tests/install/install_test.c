@@ -343,6 +343,9 @@ Test(install, deb_package_depends_on_its_libraries_and_creates_the_user, .timeou
                            scripts[i], info);
         snprintf(cmd, sizeof cmd, "dpkg-deb --info '%s' %s", deb, scripts[i]);
         char *text = run_ok(cmd);
+        /* Valid sh: dpkg runs it with /bin/sh, which may be dash. */
+        snprintf(cmd, sizeof cmd, "dpkg-deb --info '%s' %s | sh -n", deb, scripts[i]);
+        free(run_ok(cmd));
         cr_expect_null(strstr(text, "systemctl start"), "%s starts the daemon", scripts[i]);
         cr_expect_null(strstr(text, "systemctl enable"), "%s enables the unit", scripts[i]);
         if (i == 0) {
