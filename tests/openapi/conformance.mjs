@@ -4,7 +4,8 @@
 // templates scripts/test.sh seeds on its PostgreSQL), puts Prism's validating proxy
 // (`prism proxy --errors`) in front of it, and sends every case of cases.mjs through it:
 // any violation Prism finds in an answer (status, headers, body against its schema) turns
-// into Prism's own error, and the `sl-violations` header is checked as well. The table of
+// into Prism's own error, and the `sl-violations` header is checked as well; so is every
+// member of a JSON answer, which the spec must name (Prism lets an unnamed one pass). The table of
 // cases must hold every operation (path and method) of the spec, so a route added to the
 // spec without a case fails here.
 //
@@ -239,6 +240,60 @@ function deref(doc, x) {
 
 // ---- checks -----------------------------------------------------------------------------
 
+// The members of value its schema does not name, as JSON paths, into out: Prism passes a
+// member the spec never mentions unless the schema closes the object, so an answer could
+// grow fields the spec does not describe. Follows $ref, allOf, oneOf/anyOf (the branches
+// of the value's type), properties, additionalProperties and items.
+function undocumented(doc, schema, value, where, out) {
+    schema = deref(doc, schema);
+    if (!schema || typeof schema !== 'object' || value === null || typeof value !== 'object') return;
+    const branches = [schema];
+    for (const k of ['allOf', 'oneOf', 'anyOf'])
+        for (const b of schema[k] || []) {
+            const d = deref(doc, b);
+            const t = d && (d.type || (d.properties ? 'object' : d.items ? 'array' : undefined));
+            const types = Array.isArray(t) ? t : [t];
+            if (k === 'allOf' || t === undefined || types.includes(Array.isArray(value) ? 'array' : 'object'))
+                branches.push(...flatten(doc, d));
+        }
+    if (Array.isArray(value)) {
+        const items = branches.map((b) => b.items).filter(Boolean);
+        value.slice(0, 3).forEach((v, i) => items.forEach((it) => undocumented(doc, it, v, `${where}[${i}]`, out)));
+        return;
+    }
+    const props = {};
+    let extra;
+    let open = true;
+    for (const b of branches) {
+        Object.assign(props, b.properties || {});
+        if (b.additionalProperties !== undefined) {
+            if (typeof b.additionalProperties === 'object') extra = b.additionalProperties;
+            else open = open && b.additionalProperties;
+        }
+        if (b.patternProperties || b.propertyNames) extra = extra || {};
+    }
+    const named = Object.keys(props).length > 0;
+    for (const [k, v] of Object.entries(value)) {
+        if (props[k]) undocumented(doc, props[k], v, `${where}.${k}`, out);
+        else if (extra) undocumented(doc, extra, v, `${where}.${k}`, out);
+        else if (named && open) out.add(`${where}.${k}`);
+    }
+}
+
+function flatten(doc, s) {
+    s = deref(doc, s);
+    if (!s) return [];
+    return [s, ...(s.allOf || []).flatMap((x) => flatten(doc, x))];
+}
+
+// The undocumented members of an answer, against the schema of its status and type.
+function undocumentedOf(doc, entry, res, out) {
+    const r = deref(doc, entry.op.responses[String(res.status)]);
+    const type = (res.headers['content-type'] || '').split(';')[0];
+    const schema = r && r.content && r.content[type] && r.content[type].schema;
+    if (schema && res.json !== undefined) undocumented(doc, schema, res.json, `${entry.method} ${entry.path} ${res.status}`, out);
+}
+
 const PRISM_PROBLEM = 'https://stoplight.io/prism/errors#';
 
 function violations(res) {
@@ -362,6 +417,11 @@ async function main() {
                 out = entry.method === 'HEAD' ? await checkHead(ctx, label, req, c, entry)
                     : c.invalid ? await checkInvalid(ctx, label, req, c)
                     : await checkStrict(ctx, label, req, c);
+                if (out.res && entry.method !== 'HEAD') {
+                    const extra = new Set();
+                    undocumentedOf(ctx.spec, entry, out.res, extra);
+                    if (extra.size) out.problems.push(`members the spec does not name: ${[...extra].join(', ')}`);
+                }
                 if (out.problems.length === 0 && c.after) await c.after(ctx, out.res);
             } catch (e) {
                 out = { problems: [`${e.message}`] };
