@@ -201,7 +201,7 @@ async function startPrism(name, upstream, extra) {
             const m = /listening on (http:\/\/127\.0\.0\.1:[0-9]+)/.exec(l);
             if (m) resolve(m[1]);
         });
-        p.exited.then((how) => resolve(null) || say(`${name} ended: ${how}`));
+        p.exited.then((how) => { if (!p.base) say(`${name} ended before it listened: ${how}`); resolve(null); });
         setTimeout(() => resolve(null), 60000).unref();
     });
     if (!base) fail(`${name} did not start listening:\n${logTail(`${name}.log`)}`);
@@ -307,7 +307,7 @@ function show(res) {
 }
 
 // A request within the spec: through the validating proxy, conforming, with the status.
-async function checkStrict(ctx, label, req, c) {
+async function checkStrict(ctx, req, c) {
     const res = await send(ctx.strict.base, req);
     const problems = [];
     const v = violations(res);
@@ -320,7 +320,7 @@ async function checkStrict(ctx, label, req, c) {
 
 // A request outside the spec on purpose: the validating proxy refuses it, and the daemon's
 // answer, through the proxy that does not validate requests, conforms.
-async function checkInvalid(ctx, label, req, c) {
+async function checkInvalid(ctx, req, c) {
     const problems = [];
     const refused = await send(ctx.strict.base, req);
     const t = refused.json && refused.json.type;
@@ -352,7 +352,7 @@ async function checkInvalid(ctx, label, req, c) {
 
 // HEAD straight to the daemon: the GET's status and headers, no body, as the spec's HEAD
 // operation documents them.
-async function checkHead(ctx, label, req, c, entry) {
+async function checkHead(ctx, req, c, entry) {
     const problems = [];
     const res = await send(ctx.daemon.base, req);
     const get = await send(ctx.daemon.base, { ...req, method: 'GET' });
@@ -414,9 +414,9 @@ async function main() {
             try {
                 if (c.before) await c.before(ctx);
                 const req = requestOf(c, ctx, entry.path, entry.method);
-                out = entry.method === 'HEAD' ? await checkHead(ctx, label, req, c, entry)
-                    : c.invalid ? await checkInvalid(ctx, label, req, c)
-                    : await checkStrict(ctx, label, req, c);
+                out = entry.method === 'HEAD' ? await checkHead(ctx, req, c, entry)
+                    : c.invalid ? await checkInvalid(ctx, req, c)
+                    : await checkStrict(ctx, req, c);
                 if (out.res && entry.method !== 'HEAD') {
                     const extra = new Set();
                     undocumentedOf(ctx.spec, entry, out.res, extra);
