@@ -143,6 +143,7 @@ static int check_fixed(const tfs_config *old, const tfs_config *cfg, tfs_error *
                            ? "listen.header_timeout"
                        : old->idle_timeout_s != cfg->idle_timeout_s ? "listen.idle_timeout"
                        : old->access_log_all != cfg->access_log_all ? "log.access"
+                       : old->log_json != cfg->log_json             ? "log.format"
                        : !same_str(old->ready_file, cfg->ready_file) ? "listen.ready_file"
                        : !same_str(old->tls_cert_file, cfg->tls_cert_file) ||
                                !same_str(old->tls_key_file, cfg->tls_key_file)
@@ -402,7 +403,9 @@ int main(int argc, char **argv)
     tfs_api api;
     int api_ready = 0, status = 1;
 
-    if (tfs_config_load(config_path, &cfg, &err) != 0 ||
+    if (tfs_config_load(config_path, &cfg, &err) == 0)
+        tfs_log_set_json(cfg->log_json); /* before anything else is logged */
+    if (!cfg ||
         tfs_plugin_host_load_dir(cfg->plugin_dir, cfg->roll_year, &plugins, &err) != 0 ||
         check_systems(cfg, plugins, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
