@@ -2,7 +2,8 @@
 # scripts/deps.sh — installs the Debian packages needed to build, test and demo the project.
 # (clang-14 and libclang-rt-14-dev: the fuzz harnesses, scripts/fuzz.sh; the second holds
 # libFuzzer's runtime, which clang's -fsanitize=fuzzer links, and is only a recommendation
-# of clang's packages, which --no-install-recommends leaves out.)
+# of clang's packages, which --no-install-recommends leaves out; prometheus: its promtool
+# checks GET /metrics in the metrics test.)
 #
 # As root it installs whatever is missing (CI runs it on a fresh Debian 12 machine, without
 # a terminal); as anyone else it lists what is missing with the command to install it and
@@ -18,6 +19,7 @@ readonly PACKAGES=(
     postgresql postgresql-contrib postgresql-15-postgis-3
     curl ca-certificates
     clang-14 libclang-rt-14-dev
+    prometheus
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
