@@ -415,12 +415,22 @@ Test(metrics, json_logs_every_line_parses_and_carries_the_run_and_the_failed_key
                      json_dumps(run, 0));
     cr_assert_eq(count_of(run, "transform_failed"), 1);
     json_decref(run);
+    /* The failed record in the metrics: an outcome, and a dead letter counted at the run's
+     * end. */
+    char *m = scrape(e.d, TFS_TEST_KEY_READ);
+    cr_expect_eq(sample(m, REC("failed")), 1, "%s", m);
+    cr_expect_eq(sample(m, "tfsync_dead_letters_open{pair=\"" PAIR "\"}"), 1, "%s", m);
+    cr_expect_eq(sample(m, "tfsync_runs_total{pair=\"" PAIR
+                           "\",mode=\"full\",state=\"partial\"}"),
+                 1);
+    free(m);
     request(e.d, "POST", "/admin/reload", TFS_TEST_KEY_ADMIN, 200);
     request(e.d, "GET", "/no/such%01path", TFS_TEST_KEY_READ, 404);
 
     /* Stopped first, so every line it writes is in (the stop's lines too): the folder is
      * kept for that, and removed here. */
     char log_path[320], dir[256];
+    json_t *again = json_deep_copy(e.d->config);
     snprintf(log_path, sizeof log_path, "%s", e.d->log_path);
     snprintf(dir, sizeof dir, "%s", e.d->dir);
     int keep = getenv("TFS_TEST_KEEP") != NULL;
@@ -513,6 +523,16 @@ Test(metrics, json_logs_every_line_parses_and_carries_the_run_and_the_failed_key
     cr_expect_gt(reload_lines, 0);
     cr_expect_eq(stop_lines, 1);
     free(log);
+
+    /* Started again, before any run: the open dead letter is counted from the store. */
+    json_object_del(again, "listen");
+    e.d = tfs_test_daemon_start(again);
+    json_decref(again);
+    m = scrape(e.d, TFS_TEST_KEY_READ);
+    cr_expect_eq(sample(m, "tfsync_dead_letters_open{pair=\"" PAIR "\"}"), 1, "%s", m);
+    cr_expect_eq(sample(m, "tfsync_conflicts_open{pair=\"" PAIR "\"}"), 0);
+    cr_expect_eq(sample(m, READ_SERIES), -1, "counters start from zero");
+    free(m);
     env_down(&e);
     free(bad);
 }
