@@ -389,14 +389,16 @@ static void render_runs(tfs_buf *out)
         put_histogram(out, "tfsync_run_duration_seconds", l, 3, &r->duration, run_buckets);
     }
     tfs_metrics_family(out, "tfsync_conflicts_open", "gauge",
-                       "Open conflicts of a pair, as counted at start-up and at its last run's end.");
+                       "Open conflicts of a pair, as counted at start-up and at its last "
+                       "run's end.");
     for (unsigned i = 0; i < reg.n_pairs; i++) {
         const char *l[] = {"pair", reg.pairs[i].pair};
         tfs_metrics_sample(out, "tfsync_conflicts_open", l, 1,
                            (double)reg.pairs[i].conflicts_open);
     }
     tfs_metrics_family(out, "tfsync_dead_letters_open", "gauge",
-                       "Open dead letters of a pair, as counted at start-up and at its last run's end.");
+                       "Open dead letters of a pair, as counted at start-up and at its last "
+                       "run's end.");
     for (unsigned i = 0; i < reg.n_pairs; i++) {
         const char *l[] = {"pair", reg.pairs[i].pair};
         tfs_metrics_sample(out, "tfsync_dead_letters_open", l, 1,
