@@ -834,6 +834,6 @@ out:
             tfs_pipeline_drop_system(tgt);
     }
     tfs_store_run_clear(&run);
-    tfs_log_context_clear();
+    tfs_log_context_set(run_id, pair_name, NULL); /* the caller's lines are the run's too */
     return rc;
 }
