@@ -84,7 +84,7 @@ static struct {
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static atomic_llong open_connections;
-static atomic_int lua_slots_taken;
+static atomic_bool lua_slot_taken[MAX_LUA_SLOTS];
 static atomic_ullong lua_memory[MAX_LUA_SLOTS];
 
 static bool fits(const char *s)
@@ -229,8 +229,18 @@ void tfs_metrics_connection(int delta)
 
 int tfs_metrics_lua_slot(void)
 {
-    int s = atomic_fetch_add(&lua_slots_taken, 1);
-    return s < MAX_LUA_SLOTS ? s : -1;
+    for (int i = 0; i < MAX_LUA_SLOTS; i++)
+        if (!atomic_exchange(&lua_slot_taken[i], true))
+            return i;
+    return -1;
+}
+
+void tfs_metrics_lua_slot_release(int slot)
+{
+    if (slot < 0 || slot >= MAX_LUA_SLOTS)
+        return;
+    atomic_store(&lua_memory[slot], 0);
+    atomic_store(&lua_slot_taken[slot], false);
 }
 
 void tfs_metrics_lua_memory(int slot, uint64_t bytes)

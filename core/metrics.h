@@ -40,8 +40,11 @@ void tfs_metrics_http_request(const char *route, const char *method, int status,
                               double seconds);
 /* A connection opened (+1) or closed (-1). */
 void tfs_metrics_connection(int delta);
-/* A slot for one Lua runtime's memory figure (a worker's), or -1 when all are taken. */
+/* A slot for one Lua runtime's memory figure (a worker's), or -1 when all are taken;
+ * given back (its figure gone) by tfs_metrics_lua_slot_release when the runtime is freed
+ * (a reload rebuilds the workers' pipelines). */
 int tfs_metrics_lua_slot(void);
+void tfs_metrics_lua_slot_release(int slot);
 /* The memory in use of the runtime of slot now (set by the thread that runs it). */
 void tfs_metrics_lua_memory(int slot, uint64_t bytes);
 

@@ -33,6 +33,7 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
     p->cfg = cfg;
     p->plugins = plugins;
     p->health = health;
+    p->metrics_slot = tfs_metrics_lua_slot();
     p->retry = (tfs_retry_policy){TFS_RETRY_BASE_MS_DEFAULT,
                                   cfg->retry_max_backoff_ms ? cfg->retry_max_backoff_ms
                                                             : TFS_RETRY_MAX_BACKOFF_MS_DEFAULT};
@@ -47,7 +48,6 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
         rc = tfs_error_set(err, TFS_ENOMEM, "out of memory");
         goto fail;
     }
-    p->metrics_slot = tfs_metrics_lua_slot();
     if ((rc = tfs_lua_new(cfg->transform_dir, &cfg->lua, cfg->roll_year, &p->lua, err)))
         goto fail;
     *out = p;
@@ -85,6 +85,7 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_store_close(p->store);
     tfs_store_close(p->cstore);
     tfs_lua_free(p->lua);
+    tfs_metrics_lua_slot_release(p->metrics_slot);
     outcome_clear(&p->outcome);
     for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
         tfs_stage_job_clear(&p->jobs[i]);

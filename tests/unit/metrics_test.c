@@ -91,3 +91,26 @@ Test(metrics, series_past_the_bound_are_dropped_and_counted)
     free(s);
     tfs_metrics_reset();
 }
+
+Test(metrics, lua_slots_are_given_back)
+{
+    tfs_metrics_reset();
+    int a = tfs_metrics_lua_slot(), b = tfs_metrics_lua_slot();
+    cr_assert(a >= 0 && b >= 0 && a != b);
+    tfs_metrics_lua_memory(a, 1000);
+    tfs_metrics_lua_memory(b, 24);
+    char *s = render();
+    cr_assert_eq(sample(s, "tfsync_lua_memory_bytes"), 1024);
+    free(s);
+    tfs_metrics_lua_slot_release(a);
+    s = render();
+    cr_assert_eq(sample(s, "tfsync_lua_memory_bytes"), 24, "a freed runtime's figure goes");
+    free(s);
+    /* A reload after another rebuilds the pipelines: the slots are reused, never run out. */
+    for (int i = 0; i < 1000; i++) {
+        int c = tfs_metrics_lua_slot();
+        cr_assert_geq(c, 0);
+        tfs_metrics_lua_slot_release(c);
+    }
+    tfs_metrics_lua_slot_release(b);
+}
