@@ -752,20 +752,27 @@ typedef struct commit_rows {
  * log with a line per record. */
 #define TFS_STAGE_FAILED_LOGGED 10
 
-/* The line of a failed record: its stage and first reason, the key in the context (and in
- * the message, for text lines). */
-static void log_failed(const tfs_stage_ctx *b, const tfs_stage_rec *r)
+/* The lines of a committed batch's failed records (now dead letters): each one's stage and
+ * first reason, its key in the log context (and in the message, for text lines). */
+static void log_failed(const tfs_stage_ctx *b, const tfs_failed_row *f, size_t n)
 {
-    const char *reason = NULL;
-    json_t *first = json_is_array(r->reasons) ? json_array_get(r->reasons, 0) : r->reasons;
-    if (json_is_string(first))
-        reason = json_string_value(first);
-    else if (json_is_object(first))
-        reason = json_string_value(json_object_get(first, "message"));
-    tfs_log_context_key(r->key);
-    tfs_log_warn("pipeline", "run %" PRId64 ": %s record \"%s\" failed at %s: %s", b->run_id,
-                 b->em->source, r->key ? r->key : "", r->stage,
-                 reason ? reason : "see its dead letter");
+    for (size_t i = 0; i < n && i < TFS_STAGE_FAILED_LOGGED; i++) {
+        const char *reason = NULL;
+        json_t *first = json_is_array(f[i].reasons) ? json_array_get(f[i].reasons, 0)
+                                                    : f[i].reasons;
+        if (json_is_string(first))
+            reason = json_string_value(first);
+        else if (json_is_object(first))
+            reason = json_string_value(json_object_get(first, "message"));
+        tfs_log_context_key(f[i].source_key);
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s record \"%s\" failed at %s: %s",
+                     b->run_id, b->em->source, f[i].source_key ? f[i].source_key : "",
+                     f[i].stage, reason ? reason : "see its dead letter");
+    }
+    if (n > TFS_STAGE_FAILED_LOGGED)
+        tfs_log_warn("pipeline", "run %" PRId64 ": %zu more %s records of the batch failed; "
+                     "GET /dead-letters lists them all",
+                     b->run_id, n - TFS_STAGE_FAILED_LOGGED, b->em->source);
     tfs_log_context_key(NULL);
 }
 
@@ -783,12 +790,9 @@ static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_erro
     cr->set_aside = tfs_arena_calloc(a, n ? n : 1, sizeof *cr->set_aside);
     if (!cr->rows || !cr->failed || !cr->mark || !cr->forget || !cr->audit || !cr->set_aside)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
-    size_t logged = 0;
     for (size_t i = 0; i < n; i++) {
         tfs_stage_rec *r = &jb->rs[i];
         if (r->stage) {
-            if (logged++ < TFS_STAGE_FAILED_LOGGED)
-                log_failed(b, r);
             cr->failed[cr->n_failed++] = (tfs_failed_row){
                 .source_key = r->key, .stage = r->stage, .reasons = r->reasons,
                 .record = jb->batch.recs ? tfs_record_to_json(jb->batch.recs[i]) : NULL};
@@ -982,8 +986,10 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     }
     if (rc == 0 && cr.n_failed)
         b->dead_letters_open = 1; /* their keys may go through in a later batch */
-    if (rc == 0)
+    if (rc == 0) {
         count_committed(b, jb, &before);
+        log_failed(b, cr.failed, cr.n_failed);
+    }
     for (size_t i = 0; i < cr.n_failed; i++)
         json_decref(cr.failed[i].record);
     for (size_t i = 0; i < bc.n_conflicts; i++)
