@@ -219,8 +219,9 @@ int cli_wait_run(const cli *c, json_int_t id, double timeout_s)
                     cli_print_json(s.json);
                 else
                     print_end(s.json, id, state);
+                int code = run_exit_code(state);
                 cli_answer_free(&s);
-                return run_exit_code(state);
+                return code;
             }
         }
         cli_answer_free(&s);
