@@ -43,20 +43,23 @@ extern const char *const cli_command_names[];
 /* tfsync --version: the client's, the SDK's and the libraries' versions on stdout. */
 void cli_version(void);
 
-/* The value no message may carry (the API key), set once by main; NULL: none. Borrowed. */
+/* Adds a value no message may carry (an API key: $TFSYNC_KEY's, --key's; up to four);
+ * NULL or "": nothing. Borrowed: it must outlive every message. */
 void cli_set_secret(const char *secret);
 /* The command a usage error is about (its help is suggested); NULL: the top level. */
 void cli_set_command(const char *name);
-/* fprintf(stderr, "tfsync: " fmt "\n", ...) with every occurrence of the secret replaced
+/* fprintf(stderr, "tfsync: " fmt "\n", ...) with every occurrence of a secret replaced
  * by "***": every error and progress message goes through it or cli_redact. */
 void cli_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* text with the secret replaced by "***", into out (truncated to size). */
+/* text with every secret replaced by "***", into out (truncated to size). */
 void cli_redact(const char *text, char *out, size_t size);
 /* Prints "tfsync: " fmt (with arg, redacted), a pointer to --help, and exits 64. */
 _Noreturn void cli_usage_error(const char *fmt, const char *arg);
 /* One request; exits 3 when no HTTP answer came, and 2 on a problem+json answer (or any
- * other error status unless allow_error), printing its title and detail. path is
- * appended to the base URL; body NULL: none. */
+ * other error status unless allow_error), printing its title and detail. allow_error
+ * CLI_ANY_ANSWER: every answer is returned, nothing printed. path is appended to the base
+ * URL; body NULL: none. */
+#define CLI_ANY_ANSWER 2
 answer cli_request(const cli *c, const char *method, const char *path, const char *body,
                    int allow_error);
 void cli_answer_free(answer *a);

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *secret;  /* the API key: never in a message */
+static const char *secrets[4]; /* API keys ($TFSYNC_KEY, --key): never in a message */
 static const char *command; /* the command a usage error points to the help of */
 
 typedef struct buf {
@@ -18,7 +18,14 @@ typedef struct buf {
 
 void cli_set_secret(const char *s)
 {
-    secret = s && *s ? s : NULL;
+    for (size_t i = 0; s && *s && i < sizeof secrets / sizeof secrets[0]; i++) {
+        if (secrets[i] && strcmp(secrets[i], s) == 0)
+            return;
+        if (!secrets[i]) {
+            secrets[i] = s;
+            return;
+        }
+    }
 }
 
 void cli_set_command(const char *name)
@@ -28,11 +35,15 @@ void cli_set_command(const char *name)
 
 void cli_redact(const char *text, char *out, size_t size)
 {
-    size_t n = 0, klen = secret ? strlen(secret) : 0;
+    size_t n = 0;
     if (!size)
         return;
     while (*text && n + 1 < size) {
-        if (klen && strncmp(text, secret, klen) == 0) {
+        size_t klen = 0;
+        for (size_t i = 0; i < sizeof secrets / sizeof secrets[0] && secrets[i] && !klen; i++)
+            if (strncmp(text, secrets[i], strlen(secrets[i])) == 0)
+                klen = strlen(secrets[i]);
+        if (klen) {
             for (const char *m = "***"; *m && n + 1 < size; m++)
                 out[n++] = *m;
             text += klen;
@@ -97,8 +108,7 @@ void cli_answer_free(answer *a)
     memset(a, 0, sizeof *a);
 }
 
-/* One request; exits 3 when no HTTP answer came, and 2 on a problem+json answer (or any
- * other error status unless allow_error). path is appended to the base URL. */
+/* One request; see cli.h. */
 answer cli_request(const cli *c, const char *method, const char *path, const char *body,
                       int allow_error)
 {
@@ -143,6 +153,8 @@ answer cli_request(const cli *c, const char *method, const char *path, const cha
     a.json = json_loads(a.body, 0, NULL);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
+    if (allow_error == CLI_ANY_ANSWER)
+        return a; /* the caller looks at status and json (NULL when not JSON) */
     if (a.problem || (a.status >= 400 && !allow_error)) {
         const char *title = json_string_value(json_object_get(a.json, "title"));
         const char *detail = json_string_value(json_object_get(a.json, "detail"));

@@ -191,7 +191,7 @@ int cli_wait_run(const cli *c, json_int_t id, double timeout_s)
 {
     progress pg = {0};
     /* The bar where a person watches: stdout, else stderr (stdout piped to a file). */
-    if (isatty(STDOUT_FILENO))
+    if (isatty(STDOUT_FILENO) && !c->json) /* --json: stdout is for the JSON alone */
         pg.bar = stdout;
     else if (isatty(STDERR_FILENO))
         pg.bar = stderr;
