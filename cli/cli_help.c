@@ -158,7 +158,7 @@ static const struct {
      "\n"
      "list: conflicts, oldest first. show: the fields in dispute, the source, target and\n"
      "base versions. resolve: decide an open conflict with the source's version, the\n"
-     "target's, or a merged record from FILE ({\"target entity\": {fields}}).\n"
+     "target's, or a merged record from FILE ({\"target entity\": [records]}).\n"
      "\n"
      "options:\n"
      "  --pair P        only this pair (list)\n"

@@ -553,7 +553,7 @@ static int count_of_str(const char *hay, const char *needle)
     return n;
 }
 
-Test(cli, wait_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise, .timeout = 300)
+Test(cli, wait_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise)
 {
     penv e;
     penv_up(&e);
@@ -616,7 +616,7 @@ Test(cli, wait_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise, .ti
     penv_down(&e);
 }
 
-Test(cli, timeout_expires_on_a_held_run, .timeout = 300)
+Test(cli, timeout_expires_on_a_held_run)
 {
     penv e;
     penv_up(&e);
@@ -654,7 +654,7 @@ Test(cli, timeout_expires_on_a_held_run, .timeout = 300)
     penv_down(&e);
 }
 
-Test(cli, pairs_plugins_validate_and_audit, .timeout = 300)
+Test(cli, pairs_plugins_validate_and_audit)
 {
     penv e;
     penv_up(&e);
@@ -795,7 +795,7 @@ static char *complete(const char *words, int cword)
     return out;
 }
 
-Test(cli, completion_loads_and_completes, .timeout = 300)
+Test(cli, completion_loads_and_completes)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
