@@ -122,7 +122,8 @@ void tfs_api_conflict_resolve(const tfs_http_request *req, tfs_http_response *re
         tfs_http_problem(resp, 409, "conflict-not-open", "Conflict not open",
                          "conflict %" PRId64 " is %s; only an open conflict can be resolved",
                          id, status ? status : "?");
-        json_object_set_new(resp->json, "status", json_string(status ? status : "?"));
+        /* Not "status": in a problem that is the HTTP status (RFC 9457). */
+        json_object_set_new(resp->json, "conflict_status", json_string(status ? status : "?"));
         goto out;
     }
     params = json_pack("{sI}", "conflict_id", (json_int_t)id);

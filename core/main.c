@@ -20,17 +20,21 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "plugin_host.h"
 #include "runner.h"
 #include "schema_check.h"
 #include "store.h"
+#include "version.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tfsyncd --config FILE [--check]\n"
+               "       tfsyncd --version\n"
                "  -c, --config FILE  the daemon's JSON config\n"
                "      --check        check the config, the plugins' settings and the pairs against\n"
                "                     the schemas of lazy plugins, offline; then exit (0: valid)\n"
+               "      --version      the version, the SDK version and the libraries' versions\n"
                "  -h, --help         this help\n"
                "environment: TFS_LOG=debug|info|warn|error\n");
 }
@@ -121,6 +125,7 @@ typedef struct daemon_ctx {
     tfs_config_slot *slot;
     const tfs_plugin_host *plugins;
     tfs_http_server *http;
+    int notified_ready; /* the start-up's READY=1 is sent: reloads may tell theirs */
     pthread_mutex_t lock;
 } daemon_ctx;
 
@@ -261,11 +266,18 @@ static int daemon_reload(void *arg, json_t **changes, tfs_error *err)
     tfs_config *cfg = NULL, *old = NULL;
     int rc;
     *changes = NULL;
+    int told = 0;
     pthread_mutex_lock(&d->lock);
     old = tfs_config_slot_get(d->slot);
     if (!d->http) {
         rc = tfs_error_set(err, TFS_ETRANSIENT, "the daemon is still starting");
         goto out;
+    }
+    /* Under systemd, a reload is RELOADING=1 until READY=1, whatever its outcome; not
+     * before the start-up's own READY=1, which a READY=1 here would anticipate. */
+    if (d->notified_ready) {
+        tfs_notify_reloading();
+        told = 1;
     }
     if ((rc = tfs_config_load(d->config_path, &cfg, err)) ||
         (rc = check_systems(cfg, d->plugins, err)) || (rc = check_fixed(old, cfg, err)))
@@ -293,6 +305,8 @@ out:
     }
     tfs_config_free(cfg);
     tfs_config_free(old);
+    if (told)
+        tfs_notify("READY=1");
     pthread_mutex_unlock(&d->lock);
     return rc;
 }
@@ -302,6 +316,7 @@ static int parse_options(int argc, char **argv, const char **config_path, int *c
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"check", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -310,6 +325,7 @@ static int parse_options(int argc, char **argv, const char **config_path, int *c
         case 'c': *config_path = optarg; break;
         case 'k': *check_only = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'V': return tfs_version_print(stdout) == 0 ? 0 : 1;
         default: usage(stderr); return 2;
         }
     }
@@ -448,9 +464,14 @@ int main(int argc, char **argv)
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
-    tfs_log_info("core", "tfsyncd listening on %s:%u with %u workers", cfg->listen_address,
-                 port, cfg->workers);
+    tfs_log_info("core", "tfsyncd %s listening on %s:%u with %u workers",
+                 tfs_version_string(), cfg->listen_address, port, cfg->workers);
+    pthread_mutex_lock(&d.lock);
+    tfs_notify_ready(cfg->listen_address, port);
+    d.notified_ready = 1;
+    pthread_mutex_unlock(&d.lock);
     wait_for_stop(&d, &sigs, config_path);
+    tfs_notify_stopping();
     /* New requests get 503 while the batches in flight get shutdown.grace to finish. */
     tfs_config *now_cfg = tfs_config_slot_get(slot);
     long long grace = now_cfg->shutdown_grace_ms;

@@ -417,7 +417,7 @@ static int load(tfs_pipeline *p, const tfs_stage_ctx *proto, resolve_job *j, tfs
     const char *entity = json_string_value(json_object_get(j->conflict, "entity"));
     if (!status || strcmp(status, "open") != 0)
         return refuse(p, TFS_ECONFLICT, 409, "conflict-not-open", "Conflict not open",
-                      json_pack("{ss?}", "status", status), err,
+                      json_pack("{ss?}", "conflict_status", status), err,
                       "conflict %" PRId64 " is %s; only an open conflict can be resolved",
                       j->id, status ? status : "?");
     if (!pair || strcmp(pair, proto->pair->name) != 0)

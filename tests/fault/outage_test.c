@@ -152,6 +152,8 @@ static char *add_template_pair(fault_env *e)
           f);
     fclose(f);
     json_object_set_new(e->cfg, "transform_dir", json_string(dir));
+    /* The template is built apart from the shipped plugins; this folder holds both. */
+    json_object_set_new(e->cfg, "plugin_dir", json_string(TFS_TEST_PLUGINS_WITH_TEMPLATE));
     json_object_set_new(json_object_get(e->cfg, "systems"), "tpl",
                         json_pack("{sss{si}}", "plugin", "template", "settings", "rows", 50));
     json_array_append_new(json_object_get(e->cfg, "pairs"),

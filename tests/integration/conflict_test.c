@@ -720,9 +720,15 @@ Test(conflict, resolve_on_a_changed_target_is_refused)
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     tfs_test_response_free(&r);
     assert_pardat(&e, &p, "zoning", "APPR9");
-    /* a resolved conflict is not resolved twice */
+    /* a resolved conflict is not resolved twice; the problem's status stays the HTTP
+     * status (RFC 9457), the conflict's own is conflict_status */
     r = resolve(&e, id, "{\"choose\": \"source\"}");
     cr_assert_eq(r.status, 409, "%ld %s", r.status, r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), 409, "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "type")),
+                     "https://terrafusion.dev/problems/conflict-not-open", "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "conflict_status")), "resolved",
+                     "%s", r.body);
     tfs_test_response_free(&r);
     json_t *run = sync_run(&e, "incremental");
     cr_assert_eq(count_of(run, "conflicts"), 0);

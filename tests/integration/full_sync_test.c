@@ -400,6 +400,8 @@ Test(full_sync, same_system_as_source_and_target_gets_an_instance_each, .timeout
     e.state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
     json_t *cfg = tfs_test_config_new("unused_pacs", "unused_cama", e.state);
     json_object_set_new(cfg, "transform_dir", json_string(dir));
+    /* The template is not a shipped plugin: it is built into a folder of its own. */
+    json_object_set_new(cfg, "plugin_dir", json_string(TFS_TEMPLATE_PLUGIN_DIR));
     json_object_set_new(cfg, "workers", json_integer(1)); /* both runs on one worker */
     json_object_set_new(cfg, "systems",
                         json_pack("{s{sss{si}}}", "tpl", "plugin", "template", "settings",

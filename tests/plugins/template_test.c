@@ -14,7 +14,7 @@
 #include "plugin_host.h"
 #include "record.h"
 
-#define TEMPLATE_SO TFS_PLUGIN_DIR "/template.so"
+#define TEMPLATE_SO TFS_TEMPLATE_PLUGIN_DIR "/template.so"
 #define ROLL_YEAR 2026
 
 /* The template's fields, by position. */

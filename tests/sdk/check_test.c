@@ -70,7 +70,7 @@ static void env_init(check_env *e)
         " s:{s:{s:s, s:{s:s}}, s:{s:s, s:{s:s}}, s:{s:s, s:{}}},"
         " s:[{s:s, s:s, s:s, s:[{s:s, s:[s, s], s:s}]}]}",
         "listen", "address", "127.0.0.1", "port", 0, "state", "conninfo", ci[2], "plugin_dir",
-        TFS_PLUGIN_DIR, "transform_dir", TFS_SOURCE_DIR "/transforms", "roll_year", 2026,
+        TFS_TEST_PLUGINS_WITH_TEMPLATE, "transform_dir", TFS_SOURCE_DIR "/transforms", "roll_year", 2026,
         "workers", 1, "systems", "pacs", "plugin", "pacs", "settings", "conninfo", ci[0],
         "cama", "plugin", "cama", "settings", "conninfo", ci[1], "tpl", "plugin", "template",
         "settings", "pairs", "name", "pacs-to-cama", "source", "pacs", "target", "cama",
@@ -311,7 +311,7 @@ static char *plugins_copy(check_env *e)
     char *dir = malloc(128), cmd[600];
     snprintf(dir, 128, "%s/plugins", e->dir);
     snprintf(cmd, sizeof cmd, "mkdir -m 755 %s && cp %s/pacs.so %s/cama.so %s/template.so %s",
-             dir, TFS_PLUGIN_DIR, TFS_PLUGIN_DIR, TFS_PLUGIN_DIR, dir);
+             dir, TFS_PLUGIN_DIR, TFS_PLUGIN_DIR, TFS_TEMPLATE_PLUGIN_DIR, dir);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     json_object_set_new(e->cfg, "plugin_dir", json_string(dir));
     return dir;

@@ -1,0 +1,476 @@
+// tests/openapi/conformance.mjs — proves docs/openapi.yaml against the daemon as built.
+//
+// Starts a real tfsyncd (the real PACS and CAMA plugins, databases cloned from the
+// templates scripts/test.sh seeds on its PostgreSQL), puts Prism's validating proxy
+// (`prism proxy --errors`) in front of it, and sends every case of cases.mjs through it:
+// any violation Prism finds in an answer (status, headers, body against its schema) turns
+// into Prism's own error, and the `sl-violations` header is checked as well; so is every
+// member of a JSON answer, which the spec must name (Prism lets an unnamed one pass). The table of
+// cases must hold every operation (path and method) of the spec, so a route added to the
+// spec without a case fails here.
+//
+// A case whose request is outside the spec on purpose (no key, a malformed body, a query
+// out of range) is sent twice: to the validating proxy, which must refuse it itself (so
+// the spec is as strict as the daemon), and to a second proxy that does not validate
+// requests (`--validate-request false`, still `--errors`), whose answer from the daemon
+// must conform. HEAD cases go to the daemon directly: Prism's proxy parses the body of a
+// JSON answer and fails on a HEAD's, which has none; the driver checks a HEAD's status,
+// headers and empty body against the spec's HEAD operation and the GET's answer itself.
+//
+// Usage (tests/CMakeLists.txt registers it):
+//   node conformance.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR
+// PostgreSQL from TFS_TEST_PGHOST/PORT/USER (or PGHOST/PORT/USER), as the C tests find it.
+// TFS_TEST_KEEP=1 keeps the folder with the config and the logs.
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+import { cases, fixtures, writeConfig } from './cases.mjs';
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+for (const a of ['source', 'build', 'plugin-dir', 'tools'])
+    if (!args[a]) fail(`missing --${a}; usage: node conformance.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR`);
+
+const spec = path.join(args.source, 'docs', 'openapi.yaml');
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tfs-openapi-'));
+const children = [];
+const databases = [];
+const pg = {
+    host: process.env.TFS_TEST_PGHOST || process.env.PGHOST || `/tmp/tfsync-pg-${os.userInfo().uid}`,
+    port: process.env.TFS_TEST_PGPORT || process.env.PGPORT || '55432',
+    user: process.env.TFS_TEST_PGUSER || process.env.PGUSER || 'postgres',
+};
+
+function fail(msg) {
+    console.error(`openapi conformance: ${msg}`);
+    process.exitCode = 1;
+    const e = new Error(msg);
+    e.reported = true;
+    throw e;
+}
+
+function say(msg) {
+    console.log(`openapi conformance: ${msg}`);
+}
+
+// ---- PostgreSQL -------------------------------------------------------------------------
+
+function psql(db, sql) {
+    try {
+        return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port,
+            '-U', pg.user, '-d', db, '-c', sql], {
+            encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' },
+        }).trim();
+    } catch (e) {
+        fail(`psql on ${db} failed: ${e.stderr || e.message}\nSQL: ${sql}`);
+    }
+}
+
+function conninfo(db) {
+    const q = (v) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+    return `host=${q(pg.host)} port=${q(pg.port)} user=${q(pg.user)} dbname=${q(db)}`;
+}
+
+let cloneCounter = 0;
+// A database cloned from a seeded template, named as scripts/templates.sh's sweep expects
+// (_<pid>_<counter>_<hex>) so a crashed run's clones are dropped by the next one.
+async function clone(template, label) {
+    const name = `openapi_${label}_${process.pid}_${++cloneCounter}_${crypto.randomBytes(2).toString('hex')}`;
+    const deadline = Date.now() + 30000;
+    for (;;) {
+        try {
+            execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port, '-U', pg.user,
+                '-d', 'postgres', '-c', `CREATE DATABASE "${name}" TEMPLATE "${template}"`],
+                { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+            databases.push(name);
+            return name;
+        } catch (e) {
+            // Another test cloning the same template holds it for a moment.
+            if (!/being accessed by other users/.test(e.stderr || '') || Date.now() > deadline)
+                fail(`could not clone ${template} (did scripts/test.sh seed the templates?): ${e.stderr || e.message}`);
+            await new Promise((r) => setTimeout(r, 50));
+        }
+    }
+}
+
+// ---- HTTP -------------------------------------------------------------------------------
+
+// One request; the answer's status, headers and body (text, and JSON when it parses).
+function send(base, { method, path: p, headers = {}, body }) {
+    const url = new URL(p, base);
+    return new Promise((resolve, reject) => {
+        const req = http.request(url, { method, headers: { ...headers, connection: 'close' } }, (res) => {
+            const chunks = [];
+            res.on('data', (c) => chunks.push(c));
+            res.on('end', () => {
+                const text = Buffer.concat(chunks).toString('utf8');
+                let json;
+                try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+                resolve({ status: res.statusCode, headers: res.headers, text, json });
+            });
+        });
+        req.on('error', reject);
+        req.setTimeout(30000, () => req.destroy(new Error(`${method} ${p}: no answer within 30 s`)));
+        if (body !== undefined) req.write(body);
+        req.end();
+    });
+}
+
+const KEYS = { read: 'read-key', operate: 'operate-key', admin: 'admin-key', bad: 'not-a-configured-key' };
+
+function requestOf(c, ctx, opPath, method) {
+    const p = typeof c.path === 'function' ? c.path(ctx) : (c.path || opPath);
+    const headers = {};
+    const key = c.key === undefined ? 'read' : c.key;
+    if (key !== 'none') headers.authorization = `Bearer ${KEYS[key] || key}`;
+    let body;
+    if (c.raw !== undefined) {
+        // Sent as text: Prism would re-encode JSON it parsed (and could not parse a malformed one).
+        body = typeof c.raw === 'function' ? c.raw(ctx) : c.raw;
+        headers['content-type'] = 'text/plain';
+    } else if (c.body !== undefined) {
+        body = JSON.stringify(typeof c.body === 'function' ? c.body(ctx) : c.body);
+        headers['content-type'] = 'application/json';
+    }
+    return { method, path: p, headers, body };
+}
+
+// ---- processes --------------------------------------------------------------------------
+
+function start(cmd, argv, logName) {
+    const log = fs.openSync(path.join(work, logName), 'a');
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', log] });
+    child.logName = logName;
+    children.push(child);
+    child.stdout.on('data', (d) => fs.writeSync(log, d));
+    child.exited = new Promise((r) => child.on('exit', (code, sig) => r(sig ? `signal ${sig}` : `exit ${code}`)));
+    return child;
+}
+
+function logTail(name) {
+    try {
+        return fs.readFileSync(path.join(work, name), 'utf8').split('\n').slice(-40).join('\n');
+    } catch {
+        return '';
+    }
+}
+
+async function until(what, deadlineMs, probe) {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+        const v = await probe();
+        if (v) return v;
+        if (Date.now() > deadline) fail(`${what}: not after ${deadlineMs / 1000} s`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+}
+
+async function startDaemon(configPath) {
+    const ready = path.join(work, 'tfsyncd.ready');
+    const d = start(path.join(args.build, 'tfsyncd'), ['--config', configPath], 'tfsyncd.log');
+    let gone = null;
+    d.exited.then((how) => { gone = how; });
+    const port = await until('tfsyncd ready', 20000, async () => {
+        if (gone) fail(`tfsyncd ended during start-up (${gone}):\n${logTail('tfsyncd.log')}`);
+        try {
+            const t = fs.readFileSync(ready, 'utf8').split('\n')[0];
+            return /^[0-9]+$/.test(t) ? Number(t) : null;
+        } catch {
+            return null;
+        }
+    });
+    d.base = `http://127.0.0.1:${port}`;
+    d.alive = () => gone === null;
+    return d;
+}
+
+// Prism on a port of its own choosing (-p 0), ready when it says where it listens.
+async function startPrism(name, upstream, extra) {
+    const bin = path.join(args.tools, 'prism');
+    const p = start(bin, ['proxy', '--errors', '--cors', 'false', '-h', '127.0.0.1', '-p', '0', ...extra, spec, upstream],
+        `${name}.log`);
+    const base = await new Promise((resolve) => {
+        const rl = readline.createInterface({ input: p.stdout });
+        rl.on('line', (l) => {
+            const m = /listening on (http:\/\/127\.0\.0\.1:[0-9]+)/.exec(l);
+            if (m) resolve(m[1]);
+        });
+        p.exited.then((how) => { if (!p.base) say(`${name} ended before it listened: ${how}`); resolve(null); });
+        setTimeout(() => resolve(null), 60000).unref();
+    });
+    if (!base) fail(`${name} did not start listening:\n${logTail(`${name}.log`)}`);
+    p.base = base;
+    return p;
+}
+
+// ---- the spec's operations --------------------------------------------------------------
+
+// The spec as JSON through the pinned redocly (no YAML parser of our own), its refs kept.
+function loadSpec() {
+    const out = path.join(work, 'openapi.json');
+    try {
+        execFileSync(path.join(args.tools, 'redocly'), ['bundle', spec, '--output', out, '--ext', 'json'],
+            { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+        fail(`redocly bundle ${spec} failed: ${e.stderr || e.message}`);
+    }
+    return JSON.parse(fs.readFileSync(out, 'utf8'));
+}
+
+const METHODS = ['get', 'head', 'post', 'put', 'patch', 'delete', 'options'];
+
+function operations(doc) {
+    const ops = new Map();
+    for (const [p, item] of Object.entries(doc.paths))
+        for (const m of METHODS)
+            if (item[m]) ops.set(`${m.toUpperCase()} ${p}`, { path: p, method: m.toUpperCase(), op: item[m] });
+    return ops;
+}
+
+function deref(doc, x) {
+    while (x && x.$ref) x = x.$ref.slice(2).split('/').reduce((o, k) => o[k.replace(/~1/g, '/').replace(/~0/g, '~')], doc);
+    return x;
+}
+
+// ---- checks -----------------------------------------------------------------------------
+
+// The members of value its schema does not name, as JSON paths, into out: Prism passes a
+// member the spec never mentions unless the schema closes the object, so an answer could
+// grow fields the spec does not describe. Follows $ref, allOf, oneOf/anyOf (the branches
+// of the value's type), properties, additionalProperties and items.
+function undocumented(doc, schema, value, where, out) {
+    schema = deref(doc, schema);
+    if (!schema || typeof schema !== 'object' || value === null || typeof value !== 'object') return;
+    const branches = [schema];
+    for (const k of ['allOf', 'oneOf', 'anyOf'])
+        for (const b of schema[k] || []) {
+            const d = deref(doc, b);
+            const t = d && (d.type || (d.properties ? 'object' : d.items ? 'array' : undefined));
+            const types = Array.isArray(t) ? t : [t];
+            if (k === 'allOf' || t === undefined || types.includes(Array.isArray(value) ? 'array' : 'object'))
+                branches.push(...flatten(doc, d));
+        }
+    if (Array.isArray(value)) {
+        const items = branches.map((b) => b.items).filter(Boolean);
+        value.slice(0, 3).forEach((v, i) => items.forEach((it) => undocumented(doc, it, v, `${where}[${i}]`, out)));
+        return;
+    }
+    const props = {};
+    let extra;
+    let open = true;
+    for (const b of branches) {
+        Object.assign(props, b.properties || {});
+        if (b.additionalProperties !== undefined) {
+            if (typeof b.additionalProperties === 'object') extra = b.additionalProperties;
+            else open = open && b.additionalProperties;
+        }
+        if (b.patternProperties || b.propertyNames) extra = extra || {};
+    }
+    const named = Object.keys(props).length > 0;
+    for (const [k, v] of Object.entries(value)) {
+        if (props[k]) undocumented(doc, props[k], v, `${where}.${k}`, out);
+        else if (extra) undocumented(doc, extra, v, `${where}.${k}`, out);
+        else if (named && open) out.add(`${where}.${k}`);
+    }
+}
+
+function flatten(doc, s) {
+    s = deref(doc, s);
+    if (!s) return [];
+    return [s, ...(s.allOf || []).flatMap((x) => flatten(doc, x))];
+}
+
+// The undocumented members of an answer, against the schema of its status and type.
+function undocumentedOf(doc, entry, res, out) {
+    const r = deref(doc, entry.op.responses[String(res.status)]);
+    const type = (res.headers['content-type'] || '').split(';')[0];
+    const schema = r && r.content && r.content[type] && r.content[type].schema;
+    if (schema && res.json !== undefined) undocumented(doc, schema, res.json, `${entry.method} ${entry.path} ${res.status}`, out);
+}
+
+const PRISM_PROBLEM = 'https://stoplight.io/prism/errors#';
+
+function violations(res) {
+    const v = res.headers['sl-violations'];
+    if (!v) return null;
+    try { return JSON.parse(v); } catch { return v; }
+}
+
+function show(res) {
+    return `${res.status} ${res.text.slice(0, 600)}`;
+}
+
+// A request within the spec: through the validating proxy, conforming, with the status.
+async function checkStrict(ctx, req, c) {
+    const res = await send(ctx.strict.base, req);
+    const problems = [];
+    const v = violations(res);
+    if (v) problems.push(`Prism reports violations: ${JSON.stringify(v)}`);
+    if (res.json && typeof res.json.type === 'string' && res.json.type.startsWith(PRISM_PROBLEM))
+        problems.push(`Prism answered itself: ${show(res)}`);
+    if (res.status !== c.status) problems.push(`status ${res.status}, want ${c.status}: ${show(res)}`);
+    return { res, problems };
+}
+
+// A request outside the spec on purpose: the validating proxy refuses it, and the daemon's
+// answer, through the proxy that does not validate requests, conforms.
+async function checkInvalid(ctx, req, c) {
+    const problems = [];
+    const refused = await send(ctx.strict.base, req);
+    const t = refused.json && refused.json.type;
+    if (!(typeof t === 'string' && t.startsWith(PRISM_PROBLEM) && (refused.status === 422 || refused.status === 401)))
+        problems.push(`the spec accepts this request (Prism passed it on, ${show(refused)}); ` +
+            'the case says the daemon refuses it: describe the refusal in the spec or fix the case');
+    if (c.key === 'none') {
+        // Prism checks the key even when it validates no request (the CLI has no switch
+        // for it), so the daemon's answer is checked here: the same 401 problem the
+        // "a key nobody configured" cases get through Prism, with its challenge.
+        const res = await send(ctx.daemon.base, req);
+        if (res.status !== c.status) problems.push(`status ${res.status}, want ${c.status}: ${show(res)}`);
+        if (res.headers['content-type'] !== 'application/problem+json') problems.push(`Content-Type ${res.headers['content-type']}`);
+        if (res.headers['www-authenticate'] !== 'Bearer') problems.push(`WWW-Authenticate ${res.headers['www-authenticate']}`);
+        if (res.headers['cache-control'] !== 'no-store') problems.push(`Cache-Control ${res.headers['cache-control']}`);
+        const j = res.json || {};
+        if (!(j.type === 'https://terrafusion.dev/problems/unauthorized' && j.status === 401 && j.title && j.detail))
+            problems.push(`not the unauthorized problem: ${show(res)}`);
+        return { res, problems };
+    }
+    const res = await send(ctx.lenient.base, req);
+    const v = violations(res);
+    if (v) problems.push(`Prism reports violations of the answer: ${JSON.stringify(v)}`);
+    if (res.json && typeof res.json.type === 'string' && res.json.type.startsWith(PRISM_PROBLEM))
+        problems.push(`Prism answered itself: ${show(res)}`);
+    if (res.status !== c.status) problems.push(`status ${res.status}, want ${c.status}: ${show(res)}`);
+    return { res, problems };
+}
+
+// HEAD straight to the daemon: the GET's status and headers, no body, as the spec's HEAD
+// operation documents them.
+async function checkHead(ctx, req, c, entry) {
+    const problems = [];
+    const res = await send(ctx.daemon.base, req);
+    const get = await send(ctx.daemon.base, { ...req, method: 'GET' });
+    if (res.status !== c.status) problems.push(`status ${res.status}, want ${c.status}`);
+    if (res.status !== get.status) problems.push(`status ${res.status}, the GET's ${get.status}`);
+    if (res.text !== '') problems.push(`a body of ${res.text.length} bytes`);
+    if (res.headers['content-type'] !== get.headers['content-type'])
+        problems.push(`Content-Type ${res.headers['content-type']}, the GET's ${get.headers['content-type']}`);
+    // A GET's body may differ from one request to the next (ages, uptime); its length is
+    // compared where it cannot.
+    if (c.sameLength && res.headers['content-length'] !== String(Buffer.byteLength(get.text)))
+        problems.push(`Content-Length ${res.headers['content-length']}, the GET's body has ${Buffer.byteLength(get.text)} bytes`);
+    const doc = deref(ctx.spec, entry.op.responses[String(res.status)]);
+    if (!doc) {
+        problems.push(`status ${res.status} is not documented for HEAD ${entry.path}`);
+    } else {
+        for (const [h, hv] of Object.entries(doc.headers || {})) {
+            const schema = deref(ctx.spec, deref(ctx.spec, hv).schema) || {};
+            const got = res.headers[h.toLowerCase()];
+            if (got === undefined) problems.push(`no ${h} header, documented for ${res.status}`);
+            else if (schema.const !== undefined && got !== schema.const) problems.push(`${h}: ${got}, documented ${schema.const}`);
+        }
+    }
+    return { res, problems };
+}
+
+// ---- the run ----------------------------------------------------------------------------
+
+async function main() {
+    const doc = loadSpec();
+    const ops = operations(doc);
+    // Every operation of the spec has a case, and every case an operation.
+    const missing = [...ops.keys()].filter((k) => !cases[k] || cases[k].length === 0);
+    const stale = Object.keys(cases).filter((k) => !ops.has(k));
+    if (missing.length) fail(`operations of docs/openapi.yaml without a case in tests/openapi/cases.mjs: ${missing.join(', ')}`);
+    if (stale.length) fail(`cases for operations docs/openapi.yaml does not have: ${stale.join(', ')}`);
+
+    const ctx = { spec: doc, psql, conninfo, clone, work, source: args.source, pluginDir: args['plugin-dir'], until };
+    await fixtures.databases(ctx);
+    ctx.configPath = path.join(work, 'tfsyncd.json');
+    writeConfig(ctx);
+    ctx.daemon = await startDaemon(ctx.configPath);
+    ctx.api = (method, p, body, key = 'operate') => send(ctx.daemon.base, requestOf({ body, key, path: p }, ctx, p, method));
+    ctx.strict = await startPrism('prism', ctx.daemon.base, []);
+    ctx.lenient = await startPrism('prism-lenient', ctx.daemon.base, ['--validate-request', 'false']);
+    say(`tfsyncd at ${ctx.daemon.base}, prism at ${ctx.strict.base} (and ${ctx.lenient.base} not validating requests)`);
+    const t0 = Date.now();
+    await fixtures.runs(ctx);
+    say(`fixtures ready in ${Date.now() - t0} ms`);
+
+    let failed = 0, passed = 0;
+    const uncovered = [];
+    for (const [key, list] of Object.entries(cases)) {
+        const entry = ops.get(key);
+        const seen = new Set();
+        for (const c of list) {
+            const label = `${key}: ${c.name}`;
+            let out;
+            try {
+                if (c.before) await c.before(ctx);
+                const req = requestOf(c, ctx, entry.path, entry.method);
+                out = entry.method === 'HEAD' ? await checkHead(ctx, req, c, entry)
+                    : c.invalid ? await checkInvalid(ctx, req, c)
+                    : await checkStrict(ctx, req, c);
+                if (out.res && entry.method !== 'HEAD') {
+                    const extra = new Set();
+                    undocumentedOf(ctx.spec, entry, out.res, extra);
+                    if (extra.size) out.problems.push(`members the spec does not name: ${[...extra].join(', ')}`);
+                }
+                if (out.problems.length === 0 && c.after) await c.after(ctx, out.res);
+            } catch (e) {
+                out = { problems: [`${e.message}`] };
+            }
+            if (!ctx.daemon.alive()) out.problems.push(`tfsyncd is gone:\n${logTail('tfsyncd.log')}`);
+            if (out.problems.length) {
+                failed++;
+                console.log(`not ok - ${label}\n    ${out.problems.join('\n    ')}`);
+            } else {
+                passed++;
+                seen.add(String(c.status));
+                console.log(`ok - ${label} (${c.status})`);
+            }
+            if (!ctx.daemon.alive()) fail('tfsyncd died; stopping');
+        }
+        const documented = Object.keys(entry.op.responses).filter((s) => !seen.has(s) && !['405', '413', '500', '503'].includes(s));
+        if (documented.length) uncovered.push(`${key}: ${documented.join(' ')}`);
+    }
+    if (uncovered.length) say(`documented answers no case reaches (besides 405, 413, 500, 503):\n  ${uncovered.join('\n  ')}`);
+    console.log(`${passed} passed, ${failed} failed`);
+    if (failed) process.exitCode = 1;
+}
+
+async function cleanup() {
+    for (const c of children.reverse()) {
+        if (c.exitCode === null && c.signalCode === null) {
+            c.kill('SIGTERM');
+            const t = setTimeout(() => c.kill('SIGKILL'), 10000);
+            await c.exited;
+            clearTimeout(t);
+        }
+    }
+    for (const db of databases) {
+        try {
+            execFileSync('psql', ['-X', '-q', '-h', pg.host, '-p', pg.port, '-U', pg.user, '-d', 'postgres',
+                '-c', `DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`], { stdio: 'ignore' });
+        } catch { /* the next run's sweep drops it */ }
+    }
+    if (process.env.TFS_TEST_KEEP || process.exitCode) say(`logs and config kept in ${work}`);
+    else fs.rmSync(work, { recursive: true, force: true });
+}
+
+process.on('SIGTERM', () => { process.exitCode = 143; cleanup().then(() => process.exit()); });
+try {
+    await main();
+} catch (e) {
+    process.exitCode = 1;
+    if (!e.reported) console.error(e.stack || e.message);
+    for (const c of children) console.error(`--- ${c.logName} ---\n${logTail(c.logName)}`);
+} finally {
+    await cleanup();
+}
