@@ -1,23 +1,83 @@
-/* cli/cli_client.c — one request to tfsyncd's API and its answer, printing and parsing
- * helpers; see cli.h. */
+/* cli/cli_client.c — one request to tfsyncd's API and its answer, errors that never show
+ * the API key, printing and parsing helpers; see cli.h. */
 #include "cli.h"
 
 #include <curl/curl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+static const char *secrets[4]; /* API keys ($TFSYNC_KEY, --key): never in a message */
+static const char *command; /* the command a usage error points to the help of */
 
 typedef struct buf {
     char *data;
     size_t len, cap;
 } buf;
 
+void cli_set_secret(const char *s)
+{
+    for (size_t i = 0; s && *s && i < sizeof secrets / sizeof secrets[0]; i++) {
+        if (secrets[i] && strcmp(secrets[i], s) == 0)
+            return;
+        if (!secrets[i]) {
+            secrets[i] = s;
+            return;
+        }
+    }
+}
+
+void cli_set_command(const char *name)
+{
+    command = name;
+}
+
+void cli_redact(const char *text, char *out, size_t size)
+{
+    size_t n = 0;
+    if (!size)
+        return;
+    while (*text && n + 1 < size) {
+        size_t klen = 0;
+        for (size_t i = 0; i < sizeof secrets / sizeof secrets[0] && secrets[i] && !klen; i++)
+            if (strncmp(text, secrets[i], strlen(secrets[i])) == 0)
+                klen = strlen(secrets[i]);
+        if (klen) {
+            for (const char *m = "***"; *m && n + 1 < size; m++)
+                out[n++] = *m;
+            text += klen;
+        } else {
+            out[n++] = *text++;
+        }
+    }
+    out[n] = '\0';
+}
+
+void cli_errf(const char *fmt, ...)
+{
+    char raw[8192], clean[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    cli_redact(raw, clean, sizeof clean);
+    fprintf(stderr, "tfsync: %s\n", clean);
+}
+
+/* The arguments are printed as they were typed, so the one that holds the key (a misplaced
+ * --key's value) is redacted like any other message. */
 _Noreturn void cli_usage_error(const char *fmt, const char *arg)
 {
-    fputs("tfsync: ", stderr);
-    fprintf(stderr, fmt, arg);
-    fputs("\n", stderr);
-    cli_usage(stderr);
+    char msg[4096];
+    snprintf(msg, sizeof msg, fmt, arg);
+    cli_errf("%s", msg);
+    if (command)
+        fprintf(stderr, "usage: tfsync %s ... (see tfsync %s --help)\n", command, command);
+    else
+        fputs("usage: tfsync [--url URL] [--key KEY] [--json] COMMAND ... (see tfsync "
+              "--help)\n",
+              stderr);
     exit(EXIT_USAGE);
 }
 
@@ -48,8 +108,7 @@ void cli_answer_free(answer *a)
     memset(a, 0, sizeof *a);
 }
 
-/* One request; exits 3 when no HTTP answer came, and 2 on a problem+json answer (or any
- * other error status unless allow_error). path is appended to the base URL. */
+/* One request; see cli.h. */
 answer cli_request(const cli *c, const char *method, const char *path, const char *body,
                       int allow_error)
 {
@@ -59,7 +118,7 @@ answer cli_request(const cli *c, const char *method, const char *path, const cha
     snprintf(url, sizeof url, "%s%s", c->url, path);
     CURL *h = curl_easy_init();
     if (!h) {
-        fprintf(stderr, "tfsync: could not initialise libcurl\n");
+        cli_errf("could not initialise libcurl");
         exit(EXIT_UNREACHABLE);
     }
     struct curl_slist *hdrs = NULL;
@@ -83,8 +142,7 @@ answer cli_request(const cli *c, const char *method, const char *path, const cha
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     CURLcode rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
-        fprintf(stderr, "tfsync: could not reach %s: %s\n", c->url,
-                errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        cli_errf("could not reach %s: %s", c->url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
         exit(EXIT_UNREACHABLE);
     }
     char *ct = NULL;
@@ -95,21 +153,26 @@ answer cli_request(const cli *c, const char *method, const char *path, const cha
     a.json = json_loads(a.body, 0, NULL);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(h);
+    if (allow_error == CLI_ANY_ANSWER)
+        return a; /* the caller looks at status and json (NULL when not JSON) */
     if (a.problem || (a.status >= 400 && !allow_error)) {
         const char *title = json_string_value(json_object_get(a.json, "title"));
         const char *detail = json_string_value(json_object_get(a.json, "detail"));
         if (title)
-            fprintf(stderr, "tfsync: %s: %s\n", title, detail ? detail : "");
+            cli_errf("%s: %s", title, detail ? detail : "");
         else
-            fprintf(stderr, "tfsync: HTTP %ld from %s %s\n", a.status, method, path);
+            cli_errf("HTTP %ld from %s %s", a.status, method, path);
         size_t i;
         json_t *r;
-        json_array_foreach(json_object_get(a.json, "reasons"), i, r) /* e.g. a 422's */
-            fprintf(stderr, "  %s\n", json_string_value(r) ? json_string_value(r) : "?");
+        json_array_foreach(json_object_get(a.json, "reasons"), i, r) { /* e.g. a 422's */
+            char line[4096];
+            cli_redact(json_string_value(r) ? json_string_value(r) : "?", line, sizeof line);
+            fprintf(stderr, "  %s\n", line);
+        }
         exit(EXIT_API);
     }
     if (!a.json) {
-        fprintf(stderr, "tfsync: the answer to %s %s is not JSON\n", method, path);
+        cli_errf("the answer to %s %s is not JSON", method, path);
         exit(EXIT_API);
     }
     return a;
@@ -168,6 +231,8 @@ void cli_parse_filters(int argc, char **argv, const char *const *names, char *pa
         for (int k = 0; names[k]; k += 2)
             if (strcmp(argv[i], names[k]) == 0)
                 param = names[k + 1];
+        if (!param && argv[i][0] == '-')
+            cli_usage_error("unknown option \"%s\"", argv[i]);
         if (!param)
             cli_usage_error("unexpected argument \"%s\"", argv[i]);
         if (i + 1 >= argc)
@@ -179,4 +244,61 @@ void cli_parse_filters(int argc, char **argv, const char *const *names, char *pa
             cli_parse_id(v, "limit \"%s\" is not a positive integer");
         cli_add_query(path, size, param, v);
     }
+}
+
+/* "read 10 written 8 unchanged 1 skipped 1 conflicts 0 failed 0 deleted 0" for one
+ * entity's counts (the terms of read, in the rule's order), then what is apart from the
+ * records read: the sweep's deletions, deletions set aside for the guard, drift. */
+void cli_format_counts(const json_t *n, char *out, size_t size)
+{
+    int w = snprintf(out, size,
+                     "read %lld written %lld unchanged %lld skipped %lld conflicts %lld "
+                     "failed %lld deleted %lld",
+                     (long long)cli_int_of(n, "read"), (long long)cli_int_of(n, "written"),
+                     (long long)cli_int_of(n, "unchanged"), (long long)cli_int_of(n, "skipped"),
+                     (long long)cli_int_of(n, "conflicts"), (long long)cli_int_of(n, "failed"),
+                     (long long)cli_int_of(n, "deleted"));
+    static const char *const extra[] = {"set_aside", "swept", "drift"};
+    for (size_t i = 0; i < 3 && w > 0 && (size_t)w < size; i++) {
+        json_int_t v = cli_int_of(n, extra[i]);
+        if (v)
+            w += snprintf(out + w, size - (size_t)w, " %s %lld", extra[i], (long long)v);
+    }
+    /* A full run's estimate of the entity (SDK 1.3), for how far the run has come. */
+    const json_t *est = json_object_get(n, "estimated_total");
+    if (json_is_integer(est) && w > 0 && (size_t)w < size)
+        snprintf(out + w, size - (size_t)w, " estimated_total %lld",
+                 (long long)json_integer_value(est));
+}
+
+json_t *cli_job_result(const cli *c, const answer *a)
+{
+    if (a->status != 202)
+        return json_incref(a->json);
+    char path[64];
+    snprintf(path, sizeof path, "/sync/status/%lld", (long long)cli_int_of(a->json, "run_id"));
+    for (;;) {
+        answer s = cli_request(c, "GET", path, NULL, 0);
+        const char *state = cli_str_of(s.json, "state", "");
+        if (!strcmp(state, "succeeded") || !strcmp(state, "partial") ||
+            !strcmp(state, "failed") || !strcmp(state, "cancelled")) {
+            json_t *res = json_object_get(s.json, "result");
+            json_t *out = json_is_object(res) ? json_deep_copy(res) : json_object();
+            json_object_set(out, "run_id", json_object_get(s.json, "run_id"));
+            json_object_set(out, "state", json_object_get(s.json, "state"));
+            if (!strcmp(state, "failed"))
+                json_object_set(out, "error", json_object_get(s.json, "error"));
+            cli_answer_free(&s);
+            return out;
+        }
+        cli_answer_free(&s);
+        cli_sleep_ms(POLL_MS);
+    }
+}
+
+void cli_no_options(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1])
+            cli_usage_error("unknown option \"%s\"", argv[i]);
 }

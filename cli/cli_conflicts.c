@@ -86,8 +86,7 @@ static json_t *record_file(const char *path)
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
     if (!j) {
-        fprintf(stderr, "tfsync: could not read the record in \"%s\": %s (line %d)\n", path,
-                je.text, je.line);
+        cli_errf("could not read the record in \"%s\": %s (line %d)", path, je.text, je.line);
         exit(EXIT_USAGE);
     }
     return j;

@@ -54,32 +54,6 @@ static int list(const cli *c, int argc, char **argv)
     return 0;
 }
 
-/* The job's answer (the replay's result), waiting for the run when the API answered 202. */
-static json_t *replay_result(const cli *c, answer *a)
-{
-    if (a->status != 202)
-        return json_incref(a->json);
-    char path[64];
-    snprintf(path, sizeof path, "/sync/status/%lld", (long long)cli_int_of(a->json, "run_id"));
-    for (;;) {
-        answer s = cli_request(c, "GET", path, NULL, 0);
-        const char *state = cli_str_of(s.json, "state", "");
-        if (!strcmp(state, "succeeded") || !strcmp(state, "partial") ||
-            !strcmp(state, "failed") || !strcmp(state, "cancelled")) {
-            json_t *res = json_object_get(s.json, "result");
-            json_t *out = json_is_object(res) ? json_deep_copy(res) : json_object();
-            json_object_set(out, "run_id", json_object_get(s.json, "run_id"));
-            json_object_set(out, "state", json_object_get(s.json, "state"));
-            if (!strcmp(state, "failed"))
-                json_object_set(out, "error", json_object_get(s.json, "error"));
-            cli_answer_free(&s);
-            return out;
-        }
-        cli_answer_free(&s);
-        cli_sleep_ms(POLL_MS);
-    }
-}
-
 static int replay(const cli *c, int argc, char **argv)
 {
     answer a;
@@ -117,7 +91,7 @@ static int replay(const cli *c, int argc, char **argv)
         a = cli_request(c, "POST", "/dead-letters/replay", text, 0);
         free(text);
     }
-    json_t *res = replay_result(c, &a);
+    json_t *res = cli_job_result(c, &a);
     cli_answer_free(&a);
     if (c->json) {
         cli_print_json(res);

@@ -36,7 +36,7 @@ static char *slurp(const char *path)
     }
     fclose(f);
     if (!buf) {
-        fprintf(stderr, "tfsync: out of memory reading %s\n", path);
+        cli_errf("out of memory reading %s", path);
         exit(EXIT_USAGE);
     }
     buf[len] = '\0';
@@ -106,8 +106,8 @@ int cli_cmd_transform(const cli *c, int argc, char **argv)
     json_t *records = json_loads(text, 0, &je);
     free(text);
     if (!records) {
-        fprintf(stderr, "tfsync: %s is not JSON: %s at line %d, column %d\n", file, je.text,
-                je.line, je.column);
+        cli_errf("%s is not JSON: %s at line %d, column %d", file, je.text, je.line,
+                 je.column);
         return EXIT_USAGE;
     }
     if (json_is_object(records)) { /* one record */

@@ -1,15 +1,17 @@
-/* cli/tfsync.c — tfsync, the command-line client of tfsyncd: starts and watches runs,
- * reads the status, the audit trail and the dead letters over the same HTTP API
- * (docs/openapi.yaml).
+/* cli/tfsync.c — tfsync, the command-line client of tfsyncd over its HTTP API
+ * (docs/openapi.yaml): the dispatcher (global options before or after the command,
+ * --help, --version, the command table) and the commands on runs: sync, status, cancel,
+ * confirm, health. The other commands have a file each (cli.h).
  *
- *   tfsync [--url URL] [--key KEY] [--json] COMMAND ...
+ *   tfsync [--url URL] [--key KEY] [--json] COMMAND [ARGS] [OPTIONS]
  *
  * URL defaults to $TFSYNC_URL or http://127.0.0.1:8080, KEY to $TFSYNC_KEY; the key is
- * sent as "Authorization: Bearer <key>" and never printed. Exit codes: 0 success (sync
- * --wait: the run succeeded), 1 a run that failed or was cancelled (sync --wait) or a
- * health that is not ok, 2 an error answer of the API (problem+json), 3 the daemon could
- * not be reached, 4 a run that ended partial (dead letters or parked conflicts), 5 a run
- * held by a guard (confirm or cancel it), 64 a usage error.
+ * sent as "Authorization: Bearer <key>" and never printed (cli_errf redacts it). Exit
+ * codes: 0 success (sync --wait: the run succeeded), 1 a run that failed or was cancelled
+ * (sync --wait), a health that is not ok, a pair that is not valid, 2 an error answer of
+ * the API (problem+json), 3 the daemon could not be reached, 4 a run that ended partial
+ * (dead letters or parked conflicts), 5 a run held by a guard (confirm or cancel it), 6
+ * --timeout ran out (the run goes on), 64 a usage error.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -19,92 +21,6 @@
 #include <time.h>
 
 #include "cli.h"
-
-void cli_usage(FILE *to)
-{
-    fputs("usage: tfsync [--url URL] [--key KEY] [--json] COMMAND ...\n"
-          "\n"
-          "commands:\n"
-          "  sync full|incremental PAIR [--wait]   start a run; --wait follows it to its end\n"
-          "  status [RUN_ID]                       every pair's last run, or one run\n"
-          "  audit [--pair P] [--key K] [--run N] [--limit N]\n"
-          "                                        applied changes, oldest first\n"
-          "  audit verify [--pair P]               walk the audit trail's hash chain; names\n"
-          "                                        the first entry that does not match and\n"
-          "                                        exits 1 then\n"
-          "  dead-letters [list] [--pair P] [--entity E] [--run N] [--stage S]\n"
-          "               [--status S] [--limit N] [--after ID]\n"
-          "                                        records that failed (open ones unless\n"
-          "                                        --status), oldest first\n"
-          "  dead-letters replay ID | --pair P [--entity E] [--run N] [--stage S]\n"
-          "                                        run them again with the current script\n"
-          "                                        and rules; exits 4 when some fail again\n"
-          "  dead-letters discard ID               drop one (role admin), audited\n"
-          "  conflicts list [--pair P] [--status S] [--entity E] [--after ID]\n"
-          "                                        conflicts, oldest first\n"
-          "  conflicts show ID                     its source, target and base versions\n"
-          "  conflicts resolve ID source|target|--record FILE\n"
-          "                                        decide an open conflict\n"
-          "  cancel RUN_ID                         end a queued, waiting or running run as\n"
-          "                                        cancelled at its next batch boundary (a\n"
-          "                                        held one at once, nothing deleted)\n"
-          "  confirm RUN_ID N                      let a held run apply its N deletions\n"
-          "  transform test NAME FILE [--pair P] [--entity E] [--source SCRIPT.lua]\n"
-          "                                        run a script (or an unsaved edit) over\n"
-          "                                        the JSON records of FILE, nothing written\n"
-          "  health                                the daemon, its state store and systems\n"
-          "\n"
-          "URL defaults to $TFSYNC_URL or " DEFAULT_URL ", KEY to $TFSYNC_KEY.\n"
-          "exit codes: 0 ok (sync --wait: succeeded), 1 run failed or cancelled, not\n"
-          "healthy, or an audit chain that does not verify, 2 API error, 3 unreachable,\n"
-          "4 run partial (dead letters or parked conflicts), 5 run held by a guard (tfsync\n"
-          "confirm or cancel), 64 usage\n",
-          to);
-}
-
-/* "read 10 written 8 unchanged 1 skipped 1 conflicts 0 failed 0 deleted 0" for one
- * entity's counts (the terms of read, in the rule's order), then what is apart from the
- * records read: the sweep's deletions, deletions set aside for the guard, drift. */
-static void format_counts(const json_t *n, char *out, size_t size)
-{
-    int w = snprintf(out, size,
-                     "read %lld written %lld unchanged %lld skipped %lld conflicts %lld "
-                     "failed %lld deleted %lld",
-                     (long long)cli_int_of(n, "read"), (long long)cli_int_of(n, "written"),
-                     (long long)cli_int_of(n, "unchanged"), (long long)cli_int_of(n, "skipped"),
-                     (long long)cli_int_of(n, "conflicts"), (long long)cli_int_of(n, "failed"),
-                     (long long)cli_int_of(n, "deleted"));
-    static const char *const extra[] = {"set_aside", "swept", "drift"};
-    for (size_t i = 0; i < 3 && w > 0 && (size_t)w < size; i++) {
-        json_int_t v = cli_int_of(n, extra[i]);
-        if (v)
-            w += snprintf(out + w, size - (size_t)w, " %s %lld", extra[i], (long long)v);
-    }
-    /* A full run's estimate of the entity (SDK 1.3), for how far the run has come. */
-    const json_t *est = json_object_get(n, "estimated_total");
-    if (json_is_integer(est) && w > 0 && (size_t)w < size)
-        snprintf(out + w, size - (size_t)w, " estimated_total %lld",
-                 (long long)json_integer_value(est));
-}
-
-/* Every entity's counts on one line: "property: read ... ; other: ...". */
-static void format_all_counts(const json_t *counts, char *out, size_t size)
-{
-    const char *entity;
-    json_t *n;
-    size_t len = 0;
-    out[0] = '\0';
-    json_object_foreach((json_t *)counts, entity, n) {
-        char one[256];
-        format_counts(n, one, sizeof one);
-        int w = snprintf(out + len, size - len, "%s%s: %s", len ? "; " : "", entity, one);
-        if (w < 0 || (size_t)w >= size - len)
-            break;
-        len += (size_t)w;
-    }
-    if (!len)
-        snprintf(out, size, "no records yet");
-}
 
 /* label starts the first line ("", "last "), indent every line. */
 static void print_run(const json_t *run, const char *indent, const char *label)
@@ -117,7 +33,7 @@ static void print_run(const json_t *run, const char *indent, const char *label)
     json_t *n;
     json_object_foreach(json_object_get(run, "counts"), entity, n) {
         char line[256];
-        format_counts(n, line, sizeof line);
+        cli_format_counts(n, line, sizeof line);
         printf("%s  %s: %s\n", indent, entity, line);
     }
     const char *error = json_string_value(json_object_get(run, "error"));
@@ -135,52 +51,32 @@ static void print_run(const json_t *run, const char *indent, const char *label)
            fin ? fin : "-");
 }
 
-/* sync --wait's exit code for the state a run stopped in. */
-static int run_exit_code(const char *state)
-{
-    if (strcmp(state, "succeeded") == 0)
-        return 0;
-    if (strcmp(state, "partial") == 0)
-        return EXIT_RUN_PARTIAL;
-    if (strcmp(state, "held") == 0)
-        return EXIT_RUN_HELD;
-    return EXIT_RUN_FAILED;
-}
-
-static void print_end(const json_t *run, json_int_t id, const char *state)
-{
-    if (strcmp(state, "succeeded") == 0) {
-        printf("run %lld succeeded in %lld ms\n", (long long)id,
-               (long long)cli_int_of(run, "elapsed_ms"));
-    } else if (strcmp(state, "partial") == 0) {
-        printf("run %lld partial: done, with dead letters or parked conflicts (tfsync "
-               "dead-letters --run %lld)\n",
-               (long long)id, (long long)id);
-    } else if (strcmp(state, "held") == 0) {
-        const json_t *h = json_object_get(run, "held");
-        printf("run %lld held: %s\n", (long long)id, cli_str_of(h, "reason", "?"));
-    } else if (strcmp(state, "cancelled") == 0) {
-        printf("run %lld cancelled\n", (long long)id);
-    } else {
-        printf("run %lld failed: %s\n", (long long)id, cli_str_of(run, "error", "?"));
-    }
-}
-
 static int cmd_sync(const cli *c, int argc, char **argv)
 {
     const char *mode = NULL, *pair = NULL;
     int wait = 0;
+    double timeout = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--wait") == 0)
+        if (strcmp(argv[i], "--wait") == 0) {
             wait = 1;
-        else if (argv[i][0] == '-' && argv[i][1])
-            cli_usage_error("unknown option \"%s\" for sync", argv[i]);
-        else if (!mode)
+        } else if (strcmp(argv[i], "--timeout") == 0) {
+            if (i + 1 >= argc)
+                cli_usage_error("%s needs a number of seconds", argv[i]);
+            char *end;
+            timeout = strtod(argv[++i], &end);
+            if (!*argv[i] || *end || !(timeout > 0) || timeout > 31536000)
+                cli_usage_error("--timeout \"%s\" is not a number of seconds above 0",
+                                argv[i]);
+            wait = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_usage_error("unknown option \"%s\"", argv[i]);
+        } else if (!mode) {
             mode = argv[i];
-        else if (!pair)
+        } else if (!pair) {
             pair = argv[i];
-        else
+        } else {
             cli_usage_error("unexpected argument \"%s\"", argv[i]);
+        }
     }
     if (!mode || (strcmp(mode, "full") != 0 && strcmp(mode, "incremental") != 0))
         cli_usage_error("sync needs a mode, full or incremental%s", "");
@@ -200,52 +96,7 @@ static int cmd_sync(const cli *c, int argc, char **argv)
     else if (!c->json)
         printf("%lld\n", (long long)id);
     cli_answer_free(&a);
-    if (!wait)
-        return 0;
-
-    fflush(stdout);
-    char last[4096] = "";
-    snprintf(path, sizeof path, "/sync/status/%lld", (long long)id);
-    for (;;) {
-        /* An error answer while the state store is down (503) is waited out too. */
-        answer s = cli_request(c, "GET", path, NULL, 1);
-        const char *state = cli_str_of(s.json, "state", NULL);
-        if (!state) {
-            cli_answer_free(&s);
-            cli_sleep_ms(POLL_MS);
-            continue;
-        }
-        /* Held is where --wait stops too: the run goes on only when someone confirms. */
-        int done = strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
-                   strcmp(state, "cancelled") == 0 || strcmp(state, "partial") == 0 ||
-                   strcmp(state, "held") == 0;
-        if (!c->json) {
-            char counts[3800], line[4096];
-            format_all_counts(json_object_get(s.json, "counts"), counts, sizeof counts);
-            const json_t *w = json_object_get(s.json, "waiting");
-            if (json_is_object(w))
-                snprintf(line, sizeof line, "%s (%s): %s", state, cli_str_of(w, "reason", "?"),
-                         counts);
-            else
-                snprintf(line, sizeof line, "%s: %s", state, counts);
-            if (strcmp(line, last) != 0) {
-                printf("run %lld %s\n", (long long)id, line);
-                fflush(stdout);
-                snprintf(last, sizeof last, "%s", line);
-            }
-        }
-        if (done) {
-            int code = run_exit_code(state);
-            if (c->json)
-                cli_print_json(s.json);
-            else
-                print_end(s.json, id, state);
-            cli_answer_free(&s);
-            return code;
-        }
-        cli_answer_free(&s);
-        cli_sleep_ms(POLL_MS);
-    }
+    return wait ? cli_wait_run(c, id, timeout) : 0;
 }
 
 static void print_pair(const char *name, const json_t *p)
@@ -279,6 +130,7 @@ static void print_pair(const char *name, const json_t *p)
 
 static int cmd_status(const cli *c, int argc, char **argv)
 {
+    cli_no_options(argc, argv);
     char path[64] = "/sync/status";
     if (argc > 1)
         cli_usage_error("unexpected argument \"%s\"", argv[1]);
@@ -300,88 +152,9 @@ static int cmd_status(const cli *c, int argc, char **argv)
     return 0;
 }
 
-/* Appends "&name=<value URL-encoded>" (or "?" first) to path. */
-/* tfsync audit verify [--pair P]: each pair's chain, and the first entry that does not
- * match; exit 1 when one does not. */
-static int cmd_audit_verify(const cli *c, int argc, char **argv)
-{
-    static const char *const names[] = {"--pair", "pair", NULL};
-    char path[2048] = "/audit/verify";
-    cli_parse_filters(argc, argv, names, path, sizeof path);
-    answer a = cli_request(c, "GET", path, NULL, 0);
-    int ok = json_is_true(json_object_get(a.json, "ok"));
-    if (c->json) {
-        cli_print_json(a.json);
-        cli_answer_free(&a);
-        return ok ? 0 : EXIT_RUN_FAILED;
-    }
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(a.json, "pairs"), i, p) {
-        const json_t *head = json_object_get(p, "head");
-        const json_t *m = json_object_get(p, "mismatch");
-        printf("%s: %s, %lld entries verified, head seq %lld %.16s, %lld unchained (older "
-               "than the chain)\n",
-               cli_str_of(p, "pair", "?"), m ? "DOES NOT VERIFY" : "ok",
-               (long long)cli_int_of(p, "entries"), (long long)cli_int_of(head, "seq"),
-               cli_str_of(head, "hash", "-"), (long long)cli_int_of(p, "unchained"));
-        if (m && json_object_get(m, "id"))
-            printf("  first mismatch: entry %lld (seq %lld, run %lld, %s key \"%s\", op %s): "
-                   "%s: %s\n",
-                   (long long)cli_int_of(m, "id"), (long long)cli_int_of(m, "seq"),
-                   (long long)cli_int_of(m, "run_id"), cli_str_of(m, "entity", "?"),
-                   cli_str_of(m, "source_key", "?"), cli_str_of(m, "op", "?"),
-                   cli_str_of(m, "what", "?"), cli_str_of(m, "detail", ""));
-        else if (m)
-            printf("  first mismatch: %s: %s\n", cli_str_of(m, "what", "?"),
-                   cli_str_of(m, "detail", ""));
-    }
-    if (json_array_size(json_object_get(a.json, "pairs")) == 0)
-        printf("no audit chain yet\n");
-    cli_answer_free(&a);
-    return ok ? 0 : EXIT_RUN_FAILED;
-}
-
-static int cmd_audit(const cli *c, int argc, char **argv)
-{
-    if (argc > 0 && strcmp(argv[0], "verify") == 0)
-        return cmd_audit_verify(c, argc - 1, argv + 1);
-    static const char *const names[] = {"--pair", "pair", "--key", "key", "--run", "run_id",
-                                        "--limit", "limit", NULL};
-    char path[2048] = "/audit";
-    cli_parse_filters(argc, argv, names, path, sizeof path);
-    answer a = cli_request(c, "GET", path, NULL, 0);
-    if (c->json) {
-        cli_print_json(a.json);
-        cli_answer_free(&a);
-        return 0;
-    }
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(a.json, "entries"), i, e) {
-        printf("%lld run %lld %s %s", (long long)cli_int_of(e, "id"), (long long)cli_int_of(e, "run_id"),
-               cli_str_of(e, "key", "?"), cli_str_of(e, "op", "?"));
-        const char *target, *field;
-        json_t *fields, *v;
-        int any = 0;
-        json_object_foreach(json_object_get(e, "changes"), target, fields) {
-            json_object_foreach(fields, field, v) {
-                printf("%s%s.%s", any ? "," : " ", target, field);
-                any = 1;
-            }
-        }
-        putchar('\n');
-    }
-    json_int_t next = cli_int_of(a.json, "next_after_id");
-    if (next)
-        fprintf(stderr, "tfsync: more entries follow id %lld (the API's after_id)\n",
-                (long long)next);
-    cli_answer_free(&a);
-    return 0;
-}
-
 static int cmd_cancel(const cli *c, int argc, char **argv)
 {
+    cli_no_options(argc, argv);
     if (argc != 1)
         cli_usage_error("cancel needs one run id%s", "");
     char path[96];
@@ -403,6 +176,7 @@ static int cmd_cancel(const cli *c, int argc, char **argv)
 
 static int cmd_confirm(const cli *c, int argc, char **argv)
 {
+    cli_no_options(argc, argv);
     if (argc != 2)
         cli_usage_error("confirm needs a run id and the number of deletions it is held "
                         "for%s", "");
@@ -427,6 +201,7 @@ static int cmd_confirm(const cli *c, int argc, char **argv)
 
 static int cmd_health(const cli *c, int argc, char **argv)
 {
+    cli_no_options(argc, argv);
     if (argc > 0)
         cli_usage_error("unexpected argument \"%s\"", argv[0]);
     /* 503 with a Health body means the state store is down: still worth printing. */
@@ -460,8 +235,12 @@ static const struct {
     int (*run)(const cli *c, int argc, char **argv);
 } commands[] = {
     {"sync", cmd_sync},
+    {"run", cmd_sync},
     {"status", cmd_status},
-    {"audit", cmd_audit},
+    {"pairs", cli_cmd_pairs},
+    {"plugins", cli_cmd_plugins},
+    {"validate", cli_cmd_validate},
+    {"audit", cli_cmd_audit},
     {"dead-letters", cli_cmd_dead_letters},
     {"conflicts", cli_cmd_conflicts},
     {"cancel", cmd_cancel},
@@ -469,6 +248,23 @@ static const struct {
     {"transform", cli_cmd_transform},
     {"health", cmd_health},
 };
+
+/* The value of --url or --key at argv[*i] ("--key K" or "--key=K"), or NULL when argv[*i]
+ * is not that option. A value that looks like an option is refused without printing what
+ * follows it: a misplaced key must not reach a message. */
+static const char *option_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n])
+        return NULL;
+    if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0)
+        cli_usage_error("%s needs a value", name);
+    return argv[++*i];
+}
 
 int main(int argc, char **argv)
 {
@@ -479,44 +275,71 @@ int main(int argc, char **argv)
     if (c.key && !*c.key)
         c.key = NULL;
 
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "--url") == 0 || strcmp(argv[i], "--key") == 0) {
-            if (i + 1 >= argc)
-                cli_usage_error("%s needs a value", argv[i]);
-            if (argv[i][2] == 'u')
-                url = argv[++i];
-            else
-                c.key = argv[++i];
-        } else if (strncmp(argv[i], "--url=", 6) == 0) {
-            url = argv[i] + 6;
-        } else if (strncmp(argv[i], "--key=", 6) == 0) {
-            c.key = argv[i] + 6;
+    /* The key is known before any message can be printed, from the environment or from
+     * --key wherever it stands, so every message can leave it out. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--key") == 0 && i + 1 < argc && strncmp(argv[i + 1], "--", 2))
+            cli_set_secret(argv[i + 1]);
+        else if (strncmp(argv[i], "--key=", 6) == 0)
+            cli_set_secret(argv[i] + 6);
+    }
+    if (c.key)
+        cli_set_secret(c.key);
+
+    /* The global options, before or after the command; the rest is the command's. */
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!rest) {
+        cli_errf("out of memory");
+        return EXIT_USAGE;
+    }
+    const char *cmd = NULL;
+    int n = 0, help = 0, version = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if ((v = option_value(argc, argv, &i, "--url"))) {
+            url = v;
+        } else if ((v = option_value(argc, argv, &i, "--key"))) {
+            c.key = *v ? v : NULL;
+            cli_set_secret(c.key);
         } else if (strcmp(argv[i], "--json") == 0) {
             c.json = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            cli_usage(stdout);
-            return 0;
-        } else {
+            help = 1;
+        } else if (strcmp(argv[i], "--version") == 0 && !cmd) {
+            version = 1;
+        } else if (!cmd && argv[i][0] == '-') {
             cli_usage_error("unknown option \"%s\"", argv[i]);
+        } else if (!cmd) {
+            cmd = argv[i];
+            cli_set_command(strcmp(cmd, "run") == 0 ? "sync" : cmd);
+            size_t k = 0;
+            while (k < sizeof commands / sizeof commands[0] && strcmp(cmd, commands[k].name))
+                k++;
+            if (k == sizeof commands / sizeof commands[0]) {
+                cli_set_command(NULL);
+                cli_usage_error("unknown command \"%s\"", cmd);
+            }
+        } else {
+            rest[n++] = argv[i];
         }
     }
-    if (i >= argc)
+    int rc = -1;
+    if (help && cmd) {
+        rc = cli_help(cmd, stdout);
+    } else if (help) {
+        cli_usage(stdout);
+        rc = 0;
+    } else if (version) {
+        cli_version();
+        rc = 0;
+    } else if (!cmd) {
         cli_usage_error("no command given%s", "");
-    const char *cmd = argv[i++];
-
-    /* --json is also accepted after the command. */
-    char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    if (!rest) {
-        fprintf(stderr, "tfsync: out of memory\n");
-        return EXIT_USAGE;
     }
-    int n = 0;
-    for (; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            c.json = 1;
-        else
-            rest[n++] = argv[i];
+    if (rc >= 0) {
+        free(rest);
+        return rc;
     }
 
     char base[2048];
@@ -527,12 +350,9 @@ int main(int argc, char **argv)
     c.url = base;
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = -1;
     for (size_t k = 0; k < sizeof commands / sizeof commands[0] && rc < 0; k++)
         if (strcmp(cmd, commands[k].name) == 0)
             rc = commands[k].run(&c, n, rest);
-    if (rc < 0)
-        cli_usage_error("unknown command \"%s\"", cmd);
     free(rest);
     curl_global_cleanup();
     return rc;

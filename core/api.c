@@ -805,6 +805,7 @@ static void handle_reload(const tfs_http_request *req, tfs_http_response *resp, 
 static const tfs_http_route routes[] = {
     {"POST", "/admin/reload", TFS_ROLE_ADMIN, handle_reload},
     {"GET", "/health", TFS_ROLE_NONE, handle_health},
+    {"GET", "/metrics", TFS_ROLE_NONE, tfs_api_metrics}, /* its role: metrics.public */
     {"POST", "/sync/full", TFS_ROLE_OPERATE, handle_sync_full},
     {"POST", "/sync/incremental", TFS_ROLE_OPERATE, handle_sync_incremental},
     {"GET", "/audit", TFS_ROLE_READ, handle_audit},

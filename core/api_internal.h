@@ -66,6 +66,10 @@ void tfs_api_conflicts_list(const tfs_http_request *req, tfs_http_response *resp
 void tfs_api_conflict_get(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
 void tfs_api_conflict_resolve(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
 
+/* GET /metrics (api_metrics.c), ctx the tfs_api: open when metrics.public, else a key of
+ * role read. */
+void tfs_api_metrics(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+
 /* GET /audit/verify (api_audit.c), ctx the tfs_api. */
 void tfs_api_audit_verify(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
 

@@ -280,18 +280,19 @@ static int parse_listen(const json_t *root, const tfs_config_path *top, tfs_conf
     return 0;
 }
 
-/* log.*: which requests the access log writes at info level. */
+/* log.*: which requests the access log writes at info level, and the lines' format. */
 static int parse_log(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
                      tfs_error *err)
 {
-    static const char *const keys[] = {"access", NULL};
+    static const char *const keys[] = {"access", "format", NULL};
     const json_t *l;
     tfs_config_path lp;
-    char *access = NULL;
+    char *access = NULL, *format = NULL;
     int rc;
     if ((rc = section(root, top, "log", keys, &l, &lp, err)) ||
-        (rc = tfs_config_get_string(l, &lp, "access", 0, "errors", &access, err)))
-        return rc;
+        (rc = tfs_config_get_string(l, &lp, "access", 0, "errors", &access, err)) ||
+        (rc = tfs_config_get_string(l, &lp, "format", 0, "text", &format, err)))
+        goto out;
     if (strcmp(access, "all") == 0 || strcmp(access, "errors") == 0) {
         cfg->access_log_all = strcmp(access, "all") == 0;
     } else {
@@ -300,9 +301,45 @@ static int parse_log(const json_t *root, const tfs_config_path *top, tfs_config 
                              "\"%s\" is not an access log setting; use \"errors\" (4xx and 5xx "
                              "at info, the rest at debug) or \"all\" (every request at info)",
                              access);
+        goto out;
     }
+    if (strcmp(format, "text") == 0 || strcmp(format, "json") == 0) {
+        cfg->log_json = strcmp(format, "json") == 0;
+    } else {
+        tfs_config_path fp = tfs_config_path_key(&lp, "format");
+        rc = tfs_config_fail(err, &fp,
+                             "\"%s\" is not a log format; use \"text\" (lines for people, the "
+                             "default) or \"json\" (one JSON object a line, for collectors)",
+                             format);
+    }
+out:
     free(access);
+    free(format);
     return rc;
+}
+
+/* metrics.*: whether GET /metrics answers without an API key. */
+static int parse_metrics(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
+                         tfs_error *err)
+{
+    static const char *const keys[] = {"public", NULL};
+    const json_t *m;
+    tfs_config_path mp;
+    int rc;
+    if ((rc = section(root, top, "metrics", keys, &m, &mp, err)))
+        return rc;
+    const json_t *pub = json_object_get(m, "public");
+    if (!pub)
+        return 0;
+    if (!json_is_boolean(pub)) {
+        tfs_config_path pp = tfs_config_path_key(&mp, "public");
+        return tfs_config_fail(err, &pp,
+                               "must be true (GET /metrics answers without an API key) or "
+                               "false (it needs a key of role read, the default), not %s",
+                               tfs_config_kind(pub));
+    }
+    cfg->metrics_public = json_is_true(pub);
+    return 0;
 }
 
 /* state.*, plugin_dir, transform_dir, roll_year, workers: what the daemon stands on. */
@@ -434,7 +471,8 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     static const char *const allowed[] = {"listen", "state", "plugin_dir", "transform_dir",
                                           "roll_year", "workers", "lua", "api_keys",
                                           "systems", "pairs", "node_id", "lease", "resume",
-                                          "shutdown", "breaker", "retry", "jobs", "log", NULL};
+                                          "shutdown", "breaker", "retry", "jobs", "log",
+                                          "metrics", NULL};
     tfs_config_path top = {""};
     int rc;
     *out = NULL;
@@ -451,6 +489,7 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     }
     if ((rc = tfs_config_check_keys(root, &top, allowed, err)) ||
         (rc = parse_listen(root, &top, cfg, err)) || (rc = parse_log(root, &top, cfg, err)) ||
+        (rc = parse_metrics(root, &top, cfg, err)) ||
         (rc = parse_ground(root, &top, cfg, err)) || (rc = parse_lua(root, &top, cfg, err)) ||
         (rc = parse_healing(root, &top, cfg, err)) ||
         (rc = resolve_paths(&top, cfg, err)) || (rc = parse_lease(root, &top, cfg, err)) ||

@@ -144,6 +144,8 @@ typedef struct tfs_config {
     unsigned header_timeout_ms;      /* listen.header_timeout */
     unsigned idle_timeout_s;         /* listen.idle_timeout */
     int access_log_all;              /* log.access = "all": 2xx lines at info too */
+    int log_json;                    /* log.format = "json": one JSON object a line */
+    int metrics_public;              /* metrics.public: GET /metrics without a key */
     char *tls_cert_file, *tls_key_file;
     char *state_conninfo;
     char *plugin_dir;

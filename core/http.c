@@ -30,6 +30,7 @@
 
 #include "tfs_limits.h"
 #include "log.h"
+#include "metrics.h"
 
 #define HTTP_MAGIC 0x54465348u /* "TFSH" */
 #define HTTP_MAX_PARAMS 4
@@ -131,6 +132,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode code)
 {
     tfs_http_server *srv = cls;
+    tfs_metrics_connection(code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         http_track *t = calloc(1, sizeof *t);
         if (!t)
@@ -522,10 +524,17 @@ static enum MHD_Result dispatch(tfs_http_server *srv, struct MHD_Connection *con
         }
     }
     free(actor);
+    /* A handler that refuses a caller itself (GET /metrics when it is not public) asks
+     * for a key the same way. */
+    challenge = challenge || resp.status == 401;
     enum MHD_Result ret = tfs_http_send(conn, method, url, &resp,
                                         !route && allow[0] ? allow : NULL, challenge, &status);
     tfs_http_log_request(hc->client, method, url, status, hc->start_us,
                          key_name[0] ? key_name : NULL, srv->access_all);
+    /* By the route's template, never the path: a path carries ids and whatever a client
+     * sends. */
+    tfs_metrics_http_request(route ? route->pattern : NULL, method, status,
+                             (double)(tfs_http_now_us() - hc->start_us) / 1e6);
     return ret;
 }
 

@@ -239,11 +239,19 @@ void tfs_http_log_request(const char *client, const char *method, const char *pa
     char c[64], m[16], p[256], k[64];
     uint64_t us = tfs_http_now_us() - start_us;
     tfs_log_level level = status >= 400 || all ? TFS_LOG_INFO : TFS_LOG_DEBUG;
-    tfs_logf(level, HTTP_ACCESS_COMPONENT, "%s %s %s %d %llu.%03llums key=%s",
-             tfs_http_log_safe(c, sizeof c, client && client[0] ? client : "-"),
-             tfs_http_log_safe(m, sizeof m, method), tfs_http_log_safe(p, sizeof p, path), status,
-             (unsigned long long)(us / 1000), (unsigned long long)(us % 1000),
-             key_name ? tfs_http_log_safe(k, sizeof k, key_name) : "-");
+    tfs_http_log_safe(c, sizeof c, client && client[0] ? client : "-");
+    tfs_http_log_safe(m, sizeof m, method);
+    tfs_http_log_safe(p, sizeof p, path);
+    tfs_http_log_safe(k, sizeof k, key_name ? key_name : "-");
+    /* In JSON the same line carries each part as a field of its own. */
+    tfs_log_field f[] = {{"client", c, 0},   {"method", m, 0},
+                         {"path", p, 0},     {"status", NULL, status},
+                         {"duration_ms", NULL, (double)us / 1000.0},
+                         {"key_name", key_name ? k : NULL, 0}};
+    unsigned nf = key_name ? 6 : 5;
+    tfs_log_fields(level, HTTP_ACCESS_COMPONENT, f, nf, "%s %s %s %d %llu.%03llums key=%s", c,
+                   m, p, status, (unsigned long long)(us / 1000),
+                   (unsigned long long)(us % 1000), k);
 }
 
 /* ---- request bodies ------------------------------------------------------------------ */

@@ -85,6 +85,11 @@ out:
     return rc;
 }
 
+size_t tfs_lua_memory(const tfs_lua *rt)
+{
+    return rt ? rt->mem_used : 0;
+}
+
 void tfs_lua_free(tfs_lua *rt)
 {
     if (!rt)

@@ -49,6 +49,9 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
                 tfs_lua **out, tfs_error *err);
 /* Frees the runtime; accepts NULL. */
 void tfs_lua_free(tfs_lua *L);
+/* The bytes the runtime's state holds now (its capped allocator's count); 0 for NULL.
+ * Call it on the thread that uses the runtime. */
+size_t tfs_lua_memory(const tfs_lua *L);
 
 /* Loads (or reloads, when changed on disk) a script by its file name relative to the
  * transform directory, and checks that it defines map(). Errors carry the file and line. */

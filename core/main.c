@@ -20,6 +20,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "plugin_host.h"
 #include "runner.h"
@@ -113,6 +114,7 @@ static int check_fixed(const tfs_config *old, const tfs_config *cfg, tfs_error *
                            ? "listen.header_timeout"
                        : old->idle_timeout_s != cfg->idle_timeout_s ? "listen.idle_timeout"
                        : old->access_log_all != cfg->access_log_all ? "log.access"
+                       : old->log_json != cfg->log_json             ? "log.format"
                        : !same_str(old->ready_file, cfg->ready_file) ? "listen.ready_file"
                        : !same_str(old->tls_cert_file, cfg->tls_cert_file) ||
                                !same_str(old->tls_key_file, cfg->tls_key_file)
@@ -362,6 +364,21 @@ static void wait_for_stop(daemon_ctx *d, const sigset_t *sigs, const char *confi
     }
 }
 
+/* The open conflicts and dead letters of each pair into the metrics, so a scrape after a
+ * restart has them before the pair's next run counts them again. Best effort. */
+static void seed_metrics(tfs_store *store, const tfs_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_pairs; i++) {
+        int64_t conflicts, dead;
+        tfs_error e = {0};
+        if (tfs_store_pair_open_counts(store, cfg->pairs[i].name, &conflicts, &dead, &e) == 0)
+            tfs_metrics_pair_open(cfg->pairs[i].name, conflicts, dead);
+        else
+            tfs_log_warn("core", "%s (the metrics have no open counts of \"%s\" until its "
+                         "next run)", e.message, cfg->pairs[i].name);
+    }
+}
+
 /* Longer than most functions on purpose: start-up in order and the release of everything
  * in reverse through one exit, which is easiest to check in one place. */
 int main(int argc, char **argv)
@@ -393,7 +410,9 @@ int main(int argc, char **argv)
 
     if (check_only) {
         /* Every problem on stdout, one a line, and the exit code says whether any. */
-        if (tfs_config_load(config_path, &cfg, &err) != 0 ||
+        if (tfs_config_load(config_path, &cfg, &err) == 0)
+            tfs_log_set_json(cfg->log_json);
+        if (!cfg ||
             tfs_plugin_host_load_dir(cfg->plugin_dir, cfg->roll_year, &plugins, &err) != 0) {
             tfs_config_check_print(stdout, &err);
             printf("config \"%s\" is not valid: 1 problem\n", config_path);
@@ -402,7 +421,9 @@ int main(int argc, char **argv)
         status = tfs_config_check(config_path, cfg, plugins, connect != 0, stdout) ? 1 : 0;
         goto out;
     }
-    if (tfs_config_load(config_path, &cfg, &err) != 0 ||
+    if (tfs_config_load(config_path, &cfg, &err) == 0)
+        tfs_log_set_json(cfg->log_json); /* before anything else is logged */
+    if (!cfg ||
         tfs_plugin_host_load_dir(cfg->plugin_dir, cfg->roll_year, &plugins, &err) != 0 ||
         check_systems(cfg, plugins, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
@@ -413,8 +434,12 @@ int main(int argc, char **argv)
     tfs_store_set_connect_timeout(cfg->state_connect_timeout_s);
     if (tfs_config_slot_new(tfs_config_retain(cfg), &slot, &err) != 0 ||
         tfs_store_open(cfg->state_conninfo, &store, &err) != 0 ||
-        tfs_store_migrate(store, &err) != 0 ||
-        tfs_health_start(cfg, plugins, &health, &err) != 0 ||
+        tfs_store_migrate(store, &err) != 0) {
+        tfs_log_error("core", "%s", err.message);
+        goto out;
+    }
+    seed_metrics(store, cfg);
+    if (tfs_health_start(cfg, plugins, &health, &err) != 0 ||
         tfs_runner_start(slot, plugins, health, &runner, &err) != 0 ||
         tfs_runner_resume(runner, store, &err) != 0 ||
         tfs_api_init(&api, slot, plugins, runner, health, &err) != 0) {

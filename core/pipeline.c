@@ -16,6 +16,7 @@
 #include "handoff.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "retry.h"
 #include "lua_transform.h"
 #include "stage.h"
@@ -32,6 +33,7 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
     p->cfg = cfg;
     p->plugins = plugins;
     p->health = health;
+    p->metrics_slot = tfs_metrics_lua_slot();
     p->retry = (tfs_retry_policy){TFS_RETRY_BASE_MS_DEFAULT,
                                   cfg->retry_max_backoff_ms ? cfg->retry_max_backoff_ms
                                                             : TFS_RETRY_MAX_BACKOFF_MS_DEFAULT};
@@ -83,6 +85,7 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_store_close(p->store);
     tfs_store_close(p->cstore);
     tfs_lua_free(p->lua);
+    tfs_metrics_lua_slot_release(p->metrics_slot);
     outcome_clear(&p->outcome);
     for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
         tfs_stage_job_clear(&p->jobs[i]);
@@ -168,16 +171,26 @@ int tfs_pipeline_get_system(tfs_pipeline *p, const char *name, int role,
 /* The reading side's position: a copy of the last batch's cursor that outlives its
  * arena, where the next read starts. */
 typedef struct reading {
+    tfs_pipeline *p;
     tfs_stage_ctx *b;
     unsigned char *cursor; /* malloc'd */
     size_t cursor_len;
 } reading;
 
+/* The log context of a stage's thread: the run, pair and entity the batch belongs to (the
+ * writer and committer threads are the hand-off's, made for each entity). */
+static void stage_context(const tfs_stage_ctx *b)
+{
+    tfs_log_context_set(b->run_id, b->pair->name, b->em->source);
+}
+
 static int on_read(void *ctx, void *slot, int *last, tfs_error *err)
 {
     reading *rd = ctx;
     tfs_stage_job *jb = slot;
+    stage_context(rd->b);
     int rc = tfs_stage_read(rd->b, jb, rd->cursor, rd->cursor_len, err);
+    tfs_metrics_lua_memory(rd->p->metrics_slot, tfs_lua_memory(rd->b->lua));
     if (rc)
         return rc;
     *last = jb->batch.done || jb->batch.n == 0;
@@ -201,11 +214,13 @@ static int on_keys(void *ctx, void *slot, uint64_t **keys, size_t *n)
 
 static int on_write(void *ctx, void *slot, tfs_error *err)
 {
+    stage_context(((reading *)ctx)->b);
     return tfs_stage_process(((reading *)ctx)->b, slot, err);
 }
 
 static int on_commit(void *ctx, void *slot, tfs_error *err)
 {
+    stage_context(((reading *)ctx)->b);
     return tfs_stage_commit(((reading *)ctx)->b, slot, err);
 }
 
@@ -285,7 +300,7 @@ static int start_position(tfs_pipeline *p, tfs_stage_ctx *b, unsigned char **cur
  * the Lua runtime, the target and the state store all work at once. */
 static int run_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
 {
-    reading rd = {.b = b};
+    reading rd = {.p = p, .b = b};
     int skip, rc;
     if ((rc = start_position(p, b, &rd.cursor, &rd.cursor_len, &skip, err)) || skip)
         goto out;
@@ -301,6 +316,7 @@ static int run_entity(tfs_pipeline *p, tfs_stage_ctx *b, tfs_error *err)
         slots[i] = &p->jobs[i];
     rc = tfs_handoff_run(&st, slots, TFS_PIPELINE_SLOTS, b->stop, err);
 out:
+    tfs_log_context_set(b->run_id, b->pair->name, NULL); /* the entity is done */
     free(rd.cursor);
     return rc;
 }
@@ -666,6 +682,24 @@ static void end_run(tfs_pipeline *p, int64_t run_id, const char *pair, const cha
     json_decref(errors);
 }
 
+/* A run's end in the metrics: its state and time, and the pair's open conflicts and dead
+ * letters as the store counts them now (refreshed here, once a run, rather than by a query
+ * per scrape). */
+static void count_end(tfs_pipeline *p, const char *pair, const char *mode, const char *state,
+                      int64_t started_ms)
+{
+    tfs_metrics_run_ended(pair, mode, state,
+                          (double)(tfs_health_now_ms() - started_ms) / 1000.0);
+    int64_t conflicts = 0, dead = 0;
+    tfs_error e2 = {0};
+    if (tfs_pipeline_store_ready(p, &e2) == 0 &&
+        tfs_store_pair_open_counts(p->store, pair, &conflicts, &dead, &e2) == 0)
+        tfs_metrics_pair_open(pair, conflicts, dead);
+    else
+        tfs_log_debug("pipeline", "open conflicts and dead letters not counted: %s",
+                      e2.message);
+}
+
 /* Kept whole: every way out of a run (done, failed, cancelled, stopped, waiting, its
  * lease lost) is decided here, in one place, so that each records exactly one end. */
 int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
@@ -679,6 +713,9 @@ int tfs_pipeline_execute(tfs_pipeline *p, int64_t run_id, const char *pair_name,
     if (ended_rc)
         *ended_rc = 0;
     outcome_clear(&p->outcome);
+    /* Every line this thread writes for the run carries it (JSON logs). */
+    tfs_log_context_set(run_id, pair_name, NULL);
+    int64_t started_ms = tfs_health_now_ms();
     if ((rc = tfs_pipeline_store_ready(p, err)))
         return rc == TFS_ETRANSIENT ? rc : TFS_ETRANSIENT;
     if (!pair) {
@@ -773,8 +810,10 @@ finish:
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
             goto out;
         }
-        if (strcmp(state, "held") != 0)
+        if (strcmp(state, "held") != 0) {
             end_run(p, run_id, pair_name, mode, state, src, tgt);
+            count_end(p, pair_name, mode, state, started_ms);
+        }
         if (pair)
             tfs_health_poke(p->health, pair->source); /* its lag changed */
         if (cancelled)
@@ -796,5 +835,6 @@ out:
             tfs_pipeline_drop_system(tgt);
     }
     tfs_store_run_clear(&run);
+    tfs_log_context_set(run_id, pair_name, NULL); /* the caller's lines are the run's too */
     return rc;
 }

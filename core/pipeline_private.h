@@ -57,6 +57,7 @@ struct tfs_pipeline {
     tfs_retry_policy retry;
     tfs_lease lease; /* of the run executing; epoch 0: none */
     tfs_run_outcome outcome; /* of the run executing, reset when it starts */
+    int metrics_slot;        /* its Lua runtime's memory figure (tfs_metrics_lua_slot) */
 };
 
 

@@ -462,6 +462,7 @@ static void *worker_main(void *arg)
     tfs_pipeline *p = NULL;
     tfs_config *pcfg = NULL; /* the config p was built with: a reference */
     for (;;) {
+        tfs_log_context_clear(); /* the last run's is done */
         pthread_mutex_lock(&r->lock);
         r->n_idle++;
         while (!r->head && !atomic_load(&r->stop))
@@ -480,6 +481,8 @@ static void *worker_main(void *arg)
         atomic_store(&r->cancel[w], 0);
         atomic_store(&r->halt[w], atomic_load(&r->stop));
         pthread_mutex_unlock(&r->lock);
+        /* Every line this thread writes for the run carries it (JSON logs). */
+        tfs_log_context_set(j->run_id, j->pair, NULL);
 
         tfs_error err = {0};
         /* A run takes the config current when it starts and keeps it to its end; after a

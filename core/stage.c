@@ -18,6 +18,7 @@
 #include "canonical.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "retry.h"
 #include "rules.h"
 #include "stage_private.h"
@@ -213,6 +214,7 @@ int tfs_stage_read(tfs_stage_ctx *b, tfs_stage_job *jb, const unsigned char *cur
     memset(&jb->delta, 0, sizeof jb->delta);
     jb->rs = NULL;
     double t0 = now_ms();
+    jb->started_ms = t0;
     int rc = read_source(b, jb, cursor, cursor_len, err);
     double t1 = now_ms();
     if (rc)
@@ -298,6 +300,7 @@ int tfs_stage_fetch(tfs_stage_ctx *b, tfs_stage_job *jb, const char *const *keys
     if (!recs)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     double t0 = now_ms();
+    jb->started_ms = t0;
     int fetch = tfs_instance_can_fetch(b->src);
     for (size_t i = 0; i < n; i++) {
         /* The stored record as it was read; a key alone where none was kept. */
@@ -744,6 +747,35 @@ typedef struct commit_rows {
     size_t n_rows, n_failed, n_mark, n_forget, n_audit, n_set_aside;
 } commit_rows;
 
+/* A batch logs this many of its failed records (each a line carrying its key, in the log
+ * context); the rest are in the dead letters only, so a broken script cannot flood the
+ * log with a line per record. */
+#define TFS_STAGE_FAILED_LOGGED 10
+
+/* The lines of a committed batch's failed records (now dead letters): each one's stage and
+ * first reason, its key in the log context (and in the message, for text lines). */
+static void log_failed(const tfs_stage_ctx *b, const tfs_failed_row *f, size_t n)
+{
+    for (size_t i = 0; i < n && i < TFS_STAGE_FAILED_LOGGED; i++) {
+        const char *reason = NULL;
+        json_t *first = json_is_array(f[i].reasons) ? json_array_get(f[i].reasons, 0)
+                                                    : f[i].reasons;
+        if (json_is_string(first))
+            reason = json_string_value(first);
+        else if (json_is_object(first))
+            reason = json_string_value(json_object_get(first, "message"));
+        tfs_log_context_key(f[i].source_key);
+        tfs_log_warn("pipeline", "run %" PRId64 ": %s record \"%s\" failed at %s: %s",
+                     b->run_id, b->em->source, f[i].source_key ? f[i].source_key : "",
+                     f[i].stage, reason ? reason : "see its dead letter");
+    }
+    if (n > TFS_STAGE_FAILED_LOGGED)
+        tfs_log_warn("pipeline", "run %" PRId64 ": %zu more %s records of the batch failed; "
+                     "GET /dead-letters lists them all",
+                     b->run_id, n - TFS_STAGE_FAILED_LOGGED, b->em->source);
+    tfs_log_context_key(NULL);
+}
+
 /* Sorts each record of the batch into the transaction's parts and counts what was
  * applied into the run's totals. */
 static int gather(tfs_stage_ctx *b, tfs_stage_job *jb, commit_rows *cr, tfs_error *err)
@@ -853,9 +885,33 @@ static const char **keys_of(tfs_stage_job *jb)
     return k;
 }
 
+/* What the committed batch added to the run's totals of the entity (before: the totals
+ * before it), into the metrics. */
+static void count_committed(const tfs_stage_ctx *b, const tfs_stage_job *jb,
+                            const tfs_stage_counts *before)
+{
+    const tfs_stage_counts *c = b->c;
+    tfs_metrics_batch m = {
+        .read = c->read - before->read,
+        .written = c->written - before->written,
+        .unchanged = c->unchanged - before->unchanged,
+        .skipped = c->skipped - before->skipped,
+        .failed = (c->read_failed + c->transform_failed + c->validate_failed +
+                   c->write_failed) -
+                  (before->read_failed + before->transform_failed +
+                   before->validate_failed + before->write_failed),
+        .deleted = c->deleted - before->deleted,
+        .swept = c->swept - before->swept,
+        .conflicts = c->conflicts - before->conflicts,
+        .seconds = jb->started_ms > 0 ? (now_ms() - jb->started_ms) / 1000.0 : 0,
+        .lua_seconds = jb->delta.transform_ms / 1000.0};
+    tfs_metrics_batch_committed(b->pair->name, b->em->source, &m);
+}
+
 int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
 {
     double t4 = now_ms();
+    tfs_stage_counts before = *b->c;
     counts_add(b->c, &jb->delta);
     commit_rows cr = {0};
     const char **ok = NULL;
@@ -930,6 +986,10 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     }
     if (rc == 0 && cr.n_failed)
         b->dead_letters_open = 1; /* their keys may go through in a later batch */
+    if (rc == 0) {
+        count_committed(b, jb, &before);
+        log_failed(b, cr.failed, cr.n_failed);
+    }
     for (size_t i = 0; i < cr.n_failed; i++)
         json_decref(cr.failed[i].record);
     for (size_t i = 0; i < bc.n_conflicts; i++)

@@ -71,6 +71,7 @@ typedef struct tfs_stage_job {
     size_t n_rs;       /* entries of rs that hold something to clear */
     tfs_stage_counts delta; /* what the reading and writing sides counted for this batch */
     char script_version[13]; /* of the mapping when the batch was transformed; "": unknown */
+    double started_ms; /* when its read began (the monotonic clock), for its latency */
 } tfs_stage_job;
 
 /* What the stages of one entity mapping share, and each side's own resources. */

@@ -482,6 +482,23 @@ int tfs_store_run_set_estimate(tfs_store *s, int64_t run_id, const char *entity,
     return 0;
 }
 
+int tfs_store_pair_open_counts(tfs_store *s, const char *pair, int64_t *conflicts,
+                               int64_t *dead_letters, tfs_error *err)
+{
+    const char *params[] = {pair};
+    PGresult *r = PQexecParams(
+        s->conn,
+        "SELECT (SELECT count(*) FROM tfsync.conflicts WHERE pair = $1 AND status = 'open'),"
+        " (SELECT count(*) FROM tfsync.failed_records WHERE pair = $1 AND status = 'open')",
+        1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        return tfs_store_fail(s, r, err, "count a pair's open conflicts and dead letters");
+    *conflicts = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *dead_letters = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    return 0;
+}
+
 int tfs_store_run_set_run_end_errors(tfs_store *s, int64_t run_id, const json_t *errors,
                                      tfs_error *err)
 {

@@ -95,6 +95,9 @@ int tfs_store_run_set_estimate(tfs_store *s, int64_t run_id, const char *entity,
  * array of {system, role, error} (borrowed), shown as the run's run_end_errors. */
 int tfs_store_run_set_run_end_errors(tfs_store *s, int64_t run_id, const json_t *errors,
                                      tfs_error *err);
+/* The pair's open conflicts and open dead letters (for the metrics, at a run's end). */
+int tfs_store_pair_open_counts(tfs_store *s, const char *pair, int64_t *conflicts,
+                               int64_t *dead_letters, tfs_error *err);
 /* One run into *out (tfs_store_run_clear it), TFS_ENOTFOUND when there is none. */
 int tfs_store_run_get(tfs_store *s, int64_t run_id, tfs_store_run *out, tfs_error *err);
 void tfs_store_run_clear(tfs_store_run *r);

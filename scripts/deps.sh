@@ -4,7 +4,8 @@
 # libFuzzer's runtime, which clang's -fsanitize=fuzzer links, and is only a recommendation
 # of clang's packages, which --no-install-recommends leaves out.) scdoc builds the man pages
 # (docs/man/*.scd) and groff-base renders them in the install test; dpkg-deb and
-# dpkg-shlibdeps, which the .deb needs, come with build-essential's dpkg-dev.
+# dpkg-shlibdeps, which the .deb needs, come with build-essential's dpkg-dev. prometheus:
+# its promtool checks GET /metrics in the metrics test.
 #
 # As root it installs whatever is missing (CI runs it on a fresh Debian 12 machine, without
 # a terminal); as anyone else it lists what is missing with the command to install it and
@@ -22,6 +23,7 @@ readonly PACKAGES=(
     curl ca-certificates
     clang-14 libclang-rt-14-dev
     scdoc groff-base
+    prometheus
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -155,6 +155,15 @@ export const cases = {
         { name: 'with a key: errors and plugins too (one system down)', status: 200 },
     ],
     'HEAD /health': [{ name: 'no key', key: 'none', status: 200 }],
+    'GET /metrics': [
+        { name: 'the metrics, with a read key', status: 200 },
+        { name: 'no key (metrics.public is not set)', key: 'none', status: 401 },
+        badKey,
+    ],
+    'HEAD /metrics': [
+        { name: 'the metrics', status: 200 },
+        { name: 'no key', key: 'none', status: 401 },
+    ],
 
     'GET /sync/status': [
         { name: 'every pair', status: 200 },

@@ -415,3 +415,32 @@ Test(config, listen_limits_and_access_log)
     json_object_set_new(c, "log", json_pack("{ss}", "level", "debug"));
     expect(c, "level");
 }
+
+/* log.format and metrics.public: text and not public by default; other values refused
+ * with their path and the values there are. */
+Test(config, log_format_and_metrics_public)
+{
+    tfs_config *cfg = NULL;
+    tfs_error err = {0};
+    json_t *c = good();
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->log_json, 0);
+    cr_expect_eq(cfg->metrics_public, 0);
+    tfs_config_free(cfg);
+    json_object_set_new(c, "log", json_pack("{ss}", "format", "json"));
+    json_object_set_new(c, "metrics", json_pack("{sb}", "public", 1));
+    cr_assert_eq(tfs_config_parse(c, dir, &cfg, &err), 0, "%s", err.message);
+    cr_expect_eq(cfg->log_json, 1);
+    cr_expect_eq(cfg->metrics_public, 1);
+    tfs_config_free(cfg);
+    json_decref(c);
+    c = good();
+    json_object_set_new(c, "log", json_pack("{ss}", "format", "xml"));
+    expect(c, "log.format: \"xml\" is not a log format; use \"text\"");
+    c = good();
+    json_object_set_new(c, "metrics", json_pack("{ss}", "public", "yes"));
+    expect(c, "metrics.public: must be true");
+    c = good();
+    json_object_set_new(c, "metrics", json_pack("{sb}", "open", 1));
+    expect(c, "open");
+}
