@@ -683,7 +683,10 @@ Test(cli, pairs_plugins_validate_and_audit)
     r = ptfsync(&e, TFS_TEST_KEY_READ, "plugins");
     cr_assert_eq(r.code, 0, "plugins exited %d\n%s%s", r.code, r.out, r.err);
     cr_assert_not_null(strstr(r.out, "probe "), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, " (SDK 1.3): source, target"), "%s", r.out);
+    char sdk[64];
+    snprintf(sdk, sizeof sdk, " (SDK %d.%d): source, target", TFS_SDK_VERSION_MAJOR,
+             TFS_SDK_VERSION_MINOR);
+    cr_assert_not_null(strstr(r.out, sdk), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "refused "), "no refused file:\n%s", r.out);
     cr_assert_not_null(strstr(r.out, "broken.so: "), "%s", r.out);
     result_free(&r);
