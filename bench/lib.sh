@@ -1,0 +1,73 @@
+# bench/lib.sh — helpers the benches share beside scripts/lib.sh: installing what a bench
+# needs (Debian packages, as root), medians, the machine's load. Sourced, not run; needs
+# scripts/lib.sh sourced first (tfs_say, tfs_fail).
+# shellcheck shell=bash
+
+# bench_need_cmd CMD PACKAGE...: CMD on PATH, else the packages installed when running as
+# root (the first one apt-get can install wins), else a failure that names them.
+bench_need_cmd() {
+    local cmd=$1 pkg
+    shift
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        bench_apt_updated
+        for pkg in "$@"; do
+            tfs_say "installing $pkg (for $cmd)"
+            if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2; then
+                command -v "$cmd" >/dev/null 2>&1 && return 0
+            fi
+        done
+    fi
+    tfs_fail "$cmd is missing: install one of the Debian packages $* (as root: apt-get install $1)"
+}
+
+BENCH_APT_UPDATED=0
+bench_apt_updated() {
+    ((BENCH_APT_UPDATED)) && return 0
+    apt-get update -qq >&2 || tfs_say "apt-get update failed; trying the lists as they are"
+    BENCH_APT_UPDATED=1
+}
+
+# bench_python_psycopg2: sets BENCH_PY to a Python that imports psycopg2 (Debian's
+# python3-psycopg2 is for Debian's /usr/bin/python3, which may not be the first python3 on
+# PATH), installing the package as root when none does.
+bench_python_psycopg2() {
+    local py
+    for py in /usr/bin/python3 python3; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import psycopg2.extras' 2>/dev/null; then
+            BENCH_PY=$py
+            return 0
+        fi
+    done
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        bench_apt_updated
+        tfs_say "installing python3-psycopg2"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-psycopg2 >&2 || true
+        if /usr/bin/python3 -c 'import psycopg2.extras' 2>/dev/null; then
+            BENCH_PY=/usr/bin/python3
+            return 0
+        fi
+    fi
+    tfs_fail "no Python with psycopg2: install the Debian package python3-psycopg2 (PEER=0 skips the peer)"
+}
+
+# bench_median_f VALUE...: the median of decimal numbers.
+bench_median_f() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# bench_load: the machine's load averages and runnable/total tasks (/proc/loadavg).
+bench_load() {
+    cut -d' ' -f1-4 /proc/loadavg
+}
+
+# bench_free_port: a TCP port on 127.0.0.1 free right now.
+bench_free_port() {
+    python3 - <<'EOF'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+EOF
+}
