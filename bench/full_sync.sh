@@ -10,25 +10,34 @@
 #            its pardat and its asmt row; limit: COPY into a temporary table, then
 #            INSERT ... ON CONFLICT DO UPDATE.
 # Each is repeated REPS times (default 3) and medians are quoted, with tfsyncd's peak RSS
-# (VmHWM). Uses the PostgreSQL of scripts/pg.sh and the databases bench_pacs, bench_cama,
-# bench_cama_limit and bench_tfsync, which it recreates. Env: REPS, BATCH (batch_size, default
-# 1000), TFS_BUILD_DIR (default build/), TFS_BENCH_TIMEOUT (seconds per run, default 3600).
+# (VmHWM). A third column is the peer, bench/peers/pacs_to_cama.py: the Python script a
+# county would write instead (the same SQL mapping through a server-side cursor,
+# execute_values upserts of 5,000 rows per transaction), into its own CAMA; it needs
+# psycopg2 (Debian's python3-psycopg2, installed when run as root). Uses the PostgreSQL of
+# scripts/pg.sh and the databases bench_pacs, bench_cama, bench_cama_limit, bench_cama_peer
+# and bench_tfsync, which it recreates. Env: REPS, BATCH (batch_size, default 1000), PEER
+# (0 skips the peer), TFS_BUILD_DIR (default build/), TFS_BENCH_TIMEOUT (seconds per run,
+# default 3600).
 set -euo pipefail
 
 TFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TFS_TAG=bench
 # shellcheck source=scripts/lib.sh
 source "$TFS_ROOT/scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$TFS_ROOT/bench/lib.sh"
 cd "$TFS_ROOT"
 
 readonly N="${1:-100000}"
 readonly REPS="${REPS:-3}"
 readonly BATCH="${BATCH:-1000}"
+readonly PEER="${PEER:-1}"
 readonly ROLL_YEAR=2026
 readonly TIMEOUT_S="${TFS_BENCH_TIMEOUT:-3600}"
 build="${TFS_BUILD_DIR:-$TFS_ROOT/build}"
 [[ "$N" =~ ^[0-9]+$ && "$N" -gt 0 ]] || { tfs_say "usage: $0 [N parcels]"; exit 2; }
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { tfs_say "REPS must be a positive number"; exit 2; }
+[[ "$PEER" == 0 || "$PEER" == 1 ]] || { tfs_say "PEER must be 0 or 1"; exit 2; }
 
 readonly PARDAT_COLS="parid, taxyr, seq, cur, class, luc, nbhd, acres, adrno, adradd, adrdir, adrstr, adrsuf, unitno, cityname, statecode, postalcode, zoning, deactivat"
 readonly ASMT_COLS="parid, taxyr, seq, cur, valclass, valapr1, valapr2, valapr3, valasm1, valasm2, valasm3, deactivat"
@@ -57,6 +66,7 @@ for f in tests/integration/sql/pacs_to_cama_pardat.sql tests/integration/sql/pac
 done
 TFS_BUILD_DIR="$build" bash scripts/build.sh
 [[ -x "$build/tfsyncd" ]] || tfs_fail "no $build/tfsyncd after the build"
+if ((PEER)); then bench_python_psycopg2; fi
 
 bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
@@ -144,6 +154,16 @@ daemon_sync() {
     printf '%s %s\n' $(($(now_ms) - t0)) "$(tr -d '\n' <<<"$status")"
 }
 
+# peer_sync: the Python peer into bench_cama_peer (insert or upsert, the same script);
+# prints milliseconds, its per-table read/write seconds to stderr.
+peer_sync() {
+    local t0
+    t0=$(now_ms)
+    "$BENCH_PY" bench/peers/pacs_to_cama.py --source "$(conninfo bench_pacs)" \
+        --target "$(conninfo bench_cama_peer)" --roll-year "$ROLL_YEAR" >/dev/null
+    echo $(($(now_ms) - t0))
+}
+
 peak_rss_kb() {
     awk '/^VmHWM:/ { print $2 }' "/proc/$TFS_DAEMON_PID/status"
 }
@@ -164,14 +184,14 @@ SELECT count(*) || ' rows, md5 ' || md5(string_agg(t::text, '|' ORDER BY t::text
 FROM (SELECT $ASMT_COLS FROM asmt) t;
 EOF
 }
-check_same_rows() {
-    local a b
-    a=$(fingerprint bench_cama)
+check_same_rows() { # scenario [database name-in-messages]
+    local a b db=${2:-bench_cama} who=${3:-tfsyncd}
+    a=$(fingerprint "$db")
     b=$(fingerprint bench_cama_limit)
     if [[ "$a" == "$b" ]]; then
-        tfs_say "$1: tfsyncd and the limit wrote the same rows ($(head -n 1 <<<"$a" | cut -d, -f1))"
+        tfs_say "$1: $who and the limit wrote the same rows ($(head -n 1 <<<"$a" | cut -d, -f1))"
     else
-        tfs_say "$1: tfsyncd's rows differ from the limit's:"$'\n'"tfsyncd: $a"$'\n'"limit:   $b"
+        tfs_say "$1: $who's rows differ from the limit's:"$'\n'"$who: $a"$'\n'"limit:   $b"
         SAME=no
     fi
 }
@@ -179,10 +199,10 @@ SAME=yes
 
 # ---- set-up ----
 tfs_say "generating $N parcels into bench_pacs"
-for db in bench_pacs bench_cama bench_cama_limit bench_tfsync; do recreate_db "$db"; done
+for db in bench_pacs bench_cama bench_cama_limit bench_cama_peer bench_tfsync; do recreate_db "$db"; done
 psql_ -d bench_pacs -v roll_year="$ROLL_YEAR" -f plugins/pacs/schema.sql -f plugins/pacs/generate.sql
 psql_ -d bench_pacs -c "SELECT pacs_generate($N, 42, $ROLL_YEAR)" -c "VACUUM ANALYZE" >/dev/null
-for db in bench_cama bench_cama_limit; do
+for db in bench_cama bench_cama_limit bench_cama_peer; do
     psql_ -d "$db" -v roll_year="$ROLL_YEAR" -f plugins/cama/schema.sql
 done
 tfs_new_key
@@ -207,10 +227,20 @@ for ((r = 1; r <= REPS; r++)); do
 done
 tfs_print_counts "$status"
 check_same_rows initial
+peer_a=()
+if ((PEER)); then
+    for ((r = 1; r <= REPS; r++)); do
+        psql_ -d bench_cama_peer -c "TRUNCATE pardat, asmt"
+        ms=$(peer_sync)
+        peer_a+=("$ms")
+        tfs_say "initial, peer, rep $r: $(secs "$ms") s"
+    done
+    check_same_rows initial bench_cama_peer peer
+fi
 
 # ---- update: every row of the populated target changes ----
 # Both targets start from the same rows and see the same source changes.
-limit_c=() daemon_c=()
+limit_c=() daemon_c=() peer_c=()
 start_daemon
 for ((r = 1; r <= REPS; r++)); do
     change_every_parcel
@@ -219,24 +249,38 @@ for ((r = 1; r <= REPS; r++)); do
     out=$(daemon_sync)
     ms=${out%% *} status=${out#* }
     daemon_c+=("$ms")
-    tfs_say "update, rep $r: limit $(secs "${limit_c[-1]}") s, tfsyncd $(secs "$ms") s"
+    peer_note=""
+    if ((PEER)); then
+        peer_c+=("$(peer_sync)")
+        peer_note=", peer $(secs "${peer_c[-1]}") s"
+    fi
+    tfs_say "update, rep $r: limit $(secs "${limit_c[-1]}") s, tfsyncd $(secs "$ms") s$peer_note"
 done
 rss_c=$(peak_rss_kb)
 tfs_daemon_stop
 tfs_print_counts "$status"
 check_same_rows update
+((PEER)) && check_same_rows update bench_cama_peer peer
 
 # ---- summary ----
 la=$(median "${limit_a[@]}") da=$(median "${daemon_a[@]}") ra=$(median "${rss_a[@]}")
 lc=$(median "${limit_c[@]}") dc=$(median "${daemon_c[@]}")
-row() { # label limit_ms daemon_ms rss_kb
-    printf '%-10s %10s %12s %8s %14s %10s\n' "$1" "$(secs "$2")" "$(secs "$3")" \
-        "$(awk -v a="$3" -v b="$2" 'BEGIN { printf "%.1fx", (b > 0 ? a / b : 0) }')" \
-        "$((N * 1000 / ($3 > 0 ? $3 : 1)))" "$(($4 / 1024)) MB"
+pa="" pc=""
+if ((PEER)); then pa=$(median "${peer_a[@]}") pc=$(median "${peer_c[@]}"); fi
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", (b > 0 ? a / b : 0) }'; }
+row() { # label limit_ms daemon_ms rss_kb [peer_ms]
+    printf '%-10s %10s %12s %8s %14s %10s' "$1" "$(secs "$2")" "$(secs "$3")" \
+        "$(ratio "$3" "$2")" "$((N * 1000 / ($3 > 0 ? $3 : 1)))" "$(($4 / 1024)) MB"
+    if [[ -n "${5:-}" ]]; then
+        printf ' %10s %12s %14s' "$(secs "$5")" "$(ratio "$5" "$2")" "$(ratio "$5" "$3")"
+    fi
+    echo
 }
 echo
-echo "full sync of $N parcels, pacs-to-cama, batch $BATCH, medians of $REPS; $(nproc) CPUs"
-printf '%-10s %10s %12s %8s %14s %10s\n' scenario "limit (s)" "tfsyncd (s)" ratio "parcels/s" "peak RSS"
-row initial "$la" "$da" "$ra"
-row update "$lc" "$dc" "$rss_c"
+echo "full sync of $N parcels, pacs-to-cama, batch $BATCH, medians of $REPS; $(nproc) CPUs; load $(bench_load)"
+printf '%-10s %10s %12s %8s %14s %10s' scenario "limit (s)" "tfsyncd (s)" ratio "parcels/s" "peak RSS"
+if ((PEER)); then printf ' %10s %12s %14s' "peer (s)" "peer/limit" "peer/tfsyncd"; fi
+echo
+row initial "$la" "$da" "$ra" "$pa"
+row update "$lc" "$dc" "$rss_c" "$pc"
 [[ "$SAME" == yes ]] || { tfs_say "the targets differ: the ratios compare different work"; exit 1; }
