@@ -31,6 +31,7 @@ bench_apt_updated() {
 # bench_python_psycopg2: sets BENCH_PY to a Python that imports psycopg2 (Debian's
 # python3-psycopg2 is for Debian's /usr/bin/python3, which may not be the first python3 on
 # PATH), installing the package as root when none does.
+# shellcheck disable=SC2034  # BENCH_PY is read by the caller
 bench_python_psycopg2() {
     local py
     for py in /usr/bin/python3 python3; do
