@@ -55,7 +55,7 @@ Test(loader, other_major_version)
 
 Test(loader, newer_minor_version)
 {
-    expect_refused("minor", "needs SDK 1.5, this host provides 1.4");
+    expect_refused("minor", "needs SDK 1.6, this host provides 1.5");
 }
 
 Test(loader, older_minor_with_its_own_size_loads)
