@@ -54,8 +54,10 @@ function signIn(message) {
         try {
             // Any read call proves the key: a read key may call every GET.
             await call('GET', '/pairs');
-            location.hash = '#/runs';
+            // The page asked for (a link to a conflict, say), else Runs; the focus on it.
+            if (parseHash().name === 'login') location.hash = '#/runs';
             route();
+            main.focus({ preventScroll: true });
         } catch (e) {
             key.clear();
             fill(out, problemNotice(e, 'sign in'));

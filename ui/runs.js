@@ -53,6 +53,9 @@ export function mount(main, ctx) {
             fill(info);
             for (const [name, p] of Object.entries(s.pairs)) {
                 const { body } = panelOf(name, p);
+                // A run under way: its own status has the progress (read of the estimate).
+                if (p.last_run && UNDER_WAY.includes(p.last_run.state))
+                    p.last_run = await get(`/sync/status/${p.last_run.run_id}`);
                 fill(body, pairStatus(p));
                 busy = busy || p.running;
             }
@@ -101,13 +104,10 @@ function pairStatus(p) {
 // A bar per entity whose source gave an estimate: records read of the estimate, and the
 // rate over the run's elapsed time.
 function progress(run, counts) {
-    const totals = run.estimated_totals || {};
     const secs = (run.elapsed_ms || 0) / 1000;
     const bars = [];
-    const names = new Set([...Object.keys(totals), ...Object.keys(counts)]);
-    for (const e of names) {
-        const read = (counts[e] && counts[e].read) || 0;
-        const total = totals[e] ?? (counts[e] && counts[e].estimated_total);
+    const entries = run.progress || Object.keys(counts).map((e) => ({ entity: e, records_read: counts[e].read || 0 }));
+    for (const { entity: e, records_read: read, estimated_total: total } of entries) {
         const rate = secs > 0 ? read / secs : 0;
         const label = total
             ? `${e}: ${read} of ${total} records (${Math.min(100, Math.round((100 * read) / total))}%), ${rate.toFixed(1)} records/s`

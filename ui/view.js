@@ -61,7 +61,7 @@ export function problemNotice(e, doing) {
     else if (e.status === 401) lead = 'Your key is not accepted: sign out and sign in with a configured key';
     else lead += ` (${e.status} ${p.title || ''})`;
     const reasons = Array.isArray(p.reasons) ? p.reasons : [];
-    return notice('error', `${lead}. ${p.detail || ''}`,
+    return notice('error', p.detail ? `${lead}: ${p.detail}` : `${lead}.`,
         reasons.length ? h('ul', { class: 'reasons' }, reasons.map((r) => h('li', {}, typeof r === 'string' ? r : JSON.stringify(r)))) : null);
 }
 
