@@ -490,6 +490,7 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
             {TFS_SDK_CAP_SOURCE, "source"},       {TFS_SDK_CAP_TARGET, "target"},
             {TFS_SDK_CAP_CHANGES, "changes"},     {TFS_SDK_CAP_NO_FETCH, "no_fetch"},
             {TFS_SDK_CAP_LAZY_OPEN, "lazy_open"}, {TFS_SDK_CAP_DELTAS, "deltas"},
+            {TFS_SDK_CAP_INSERT, "insert"},
         };
         json_t *caps = json_array();
         for (size_t c = 0; c < sizeof cap_names / sizeof cap_names[0]; c++)
