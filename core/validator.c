@@ -102,7 +102,7 @@ static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
     const char *text;
     size_t len;
     if (v->type == TFS_SDK_INT64) {
-        len = (size_t)snprintf(num, sizeof num, "%" PRId64, v->u.i);
+        len = tfs_decimal_from_int64(v->u.i, num);
         text = num;
     } else if (v->type == TFS_SDK_FLOAT64) {
         int n = tfs_decimal_from_double(v->u.f, num, sizeof num);
@@ -125,8 +125,15 @@ static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
             return add(reasons, rec, f, "%s (%s)", err.message, err.detail);
         return add(reasons, rec, f, "%s", err.message);
     }
-    if ((size_t)n < sizeof small)
+    if ((size_t)n < sizeof small) {
+        /* Text already rounded (the common case: a source decimal copied) stays where it
+         * is, in the record's arena, instead of a second copy. */
+        if (text == v->u.s && (size_t)n == len && memcmp(small, text, len) == 0) {
+            v->type = TFS_SDK_DECIMAL;
+            return 0;
+        }
         return tfs_record_set_text(rec, f, TFS_SDK_DECIMAL, small, (size_t)n) < 0 ? -1 : 0;
+    }
     char *big = tfs_arena_alloc(rec->arena, (size_t)n + 1);
     if (!big)
         return -1;
@@ -179,7 +186,7 @@ static int check_text(tfs_record *rec, size_t f, json_t *reasons)
     tfs_value *v = &rec->values[f];
     char tmp[64];
     if (v->type == TFS_SDK_INT64) {
-        snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+        tfs_decimal_from_int64(v->u.i, tmp);
         if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
             return -1;
     } else if (v->type == TFS_SDK_FLOAT64) {
