@@ -16,7 +16,11 @@
  * of REPS runs of N records. Run it before and after a change to the Lua runtime, the
  * validator or the hashing:
  *
- *   build/bench_lua_map transforms build/plugins 100000 [REPS, default 5]
+ *   build/bench_lua_map transforms build/plugins 100000 [REPS, default 5] [SCRIPT]
+ *
+ * SCRIPT times that mapping alone; under valgrind --tool=callgrind, the instructions of
+ * two runs of different N, subtracted, give instructions per record, which a shared
+ * machine's load does not move.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,12 +291,14 @@ static double time_script(bench_ctx *c, long n, int reps)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s <transform dir> <plugin dir> <records> [reps]\n", argv[0]);
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: %s <transform dir> <plugin dir> <records> [reps] [script]\n",
+                argv[0]);
         return 2;
     }
     long n = strtol(argv[3], NULL, 10);
-    int reps = argc == 5 ? atoi(argv[4]) : 5;
+    int reps = argc >= 5 ? atoi(argv[4]) : 5;
+    const char *only = argc == 6 ? argv[5] : NULL;
     if (n <= 0 || reps <= 0 || reps > 64) {
         fprintf(stderr, "bench_lua_map: records must be positive, reps 1 to 64\n");
         return 2;
@@ -315,6 +321,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof mappings / sizeof mappings[0]; i++) {
         const mapping *m = &mappings[i];
         const sample *smp = NULL;
+        if (only && strcmp(only, m->script) != 0)
+            continue;
         for (size_t s = 0; s < sizeof samples / sizeof samples[0]; s++)
             if (strcmp(samples[s].system, m->src_system) == 0 &&
                 strcmp(samples[s].entity, m->src_entity) == 0)

@@ -128,9 +128,35 @@ static int put_double(tfs_buf *out, double d)
  * its digits (decimal.h), the same routine the validator uses, then normalised. Text that
  * is not a decimal is kept as is (the validator refuses it); the precision is the
  * validator's to check. */
+/* Whether s is plain decimal text ([+-]digits[.digits], a digit at least) with at most
+ * scale digits after the point: rounding it to scale only adds zeros, which put_decimal
+ * takes off again, so it can be put as it is. Most values are (the validator rounded
+ * them), and rounding is most of the cost of hashing a decimal. */
+static bool within_scale(const char *s, size_t len, int scale)
+{
+    size_t i = 0, digits = 0;
+    if (scale < 0)
+        return false;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
+    if (i < len && s[i] == '.') {
+        size_t f = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i - f > (size_t)scale)
+            return false;
+        digits += i - f;
+    }
+    return i == len && digits > 0;
+}
+
 static int put_rounded(tfs_buf *out, const char *s, size_t len, int scale)
 {
     char small[128];
+    if (within_scale(s, len, scale))
+        return put_decimal(out, s, len);
     int n = tfs_decimal_round(s, len, 0, scale, small, sizeof small, NULL);
     if (n < 0)
         return put_decimal(out, s, len);

@@ -35,6 +35,19 @@ static const char *random_text(tfs_arena *a, tfs_sdk_type t, size_t *len)
         "  padded  ", "9999999999999999999999.99999", "-0", "0.125", "\"q\\\"", "a|b\\c",
     };
     char *s;
+    if (pick(3) == 1) { /* a plain decimal: sign, digits, point, digits, each maybe */
+        static const char *const signs[] = {"", "", "-", "+"};
+        char tmp[64];
+        size_t n = (size_t)snprintf(tmp, sizeof tmp, "%s", signs[pick(4)]);
+        for (size_t i = pick(5); i > 0; i--)
+            tmp[n++] = (char)('0' + pick(10) * pick(2));
+        if (pick(2))
+            tmp[n++] = '.';
+        for (size_t i = pick(8); i > 0; i--)
+            tmp[n++] = (char)('0' + pick(10) * pick(2));
+        *len = n;
+        return tfs_arena_strndup(a, tmp, n);
+    }
     if (pick(3) == 0) {
         const char *src = shaped[pick(sizeof shaped / sizeof shaped[0])];
         *len = strlen(src);
