@@ -828,6 +828,9 @@ static const tfs_http_route routes[] = {
     {"POST", "/sync/conflicts/{id}/resolve", TFS_ROLE_OPERATE, tfs_api_conflict_resolve},
     {"POST", "/sync/validate", TFS_ROLE_OPERATE, tfs_api_handle_validate},
     {"POST", "/transforms/{name}/test", TFS_ROLE_OPERATE, tfs_api_handle_transform_test},
+    /* the web console's static files, open like /health (api_ui.c) */
+    {"GET", "/ui", TFS_ROLE_NONE, tfs_api_ui},
+    {"GET", "/ui/{file}", TFS_ROLE_NONE, tfs_api_ui},
 };
 
 const tfs_http_route *tfs_api_routes(size_t *n)
