@@ -11,6 +11,50 @@
 #include "alloc.h"
 #include "decimal.h"
 
+/* Appends without tfs_buf's call chain when the room is there: hashing runs over every
+ * field of every record read and written, a byte at a time for the tags. The bytes are the
+ * ones tfs_buf_append would write; a full or failed buffer takes its path. */
+static inline int put_n(tfs_buf *out, const void *s, size_t n)
+{
+    if (!out->oom && out->data && n < out->cap - out->len) {
+        memcpy(out->data + out->len, s, n);
+        out->len += n;
+        out->data[out->len] = '\0';
+        return 0;
+    }
+    return tfs_buf_append(out, s, n);
+}
+
+static inline int put_c(tfs_buf *out, char c)
+{
+    if (!out->oom && out->data && out->len + 1 < out->cap) {
+        out->data[out->len++] = c;
+        out->data[out->len] = '\0';
+        return 0;
+    }
+    return tfs_buf_append(out, &c, 1);
+}
+
+static inline int put_s(tfs_buf *out, const char *s)
+{
+    return put_n(out, s, strlen(s));
+}
+
+/* A tag, a length and ':' ("t12:"), as "%c%zu:" wrote them. */
+static int put_tag_len(tfs_buf *out, char tag, size_t len)
+{
+    char tmp[2 + TFS_DECIMAL_INT64_SIZE];
+    tmp[0] = tag;
+    size_t n = 1;
+    if (len > (size_t)INT64_MAX) { /* never: no value is that long */
+        n += (size_t)snprintf(tmp + 1, sizeof tmp - 1, "%zu", len);
+    } else {
+        n += tfs_decimal_from_int64((int64_t)len, tmp + 1);
+    }
+    tmp[n++] = ':';
+    return put_n(out, tmp, n);
+}
+
 /* A payload that has no length before it runs to the next ';', so one that holds a ';' (or
  * starts with the '?' that marks a length) gets "?<len>:" first: a text that is not a
  * decimal, date or timestamp must not be read as several values ("1;n2" then "3" is not
@@ -23,8 +67,8 @@ static bool needs_length(const char *s, size_t len)
 static int put_free(tfs_buf *out, const char *s, size_t len)
 {
     if (needs_length(s, len))
-        tfs_buf_printf(out, "?%zu:", len);
-    return tfs_buf_append(out, s, len);
+        put_tag_len(out, '?', len);
+    return put_n(out, s, len);
 }
 
 /* Normalises a plain decimal text: no sign for zero, no '+', no leading zeros, no trailing
@@ -52,16 +96,16 @@ static int put_decimal(tfs_buf *out, const char *s, size_t len)
     while (frac_end > frac_start && s[frac_end - 1] == '0')
         frac_end--;
     if (int_start == int_end && frac_end == frac_start)
-        return tfs_buf_putc(out, '0');
+        return put_c(out, '0');
     if (neg)
-        tfs_buf_putc(out, '-');
+        put_c(out, '-');
     if (int_start == int_end)
-        tfs_buf_putc(out, '0');
+        put_c(out, '0');
     else
-        tfs_buf_append(out, s + int_start, int_end - int_start);
+        put_n(out, s + int_start, int_end - int_start);
     if (frac_end > frac_start) {
-        tfs_buf_putc(out, '.');
-        tfs_buf_append(out, s + frac_start, frac_end - frac_start);
+        put_c(out, '.');
+        put_n(out, s + frac_start, frac_end - frac_start);
     }
     return out->oom ? -1 : 0;
 }
@@ -72,9 +116,9 @@ static int put_double(tfs_buf *out, double d)
 {
     char tmp[64];
     if (!isfinite(d))
-        return tfs_buf_puts(out, isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
+        return put_s(out, isnan(d) ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"));
     if (d == trunc(d) && fabs(d) < 9.2e18)
-        snprintf(tmp, sizeof tmp, "%" PRId64, (int64_t)d);
+        tfs_decimal_from_int64((int64_t)d, tmp);
     else
         snprintf(tmp, sizeof tmp, "%.17g", d);
     return put_decimal(out, tmp, strlen(tmp));
@@ -84,9 +128,35 @@ static int put_double(tfs_buf *out, double d)
  * its digits (decimal.h), the same routine the validator uses, then normalised. Text that
  * is not a decimal is kept as is (the validator refuses it); the precision is the
  * validator's to check. */
+/* Whether s is plain decimal text ([+-]digits[.digits], a digit at least) with at most
+ * scale digits after the point: rounding it to scale only adds zeros, which put_decimal
+ * takes off again, so it can be put as it is. Most values are (the validator rounded
+ * them), and rounding is most of the cost of hashing a decimal. */
+static bool within_scale(const char *s, size_t len, int scale)
+{
+    size_t i = 0, digits = 0;
+    if (scale < 0)
+        return false;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+        i++;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++, digits++;
+    if (i < len && s[i] == '.') {
+        size_t f = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i - f > (size_t)scale)
+            return false;
+        digits += i - f;
+    }
+    return i == len && digits > 0;
+}
+
 static int put_rounded(tfs_buf *out, const char *s, size_t len, int scale)
 {
     char small[128];
+    if (within_scale(s, len, scale))
+        return put_decimal(out, s, len);
     int n = tfs_decimal_round(s, len, 0, scale, small, sizeof small, NULL);
     if (n < 0)
         return put_decimal(out, s, len);
@@ -110,7 +180,7 @@ static int put_number_as_decimal(tfs_buf *out, const tfs_value *v, int scale)
     char tmp[64];
     int n;
     if (v->type == TFS_SDK_INT64) {
-        n = snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+        n = (int)tfs_decimal_from_int64(v->u.i, tmp);
     } else {
         n = tfs_decimal_from_double(v->u.f, tmp, sizeof tmp);
         if (n < 0) /* NaN, infinity */
@@ -135,9 +205,9 @@ static int put_timestamp(tfs_buf *out, const char *s, size_t len)
     /* The text written is s[0..head) then s[end..len): it decides the length's need. */
     bool first_q = head ? s[0] == '?' : (end < len && s[end] == '?');
     if (first_q || memchr(s, ';', head) || memchr(s + end, ';', len - end))
-        tfs_buf_printf(out, "?%zu:", head + (len - end));
-    tfs_buf_append(out, s, head);
-    return tfs_buf_append(out, s + end, len - end);
+        put_tag_len(out, '?', head + (len - end));
+    put_n(out, s, head);
+    return put_n(out, s + end, len - end);
 }
 
 int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *field)
@@ -145,17 +215,17 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
     char tmp[64];
     tfs_sdk_type want = field ? field->type : v->type;
     if (v->type == TFS_SDK_NULL)
-        return tfs_buf_append(out, "N;", 2);
+        return put_n(out, "N;", 2);
     switch (want) {
     case TFS_SDK_BOOL:
         if (v->type == TFS_SDK_BOOL)
-            return tfs_buf_puts(out, v->u.b ? "b1;" : "b0;");
+            return put_n(out, v->u.b ? "b1;" : "b0;", 3);
         break;
     case TFS_SDK_INT64:
     case TFS_SDK_FLOAT64:
     case TFS_SDK_DECIMAL:
         /* Numbers compare by value, whatever their representation. */
-        tfs_buf_putc(out, 'n');
+        put_c(out, 'n');
         if (want == TFS_SDK_DECIMAL && field &&
             (v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64)) {
             put_number_as_decimal(out, v, field->scale);
@@ -163,8 +233,7 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
                    (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT)) {
             put_rounded(out, v->u.s, v->len, field->scale);
         } else if (v->type == TFS_SDK_INT64) {
-            snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
-            tfs_buf_puts(out, tmp);
+            put_n(out, tmp, tfs_decimal_from_int64(v->u.i, tmp));
         } else if (v->type == TFS_SDK_FLOAT64) {
             put_double(out, v->u.f);
         } else if (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT) {
@@ -172,7 +241,7 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
         } else {
             break;
         }
-        tfs_buf_putc(out, ';');
+        put_c(out, ';');
         return out->oom ? -1 : 0;
     case TFS_SDK_TEXT: {
         if (!tfs_type_is_text(v->type))
@@ -180,38 +249,35 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
         size_t len = v->len;
         while (len > 0 && v->u.s[len - 1] == ' ')
             len--;
-        snprintf(tmp, sizeof tmp, "t%zu:", len);
-        tfs_buf_puts(out, tmp);
-        tfs_buf_append(out, v->u.s, len);
-        return tfs_buf_putc(out, ';');
+        put_tag_len(out, 't', len);
+        put_n(out, v->u.s, len);
+        return put_c(out, ';');
     }
     case TFS_SDK_DATE:
         if (!tfs_type_is_text(v->type))
             break;
-        tfs_buf_putc(out, 'D');
+        put_c(out, 'D');
         put_free(out, v->u.s, v->len < 10 ? v->len : 10);
-        return tfs_buf_putc(out, ';');
+        return put_c(out, ';');
     case TFS_SDK_TIMESTAMP:
         if (!tfs_type_is_text(v->type))
             break;
-        tfs_buf_putc(out, 'T');
+        put_c(out, 'T');
         put_timestamp(out, v->u.s, v->len);
-        return tfs_buf_putc(out, ';');
+        return put_c(out, ';');
     case TFS_SDK_JSON:
     case TFS_SDK_GEOMETRY: /* the same encoding: a GeoJSON text */
         if (!tfs_type_is_text(v->type))
             break;
-        snprintf(tmp, sizeof tmp, "j%u:", (unsigned)v->len);
-        tfs_buf_puts(out, tmp);
-        tfs_buf_append(out, v->u.s, v->len);
-        return tfs_buf_putc(out, ';');
+        put_tag_len(out, 'j', (unsigned)v->len);
+        put_n(out, v->u.s, v->len);
+        return put_c(out, ';');
     case TFS_SDK_BYTES: /* byte for byte, trailing spaces kept (SDK 1.3) */
         if (!tfs_type_is_text(v->type))
             break;
-        snprintf(tmp, sizeof tmp, "x%u:", (unsigned)v->len);
-        tfs_buf_puts(out, tmp);
-        tfs_buf_append(out, v->u.s, v->len);
-        return tfs_buf_putc(out, ';');
+        put_tag_len(out, 'x', (unsigned)v->len);
+        put_n(out, v->u.s, v->len);
+        return put_c(out, ';');
     case TFS_SDK_NULL:
         break;
     }
@@ -232,15 +298,15 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
 
 int tfs_canonical_record(tfs_buf *out, const tfs_record *rec)
 {
-    tfs_buf_puts(out, rec->entity->name);
-    tfs_buf_putc(out, '{');
+    put_s(out, rec->entity->name);
+    put_c(out, '{');
     for (size_t i = 0; i < rec->n; i++) {
         const tfs_sdk_field *f = &rec->entity->fields[i];
         if (f->flags & TFS_SDK_FIELD_BOOKKEEPING)
             continue;
         tfs_canonical_value(out, &rec->values[i], f);
     }
-    tfs_buf_putc(out, '}');
+    put_c(out, '}');
     return out->oom ? -1 : 0;
 }
 
@@ -277,5 +343,8 @@ uint64_t tfs_hash_records(tfs_buf *scratch, const tfs_record *const *recs, size_
 
 void tfs_hash_hex(uint64_t h, char out[17])
 {
-    snprintf(out, 17, "%016" PRIx64, h);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, h >>= 4)
+        out[i] = hex[h & 15];
+    out[16] = '\0';
 }

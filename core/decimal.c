@@ -198,3 +198,22 @@ int tfs_decimal_round(const char *s, size_t len, int precision, int scale, char 
     *o = '\0';
     return (int)total;
 }
+
+size_t tfs_decimal_from_int64(int64_t v, char *buf)
+{
+    char tmp[TFS_DECIMAL_INT64_SIZE];
+    /* The magnitude as unsigned, so INT64_MIN has one too. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}

@@ -10,6 +10,7 @@
 #define TFS_DECIMAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -27,6 +28,13 @@
  * form ("1.005", "0.1", "1e+300"), into buf. Returns its length, or TFS_EINVAL for a NaN or
  * an infinity (which no decimal holds), or TFS_ELIMIT when size is under 32. */
 int tfs_decimal_from_double(double d, char *buf, size_t size);
+
+/* Writes v in decimal ("-42"), as printf's %" PRId64 " does, into buf (at least
+ * TFS_DECIMAL_INT64_SIZE bytes) with a NUL; returns its length. For the hot paths (record
+ * keys, hashes, validation, JSON), where snprintf's format parsing costs more than the
+ * digits. */
+#define TFS_DECIMAL_INT64_SIZE 21
+size_t tfs_decimal_from_int64(int64_t v, char *buf);
 
 /* Rounds the decimal text s (len bytes, no NUL needed) to scale digits after the point,
  * half away from zero, as PostgreSQL's round(numeric, scale) and a numeric(precision,

@@ -231,11 +231,22 @@ static bool read_number(jreader *r)
         if (!digits(r))
             return bad(r, "invalid number");
     }
-    /* The text is checked: Lua's own reader gives what jansson's strtoll/strtod would. */
-    lua_pushlstring(r->L, s, (size_t)(r->p - s));
-    if (lua_stringtonumber(r->L, lua_tostring(r->L, -1)) == 0)
-        return bad(r, "invalid number");
-    lua_remove(r->L, -2);
+    /* The text is checked: Lua's own reader gives what jansson's strtoll/strtod would. It
+     * reads a C string: a copy on the stack, not a Lua string made and dropped for each
+     * number (a GeoJSON shape is mostly numbers). */
+    size_t n = (size_t)(r->p - s);
+    char small[64];
+    if (n < sizeof small) {
+        memcpy(small, s, n);
+        small[n] = '\0';
+        if (lua_stringtonumber(r->L, small) == 0)
+            return bad(r, "invalid number");
+    } else {
+        lua_pushlstring(r->L, s, n);
+        if (lua_stringtonumber(r->L, lua_tostring(r->L, -1)) == 0)
+            return bad(r, "invalid number");
+        lua_remove(r->L, -2);
+    }
     if (integer && !lua_isinteger(r->L, -1))
         return bad(r, "too big integer");
     if (!integer && !isfinite(lua_tonumber(r->L, -1)))

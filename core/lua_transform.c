@@ -244,6 +244,49 @@ int tfs_lua_map(tfs_lua *rt, const char *name, const tfs_record *src, const char
     return 0;
 }
 
+/* Under lua_pcall: map() on the script's source table as the last call left it (built
+ * when there is none yet), its result dropped. */
+static int protected_script_only(lua_State *L)
+{
+    tfs_lua *rt = tfs_lua_rt(L);
+    tfs_lua_script *s = rt->cur;
+    rt->phase = TFS_LUA_CONVERT;
+    if (s->rec_ref != LUA_NOREF && s->rec_entity == rt->src->entity && !s->rec_dirty)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->rec_ref);
+    else if (tfs_lua_push_source(rt, L, s, rt->src) != 0)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->map_ref);
+    lua_pushvalue(L, 1);
+    rt->phase = TFS_LUA_IN_LUA;
+    lua_call(L, 1, 1);
+    rt->phase = TFS_LUA_CONVERT;
+    return 0;
+}
+
+int tfs_lua_map_script_only(tfs_lua *rt, const char *name, const tfs_record *src, long n,
+                            tfs_error *err)
+{
+    tfs_lua_script *s;
+    if (!rt || rt->magic != TFS_LUA_MAGIC || !name || !src)
+        return tfs_error_set(err, TFS_EINVAL, "could not map record: invalid arguments");
+    int rc = tfs_lua_script_get(rt, name, false, &s, err);
+    if (rc != 0)
+        return rc;
+    rt->cur = s;
+    rt->src = src;
+    rt->targets = NULL;
+    rt->n_targets = 0;
+    rt->arena = NULL;
+    rt->out = NULL; /* nothing is converted */
+    for (long i = 0; i < n; i++) {
+        int status = tfs_lua_pcall(rt, protected_script_only);
+        if (status != LUA_OK || rt->conv_code != 0)
+            return tfs_lua_call_failed(rt, s, status, NULL, err);
+        lua_settop(rt->L, 0);
+    }
+    return 0;
+}
+
 void tfs_lua_set_stop(tfs_lua *rt, const atomic_int *stop)
 {
     if (rt)

@@ -80,6 +80,13 @@ int tfs_lua_map(tfs_lua *L, const char *script, const tfs_record *src, const cha
                 const tfs_sdk_entity *const *targets, size_t n_targets, tfs_arena *arena,
                 tfs_lua_output *out, tfs_error *err);
 
+/* What the script alone costs, for bench/lua_map.c: map() run n times under the same
+ * sandbox and budgets as tfs_lua_map, on the source table tfs_lua_map builds (built once
+ * here, not refilled), its result dropped without conversion. 0, or what tfs_lua_map
+ * returns for a failed call. */
+int tfs_lua_map_script_only(tfs_lua *L, const char *script, const tfs_record *src, long n,
+                            tfs_error *err);
+
 /* The flag the daemon sets to stop (NULL: none): a call running when it is set ends at the
  * next budget check (within a thousand instructions or a few thousand matcher steps) with
  * TFS_ELIMIT and a message saying so; tfs_lua_stopped then says it was the stop, so the

@@ -2,6 +2,7 @@
 #include "validator.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -91,6 +92,41 @@ static int set_text(tfs_record *rec, size_t f, tfs_sdk_type type, const char *te
     return tfs_record_set_text(rec, f, type, text, strlen(text));
 }
 
+/* Whether s is already what tfs_decimal_round gives for numeric(precision, scale): an
+ * optional '-' before a value that is not zero, no leading zeros (one "0" before the point),
+ * exactly scale digits after the point (none and no point at scale 0), within the
+ * precision. Source decimals copied to a column of the same type are, and rounding them
+ * again is most of a decimal's validation. */
+static bool already_rounded(const char *s, size_t len, int precision, int scale)
+{
+    size_t i = 0, int_digits = 0;
+    bool nonzero = false;
+    if (scale < 0 || (precision > 0 && precision - scale < 1))
+        return false;
+    if (i < len && s[i] == '-')
+        i++;
+    size_t int_start = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        nonzero |= s[i++] != '0';
+    int_digits = i - int_start;
+    if (int_digits == 0 || (int_digits > 1 && s[int_start] == '0'))
+        return false;
+    if (s[int_start] == '0')
+        int_digits = 0; /* "0.25": no digit before the point counts */
+    if (scale > 0) {
+        if (i == len || s[i] != '.')
+            return false;
+        size_t f = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            nonzero |= s[i++] != '0';
+        if (i - f != (size_t)scale)
+            return false;
+    }
+    if (i != len || (s[0] == '-' && !nonzero))
+        return false;
+    return precision == 0 || int_digits <= (size_t)(precision - scale);
+}
+
 /* Rounds a decimal field's value to the field's scale on its digits (decimal.h) and
  * checks it against the precision. A Lua number is first written as its shortest
  * round-trip text, so 1.005 rounds as the text "1.005", not as the double below it. */
@@ -102,7 +138,7 @@ static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
     const char *text;
     size_t len;
     if (v->type == TFS_SDK_INT64) {
-        len = (size_t)snprintf(num, sizeof num, "%" PRId64, v->u.i);
+        len = tfs_decimal_from_int64(v->u.i, num);
         text = num;
     } else if (v->type == TFS_SDK_FLOAT64) {
         int n = tfs_decimal_from_double(v->u.f, num, sizeof num);
@@ -116,6 +152,12 @@ static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
     } else {
         return add(reasons, rec, f, "expected a decimal, got %s", tfs_type_name(v->type));
     }
+    if (already_rounded(text, len, fd->precision, fd->scale)) {
+        if (text != v->u.s)
+            return tfs_record_set_text(rec, f, TFS_SDK_DECIMAL, text, len) < 0 ? -1 : 0;
+        v->type = TFS_SDK_DECIMAL;
+        return 0;
+    }
     /* Most results fit here; a longer one is rounded again straight into the arena. */
     char small[128];
     tfs_error err = {0};
@@ -125,8 +167,15 @@ static int check_decimal(tfs_record *rec, size_t f, json_t *reasons)
             return add(reasons, rec, f, "%s (%s)", err.message, err.detail);
         return add(reasons, rec, f, "%s", err.message);
     }
-    if ((size_t)n < sizeof small)
+    if ((size_t)n < sizeof small) {
+        /* Text already rounded (the common case: a source decimal copied) stays where it
+         * is, in the record's arena, instead of a second copy. */
+        if (text == v->u.s && (size_t)n == len && memcmp(small, text, len) == 0) {
+            v->type = TFS_SDK_DECIMAL;
+            return 0;
+        }
         return tfs_record_set_text(rec, f, TFS_SDK_DECIMAL, small, (size_t)n) < 0 ? -1 : 0;
+    }
     char *big = tfs_arena_alloc(rec->arena, (size_t)n + 1);
     if (!big)
         return -1;
@@ -179,7 +228,7 @@ static int check_text(tfs_record *rec, size_t f, json_t *reasons)
     tfs_value *v = &rec->values[f];
     char tmp[64];
     if (v->type == TFS_SDK_INT64) {
-        snprintf(tmp, sizeof tmp, "%" PRId64, v->u.i);
+        tfs_decimal_from_int64(v->u.i, tmp);
         if (set_text(rec, f, TFS_SDK_TEXT, tmp) < 0)
             return -1;
     } else if (v->type == TFS_SDK_FLOAT64) {

@@ -592,6 +592,39 @@ Test(lua, source_table_reused_safely)
     tfs_lua_free(rt);
 }
 
+Test(lua, reused_source_table_holds_only_the_current_record)
+{
+    /* Records that set different fields, one after another through the one table: a field
+     * null in this record is tf.null, never the last record's value, also when the script
+     * wrote over a field of the table; nor does a field the script set to nil linger. */
+    write_script("s.lua", "function map(rec)\n"
+                          "  local note, name = rec.note, rec.name\n"
+                          "  rec.name = 'written by the script'\n"
+                          "  rec.day = nil\n"
+                          "  return { out = { a = rec.id, b = tf.isnull(note) and 'null' or note,\n"
+                          "                   n = tf.isnull(name) and 'null' or name } }\n"
+                          "end\n");
+    tfs_lua *rt = new_rt(NULL);
+    tfs_record *first = src_rec("[]");
+    set_text(first, 6, TFS_SDK_TEXT, "first note");
+    tfs_record *r = map_one(rt, "s.lua", first);
+    expect_text(r, "b", "first note");
+    expect_text(r, "n", "Ann");
+    tfs_record *second = src_rec("[]");
+    second->values[0].u.i = 8;
+    second->values[1] = (tfs_value){.type = TFS_SDK_NULL};
+    r = map_one(rt, "s.lua", second);
+    expect_int(r, "a", 8);
+    expect_text(r, "b", "null");
+    expect_text(r, "n", "null");
+    tfs_record *third = src_rec("[]");
+    set_text(third, 1, TFS_SDK_TEXT, "Bea");
+    r = map_one(rt, "s.lua", third);
+    expect_text(r, "b", "null");
+    expect_text(r, "n", "Bea");
+    tfs_lua_free(rt);
+}
+
 /* ---- reload -------------------------------------------------------------------------- */
 
 Test(lua, reload_when_script_changes)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "decimal.h"
 #include "validator.h"
 
 static const tfs_sdk_field fields[] = {
@@ -195,5 +196,52 @@ Test(validator, timestamps_and_dates_are_read_digit_by_digit)
         cr_expect_eq(n, cases[i].problems, "%s / %s: %s", cases[i].seen, cases[i].day, all);
         free(all);
         json_decref(reasons);
+    }
+}
+
+/* Text already in numeric(p,s)'s printed form is kept without rounding it again (the fast
+ * path): on random decimal text and types, what the validator keeps or refuses is exactly
+ * what tfs_decimal_round gives. */
+Test(validator, kept_decimals_are_what_rounding_gives)
+{
+    static const char *const signs[] = {"", "", "-", "+"};
+    uint64_t x = 88172645463325252u;
+    for (int round = 0; round < 50000; round++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t r = x;
+        char text[64];
+        size_t n = (size_t)snprintf(text, sizeof text, "%s", signs[r % 4]);
+        r /= 4;
+        for (size_t i = r % 5; i > 0; i--, r /= 3)
+            text[n++] = (char)('0' + (r % 3 == 0 ? 0 : r % 10));
+        r /= 5;
+        if (r % 3) {
+            text[n++] = '.';
+            for (size_t i = r % 6; i > 0; i--, r /= 3)
+                text[n++] = (char)('0' + (r % 3 == 0 ? 0 : r % 10));
+        }
+        r /= 3;
+        text[n] = '\0';
+        int scale = (int)(r % 6) - 1, precision = (int)(r / 6 % 8);
+        tfs_sdk_field f[] = {{"v", TFS_SDK_DECIMAL, 0, 0, precision, scale}};
+        tfs_sdk_entity e = {"t", f, 1};
+        tfs_arena_reset(arena);
+        tfs_record *rc = tfs_record_new(arena, &e);
+        cr_assert_eq(tfs_record_set_text(rc, 0, TFS_SDK_DECIMAL, text, n), 0);
+        json_t *reasons = json_array();
+        int probs = tfs_validate_record(rc, reasons);
+        json_decref(reasons);
+        char want[256];
+        int w = tfs_decimal_round(text, n, precision, scale, want, sizeof want, NULL);
+        if (w < 0) {
+            cr_assert_eq(probs, 1, "\"%s\" at (%d,%d) is refused by rounding, kept as \"%s\"",
+                         text, precision, scale, rc->values[0].u.s);
+            continue;
+        }
+        cr_assert_eq(probs, 0, "\"%s\" at (%d,%d) refused; rounding gives \"%s\"", text,
+                     precision, scale, want);
+        cr_assert_eq(rc->values[0].type, TFS_SDK_DECIMAL);
+        cr_assert_str_eq(rc->values[0].u.s, want, "\"%s\" at (%d,%d)", text, precision, scale);
+        cr_assert_eq(rc->values[0].len, (uint32_t)w);
     }
 }
