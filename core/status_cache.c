@@ -599,7 +599,9 @@ static int refresh(tfs_status_cache *c, tfs_store **s, tfs_config *cfg)
 static json_t *sample_volatile(tfs_status_cache *c, const tfs_config *cfg, char **sig)
 {
     json_t *systems = json_object(), *lag = json_object(), *next = json_object();
-    json_t *calm = json_object(); /* the same without the figures that age by themselves */
+    /* The same without the figures that age by themselves: their change alone is none
+     * (they move on at the next refresh). */
+    json_t *calm = json_object(), *calm_lag = json_object();
     for (size_t i = 0; i < cfg->n_systems; i++) {
         json_t *h = tfs_health_json(c->health, cfg->systems[i].name);
         if (!h)
@@ -608,24 +610,29 @@ static json_t *sample_volatile(tfs_status_cache *c, const tfs_config *cfg, char 
         json_object_del(k, "age_ms");
         json_object_del(k, "circuit_since_ms");
         json_object_del(k, "next_probe_in_ms");
+        json_object_del(k, "checked_at"); /* a check that found the same is no change */
         json_object_set_new(calm, cfg->systems[i].name, k);
         json_object_set_new(systems, cfg->systems[i].name, h);
     }
     for (size_t i = 0; i < cfg->n_pairs; i++) {
         const tfs_config_pair *p = &cfg->pairs[i];
-        json_t *pl = json_object();
+        json_t *pl = json_object(), *calm_pl = json_object();
         for (size_t e = 0; e < p->n_entities; e++) {
             json_t *l = tfs_health_lag(c->health, p->name, p->entities[e].source);
-            if (l)
-                json_object_set_new(pl, p->entities[e].source, l);
+            if (!l)
+                continue;
+            json_t *k = json_deep_copy(l);
+            json_object_del(k, "age_ms");
+            json_object_set_new(calm_pl, p->entities[e].source, k);
+            json_object_set_new(pl, p->entities[e].source, l);
         }
         json_object_set_new(lag, p->name, pl);
+        json_object_set_new(calm_lag, p->name, calm_pl);
         if (p->incremental_every_ms)
             json_object_set_new(next, p->name,
                                 json_integer(tfs_runner_next_run_ms(c->runner, p->name)));
     }
-    json_t *calm_all = json_pack("{soOO}", "systems", calm, "lag", lag, "next", next);
-    /* lag's age_ms moves only when the prober counts again; that is a change. */
+    json_t *calm_all = json_pack("{sososO}", "systems", calm, "lag", calm_lag, "next", next);
     *sig = calm_all ? json_dumps(calm_all, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(calm_all);
     return json_pack("{sososo}", "systems", systems, "lag", lag, "next", next);
