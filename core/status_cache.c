@@ -139,8 +139,6 @@ struct tfs_status_cache {
     pthread_mutex_t wake_lock;
     pthread_cond_t wake;
     int poked, stop;
-
-    atomic_uint_fast64_t store_reads, builds;
 };
 
 static int64_t mono_ms(void)
@@ -423,7 +421,6 @@ static void build(tfs_status_cache *c, tfs_config *cfg)
     c->pub = np;
     pthread_mutex_unlock(&c->pub_lock);
     published_free(old_pub); /* readers hold references to the bodies they serve */
-    atomic_fetch_add(&c->builds, 1);
 }
 
 /* ---- what the store says ------------------------------------------------------------ */
@@ -445,7 +442,6 @@ static void on_run_changed(void *ctx, tfs_store *s, int64_t run_id)
     json_t *o = NULL;
     tfs_error err = {0};
     int rc = tfs_store_idle(s) ? tfs_store_views_run_and_cursors(s, run_id, &o, &err) : -1;
-    atomic_fetch_add(&c->store_reads, 1);
     pthread_mutex_lock(&c->lock);
     if (rc != 0) {
         /* Not readable here (inside the caller's transaction, or the store just failed):
@@ -515,7 +511,6 @@ static int refresh(tfs_status_cache *c, tfs_store **s, tfs_config *cfg)
         rc = tfs_store_views_all_cursors(*s, &cursors, &err);
     if (rc == 0)
         rc = tfs_store_views_runs(*s, ids, n, &runs, &err);
-    atomic_fetch_add(&c->store_reads, 1);
     if (rc) {
         json_decref(last);
         json_decref(cursors);
@@ -821,10 +816,4 @@ tfs_status_body *tfs_status_cache_run(tfs_status_cache *c, const tfs_config *cfg
         follow(c);
     }
     return NULL;
-}
-
-void tfs_status_cache_counts(tfs_status_cache *c, uint64_t *store_reads, uint64_t *builds)
-{
-    *store_reads = atomic_load(&c->store_reads);
-    *builds = atomic_load(&c->builds);
 }

@@ -67,8 +67,4 @@ tfs_status_body *tfs_status_cache_run(tfs_status_cache *c, const tfs_config *cfg
 json_t *tfs_status_run_json(const tfs_config *cfg, const json_t *run, const json_t *cursors,
                             const char *as_of);
 
-/* Figures for tests and /metrics: how many times the store was read for the status
- * (pushes and refreshes), and the answers built. */
-void tfs_status_cache_counts(tfs_status_cache *c, uint64_t *store_reads, uint64_t *builds);
-
 #endif
