@@ -443,8 +443,9 @@ int main(int argc, char **argv)
     seed_metrics(store, cfg);
     if (tfs_health_start(cfg, plugins, &health, &err) != 0 ||
         tfs_runner_start(slot, plugins, health, &runner, &err) != 0 ||
-        tfs_runner_resume(runner, store, &err) != 0 ||
+        /* Before the resume: its first read is done before runs start again here. */
         tfs_status_cache_start(slot, health, runner, &status_cache, &err) != 0 ||
+        tfs_runner_resume(runner, store, &err) != 0 ||
         tfs_api_init(&api, slot, plugins, runner, health, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         goto out;
