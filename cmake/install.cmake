@@ -10,6 +10,7 @@
 #   share/tfsync/transforms/               the shipped mappings, lookups and rules
 #   share/doc/tfsync/                      README, docs/, examples/tfsyncd.json
 #   share/man/man1, man8                   the man pages (cmake/man.cmake)
+#   (nothing for the web console: its files are embedded in tfsyncd, cmake/ui.cmake)
 #   share/bash-completion/completions/tfsync
 #   lib/systemd/system/tfsyncd.service     the unit; lib/sysusers.d/tfsync.conf its user
 #

@@ -483,6 +483,7 @@ static json_t *plugins_json(tfs_api *api)
             {TFS_SDK_CAP_SOURCE, "source"},       {TFS_SDK_CAP_TARGET, "target"},
             {TFS_SDK_CAP_CHANGES, "changes"},     {TFS_SDK_CAP_NO_FETCH, "no_fetch"},
             {TFS_SDK_CAP_LAZY_OPEN, "lazy_open"}, {TFS_SDK_CAP_DELTAS, "deltas"},
+            {TFS_SDK_CAP_INSERT, "insert"},
         };
         json_t *caps = json_array();
         for (size_t c = 0; c < sizeof cap_names / sizeof cap_names[0]; c++)
@@ -832,6 +833,9 @@ static const tfs_http_route routes[] = {
     {"POST", "/sync/conflicts/{id}/resolve", TFS_ROLE_OPERATE, tfs_api_conflict_resolve},
     {"POST", "/sync/validate", TFS_ROLE_OPERATE, tfs_api_handle_validate},
     {"POST", "/transforms/{name}/test", TFS_ROLE_OPERATE, tfs_api_handle_transform_test},
+    /* the web console's static files, open like /health (api_ui.c) */
+    {"GET", "/ui", TFS_ROLE_NONE, tfs_api_ui},
+    {"GET", "/ui/{file}", TFS_ROLE_NONE, tfs_api_ui},
 };
 
 const tfs_http_route *tfs_api_routes(size_t *n)

@@ -69,6 +69,9 @@ void tfs_api_conflict_resolve(const tfs_http_request *req, tfs_http_response *re
 /* GET /metrics (api_metrics.c), ctx the tfs_api: open when metrics.public, else a key of
  * role read. */
 void tfs_api_metrics(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
+/* GET /ui, /ui/ and /ui/{file}: the web console's embedded files, without a key
+ * (api_ui.c). */
+void tfs_api_ui(const tfs_http_request *req, tfs_http_response *resp, void *ctx);
 
 /* GET /audit/verify (api_audit.c), ctx the tfs_api. */
 void tfs_api_audit_verify(const tfs_http_request *req, tfs_http_response *resp, void *ctx);

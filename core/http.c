@@ -249,6 +249,39 @@ void tfs_http_key_hash(const char *key, unsigned char out[32])
     tfs_auth_key_hash(key, out);
 }
 
+/* libmicrohttpd's own unescaping with one change: "%00" stays the three characters it is.
+ * Decoded, a NUL would cut the path (and a query value) short where C reads it, so
+ * "/ui/index.html%00.js" would be answered as "/ui/index.html"; kept, it matches nothing. */
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hex_value(r[1])) >= 0 && (lo = hex_value(r[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 /* ---- routing ------------------------------------------------------------------------- */
 
 typedef struct span {
@@ -1022,6 +1055,7 @@ int tfs_http_start(const tfs_http_config *cfg, const tfs_http_route *routes, siz
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)srv,
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, (void *)srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_keeping_nul, (void *)NULL,
         MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (!srv->daemon) {

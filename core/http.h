@@ -68,6 +68,13 @@ typedef struct tfs_http_response {
     char *text;        /* owned (malloc): a text body, with */
     const char *content_type; /* static; default application/json */
     char location[256];       /* a Location header when not empty */
+    /* Static bytes as the body (the web console's embedded files, ui_files.h), never
+     * freed; taken when json and text are NULL. */
+    const unsigned char *bytes;
+    size_t bytes_len;
+    /* More headers: static name, value pairs, NULL after the last. A Cache-Control among
+     * them replaces the default no-store. */
+    const char *headers[16];
     /* or a body owned elsewhere (tfs_http_shared): shared_len bytes, given back with
      * shared_release(shared_ctx) once sent */
     const char *shared;

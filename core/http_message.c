@@ -1,6 +1,7 @@
 /* core/http_message.c — what a handler reads of a request and writes as its answer
  * (problem+json, JSON, text; query arguments and headers), and how an answer goes on the
- * wire: status, body, Content-Type, Cache-Control, Location, Allow and WWW-Authenticate, with
+ * wire: status, body (JSON, text or static bytes), Content-Type, Cache-Control, Location, Allow,
+ * WWW-Authenticate and a handler's own static headers, with
  * a fallback problem when even that cannot be built. The server itself is http.c.
  */
 #include "http_message.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -60,6 +62,8 @@ static void response_clear_body(tfs_http_response *resp)
     resp->json = NULL;
     free(resp->text);
     resp->text = NULL;
+    resp->bytes = NULL;
+    resp->bytes_len = 0;
     if (resp->shared && resp->shared_release)
         resp->shared_release(resp->shared_ctx);
     resp->shared = NULL;
@@ -212,7 +216,7 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
     struct MHD_Response *r = NULL;
     int status = resp->status;
     bool no_body = status == 204 || status == 304;
-    bool empty = !resp->json && !resp->text && !resp->shared;
+    bool empty = !resp->json && !resp->text && !resp->shared && !resp->bytes;
     const char *ctype = resp->content_type ? resp->content_type : HTTP_CT_JSON;
 
     if (status < 100 || status > 599 || (empty && !no_body)) {
@@ -241,6 +245,9 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
             resp->shared_len, (void *)resp->shared, resp->shared_release, resp->shared_ctx);
         if (r)
             resp->shared = NULL; /* libmicrohttpd gives it back */
+    } else if (resp->bytes) {
+        r = MHD_create_response_from_buffer(resp->bytes_len, (void *)resp->bytes,
+                                            MHD_RESPMEM_PERSISTENT);
     } else if (resp->json) {
         if (strcmp(ctype, HTTP_CT_PROBLEM) == 0 && json_is_object(resp->json) &&
             !json_object_get(resp->json, "instance"))
@@ -265,7 +272,16 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
 
     if (!no_body)
         add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    bool cache_given = false;
+    for (size_t i = 0; i + 1 < sizeof resp->headers / sizeof resp->headers[0] &&
+                       resp->headers[i] && resp->headers[i + 1];
+         i += 2) {
+        add_header(r, resp->headers[i], resp->headers[i + 1]);
+        cache_given = cache_given ||
+                      strcasecmp(resp->headers[i], MHD_HTTP_HEADER_CACHE_CONTROL) == 0;
+    }
+    if (!cache_given)
+        add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (resp->etag[0] && status != 500)
         add_header(r, MHD_HTTP_HEADER_ETAG, resp->etag);
     if (resp->location[0] && status != 500)

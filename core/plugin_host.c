@@ -22,6 +22,7 @@ static const size_t desc_size_of_minor[] = {
     offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof(void (*)(void)),  /* 1.2: a flag */
     offsetof(tfs_sdk_plugin, cb_run_end) + sizeof(void (*)(void)),       /* 1.3 */
     offsetof(tfs_sdk_plugin, cb_entity_roles) + sizeof(void (*)(void)),  /* 1.4 */
+    offsetof(tfs_sdk_plugin, cb_entity_roles) + sizeof(void (*)(void)),  /* 1.5: a flag */
 };
 _Static_assert(sizeof desc_size_of_minor / sizeof desc_size_of_minor[0] ==
                    TFS_SDK_VERSION_MINOR + 1,
@@ -58,6 +59,10 @@ static const char *check_descriptor(const tfs_sdk_plugin *d, char *buf, size_t l
                "(a target that cannot fetch declares TFS_SDK_CAP_NO_FETCH, SDK 1.2)";
     if ((d->capabilities & (TFS_SDK_CAP_LAZY_OPEN | TFS_SDK_CAP_DELTAS)) && d->sdk_minor < 3)
         return "descriptor declares the lazy-open or deltas capability, which needs SDK 1.3";
+    if ((d->capabilities & TFS_SDK_CAP_INSERT) && d->sdk_minor < 5)
+        return "descriptor declares the insert capability, which needs SDK 1.5";
+    if ((d->capabilities & TFS_SDK_CAP_INSERT) && !(d->capabilities & TFS_SDK_CAP_TARGET))
+        return "descriptor declares the insert capability without the target capability";
     if ((d->capabilities & TFS_SDK_CAP_DELTAS) && !(d->capabilities & TFS_SDK_CAP_SOURCE))
         return "descriptor declares the deltas capability without the source capability";
     if ((d->capabilities & TFS_SDK_CAP_CHANGES) &&
@@ -628,6 +633,12 @@ int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *cons
     return map_status(inst, rc, &e, "could not fetch", err);
 }
 
+int tfs_instance_takes_inserts(const tfs_instance *inst)
+{
+    /* check_descriptor refuses the flag below SDK 1.5 */
+    return (inst->plugin->desc.capabilities & TFS_SDK_CAP_INSERT) != 0;
+}
+
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
                        tfs_results *results, tfs_error *err)
 {
@@ -635,7 +646,26 @@ int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n
     if (!inst->plugin->desc.cb_write)
         return tfs_error_set(err, TFS_EPERMANENT, "system \"%s\" cannot be written (plugin "
                              "\"%s\" is not a target)", inst->system, inst->plugin->name);
+    /* An insert is an upsert to a plugin that does not take them (SDK 1.5): it never sees
+     * an operation kind it was not built for. The stage asks first, so this copy is only
+     * made for a caller that did not. */
+    tfs_sdk_write_op *own = NULL;
+    if (!tfs_instance_takes_inserts(inst)) {
+        size_t i = 0;
+        while (i < n && ops[i].kind != TFS_SDK_OP_INSERT)
+            i++;
+        if (i < n) {
+            if (!(own = malloc(n * sizeof *own)))
+                return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+            memcpy(own, ops, n * sizeof *own);
+            for (; i < n; i++)
+                if (own[i].kind == TFS_SDK_OP_INSERT)
+                    own[i].kind = TFS_SDK_OP_UPSERT;
+            ops = own;
+        }
+    }
     int rc = inst->plugin->desc.cb_write(inst->handle, ops, n, results, &e);
+    free(own);
     return map_status(inst, rc, &e, "could not write", err);
 }
 

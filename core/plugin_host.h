@@ -129,8 +129,13 @@ int tfs_instance_read(tfs_instance *inst, size_t entity, tfs_sdk_read_mode mode,
                       tfs_error *err);
 int tfs_instance_fetch(tfs_instance *inst, size_t entity, const tfs_record *const *keys,
                        size_t n, tfs_batch *out, tfs_error *err);
+/* TFS_SDK_OP_INSERT operations reach only a plugin that takes them (SDK 1.5,
+ * tfs_instance_takes_inserts); to any other they are handed as TFS_SDK_OP_UPSERT. */
 int tfs_instance_write(tfs_instance *inst, const tfs_sdk_write_op *ops, size_t n,
                        tfs_results *results, tfs_error *err);
+/* Whether the plugin takes TFS_SDK_OP_INSERT (TFS_SDK_CAP_INSERT, SDK 1.5): the writing
+ * stage then hands the upserts of keys it never wrote to the target as inserts. */
+int tfs_instance_takes_inserts(const tfs_instance *inst);
 int tfs_instance_health(tfs_instance *inst, tfs_error *err);
 
 /* SDK 1.3. The most operations and bytes one write takes (0: no limit), as the plugin's

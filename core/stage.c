@@ -577,16 +577,23 @@ int tfs_stage_write(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
     if (!ops || !owner)
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     const tfs_sdk_entity *tgt_entities = tfs_instance_entity_get(b->tgt, 0);
+    int inserts = tfs_instance_takes_inserts(b->tgt);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!rs[i].write)
             continue;
+        /* A key with no sync map row that the conflict fetch (if any) did not find in the
+         * target is an insert (SDK 1.5): the plugin may load it the fast way, and upserts
+         * it when it is there after all (a replay after a lost state commit). */
+        tfs_sdk_op_kind kind = rs[i].deleted ? rs[i].kind
+                               : inserts && rs[i].is_new && !rs[i].in_target
+                                   ? TFS_SDK_OP_INSERT
+                                   : TFS_SDK_OP_UPSERT;
         for (size_t j = 0; j < rs[i].out.n; j++) {
             const tfs_record *rec = rs[i].out.recs[j];
             /* Every target record's entity is one of the target instance's, so its position
              * there is its index for the plugin. */
-            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - tgt_entities),
-                                        rs[i].deleted ? rs[i].kind : TFS_SDK_OP_UPSERT, rec};
+            ops[k] = (tfs_sdk_write_op){(size_t)(rec->entity - tgt_entities), kind, rec};
             owner[k++] = i;
         }
         for (size_t j = 0; j < rs[i].n_orphans; j++) {

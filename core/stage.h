@@ -54,6 +54,7 @@ typedef struct tfs_stage_rec {
     const char *script_version;
     /* conflict detection (tfs_stage_resolve); JSON texts in the arena */
     int checked;         /* the target was fetched for it */
+    int in_target;       /* the fetch found a target record of it (then never an insert) */
     int parked;          /* a conflict the manual policy parks: not written */
     int drifted;         /* the target changed though the source did not */
     const char *detail;  /* for the write's audit entry: the decision taken, or NULL */

@@ -215,6 +215,7 @@ static int resolve_write(tfs_stage_ctx *b, tfs_stage_job *jb, size_t i,
     int missing = 0, merge_always = 0;
     for (size_t j = 0; j < r->out.n; j++) {
         missing |= tgt[j] == NULL;
+        r->in_target |= tgt[j] != NULL;
         merge_always |= merges_always(c, r->out.recs[j]->entity);
     }
     if (!missing && !merge_always) {

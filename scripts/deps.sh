@@ -5,14 +5,18 @@
 # of clang's packages, which --no-install-recommends leaves out.) scdoc builds the man pages
 # (docs/man/*.scd) and groff-base renders them in the install test; dpkg-deb and
 # dpkg-shlibdeps, which the .deb needs, come with build-essential's dpkg-dev. prometheus:
-# its promtool checks GET /metrics in the metrics test.
+# its promtool checks GET /metrics in the metrics test. chromium: the browser the web
+# console's test drives (tests/ui, through puppeteer-core, which downloads none), with a
+# font to lay its pages out (its fonts are only recommended, which --no-install-recommends
+# leaves out); openssl makes that test's self-signed certificate for the console over TLS.
 #
 # As root it installs whatever is missing (CI runs it on a fresh Debian 12 machine, without
 # a terminal); as anyone else it lists what is missing with the command to install it and
 # exits non-zero. A machine that has everything does nothing, without touching the network.
 # Then the npm test tools of tests/tools (json-server, the CRM the crm tests talk to;
 # @redocly/cli, the OpenAPI lint; @stoplight/prism-cli, the conformance test's validating
-# proxy), installed exactly as package-lock.json pins them.
+# proxy; puppeteer-core and axe-core, the console test's browser driver and accessibility
+# check), installed exactly as package-lock.json pins them.
 set -euo pipefail
 
 readonly PACKAGES=(
@@ -24,6 +28,7 @@ readonly PACKAGES=(
     clang-14 libclang-rt-14-dev
     scdoc groff-base
     prometheus
+    chromium fonts-dejavu-core openssl
 )
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,7 +53,8 @@ npm_tools() {
     npm_tools_installed && return 0
     if [[ $(id -u) -ne 0 ]]; then
         echo "deps.sh: the test tools in tests/tools are not installed at their pinned versions" \
-            "(json-server for the crm tests, redocly and prism for the OpenAPI tests)" >&2
+            "(json-server for the crm tests, redocly and prism for the OpenAPI tests," \
+            "puppeteer-core and axe-core for the console test)" >&2
         echo "deps.sh: install them with:" >&2
         echo "  npm ci --prefix $root/tests/tools --no-audit --no-fund" >&2
         exit 1
@@ -62,7 +68,7 @@ npm_tools() {
     fi
     echo "deps.sh: installing the test tools of tests/tools (npm ci)" >&2
     # No install-time analytics call (prism's @scarf/scarf): nothing but the registry.
-    SCARF_ANALYTICS=false npm ci --prefix "$root/tests/tools" --no-audit --no-fund >&2
+    SCARF_ANALYTICS=false PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix "$root/tests/tools" --no-audit --no-fund >&2
 }
 
 missing=()

@@ -20,6 +20,11 @@
  *   callbacks, never as new members.
  *
  * CHANGELOG
+ *   1.5  operation kind TFS_SDK_OP_INSERT and capability TFS_SDK_CAP_INSERT: a target that
+ *        declares it is told which upserts are of keys the host has never written to it
+ *        (no sync map row, none found by the conflict fetch), so it may insert them the
+ *        fast way (a COPY) and fall back to its upsert when a row is there after all.
+ *        Plugins without the capability, or built for an older minor, get TFS_SDK_OP_UPSERT.
  *   1.4  callback cb_entity_roles: which described entities the plugin reads and which it
  *        writes, so tfsyncd --check refuses a pair that reads an entity its source only
  *        writes (or writes one its target only reads) before a run fails on it.
@@ -62,7 +67,7 @@ extern "C" {
 #endif
 
 #define TFS_SDK_VERSION_MAJOR 1
-#define TFS_SDK_VERSION_MINOR 4
+#define TFS_SDK_VERSION_MINOR 5
 
 #if defined(__GNUC__)
 #define TFS_SDK_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -160,6 +165,13 @@ typedef enum tfs_sdk_read_mode {
 typedef enum tfs_sdk_op_kind {
     TFS_SDK_OP_UPSERT = 0,
     TFS_SDK_OP_DELETE = 1, /* only the key fields of the record are meaningful */
+    /* ---- 1.5, only to a plugin declaring TFS_SDK_CAP_INSERT ---- */
+    /* An upsert of a key the host has no record of in the target (it never wrote it, and
+     * the conflict fetch, when there is one, found no row): insert it. The hint may be
+     * wrong (a replay after a crash between the target's commit and the state store's, a
+     * row someone added by hand, another writer), so a plugin that finds the key there
+     * must apply it as an upsert, never fail it or add a second row. */
+    TFS_SDK_OP_INSERT = 2,
 } tfs_sdk_op_kind;
 
 /* How a run ended (1.3, cb_run_end). */
@@ -293,6 +305,9 @@ typedef struct tfs_sdk_host {
 /* 1.3: a source that delivers only deltas (a file drop): a full run reads what is there,
  * and its pairs never sweep (a key not read is not deleted). */
 #define TFS_SDK_CAP_DELTAS 0x20u
+/* 1.5: a target that takes TFS_SDK_OP_INSERT operations (with TFS_SDK_CAP_TARGET). The host
+ * hands them to no other plugin: one without it gets TFS_SDK_OP_UPSERT for those keys. */
+#define TFS_SDK_CAP_INSERT 0x40u
 
 /* The descriptor a plugin returns. Static storage in the plugin; the host copies it. */
 typedef struct tfs_sdk_plugin {
@@ -335,7 +350,8 @@ typedef struct tfs_sdk_plugin {
     /* Applies a batch of operations in one transaction, idempotent by key. A failing
      * operation is reported through result_set and does not fail the others; the return
      * value is for the batch as a whole (connection lost: TFS_SDK_ETRANSIENT, nothing
-     * committed). */
+     * committed). Operations of one key apply in order (the last one wins); an INSERT
+     * (1.5, TFS_SDK_CAP_INSERT) is an UPSERT the plugin may apply faster. */
     int (*cb_write)(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                     tfs_sdk_results *results, tfs_sdk_error *err);
     /* Cheap liveness check of the system behind the instance. */

@@ -4,7 +4,10 @@
  * Writes parcels (pardat), assessments (asmt) and owners (owndat), keyed by (parid, taxyr),
  * and sales, keyed by (parid, instruno), one transaction per cb_write. The fast path COPYs each entity's operations into a per-connection temp
  * table and applies them with one DELETE ... USING and one INSERT ... ON CONFLICT DO
- * UPDATE per entity (the last operation of a key in the batch wins). When that fails on
+ * UPDATE per entity (the last operation of a key in the batch wins). An entity whose
+ * operations are all inserts (SDK 1.5, TFS_SDK_OP_INSERT: keys the host never wrote here)
+ * is COPYed straight into its table under a savepoint instead, and goes the upsert's way
+ * when a row is there after all (a unique violation). When that fails on
  * data (a length, type, NOT NULL or CHECK violation), the batch is rolled back to a
  * savepoint and redone one operation at a time, each under its own savepoint, so that only
  * the bad operations fail and the rest commit. The bookkeeping fields wen and who are set
@@ -51,6 +54,7 @@ typedef struct cama_table {
 typedef struct cama_sql {
     char *create_tmp;  /* the temp table the fast path COPYs into */
     char *copy;        /* COPY ... FROM STDIN into it */
+    char *copy_insert; /* COPY ... FROM STDIN into the table itself (SDK 1.5 inserts) */
     char *apply_del;   /* deletes whose last operation in the batch is a delete */
     char *apply_ups;   /* upserts whose last operation is an upsert; $1 who */
     char *one_ups;     /* one upsert: $1..$n the data fields, $n+1 who */
@@ -452,6 +456,7 @@ static void cama_sql_free(cama_sql *q)
 {
     free(q->create_tmp);
     free(q->copy);
+    free(q->copy_insert);
     free(q->apply_del);
     free(q->apply_ups);
     free(q->one_ups);
@@ -482,6 +487,13 @@ static int cama_sql_build(cama_sql *q, const cama_table *t)
             sb_printf(&b, ", \"%s\"", e->fields[f].name);
     sb_printf(&b, ") FROM STDIN");
     q->copy = sb_take(&b);
+
+    /* New keys (TFS_SDK_OP_INSERT) go straight into the table, every described field. */
+    sb_printf(&b, "COPY \"%s\" (", e->name);
+    for (size_t f = 0; f < e->n_fields; f++)
+        sb_printf(&b, "%s\"%s\"", f ? ", " : "", e->fields[f].name);
+    sb_printf(&b, ") FROM STDIN");
+    q->copy_insert = sb_take(&b);
 
     /* The last operation of each key in the batch decides. */
     sb_printf(&b, "DELETE FROM \"%s\" t USING (SELECT DISTINCT ON (", e->name);
@@ -573,7 +585,7 @@ static int cama_sql_build(cama_sql *q, const cama_table *t)
     sb_printf(&b, " LIMIT $3::int4");
     q->read_after = sb_take(&b);
 
-    return q->create_tmp && q->copy && q->apply_del && q->apply_ups && q->one_ups &&
+    return q->create_tmp && q->copy && q->copy_insert && q->apply_del && q->apply_ups && q->one_ups &&
                    q->one_del && q->fetch && q->read_first && q->read_after
                ? 0
                : -1;
@@ -953,6 +965,99 @@ static PGresult *write_entity_fast(cama *c, size_t entity, const tfs_sdk_write_o
     return run_prepared(c->conn, entity, "apply_ups", 1, params);
 }
 
+/* The COPY text of a null of a field with a column default (what the upsert's coalesce
+ * gives: "0", 'Y' without its quotes), or NULL when a null stays null. */
+static const char *copy_default(const cama_col *col, size_t *len)
+{
+    const char *d = col->dflt;
+    if (!d)
+        return NULL;
+    size_t n = strlen(d);
+    if (n >= 2 && d[0] == '\'' && d[n - 1] == '\'') {
+        *len = n - 2;
+        return d + 1;
+    }
+    *len = n;
+    return d;
+}
+
+/* COPYs the operations of one entity straight into its table: every described field, a
+ * null with a column default as that default, wen the transaction's now() (the text of
+ * now, as the upsert's now() gives it) and who the configured one. Returns NULL or the
+ * failed result (owned). */
+static PGresult *copy_inserts(cama *c, size_t entity, const tfs_sdk_write_op *ops,
+                              size_t n_ops, const char *now)
+{
+    const cama_table *t = &cama_tables[entity];
+    const tfs_sdk_entity *e = t->entity;
+    PGresult *r = PQexec(c->conn, c->sql[entity].copy_insert);
+    if (!r || PQresultStatus(r) != PGRES_COPY_IN)
+        return r ? r : PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
+    PQclear(r);
+    buf_reset(c);
+    int failed = 0;
+    for (size_t i = 0; i < n_ops && !failed; i++) {
+        if (ops[i].entity != entity || c->skip[i])
+            continue;
+        for (size_t f = 0; f < e->n_fields; f++) {
+            if (f)
+                buf_put(c, "\t", 1);
+            char tmp[40];
+            size_t len = 0;
+            const char *v;
+            if (!is_data_field(&e->fields[f])) {
+                v = strcmp(e->fields[f].name, "wen") == 0 ? now : c->who;
+                len = strlen(v);
+            } else if (!(v = value_text(ops[i].record, f, tmp, sizeof tmp, &len))) {
+                v = copy_default(&t->cols[f], &len);
+            }
+            copy_value(c, v, len);
+        }
+        buf_put(c, "\n", 1);
+        failed = copy_flush(c, 0) != 0;
+    }
+    if (!failed)
+        failed = copy_flush(c, 1) != 0;
+    if (failed && c->buf_oom) {
+        PQputCopyEnd(c->conn, "out of memory");
+        PQclear(drain(c->conn));
+        buf_reset(c);
+        return PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
+    }
+    if (PQputCopyEnd(c->conn, NULL) != 1)
+        return PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
+    return drain(c->conn);
+}
+
+/* SDK 1.5: an entity whose operations in this call are all inserts (keys the host never
+ * wrote here) is COPYed into its table under a savepoint, as fast as PostgreSQL loads. A
+ * row already there (SQLSTATE 23505: a replay after a crash between this commit and the
+ * state store's, a row added by hand, a key twice in the call) rolls back to the
+ * savepoint, and the operations go the upsert's way, where the last one of a key wins.
+ * Any other failure is the caller's, as the upsert's would be. Returns NULL or the failed
+ * result (owned). */
+static PGresult *write_entity_insert(cama *c, size_t entity, const tfs_sdk_write_op *ops,
+                                     size_t n_ops, const char *now)
+{
+    PGresult *r;
+    if ((r = run(c->conn, "SAVEPOINT tfs_insert")) != NULL)
+        return r;
+    if (!(r = copy_inserts(c, entity, ops, n_ops, now)))
+        return run(c->conn, "RELEASE SAVEPOINT tfs_insert");
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (!state || strcmp(state, "23505") != 0 || PQstatus(c->conn) != CONNECTION_OK)
+        return r;
+    char msg[512];
+    host->log(host, TFS_SDK_LOG_DEBUG,
+              "%s: a row of the new keys is there already (%s), writing them as upserts",
+              cama_entities[entity].name, pgp_message(c->conn, r, msg, sizeof msg));
+    PQclear(r);
+    if ((r = run(c->conn, "ROLLBACK TO SAVEPOINT tfs_insert")) != NULL ||
+        (r = write_entity_fast(c, entity, ops, n_ops)) != NULL)
+        return r;
+    return run(c->conn, "RELEASE SAVEPOINT tfs_insert");
+}
+
 /* One operation on its own. Returns NULL or the failed result (owned). */
 static PGresult *write_one(cama *c, const tfs_sdk_write_op *op)
 {
@@ -1007,7 +1112,7 @@ static int cama_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
         c->skip_cap = n_ops;
     }
     /* Operations that cannot be written at all fail alone, before any SQL. */
-    size_t per_entity[N_ENTITIES] = {0};
+    size_t per_entity[N_ENTITIES] = {0}, inserts[N_ENTITIES] = {0};
     for (size_t i = 0; i < n_ops; i++) {
         const tfs_sdk_write_op *op = &ops[i];
         c->skip[i] = 1;
@@ -1024,7 +1129,8 @@ static int cama_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                              e->name, e->n_fields);
             continue;
         }
-        if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE) {
+        if (op->kind != TFS_SDK_OP_UPSERT && op->kind != TFS_SDK_OP_DELETE &&
+            op->kind != TFS_SDK_OP_INSERT) {
             host->result_set(results, i, TFS_SDK_EPERMANENT,
                              "could not write %s %s: unknown operation %d", e->name,
                              key_text(e, op->record, key, sizeof key), (int)op->kind);
@@ -1043,6 +1149,7 @@ static int cama_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
         }
         c->skip[i] = 0;
         per_entity[op->entity]++;
+        inserts[op->entity] += op->kind == TFS_SDK_OP_INSERT;
     }
 
     if ((rc = cama_ensure(c, err)) != 0)
@@ -1052,8 +1159,27 @@ static int cama_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
     if ((r = run(c->conn, "SAVEPOINT tfs_batch")) != NULL)
         return write_failed(c, r, "savepoint", err);
 
+    /* An entity whose operations are all inserts is COPYed into its table; one with any
+     * other operation goes the upsert's way whole (an insert then counts as an upsert), so
+     * that the last operation of a key still wins. */
+    char now[64] = "";
+    int any_insert = 0;
+    for (size_t e = 0; e < N_ENTITIES; e++)
+        any_insert |= per_entity[e] && inserts[e] == per_entity[e];
+    if (any_insert) {
+        /* wen of the inserted rows: the transaction's now(), as the upsert writes it. */
+        PGresult *t = PQexec(c->conn, "SELECT now()");
+        if (PQresultStatus(t) != PGRES_TUPLES_OK || PQntuples(t) != 1 ||
+            PQgetlength(t, 0, 0) >= (int)sizeof now)
+            return write_failed(c, t ? t : PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR),
+                                "now", err);
+        memcpy(now, PQgetvalue(t, 0, 0), (size_t)PQgetlength(t, 0, 0) + 1);
+        PQclear(t);
+    }
     for (size_t e = 0; e < N_ENTITIES && !r; e++)
-        if (per_entity[e])
+        if (per_entity[e] && inserts[e] == per_entity[e])
+            r = write_entity_insert(c, e, ops, n_ops, now);
+        else if (per_entity[e])
             r = write_entity_fast(c, e, ops, n_ops);
     if (r) {
         if (!pg_is_data_error(r) || PQstatus(c->conn) != CONNECTION_OK)
@@ -1364,7 +1490,8 @@ static const tfs_sdk_plugin cama_plugin = {
     .version = "0.2.0",
     .description = "CAMA mass-appraisal database (PostgreSQL, iasWorld-flavoured): writes "
                    "parcels (pardat), assessments (asmt), owners (owndat) and sales",
-    .capabilities = TFS_SDK_CAP_TARGET | TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_LAZY_OPEN,
+    .capabilities =
+        TFS_SDK_CAP_TARGET | TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_LAZY_OPEN | TFS_SDK_CAP_INSERT,
     .config_keys = cama_config,
     .n_config_keys = N_OF(cama_config),
     .cb_open = cama_open,

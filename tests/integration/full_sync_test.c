@@ -143,10 +143,38 @@ static void assert_cama_matches_sql(env *e, json_int_t *rows)
     }
 }
 
+/* Logs, per statement that inserts into pardat or asmt, the table and the first word of
+ * the statement (COPY: new keys loaded straight in, SDK 1.5; INSERT: the upsert). A COPY
+ * rolled back to its savepoint takes its log row with it. */
+static void log_statements(const char *cama)
+{
+    tfs_test_pg_exec(cama,
+                     "CREATE TABLE test_stmt (n bigserial, tbl text, cmd text);"
+                     "CREATE FUNCTION test_stmt_log() RETURNS trigger LANGUAGE plpgsql AS $$"
+                     " BEGIN INSERT INTO test_stmt (tbl, cmd) VALUES (TG_TABLE_NAME,"
+                     " upper(split_part(ltrim(current_query()), ' ', 1))); RETURN NULL; END $$;"
+                     "CREATE TRIGGER test_stmt AFTER INSERT ON pardat FOR EACH STATEMENT"
+                     " EXECUTE FUNCTION test_stmt_log();"
+                     "CREATE TRIGGER test_stmt AFTER INSERT ON asmt FOR EACH STATEMENT"
+                     " EXECUTE FUNCTION test_stmt_log()");
+}
+
+/* "table:COMMAND count, ..." of the statements logged since the last call. */
+static char *statements(const char *cama)
+{
+    char *s = tfs_test_pg_scalar(cama, "SELECT coalesce(string_agg(k || ' ' || c, ', ' ORDER"
+                                       " BY k), '') FROM (SELECT tbl || ':' || cmd AS k,"
+                                       " count(*) AS c FROM test_stmt GROUP BY 1) x");
+    cr_assert_not_null(s);
+    tfs_test_pg_exec(cama, "TRUNCATE test_stmt");
+    return s;
+}
+
 Test(full_sync, ten_thousand_parcels_match_the_sql_mapping, .timeout = 600)
 {
     env e;
     env_up(&e, "tfs_tmpl_pacs10k", NULL);
+    log_statements(e.cama);
     /* Properties with 2026 values at their highest supplement, retired ones left out (the
      * PACS adapter reports a retirement as a deletion). */
     json_int_t exposed = scalar_int(
@@ -163,6 +191,15 @@ Test(full_sync, ten_thousand_parcels_match_the_sql_mapping, .timeout = 600)
     assert_cama_matches_sql(&e, rows);
     cr_assert_eq(rows[0], exposed);
     cr_assert_eq(rows[1], exposed);
+    /* Every key was new to CAMA: every batch COPYed straight into the tables (SDK 1.5
+     * inserts), ten batches of 1,000, none through the upsert. */
+    char *st = statements(e.cama);
+    char want[96];
+    json_int_t batches = (exposed + 999) / 1000;
+    snprintf(want, sizeof want, "asmt:COPY %lld, pardat:COPY %lld", (long long)batches,
+             (long long)batches);
+    cr_assert_str_eq(st, want, "the statements that wrote CAMA");
+    free(st);
 
     /* A second full sync writes nothing and leaves every row untouched. */
     const char *xmins = "SELECT md5(string_agg(xmin::text, ',' ORDER BY parid, taxyr)) FROM ";
@@ -181,6 +218,63 @@ Test(full_sync, ten_thousand_parcels_match_the_sql_mapping, .timeout = 600)
     cr_assert_str_eq(after2, before2, "asmt rows were rewritten (xmin changed)");
     free(before1), free(before2), free(after1), free(after2);
     env_down(&e);
+}
+
+/* Keys CAMA holds that the state store has no record of, with conflict detection off (so
+ * nothing fetches them first): a state store that lost its commits, as after kill -9
+ * between CAMA's commit and the state store's, for every batch. The host hands them as
+ * inserts; CAMA's COPY finds each batch's rows there, rolls back to its savepoint and
+ * upserts them, which changes no row. Every record is written once, none fails, and CAMA
+ * still equals the SQL mapping. */
+Test(full_sync, inserts_of_keys_already_in_cama_are_upserts, .timeout = 300)
+{
+    env e = {0};
+    e.pacs = tfs_test_db_clone("tfs_tmpl_pacs10k", "pacs");
+    e.cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
+    e.state = tfs_test_db_clone("tfs_tmpl_state", "state");
+    log_statements(e.cama);
+    json_t *cfg = tfs_test_config_new(e.pacs, e.cama, e.state);
+    json_object_set_new(json_array_get(json_object_get(cfg, "pairs"), 0), "conflicts",
+                        json_pack("{sb}", "detect", 0));
+    e.d = tfs_test_daemon_start(cfg);
+    json_t *run = full_sync(&e);
+    json_int_t written = count_of(run, "written");
+    cr_assert_gt(written, 9000);
+    json_decref(run);
+    char *st = statements(e.cama);
+    cr_assert(strstr(st, "pardat:COPY") && !strstr(st, "INSERT"), "first run: %s", st);
+    free(st);
+    const char *xmins = "SELECT md5(string_agg(xmin::text, ',' ORDER BY parid, taxyr))"
+                        " FROM pardat";
+    char *before = tfs_test_pg_scalar(e.cama, xmins);
+    tfs_test_daemon_stop(e.d);
+
+    /* the same CAMA, a state store that never saw it */
+    char *fresh = tfs_test_db_clone("tfs_tmpl_state", "state");
+    char *conninfo = tfs_test_pg_conninfo(fresh);
+    json_object_set_new(json_object_get(cfg, "state"), "conninfo", json_string(conninfo));
+    free(conninfo);
+    e.d = tfs_test_daemon_start(cfg);
+    json_decref(cfg);
+    run = full_sync(&e);
+    cr_assert_eq(count_of(run, "written"), written, "every record written once");
+    cr_assert_eq(count_of(run, "failed"), 0);
+    json_decref(run);
+    st = statements(e.cama);
+    char want[96];
+    json_int_t batches = (written + 999) / 1000;
+    snprintf(want, sizeof want, "asmt:INSERT %lld, pardat:INSERT %lld", (long long)batches,
+             (long long)batches);
+    cr_assert_str_eq(st, want, "every COPY rolled back to its savepoint, then upserted");
+    free(st);
+    char *after = tfs_test_pg_scalar(e.cama, xmins);
+    cr_assert_str_eq(after, before, "the upserts changed no pardat row");
+    free(before);
+    free(after);
+    assert_cama_matches_sql(&e, NULL);
+    env_down(&e);
+    tfs_test_db_drop(fresh);
+    free(fresh);
 }
 
 /* Rows of a query as text, one line per row, fields separated by '|', NULL as \N. */

@@ -665,7 +665,7 @@ Test(check, a_system_that_is_not_lazy_is_checked_only_with_connect, .timeout = 6
     json_object_set_new(e.cfg, "systems",
                         json_pack("{s:{s:s, s:{s:s}}, s:{s:s, s:{s:s}}}", "old", "plugin",
                                   "compat_v1_2", "settings", "file", "old.tsv", "new",
-                                  "plugin", "compat_v1_4", "settings", "file", "new.tsv"));
+                                  "plugin", "compat_v1_5", "settings", "file", "new.tsv"));
     json_object_set_new(e.cfg, "pairs",
                         json_pack("[{s:s, s:s, s:s, s:[{s:s, s:[s], s:s}]}]", "name",
                                   "old-to-new", "source", "old", "target", "new", "entities",

@@ -1,5 +1,5 @@
-/* tests/sdk/compat_test.c — plugins built against the published SDK 1.0 to 1.3
- * headers (tests/sdk/v1_*) keep loading and syncing beside a 1.4 build of the same source
+/* tests/sdk/compat_test.c — plugins built against the published SDK 1.0 to 1.4
+ * headers (tests/sdk/v1_*) keep loading and syncing beside a 1.5 build of the same source
  * (tests/sdk/plugins/compat.c).
  *
  * In process: each loads with its own SDK version and capabilities, and the 1.3 calls the
@@ -9,7 +9,10 @@
  * End to end: the real daemon with a real state store lists them in GET /plugins and syncs
  * a pair through each, a full run and then, with change data (1.1 and later), an
  * incremental one whose update, insertion and deletion reach the target file; the 1.0
- * pair, which has no change data, gets the same changes by a second full run.
+ * pair, which has no change data, gets the same changes by a second full run. Only the 1.5
+ * build, which declares TFS_SDK_CAP_INSERT, is handed inserts (its new keys, and only
+ * those); the old builds refuse an operation kind they do not know, so an insert handed to
+ * one would fail its record.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -22,7 +25,7 @@
 #include "record.h"
 #include "tfs_test.h"
 
-#define N_MINORS 5
+#define N_MINORS 6
 
 static const char *so_path(unsigned minor, char *out, size_t cap)
 {
@@ -86,6 +89,67 @@ Test(compat, each_minor_loads_with_its_version_and_reads_nothing_past_its_descri
     }
     unlink(file);
     rmdir(dir);
+}
+
+/* The ids a 1.5 build was handed as inserts ("<file>.inserted"), or NULL (no such file). */
+static char *inserted_ids(const char *file)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s.inserted", file);
+    if (access(p, F_OK) != 0)
+        return NULL;
+    return tfs_test_read_file(p);
+}
+
+/* An insert (SDK 1.5) reaches only a plugin that declares it takes them; any other gets an
+ * upsert, which it applies (an old build refuses a kind it does not know). */
+Test(compat, an_insert_reaches_only_a_plugin_that_takes_inserts)
+{
+    char dir[] = "/tmp/tfs-compat-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    for (unsigned minor = 0; minor < N_MINORS; minor++) {
+        char path[256], file[96];
+        snprintf(file, sizeof file, "%s/dst_%u.tsv", dir, minor);
+        tfs_error err = {0};
+        tfs_plugin *p = NULL;
+        cr_assert_eq(tfs_plugin_load(so_path(minor, path, sizeof path), 2026, &p, &err), 0,
+                     "%s", err.message);
+        json_t *settings = json_pack("{ss}", "file", file);
+        tfs_instance *inst = NULL;
+        cr_assert_eq(tfs_instance_open(p, "dst", settings, dir, &inst, &err), 0, "%s",
+                     err.message);
+        cr_expect_eq(tfs_instance_takes_inserts(inst), minor >= 5, "SDK 1.%u", minor);
+        tfs_arena *a = tfs_arena_new();
+        tfs_record *rec = tfs_record_new(a, tfs_instance_entity_get(inst, 0));
+        cr_assert_not_null(rec);
+        rec->values[0].type = TFS_SDK_INT64;
+        rec->values[0].u.i = 7;
+        cr_assert_eq(tfs_record_set_text(rec, 1, TFS_SDK_TEXT, "seven", 5), 0);
+        tfs_sdk_write_op op = {0, TFS_SDK_OP_INSERT, rec};
+        tfs_results res;
+        cr_assert_eq(tfs_results_init(&res, 1), 0);
+        cr_assert_eq(tfs_instance_write(inst, &op, 1, &res, &err), 0, "%s", err.message);
+        cr_expect_eq(res.status[0], TFS_SDK_OK, "SDK 1.%u: %s", minor,
+                     res.message[0] ? res.message[0] : "");
+        tfs_results_free(&res);
+        char *t = tfs_test_read_file(file);
+        cr_expect_str_eq(t, "1\t7\tseven\t\\N\t0\n", "the target of SDK 1.%u", minor);
+        free(t);
+        char *ids = inserted_ids(file);
+        if (minor >= 5)
+            cr_expect(ids && strcmp(ids, "7\n") == 0, "1.%u was handed an insert: %s", minor,
+                      ids ? ids : "(none)");
+        else
+            cr_expect_null(ids, "1.%u was handed an insert", minor);
+        free(ids);
+        tfs_arena_free(a);
+        tfs_instance_close(inst);
+        json_decref(settings);
+        tfs_plugin_free(p, true);
+    }
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
 }
 
 /* ---- end to end ---- */
@@ -214,10 +278,20 @@ Test(compat, old_plugins_sync_full_and_incremental_through_the_daemon, .timeout 
     static const char *full = "1\t1\tone\t1.10\t0\n2\t2\ttwo\t\\N\t0\n3\t3\tthree\t3.30\t0\n";
     static const char *after = "1\t1\tone\t1.10\t0\n2\t2\tdeux\t2.00\t0\n3\t4\tfour\t\\N\t0\n";
     for (unsigned m = 0; m < N_MINORS; m++) {
+        char dst[128];
+        path_in(&e, "dst", m, dst, sizeof dst);
         json_decref(run(&e, "full", m));
         char *t = target_text(&e, m);
         cr_expect_str_eq(t, full, "the target of SDK 1.%u after a full run:\n%s", m, t);
         free(t);
+        /* Every key of the first full run is new to the target: inserts, for 1.5 only. */
+        char *ids = inserted_ids(dst);
+        if (m >= 5)
+            cr_expect(ids && strcmp(ids, "1\n2\n3\n") == 0, "inserts to 1.%u: %s", m,
+                      ids ? ids : "(none)");
+        else
+            cr_expect_null(ids, "1.%u was handed inserts", m);
+        free(ids);
         /* An update, a deletion and a new item in the source's log. */
         char src[128];
         path_in(&e, "src", m, src, sizeof src);
@@ -226,6 +300,14 @@ Test(compat, old_plugins_sync_full_and_incremental_through_the_daemon, .timeout 
         t = target_text(&e, m);
         cr_expect_str_eq(t, after, "the target of SDK 1.%u after the changes:\n%s", m, t);
         free(t);
+        /* The new item 4 is an insert; the update of 2 and the deletion of 3 are not. */
+        ids = inserted_ids(dst);
+        if (m >= 5)
+            cr_expect(ids && strcmp(ids, "1\n2\n3\n4\n") == 0, "inserts to 1.%u: %s", m,
+                      ids ? ids : "(none)");
+        else
+            cr_expect_null(ids, "1.%u was handed inserts", m);
+        free(ids);
         json_decref(st);
     }
     env_stop(&e);

@@ -55,7 +55,7 @@ Test(loader, other_major_version)
 
 Test(loader, newer_minor_version)
 {
-    expect_refused("minor", "needs SDK 1.5, this host provides 1.4");
+    expect_refused("minor", "needs SDK 1.6, this host provides 1.5");
 }
 
 Test(loader, older_minor_with_its_own_size_loads)
@@ -77,6 +77,15 @@ Test(loader, target_without_fetch_declares_it)
     tfs_plugin_free(p, true);
     /* the flag is 1.2's: a 1.1 plugin cannot have meant it */
     expect_refused("no_fetch_old", "needs SDK 1.2");
+}
+
+/* TFS_SDK_CAP_INSERT (1.5): refused from an older minor, which cannot have meant it, and
+ * without the target capability. */
+Test(loader, insert_capability_needs_sdk_1_5_and_a_target)
+{
+    expect_refused("insert_old", "declares the insert capability, which needs SDK 1.5");
+    expect_refused("insert_source",
+                   "declares the insert capability without the target capability");
 }
 
 Test(loader, bad_struct_size)
@@ -283,7 +292,7 @@ Test(loader, directory_loads_good_and_lists_refused)
                  err.message);
     cr_assert_eq(h->n, 3, "only the good, the 1.0 and the no-fetch plugins load, got %zu", h->n);
     cr_assert_not_null(tfs_plugin_host_get(h, "good"));
-    cr_assert_eq(h->n_refused, 7, "seven refused, got %zu", h->n_refused);
+    cr_assert_eq(h->n_refused, 9, "nine refused, got %zu", h->n_refused);
     tfs_plugin_host_free(h);
 }
 

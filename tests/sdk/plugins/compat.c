@@ -1,5 +1,5 @@
 /* tests/sdk/plugins/compat.c — one small source and target plugin, built once against each
- * published SDK header (tests/sdk/v1_0, v1_1, v1_2) and once against the current one, so
+ * published SDK header (tests/sdk/v1_0 to v1_4) and once against the current one, so
  * that the host is shown to keep loading and syncing plugins of every earlier minor.
  *
  * A system is one file ("file" setting): lines "seq<TAB>id<TAB>name<TAB>amount<TAB>del",
@@ -11,6 +11,10 @@
  * Built for a minor before 1.3, the descriptor is followed in memory by callbacks that
  * abort: a host reading past the descriptor's struct_size would find them (cb_check and
  * cb_write_limits are called when not NULL), so a run that ends proves it read no further.
+ * An operation kind it was not built for is refused, as the shipped PACS and GIS do: a
+ * host that handed an old build an insert (SDK 1.5) would fail its records. Built for 1.5
+ * it takes inserts (TFS_SDK_CAP_INSERT), applies them as upserts, and appends each one's
+ * id to "<file>.inserted", so a test can see which keys came as inserts.
  * COMPAT_NAME is the plugin's name (compat_v1_0, ...).
  */
 #include "tfsync_plugin.h"
@@ -336,14 +340,31 @@ static int compat_write(void *instance, const tfs_sdk_write_op *ops, size_t n_op
                         tfs_sdk_results *results, tfs_sdk_error *err)
 {
     compat *c = instance;
-    (void)results;
     int rc = load(c, err);
     if (rc)
         return rc;
     current(c);
+    FILE *inserted = NULL;
     for (size_t o = 0; o < n_ops; o++) {
         const tfs_sdk_record *rec = ops[o].record;
         int64_t id = host->rec_get_int(rec, F_ID);
+#if TFS_SDK_VERSION_MINOR >= 5
+        if (ops[o].kind == TFS_SDK_OP_INSERT) {
+            char log[4200];
+            snprintf(log, sizeof log, "%s.inserted", c->path);
+            if (!inserted && !(inserted = fopen(log, "a"))) {
+                host->error_set(err, "could not write \"%s\": %s", log, strerror(errno));
+                return TFS_SDK_ETRANSIENT;
+            }
+            fprintf(inserted, "%" PRId64 "\n", id);
+        } else
+#endif
+        if (ops[o].kind != TFS_SDK_OP_UPSERT && ops[o].kind != TFS_SDK_OP_DELETE) {
+            host->result_set(results, o, TFS_SDK_EPERMANENT,
+                             "could not write item %" PRId64 ": unknown operation %d", id,
+                             (int)ops[o].kind);
+            continue;
+        }
         row *r = NULL;
         for (size_t i = 0; i < c->n && !r; i++)
             if (c->rows[i].id == id)
@@ -353,6 +374,8 @@ static int compat_write(void *instance, const tfs_sdk_write_op *ops, size_t n_op
                 size_t cap = c->cap ? c->cap * 2 : 64;
                 row *nr = realloc(c->rows, cap * sizeof *nr);
                 if (!nr) {
+                    if (inserted)
+                        fclose(inserted);
                     host->error_set(err, "could not write: out of memory");
                     return TFS_SDK_ETRANSIENT;
                 }
@@ -371,6 +394,10 @@ static int compat_write(void *instance, const tfs_sdk_write_op *ops, size_t n_op
         s = host->rec_get_text(rec, F_AMOUNT, &len);
         if ((r->has_amount = s != NULL))
             snprintf(r->amount, sizeof r->amount, "%s", s);
+    }
+    if (inserted && fclose(inserted) != 0) {
+        host->error_set(err, "could not write the inserted ids: %s", strerror(errno));
+        return TFS_SDK_ETRANSIENT;
     }
     current(c);
     return save(c, err);
@@ -415,7 +442,10 @@ static int compat_check(const char *const *config, tfs_sdk_error *err)
 #endif
 
 #define COMPAT_CAPS_BASE (TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_TARGET)
-#if TFS_SDK_VERSION_MINOR >= 3
+#if TFS_SDK_VERSION_MINOR >= 5
+#define COMPAT_CAPS                                                                              \
+    (COMPAT_CAPS_BASE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_LAZY_OPEN | TFS_SDK_CAP_INSERT)
+#elif TFS_SDK_VERSION_MINOR >= 3
 #define COMPAT_CAPS (COMPAT_CAPS_BASE | TFS_SDK_CAP_CHANGES | TFS_SDK_CAP_LAZY_OPEN)
 #elif TFS_SDK_VERSION_MINOR >= 1
 #define COMPAT_CAPS (COMPAT_CAPS_BASE | TFS_SDK_CAP_CHANGES)

@@ -1,6 +1,7 @@
 /* tests/sdk/plugins/variant.c — one small plugin built several ways (by -D flags) to make
  * the loader refuse each kind of bad plugin: VARIANT_NO_ENTRY, VARIANT_MAJOR,
- * VARIANT_MINOR, VARIANT_SIZE, VARIANT_NO_NAME, VARIANT_NULL, VARIANT_NO_FETCH_OLD; none of
+ * VARIANT_MINOR, VARIANT_SIZE, VARIANT_NO_NAME, VARIANT_NULL, VARIANT_NO_FETCH_OLD,
+ * VARIANT_INSERT_OLD, VARIANT_INSERT_SOURCE; none of
  * them: a good plugin. VARIANT_NO_FETCH is a good target that cannot fetch (SDK 1.2). */
 #include "tfsync_plugin.h"
 
@@ -48,7 +49,7 @@ static int v_read(void *instance, size_t entity, tfs_sdk_read_mode mode, const v
     return TFS_SDK_OK;
 }
 
-#if defined(VARIANT_NO_FETCH) || defined(VARIANT_NO_FETCH_OLD)
+#if defined(VARIANT_NO_FETCH) || defined(VARIANT_NO_FETCH_OLD) || defined(VARIANT_INSERT_OLD)
 static int v_write(void *instance, const tfs_sdk_write_op *ops, size_t n_ops,
                    tfs_sdk_results *results, tfs_sdk_error *err)
 {
@@ -94,6 +95,14 @@ TFS_SDK_EXPORT const tfs_sdk_plugin *tfs_sdk_entry(const tfs_sdk_host *host)
 #if defined(VARIANT_NO_FETCH_OLD)
     desc.sdk_minor = 1;
     desc.struct_size = offsetof(tfs_sdk_plugin, cb_changes_trim) + sizeof desc.cb_changes_trim;
+#endif
+#elif defined(VARIANT_INSERT_OLD) || defined(VARIANT_INSERT_SOURCE)
+    /* TFS_SDK_CAP_INSERT is 1.5's, and an insert is a write: both are refused. */
+    desc.capabilities = TFS_SDK_CAP_SOURCE | TFS_SDK_CAP_INSERT;
+#if defined(VARIANT_INSERT_OLD)
+    desc.capabilities |= TFS_SDK_CAP_TARGET | TFS_SDK_CAP_NO_FETCH;
+    desc.cb_write = v_write;
+    desc.sdk_minor = 4;
 #endif
 #elif defined(VARIANT_OLD_MINOR)
     /* Built against 1.0: the 1.0 descriptor ends at cb_health. */
