@@ -9,15 +9,25 @@
 #include <string.h>
 
 #include "log.h"
+#include "status_cache.h"
 #include "store_batch.h"
 #include "store_views.h"
 
-/* What every request's view of the API shares: the state store connections. */
+/* An answer that depends on the config only (/pairs, /plugins), built once per config. */
+typedef struct config_answer {
+    pthread_mutex_t lock;
+    tfs_config *cfg; /* a reference: what body was built for */
+    tfs_status_body *body;
+} config_answer;
+
+/* What every request's view of the API shares: the state store connections and the
+ * answers built once per config. */
 struct tfs_api_shared {
     /* State store connections for request threads: one per request at a time. */
     pthread_mutex_t pool_lock;
     tfs_store **pool;
     size_t n_pool, cap_pool;
+    config_answer pairs, plugins;
 };
 
 int tfs_api_init(tfs_api *api, tfs_config_slot *slot, const tfs_plugin_host *plugins,
@@ -32,6 +42,8 @@ int tfs_api_init(tfs_api *api, tfs_config_slot *slot, const tfs_plugin_host *plu
     if (!(api->shared = calloc(1, sizeof *api->shared)))
         return tfs_error_set(err, TFS_ENOMEM, "out of memory");
     pthread_mutex_init(&api->shared->pool_lock, NULL);
+    pthread_mutex_init(&api->shared->pairs.lock, NULL);
+    pthread_mutex_init(&api->shared->plugins.lock, NULL);
     return 0;
 }
 
@@ -44,6 +56,12 @@ void tfs_api_destroy(tfs_api *api)
         tfs_store_close(sh->pool[i]);
     free(sh->pool);
     pthread_mutex_destroy(&sh->pool_lock);
+    config_answer *ca[] = {&sh->pairs, &sh->plugins};
+    for (int i = 0; i < 2; i++) {
+        tfs_status_body_release(ca[i]->body);
+        tfs_config_free(ca[i]->cfg);
+        pthread_mutex_destroy(&ca[i]->lock);
+    }
     free(sh);
     api->shared = NULL;
 }
@@ -117,6 +135,48 @@ tfs_store *tfs_api_store_get(tfs_api *api, tfs_http_response *resp)
     if (!s)
         tfs_api_store_problem(resp, &err);
     return s;
+}
+
+/* Answers 200 with a built body (taking the reference), or 304 when the request's
+ * If-None-Match names its ETag. */
+static void serve_body(const tfs_http_request *req, tfs_http_response *resp,
+                       tfs_status_body *b)
+{
+    snprintf(resp->etag, sizeof resp->etag, "%s", tfs_status_body_etag(b));
+    if (tfs_http_etag_matches(req, resp->etag)) {
+        tfs_status_body_release(b);
+        resp->status = 304;
+        return;
+    }
+    size_t len;
+    const char *bytes = tfs_status_body_bytes(b, &len);
+    tfs_http_shared(resp, 200, NULL, bytes, len, tfs_status_body_release, b);
+}
+
+/* The answer of a config_answer for the request's config, built by build(api) when the
+ * config is not the one it was built for; NULL when out of memory. */
+static tfs_status_body *config_answer_get(tfs_api *api, config_answer *ca,
+                                          json_t *(*build)(tfs_api *api))
+{
+    pthread_mutex_lock(&ca->lock);
+    tfs_status_body *b = ca->cfg == api->cfg ? tfs_status_body_ref(ca->body) : NULL;
+    pthread_mutex_unlock(&ca->lock);
+    if (b)
+        return b;
+    json_t *j = build(api);
+    b = j ? tfs_status_body_new(j) : NULL;
+    json_decref(j);
+    if (!b)
+        return NULL;
+    pthread_mutex_lock(&ca->lock);
+    tfs_status_body *old = ca->body;
+    tfs_config *old_cfg = ca->cfg;
+    ca->body = tfs_status_body_ref(b);
+    ca->cfg = tfs_config_retain(api->cfg);
+    pthread_mutex_unlock(&ca->lock);
+    tfs_status_body_release(old);
+    tfs_config_free(old_cfg);
+    return b;
 }
 
 /* ---- GET /health ------------------------------------------------------------------ */
@@ -248,84 +308,19 @@ static void handle_sync_incremental(const tfs_http_request *req, tfs_http_respon
 
 /* ---- GET /sync/status -------------------------------------------------------------- */
 
-/* Per entity of a pair: its change checkpoint and how many changes wait behind it, as the
- * source's prober last counted them (with their age), when the plugin can tell. */
-static json_t *pair_entities_status(tfs_api *api, const tfs_config_pair *p, json_t *cursors)
-{
-    json_t *out = json_object();
-    for (size_t e = 0; e < p->n_entities; e++) {
-        const char *ent = p->entities[e].source;
-        json_t *ch = json_object_get(json_object_get(cursors, ent), "changes");
-        json_t *checkpoint = ch ? json_pack("{sOsO}", "run_id", json_object_get(ch, "run_id"),
-                                            "updated_at", json_object_get(ch, "updated_at"))
-                                : json_null();
-        json_t *lag = ch ? tfs_health_lag(api->health, p->name, ent) : NULL;
-        json_object_set_new(out, ent, json_pack("{soso}", "checkpoint", checkpoint, "lag",
-                                                lag ? lag : json_null()));
-    }
-    return out;
-}
-
+/* From memory (status_cache.h), never a round trip to the state store: the store's
+ * part is what it last said, as of as_of. */
 static void handle_status(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
-    (void)req;
     tfs_api *api = ctx;
-    tfs_store *s = tfs_api_store_get(api, resp);
-    if (!s)
-        return;
-    tfs_error err = {0};
-    json_t *last = NULL;
-    json_t *pairs = json_object();
-    int rc = tfs_store_views_last_runs(s, &last, &err);
-    for (size_t i = 0; rc == 0 && i < api->cfg->n_pairs; i++) {
-        const tfs_config_pair *p = &api->cfg->pairs[i];
-        json_t *cursors = NULL;
-        rc = tfs_store_views_cursors(s, p->name, &cursors, &err);
-        if (rc)
-            break;
-        json_t *lr = json_object_get(last, p->name);
-        json_t *entities = pair_entities_status(api, p, cursors);
-        json_t *o = json_pack("{sssssOsoso}", "source", p->source, "target", p->target,
-                              "last_run", lr ? lr : json_null(), "cursors", cursors,
-                              "entities", entities);
-        if (p->incremental_every_ms) {
-            json_object_set_new(o, "schedule", json_pack("{ss}", "incremental_every",
-                                                         p->incremental_every));
-            int64_t next = tfs_runner_next_run_ms(api->runner, p->name);
-            char iso[40] = "";
-            if (next > 0) {
-                time_t secs = (time_t)(next / 1000);
-                struct tm tm;
-                gmtime_r(&secs, &tm);
-                strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-                snprintf(iso + strlen(iso), sizeof iso - strlen(iso), ".%03dZ",
-                         (int)(next % 1000));
-            }
-            json_object_set_new(o, "next_run_at", iso[0] ? json_string(iso) : json_null());
-        } else {
-            json_object_set_new(o, "schedule", json_null());
-            json_object_set_new(o, "next_run_at", json_null());
-        }
-        const char *lst = lr ? json_string_value(json_object_get(lr, "state")) : NULL;
-        json_object_set_new(o, "running",
-                            json_boolean(lst && (strcmp(lst, "running") == 0 ||
-                                                 strcmp(lst, "queued") == 0 ||
-                                                 strcmp(lst, "waiting") == 0)));
-        json_t *sys = json_object();
-        json_object_set_new(sys, p->source, tfs_health_json(api->health, p->source));
-        if (strcmp(p->source, p->target) != 0)
-            json_object_set_new(sys, p->target, tfs_health_json(api->health, p->target));
-        json_object_set_new(o, "systems", sys);
-        json_object_set_new(pairs, p->name, o);
-    }
-    tfs_api_store_put(api, s);
-    json_decref(last);
-    if (rc) {
-        json_decref(pairs);
-        tfs_api_store_problem(resp, &err);
+    tfs_status_body *b = api->status ? tfs_status_cache_status(api->status, api->cfg) : NULL;
+    if (!b) {
+        tfs_http_problem(resp, 503, "state-store-unavailable", "State store unavailable",
+                         "the state store has not answered since the daemon started; retry "
+                         "later (the daemon's log has the reason)");
         return;
     }
-    tfs_http_json(resp, 200, json_pack("{so}", "pairs", pairs));
+    serve_body(req, resp, b);
 }
 
 int tfs_api_parse_id(const char *text, int64_t *out)
@@ -351,55 +346,46 @@ int tfs_api_run_id_param(const tfs_http_request *req, tfs_http_response *resp, i
     return -1;
 }
 
+/* A run the status cache holds from memory; any other from the state store. */
 static void handle_run_status(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
     tfs_api *api = ctx;
     int64_t id;
     if (tfs_api_run_id_param(req, resp, &id) != 0)
         return;
+    tfs_status_body *b = api->status ? tfs_status_cache_run(api->status, api->cfg, id) : NULL;
+    if (b) {
+        serve_body(req, resp, b);
+        return;
+    }
     tfs_store *s = tfs_api_store_get(api, resp);
     if (!s)
         return;
     tfs_error err = {0};
-    json_t *run = NULL;
-    int rc = tfs_store_views_run(s, id, &run, &err);
-    if (rc == 0) {
-        /* Progress: records read so far per entity and which mappings are done. */
-        const tfs_config_pair *p =
-            tfs_config_pair_get(api->cfg, json_string_value(json_object_get(run, "pair")));
-        json_t *cursors = NULL;
-        if (p && tfs_store_views_cursors(s, p->name, &cursors, &err) == 0) {
-            json_t *progress = json_array();
-            for (size_t i = 0; i < p->n_entities; i++) {
-                const char *ent = p->entities[i].source;
-                json_t *full = json_object_get(json_object_get(cursors, ent), "full");
-                int mine = full && json_integer_value(json_object_get(full, "run_id")) == id;
-                json_t *c = json_object_get(json_object_get(run, "counts"), ent);
-                const char *state = json_string_value(json_object_get(run, "state"));
-                int done = (mine && json_is_true(json_object_get(full, "done"))) ||
-                           (state && strcmp(state, "succeeded") == 0);
-                /* A full run's estimate of the entity (SDK 1.3), null when none. */
-                json_t *est = json_object_get(json_object_get(run, "estimated_totals"), ent);
-                json_array_append_new(
-                    progress, json_pack("{sssIsbsO}", "entity", ent, "records_read",
-                                        c ? json_integer_value(json_object_get(c, "read")) : 0,
-                                        "done", done, "estimated_total",
-                                        json_is_integer(est) ? est : json_null()));
-            }
-            json_object_set_new(run, "progress", progress);
-        }
-        json_decref(cursors);
-    }
+    json_t *o = NULL;
+    int rc = tfs_store_views_run_and_cursors(s, id, &o, &err);
     tfs_api_store_put(api, s);
-    if (rc == TFS_ENOTFOUND)
+    if (rc == TFS_ENOTFOUND) {
         tfs_http_problem(resp, 404, "unknown-run", "Unknown run",
                          "there is no run %" PRId64 "; GET /sync/status lists the last run of "
                          "each pair",
                          id);
-    else if (rc)
+    } else if (rc) {
         tfs_api_store_problem(resp, &err);
-    else
-        tfs_http_json(resp, 200, run);
+    } else {
+        /* Just read: as of now. */
+        char as_of[40];
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        size_t n = strftime(as_of, sizeof as_of, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(as_of + n, sizeof as_of - n, ".%03ldZ", ts.tv_nsec / 1000000);
+        tfs_http_json(resp, 200,
+                      tfs_status_run_json(api->cfg, json_object_get(o, "run"),
+                                          json_object_get(o, "cursors"), as_of));
+    }
+    json_decref(o);
 }
 
 /* ---- GET /pairs, GET /plugins ------------------------------------------------------ */
@@ -440,10 +426,8 @@ static void pair_conflicts_json(tfs_api *api, const tfs_config_pair *p, json_t *
     json_object_set_new(o, "drift", json_string(drift[p->conflict.drift]));
 }
 
-static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+static json_t *pairs_json(tfs_api *api)
 {
-    (void)req;
-    tfs_api *api = ctx;
     json_t *arr = json_array();
     for (size_t i = 0; i < api->cfg->n_pairs; i++) {
         const tfs_config_pair *p = &api->cfg->pairs[i];
@@ -463,14 +447,23 @@ static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, v
         pair_sweep_json(api, p, o);
         json_array_append_new(arr, o);
     }
-    tfs_http_json(resp, 200, json_pack("{so}", "pairs", arr));
+    return json_pack("{so}", "pairs", arr);
 }
 
-static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+/* The config and the plugins only: built once per config. */
+static void handle_pairs(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
 {
-    (void)req;
-    static const char *const types[] = {"string", "int", "bool"};
     tfs_api *api = ctx;
+    tfs_status_body *b = config_answer_get(api, &api->shared->pairs, pairs_json);
+    if (b)
+        serve_body(req, resp, b);
+    else
+        tfs_http_problem(resp, 500, "internal", "Internal error", "out of memory");
+}
+
+static json_t *plugins_json(tfs_api *api)
+{
+    static const char *const types[] = {"string", "int", "bool"};
     json_t *loaded = json_array(), *refused = json_array();
     for (size_t i = 0; i < api->plugins->n; i++) {
         tfs_plugin_info p = tfs_plugin_get_info(api->plugins->plugins[i]);
@@ -507,7 +500,18 @@ static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp,
     for (size_t i = 0; i < api->plugins->n_refused; i++)
         json_array_append_new(refused, json_pack("{ssss}", "file", api->plugins->refused[i].file,
                                                  "reason", api->plugins->refused[i].reason));
-    tfs_http_json(resp, 200, json_pack("{soso}", "plugins", loaded, "refused", refused));
+    return json_pack("{soso}", "plugins", loaded, "refused", refused);
+}
+
+/* The plugins are loaded once, at the start: built once per config. */
+static void handle_plugins(const tfs_http_request *req, tfs_http_response *resp, void *ctx)
+{
+    tfs_api *api = ctx;
+    tfs_status_body *b = config_answer_get(api, &api->shared->plugins, plugins_json);
+    if (b)
+        serve_body(req, resp, b);
+    else
+        tfs_http_problem(resp, 500, "internal", "Internal error", "out of memory");
 }
 
 /* The run_id and limit query arguments of a listing; answers 400 itself and returns -1

@@ -33,6 +33,9 @@ struct tfs_api {
     struct tfs_api_shared *shared;
     /* The probers' cached health and lag figures: request threads never call a system. */
     tfs_health *health;
+    /* The status answers kept in memory (status_cache.h); set once it started, NULL
+     * leaves /sync/status answering 503. */
+    struct tfs_status_cache *status;
 };
 
 /* slot, plugins, runner and health are borrowed and must outlive the API. */

@@ -319,6 +319,21 @@ out:
 }
 
 /* metrics.*: whether GET /metrics answers without an API key. */
+/* api.*: how the API's status answers are kept (status_cache.h). */
+static int parse_api(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
+                     tfs_error *err)
+{
+    static const char *const keys[] = {"status_refresh", NULL};
+    const json_t *a;
+    tfs_config_path ap;
+    int rc;
+    if ((rc = section(root, top, "api", keys, &a, &ap, err)))
+        return rc;
+    return tfs_config_get_duration(a, &ap, "status_refresh", TFS_STATUS_REFRESH_MS_DEFAULT,
+                                   TFS_STATUS_REFRESH_MS_MIN, TFS_STATUS_REFRESH_MS_MAX,
+                                   &cfg->status_refresh_ms, err);
+}
+
 static int parse_metrics(const json_t *root, const tfs_config_path *top, tfs_config *cfg,
                          tfs_error *err)
 {
@@ -472,7 +487,7 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
                                           "roll_year", "workers", "lua", "api_keys",
                                           "systems", "pairs", "node_id", "lease", "resume",
                                           "shutdown", "breaker", "retry", "jobs", "log",
-                                          "metrics", NULL};
+                                          "metrics", "api", NULL};
     tfs_config_path top = {""};
     int rc;
     *out = NULL;
@@ -489,7 +504,7 @@ int tfs_config_parse(const json_t *root, const char *dir, tfs_config **out, tfs_
     }
     if ((rc = tfs_config_check_keys(root, &top, allowed, err)) ||
         (rc = parse_listen(root, &top, cfg, err)) || (rc = parse_log(root, &top, cfg, err)) ||
-        (rc = parse_metrics(root, &top, cfg, err)) ||
+        (rc = parse_metrics(root, &top, cfg, err)) || (rc = parse_api(root, &top, cfg, err)) ||
         (rc = parse_ground(root, &top, cfg, err)) || (rc = parse_lua(root, &top, cfg, err)) ||
         (rc = parse_healing(root, &top, cfg, err)) ||
         (rc = resolve_paths(&top, cfg, err)) || (rc = parse_lease(root, &top, cfg, err)) ||

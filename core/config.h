@@ -145,6 +145,7 @@ typedef struct tfs_config {
     unsigned idle_timeout_s;         /* listen.idle_timeout */
     int access_log_all;              /* log.access = "all": 2xx lines at info too */
     int log_json;                    /* log.format = "json": one JSON object a line */
+    long long status_refresh_ms;     /* api.status_refresh: the status cache's full read */
     int metrics_public;              /* metrics.public: GET /metrics without a key */
     char *tls_cert_file, *tls_key_file;
     char *state_conninfo;

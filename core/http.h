@@ -75,6 +75,13 @@ typedef struct tfs_http_response {
     /* More headers: static name, value pairs, NULL after the last. A Cache-Control among
      * them replaces the default no-store. */
     const char *headers[16];
+    /* or a body owned elsewhere (tfs_http_shared): shared_len bytes, given back with
+     * shared_release(shared_ctx) once sent */
+    const char *shared;
+    size_t shared_len;
+    void (*shared_release)(void *ctx);
+    void *shared_ctx;
+    char etag[48];            /* an ETag header when not empty (a 304 carries it too) */
 } tfs_http_response;
 
 /* Sets resp to a problem+json: type is a short stable slug, becoming
@@ -119,6 +126,14 @@ void tfs_http_key_hash(const char *key, unsigned char out[32]);
  * is NULL) with content_type (static, e.g. "text/plain; version=0.0.4" for /metrics; NULL
  * means application/json). Releases a body set before. Returns 0. */
 int tfs_http_text(tfs_http_response *resp, int status, const char *content_type, char *text);
+/* Sets resp to a body built once and shared between requests: len bytes at data, which
+ * stay valid until release(ctx) is called (by the server once the answer is sent, or at
+ * once when it is replaced or not sent); content_type as for tfs_http_text. Releases a
+ * body set before. Returns 0. */
+int tfs_http_shared(tfs_http_response *resp, int status, const char *content_type,
+                    const char *data, size_t len, void (*release)(void *ctx), void *ctx);
+/* Whether the request's If-None-Match names etag (or is *): the answer may be 304. */
+bool tfs_http_etag_matches(const tfs_http_request *req, const char *etag);
 /* Replaces the keys (copied) for the requests that start from now on; a request under
  * way finishes with the keys it was checked against. 0, TFS_EINVAL or TFS_ENOMEM (the old
  * keys stay then). */

@@ -64,6 +64,47 @@ static void response_clear_body(tfs_http_response *resp)
     resp->text = NULL;
     resp->bytes = NULL;
     resp->bytes_len = 0;
+    if (resp->shared && resp->shared_release)
+        resp->shared_release(resp->shared_ctx);
+    resp->shared = NULL;
+    resp->shared_release = NULL;
+    resp->shared_ctx = NULL;
+}
+
+int tfs_http_shared(tfs_http_response *resp, int status, const char *content_type,
+                    const char *data, size_t len, void (*release)(void *ctx), void *ctx)
+{
+    response_clear_body(resp);
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->shared = data;
+    resp->shared_len = len;
+    resp->shared_release = release;
+    resp->shared_ctx = ctx;
+    return 0;
+}
+
+bool tfs_http_etag_matches(const tfs_http_request *req, const char *etag)
+{
+    const char *inm = tfs_http_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (!inm || !etag || !etag[0])
+        return false;
+    /* A list of tags (RFC 9110 13.1.2), weak ones compared by their opaque part. */
+    size_t n = strlen(etag);
+    for (const char *p = inm; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (strncmp(p, etag, n) == 0 && (p[n] == '\0' || p[n] == ',' || p[n] == ' ' ||
+                                         p[n] == '\t'))
+            return true;
+        while (*p && *p != ',')
+            p++;
+    }
+    return false;
 }
 
 /* Copies s into dst for a log line, replacing control bytes so a path cannot forge lines. */
@@ -175,7 +216,7 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
     struct MHD_Response *r = NULL;
     int status = resp->status;
     bool no_body = status == 204 || status == 304;
-    bool empty = !resp->json && !resp->text && !resp->bytes;
+    bool empty = !resp->json && !resp->text && !resp->shared && !resp->bytes;
     const char *ctype = resp->content_type ? resp->content_type : HTTP_CT_JSON;
 
     if (status < 100 || status > 599 || (empty && !no_body)) {
@@ -199,6 +240,11 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
                                             MHD_RESPMEM_MUST_FREE);
         if (r)
             resp->text = NULL; /* libmicrohttpd frees it */
+    } else if (resp->shared) {
+        r = MHD_create_response_from_buffer_with_free_callback_cls(
+            resp->shared_len, (void *)resp->shared, resp->shared_release, resp->shared_ctx);
+        if (r)
+            resp->shared = NULL; /* libmicrohttpd gives it back */
     } else if (resp->bytes) {
         r = MHD_create_response_from_buffer(resp->bytes_len, (void *)resp->bytes,
                                             MHD_RESPMEM_PERSISTENT);
@@ -236,6 +282,8 @@ enum MHD_Result tfs_http_send(struct MHD_Connection *conn, const char *method, c
     }
     if (!cache_given)
         add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (resp->etag[0] && status != 500)
+        add_header(r, MHD_HTTP_HEADER_ETAG, resp->etag);
     if (resp->location[0] && status != 500)
         add_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
     if (allow)

@@ -69,6 +69,7 @@ static int fail_run_poisoned(tfs_store *s, const char *id, const char *unit, int
     int rc = tfs_pg_exec(s->conn, "COMMIT", err);
     if (rc)
         return rc;
+    tfs_store_run_changed(s, strtoll(id, NULL, 10));
     tfs_error_set(err, TFS_ELIMIT, "%s", reason);
     tfs_error_hint(err, "fix or replace the plugin or the data of that batch, then start a new "
                         "run");
@@ -207,6 +208,7 @@ int tfs_lease_claim(tfs_store *s, int64_t run_id, const char *node, long long tt
     out->run_id = run_id;
     snprintf(out->unit, sizeof out->unit, "%s", unit);
     snprintf(out->node, sizeof out->node, "%s", node);
+    tfs_store_run_changed(s, run_id); /* its node and lease */
     return 0;
 fail:
     PQclear(PQexec(s->conn, "ROLLBACK"));

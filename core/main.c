@@ -24,6 +24,7 @@
 #include "notify.h"
 #include "plugin_host.h"
 #include "runner.h"
+#include "status_cache.h"
 #include "config_check.h"
 #include "store.h"
 #include "version.h"
@@ -404,6 +405,7 @@ int main(int argc, char **argv)
     tfs_store *store = NULL;
     tfs_runner *runner = NULL;
     tfs_health *health = NULL;
+    tfs_status_cache *status_cache = NULL;
     tfs_http_server *http = NULL;
     tfs_api api;
     int api_ready = 0, status = 1;
@@ -441,12 +443,15 @@ int main(int argc, char **argv)
     seed_metrics(store, cfg);
     if (tfs_health_start(cfg, plugins, &health, &err) != 0 ||
         tfs_runner_start(slot, plugins, health, &runner, &err) != 0 ||
+        /* Before the resume: its first read is done before runs start again here. */
+        tfs_status_cache_start(slot, health, runner, &status_cache, &err) != 0 ||
         tfs_runner_resume(runner, store, &err) != 0 ||
         tfs_api_init(&api, slot, plugins, runner, health, &err) != 0) {
         tfs_log_error("core", "%s", err.message);
         goto out;
     }
     api_ready = 1;
+    api.status = status_cache;
     d.slot = slot;
     d.plugins = plugins;
     api.reload = daemon_reload;
@@ -495,6 +500,8 @@ int main(int argc, char **argv)
 out:
     tfs_http_stop(http);
     tfs_runner_stop(runner);
+    /* After the threads that change runs (the runner, the requests) have stopped. */
+    tfs_status_cache_stop(status_cache);
     if (api_ready)
         tfs_api_destroy(&api);
     tfs_health_stop(health);

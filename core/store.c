@@ -220,6 +220,39 @@ static const char *const migrations[] = {
 
 static atomic_int connect_timeout_s = TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT;
 
+/* The one run listener: its function and context swapped together. */
+typedef struct run_listener {
+    tfs_store_run_listener fn;
+    void *ctx;
+} run_listener;
+static run_listener listener_slots[2];
+static _Atomic(run_listener *) listener;
+
+void tfs_store_set_run_listener(tfs_store_run_listener fn, void *ctx)
+{
+    /* Two slots: the one not in use is written, then published. Set before the threads
+     * that change runs start and cleared after they end (store.h), so no caller still
+     * reads the slot being rewritten. */
+    run_listener *cur = atomic_load(&listener);
+    run_listener *next = cur == &listener_slots[0] ? &listener_slots[1] : &listener_slots[0];
+    next->fn = fn;
+    next->ctx = ctx;
+    atomic_store(&listener, fn ? next : NULL);
+}
+
+void tfs_store_run_changed(tfs_store *s, int64_t run_id)
+{
+    run_listener *l = atomic_load(&listener);
+    if (l && l->fn && run_id > 0)
+        l->fn(l->ctx, s, run_id);
+}
+
+int tfs_store_idle(tfs_store *s)
+{
+    return s && s->conn && PQstatus(s->conn) == CONNECTION_OK &&
+           PQtransactionStatus(s->conn) == PQTRANS_IDLE;
+}
+
 void tfs_store_set_connect_timeout(long long seconds)
 {
     atomic_store(&connect_timeout_s, seconds > 0 ? (int)seconds : 0);
@@ -353,6 +386,7 @@ int tfs_store_run_create(tfs_store *s, const char *pair, const char *mode, const
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
             *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
             PQclear(r);
+            tfs_store_run_changed(s, *run_id);
             return 0;
         }
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -406,6 +440,7 @@ int tfs_store_run_cancel(tfs_store *s, int64_t run_id, char state[16], tfs_error
     if (!asked)
         return tfs_error_set(err, TFS_ECONFLICT, "run %" PRId64 " has already ended (%s)",
                              run_id, state);
+    tfs_store_run_changed(s, run_id);
     return 0;
 }
 
@@ -461,6 +496,7 @@ int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "update a run");
     PQclear(r);
+    tfs_store_run_changed(s, run_id);
     return 0;
 }
 
@@ -479,6 +515,7 @@ int tfs_store_run_set_estimate(tfs_store *s, int64_t run_id, const char *entity,
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "record a run's estimate");
     PQclear(r);
+    tfs_store_run_changed(s, run_id);
     return 0;
 }
 
@@ -515,6 +552,7 @@ int tfs_store_run_set_run_end_errors(tfs_store *s, int64_t run_id, const json_t 
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "record a run's run-end errors");
     PQclear(r);
+    tfs_store_run_changed(s, run_id);
     return 0;
 }
 
@@ -735,6 +773,7 @@ int tfs_store_run_set_result(tfs_store *s, int64_t run_id, const json_t *result,
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "record a run's result");
     PQclear(r);
+    tfs_store_run_changed(s, run_id);
     return 0;
 }
 
@@ -790,6 +829,7 @@ int tfs_store_run_hold(tfs_store *s, int64_t run_id, const char *reason,
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return tfs_store_fail(s, r, err, "hold a run");
     PQclear(r);
+    tfs_store_run_changed(s, run_id);
     return 0;
 }
 
@@ -858,6 +898,7 @@ int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const c
         goto rollback;
     if (done) {
         snprintf(state, 16, "queued");
+        tfs_store_run_changed(s, run_id);
         return 0;
     }
     if (strcmp(state, "held") != 0)

@@ -123,6 +123,16 @@ int tfs_store_run_hold(tfs_store *s, int64_t run_id, const char *reason,
 int tfs_store_run_confirm(tfs_store *s, int64_t run_id, int64_t deletes, const char *actor,
                           char *pair, char *mode, int64_t *held_total, char state[16],
                           tfs_error *err);
+/* Who is told of each change this daemon commits to a run (its state, counts, estimates,
+ * result, lease): fn(ctx, s, run_id) on the thread that made it, after the store has
+ * committed it, with s idle again (or inside the caller's transaction: then fn must not
+ * read through s). One listener for the process (the status cache, status_cache.h); NULL
+ * removes it. Set it before the threads that change runs start, clear it after they end. */
+typedef void (*tfs_store_run_listener)(void *ctx, tfs_store *s, int64_t run_id);
+void tfs_store_set_run_listener(tfs_store_run_listener fn, void *ctx);
+/* Whether s is outside any transaction (what a listener checks before reading through s). */
+int tfs_store_idle(tfs_store *s);
+
 /* Runs left queued, running or waiting (by a crash or a stop), oldest first: *runs is a malloc'd array of *n
  * runs (free it), without counts. */
 int tfs_store_unfinished_runs(tfs_store *s, tfs_store_run **runs, size_t *n, tfs_error *err);

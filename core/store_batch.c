@@ -428,6 +428,8 @@ int tfs_store_batch_commit(tfs_store *s, const tfs_batch_commit *bc, tfs_error *
          * the batch with upserts only. */
         rc = commit_once(s, bc, 1, err);
     }
+    if (rc == 0) /* the run's counts and cursor moved: the status cache hears of it */
+        tfs_store_run_changed(s, bc->run_id);
     return rc;
 }
 

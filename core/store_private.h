@@ -32,6 +32,10 @@ int tfs_store_keys_literal(tfs_store *s, const char *const *keys, size_t n, tfs_
 /* Appends the started counts as the run's counts, a JSON object, to b; 0 or -1. */
 int tfs_store_counts_json(tfs_buf *b, const tfs_store_counts *counts, size_t n);
 
+/* Tells the run listener (tfs_store_set_run_listener) that run_id changed; called by the
+ * store's files after each committed change of a run. */
+void tfs_store_run_changed(tfs_store *s, int64_t run_id);
+
 struct tfs_batch_commit;
 /* In a batch's transaction (store_conflicts.c): its parked conflicts (with their audit
  * entries), drift rows, settled keys and a resolve job's conflict. */

@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "buf.h"
+
 #include "store_private.h"
 
 /* Runs sql, whose one row and column is JSON, into *out (new reference); TFS_ENOTFOUND when
@@ -93,6 +95,59 @@ int tfs_store_views_cursors(tfs_store *s, const char *pair, json_t **out, tfs_er
         " FROM tfsync.cursors WHERE pair = $1 GROUP BY entity) t",
         1, params, out, "read cursors", err);
     return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
+}
+
+/* A pair's cursors as JSON, grouped by entity then kind (cursors.pair = PAIR_SQL). */
+#define CURSORS_JSON(PAIR_SQL)                                                                  \
+    "(SELECT coalesce(json_object_agg(entity, k), '{}') FROM ("                                \
+    " SELECT entity, json_object_agg(kind, json_build_object("                                 \
+    "  'cursor', encode(cursor, 'escape'), 'done', done, 'run_id', run_id,"                    \
+    "  'updated_at', updated_at)) AS k"                                                        \
+    " FROM tfsync.cursors WHERE pair = " PAIR_SQL " GROUP BY entity) t)"
+
+int tfs_store_views_all_cursors(tfs_store *s, json_t **out, tfs_error *err)
+{
+    int rc = json_query(s,
+                        "SELECT coalesce(json_object_agg(p.pair, " CURSORS_JSON("p.pair")
+                        "), '{}') FROM (SELECT DISTINCT pair FROM tfsync.cursors) p",
+                        0, NULL, out, "read cursors", err);
+    return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
+}
+
+int tfs_store_views_runs(tfs_store *s, const int64_t *ids, size_t n, json_t **out,
+                         tfs_error *err)
+{
+    tfs_buf b = TFS_BUF_INIT;
+    tfs_buf_putc(&b, '{');
+    for (size_t i = 0; i < n; i++)
+        tfs_buf_printf(&b, "%s%" PRId64, i ? "," : "", ids[i]);
+    tfs_buf_putc(&b, '}');
+    if (b.oom) {
+        tfs_buf_free(&b);
+        return tfs_error_set(err, TFS_ENOMEM, "out of memory");
+    }
+    const char *params[] = {tfs_buf_str(&b)};
+    int rc = json_query(s,
+                        "SELECT coalesce(json_object_agg(run_id, " RUN_JSON "), '{}')"
+                        " FROM tfsync.runs WHERE run_id = ANY($1::int8[])",
+                        1, params, out, "read runs", err);
+    tfs_buf_free(&b);
+    return rc == TFS_ENOTFOUND ? ((*out = json_object()) ? 0 : TFS_ENOMEM) : rc;
+}
+
+int tfs_store_views_run_and_cursors(tfs_store *s, int64_t run_id, json_t **out,
+                                    tfs_error *err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *params[] = {id};
+    int rc = json_query(s,
+                        "SELECT json_build_object('run', " RUN_JSON ", 'cursors', "
+                        CURSORS_JSON("runs.pair") ") FROM tfsync.runs WHERE run_id = $1",
+                        1, params, out, "read a run", err);
+    if (rc == TFS_ENOTFOUND)
+        tfs_error_set(err, rc, "no run %" PRId64, run_id);
+    return rc;
 }
 
 int tfs_store_views_audit(tfs_store *s, const tfs_audit_filter *f, json_t **out,

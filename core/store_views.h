@@ -19,6 +19,16 @@ int tfs_store_views_last_runs(tfs_store *s, json_t **out, tfs_error *err);
 /* All cursors of a pair: {entity: {kind: {"cursor", "done", "run_id", "updated_at"}}}. */
 int tfs_store_views_cursors(tfs_store *s, const char *pair, json_t **out, tfs_error *err);
 
+/* The cursors of every pair: {pair: {entity: {kind: {...}}}} (the status cache's refresh). */
+int tfs_store_views_all_cursors(tfs_store *s, json_t **out, tfs_error *err);
+/* The runs of ids that exist: {"<run_id>": run} (the status cache's refresh). */
+int tfs_store_views_runs(tfs_store *s, const int64_t *ids, size_t n, json_t **out,
+                         tfs_error *err);
+/* One run and its pair's cursors in one round trip: {"run": run, "cursors": {entity:
+ * ...}}; TFS_ENOTFOUND when there is no such run. */
+int tfs_store_views_run_and_cursors(tfs_store *s, int64_t run_id, json_t **out,
+                                    tfs_error *err);
+
 typedef struct tfs_audit_filter {
     const char *pair, *entity, *key; /* NULL: any */
     int64_t run_id;                  /* 0: any */

@@ -112,6 +112,11 @@ typedef struct tfs_lua_limits {
 #define TFS_MAX_DELETE_RATIO_DEFAULT 0.10
 #define TFS_JOB_WAIT_MS_DEFAULT 5000LL
 #define TFS_JOB_WAIT_MS_MAX 600000LL
+/* api.status_refresh: how often the status cache reads the whole state store again (what
+ * other nodes and SQL changed; this node's own changes show at once). */
+#define TFS_STATUS_REFRESH_MS_DEFAULT 1000LL
+#define TFS_STATUS_REFRESH_MS_MIN 50LL
+#define TFS_STATUS_REFRESH_MS_MAX 3600000LL
 /* Dry runs: records of a pair's source POST /sync/validate maps (its "sample"), and
  * records one POST /transforms/{name}/test may carry. */
 #define TFS_VALIDATE_SAMPLE_DEFAULT 20

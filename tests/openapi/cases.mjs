@@ -10,7 +10,7 @@
 // it must get; `invalid: true` when the request is outside the spec on purpose (Prism's
 // validating proxy must refuse it, then the daemon's answer is checked through a proxy
 // that does not validate requests); `before(ctx)` and `after(ctx, res)` for the state the
-// next cases need. HEAD cases are checked against the daemon directly (conformance.mjs
+// next cases need; `headers` (an object, or a function of ctx) adds request headers. HEAD cases are checked against the daemon directly (conformance.mjs
 // says why); `sameLength` compares Content-Length with the GET's body where it is stable.
 //
 // Cases run in this order, one after the other; the state they share comes from
@@ -77,6 +77,9 @@ export function writeConfig(ctx) {
         roll_year: ROLL_YEAR,
         workers: 2,
         breaker: { failures: 1 },
+        // Only this daemon changes its store: its answers then change only when it does,
+        // so an ETag read before a case is still the answer's in the case.
+        api: { status_refresh: '1h' },
         api_keys: [key('reader', 'read', 'read-key'), key('operator', 'operate', 'operate-key'),
             key('admin', 'admin', 'admin-key')],
         systems: {
@@ -99,6 +102,21 @@ export function writeConfig(ctx) {
 
 function sha256(text) {
     return crypto.createHash('sha256').update(text).digest('hex');
+}
+
+// The status answers say how old the state they show is (docs/openapi.yaml's AsOf).
+function hasAsOf(ctx, res) {
+    if (typeof res.json?.as_of !== 'string' || Number.isNaN(Date.parse(res.json.as_of)))
+        throw new Error(`no as_of time: ${res.text.slice(0, 200)}`);
+}
+
+// A before(ctx) that keeps the ETag of GET path(ctx) in ctx.etag.
+function etagOf(path) {
+    return async (ctx) => {
+        const r = await ctx.api('GET', path(ctx), undefined, 'read');
+        if (r.status !== 200 || !r.headers.etag) throw new Error(`GET ${path(ctx)}: ${r.status}, ETag ${r.headers.etag}`);
+        ctx.etag = r.headers.etag;
+    };
 }
 
 async function get(ctx, p) {
@@ -166,7 +184,9 @@ export const cases = {
     ],
 
     'GET /sync/status': [
-        { name: 'every pair', status: 200 },
+        { name: 'every pair (with as_of, from memory)', status: 200, after: hasAsOf },
+        // Its ETag moves with every refresh and health change: * matches whichever it is.
+        { name: 'If-None-Match *', headers: { 'if-none-match': '*' }, status: 304 },
         noKey(),
         badKey,
     ],
@@ -174,7 +194,9 @@ export const cases = {
     'HEAD /sync/status': [{ name: 'every pair', status: 200 }, { name: 'no key', key: 'none', status: 401 }],
 
     'GET /sync/status/{run_id}': [
-        { name: 'a partial run', path: (c) => `/sync/status/${c.run}`, status: 200 },
+        { name: 'a partial run', path: (c) => `/sync/status/${c.run}`, status: 200, after: hasAsOf },
+        { name: 'unchanged (If-None-Match its ETag)', path: (c) => `/sync/status/${c.run}`,
+            before: etagOf((c) => `/sync/status/${c.run}`), headers: (c) => ({ 'if-none-match': c.etag }), status: 304 },
         { name: 'a held run', path: (c) => `/sync/status/${c.held}`, status: 200 },
         { name: 'a waiting run', path: (c) => `/sync/status/${c.waiting}`, status: 200 },
         { name: 'unknown run', path: '/sync/status/999999', status: 404 },
@@ -188,10 +210,14 @@ export const cases = {
         { ...{ name: 'no key', key: 'none', status: 401 }, path: '/sync/status/1' },
     ],
 
-    'GET /pairs': [{ name: 'the pairs', status: 200 }, badKey],
+    'GET /pairs': [{ name: 'the pairs', status: 200 }, badKey,
+        { name: 'unchanged (If-None-Match its ETag)', before: etagOf(() => '/pairs'),
+            headers: (c) => ({ 'if-none-match': c.etag }), status: 304 }],
     'HEAD /pairs': [{ name: 'the pairs', status: 200, sameLength: true }, { name: 'no key', key: 'none', status: 401 }],
 
-    'GET /plugins': [{ name: 'loaded and refused', status: 200 }, noKey()],
+    'GET /plugins': [{ name: 'loaded and refused', status: 200 }, noKey(),
+        { name: 'unchanged (If-None-Match its ETag)', before: etagOf(() => '/plugins'),
+            headers: (c) => ({ 'if-none-match': c.etag }), status: 304 }],
     'HEAD /plugins': [{ name: 'loaded and refused', status: 200, sameLength: true }, { name: 'no key', key: 'none', status: 401 }],
 
     'GET /dead-letters': [

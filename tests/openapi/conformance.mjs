@@ -129,6 +129,7 @@ function requestOf(c, ctx, opPath, method) {
     const headers = {};
     const key = c.key === undefined ? 'read' : c.key;
     if (key !== 'none') headers.authorization = `Bearer ${KEYS[key] || key}`;
+    Object.assign(headers, typeof c.headers === 'function' ? c.headers(ctx) : c.headers || {});
     let body;
     if (c.raw !== undefined) {
         // Sent as text: Prism would re-encode JSON it parsed (and could not parse a malformed one).
