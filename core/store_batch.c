@@ -236,7 +236,7 @@ static int prepare_temp(tfs_store *s, tfs_error *err)
     int rc = tfs_pg_exec(s->conn,
                          "CREATE TEMP TABLE IF NOT EXISTS tmp_sync_map ("
                          " source_key text, source_hash text, target_hash text,"
-                         " target_keys jsonb, target_record jsonb) ON COMMIT DELETE ROWS",
+                         " target_keys json, target_record json) ON COMMIT DELETE ROWS",
                          err);
     if (rc == 0)
         s->temp_ready = 1;
