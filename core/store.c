@@ -437,6 +437,19 @@ int tfs_store_ping(tfs_store *s, tfs_error *err)
     return tfs_pg_exec(s->conn, "SELECT 1", err);
 }
 
+int tfs_store_flush(tfs_store *s, tfs_error *err)
+{
+    /* A transaction with an xid writes a commit record, and a synchronous commit returns
+     * once the WAL is flushed up to it: up to every commit before it, on any connection. */
+    int rc = tfs_pg_exec(s->conn,
+                         "BEGIN; SET LOCAL synchronous_commit TO on;"
+                         " SELECT pg_current_xact_id(); COMMIT",
+                         err);
+    if (rc)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    return rc;
+}
+
 int tfs_store_run_set_state(tfs_store *s, int64_t run_id, const char *state,
                             const char *error_text, const tfs_store_counts *counts,
                             size_t n_counts, tfs_error *err)

@@ -650,7 +650,11 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
     char id[32];
     int rc;
     snprintf(id, sizeof id, "%" PRId64, bc->run_id);
-    if ((rc = prepare_temp(s, err)) || (rc = tfs_pg_exec(s->conn, "BEGIN", err)))
+    if ((rc = prepare_temp(s, err)) ||
+        (rc = tfs_pg_exec(s->conn,
+                          bc->async_commit ? "BEGIN; SET LOCAL synchronous_commit TO off"
+                                           : "BEGIN",
+                          err)))
         return rc;
     /* The pair's audit head is locked right after the fence and before any other row, as
      * every writer of audit entries does, so two of them never wait on each other. */
