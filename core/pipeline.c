@@ -821,15 +821,17 @@ finish:
             *ended_rc = cancelled ? 0 : rc;
         if (cancelled || rc)
             drop_set_aside(p, run_id);
+        /* The metrics first: whoever sees the run ended in the API finds its end (and the
+         * dead letters it left) in /metrics too. */
+        if (strcmp(state, "held") != 0)
+            count_end(p, pair_name, mode, state, started_ms);
         if (record_end(p, run_id, state, rc && !cancelled ? err->message : NULL, &run, stop) ==
             TFS_ELIMIT) {
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
             goto out;
         }
-        if (strcmp(state, "held") != 0) {
+        if (strcmp(state, "held") != 0)
             end_run(p, run_id, pair_name, mode, state, src, tgt);
-            count_end(p, pair_name, mode, state, started_ms);
-        }
         if (pair)
             tfs_health_poke(p->health, pair->source); /* its lag changed */
         if (cancelled)
