@@ -67,22 +67,6 @@ bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-bench-combined.XXXXXX")
 
-recreate_db() {
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
-}
-median() {
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
-
-# timings STATUS_JSON: the run's per-stage milliseconds per entity, one line.
-timings() {
-    psql_ -At -d postgres -v j="$1" <<'EOF'
-SELECT string_agg(e.key || ': ' || (SELECT string_agg(t.key || ' ' || t.value, ', ' ORDER BY t.key)
-                                     FROM jsonb_each_text(e.value->'timings_ms') t), '; ')
-FROM jsonb_each((:'j'::jsonb)->'counts') AS e
-EOF
-}
 
 # one_sync LOAD: a full sync into an empty CAMA with a fresh state store and daemon, with
 # (LOAD=1) or without API clients; prints "milliseconds" and sets LAST_STATUS, LAST_CLIENT.
@@ -139,11 +123,11 @@ for ((r = 1; r <= REPS; r++)); do
     load=$(bench_load)
     one_sync 0
     alone+=("$(cat "$work/ms")")
-    tfs_say "rep $r, alone: $(secs "${alone[-1]}") s (load before $load); $(timings "$LAST_STATUS")"
+    tfs_say "rep $r, alone: $(secs "${alone[-1]}") s (load before $load); $(bench_timings "$LAST_STATUS")"
     load=$(bench_load)
     one_sync 1
     loaded+=("$(cat "$work/ms")")
-    tfs_say "rep $r, with $RATE req/s: $(secs "${loaded[-1]}") s (load before $load); $(timings "$LAST_STATUS")"
+    tfs_say "rep $r, with $RATE req/s: $(secs "${loaded[-1]}") s (load before $load); $(bench_timings "$LAST_STATUS")"
     tfs_say "rep $r, clients: $LAST_CLIENT"
     # Latencies in microseconds, for the integer median.
     p50+=("$(awk -v v="$(json_get "$LAST_CLIENT" p50_ms)" 'BEGIN { printf "%d", v * 1000 }')")

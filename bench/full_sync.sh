@@ -72,15 +72,6 @@ bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-bench.XXXXXX")
 
-recreate_db() {
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
-}
-
-# median of the arguments (integers)
-median() {
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 
 # copy_out TABLE: the SQL mapping for TABLE as COPY ... TO STDOUT, run on bench_pacs. Fed
 # through stdin because psql substitutes :roll_year there and not in -c.
@@ -223,6 +214,8 @@ for ((r = 1; r <= REPS; r++)); do
     daemon_a+=("$ms")
     rss_a+=("$(peak_rss_kb)")
     tfs_say "initial, tfsyncd, rep $r: $(secs "$ms") s, peak RSS ${rss_a[-1]} kB"
+    stages_a=$(bench_timings "$status")
+    tfs_say "initial, tfsyncd, rep $r, stages (ms): $stages_a"
     tfs_daemon_stop
 done
 tfs_print_counts "$status"
@@ -255,6 +248,8 @@ for ((r = 1; r <= REPS; r++)); do
         peer_note=", peer $(secs "${peer_c[-1]}") s"
     fi
     tfs_say "update, rep $r: limit $(secs "${limit_c[-1]}") s, tfsyncd $(secs "$ms") s$peer_note"
+    stages_c=$(bench_timings "$status")
+    tfs_say "update, rep $r, stages (ms): $stages_c"
 done
 rss_c=$(peak_rss_kb)
 tfs_daemon_stop
@@ -283,4 +278,7 @@ if ((PEER)); then printf ' %10s %12s %14s' "peer (s)" "peer/limit" "peer/tfsyncd
 echo
 row initial "$la" "$da" "$ra" "$pa"
 row update "$lc" "$dc" "$rss_c" "$pc"
+echo "tfsyncd's stages in the last run (cumulative ms per stage; they overlap on their own threads):"
+echo "  initial: $stages_a"
+echo "  update:  $stages_c"
 [[ "$SAME" == yes ]] || { tfs_say "the targets differ: the ratios compare different work"; exit 1; }

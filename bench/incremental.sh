@@ -14,9 +14,12 @@
 # records per second, and the ratio incremental / full. The aim: under one second for
 # 10,000 changes out of 1,000,000.
 #
-# The pair maps property -> pardat, asmt and (when transforms/pacs_owner_to_cama.lua exists)
-# owner -> owndat. Uses the PostgreSQL of scripts/pg.sh and the databases bench_inc_pacs,
-# bench_inc_cama and bench_inc_tfsync, which it recreates. Env: CHANGES, REPS, BATCH
+# Then, as the yardstick of "its cost follows the changes", REPS full syncs of a county of
+# CHANGES parcels into an empty CAMA: the incremental run should cost no more (ratio at
+# most 1.0x). The pair maps property -> pardat, asmt, owner -> owndat and sale -> sales.
+# Each run's per-stage timings are printed. Uses the PostgreSQL of scripts/pg.sh and the
+# databases bench_inc_pacs, bench_inc_cama, bench_inc_tfsync and bench_inc_small_*, which
+# it recreates. Env: CHANGES, REPS, BATCH
 # (batch_size, default 1000), TFS_BUILD_DIR (default build/), TFS_BENCH_TIMEOUT (seconds per
 # run, default 3600).
 set -euo pipefail
@@ -25,6 +28,8 @@ TFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TFS_TAG=bench
 # shellcheck source=scripts/lib.sh
 source "$TFS_ROOT/scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$TFS_ROOT/bench/lib.sh"
 cd "$TFS_ROOT"
 
 readonly N="${1:-1000000}"
@@ -60,16 +65,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 for f in plugins/pacs/schema.sql plugins/pacs/generate.sql plugins/cama/schema.sql \
-    transforms/pacs_to_cama.lua; do
+    transforms/pacs_to_cama.lua transforms/pacs_owner_to_cama.lua transforms/pacs_sale_to_cama.lua; do
     [[ -f "$f" ]] || tfs_fail "missing $f"
 done
-owner_entity=""
-if [[ -f transforms/pacs_owner_to_cama.lua ]]; then
-    owner_entity=',
-                          {"source": "owner", "targets": ["owndat"], "script": "pacs_owner_to_cama.lua"}'
-else
-    tfs_say "no transforms/pacs_owner_to_cama.lua: the address changes reach no target"
-fi
+owner_entity=',
+                          {"source": "owner", "targets": ["owndat"], "script": "pacs_owner_to_cama.lua"},
+                          {"source": "sale", "targets": ["sales"], "script": "pacs_sale_to_cama.lua"}'
 TFS_BUILD_DIR="$build" bash scripts/build.sh
 [[ -x "$build/tfsyncd" ]] || tfs_fail "no $build/tfsyncd after the build"
 
@@ -77,27 +78,21 @@ bash scripts/pg.sh status >/dev/null 2>&1 || pg_started=1
 eval "$(bash scripts/pg.sh start)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-bench-inc.XXXXXX")
 
-recreate_db() {
-    psql_ -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
-}
-median() {
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
 
+# write_config PACS_DB CAMA_DB STATE_DB
 write_config() {
     cat >"$work/tfsyncd.json" <<EOF
 {
   "listen": {"address": "127.0.0.1", "port": 0, "ready_file": "tfsyncd.ready"},
-  "state": {"conninfo": "$(conninfo bench_inc_tfsync)"},
+  "state": {"conninfo": "$(conninfo "$3")"},
   "plugin_dir": "$build/plugins",
   "transform_dir": "$TFS_ROOT/transforms",
   "roll_year": $ROLL_YEAR,
   "workers": 2,
   "api_keys": [{"name": "bench", "role": "operate", "sha256": "$TFS_KEY_SHA256"}],
   "systems": {
-    "pacs": {"plugin": "pacs", "settings": {"conninfo": "$(conninfo bench_inc_pacs)"}},
-    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo bench_inc_cama)"}}
+    "pacs": {"plugin": "pacs", "settings": {"conninfo": "$(conninfo "$1")"}},
+    "cama": {"plugin": "cama", "settings": {"conninfo": "$(conninfo "$2")"}}
   },
   "pairs": [{"name": "pacs-to-cama", "source": "pacs", "target": "cama", "batch_size": $BATCH,
              "entities": [{"source": "property", "targets": ["pardat", "asmt"],
@@ -161,7 +156,7 @@ psql_ -d bench_inc_pacs -v roll_year="$ROLL_YEAR" -f plugins/pacs/schema.sql -f 
 psql_ -d bench_inc_pacs -c "SELECT pacs_generate($N, 42, $ROLL_YEAR)" -c "VACUUM ANALYZE" >/dev/null
 psql_ -d bench_inc_cama -f plugins/cama/schema.sql
 tfs_new_key
-write_config
+write_config bench_inc_pacs bench_inc_cama bench_inc_tfsync
 tfs_daemon_start "$build" "$work/tfsyncd.json"
 
 # ---- the full sync, once ----
@@ -182,9 +177,33 @@ for ((r = 1; r <= REPS; r++)); do
     written=$(sum_counts "$status" written)
     read=$(sum_counts "$status" read)
     tfs_say "rep $r: $CHANGES properties changed; incremental $(secs "$ms") s (wall $(secs "$wall") s), read $read, written $written"
+    inc_stages=$(bench_timings "$status")
+    tfs_say "rep $r, stages (ms): $inc_stages"
     ((written > 0)) || tfs_fail "the incremental run wrote nothing: $status"
 done
 tfs_print_counts "$status"
+tfs_daemon_stop
+
+# ---- the same work as a table: a full sync of CHANGES parcels into an empty CAMA ----
+# What an incremental run should cost: its changes, whatever the size of the county.
+tfs_say "generating $CHANGES parcels into bench_inc_small_pacs"
+for db in bench_inc_small_pacs bench_inc_small_cama; do recreate_db "$db"; done
+psql_ -d bench_inc_small_pacs -v roll_year="$ROLL_YEAR" -f plugins/pacs/schema.sql -f plugins/pacs/generate.sql
+psql_ -d bench_inc_small_pacs -c "SELECT pacs_generate($CHANGES, 42, $ROLL_YEAR)" -c "VACUUM ANALYZE" >/dev/null
+psql_ -d bench_inc_small_cama -f plugins/cama/schema.sql
+small_ms=()
+for ((r = 1; r <= REPS; r++)); do
+    psql_ -d bench_inc_small_cama -c "TRUNCATE pardat, asmt, owndat, sales"
+    recreate_db bench_inc_small_tfsync
+    write_config bench_inc_small_pacs bench_inc_small_cama bench_inc_small_tfsync
+    tfs_daemon_start "$build" "$work/tfsyncd.json"
+    out=$(run_sync full)
+    read -r wall ms status <<<"$out"
+    small_ms+=("$ms")
+    small_stages=$(bench_timings "$status")
+    tfs_say "rep $r: full sync of $CHANGES parcels into an empty CAMA $(secs "$ms") s; stages (ms): $small_stages"
+    tfs_daemon_stop
+done
 
 # ---- summary ----
 im=$(median "${inc_ms[@]}") iw=$(median "${inc_wall[@]}")
@@ -195,6 +214,13 @@ printf '%-22s %12s %12s %16s\n' "full ($N)" "$(secs "$full_ms")" "$(secs "$full_
     "$((N * 1000 / (full_ms > 0 ? full_ms : 1)))"
 printf '%-22s %12s %12s %16s\n' "incremental ($CHANGES)" "$(secs "$im")" "$(secs "$iw")" \
     "$((CHANGES * 1000 / (im > 0 ? im : 1)))"
+sm=$(median "${small_ms[@]}")
+printf '%-22s %12s %12s %16s\n' "full ($CHANGES parcels)" "$(secs "$sm")" "" \
+    "$((CHANGES * 1000 / (sm > 0 ? sm : 1)))"
+awk -v i="$im" -v s="$sm" 'BEGIN {
+    printf "ratio incremental / full sync of as many parcels: %.2fx (aim: at most 1.0x)\n", (s > 0 ? i / s : 0) }'
+echo "stages (ms), last runs: incremental: $inc_stages"
+echo "                        full of $CHANGES: $small_stages"
 pct=$(awk -v c="$CHANGES" -v n="$N" 'BEGIN { printf "%.2f", 100 * c / n }')
 awk -v i="$im" -v f="$full_ms" -v p="$pct" 'BEGIN {
     printf "ratio incremental / full: %.4f (%.1f%% of the full sync time for %s%% of the parcels)\n",

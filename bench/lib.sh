@@ -52,6 +52,30 @@ bench_python_psycopg2() {
     tfs_fail "no Python with psycopg2: install the Debian package python3-psycopg2 (PEER=0 skips the peer)"
 }
 
+# recreate_db NAME: an empty database NAME on the server of scripts/pg.sh.
+recreate_db() {
+    psql_ -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+}
+
+# median VALUE...: the median of integers.
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
+# secs MS: milliseconds as seconds with three decimals.
+secs() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
+
+# bench_timings STATUS_JSON: a run's per-stage milliseconds (timings_ms) per entity, one
+# line: where its time went (the stages overlap on their own threads, so they add up to
+# more than the run).
+bench_timings() {
+    psql_ -At -d postgres -v j="$1" <<'EOF'
+SELECT coalesce(string_agg(e.key || ': ' || (SELECT string_agg(t.key || ' ' || t.value, ', ' ORDER BY t.key)
+                                              FROM jsonb_each_text(e.value->'timings_ms') t), '; '), '')
+FROM jsonb_each((:'j'::jsonb)->'counts') AS e
+EOF
+}
+
 # bench_median_f VALUE...: the median of decimal numbers.
 bench_median_f() {
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'

@@ -36,6 +36,7 @@ typedef struct prober {
     int64_t checked_ms;  /* monotonic, of the last finished check */
     time_t checked_wall; /* the same, for the answer */
     int64_t check_since; /* a check runs since then (0: none) */
+    int64_t next_lag_ms; /* monotonic: the lags are counted again from then */
     lag_entry *lags;
     size_t n_lags;
 } prober;
@@ -64,9 +65,15 @@ static void pause_ms(long ms)
 }
 
 /* The lag of each entity this system is the source of, with the prober's instance and
- * store connection. */
+ * store connection. Counting it reads the source's change log, which grows with what is
+ * pending: the next count waits TFS_HEALTH_LAG_COST_FACTOR times as long as this one took
+ * (at least the refresh interval), so the prober never takes more than a small share of a
+ * source that a run is reading at the same time. */
 static void refresh_lags(prober *pr, tfs_instance *inst, tfs_store **store)
 {
+    int64_t started = tfs_health_now_ms();
+    if (started < pr->next_lag_ms)
+        return;
     for (size_t i = 0; i < pr->n_lags && !atomic_load(&pr->h->stop); i++) {
         lag_entry *le = &pr->lags[i];
         tfs_error err = {0};
@@ -95,6 +102,10 @@ static void refresh_lags(prober *pr, tfs_instance *inst, tfs_store **store)
         le->at_ms = tfs_health_now_ms();
         pthread_mutex_unlock(&pr->h->lock);
     }
+    int64_t took = tfs_health_now_ms() - started;
+    pr->next_lag_ms = started + (took * TFS_HEALTH_LAG_COST_FACTOR > TFS_HEALTH_REFRESH_MS_DEFAULT
+                                     ? took * TFS_HEALTH_LAG_COST_FACTOR
+                                     : TFS_HEALTH_REFRESH_MS_DEFAULT);
 }
 
 /* One check: a system's health callback through the plugin host, or a trivial query. */
@@ -138,7 +149,7 @@ static void *prober_main(void *arg)
         tfs_breaker_snapshot snap = tfs_breaker_get(pr->br);
         int probing = snap.state == TFS_BREAKER_OPEN;
         if (atomic_exchange(&pr->poked, 0))
-            next_refresh = 0;
+            next_refresh = pr->next_lag_ms = 0;
         if ((probing && tfs_breaker_probe_due(pr->br, now)) || (!probing && now >= next_refresh)) {
             pthread_mutex_lock(&h->lock);
             pr->check_since = now;

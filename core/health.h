@@ -8,7 +8,8 @@
  * thread has its own plugin instance or store connection, so a system that never answers
  * stalls only its own prober, and readers see that as a check that has not answered. The
  * system prober also refreshes the change lag of every pair entity its system is the
- * source of. GET /health and GET /sync/status read these cached figures only.
+ * source of, as often as its cost allows (TFS_HEALTH_LAG_COST_FACTOR: a count that reads a
+ * long change log waits in proportion before the next), and at once when poked. GET /health and GET /sync/status read these cached figures only.
  */
 #ifndef TFS_HEALTH_H
 #define TFS_HEALTH_H

@@ -11,8 +11,12 @@
 /* The table is the adapters' too (plugins/common/pg_sqlstate.h): one classification. */
 int tfs_pg_classify(PGconn *conn, const PGresult *res)
 {
-    bool ok = conn && PQstatus(conn) == CONNECTION_OK;
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* A server that crashed (killed, or an immediate shutdown) closes the socket without
+     * a FATAL message: libpq answers with an error that has no SQLSTATE while PQstatus
+     * still says OK, until it reads the socket again. */
+    bool ok = conn && PQstatus(conn) == CONNECTION_OK &&
+              (state || (PQconsumeInput(conn) && PQstatus(conn) == CONNECTION_OK));
     return pgp_failure_transient(ok, res != NULL, state) ? TFS_ETRANSIENT : TFS_EPERMANENT;
 }
 

@@ -380,6 +380,12 @@ static void trim_changes(tfs_pipeline *p, const tfs_config_pair *pair, tfs_insta
         tfs_store_batch_checkpoints(p->store, readers, n_readers, a, &cursors, &lens, &n,
                                     &err) != 0)
         return;
+    /* The checkpoints read may be in commits not yet flushed (async_commit): the source
+     * forgets changes only once a crash of the store can no longer take them back. */
+    if (n && tfs_store_flush(p->store, &err) != 0) {
+        tfs_log_warn("pipeline", "change log not trimmed: %s", err.message);
+        return;
+    }
     if (n && tfs_instance_changes_trim(src, (const void *const *)cursors, lens, n, &err) != 0)
         tfs_log_warn("pipeline", "%s", err.message);
 }
@@ -658,6 +664,16 @@ static void end_run(tfs_pipeline *p, int64_t run_id, const char *pair, const cha
             end.outcome = (tfs_sdk_run_outcome)i;
     tfs_open_system *used[] = {src, tgt};
     json_t *errors = NULL;
+    /* The batches committed without waiting for the flush (async_commit), and a server
+     * may say synchronous_commit = off for every commit: a plugin acts on the outcome
+     * (archives an inbox, publishes an outbox) only once a crash cannot take it back. Not
+     * told, it does that work at its next run's end. */
+    tfs_error e1 = {0};
+    if ((src || tgt) && tfs_store_flush(p->store, &e1) != 0) {
+        tfs_log_warn("pipeline", "run %" PRId64 ": its systems are not told it ended: %s",
+                     run_id, e1.message);
+        return;
+    }
     for (int role = 0; role < 2; role++) {
         if (!used[role] || !used[role]->inst)
             continue;
@@ -805,15 +821,17 @@ finish:
             *ended_rc = cancelled ? 0 : rc;
         if (cancelled || rc)
             drop_set_aside(p, run_id);
+        /* The metrics first: whoever sees the run ended in the API finds its end (and the
+         * dead letters it left) in /metrics too. */
+        if (strcmp(state, "held") != 0)
+            count_end(p, pair_name, mode, state, started_ms);
         if (record_end(p, run_id, state, rc && !cancelled ? err->message : NULL, &run, stop) ==
             TFS_ELIMIT) {
             rc = tfs_error_set(err, TFS_ELIMIT, "stopped while recording the run %s", state);
             goto out;
         }
-        if (strcmp(state, "held") != 0) {
+        if (strcmp(state, "held") != 0)
             end_run(p, run_id, pair_name, mode, state, src, tgt);
-            count_end(p, pair_name, mode, state, started_ms);
-        }
         if (pair)
             tfs_health_poke(p->health, pair->source); /* its lag changed */
         if (cancelled)

@@ -943,6 +943,8 @@ int tfs_stage_commit(tfs_stage_ctx *b, tfs_stage_job *jb, tfs_error *err)
         .pair = b->pair->name,
         .entity = b->em->source,
         .run_id = b->run_id,
+        /* A sync run's batches; a replay, an operator's request, waits for its flush. */
+        .async_commit = !b->replaying,
         .rows = cr.rows,
         .n_rows = cr.n_rows,
         .failed = cr.failed,

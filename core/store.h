@@ -29,6 +29,11 @@ int tfs_store_migrate(tfs_store *s, tfs_error *err);
 int tfs_store_schema_version(tfs_store *s, int *have, int *want, tfs_error *err);
 /* A round trip to the server: 0 when the store answers. */
 int tfs_store_ping(tfs_store *s, tfs_error *err);
+/* Returns once everything committed to the store before the call is durable: a run's
+ * batches commit without waiting for the WAL flush (store_batch.h, async_commit), and
+ * whatever acts outside the store on what they committed (the trim of a source's change
+ * log) calls this first. */
+int tfs_store_flush(tfs_store *s, tfs_error *err);
 /* Reconnects when the connection was lost; 0 when usable. */
 int tfs_store_ensure(tfs_store *s, tfs_error *err);
 

@@ -236,7 +236,7 @@ static int prepare_temp(tfs_store *s, tfs_error *err)
     int rc = tfs_pg_exec(s->conn,
                          "CREATE TEMP TABLE IF NOT EXISTS tmp_sync_map ("
                          " source_key text, source_hash text, target_hash text,"
-                         " target_keys jsonb, target_record jsonb) ON COMMIT DELETE ROWS",
+                         " target_keys json, target_record json) ON COMMIT DELETE ROWS",
                          err);
     if (rc == 0)
         s->temp_ready = 1;
@@ -652,7 +652,11 @@ static int commit_once(tfs_store *s, const tfs_batch_commit *bc, int all_upserts
     char id[32];
     int rc;
     snprintf(id, sizeof id, "%" PRId64, bc->run_id);
-    if ((rc = prepare_temp(s, err)) || (rc = tfs_pg_exec(s->conn, "BEGIN", err)))
+    if ((rc = prepare_temp(s, err)) ||
+        (rc = tfs_pg_exec(s->conn,
+                          bc->async_commit ? "BEGIN; SET LOCAL synchronous_commit TO off"
+                                           : "BEGIN",
+                          err)))
         return rc;
     /* The pair's audit head is locked right after the fence and before any other row, as
      * every writer of audit entries does, so two of them never wait on each other. */

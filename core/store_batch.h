@@ -136,6 +136,12 @@ typedef struct tfs_batch_commit {
     size_t n_audit;
     const char *actor;
     const tfs_lease *lease; /* the run's lease, checked in the transaction; NULL: none */
+    /* A run's batch: the commit does not wait for the WAL flush. A server that crashes
+     * before the flush loses at most the last such commits, as a whole and in order,
+     * which only sends the run back to an earlier checkpoint, where it reads, writes
+     * (idempotently) and audits those batches again (docs/decisions.md). 0: the commit
+     * waits, as the server's synchronous_commit says (an operator's resolve). */
+    int async_commit;
     /* Keys that went through (written, unchanged, deleted, mapped to nothing): their open
      * dead letters close, as 'resolved', or with replayed (a replay run) as 'replayed'
      * with an audit entry 'replay' each. */

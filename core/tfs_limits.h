@@ -103,6 +103,8 @@ typedef struct tfs_lua_limits {
 #define TFS_STATE_CONNECT_TIMEOUT_S_DEFAULT 5LL /* libpq connect_timeout of the store */
 #define TFS_STATE_CONNECT_TIMEOUT_S_MAX 3600LL
 #define TFS_HEALTH_REFRESH_MS_DEFAULT 2000LL /* a closed breaker's system is checked this often */
+/* Counting a source's change lag took t: it is counted again after t times this (health.c). */
+#define TFS_HEALTH_LAG_COST_FACTOR 20LL
 #define TFS_HEALTH_STUCK_MS_DEFAULT 2000LL   /* a check running longer shows its system down */
 #define TFS_DURATION_MS_MAX (1LL << 40)
 

@@ -5,6 +5,7 @@
 #   scripts/pg.sh env               print the same exports without starting anything
 #   scripts/pg.sh status            exit 0 when it runs and accepts connections, 3 when not
 #   scripts/pg.sh stop              fast shutdown; fine when nothing runs
+#   scripts/pg.sh crash             immediate shutdown: a crash, for the fault tests
 #
 # Only the exports go to stdout; everything else goes to stderr so that `eval` stays safe.
 # Environment: TFS_PG_DIR (cluster folder, default /tmp/tfsync-pg-<uid>), TFS_PG_PORT
@@ -219,7 +220,10 @@ cmd_start() {
     die "could not start PostgreSQL in $DATA"
 }
 
+# cmd_stop [MODE]: pg_ctl's shutdown mode, fast by default; immediate is a crash (no
+# checkpoint, WAL not yet written is lost), which the fault tests use.
 cmd_stop() {
+    local mode=${1:-fast}
     [[ -d "$BASE" ]] || { note "not running"; return 0; }
     exec 9>>"$BASE/pg.sh.lock"
     flock -w 120 9 || die "timed out waiting for another pg.sh on $BASE"
@@ -227,7 +231,7 @@ cmd_stop() {
         note "not running"
         return 0
     fi
-    as_server "$BIN/pg_ctl" stop -m fast -w -t 60 -D "$DATA" >/dev/null 2>&1 ||
+    as_server "$BIN/pg_ctl" stop -m "$mode" -w -t 60 -D "$DATA" >/dev/null 2>&1 ||
         { log_tail; die "could not stop PostgreSQL in $DATA"; }
     note "stopped"
 }
@@ -248,10 +252,11 @@ readonly BIN SERVER_USER
 case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
+crash) cmd_stop immediate ;;
 env) print_env ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 start|stop|env|status" >&2
+    echo "usage: $0 start|stop|crash|env|status" >&2
     exit 2
     ;;
 esac

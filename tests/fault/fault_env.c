@@ -302,6 +302,11 @@ void fault_server_stop(fault_role r)
     pg_sh(r, "stop");
 }
 
+void fault_server_crash(fault_role r)
+{
+    pg_sh(r, "crash");
+}
+
 void fault_server_start(fault_role r)
 {
     pg_sh(r, "start");

@@ -35,6 +35,9 @@ void fault_exec(fault_role r, const char *db, const char *sql);
  * accepts connections. */
 void fault_server_stop(fault_role r);
 void fault_server_start(fault_role r);
+/* The server killed (immediate shutdown): no checkpoint, and WAL it had not yet written,
+ * commits that did not wait for the flush among it, is lost. */
+void fault_server_crash(fault_role r);
 
 long long fault_now_ms(void);
 /* The interval of loops that wait for a state (never for ordering). */

@@ -178,6 +178,7 @@ typedef struct outage_opts {
     long down_ms;        /* how long it stays down after the run is seen waiting */
     int other_pair;      /* with workers 1, a run of tpl-self completes meanwhile */
     int schedule;        /* the pair runs every second: scheduled runs go on afterwards */
+    int crash;           /* the server crashes (immediate shutdown) rather than stops */
 } outage_opts;
 
 /* Holds the write of the parcel halfway through a full sync, stops the server, lets the
@@ -204,7 +205,19 @@ static void outage(const outage_opts *o)
     json_int_t run_id = fault_start_run(&e, "full");
     fault_hold_wait(&e, &h, run_id, total / 2 / FAULT_BATCH * FAULT_BATCH);
 
-    fault_server_stop(o->role);
+    json_int_t mapped_before = 0;
+    if (o->crash) {
+        /* The WAL writer wakes every 10 s: the batches' commits, which do not wait for
+         * the flush, stay in the server's WAL buffers and the crash takes them. */
+        fault_exec(o->role, "postgres", "ALTER SYSTEM SET wal_writer_delay = '10s'");
+        fault_exec(o->role, "postgres", "SELECT pg_reload_conf()");
+        if (o->role == FAULT_STATE)
+            mapped_before = fault_int(FAULT_STATE, e.state, "SELECT count(*) FROM"
+                                                            " tfsync.sync_map");
+        fault_server_crash(o->role);
+    } else {
+        fault_server_stop(o->role);
+    }
     long long stopped = fault_now_ms();
     if (o->role == FAULT_TARGET)
         fault_hold_drop(&h);
@@ -256,6 +269,15 @@ static void outage(const outage_opts *o)
     }
     fault_server_start(o->role);
     long long back = fault_now_ms();
+    if (o->crash) {
+        fault_exec(o->role, "postgres", "ALTER SYSTEM RESET wal_writer_delay");
+        fault_exec(o->role, "postgres", "SELECT pg_reload_conf()");
+        if (o->role == FAULT_STATE)
+            fprintf(stderr, "heal: %s: %lld sync map rows before the crash, %lld after its"
+                            " recovery\n", o->name, (long long)mapped_before,
+                    (long long)fault_int(FAULT_STATE, e.state,
+                                         "SELECT count(*) FROM tfsync.sync_map"));
+    }
     json_t *run = fault_wait_ok(&e, run_id);
     long long healed = fault_now_ms() - back;
     fprintf(stderr, "heal: %s: down %lld ms, run %lld ended %lld ms after the server was back\n",
@@ -287,22 +309,33 @@ static void outage(const outage_opts *o)
 
 Test(outage, target_down_5s_while_another_pair_runs)
 {
-    outage(&(outage_opts){"target down 5s", FAULT_TARGET, 5000, 1, 0});
+    outage(&(outage_opts){"target down 5s", FAULT_TARGET, 5000, 1, 0, 0});
 }
 
 Test(outage, target_down_60s_then_the_schedule_goes_on)
 {
-    outage(&(outage_opts){"target down 60s", FAULT_TARGET, 60000, 0, 1});
+    outage(&(outage_opts){"target down 60s", FAULT_TARGET, 60000, 0, 1, 0});
 }
 
 Test(outage, source_down_5s)
 {
-    outage(&(outage_opts){"source down 5s", FAULT_SOURCE, 5000, 0, 0});
+    outage(&(outage_opts){"source down 5s", FAULT_SOURCE, 5000, 0, 0, 0});
 }
 
 Test(outage, state_store_down_5s)
 {
-    outage(&(outage_opts){"state store down 5s", FAULT_STATE, 5000, 0, 0});
+    outage(&(outage_opts){"state store down 5s", FAULT_STATE, 5000, 0, 0, 0});
+}
+
+/* A run's batches commit without waiting for the WAL flush (async_commit): a crash of the
+ * state store's server may take the last of them back, and the run must still end exactly
+ * right, each record written once in effect and audited once. The crash also closes the
+ * connections without a FATAL message, which libpq answers with an error that has no
+ * SQLSTATE on a connection it still calls good: a lost connection all the same, or the
+ * run would fail instead of waiting. */
+Test(outage, state_store_crash)
+{
+    outage(&(outage_opts){"state store crash", FAULT_STATE, 2000, 0, 0, 1});
 }
 
 /* ---- transient SQLSTATEs on target writes: retried, never dead letters ---- */

@@ -4,12 +4,14 @@
  * Each test clones its own databases from the templates scripts/test.sh prepared, so the
  * tests run in parallel without seeing each other. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "store.h"
 #include "store_batch.h"
 #include "tfs_test.h"
@@ -563,6 +565,57 @@ Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 300)
                  err.message);
     cr_assert(found);
     cr_assert_eq(hash, 0xbb, "the map holds the second write");
+    tfs_store_close(s);
+    free(conninfo);
+    tfs_test_db_drop(state);
+    free(state);
+}
+
+/* Migration 8 turns the sync map's target_keys and target_record from jsonb into json (the
+ * daemon never asks PostgreSQL to look inside them): a store written before it keeps its
+ * rows, read back as the records they were. The store is put back to migration 7 by hand. */
+Test(full_sync, store_at_migration_7_keeps_its_sync_map_as_json, .timeout = 120)
+{
+    char *state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
+    char *conninfo = tfs_test_pg_conninfo(state);
+    tfs_store *s = NULL;
+    tfs_error err = {0};
+    cr_assert_eq(tfs_store_open(conninfo, &s, &err), 0, "%s", err.message);
+    cr_assert_eq(tfs_store_migrate(s, &err), 0, "%s", err.message);
+    const char *type_sql = "SELECT string_agg(attname || ' ' || atttypid::regtype::text, ', '"
+                           " ORDER BY attname) FROM pg_attribute WHERE attrelid ="
+                           " 'tfsync.sync_map'::regclass AND attname LIKE 'target_%'";
+    char *types = tfs_test_pg_scalar(state, type_sql);
+    cr_expect_str_eq(types, "target_hash text, target_keys json, target_record json");
+    free(types);
+    tfs_test_pg_exec(state,
+                     "ALTER TABLE tfsync.sync_map ALTER COLUMN target_keys TYPE jsonb,"
+                     " ALTER COLUMN target_record TYPE jsonb;"
+                     "DELETE FROM tfsync.migrations WHERE version = 8;"
+                     "INSERT INTO tfsync.sync_map (pair, entity, source_key, source_hash,"
+                     " target_hash, target_keys, target_record, run_id) VALUES ('p', 'e', 'k1',"
+                     " '0000000000000001', '00000000000000aa',"
+                     " '[{\"key\": \"k1\", \"hash\": \"00000000000000aa\", \"entity\": \"t\"}]',"
+                     " '{\"t\": [{\"a\": 1.50, \"b\": null, \"c\": \"x\"}]}', 1)");
+    cr_assert_eq(tfs_store_migrate(s, &err), 0, "%s", err.message);
+    types = tfs_test_pg_scalar(state, type_sql);
+    cr_expect_str_eq(types, "target_hash text, target_keys json, target_record json");
+    free(types);
+    tfs_arena *a = tfs_arena_new();
+    cr_assert(a);
+    const char *keys[] = {"k1", "k2"};
+    const char *records[2];
+    cr_assert_eq(tfs_store_batch_records(s, "p", "e", keys, 2, a, records, &err), 0, "%s",
+                 err.message);
+    cr_assert_not_null(records[0]);
+    json_error_t je;
+    json_t *got = json_loads(records[0], 0, &je);
+    json_t *want = json_loads("{\"t\": [{\"a\": 1.50, \"b\": null, \"c\": \"x\"}]}", 0, &je);
+    cr_expect(got && json_equal(got, want), "the record read back: %s", records[0]);
+    cr_expect_null(records[1], "k2 has no row");
+    json_decref(got);
+    json_decref(want);
+    tfs_arena_free(a);
     tfs_store_close(s);
     free(conninfo);
     tfs_test_db_drop(state);
