@@ -574,7 +574,7 @@ Test(full_sync, new_key_that_exists_by_commit_time_is_updated, .timeout = 300)
 /* Migration 8 turns the sync map's target_keys and target_record from jsonb into json (the
  * daemon never asks PostgreSQL to look inside them): a store written before it keeps its
  * rows, read back as the records they were. The store is put back to migration 7 by hand. */
-Test(full_sync, store_at_migration_7_keeps_its_sync_map_as_json, .timeout = 120)
+Test(full_sync, store_at_migration_7_keeps_its_sync_map_as_json, .timeout = 300)
 {
     char *state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
     char *conninfo = tfs_test_pg_conninfo(state);
