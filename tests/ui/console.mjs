@@ -26,13 +26,17 @@ import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
+
+import { harness } from '../tools/harness.mjs';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 for (const a of ['source', 'build', 'plugin-dir', 'tools', 'out'])
-    if (!args[a]) fail(`missing --${a}; usage: node console.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR --out DIR`);
+    if (!args[a]) {
+        console.error(`ui: missing --${a}; usage: node console.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR --out DIR`);
+        process.exit(1);
+    }
 
 const require = createRequire(path.join(args.tools, 'package.json'));
 const puppeteer = require('puppeteer-core');
@@ -42,31 +46,13 @@ const ROLL_YEAR = 2026;
 const PAIR = 'pacs-to-cama';
 const KEYS = { read: 'read-key', operate: 'operate-key', admin: 'admin-key' };
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tfs-ui-'));
+const { work, pg, children, fail, say, psql, conninfo, clone, logTail, until, startDaemon: startFrom, cleanup: cleanupAll, dumpLogs } =
+    harness({ tag: 'ui', name: 'ui', build: args.build });
 const shots = args.out;
 fs.mkdirSync(shots, { recursive: true });
-const children = [];
 const browsers = [];
-const databases = [];
 const pageProblems = [];
-const pg = {
-    host: process.env.TFS_TEST_PGHOST || process.env.PGHOST || `/tmp/tfsync-pg-${os.userInfo().uid}`,
-    port: process.env.TFS_TEST_PGPORT || process.env.PGPORT || '55432',
-    user: process.env.TFS_TEST_PGUSER || process.env.PGUSER || 'postgres',
-};
 let passed = 0;
-
-function fail(msg) {
-    const e = new Error(msg);
-    e.reported = true;
-    console.error(`ui: ${msg}`);
-    process.exitCode = 1;
-    throw e;
-}
-
-function say(msg) {
-    console.log(`ui: ${msg}`);
-}
 
 function ok(what) {
     passed++;
@@ -74,44 +60,6 @@ function ok(what) {
 }
 
 // ---- PostgreSQL -------------------------------------------------------------------------
-
-function psql(db, sql) {
-    try {
-        return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port,
-            '-U', pg.user, '-d', db, '-c', sql], {
-            encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
-            env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' },
-        }).trim();
-    } catch (e) {
-        fail(`psql on ${db} failed: ${e.stderr || e.message}\nSQL: ${sql}`);
-    }
-}
-
-function conninfo(db) {
-    const q = (v) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-    return `host=${q(pg.host)} port=${q(pg.port)} user=${q(pg.user)} dbname=${q(db)}`;
-}
-
-let cloneCounter = 0;
-// Named as scripts/templates.sh's sweep expects (_<pid>_<counter>_<hex>), so a crashed
-// run's clones are dropped by the next one.
-async function clone(template, label) {
-    const name = `ui_${label}_${process.pid}_${++cloneCounter}_${crypto.randomBytes(2).toString('hex')}`;
-    const deadline = Date.now() + 30000;
-    for (;;) {
-        try {
-            execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port, '-U', pg.user,
-                '-d', 'postgres', '-c', `CREATE DATABASE "${name}" TEMPLATE "${template}"`],
-                { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-            databases.push(name);
-            return name;
-        } catch (e) {
-            if (!/being accessed by other users/.test(e.stderr || '') || Date.now() > deadline)
-                fail(`could not clone ${template} (did scripts/test.sh seed the templates?): ${e.stderr || e.message}`);
-            await new Promise((r) => setTimeout(r, 50));
-        }
-    }
-}
 
 // A transaction of psql's that stays open: the row lock that holds a run.
 async function holdRow(db, sql) {
@@ -137,50 +85,12 @@ async function holdRow(db, sql) {
 
 // ---- processes --------------------------------------------------------------------------
 
-function logTail(name) {
-    try {
-        return fs.readFileSync(path.join(work, name), 'utf8').split('\n').slice(-40).join('\n');
-    } catch {
-        return '';
-    }
-}
-
-async function until(what, ms, probe) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const v = await probe();
-        if (v) return v;
-        if (Date.now() > deadline) fail(`${what}: not after ${ms / 1000} s`);
-        await new Promise((r) => setTimeout(r, 50));
-    }
-}
-
+// The config written with its ready file, then the daemon started on it.
 async function startDaemon(cfg, name) {
     const configPath = path.join(work, `${name}.json`);
     const ready = path.join(work, `${name}.ready`);
-    fs.rmSync(ready, { force: true });
     fs.writeFileSync(configPath, JSON.stringify({ ...cfg, listen: { ...cfg.listen, ready_file: ready } }, null, 2));
-    const log = fs.openSync(path.join(work, `${name}.log`), 'a');
-    const d = spawn(path.join(args.build, 'tfsyncd'), ['--config', configPath], { stdio: ['ignore', log, log] });
-    children.push(d);
-    d.logName = `${name}.log`;
-    let gone = null;
-    d.exited = new Promise((r) => d.on('exit', (code, sig) => { gone = sig ? `signal ${sig}` : `exit ${code}`; r(gone); }));
-    d.port = await until(`tfsyncd ${name} ready`, 20000, async () => {
-        if (gone) fail(`tfsyncd ended during start-up (${gone}):\n${logTail(d.logName)}`);
-        try {
-            const t = fs.readFileSync(ready, 'utf8').split('\n')[0];
-            return /^[0-9]+$/.test(t) ? Number(t) : null;
-        } catch {
-            return null;
-        }
-    });
-    d.stop = async () => {
-        d.kill('SIGTERM');
-        const how = await d.exited;
-        if (how !== 'exit 0') fail(`tfsyncd ${name} ended ${how}:\n${logTail(d.logName)}`);
-    };
-    return d;
+    return startFrom(configPath, ready, name);
 }
 
 // ---- the browser ------------------------------------------------------------------------
@@ -461,22 +371,7 @@ async function main() {
 
 async function cleanup() {
     for (const b of browsers) await b.close().catch(() => {});
-    for (const c of children.reverse()) {
-        if (c.exitCode === null && c.signalCode === null) {
-            c.kill('SIGTERM');
-            const t = setTimeout(() => c.kill('SIGKILL'), 10000);
-            await new Promise((r) => c.on('exit', r));
-            clearTimeout(t);
-        }
-    }
-    for (const name of databases) {
-        try {
-            execFileSync('psql', ['-X', '-q', '-h', pg.host, '-p', pg.port, '-U', pg.user, '-d', 'postgres',
-                '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`], { stdio: 'ignore' });
-        } catch { /* the next run's sweep drops it */ }
-    }
-    if (process.env.TFS_TEST_KEEP || process.exitCode) say(`logs and config kept in ${work}`);
-    else fs.rmSync(work, { recursive: true, force: true });
+    await cleanupAll();
 }
 
 process.on('SIGTERM', () => { process.exitCode = 143; cleanup().then(() => process.exit()); });
@@ -485,7 +380,7 @@ try {
 } catch (e) {
     process.exitCode = 1;
     if (!e.reported) console.error(e.stack || e.message);
-    for (const c of children) if (c.logName) console.error(`--- ${c.logName} ---\n${logTail(c.logName)}`);
+    dumpLogs();
 } finally {
     await cleanup();
     console.log(`${passed} passed, ${process.exitCode ? 1 : 0} failed`);
