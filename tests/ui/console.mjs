@@ -7,10 +7,12 @@
 // progress bar move while the run is held (a transaction of the test holds, uncommitted,
 // the CAMA row of a parcel in a later batch, so the run's upsert of it waits on the row
 // lock), then see it succeed once the hold is released; an incremental run that parks a
-// manual conflict and makes a dead letter (the script made to fail on one property);
+// manual conflict and makes two dead letters (the script made to fail on two properties);
 // the conflict side by side, an invalid field-by-field merge refused with its reasons,
 // then a valid one, and the CAMA row changed as merged (SQL); the dead letter's script
-// line, the script fixed, the dead letter replayed and the CAMA row written; a record's
+// line, the script fixed, the dead letter replayed and the CAMA row written; a second dead
+// letter's discard refused to the operate key, then done with the admin key (gone from the
+// open list, 'discarded' in the store); a record's
 // history on the Audit page; a read key refused when it starts a run, that flow by the
 // keyboard alone (the skip link too); the banner while the daemon is stopped, gone when
 // it answers again; the console over the daemon's TLS (a self-signed certificate made
@@ -238,20 +240,20 @@ async function main() {
     ok(`runs: progress "${progress}" while held, then succeeded with ${written} written; breakers shown`);
     await visit(page, 'runs');
 
-    // -- an incremental run: a conflict (both sides edited) and a dead letter (the script
-    // refuses one property).
-    const [cp, dp] = psql(db.pacs, `SELECT p.prop_id || ' ' || p.simple_geo_id FROM property p
+    // -- an incremental run: a conflict (both sides edited) and two dead letters (the script
+    // refuses two properties: one replayed, one discarded).
+    const [cp, dp, xp] = psql(db.pacs, `SELECT p.prop_id || ' ' || p.simple_geo_id FROM property p
         JOIN property_val pv ON pv.prop_id = p.prop_id AND pv.prop_val_yr = ${ROLL_YEAR}
-        WHERE p.simple_geo_id IS NOT NULL AND pv.prop_inactive_dt IS NULL ORDER BY p.prop_id LIMIT 2`).split('\n').map((l) => l.split(' '));
+        WHERE p.simple_geo_id IS NOT NULL AND pv.prop_inactive_dt IS NULL ORDER BY p.prop_id LIMIT 3`).split('\n').map((l) => l.split(' '));
     psql(db.cama, `UPDATE pardat SET zoning = 'Z-CAMA', nbhd = 'N-CAMA', who = 'appraiser', wen = now() WHERE parid = '${cp[1]}'`);
     psql(db.pacs, `UPDATE property SET zoning = 'Z-PACS' WHERE prop_id = ${cp[0]}`);
     psql(db.pacs, `UPDATE property_val SET hood_cd = 'N-PACS' WHERE prop_id = ${cp[0]} AND prop_val_yr = ${ROLL_YEAR}`);
-    psql(db.pacs, `UPDATE property SET zoning = 'Z-DL' WHERE prop_id = ${dp[0]}`);
+    psql(db.pacs, `UPDATE property SET zoning = 'Z-DL' WHERE prop_id IN (${dp[0]}, ${xp[0]})`);
     fs.writeFileSync(script, good.replace(/^function map\(p\)\n/m,
-        `function map(p)\n  if p.prop_id == ${dp[0]} then error('no zoning table for this property yet') end\n`));
+        `function map(p)\n  if p.prop_id == ${dp[0]} or p.prop_id == ${xp[0]} then error('no zoning table for this property yet') end\n`));
     await page.click(`${panel} .start-incremental`);
     await waitText(page, `${panel} .run-state`, /partial/, 'the incremental run partial', 60000);
-    ok('runs: an incremental run from the page ended partial (a conflict and a dead letter)');
+    ok('runs: an incremental run from the page ended partial (a conflict and two dead letters)');
 
     // -- the conflict: listed, side by side, a refused merge, a merge, CAMA changed.
     await page.click('nav a[data-page="conflicts"]');
@@ -284,16 +286,42 @@ async function main() {
     // -- the dead letter: its script line; the script fixed; replayed; CAMA written.
     await page.click('nav a[data-page="dead-letters"]');
     await page.waitForSelector('table.dead-letters tbody tr');
-    const dl = await page.$eval('table.dead-letters tbody tr', (r) => [...r.children].map((c) => c.textContent));
+    // The row of a key: its cells' text, and its id.
+    const dlRow = (k) => page.$$eval('table.dead-letters tbody tr', (rows, key) => {
+        const r = rows.find((x) => x.children[3].textContent === key);
+        return r ? { id: r.dataset.id, cells: [...r.children].map((c) => c.textContent) } : null;
+    }, `${k}|${ROLL_YEAR}`);
+    const dlp = await dlRow(dp[0]), dlx = await dlRow(xp[0]);
+    if (!dlp || !dlx) fail(`both dead letters listed: ${await text(page, 'table.dead-letters')}`);
+    const dl = dlp.cells;
     if (!/pacs_to_cama\.lua:[0-9]+/.test(dl[5]) || dl[4] !== 'transform' || !/no zoning table/.test(dl[6]))
         fail(`the dead letter's stage, script line and reason: ${JSON.stringify(dl)}`);
     await visit(page, 'dead-letters');
     fs.writeFileSync(script, good);
-    await page.click('table.dead-letters .replay-one');
+    await page.click(`table.dead-letters tr[data-id="${dlp.id}"] .replay-one`);
     await waitText(page, '.dl-msg', /1 replayed, 0 failed again/, 'the dead letter replayed', 30000);
     const replayed = psql(db.cama, `SELECT zoning FROM pardat WHERE parid = '${dp[1]}' AND taxyr = ${ROLL_YEAR}`);
     if (replayed !== 'Z-DL') fail(`CAMA's row after the replay: zoning ${replayed}, want Z-DL`);
     ok(`dead letters: stage ${dl[4]}, ${dl[5]}; replayed after the fix, CAMA's zoning now ${replayed}`);
+
+    // -- the other one discarded: the operate key refused (discarding is admin's), the admin
+    // key's discard done, gone from the open list and 'discarded' in the store.
+    await waitText(page, 'table.dead-letters', new RegExp(`Discard ${dlx.id}`), 'the other dead letter still open');
+    await page.click(`table.dead-letters tr[data-id="${dlx.id}"] .discard-one`);
+    await waitText(page, '.dl-msg .notice.error', /admin/, 'the operate key refused the discard');
+    const refusedDiscard = await text(page, '.dl-msg .notice.error');
+    await page.click('#signout');
+    await signIn(page, base, KEYS.admin);
+    await page.click('nav a[data-page="dead-letters"]');
+    await page.waitForSelector(`table.dead-letters tr[data-id="${dlx.id}"] .discard-one`);
+    await page.click(`table.dead-letters tr[data-id="${dlx.id}"] .discard-one`);
+    await waitText(page, '.dl-msg', new RegExp(`Discard of dead letter ${dlx.id}: done`), 'the dead letter discarded');
+    await until('the discarded dead letter gone from the open list', 10000,
+        () => page.$(`table.dead-letters tr[data-id="${dlx.id}"]`).then((e) => e === null));
+    const dstatus = psql(db.state, `SELECT status FROM tfsync.failed_records WHERE id = ${Number(dlx.id)}`);
+    if (dstatus !== 'discarded') fail(`dead letter ${dlx.id} after the discard: ${dstatus}`);
+    await visit(page, 'dead-letters-discarded');
+    ok(`dead letters: the discard refused to the operate key ("${refusedDiscard}"), done with the admin key; ${dstatus} in the store`);
 
     // -- a record's history.
     await page.click('nav a[data-page="audit"]');
