@@ -7,7 +7,9 @@
 # The clients are bench/api_load.py (Python's standard library): open loop, so a slow answer
 # does not slow the sending, and each latency counts from the moment its request was due.
 # Prints the clients' errors, p50/p99/max latency, the sync's time alone and under load (the
-# slowdown in %) and both runs' per-stage timings (timings_ms). Each scenario runs REPS times
+# slowdown in %), both runs' per-stage timings (timings_ms), and the CPU seconds of tfsyncd in
+# each run and of the clients themselves (on 2 cores the clients' CPU is taken from the sync
+# as well, so it is what part of the slowdown is not the daemon's). Each scenario runs REPS times
 # (default 1), alternating, and medians are quoted. The aims of issue 13: 0 errors, p99 under
 # 50 ms, the sync slowed under 20%. Uses the PostgreSQL of scripts/pg.sh and the databases
 # bench_pacs, bench_cama and bench_tfsync, which it recreates. Env: REPS, RATE, BATCH
@@ -57,6 +59,12 @@ eval "$(bash scripts/pg.sh start)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tfsync-bench-combined.XXXXXX")
 
 
+# daemon_cpu_s: tfsyncd's CPU seconds so far (user + system).
+daemon_cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
+        "/proc/$TFS_DAEMON_PID/stat"
+}
+
 # one_sync LOAD: a full sync into an empty CAMA with a fresh state store and daemon, with
 # (LOAD=1) or without API clients; prints "milliseconds" and sets LAST_STATUS, LAST_CLIENT.
 one_sync() {
@@ -87,6 +95,7 @@ one_sync() {
         sleep 0.05
     done
     ms=$(($(now_ms) - t0))
+    LAST_DAEMON_CPU=$(daemon_cpu_s)
     if ((load)); then
         kill -TERM "$client_pid"
         wait "$client_pid" || tfs_fail "the API clients failed"
@@ -112,11 +121,11 @@ for ((r = 1; r <= REPS; r++)); do
     load=$(bench_load)
     one_sync 0
     alone+=("$(cat "$work/ms")")
-    tfs_say "rep $r, alone: $(secs "${alone[-1]}") s (load before $load); $(bench_timings "$LAST_STATUS")"
+    tfs_say "rep $r, alone: $(secs "${alone[-1]}") s (load before $load), tfsyncd CPU $LAST_DAEMON_CPU s; $(bench_timings "$LAST_STATUS")"
     load=$(bench_load)
     one_sync 1
     loaded+=("$(cat "$work/ms")")
-    tfs_say "rep $r, with $RATE req/s: $(secs "${loaded[-1]}") s (load before $load); $(bench_timings "$LAST_STATUS")"
+    tfs_say "rep $r, with $RATE req/s: $(secs "${loaded[-1]}") s (load before $load), tfsyncd CPU $LAST_DAEMON_CPU s; $(bench_timings "$LAST_STATUS")"
     tfs_say "rep $r, clients: $LAST_CLIENT"
     # Latencies in microseconds, for the integer median.
     p50+=("$(awk -v v="$(json_get "$LAST_CLIENT" p50_ms)" 'BEGIN { printf "%d", v * 1000 }')")

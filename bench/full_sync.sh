@@ -233,7 +233,7 @@ for ((r = 1; r <= REPS; r++)); do
         peer_c+=("$(peer_sync)")
         peer_note=", peer $(secs "${peer_c[-1]}") s"
     fi
-    tfs_say "update, rep $r: limit $(secs "${limit_c[-1]}") s, tfsyncd $(secs "$ms") s$peer_note"
+    tfs_say "update, rep $r: limit $(secs "${limit_c[-1]}") s, tfsyncd $(secs "$ms") s$peer_note, peak RSS so far $(peak_rss_kb) kB"
     stages_c=$(bench_timings "$status")
     tfs_say "update, rep $r, stages (ms): $stages_c"
 done

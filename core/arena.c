@@ -2,6 +2,7 @@
 #include "arena.h"
 
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ struct tfs_arena {
     chunk *spare; /* chunks kept from before the last reset */
     size_t used;
     size_t chunks_new; /* chunks obtained from the allocator, for tests */
+    atomic_size_t held; /* bytes of the chunks it holds, read from any thread */
 };
 
 tfs_arena *tfs_arena_new(void)
@@ -27,11 +29,17 @@ tfs_arena *tfs_arena_new(void)
     return tfs_calloc(1, sizeof(tfs_arena));
 }
 
-static void free_chunks(chunk *c)
+static void free_chunk(tfs_arena *a, chunk *c)
+{
+    atomic_fetch_sub_explicit(&a->held, sizeof(chunk) + c->size, memory_order_relaxed);
+    tfs_free(c);
+}
+
+static void free_chunks(tfs_arena *a, chunk *c)
 {
     while (c) {
         chunk *next = c->next;
-        tfs_free(c);
+        free_chunk(a, c);
         c = next;
     }
 }
@@ -40,8 +48,8 @@ void tfs_arena_free(tfs_arena *a)
 {
     if (!a)
         return;
-    free_chunks(a->head);
-    free_chunks(a->spare);
+    free_chunks(a, a->head);
+    free_chunks(a, a->spare);
     tfs_free(a);
 }
 
@@ -53,7 +61,7 @@ void tfs_arena_reset(tfs_arena *a)
     while (c) {
         chunk *next = c->next;
         if (c->size > ARENA_CHUNK) {
-            tfs_free(c);
+            free_chunk(a, c);
         } else {
             c->used = 0;
             c->next = a->spare;
@@ -62,6 +70,16 @@ void tfs_arena_reset(tfs_arena *a)
         c = next;
     }
     a->head = NULL;
+    a->used = 0;
+}
+
+void tfs_arena_trim(tfs_arena *a)
+{
+    if (!a)
+        return;
+    free_chunks(a, a->head);
+    free_chunks(a, a->spare);
+    a->head = a->spare = NULL;
     a->used = 0;
 }
 
@@ -88,6 +106,7 @@ void *tfs_arena_alloc(tfs_arena *a, size_t size)
                 return NULL;
             c->size = cap;
             a->chunks_new++;
+            atomic_fetch_add_explicit(&a->held, sizeof(chunk) + cap, memory_order_relaxed);
         }
         c->used = 0;
         c->next = a->head;
@@ -129,6 +148,11 @@ char *tfs_arena_strdup(tfs_arena *a, const char *s)
 size_t tfs_arena_used(const tfs_arena *a)
 {
     return a->used;
+}
+
+size_t tfs_arena_held(const tfs_arena *a)
+{
+    return a ? atomic_load_explicit(&a->held, memory_order_relaxed) : 0;
 }
 
 size_t tfs_arena_chunks_new(const tfs_arena *a)

@@ -18,6 +18,10 @@ tfs_arena *tfs_arena_new(void);
 void tfs_arena_free(tfs_arena *a);
 /* Forgets every allocation but keeps the memory for reuse. */
 void tfs_arena_reset(tfs_arena *a);
+/* Forgets every allocation and gives all the memory back (the arena stays usable): for an
+ * arena that sits idle a while, like a worker's between runs, so what the largest batch of
+ * one run needed is not held by every worker that ever ran one. */
+void tfs_arena_trim(tfs_arena *a);
 /* Returns size bytes aligned for any type, or NULL when out of memory or when size is
  * too large for any allocation. */
 void *tfs_arena_alloc(tfs_arena *a, size_t size);
@@ -28,6 +32,9 @@ char *tfs_arena_strndup(tfs_arena *a, const char *s, size_t len);
 char *tfs_arena_strdup(tfs_arena *a, const char *s);
 /* Bytes handed out since the last reset. */
 size_t tfs_arena_used(const tfs_arena *a);
+/* Bytes the arena holds from the allocator now (in use or kept for reuse). Safe to call
+ * from any thread, e.g. for a memory figure of a batch another thread fills. */
+size_t tfs_arena_held(const tfs_arena *a);
 /* How many chunks the arena has obtained from the allocator since it was made: a steady
  * run's batches reuse kept chunks and leave this unchanged. For tests and diagnostics. */
 size_t tfs_arena_chunks_new(const tfs_arena *a);

@@ -90,6 +90,12 @@ size_t tfs_lua_memory(const tfs_lua *rt)
     return rt ? rt->mem_used : 0;
 }
 
+void tfs_lua_collect(tfs_lua *rt)
+{
+    if (rt && rt->L)
+        lua_gc(rt->L, LUA_GCCOLLECT);
+}
+
 void tfs_lua_free(tfs_lua *rt)
 {
     if (!rt)

@@ -49,6 +49,9 @@ int tfs_lua_new(const char *transform_dir, const tfs_lua_limits *limits, int rol
                 tfs_lua **out, tfs_error *err);
 /* Frees the runtime; accepts NULL. */
 void tfs_lua_free(tfs_lua *L);
+/* A full garbage collection: what a run's records left behind is given back before the
+ * runtime waits for the next run. */
+void tfs_lua_collect(tfs_lua *L);
 /* The bytes the runtime's state holds now (its capped allocator's count); 0 for NULL.
  * Call it on the thread that uses the runtime. */
 size_t tfs_lua_memory(const tfs_lua *L);

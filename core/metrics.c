@@ -86,6 +86,7 @@ static struct {
 static atomic_llong open_connections;
 static atomic_bool lua_slot_taken[MAX_LUA_SLOTS];
 static atomic_ullong lua_memory[MAX_LUA_SLOTS];
+static atomic_ullong batch_memory[MAX_LUA_SLOTS];
 
 static bool fits(const char *s)
 {
@@ -240,6 +241,7 @@ void tfs_metrics_lua_slot_release(int slot)
     if (slot < 0 || slot >= MAX_LUA_SLOTS)
         return;
     atomic_store(&lua_memory[slot], 0);
+    atomic_store(&batch_memory[slot], 0);
     atomic_store(&lua_slot_taken[slot], false);
 }
 
@@ -249,14 +251,22 @@ void tfs_metrics_lua_memory(int slot, uint64_t bytes)
         atomic_store(&lua_memory[slot], bytes);
 }
 
+void tfs_metrics_batch_memory(int slot, uint64_t bytes)
+{
+    if (slot >= 0 && slot < MAX_LUA_SLOTS)
+        atomic_store(&batch_memory[slot], bytes);
+}
+
 void tfs_metrics_reset(void)
 {
     pthread_mutex_lock(&reg.lock);
     reg.n_entities = reg.n_pairs = reg.n_runs = reg.n_http = 0;
     reg.dropped = 0;
     pthread_mutex_unlock(&reg.lock);
-    for (int i = 0; i < MAX_LUA_SLOTS; i++)
+    for (int i = 0; i < MAX_LUA_SLOTS; i++) {
         atomic_store(&lua_memory[i], 0);
+        atomic_store(&batch_memory[i], 0);
+    }
 }
 
 /* ---- exposition ----------------------------------------------------------------------- */
@@ -446,12 +456,18 @@ static void render_http(tfs_buf *out)
 
 static void render_process(tfs_buf *out)
 {
-    uint64_t lua = 0;
-    for (int i = 0; i < MAX_LUA_SLOTS; i++)
+    uint64_t lua = 0, batches = 0;
+    for (int i = 0; i < MAX_LUA_SLOTS; i++) {
         lua += atomic_load(&lua_memory[i]);
+        batches += atomic_load(&batch_memory[i]);
+    }
     tfs_metrics_family(out, "tfsync_lua_memory_bytes", "gauge",
                        "Memory in use by the workers' Lua runtimes, as of their last batch.");
     tfs_metrics_sample(out, "tfsync_lua_memory_bytes", NULL, 0, (double)lua);
+    tfs_metrics_family(out, "tfsync_batch_memory_bytes", "gauge",
+                       "Memory the workers hold for batches in flight, as of their last "
+                       "batch; a worker gives it back when its run ends.");
+    tfs_metrics_sample(out, "tfsync_batch_memory_bytes", NULL, 0, (double)batches);
     tfs_metrics_family(out, "tfsync_metrics_series_dropped_total", "counter",
                        "Updates not counted because a series table was full.");
     tfs_metrics_sample(out, "tfsync_metrics_series_dropped_total", NULL, 0,

@@ -47,6 +47,8 @@ int tfs_metrics_lua_slot(void);
 void tfs_metrics_lua_slot_release(int slot);
 /* The memory in use of the runtime of slot now (set by the thread that runs it). */
 void tfs_metrics_lua_memory(int slot, uint64_t bytes);
+/* The memory the same worker's batches hold now (their arenas), set with the Lua figure. */
+void tfs_metrics_batch_memory(int slot, uint64_t bytes);
 
 /* Appends the registry's families (with HELP and TYPE lines) and the process's own
  * (resident memory, start time) to out. 0, or -1 when out ran out of memory. */

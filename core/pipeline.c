@@ -6,6 +6,9 @@
 #include "pipeline_private.h"
 
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +99,41 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_buf_free(&p->cscratch);
     tfs_buf_free(&p->cscratch2);
     free(p);
+}
+
+/* What the pipeline's batches hold now; their arenas are filled on other threads. */
+static uint64_t batch_memory(const tfs_pipeline *p)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++)
+        n += tfs_arena_held(p->jobs[i].arena);
+    return n;
+}
+
+void tfs_pipeline_trim(tfs_pipeline *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
+        tfs_stage_job_clear(&p->jobs[i]);
+        tfs_arena_trim(p->jobs[i].arena);
+    }
+    tfs_buf_free(&p->scratch);
+    tfs_buf_free(&p->wscratch);
+    tfs_buf_free(&p->cscratch);
+    tfs_buf_free(&p->cscratch2);
+    tfs_store_trim(p->store);
+    tfs_store_trim(p->cstore);
+    tfs_lua_collect(p->lua);
+    tfs_metrics_lua_memory(p->metrics_slot, tfs_lua_memory(p->lua));
+    tfs_metrics_batch_memory(p->metrics_slot, batch_memory(p));
+#ifdef __GLIBC__
+    /* glibc keeps freed memory in the arena of the thread that freed it, and a run's
+     * writer and committer threads are new each entity: without this, the pages of one
+     * run sit in arenas the next run's threads may not use, and the process grows by
+     * what each run left behind. */
+    malloc_trim(0);
+#endif
 }
 
 void tfs_pipeline_set_lease(tfs_pipeline *p, const tfs_lease *l)
@@ -191,6 +229,7 @@ static int on_read(void *ctx, void *slot, int *last, tfs_error *err)
     stage_context(rd->b);
     int rc = tfs_stage_read(rd->b, jb, rd->cursor, rd->cursor_len, err);
     tfs_metrics_lua_memory(rd->p->metrics_slot, tfs_lua_memory(rd->b->lua));
+    tfs_metrics_batch_memory(rd->p->metrics_slot, batch_memory(rd->p));
     if (rc)
         return rc;
     *last = jb->batch.done || jb->batch.n == 0;

@@ -31,6 +31,12 @@ int tfs_pipeline_new(const tfs_config *cfg, const tfs_plugin_host *plugins, tfs_
                      tfs_pipeline **out, tfs_error *err);
 void tfs_pipeline_free(tfs_pipeline *p);
 
+/* Gives back what the last run grew to hold: its batches' arenas, buffers and Lua garbage.
+ * The connections and the Lua runtime stay for the next run. A worker calls it when a run
+ * leaves it, so the memory of a run is held while it runs, not by every worker that ran
+ * one (each keeps its pipeline). */
+void tfs_pipeline_trim(tfs_pipeline *p);
+
 /* Executes a run that is recorded in the state store (queued, waiting, or left running by
  * a crash, in which case it resumes from its last committed batch). Returns:
  * - 0 when the run was recorded as ended: "succeeded", "failed" with the reason (also in

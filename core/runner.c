@@ -531,6 +531,9 @@ static void *worker_main(void *arg)
                                       &r->cancel[w], &ended, &err);
         else
             rc = 0; /* not this node's: nothing to park */
+        /* The run's memory goes back now: each worker keeps its pipeline, and what one run's
+         * batches grew to would otherwise stay held by every worker that ever ran one. */
+        tfs_pipeline_trim(p);
         if (rc == TFS_ETRANSIENT && !atomic_load(&r->stop)) {
             tfs_pipeline_set_lease(p, NULL);
             pthread_mutex_lock(&r->lock);

@@ -303,6 +303,12 @@ void tfs_store_close(tfs_store *s)
     free(s);
 }
 
+void tfs_store_trim(tfs_store *s)
+{
+    if (s)
+        tfs_buf_free(&s->buf);
+}
+
 int tfs_store_ensure(tfs_store *s, tfs_error *err)
 {
     if (PQstatus(s->conn) == CONNECTION_OK)

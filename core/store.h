@@ -34,6 +34,8 @@ int tfs_store_ping(tfs_store *s, tfs_error *err);
  * whatever acts outside the store on what they committed (the trim of a source's change
  * log) calls this first. */
 int tfs_store_flush(tfs_store *s, tfs_error *err);
+/* Gives back the memory a batch's statements grew (its COPY text); the connection stays. */
+void tfs_store_trim(tfs_store *s);
 /* Reconnects when the connection was lost; 0 when usable. */
 int tfs_store_ensure(tfs_store *s, tfs_error *err);
 

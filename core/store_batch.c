@@ -15,8 +15,10 @@
 #include "store_audit.h"
 #include "store_private.h"
 
-/* At most this many bytes per PQputCopyData call, so no length is ever near INT_MAX. */
-#define COPY_CHUNK (1u << 20)
+/* At most this many bytes per PQputCopyData call: libpq grows its send buffer to the
+ * largest call and keeps it for the connection's life, so a small chunk keeps that small
+ * (and no length is ever near INT_MAX). */
+#define COPY_CHUNK (64u * 1024)
 
 int tfs_store_batch_cursor_get(tfs_store *s, const char *pair, const char *entity,
                                const char *kind, int64_t *run_id, int *done,

@@ -6,7 +6,8 @@
  * uncommitted, the CAMA row of a parcel in its sixth batch, so the run's upsert of it waits
  * on the row lock) once its status shows committed batches: /metrics scraped then and after
  * the run passes `promtool check metrics` (plain build only: TFS_TEST_PROMTOOL), and its
- * record counters equal the run's own counts. HTTP counters move by exactly the requests
+ * record counters equal the run's own counts; the batches' memory shows while it runs and
+ * is given back (0) once it has ended. HTTP counters move by exactly the requests
  * made, labelled by route template; no record key and no raw path appear; without a key
  * it is 401 until metrics.public (set by a reload) opens it. With log.format "json", a run
  * with a failing record and a reload: every line of the daemon's log is a JSON object with
@@ -211,6 +212,8 @@ Test(metrics, scraped_during_and_after_a_run_it_passes_promtool_and_matches_the_
     cr_assert_eq(sample(during, "tfsync_runs_total{pair=\"" PAIR
                                 "\",mode=\"full\",state=\"succeeded\"}"),
                  -1, "the run has not ended:\n%s", during);
+    /* Batches in flight hold memory: at least a chunk of each arena read into. */
+    cr_assert_gt(sample(during, "tfsync_batch_memory_bytes"), 64 * 1024, "%s", during);
     /* Still held: the status says so after the scrape, too. */
     json_decref(mid);
     mid = wait_status(e.d, run_id, under_way, 10);
@@ -223,7 +226,19 @@ Test(metrics, scraped_during_and_after_a_run_it_passes_promtool_and_matches_the_
     cr_assert_str_eq(json_string_value(json_object_get(run, "state")), "succeeded", "%s",
                      json_dumps(run, 0));
 
-    char *after = scrape(e.d, TFS_TEST_KEY_READ);
+    /* The worker gives its batches' memory back once the run has left it (just after the
+     * run's final state is written): every worker that ever ran one keeps its pipeline,
+     * so memory held there would stay held between runs, once per worker. */
+    char *after = NULL;
+    for (long long until = now_ms() + 10000;;) {
+        free(after);
+        after = scrape(e.d, TFS_TEST_KEY_READ);
+        if (sample(after, "tfsync_batch_memory_bytes") == 0 || now_ms() > until)
+            break;
+        pause_ms(20);
+    }
+    cr_expect_eq(sample(after, "tfsync_batch_memory_bytes"), 0,
+                 "a worker holds its last run's batches:\n%s", after);
     promtool_check(after, "after the run");
     long long read = count_of(run, "read");
     cr_assert_gt(read, 0);

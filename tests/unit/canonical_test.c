@@ -202,6 +202,29 @@ Test(canonical, arena_reuses_memory_after_reset)
     cr_assert_eq(tfs_arena_chunks_new(arena), chunks + 2, "the big chunk was not kept");
 }
 
+Test(canonical, arena_counts_what_it_holds_and_trim_gives_it_all_back)
+{
+    cr_assert_eq(tfs_arena_held(arena), 0);
+    for (int i = 0; i < 10000; i++)
+        cr_assert_not_null(tfs_arena_alloc(arena, 100));
+    size_t held = tfs_arena_held(arena);
+    cr_assert_geq(held, 10000 * 100, "held %zu", held);
+    /* A reset keeps the chunks (held stays), an oversized one excepted. */
+    cr_assert_not_null(tfs_arena_alloc(arena, 1 << 20));
+    cr_assert_geq(tfs_arena_held(arena), held + (1 << 20));
+    tfs_arena_reset(arena);
+    cr_assert_eq(tfs_arena_held(arena), held);
+    /* A trim gives everything back, and the arena is still usable. */
+    tfs_arena_trim(arena);
+    cr_assert_eq(tfs_arena_held(arena), 0);
+    cr_assert_eq(tfs_arena_used(arena), 0);
+    size_t chunks = tfs_arena_chunks_new(arena);
+    char *p = tfs_arena_strdup(arena, "after the trim");
+    cr_assert_str_eq(p, "after the trim");
+    cr_assert_eq(tfs_arena_chunks_new(arena), chunks + 1, "a new chunk after the trim");
+    cr_assert_gt(tfs_arena_held(arena), 0);
+}
+
 Test(canonical, arena_refuses_sizes_that_would_wrap)
 {
     /* Rounding SIZE_MAX - 3 up to the alignment wraps to 0; it must fail, not be served a
