@@ -42,22 +42,8 @@ nginx_stop() {
     wait "$nginx_pid" 2>/dev/null || true
     nginx_pid=""
 }
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    nginx_stop
-    tfs_daemon_stop
-    if ((pg_started)); then
-        bash scripts/pg.sh stop || true
-    fi
-    if [[ -n "$work" ]]; then
-        if ((rc == 0)); then rm -rf "$work"; else tfs_say "kept logs in $work"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_CLEANUP_HOOK=nginx_stop
+bench_traps
 
 bench_need_cmd wrk wrk
 if ! command -v nginx >/dev/null 2>&1 && [[ -x /usr/sbin/nginx ]]; then PATH=$PATH:/usr/sbin; fi

@@ -39,25 +39,14 @@ build="${TFS_BUILD_DIR:-$TFS_ROOT/build}"
 work=""
 pg_started=0
 client_pid=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "$client_pid" ]]; then
-        kill -TERM "$client_pid" 2>/dev/null || true
-        wait "$client_pid" 2>/dev/null || true
-    fi
-    tfs_daemon_stop
-    if ((pg_started)); then
-        bash scripts/pg.sh stop || true
-    fi
-    if [[ -n "$work" ]]; then
-        if ((rc == 0)); then rm -rf "$work"; else tfs_say "kept logs in $work"; fi
-    fi
-    exit "$rc"
+client_stop() {
+    [[ -n "$client_pid" ]] || return 0
+    kill -TERM "$client_pid" 2>/dev/null || true
+    wait "$client_pid" 2>/dev/null || true
+    client_pid=""
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_CLEANUP_HOOK=client_stop
+bench_traps
 
 bench_need_cmd python3 python3
 # The interpreter itself, not a version manager's shim, so that the clients start at once.

@@ -44,21 +44,7 @@ readonly ASMT_COLS="parid, taxyr, seq, cur, valclass, valapr1, valapr2, valapr3,
 
 work=""
 pg_started=0
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    tfs_daemon_stop
-    if ((pg_started)); then
-        bash scripts/pg.sh stop || true
-    fi
-    if [[ -n "$work" ]]; then
-        if ((rc == 0)); then rm -rf "$work"; else tfs_say "kept logs in $work"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 for f in tests/integration/sql/pacs_to_cama_pardat.sql tests/integration/sql/pacs_to_cama_asmt.sql \
     plugins/pacs/schema.sql plugins/pacs/generate.sql plugins/cama/schema.sql; do

@@ -48,21 +48,7 @@ readonly CHANGES=$((N / STEP))
 
 work=""
 pg_started=0
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    tfs_daemon_stop
-    if ((pg_started)); then
-        bash scripts/pg.sh stop || true
-    fi
-    if [[ -n "$work" ]]; then
-        if ((rc == 0)); then rm -rf "$work"; else tfs_say "kept logs in $work"; fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 for f in plugins/pacs/schema.sql plugins/pacs/generate.sql plugins/cama/schema.sql \
     transforms/pacs_to_cama.lua transforms/pacs_owner_to_cama.lua transforms/pacs_sale_to_cama.lua; do

@@ -96,3 +96,31 @@ print(s.getsockname()[1])
 s.close()
 EOF
 }
+
+# bench_traps: installs bench_cleanup on EXIT, and INT and TERM exit 130 and 143 through
+# it. The bench keeps its folder in $work ("" until made), sets pg_started=1 when this run
+# started PostgreSQL, and may name in BENCH_CLEANUP_HOOK a function to run first (stopping
+# nginx or the clients).
+BENCH_CLEANUP_HOOK=""
+bench_traps() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# bench_cleanup: the hook, the daemon stopped, PostgreSQL stopped if this run started it,
+# and $work removed after a success or kept (and named) after a failure; exits with the
+# status it was called with.
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "$BENCH_CLEANUP_HOOK" ]]; then "$BENCH_CLEANUP_HOOK"; fi
+    tfs_daemon_stop
+    if ((${pg_started:-0})); then
+        bash scripts/pg.sh stop || true
+    fi
+    if [[ -n "${work:-}" ]]; then
+        if ((rc == 0)); then rm -rf "$work"; else tfs_say "kept logs in $work"; fi
+    fi
+    exit "$rc"
+}

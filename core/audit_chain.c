@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "error.h"
+#include "hex.h"
 
 struct tfs_audit_hasher {
     gnutls_hash_hd_t sha;
@@ -100,17 +101,6 @@ void tfs_audit_hex(const unsigned char hash[TFS_AUDIT_HASH_LEN], char hex[65])
     hex[64] = '\0';
 }
 
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int tfs_audit_unhex(const char *text, unsigned char hash[TFS_AUDIT_HASH_LEN])
 {
     if (!text)
@@ -120,7 +110,7 @@ int tfs_audit_unhex(const char *text, unsigned char hash[TFS_AUDIT_HASH_LEN])
     if (strlen(text) != 2 * TFS_AUDIT_HASH_LEN)
         return -1;
     for (int i = 0; i < TFS_AUDIT_HASH_LEN; i++) {
-        int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+        int hi = tfs_hex_digit(text[2 * i]), lo = tfs_hex_digit(text[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         hash[i] = (unsigned char)(hi << 4 | lo);

@@ -11,33 +11,9 @@
 #include "alloc.h"
 #include "decimal.h"
 
-/* Appends without tfs_buf's call chain when the room is there: hashing runs over every
- * field of every record read and written, a byte at a time for the tags. The bytes are the
- * ones tfs_buf_append would write; a full or failed buffer takes its path. */
-static inline int put_n(tfs_buf *out, const void *s, size_t n)
-{
-    if (!out->oom && out->data && n < out->cap - out->len) {
-        memcpy(out->data + out->len, s, n);
-        out->len += n;
-        out->data[out->len] = '\0';
-        return 0;
-    }
-    return tfs_buf_append(out, s, n);
-}
-
-static inline int put_c(tfs_buf *out, char c)
-{
-    if (!out->oom && out->data && out->len + 1 < out->cap) {
-        out->data[out->len++] = c;
-        out->data[out->len] = '\0';
-        return 0;
-    }
-    return tfs_buf_append(out, &c, 1);
-}
-
 static inline int put_s(tfs_buf *out, const char *s)
 {
-    return put_n(out, s, strlen(s));
+    return tfs_buf_append_fast(out, s, strlen(s));
 }
 
 /* A tag, a length and ':' ("t12:"), as "%c%zu:" wrote them. */
@@ -52,7 +28,7 @@ static int put_tag_len(tfs_buf *out, char tag, size_t len)
         n += tfs_decimal_from_int64((int64_t)len, tmp + 1);
     }
     tmp[n++] = ':';
-    return put_n(out, tmp, n);
+    return tfs_buf_append_fast(out, tmp, n);
 }
 
 /* A payload that has no length before it runs to the next ';', so one that holds a ';' (or
@@ -68,7 +44,7 @@ static int put_free(tfs_buf *out, const char *s, size_t len)
 {
     if (needs_length(s, len))
         put_tag_len(out, '?', len);
-    return put_n(out, s, len);
+    return tfs_buf_append_fast(out, s, len);
 }
 
 /* Normalises a plain decimal text: no sign for zero, no '+', no leading zeros, no trailing
@@ -96,16 +72,16 @@ static int put_decimal(tfs_buf *out, const char *s, size_t len)
     while (frac_end > frac_start && s[frac_end - 1] == '0')
         frac_end--;
     if (int_start == int_end && frac_end == frac_start)
-        return put_c(out, '0');
+        return tfs_buf_putc_fast(out, '0');
     if (neg)
-        put_c(out, '-');
+        tfs_buf_putc_fast(out, '-');
     if (int_start == int_end)
-        put_c(out, '0');
+        tfs_buf_putc_fast(out, '0');
     else
-        put_n(out, s + int_start, int_end - int_start);
+        tfs_buf_append_fast(out, s + int_start, int_end - int_start);
     if (frac_end > frac_start) {
-        put_c(out, '.');
-        put_n(out, s + frac_start, frac_end - frac_start);
+        tfs_buf_putc_fast(out, '.');
+        tfs_buf_append_fast(out, s + frac_start, frac_end - frac_start);
     }
     return out->oom ? -1 : 0;
 }
@@ -206,8 +182,8 @@ static int put_timestamp(tfs_buf *out, const char *s, size_t len)
     bool first_q = head ? s[0] == '?' : (end < len && s[end] == '?');
     if (first_q || memchr(s, ';', head) || memchr(s + end, ';', len - end))
         put_tag_len(out, '?', head + (len - end));
-    put_n(out, s, head);
-    return put_n(out, s + end, len - end);
+    tfs_buf_append_fast(out, s, head);
+    return tfs_buf_append_fast(out, s + end, len - end);
 }
 
 int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *field)
@@ -215,17 +191,17 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
     char tmp[64];
     tfs_sdk_type want = field ? field->type : v->type;
     if (v->type == TFS_SDK_NULL)
-        return put_n(out, "N;", 2);
+        return tfs_buf_append_fast(out, "N;", 2);
     switch (want) {
     case TFS_SDK_BOOL:
         if (v->type == TFS_SDK_BOOL)
-            return put_n(out, v->u.b ? "b1;" : "b0;", 3);
+            return tfs_buf_append_fast(out, v->u.b ? "b1;" : "b0;", 3);
         break;
     case TFS_SDK_INT64:
     case TFS_SDK_FLOAT64:
     case TFS_SDK_DECIMAL:
         /* Numbers compare by value, whatever their representation. */
-        put_c(out, 'n');
+        tfs_buf_putc_fast(out, 'n');
         if (want == TFS_SDK_DECIMAL && field &&
             (v->type == TFS_SDK_INT64 || v->type == TFS_SDK_FLOAT64)) {
             put_number_as_decimal(out, v, field->scale);
@@ -233,7 +209,7 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
                    (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT)) {
             put_rounded(out, v->u.s, v->len, field->scale);
         } else if (v->type == TFS_SDK_INT64) {
-            put_n(out, tmp, tfs_decimal_from_int64(v->u.i, tmp));
+            tfs_buf_append_fast(out, tmp, tfs_decimal_from_int64(v->u.i, tmp));
         } else if (v->type == TFS_SDK_FLOAT64) {
             put_double(out, v->u.f);
         } else if (v->type == TFS_SDK_DECIMAL || v->type == TFS_SDK_TEXT) {
@@ -241,7 +217,7 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
         } else {
             break;
         }
-        put_c(out, ';');
+        tfs_buf_putc_fast(out, ';');
         return out->oom ? -1 : 0;
     case TFS_SDK_TEXT: {
         if (!tfs_type_is_text(v->type))
@@ -250,34 +226,34 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
         while (len > 0 && v->u.s[len - 1] == ' ')
             len--;
         put_tag_len(out, 't', len);
-        put_n(out, v->u.s, len);
-        return put_c(out, ';');
+        tfs_buf_append_fast(out, v->u.s, len);
+        return tfs_buf_putc_fast(out, ';');
     }
     case TFS_SDK_DATE:
         if (!tfs_type_is_text(v->type))
             break;
-        put_c(out, 'D');
+        tfs_buf_putc_fast(out, 'D');
         put_free(out, v->u.s, v->len < 10 ? v->len : 10);
-        return put_c(out, ';');
+        return tfs_buf_putc_fast(out, ';');
     case TFS_SDK_TIMESTAMP:
         if (!tfs_type_is_text(v->type))
             break;
-        put_c(out, 'T');
+        tfs_buf_putc_fast(out, 'T');
         put_timestamp(out, v->u.s, v->len);
-        return put_c(out, ';');
+        return tfs_buf_putc_fast(out, ';');
     case TFS_SDK_JSON:
     case TFS_SDK_GEOMETRY: /* the same encoding: a GeoJSON text */
         if (!tfs_type_is_text(v->type))
             break;
         put_tag_len(out, 'j', (unsigned)v->len);
-        put_n(out, v->u.s, v->len);
-        return put_c(out, ';');
+        tfs_buf_append_fast(out, v->u.s, v->len);
+        return tfs_buf_putc_fast(out, ';');
     case TFS_SDK_BYTES: /* byte for byte, trailing spaces kept (SDK 1.3) */
         if (!tfs_type_is_text(v->type))
             break;
         put_tag_len(out, 'x', (unsigned)v->len);
-        put_n(out, v->u.s, v->len);
-        return put_c(out, ';');
+        tfs_buf_append_fast(out, v->u.s, v->len);
+        return tfs_buf_putc_fast(out, ';');
     case TFS_SDK_NULL:
         break;
     }
@@ -299,14 +275,14 @@ int tfs_canonical_value(tfs_buf *out, const tfs_value *v, const tfs_sdk_field *f
 int tfs_canonical_record(tfs_buf *out, const tfs_record *rec)
 {
     put_s(out, rec->entity->name);
-    put_c(out, '{');
+    tfs_buf_putc_fast(out, '{');
     for (size_t i = 0; i < rec->n; i++) {
         const tfs_sdk_field *f = &rec->entity->fields[i];
         if (f->flags & TFS_SDK_FIELD_BOOKKEEPING)
             continue;
         tfs_canonical_value(out, &rec->values[i], f);
     }
-    put_c(out, '}');
+    tfs_buf_putc_fast(out, '}');
     return out->oom ? -1 : 0;
 }
 

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hex.h"
+
 static int resolve_in_place(const char *dir, char **p, tfs_error *err)
 {
     if (!*p)
@@ -20,17 +22,6 @@ static int resolve_in_place(const char *dir, char **p, tfs_error *err)
     free(*p);
     *p = r;
     return 0;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* The key just parsed (the last of cfg->keys) against those before it: a hash configured
@@ -109,7 +100,7 @@ static int parse_keys(const json_t *root, tfs_config *cfg, tfs_error *err)
         key->role = (tfs_role)r;
         int bad = strlen(hex) != 64;
         for (size_t j = 0; !bad && j < 32; j++) {
-            int hi = hex_value(hex[2 * j]), lo = hex_value(hex[2 * j + 1]);
+            int hi = tfs_hex_digit(hex[2 * j]), lo = tfs_hex_digit(hex[2 * j + 1]);
             if (hi < 0 || lo < 0)
                 bad = 1;
             else

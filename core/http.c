@@ -10,6 +10,7 @@
  */
 #include "http.h"
 #include "http_message.h"
+#include "hex.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -252,17 +253,6 @@ void tfs_http_key_hash(const char *key, unsigned char out[32])
 /* libmicrohttpd's own unescaping with one change: "%00" stays the three characters it is.
  * Decoded, a NUL would cut the path (and a query value) short where C reads it, so
  * "/ui/index.html%00.js" would be answered as "/ui/index.html"; kept, it matches nothing. */
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *conn, char *s)
 {
     (void)cls;
@@ -270,7 +260,7 @@ static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *conn, char 
     char *w = s;
     for (const char *r = s; *r;) {
         int hi, lo;
-        if (r[0] == '%' && (hi = hex_value(r[1])) >= 0 && (lo = hex_value(r[2])) >= 0 &&
+        if (r[0] == '%' && (hi = tfs_hex_digit(r[1])) >= 0 && (lo = tfs_hex_digit(r[2])) >= 0 &&
             (hi | lo) != 0) {
             *w++ = (char)(hi * 16 + lo);
             r += 3;

@@ -32,7 +32,7 @@ void tfs_metrics_batch_committed(const char *pair, const char *entity,
 void tfs_metrics_run_ended(const char *pair, const char *mode, const char *state,
                            double seconds);
 /* The pair's open conflicts and open dead letters as the state store counted them (at a
- * run's end and at start-up). */
+ * run's or job's end, after a discard and at start-up). */
 void tfs_metrics_pair_open(const char *pair, int64_t conflicts, int64_t dead_letters);
 /* An answered request: route is the route's template ("/sync/status/{run_id}") or NULL
  * when no route matched. */

@@ -374,34 +374,16 @@ tfs_record *tfs_record_from_json(tfs_arena *a, const tfs_sdk_entity *entity, con
     return tfs_record_from_json_checked(a, entity, obj, &r, &err) == 0 ? r : NULL;
 }
 
-/* tfs_buf_append's bytes without its call chain when the room is there: the sync map's
- * last-written record is built here for every record written. */
-static inline int put_n(tfs_buf *out, const void *s, size_t n)
-{
-    if (!out->oom && out->data && n < out->cap - out->len) {
-        memcpy(out->data + out->len, s, n);
-        out->len += n;
-        out->data[out->len] = '\0';
-        return 0;
-    }
-    return tfs_buf_append(out, s, n);
-}
-
-static inline int put_c(tfs_buf *out, char c)
-{
-    return put_n(out, &c, 1);
-}
-
 int tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    put_c(out, '"');
+    tfs_buf_putc_fast(out, '"');
     size_t start = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        put_n(out, s + start, i - start);
+        tfs_buf_append_fast(out, s + start, i - start);
         char esc[7] = {'\\', (char)c, 0};
         size_t n = 2;
         switch (c) {
@@ -415,20 +397,20 @@ int tfs_json_string_append(tfs_buf *out, const char *s, size_t len)
             esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
             n = 6;
         }
-        put_n(out, esc, n);
+        tfs_buf_append_fast(out, esc, n);
         start = i + 1;
     }
-    put_n(out, s + start, len - start);
-    return put_c(out, '"');
+    tfs_buf_append_fast(out, s + start, len - start);
+    return tfs_buf_putc_fast(out, '"');
 }
 
 int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
 {
     char tmp[64];
     switch (v->type) {
-    case TFS_SDK_NULL: put_n(out, "null", 4); break;
-    case TFS_SDK_BOOL: put_n(out, v->u.b ? "true" : "false", v->u.b ? 4 : 5); break;
-    case TFS_SDK_INT64: put_n(out, tmp, tfs_decimal_from_int64(v->u.i, tmp)); break;
+    case TFS_SDK_NULL: tfs_buf_append_fast(out, "null", 4); break;
+    case TFS_SDK_BOOL: tfs_buf_append_fast(out, v->u.b ? "true" : "false", v->u.b ? 4 : 5); break;
+    case TFS_SDK_INT64: tfs_buf_append_fast(out, tmp, tfs_decimal_from_int64(v->u.i, tmp)); break;
     case TFS_SDK_FLOAT64:
         if (isfinite(v->u.f))
             tfs_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f));
@@ -469,16 +451,16 @@ int tfs_value_json_append(tfs_buf *out, const tfs_value *v)
 
 int tfs_record_json_append(tfs_buf *out, const tfs_record *rec)
 {
-    put_c(out, '{');
+    tfs_buf_putc_fast(out, '{');
     for (size_t i = 0; i < rec->n; i++) {
         const char *name = rec->entity->fields[i].name;
         if (i)
-            put_c(out, ',');
+            tfs_buf_putc_fast(out, ',');
         tfs_json_string_append(out, name, strlen(name));
-        put_c(out, ':');
+        tfs_buf_putc_fast(out, ':');
         tfs_value_json_append(out, &rec->values[i]);
     }
-    put_c(out, '}');
+    tfs_buf_putc_fast(out, '}');
     return out->oom ? -1 : 0;
 }
 

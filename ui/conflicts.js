@@ -44,10 +44,38 @@ function list(main, ctx) {
     return { refresh: load };
 }
 
-// The record of a target entity whose key is key ("R10042|2026": its key fields' values
-// joined by "|"): the one whose values hold every part; the only one when there is one.
-function recordFor(records, key) {
+// A record's key under fields: its values joined by "|", as the daemon writes keys.
+const keyOf = (r, fields) => fields.map((n) => String(r[n])).join('|');
+
+// The key fields of a target entity, found from its records: the conflict names each
+// disputed record by its key (the key fields' values in field order, joined by "|") but
+// not the fields. The earliest fields, in the records' order, under which every disputed
+// key is one record's and no two records of a side share a key; null when none are.
+export function keyFields(sides, keys) {
+    const lists = sides.filter(Array.isArray);
+    const recs = lists.flat();
+    if (!recs.length || !keys.length) return null;
+    const k = String(keys[0]).split('|').length;
+    const names = [...new Set(recs.flatMap((r) => Object.keys(r)))];
+    const fits = (fields) => keys.every((key) => recs.some((r) => keyOf(r, fields) === String(key))) &&
+        lists.every((l) => new Set(l.map((r) => keyOf(r, fields))).size === l.length);
+    // Every choice of k names in order, earliest first (at most a few thousand).
+    const pick = (from, chosen) => {
+        if (chosen.length === k) return fits(chosen) ? chosen : null;
+        for (let i = from; i <= names.length - (k - chosen.length); i++) {
+            const found = pick(i + 1, [...chosen, names[i]]);
+            if (found) return found;
+        }
+        return null;
+    };
+    return pick(0, []);
+}
+
+// The record of a target entity whose key is key: by its key fields when they are known
+// (keyFields); else the one whose values hold every part of the key, or the only one.
+export function recordFor(records, key, fields) {
     if (!Array.isArray(records)) return null;
+    if (fields) return records.find((r) => keyOf(r, fields) === String(key)) || null;
     const parts = String(key).split('|');
     const found = records.find((r) => parts.every((p) => Object.values(r).some((v) => String(v) === p)));
     return found || (records.length === 1 ? records[0] : null);
@@ -66,17 +94,27 @@ function detail(main, ctx, id) {
         }
     };
     function render(c) {
+        // Each target entity's key fields, found once from its records on every side.
+        const kfs = new Map();
+        const keyFieldsOf = (e) => {
+            if (!kfs.has(e)) {
+                kfs.set(e, keyFields([(c.source || {})[e], (c.target || {})[e], (c.base || {})[e]],
+                    c.fields.filter((f) => f.entity === e).map((f) => f.key)));
+            }
+            return kfs.get(e);
+        };
         const disputed = new Set(c.fields.map((f) => `${f.entity}\u0000${f.key}\u0000${f.field}`));
         const sections = [];
         const entities = new Set([...Object.keys(c.source || {}), ...Object.keys(c.target || {})]);
         for (const e of entities) {
             const src = c.source[e] || [];
+            const kf = keyFieldsOf(e);
             for (let i = 0; i < Math.max(src.length, (c.target[e] || []).length); i++) {
                 const s = src[i] || {};
-                const fieldsHere = c.fields.filter((f) => f.entity === e && recordFor(src, f.key) === src[i]);
-                const key = fieldsHere.length ? fieldsHere[0].key : null;
-                const t = (key ? recordFor(c.target[e], key) : (c.target[e] || [])[i]) || {};
-                const b = (c.base && (key ? recordFor(c.base[e], key) : (c.base[e] || [])[i])) || {};
+                const fieldsHere = c.fields.filter((f) => f.entity === e && recordFor(src, f.key, kf) === src[i]);
+                const key = fieldsHere.length ? fieldsHere[0].key : kf && src[i] ? keyOf(src[i], kf) : null;
+                const t = (key ? recordFor(c.target[e], key, kf) : (c.target[e] || [])[i]) || {};
+                const b = (c.base && (key ? recordFor(c.base[e], key, kf) : (c.base[e] || [])[i])) || {};
                 const names = [...new Set([...Object.keys(s), ...Object.keys(t), ...Object.keys(b)])];
                 sections.push(h('h2', {}, `${e}`, key ? h('span', { class: 'muted mono' }, ` ${key}`) : null),
                     table(['Field', 'Source (would write)', 'Target (holds now)', 'Base (last written)', 'In dispute'],
@@ -117,7 +155,7 @@ function detail(main, ctx, id) {
             const record = JSON.parse(JSON.stringify(c.source));
             c.fields.forEach((f, i) => {
                 const pick = main.querySelector(`input[name="choice-${i}"]:checked`).value;
-                const rec = recordFor(record[f.entity], f.key);
+                const rec = recordFor(record[f.entity], f.key, keyFieldsOf(f.entity));
                 if (!rec) return;
                 if (pick === 'target') rec[f.field] = f.target;
                 else if (pick === 'other') {

@@ -908,39 +908,28 @@ static PGresult *run_prepared(PGconn *conn, size_t entity, const char *what, int
     return r ? r : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
 }
 
-/* The fast path for one entity: COPY its operations into the temp table, then apply the
- * deletes and the upserts. Returns NULL or the failed result (owned). */
-static PGresult *write_entity_fast(cama *c, size_t entity, const tfs_sdk_write_op *ops,
-                                   size_t n_ops)
+/* One operation's line of a COPY, without its newline, put into c's buffer; arg is the
+ * caller's. */
+typedef void copy_row_fn(cama *c, size_t entity, size_t i, const tfs_sdk_write_op *op,
+                         void *arg);
+
+/* Runs copy_sql (a COPY ... FROM STDIN) and sends the operations of entity not skipped, a
+ * line each from row, flushed as the buffer fills; out of memory ends the COPY with an
+ * error. Returns NULL or the failed result (owned). */
+static PGresult *copy_ops(cama *c, const char *copy_sql, size_t entity,
+                          const tfs_sdk_write_op *ops, size_t n_ops, copy_row_fn *row, void *arg)
 {
-    const tfs_sdk_entity *e = &cama_entities[entity];
-    PGresult *r = PQexec(c->conn, c->sql[entity].copy);
+    PGresult *r = PQexec(c->conn, copy_sql);
     if (!r || PQresultStatus(r) != PGRES_COPY_IN)
         return r ? r : PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
     PQclear(r);
 
     buf_reset(c);
     int failed = 0;
-    size_t n_del = 0;
     for (size_t i = 0; i < n_ops && !failed; i++) {
         if (ops[i].entity != entity || c->skip[i])
             continue;
-        char num[32];
-        int del = ops[i].kind == TFS_SDK_OP_DELETE;
-        n_del += del;
-        int n = snprintf(num, sizeof num, "%zu\t%s", i, del ? "t" : "f");
-        buf_put(c, num, (size_t)n);
-        for (size_t f = 0; f < e->n_fields; f++) {
-            if (!is_data_field(&e->fields[f]))
-                continue;
-            buf_put(c, "\t", 1);
-            char tmp[40];
-            size_t len = 0;
-            const char *v = NULL;
-            if (!del || (e->fields[f].flags & TFS_SDK_FIELD_KEY))
-                v = value_text(ops[i].record, f, tmp, sizeof tmp, &len);
-            copy_value(c, v, len);
-        }
+        row(c, entity, i, &ops[i], arg);
         buf_put(c, "\n", 1);
         failed = copy_flush(c, 0) != 0;
     }
@@ -950,14 +939,45 @@ static PGresult *write_entity_fast(cama *c, size_t entity, const tfs_sdk_write_o
         PQputCopyEnd(c->conn, "out of memory");
         PQclear(drain(c->conn));
         buf_reset(c);
-        r = PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
-        return r;
+        return PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
     }
     if (PQputCopyEnd(c->conn, NULL) != 1)
         return PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
-    if ((r = drain(c->conn)) != NULL)
-        return r;
+    return drain(c->conn);
+}
 
+/* A temp-table line: the operation's index, whether it deletes (counted in *arg), and its
+ * data fields (a delete's keys only). */
+static void temp_row(cama *c, size_t entity, size_t i, const tfs_sdk_write_op *op, void *arg)
+{
+    const tfs_sdk_entity *e = &cama_entities[entity];
+    char num[32];
+    int del = op->kind == TFS_SDK_OP_DELETE;
+    *(size_t *)arg += (size_t)del;
+    int n = snprintf(num, sizeof num, "%zu\t%s", i, del ? "t" : "f");
+    buf_put(c, num, (size_t)n);
+    for (size_t f = 0; f < e->n_fields; f++) {
+        if (!is_data_field(&e->fields[f]))
+            continue;
+        buf_put(c, "\t", 1);
+        char tmp[40];
+        size_t len = 0;
+        const char *v = NULL;
+        if (!del || (e->fields[f].flags & TFS_SDK_FIELD_KEY))
+            v = value_text(op->record, f, tmp, sizeof tmp, &len);
+        copy_value(c, v, len);
+    }
+}
+
+/* The fast path for one entity: COPY its operations into the temp table, then apply the
+ * deletes and the upserts. Returns NULL or the failed result (owned). */
+static PGresult *write_entity_fast(cama *c, size_t entity, const tfs_sdk_write_op *ops,
+                                   size_t n_ops)
+{
+    size_t n_del = 0;
+    PGresult *r = copy_ops(c, c->sql[entity].copy, entity, ops, n_ops, temp_row, &n_del);
+    if (r)
+        return r;
     /* Most batches hold no delete: spare them the sort and join of the delete pass. */
     if (n_del && (r = run_prepared(c->conn, entity, "apply_del", 0, NULL)) != NULL)
         return r;
@@ -981,52 +1001,37 @@ static const char *copy_default(const cama_col *col, size_t *len)
     return d;
 }
 
-/* COPYs the operations of one entity straight into its table: every described field, a
- * null with a column default as that default, wen the transaction's now() (the text of
- * now, as the upsert's now() gives it) and who the configured one. Returns NULL or the
- * failed result (owned). */
+/* A table line of an insert: every described field, a null with a column default as that
+ * default, wen the transaction's now() (arg: its text, as the upsert's now() gives it) and
+ * who the configured one. */
+static void insert_row(cama *c, size_t entity, size_t i, const tfs_sdk_write_op *op, void *arg)
+{
+    (void)i;
+    const cama_table *t = &cama_tables[entity];
+    const tfs_sdk_entity *e = t->entity;
+    const char *now = arg;
+    for (size_t f = 0; f < e->n_fields; f++) {
+        if (f)
+            buf_put(c, "\t", 1);
+        char tmp[40];
+        size_t len = 0;
+        const char *v;
+        if (!is_data_field(&e->fields[f])) {
+            v = strcmp(e->fields[f].name, "wen") == 0 ? now : c->who;
+            len = strlen(v);
+        } else if (!(v = value_text(op->record, f, tmp, sizeof tmp, &len))) {
+            v = copy_default(&t->cols[f], &len);
+        }
+        copy_value(c, v, len);
+    }
+}
+
+/* COPYs the operations of one entity straight into its table (insert_row's lines).
+ * Returns NULL or the failed result (owned). */
 static PGresult *copy_inserts(cama *c, size_t entity, const tfs_sdk_write_op *ops,
                               size_t n_ops, const char *now)
 {
-    const cama_table *t = &cama_tables[entity];
-    const tfs_sdk_entity *e = t->entity;
-    PGresult *r = PQexec(c->conn, c->sql[entity].copy_insert);
-    if (!r || PQresultStatus(r) != PGRES_COPY_IN)
-        return r ? r : PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
-    PQclear(r);
-    buf_reset(c);
-    int failed = 0;
-    for (size_t i = 0; i < n_ops && !failed; i++) {
-        if (ops[i].entity != entity || c->skip[i])
-            continue;
-        for (size_t f = 0; f < e->n_fields; f++) {
-            if (f)
-                buf_put(c, "\t", 1);
-            char tmp[40];
-            size_t len = 0;
-            const char *v;
-            if (!is_data_field(&e->fields[f])) {
-                v = strcmp(e->fields[f].name, "wen") == 0 ? now : c->who;
-                len = strlen(v);
-            } else if (!(v = value_text(ops[i].record, f, tmp, sizeof tmp, &len))) {
-                v = copy_default(&t->cols[f], &len);
-            }
-            copy_value(c, v, len);
-        }
-        buf_put(c, "\n", 1);
-        failed = copy_flush(c, 0) != 0;
-    }
-    if (!failed)
-        failed = copy_flush(c, 1) != 0;
-    if (failed && c->buf_oom) {
-        PQputCopyEnd(c->conn, "out of memory");
-        PQclear(drain(c->conn));
-        buf_reset(c);
-        return PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
-    }
-    if (PQputCopyEnd(c->conn, NULL) != 1)
-        return PQmakeEmptyPGresult(c->conn, PGRES_FATAL_ERROR);
-    return drain(c->conn);
+    return copy_ops(c, c->sql[entity].copy_insert, entity, ops, n_ops, insert_row, (void *)now);
 }
 
 /* SDK 1.5: an entity whose operations in this call are all inserts (keys the host never

@@ -144,9 +144,8 @@ Test(adapter_timeout, cama_settings_refuse_bad_timeouts)
 
 Test(adapter_timeout, cama_statement_timeout_cancels_a_hung_write, .timeout = 120)
 {
-    char *pacs = tfs_test_db_clone(TFS_TEST_TMPL_PACS10K, "pacs");
-    char *cama = tfs_test_db_clone(TFS_TEST_TMPL_CAMA, "cama");
-    char *state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
+    char *pacs, *cama, *state;
+    tfs_test_clone_dbs(TFS_TEST_TMPL_PACS10K, NULL, &pacs, &cama, &state);
     /* The first write of one parcel sleeps 60 s (nextval is not rolled back with the
      * cancelled statement, so the retry goes through). */
     char *parid = tfs_test_pg_scalar(pacs, "SELECT parid FROM " TFS_TEST_ACTIVE_PROPS
@@ -194,13 +193,8 @@ Test(adapter_timeout, cama_statement_timeout_cancels_a_hung_write, .timeout = 12
                                  "pacs_to_cama_pardat.sql");
     free(pacs_ci);
     json_decref(run);
-    cr_expect_eq(tfs_test_daemon_stop_status(d), 0);
+    tfs_test_daemon_stop_clean(d);
     json_decref(cfg);
     free(parid);
-    tfs_test_db_drop(pacs);
-    tfs_test_db_drop(cama);
-    tfs_test_db_drop(state);
-    free(pacs);
-    free(cama);
-    free(state);
+    tfs_test_drop_dbs(&pacs, &cama, &state);
 }

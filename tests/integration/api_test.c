@@ -9,8 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "tfs_test.h"
@@ -18,31 +16,21 @@
 static char *pacs, *cama, *state;
 static tfs_test_daemon *d;
 
-static void setup(void)
+static void adjust(json_t *cfg)
 {
-    pacs = tfs_test_db_clone("tfs_tmpl_pacs10k", "pacs");
-    cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
-    state = tfs_test_db_clone("tfs_tmpl_state", "state");
-    json_t *cfg = tfs_test_config_new(pacs, cama, state);
     json_object_set_new(json_object_get(cfg, "listen"), "max_body_bytes", json_integer(4096));
     /* A short header deadline, so the daemon's wiring of it is tested in a second. */
     json_object_set_new(json_object_get(cfg, "listen"), "header_timeout", json_string("1s"));
-    d = tfs_test_daemon_start(cfg);
-    json_decref(cfg);
+}
+
+static void setup(void)
+{
+    d = tfs_test_suite_start(TFS_TEST_TMPL_PACS10K, NULL, adjust, &pacs, &cama, &state);
 }
 
 static void teardown(void)
 {
-    char *log = tfs_test_daemon_log(d);
-    int status = tfs_test_daemon_stop_status(d);
-    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
-    free(log);
-    tfs_test_db_drop(pacs);
-    tfs_test_db_drop(cama);
-    tfs_test_db_drop(state);
-    free(pacs);
-    free(cama);
-    free(state);
+    tfs_test_suite_end(d, &pacs, &cama, &state);
 }
 
 TestSuite(api, .init = setup, .fini = teardown, .timeout = 300);
@@ -256,10 +244,7 @@ static long long mono_ms(void)
  * answers a fresh client meanwhile. */
 Test(api, a_client_dripping_headers_is_closed_at_the_configured_deadline)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    int fd = tfs_test_connect(d->port);
     long long t0 = mono_ms();
     const char *head = "GET /health HTTP/1.1\r\nHost: x\r\n";
     cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));

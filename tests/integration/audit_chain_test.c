@@ -26,26 +26,12 @@ static tfs_test_daemon *d;
 
 static void setup(void)
 {
-    pacs = tfs_test_db_clone(TFS_TEST_TMPL_PACS10K, "apacs");
-    cama = tfs_test_db_clone(TFS_TEST_TMPL_CAMA, "acama");
-    state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "astate");
-    json_t *cfg = tfs_test_config_new(pacs, cama, state);
-    d = tfs_test_daemon_start(cfg);
-    json_decref(cfg);
+    d = tfs_test_suite_start(TFS_TEST_TMPL_PACS10K, "a", NULL, &pacs, &cama, &state);
 }
 
 static void teardown(void)
 {
-    char *log = tfs_test_daemon_log(d);
-    int status = tfs_test_daemon_stop_status(d);
-    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
-    free(log);
-    tfs_test_db_drop(pacs);
-    tfs_test_db_drop(cama);
-    tfs_test_db_drop(state);
-    free(pacs);
-    free(cama);
-    free(state);
+    tfs_test_suite_end(d, &pacs, &cama, &state);
 }
 
 TestSuite(audit_chain, .init = setup, .fini = teardown, .timeout = 240);

@@ -17,14 +17,11 @@
  */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,18 +58,6 @@ typedef struct env {
     crm_server crm;
 } env;
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-              getsockname(s, (struct sockaddr *)&a, &len) == 0);
-    int port = ntohs(a.sin_port);
-    close(s);
-    return port;
-}
-
 static void crm_start(crm_server *c)
 {
     struct stat st;
@@ -87,7 +72,7 @@ static void crm_start(crm_server *c)
     cr_assert_not_null(f);
     fputs("{\"contacts\": [], \"contact_properties\": []}\n", f);
     fclose(f);
-    c->port = free_port();
+    c->port = tfs_test_free_port();
     char port[16];
     snprintf(port, sizeof port, "%d", c->port);
     c->pid = fork();

@@ -111,9 +111,8 @@ static json_int_t count_of(json_t *run, const char *what)
 Test(decimal, acres_land_as_postgresql_rounds_them, .timeout = 600)
 {
     char *dir = transform_dir();
-    char *pacs = tfs_test_db_clone("tfs_tmpl_pacs10k", "pacs");
-    char *cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
-    char *state = tfs_test_db_clone("tfs_tmpl_state", "state");
+    char *pacs, *cama, *state;
+    tfs_test_clone_dbs(TFS_TEST_TMPL_PACS10K, NULL, &pacs, &cama, &state);
     /* Negative values are rounding cases too; CAMA's own rule that acres are not negative
      * is not what this test is about. */
     tfs_test_pg_exec(cama, "ALTER TABLE pardat DROP CONSTRAINT pardat_acres_check");
@@ -212,16 +211,8 @@ Test(decimal, acres_land_as_postgresql_rounds_them, .timeout = 600)
     cr_assert_eq(count_of(run, "unchanged"), exposed - refused);
     json_decref(run);
 
-    char *log = tfs_test_daemon_log(d);
-    int status = tfs_test_daemon_stop_status(d);
-    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
-    free(log);
-    tfs_test_db_drop(pacs);
-    tfs_test_db_drop(cama);
-    tfs_test_db_drop(state);
-    free(pacs);
-    free(cama);
-    free(state);
+    tfs_test_daemon_stop_clean(d);
+    tfs_test_drop_dbs(&pacs, &cama, &state);
     snprintf(sql, sizeof sql, "rm -rf '%s'", dir);
     cr_assert_eq(system(sql), 0);
     free(dir);

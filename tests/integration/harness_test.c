@@ -111,15 +111,8 @@ Test(harness, config_has_real_conninfos_and_key_hashes)
 
 Test(harness, http_to_a_dead_port_fails_cleanly)
 {
-    /* Bind a port, then close it: nothing listens there any more. */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(s >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(bind(s, (struct sockaddr *)&a, sizeof a) == 0);
-    socklen_t len = sizeof a;
-    cr_assert(getsockname(s, (struct sockaddr *)&a, &len) == 0);
-    int port = ntohs(a.sin_port);
-    close(s);
+    /* A port bound, then closed: nothing listens there any more. */
+    int port = tfs_test_free_port();
 
     tfs_test_response r = tfs_test_http_port(port, "GET", "/health", NULL, NULL);
     cr_assert_eq(r.status, 0);

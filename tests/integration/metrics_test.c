@@ -12,8 +12,9 @@
  * it is 401 until metrics.public (set by a reload) opens it. With log.format "json", a run
  * with a failing record and a reload: every line of the daemon's log is a JSON object with
  * time, level, module and message; the run's lines carry run and pair, its batches' lines
- * the entity, the failed record's line its key; the access lines their fields. Every wait
- * polls a state with a deadline, never a sleep.
+ * the entity, the failed record's line its key; the access lines their fields. The open
+ * conflicts and dead letters gauges follow an operator's resolve, replay and discard at the
+ * next scrape. Every wait polls a state with a deadline, never a sleep.
  */
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
@@ -550,4 +551,126 @@ Test(metrics, json_logs_every_line_parses_and_carries_the_run_and_the_failed_key
     free(m);
     env_down(&e);
     free(bad);
+}
+
+#define CONFLICTS_OPEN "tfsync_conflicts_open{pair=\"" PAIR "\"}"
+#define DEAD_OPEN "tfsync_dead_letters_open{pair=\"" PAIR "\"}"
+
+/* The open gauges of a scrape right now. */
+static void expect_open(const tfs_test_daemon *d, double conflicts, double dead, const char *after)
+{
+    char *m = scrape(d, TFS_TEST_KEY_READ);
+    cr_expect_eq(sample(m, CONFLICTS_OPEN), conflicts, "open conflicts after %s:\n%s", after, m);
+    cr_expect_eq(sample(m, DEAD_OPEN), dead, "open dead letters after %s:\n%s", after, m);
+    free(m);
+}
+
+/* The ids of the pair's open dead letters, in id order, into ids[n]. */
+static void open_dead_letters(const tfs_test_daemon *d, json_int_t *ids, size_t n)
+{
+    tfs_test_response r =
+        tfs_test_http(d, "GET", "/dead-letters?pair=" PAIR "&status=open", TFS_TEST_KEY_READ, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *list = json_object_get(r.json, "dead_letters");
+    cr_assert_eq(json_array_size(list), n, "%s", r.body);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = json_integer_value(json_object_get(json_array_get(list, i), "id"));
+    tfs_test_response_free(&r);
+}
+
+/* An operator's resolve, replay and discard move the open gauges at the next scrape, not
+ * at the pair's next run: two dead letters (the script fails two parcels) and one manual
+ * conflict (the parcel edited in CAMA and in PACS); the conflict resolved, one dead letter
+ * replayed after the script is fixed, the other discarded, each seen at once. */
+Test(metrics, open_gauges_follow_resolves_replays_and_discards)
+{
+    env e;
+    env_up(&e, TFS_TEST_TMPL_PACS10K);
+    snprintf(e.tdir, sizeof e.tdir, "/tmp/tfs_metrics_open_%d", (int)getpid());
+    char cmd[600], path[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s/transforms' '%s'", e.tdir,
+             TFS_SOURCE_DIR, e.tdir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/pacs_to_cama.lua", e.tdir);
+    char *good = tfs_test_read_file(path);
+    char *bad1 = tfs_test_pg_scalar(e.pacs, "SELECT prop_id FROM " TFS_TEST_ACTIVE_PROPS
+                                            " a ORDER BY prop_id OFFSET 100 LIMIT 1");
+    char *bad2 = tfs_test_pg_scalar(e.pacs, "SELECT prop_id FROM " TFS_TEST_ACTIVE_PROPS
+                                            " a ORDER BY prop_id OFFSET 200 LIMIT 1");
+    char *edited = tfs_test_pg_scalar(e.pacs, "SELECT prop_id FROM " TFS_TEST_ACTIVE_PROPS
+                                              " a ORDER BY prop_id OFFSET 300 LIMIT 1");
+    char *parid = tfs_test_pg_scalar(e.pacs, "SELECT parid FROM " TFS_TEST_ACTIVE_PROPS
+                                             " a ORDER BY prop_id OFFSET 300 LIMIT 1");
+    FILE *f = fopen(path, "a");
+    cr_assert_not_null(f);
+    fprintf(f, "\nlocal shipped_map = map\n"
+               "function map(rec)\n"
+               "  if rec.prop_id == %s or rec.prop_id == %s then error('broken') end\n"
+               "  return shipped_map(rec)\n"
+               "end\n",
+            bad1, bad2);
+    cr_assert_eq(fclose(f), 0);
+
+    json_t *cfg = tfs_test_config_new(e.pacs, e.cama, e.state);
+    json_object_set_new(cfg, "transform_dir", json_string(e.tdir));
+    json_object_set_new(json_array_get(json_object_get(cfg, "pairs"), 0), "conflicts",
+                        json_pack("{ss}", "policy", "manual"));
+    e.d = tfs_test_daemon_start(cfg);
+    json_decref(cfg);
+
+    json_decref(tfs_test_run_pair(e.d, PAIR, "full", "partial"));
+    expect_open(e.d, 0, 2, "the full run");
+
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE pardat SET zoning = 'APPR', wen = now(), who = 'appraiser'"
+             " WHERE parid = '%s' AND taxyr = 2026",
+             parid);
+    tfs_test_pg_exec(e.cama, sql);
+    snprintf(sql, sizeof sql, "UPDATE situs SET situs_street = 'Gauge Street' WHERE prop_id = %s",
+             edited);
+    tfs_test_pg_exec(e.pacs, sql);
+    json_t *run = tfs_test_run_pair(e.d, PAIR, "incremental", "partial");
+    cr_assert_eq(count_of(run, "conflicts"), 1, "%s", json_dumps(run, 0));
+    json_decref(run);
+    expect_open(e.d, 1, 2, "the incremental run");
+
+    tfs_test_response r =
+        tfs_test_http(e.d, "GET", "/sync/conflicts?pair=" PAIR "&status=open", TFS_TEST_KEY_READ,
+                      NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *c = json_array_get(json_object_get(r.json, "conflicts"), 0);
+    cr_assert_not_null(c, "%s", r.body);
+    snprintf(path, sizeof path, "/sync/conflicts/%lld/resolve",
+             (long long)json_integer_value(json_object_get(c, "id")));
+    tfs_test_response_free(&r);
+    r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, "{\"choose\": \"source\"}");
+    cr_assert_eq(r.status, 200, "resolve: %ld %s", r.status, r.body);
+    tfs_test_response_free(&r);
+    expect_open(e.d, 0, 2, "the last conflict resolved");
+
+    json_int_t ids[2];
+    open_dead_letters(e.d, ids, 2);
+    snprintf(path, sizeof path, "%s/pacs_to_cama.lua", e.tdir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fputs(good, f) >= 0 && fclose(f) == 0, 1, "the script put back");
+    snprintf(path, sizeof path, "/dead-letters/%lld/replay", (long long)ids[0]);
+    r = tfs_test_http(e.d, "POST", path, TFS_TEST_KEY_OPERATE, NULL);
+    cr_assert_eq(r.status, 200, "replay: %ld %s", r.status, r.body);
+    tfs_test_response_free(&r);
+    expect_open(e.d, 0, 1, "a dead letter replayed");
+
+    snprintf(path, sizeof path, "/dead-letters/%lld", (long long)ids[1]);
+    r = tfs_test_http(e.d, "DELETE", path, TFS_TEST_KEY_ADMIN, NULL);
+    cr_assert_eq(r.status, 200, "discard: %ld %s", r.status, r.body);
+    tfs_test_response_free(&r);
+    expect_open(e.d, 0, 0, "the last dead letter discarded");
+
+    env_down(&e);
+    free(good);
+    free(bad1);
+    free(bad2);
+    free(edited);
+    free(parid);
 }

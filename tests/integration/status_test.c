@@ -15,30 +15,20 @@
 static char *pacs, *cama, *state;
 static tfs_test_daemon *d;
 
-static void setup(void)
+static void adjust(json_t *cfg)
 {
-    pacs = tfs_test_db_clone(TFS_TEST_TMPL_PACS10K, "pacs");
-    cama = tfs_test_db_clone(TFS_TEST_TMPL_CAMA, "cama");
-    state = tfs_test_db_clone(TFS_TEST_TMPL_STATE, "state");
-    json_t *cfg = tfs_test_config_new(pacs, cama, state);
     /* Only what this node commits can make the answers move within the tests. */
     json_object_set_new(cfg, "api", json_pack("{ss}", "status_refresh", "1h"));
-    d = tfs_test_daemon_start(cfg);
-    json_decref(cfg);
+}
+
+static void setup(void)
+{
+    d = tfs_test_suite_start(TFS_TEST_TMPL_PACS10K, NULL, adjust, &pacs, &cama, &state);
 }
 
 static void teardown(void)
 {
-    char *log = tfs_test_daemon_log(d);
-    int status = tfs_test_daemon_stop_status(d);
-    cr_expect_eq(status, 0, "tfsyncd exited with %d; its log:\n%s", status, log);
-    free(log);
-    tfs_test_db_drop(pacs);
-    tfs_test_db_drop(cama);
-    tfs_test_db_drop(state);
-    free(pacs);
-    free(cama);
-    free(state);
+    tfs_test_suite_end(d, &pacs, &cama, &state);
 }
 
 TestSuite(status, .init = setup, .fini = teardown, .timeout = 300);

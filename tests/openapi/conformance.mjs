@@ -21,83 +21,26 @@
 //   node conformance.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR
 // PostgreSQL from TFS_TEST_PGHOST/PORT/USER (or PGHOST/PORT/USER), as the C tests find it.
 // TFS_TEST_KEEP=1 keeps the folder with the config and the logs.
-import { spawn, execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 
+import { harness } from '../tools/harness.mjs';
 import { cases, fixtures, writeConfig } from './cases.mjs';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 for (const a of ['source', 'build', 'plugin-dir', 'tools'])
-    if (!args[a]) fail(`missing --${a}; usage: node conformance.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR`);
+    if (!args[a]) {
+        console.error(`openapi conformance: missing --${a}; usage: node conformance.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR`);
+        process.exit(1);
+    }
 
 const spec = path.join(args.source, 'docs', 'openapi.yaml');
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tfs-openapi-'));
-const children = [];
-const databases = [];
-const pg = {
-    host: process.env.TFS_TEST_PGHOST || process.env.PGHOST || `/tmp/tfsync-pg-${os.userInfo().uid}`,
-    port: process.env.TFS_TEST_PGPORT || process.env.PGPORT || '55432',
-    user: process.env.TFS_TEST_PGUSER || process.env.PGUSER || 'postgres',
-};
-
-function fail(msg) {
-    console.error(`openapi conformance: ${msg}`);
-    process.exitCode = 1;
-    const e = new Error(msg);
-    e.reported = true;
-    throw e;
-}
-
-function say(msg) {
-    console.log(`openapi conformance: ${msg}`);
-}
-
-// ---- PostgreSQL -------------------------------------------------------------------------
-
-function psql(db, sql) {
-    try {
-        return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port,
-            '-U', pg.user, '-d', db, '-c', sql], {
-            encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
-            env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' },
-        }).trim();
-    } catch (e) {
-        fail(`psql on ${db} failed: ${e.stderr || e.message}\nSQL: ${sql}`);
-    }
-}
-
-function conninfo(db) {
-    const q = (v) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-    return `host=${q(pg.host)} port=${q(pg.port)} user=${q(pg.user)} dbname=${q(db)}`;
-}
-
-let cloneCounter = 0;
-// A database cloned from a seeded template, named as scripts/templates.sh's sweep expects
-// (_<pid>_<counter>_<hex>) so a crashed run's clones are dropped by the next one.
-async function clone(template, label) {
-    const name = `openapi_${label}_${process.pid}_${++cloneCounter}_${crypto.randomBytes(2).toString('hex')}`;
-    const deadline = Date.now() + 30000;
-    for (;;) {
-        try {
-            execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port, '-U', pg.user,
-                '-d', 'postgres', '-c', `CREATE DATABASE "${name}" TEMPLATE "${template}"`],
-                { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-            databases.push(name);
-            return name;
-        } catch (e) {
-            // Another test cloning the same template holds it for a moment.
-            if (!/being accessed by other users/.test(e.stderr || '') || Date.now() > deadline)
-                fail(`could not clone ${template} (did scripts/test.sh seed the templates?): ${e.stderr || e.message}`);
-            await new Promise((r) => setTimeout(r, 50));
-        }
-    }
-}
+const { work, fail, say, psql, conninfo, clone, start, logTail, until, startDaemon, cleanup, dumpLogs } =
+    harness({ tag: 'openapi', name: 'openapi conformance', build: args.build });
 
 // ---- HTTP -------------------------------------------------------------------------------
 
@@ -143,53 +86,6 @@ function requestOf(c, ctx, opPath, method) {
 }
 
 // ---- processes --------------------------------------------------------------------------
-
-function start(cmd, argv, logName) {
-    const log = fs.openSync(path.join(work, logName), 'a');
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', log] });
-    child.logName = logName;
-    children.push(child);
-    child.stdout.on('data', (d) => fs.writeSync(log, d));
-    child.exited = new Promise((r) => child.on('exit', (code, sig) => r(sig ? `signal ${sig}` : `exit ${code}`)));
-    return child;
-}
-
-function logTail(name) {
-    try {
-        return fs.readFileSync(path.join(work, name), 'utf8').split('\n').slice(-40).join('\n');
-    } catch {
-        return '';
-    }
-}
-
-async function until(what, deadlineMs, probe) {
-    const deadline = Date.now() + deadlineMs;
-    for (;;) {
-        const v = await probe();
-        if (v) return v;
-        if (Date.now() > deadline) fail(`${what}: not after ${deadlineMs / 1000} s`);
-        await new Promise((r) => setTimeout(r, 50));
-    }
-}
-
-async function startDaemon(configPath) {
-    const ready = path.join(work, 'tfsyncd.ready');
-    const d = start(path.join(args.build, 'tfsyncd'), ['--config', configPath], 'tfsyncd.log');
-    let gone = null;
-    d.exited.then((how) => { gone = how; });
-    const port = await until('tfsyncd ready', 20000, async () => {
-        if (gone) fail(`tfsyncd ended during start-up (${gone}):\n${logTail('tfsyncd.log')}`);
-        try {
-            const t = fs.readFileSync(ready, 'utf8').split('\n')[0];
-            return /^[0-9]+$/.test(t) ? Number(t) : null;
-        } catch {
-            return null;
-        }
-    });
-    d.base = `http://127.0.0.1:${port}`;
-    d.alive = () => gone === null;
-    return d;
-}
 
 // Prism on a port of its own choosing (-p 0), ready when it says where it listens.
 async function startPrism(name, upstream, extra) {
@@ -395,7 +291,7 @@ async function main() {
     await fixtures.databases(ctx);
     ctx.configPath = path.join(work, 'tfsyncd.json');
     writeConfig(ctx);
-    ctx.daemon = await startDaemon(ctx.configPath);
+    ctx.daemon = await startDaemon(ctx.configPath, path.join(work, 'tfsyncd.ready'));
     ctx.api = (method, p, body, key = 'operate') => send(ctx.daemon.base, requestOf({ body, key, path: p }, ctx, p, method));
     ctx.strict = await startPrism('prism', ctx.daemon.base, []);
     ctx.lenient = await startPrism('prism-lenient', ctx.daemon.base, ['--validate-request', 'false']);
@@ -446,32 +342,13 @@ async function main() {
     if (failed) process.exitCode = 1;
 }
 
-async function cleanup() {
-    for (const c of children.reverse()) {
-        if (c.exitCode === null && c.signalCode === null) {
-            c.kill('SIGTERM');
-            const t = setTimeout(() => c.kill('SIGKILL'), 10000);
-            await c.exited;
-            clearTimeout(t);
-        }
-    }
-    for (const db of databases) {
-        try {
-            execFileSync('psql', ['-X', '-q', '-h', pg.host, '-p', pg.port, '-U', pg.user, '-d', 'postgres',
-                '-c', `DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`], { stdio: 'ignore' });
-        } catch { /* the next run's sweep drops it */ }
-    }
-    if (process.env.TFS_TEST_KEEP || process.exitCode) say(`logs and config kept in ${work}`);
-    else fs.rmSync(work, { recursive: true, force: true });
-}
-
 process.on('SIGTERM', () => { process.exitCode = 143; cleanup().then(() => process.exit()); });
 try {
     await main();
 } catch (e) {
     process.exitCode = 1;
     if (!e.reported) console.error(e.stack || e.message);
-    for (const c of children) console.error(`--- ${c.logName} ---\n${logTail(c.logName)}`);
+    dumpLogs();
 } finally {
     await cleanup();
 }

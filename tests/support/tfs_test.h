@@ -198,4 +198,49 @@ long long tfs_test_count(json_t *run, const char *entity, const char *what);
  * verifies and at least min_entries entries were walked. */
 void tfs_test_assert_audit_verifies(const tfs_test_daemon *d, long long min_entries);
 
+/* ---- a suite's fixture ---- */
+
+/* The three databases of most suites: PACS cloned from pacs_template, CAMA from
+ * TFS_TEST_TMPL_CAMA and an empty state store from TFS_TEST_TMPL_STATE, labelled prefix
+ * (NULL: none) + "pacs", "cama", "state". Each owned: drop them with tfs_test_drop_dbs. */
+void tfs_test_clone_dbs(const char *pacs_template, const char *prefix, char **pacs, char **cama,
+                        char **state);
+/* Drops and frees the three (each may be NULL) and sets the pointers to NULL. */
+void tfs_test_drop_dbs(char **pacs, char **cama, char **state);
+/* Stops d and expects (cr_expect: the test goes on) that it exited 0, its log in the
+ * message otherwise; accepts NULL (which fails the expectation). */
+void tfs_test_daemon_stop_clean(tfs_test_daemon *d);
+/* A suite's set-up: tfs_test_clone_dbs, then the daemon started on tfs_test_config_new of
+ * them after adjust (NULL: none) has changed it. */
+tfs_test_daemon *tfs_test_suite_start(const char *pacs_template, const char *prefix,
+                                      void (*adjust)(json_t *cfg), char **pacs, char **cama,
+                                      char **state);
+/* Its teardown: tfs_test_daemon_stop_clean(d), then tfs_test_drop_dbs. */
+void tfs_test_suite_end(tfs_test_daemon *d, char **pacs, char **cama, char **state);
+
+/* ---- raw sockets ---- */
+
+/* A port of 127.0.0.1 that nothing listened on a moment ago (bound to 0, read, closed). */
+int tfs_test_free_port(void);
+/* A TCP socket connected to 127.0.0.1:port; fails the test when it cannot connect. Owned:
+ * close it. */
+int tfs_test_connect(int port);
+
+typedef struct tfs_test_raw {
+    int status;
+    char *head; /* the status line and headers, each line ending in \r\n */
+    char *body;
+    size_t body_len;
+} tfs_test_raw;
+
+/* Sends "METHOD target HTTP/1.1" to 127.0.0.1:port byte for byte (a client library would
+ * fold "/../" or refuse "%00"), with extra header lines (each ending in \r\n; NULL: none)
+ * and Connection: close, and reads the answer to the end (10 s receive timeout). Fails the
+ * test without a complete answer. Free with tfs_test_raw_free. */
+tfs_test_raw tfs_test_http_raw(int port, const char *method, const char *target,
+                               const char *extra);
+void tfs_test_raw_free(tfs_test_raw *a);
+/* The value of header name in a's head (a copy in out, cap bytes), or "" when absent. */
+const char *tfs_test_raw_header(const tfs_test_raw *a, const char *name, char *out, size_t cap);
+
 #endif

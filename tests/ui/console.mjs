@@ -7,10 +7,12 @@
 // progress bar move while the run is held (a transaction of the test holds, uncommitted,
 // the CAMA row of a parcel in a later batch, so the run's upsert of it waits on the row
 // lock), then see it succeed once the hold is released; an incremental run that parks a
-// manual conflict and makes a dead letter (the script made to fail on one property);
+// manual conflict and makes two dead letters (the script made to fail on two properties);
 // the conflict side by side, an invalid field-by-field merge refused with its reasons,
 // then a valid one, and the CAMA row changed as merged (SQL); the dead letter's script
-// line, the script fixed, the dead letter replayed and the CAMA row written; a record's
+// line, the script fixed, the dead letter replayed and the CAMA row written; a second dead
+// letter's discard refused to the operate key, then done with the admin key (gone from the
+// open list, 'discarded' in the store); a record's
 // history on the Audit page; a read key refused when it starts a run, that flow by the
 // keyboard alone (the skip link too); the banner while the daemon is stopped, gone when
 // it answers again; the console over the daemon's TLS (a self-signed certificate made
@@ -26,13 +28,17 @@ import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
+
+import { harness } from '../tools/harness.mjs';
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 for (const a of ['source', 'build', 'plugin-dir', 'tools', 'out'])
-    if (!args[a]) fail(`missing --${a}; usage: node console.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR --out DIR`);
+    if (!args[a]) {
+        console.error(`ui: missing --${a}; usage: node console.mjs --source DIR --build DIR --plugin-dir DIR --tools DIR --out DIR`);
+        process.exit(1);
+    }
 
 const require = createRequire(path.join(args.tools, 'package.json'));
 const puppeteer = require('puppeteer-core');
@@ -42,31 +48,13 @@ const ROLL_YEAR = 2026;
 const PAIR = 'pacs-to-cama';
 const KEYS = { read: 'read-key', operate: 'operate-key', admin: 'admin-key' };
 
-const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tfs-ui-'));
+const { work, pg, children, fail, say, psql, conninfo, clone, logTail, until, startDaemon: startFrom, cleanup: cleanupAll, dumpLogs } =
+    harness({ tag: 'ui', name: 'ui', build: args.build });
 const shots = args.out;
 fs.mkdirSync(shots, { recursive: true });
-const children = [];
 const browsers = [];
-const databases = [];
 const pageProblems = [];
-const pg = {
-    host: process.env.TFS_TEST_PGHOST || process.env.PGHOST || `/tmp/tfsync-pg-${os.userInfo().uid}`,
-    port: process.env.TFS_TEST_PGPORT || process.env.PGPORT || '55432',
-    user: process.env.TFS_TEST_PGUSER || process.env.PGUSER || 'postgres',
-};
 let passed = 0;
-
-function fail(msg) {
-    const e = new Error(msg);
-    e.reported = true;
-    console.error(`ui: ${msg}`);
-    process.exitCode = 1;
-    throw e;
-}
-
-function say(msg) {
-    console.log(`ui: ${msg}`);
-}
 
 function ok(what) {
     passed++;
@@ -74,44 +62,6 @@ function ok(what) {
 }
 
 // ---- PostgreSQL -------------------------------------------------------------------------
-
-function psql(db, sql) {
-    try {
-        return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port,
-            '-U', pg.user, '-d', db, '-c', sql], {
-            encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
-            env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' },
-        }).trim();
-    } catch (e) {
-        fail(`psql on ${db} failed: ${e.stderr || e.message}\nSQL: ${sql}`);
-    }
-}
-
-function conninfo(db) {
-    const q = (v) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-    return `host=${q(pg.host)} port=${q(pg.port)} user=${q(pg.user)} dbname=${q(db)}`;
-}
-
-let cloneCounter = 0;
-// Named as scripts/templates.sh's sweep expects (_<pid>_<counter>_<hex>), so a crashed
-// run's clones are dropped by the next one.
-async function clone(template, label) {
-    const name = `ui_${label}_${process.pid}_${++cloneCounter}_${crypto.randomBytes(2).toString('hex')}`;
-    const deadline = Date.now() + 30000;
-    for (;;) {
-        try {
-            execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', pg.host, '-p', pg.port, '-U', pg.user,
-                '-d', 'postgres', '-c', `CREATE DATABASE "${name}" TEMPLATE "${template}"`],
-                { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-            databases.push(name);
-            return name;
-        } catch (e) {
-            if (!/being accessed by other users/.test(e.stderr || '') || Date.now() > deadline)
-                fail(`could not clone ${template} (did scripts/test.sh seed the templates?): ${e.stderr || e.message}`);
-            await new Promise((r) => setTimeout(r, 50));
-        }
-    }
-}
 
 // A transaction of psql's that stays open: the row lock that holds a run.
 async function holdRow(db, sql) {
@@ -137,50 +87,12 @@ async function holdRow(db, sql) {
 
 // ---- processes --------------------------------------------------------------------------
 
-function logTail(name) {
-    try {
-        return fs.readFileSync(path.join(work, name), 'utf8').split('\n').slice(-40).join('\n');
-    } catch {
-        return '';
-    }
-}
-
-async function until(what, ms, probe) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const v = await probe();
-        if (v) return v;
-        if (Date.now() > deadline) fail(`${what}: not after ${ms / 1000} s`);
-        await new Promise((r) => setTimeout(r, 50));
-    }
-}
-
+// The config written with its ready file, then the daemon started on it.
 async function startDaemon(cfg, name) {
     const configPath = path.join(work, `${name}.json`);
     const ready = path.join(work, `${name}.ready`);
-    fs.rmSync(ready, { force: true });
     fs.writeFileSync(configPath, JSON.stringify({ ...cfg, listen: { ...cfg.listen, ready_file: ready } }, null, 2));
-    const log = fs.openSync(path.join(work, `${name}.log`), 'a');
-    const d = spawn(path.join(args.build, 'tfsyncd'), ['--config', configPath], { stdio: ['ignore', log, log] });
-    children.push(d);
-    d.logName = `${name}.log`;
-    let gone = null;
-    d.exited = new Promise((r) => d.on('exit', (code, sig) => { gone = sig ? `signal ${sig}` : `exit ${code}`; r(gone); }));
-    d.port = await until(`tfsyncd ${name} ready`, 20000, async () => {
-        if (gone) fail(`tfsyncd ended during start-up (${gone}):\n${logTail(d.logName)}`);
-        try {
-            const t = fs.readFileSync(ready, 'utf8').split('\n')[0];
-            return /^[0-9]+$/.test(t) ? Number(t) : null;
-        } catch {
-            return null;
-        }
-    });
-    d.stop = async () => {
-        d.kill('SIGTERM');
-        const how = await d.exited;
-        if (how !== 'exit 0') fail(`tfsyncd ${name} ended ${how}:\n${logTail(d.logName)}`);
-    };
-    return d;
+    return startFrom(configPath, ready, name);
 }
 
 // ---- the browser ------------------------------------------------------------------------
@@ -328,20 +240,20 @@ async function main() {
     ok(`runs: progress "${progress}" while held, then succeeded with ${written} written; breakers shown`);
     await visit(page, 'runs');
 
-    // -- an incremental run: a conflict (both sides edited) and a dead letter (the script
-    // refuses one property).
-    const [cp, dp] = psql(db.pacs, `SELECT p.prop_id || ' ' || p.simple_geo_id FROM property p
+    // -- an incremental run: a conflict (both sides edited) and two dead letters (the script
+    // refuses two properties: one replayed, one discarded).
+    const [cp, dp, xp] = psql(db.pacs, `SELECT p.prop_id || ' ' || p.simple_geo_id FROM property p
         JOIN property_val pv ON pv.prop_id = p.prop_id AND pv.prop_val_yr = ${ROLL_YEAR}
-        WHERE p.simple_geo_id IS NOT NULL AND pv.prop_inactive_dt IS NULL ORDER BY p.prop_id LIMIT 2`).split('\n').map((l) => l.split(' '));
+        WHERE p.simple_geo_id IS NOT NULL AND pv.prop_inactive_dt IS NULL ORDER BY p.prop_id LIMIT 3`).split('\n').map((l) => l.split(' '));
     psql(db.cama, `UPDATE pardat SET zoning = 'Z-CAMA', nbhd = 'N-CAMA', who = 'appraiser', wen = now() WHERE parid = '${cp[1]}'`);
     psql(db.pacs, `UPDATE property SET zoning = 'Z-PACS' WHERE prop_id = ${cp[0]}`);
     psql(db.pacs, `UPDATE property_val SET hood_cd = 'N-PACS' WHERE prop_id = ${cp[0]} AND prop_val_yr = ${ROLL_YEAR}`);
-    psql(db.pacs, `UPDATE property SET zoning = 'Z-DL' WHERE prop_id = ${dp[0]}`);
+    psql(db.pacs, `UPDATE property SET zoning = 'Z-DL' WHERE prop_id IN (${dp[0]}, ${xp[0]})`);
     fs.writeFileSync(script, good.replace(/^function map\(p\)\n/m,
-        `function map(p)\n  if p.prop_id == ${dp[0]} then error('no zoning table for this property yet') end\n`));
+        `function map(p)\n  if p.prop_id == ${dp[0]} or p.prop_id == ${xp[0]} then error('no zoning table for this property yet') end\n`));
     await page.click(`${panel} .start-incremental`);
     await waitText(page, `${panel} .run-state`, /partial/, 'the incremental run partial', 60000);
-    ok('runs: an incremental run from the page ended partial (a conflict and a dead letter)');
+    ok('runs: an incremental run from the page ended partial (a conflict and two dead letters)');
 
     // -- the conflict: listed, side by side, a refused merge, a merge, CAMA changed.
     await page.click('nav a[data-page="conflicts"]');
@@ -374,16 +286,42 @@ async function main() {
     // -- the dead letter: its script line; the script fixed; replayed; CAMA written.
     await page.click('nav a[data-page="dead-letters"]');
     await page.waitForSelector('table.dead-letters tbody tr');
-    const dl = await page.$eval('table.dead-letters tbody tr', (r) => [...r.children].map((c) => c.textContent));
+    // The row of a key: its cells' text, and its id.
+    const dlRow = (k) => page.$$eval('table.dead-letters tbody tr', (rows, key) => {
+        const r = rows.find((x) => x.children[3].textContent === key);
+        return r ? { id: r.dataset.id, cells: [...r.children].map((c) => c.textContent) } : null;
+    }, `${k}|${ROLL_YEAR}`);
+    const dlp = await dlRow(dp[0]), dlx = await dlRow(xp[0]);
+    if (!dlp || !dlx) fail(`both dead letters listed: ${await text(page, 'table.dead-letters')}`);
+    const dl = dlp.cells;
     if (!/pacs_to_cama\.lua:[0-9]+/.test(dl[5]) || dl[4] !== 'transform' || !/no zoning table/.test(dl[6]))
         fail(`the dead letter's stage, script line and reason: ${JSON.stringify(dl)}`);
     await visit(page, 'dead-letters');
     fs.writeFileSync(script, good);
-    await page.click('table.dead-letters .replay-one');
+    await page.click(`table.dead-letters tr[data-id="${dlp.id}"] .replay-one`);
     await waitText(page, '.dl-msg', /1 replayed, 0 failed again/, 'the dead letter replayed', 30000);
     const replayed = psql(db.cama, `SELECT zoning FROM pardat WHERE parid = '${dp[1]}' AND taxyr = ${ROLL_YEAR}`);
     if (replayed !== 'Z-DL') fail(`CAMA's row after the replay: zoning ${replayed}, want Z-DL`);
     ok(`dead letters: stage ${dl[4]}, ${dl[5]}; replayed after the fix, CAMA's zoning now ${replayed}`);
+
+    // -- the other one discarded: the operate key refused (discarding is admin's), the admin
+    // key's discard done, gone from the open list and 'discarded' in the store.
+    await waitText(page, 'table.dead-letters', new RegExp(`Discard ${dlx.id}`), 'the other dead letter still open');
+    await page.click(`table.dead-letters tr[data-id="${dlx.id}"] .discard-one`);
+    await waitText(page, '.dl-msg .notice.error', /admin/, 'the operate key refused the discard');
+    const refusedDiscard = await text(page, '.dl-msg .notice.error');
+    await page.click('#signout');
+    await signIn(page, base, KEYS.admin);
+    await page.click('nav a[data-page="dead-letters"]');
+    await page.waitForSelector(`table.dead-letters tr[data-id="${dlx.id}"] .discard-one`);
+    await page.click(`table.dead-letters tr[data-id="${dlx.id}"] .discard-one`);
+    await waitText(page, '.dl-msg', new RegExp(`Discard of dead letter ${dlx.id}: done`), 'the dead letter discarded');
+    await until('the discarded dead letter gone from the open list', 10000,
+        () => page.$(`table.dead-letters tr[data-id="${dlx.id}"]`).then((e) => e === null));
+    const dstatus = psql(db.state, `SELECT status FROM tfsync.failed_records WHERE id = ${Number(dlx.id)}`);
+    if (dstatus !== 'discarded') fail(`dead letter ${dlx.id} after the discard: ${dstatus}`);
+    await visit(page, 'dead-letters-discarded');
+    ok(`dead letters: the discard refused to the operate key ("${refusedDiscard}"), done with the admin key; ${dstatus} in the store`);
 
     // -- a record's history.
     await page.click('nav a[data-page="audit"]');
@@ -461,22 +399,7 @@ async function main() {
 
 async function cleanup() {
     for (const b of browsers) await b.close().catch(() => {});
-    for (const c of children.reverse()) {
-        if (c.exitCode === null && c.signalCode === null) {
-            c.kill('SIGTERM');
-            const t = setTimeout(() => c.kill('SIGKILL'), 10000);
-            await new Promise((r) => c.on('exit', r));
-            clearTimeout(t);
-        }
-    }
-    for (const name of databases) {
-        try {
-            execFileSync('psql', ['-X', '-q', '-h', pg.host, '-p', pg.port, '-U', pg.user, '-d', 'postgres',
-                '-c', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`], { stdio: 'ignore' });
-        } catch { /* the next run's sweep drops it */ }
-    }
-    if (process.env.TFS_TEST_KEEP || process.exitCode) say(`logs and config kept in ${work}`);
-    else fs.rmSync(work, { recursive: true, force: true });
+    await cleanupAll();
 }
 
 process.on('SIGTERM', () => { process.exitCode = 143; cleanup().then(() => process.exit()); });
@@ -485,7 +408,7 @@ try {
 } catch (e) {
     process.exitCode = 1;
     if (!e.reported) console.error(e.stack || e.message);
-    for (const c of children) if (c.logName) console.error(`--- ${c.logName} ---\n${logTail(c.logName)}`);
+    dumpLogs();
 } finally {
     await cleanup();
     console.log(`${passed} passed, ${process.exitCode ? 1 : 0} failed`);
