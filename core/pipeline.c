@@ -74,6 +74,17 @@ static void outcome_clear(tfs_run_outcome *o)
     *o = (tfs_run_outcome){0};
 }
 
+/* What the batches of the last run left: their jobs' references and the stage buffers. */
+static void free_batches(tfs_pipeline *p)
+{
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++)
+        tfs_stage_job_clear(&p->jobs[i]);
+    tfs_buf_free(&p->scratch);
+    tfs_buf_free(&p->wscratch);
+    tfs_buf_free(&p->cscratch);
+    tfs_buf_free(&p->cscratch2);
+}
+
 void tfs_pipeline_free(tfs_pipeline *p)
 {
     if (!p)
@@ -90,14 +101,9 @@ void tfs_pipeline_free(tfs_pipeline *p)
     tfs_lua_free(p->lua);
     tfs_metrics_lua_slot_release(p->metrics_slot);
     outcome_clear(&p->outcome);
-    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
-        tfs_stage_job_clear(&p->jobs[i]);
+    free_batches(p);
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++)
         tfs_arena_free(p->jobs[i].arena);
-    }
-    tfs_buf_free(&p->scratch);
-    tfs_buf_free(&p->wscratch);
-    tfs_buf_free(&p->cscratch);
-    tfs_buf_free(&p->cscratch2);
     free(p);
 }
 
@@ -114,14 +120,9 @@ void tfs_pipeline_trim(tfs_pipeline *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++) {
-        tfs_stage_job_clear(&p->jobs[i]);
+    free_batches(p);
+    for (int i = 0; i < TFS_PIPELINE_SLOTS; i++)
         tfs_arena_trim(p->jobs[i].arena);
-    }
-    tfs_buf_free(&p->scratch);
-    tfs_buf_free(&p->wscratch);
-    tfs_buf_free(&p->cscratch);
-    tfs_buf_free(&p->cscratch2);
     tfs_store_trim(p->store);
     tfs_store_trim(p->cstore);
     tfs_lua_collect(p->lua);
