@@ -145,22 +145,6 @@ static void assert_cama_matches_sql(env *e, json_int_t *rows)
     }
 }
 
-/* Logs, per statement that inserts into pardat or asmt, the table and the first word of
- * the statement (COPY: new keys loaded straight in, SDK 1.5; INSERT: the upsert). A COPY
- * rolled back to its savepoint takes its log row with it. */
-static void log_statements(const char *cama)
-{
-    tfs_test_pg_exec(cama,
-                     "CREATE TABLE test_stmt (n bigserial, tbl text, cmd text);"
-                     "CREATE FUNCTION test_stmt_log() RETURNS trigger LANGUAGE plpgsql AS $$"
-                     " BEGIN INSERT INTO test_stmt (tbl, cmd) VALUES (TG_TABLE_NAME,"
-                     " upper(split_part(ltrim(current_query()), ' ', 1))); RETURN NULL; END $$;"
-                     "CREATE TRIGGER test_stmt AFTER INSERT ON pardat FOR EACH STATEMENT"
-                     " EXECUTE FUNCTION test_stmt_log();"
-                     "CREATE TRIGGER test_stmt AFTER INSERT ON asmt FOR EACH STATEMENT"
-                     " EXECUTE FUNCTION test_stmt_log()");
-}
-
 /* "table:COMMAND count, ..." of the statements logged since the last call. */
 static char *statements(const char *cama)
 {
@@ -176,7 +160,7 @@ Test(full_sync, ten_thousand_parcels_match_the_sql_mapping, .timeout = 600)
 {
     env e;
     env_up(&e, "tfs_tmpl_pacs10k", NULL);
-    log_statements(e.cama);
+    tfs_test_cama_log_statements(e.cama);
     /* Properties with 2026 values at their highest supplement, retired ones left out (the
      * PACS adapter reports a retirement as a deletion). */
     json_int_t exposed = scalar_int(
@@ -234,7 +218,7 @@ Test(full_sync, inserts_of_keys_already_in_cama_are_upserts, .timeout = 300)
     e.pacs = tfs_test_db_clone("tfs_tmpl_pacs10k", "pacs");
     e.cama = tfs_test_db_clone("tfs_tmpl_cama", "cama");
     e.state = tfs_test_db_clone("tfs_tmpl_state", "state");
-    log_statements(e.cama);
+    tfs_test_cama_log_statements(e.cama);
     json_t *cfg = tfs_test_config_new(e.pacs, e.cama, e.state);
     json_object_set_new(json_array_get(json_object_get(cfg, "pairs"), 0), "conflicts",
                         json_pack("{sb}", "detect", 0));

@@ -39,7 +39,7 @@ for (const a of ['source', 'build', 'plugin-dir', 'tools'])
     }
 
 const spec = path.join(args.source, 'docs', 'openapi.yaml');
-const { work, fail, say, psql, conninfo, clone, start, logTail, until, startDaemon, cleanup, dumpLogs } =
+const { work, fail, say, psql, conninfo, clone, start, logTail, until, startDaemon, run } =
     harness({ tag: 'openapi', name: 'openapi conformance', build: args.build });
 
 // ---- HTTP -------------------------------------------------------------------------------
@@ -342,13 +342,4 @@ async function main() {
     if (failed) process.exitCode = 1;
 }
 
-process.on('SIGTERM', () => { process.exitCode = 143; cleanup().then(() => process.exit()); });
-try {
-    await main();
-} catch (e) {
-    process.exitCode = 1;
-    if (!e.reported) console.error(e.stack || e.message);
-    dumpLogs();
-} finally {
-    await cleanup();
-}
+await run(main);

@@ -33,15 +33,7 @@ static size_t pardat, asmt;
 static void setup(void)
 {
     db = tfs_test_db_clone(TFS_TEST_TMPL_CAMA, "camains");
-    tfs_test_pg_exec(db,
-                     "CREATE TABLE test_stmt (n bigserial, tbl text, cmd text);"
-                     "CREATE FUNCTION test_stmt_log() RETURNS trigger LANGUAGE plpgsql AS $$"
-                     " BEGIN INSERT INTO test_stmt (tbl, cmd) VALUES (TG_TABLE_NAME,"
-                     " upper(split_part(ltrim(current_query()), ' ', 1))); RETURN NULL; END $$;"
-                     "CREATE TRIGGER test_stmt AFTER INSERT ON pardat FOR EACH STATEMENT"
-                     " EXECUTE FUNCTION test_stmt_log();"
-                     "CREATE TRIGGER test_stmt AFTER INSERT ON asmt FOR EACH STATEMENT"
-                     " EXECUTE FUNCTION test_stmt_log()");
+    tfs_test_cama_log_statements(db);
     tfs_error err = {0};
     cr_assert_eq(tfs_plugin_load(CAMA_SO, 2026, &plugin, &err), 0, "%s", err.message);
     char *conninfo = tfs_test_pg_conninfo(db);

@@ -224,6 +224,19 @@ void tfs_test_pg_exec(const char *dbname, const char *sql)
     PQfinish(conn);
 }
 
+void tfs_test_cama_log_statements(const char *dbname)
+{
+    tfs_test_pg_exec(dbname,
+                     "CREATE TABLE test_stmt (n bigserial, tbl text, cmd text);"
+                     "CREATE FUNCTION test_stmt_log() RETURNS trigger LANGUAGE plpgsql AS $$"
+                     " BEGIN INSERT INTO test_stmt (tbl, cmd) VALUES (TG_TABLE_NAME,"
+                     " upper(split_part(ltrim(current_query()), ' ', 1))); RETURN NULL; END $$;"
+                     "CREATE TRIGGER test_stmt AFTER INSERT ON pardat FOR EACH STATEMENT"
+                     " EXECUTE FUNCTION test_stmt_log();"
+                     "CREATE TRIGGER test_stmt AFTER INSERT ON asmt FOR EACH STATEMENT"
+                     " EXECUTE FUNCTION test_stmt_log()");
+}
+
 char *tfs_test_pg_scalar(const char *dbname, const char *sql)
 {
     PGconn *conn = tfs_test_pg_connect(dbname);

@@ -47,6 +47,12 @@ PGconn *tfs_test_pg_connect(const char *dbname);
 /* Runs sql (one or more statements) on dbname; fails the test on any error. */
 void tfs_test_pg_exec(const char *dbname, const char *sql);
 
+/* In CAMA database dbname: a table test_stmt (n, tbl, cmd) that logs, per statement that
+ * inserts into pardat or asmt, the table and the first word of the statement (COPY: new
+ * keys loaded straight in, SDK 1.5; INSERT: the upsert). A COPY rolled back to its
+ * savepoint takes its log row with it. */
+void tfs_test_cama_log_statements(const char *dbname);
+
 /* The text of the first column of the first row of sql's result, malloc'd, or NULL when
  * there is no row or the value is SQL NULL; fails the test on an error. */
 char *tfs_test_pg_scalar(const char *dbname, const char *sql);

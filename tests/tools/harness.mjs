@@ -167,5 +167,26 @@ export function harness({ tag, name, build }) {
         for (const c of children) if (c.logName) console.error(`--- ${c.logName} ---\n${logTail(c.logName)}`);
     }
 
-    return { work, pg, children, fail, say, psql, conninfo, clone, start, logTail, until, startDaemon, cleanup, dumpLogs };
+    // Runs the test's main once. SIGTERM (ctest's timeout) cleans up and exits 143; a failure
+    // sets exit code 1, says what it was unless reported, and dumps the logs; whatever
+    // happens, closeFirst (what the test opened itself) then the clean-up run, then done.
+    async function run(main, { closeFirst = async () => {}, done = () => {} } = {}) {
+        const closeAll = async () => {
+            await closeFirst();
+            await cleanup();
+        };
+        process.on('SIGTERM', () => { process.exitCode = 143; closeAll().then(() => process.exit()); });
+        try {
+            await main();
+        } catch (e) {
+            process.exitCode = 1;
+            if (!e.reported) console.error(e.stack || e.message);
+            dumpLogs();
+        } finally {
+            await closeAll();
+            done();
+        }
+    }
+
+    return { work, pg, children, fail, say, psql, conninfo, clone, start, logTail, until, startDaemon, cleanup, dumpLogs, run };
 }

@@ -48,7 +48,7 @@ const ROLL_YEAR = 2026;
 const PAIR = 'pacs-to-cama';
 const KEYS = { read: 'read-key', operate: 'operate-key', admin: 'admin-key' };
 
-const { work, pg, children, fail, say, psql, conninfo, clone, logTail, until, startDaemon: startFrom, cleanup: cleanupAll, dumpLogs } =
+const { work, pg, children, fail, say, psql, conninfo, clone, logTail, until, startDaemon: startFrom, run } =
     harness({ tag: 'ui', name: 'ui', build: args.build });
 const shots = args.out;
 fs.mkdirSync(shots, { recursive: true });
@@ -397,19 +397,7 @@ async function main() {
     say(`screenshots in ${shots}; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-async function cleanup() {
-    for (const b of browsers) await b.close().catch(() => {});
-    await cleanupAll();
-}
-
-process.on('SIGTERM', () => { process.exitCode = 143; cleanup().then(() => process.exit()); });
-try {
-    await main();
-} catch (e) {
-    process.exitCode = 1;
-    if (!e.reported) console.error(e.stack || e.message);
-    dumpLogs();
-} finally {
-    await cleanup();
-    console.log(`${passed} passed, ${process.exitCode ? 1 : 0} failed`);
-}
+await run(main, {
+    closeFirst: async () => { for (const b of browsers) await b.close().catch(() => {}); },
+    done: () => console.log(`${passed} passed, ${process.exitCode ? 1 : 0} failed`),
+});
